@@ -1,0 +1,242 @@
+"""The ``infomediary`` command: init, demo, customers, keys, audit, serve.
+
+Every command reads the same ``INFOMEDIARY_*`` settings as the web app. Errors print one
+clear line on stderr and exit non-zero; ``--json`` prints machine-readable results.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, LogEvent, append, verify
+from infomediary.config import ConfigError, load_config
+from infomediary.crypto.keyring import KeyringError
+from infomediary.instance import Instance, NotInitialised, initialise, open_instance, record_fingerprints
+from infomediary.models import DataKey
+from infomediary.services import Context, customers
+from infomediary.services.errors import ServiceError, ValidationFailed
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _open() -> Instance:
+    try:
+        return open_instance(load_config())
+    except (ConfigError, KeyringError, NotInitialised) as exc:
+        _fail(str(exc))
+        raise AssertionError("unreachable") from exc
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data, sort_keys=True) if as_json else text)
+
+
+@click.group(help=__doc__)
+def main() -> None:
+    pass
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def init(as_json: bool) -> None:
+    """Create the instance folder, keyring and schema (idempotent; also migrates)."""
+    try:
+        config = load_config()
+        report = initialise(config)
+    except (ConfigError, KeyringError) as exc:
+        _fail(str(exc))
+        return
+    data = {
+        "instance_path": config["INSTANCE_PATH"],
+        "created_keyring": report.created_keyring,
+        "schema_from": report.migrated_from,
+        "schema_to": report.migrated_to,
+    }
+    text = (
+        f"instance {config['INSTANCE_PATH']}: "
+        f"{'new keyring created' if report.created_keyring else 'keyring present'}; "
+        f"schema {report.migrated_from or 'empty'} -> {report.migrated_to}"
+    )
+    _emit(as_json, data, text)
+
+
+@main.command()
+@click.option("--customers", "count", type=click.IntRange(0, 10_000_000), default=0,
+              help="Also top the synthetic population up to this many customers.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the synthetic population.")
+@click.option("--json", "as_json", is_flag=True)
+def demo(count: int, seed: int, as_json: bool) -> None:
+    """Seed demo logins and, with --customers N, N synthetic customers (no password)."""
+    from infomediary.demo import ensure_demo_logins, seed_synthetic, synthetic_count
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            logins = ensure_demo_logins(session, inst)
+            before = synthetic_count(session)
+            session.rollback()
+            if count > before:
+                with click.progressbar(length=count - before, label="synthetic customers",
+                                       file=sys.stderr) as bar:
+                    seed_synthetic(session, inst, count, seed=seed, progress=bar.update)
+            total = synthetic_count(session)
+    finally:
+        inst.close()
+    data = {"logins": [{"email": e, "password": p} for e, p in logins], "synthetic_customers": total}
+    text = "Demo logins:\n" + "\n".join(f"  {e}  /  {p}" for e, p in logins)
+    text += f"\nSynthetic customers: {total}"
+    _emit(as_json, data, text)
+
+
+@main.group(name="customers")
+def customers_group() -> None:
+    """Manage customers."""
+
+
+@customers_group.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="At least 12 characters.")
+@click.option("--name", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def customers_create(email: str, password: str, name: str | None, as_json: bool) -> None:
+    """Create a customer who can log in."""
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            customer_id = customers.register(
+                session, inst, email=email, password=password, name=name,
+                ctx=Context(Actor.system("cli")),
+            )
+    except ValidationFailed as exc:
+        _fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+        return
+    except ServiceError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        inst.close()
+    _emit(as_json, {"id": customer_id}, f"created customer {customer_id}")
+
+
+@main.group()
+def keys() -> None:
+    """Key-encryption-key rotation."""
+
+
+def _pending(session: Session, active: int) -> int:
+    return int(session.execute(select(func.count()).where(DataKey.kek_version != active)).scalar_one())
+
+
+@keys.command()
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def rotate(batch: int, as_json: bool) -> None:
+    """Re-wrap every data key under a new KEK. Resumable: a rerun finishes an interrupted one."""
+    inst = _open()
+    ring = inst.keyring
+    try:
+        with inst.sessions() as session:
+            active = ring.active_kek_version
+            pending = _pending(session, active)
+            if pending == 0:
+                active = ring.add_kek()
+                record_fingerprints(session, ring)
+                session.commit()
+                pending = _pending(session, active)
+                click.echo(f"new KEK version {active} is active", err=True)
+            else:
+                click.echo(f"resuming rotation to KEK version {active}", err=True)
+            session.rollback()
+            done = 0
+            with click.progressbar(length=pending, label="re-wrapping data keys", file=sys.stderr) as bar:
+                while rows := session.execute(
+                    select(DataKey).where(DataKey.kek_version != active)
+                    .order_by(DataKey.customer_id).limit(batch)
+                ).scalars().all():
+                    for row in rows:
+                        row.wrapped_key = inst.vault.rewrap(row.wrapped_key, row.kek_version, active)
+                        row.kek_version = active
+                    session.commit()
+                    done += len(rows)
+                    bar.update(len(rows))
+            append(session, LogEvent(
+                actor=Actor.system("cli"), action="update", customer_id=None,
+                reason=f"{done} data keys re-wrapped under KEK version {active}",
+            ))
+            session.commit()
+    finally:
+        inst.close()
+    unused = [v for v in ring.kek_versions() if v != active]
+    _emit(as_json, {"active_kek": active, "rewrapped": done, "removable": unused},
+          f"{done} data keys re-wrapped under KEK version {active}; "
+          f"removable with `infomediary keys prune`: {unused or 'none'}")
+
+
+@keys.command()
+@click.option("--json", "as_json", is_flag=True)
+def prune(as_json: bool) -> None:
+    """Remove KEK versions that no data key uses any more."""
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            used = set(session.execute(select(DataKey.kek_version).distinct()).scalars())
+        removed = []
+        for version in inst.keyring.kek_versions():
+            if version != inst.keyring.active_kek_version and version not in used:
+                inst.keyring.remove_kek(version)
+                removed.append(version)
+    finally:
+        inst.close()
+    _emit(as_json, {"removed": removed}, f"removed KEK versions: {removed or 'none'}")
+
+
+@main.group()
+def audit() -> None:
+    """Access-log tools."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(as_json: bool) -> None:
+    """Recompute every hash and link of the access log; exit 1 naming the first bad entry."""
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            result = verify(session)
+    finally:
+        inst.close()
+    data = {"ok": result.ok, "size": result.size, "first_bad_seq": result.first_bad_seq,
+            "problem": result.problem}
+    if result.ok:
+        _emit(as_json, data, f"access log intact: {result.size} entries")
+        return
+    _emit(as_json, data, f"access log BROKEN at entry {result.first_bad_seq}: {result.problem}")
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the dashboard with waitress (production WSGI server)."""
+    from waitress import serve as waitress_serve
+
+    from infomediary import create_app
+
+    try:
+        app = create_app()
+    except (ConfigError, KeyringError, NotInitialised) as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"Infomediary on http://{host}:{port}/", err=True)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="infomediary")

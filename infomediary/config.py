@@ -1,0 +1,96 @@
+"""Settings: defaults, then ``INFOMEDIARY_*`` environment variables, then explicit overrides.
+
+Read without Flask so the CLI, the app factory and the benchmarks agree on one source.
+Unsafe production settings stop the start with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PREFIX = "INFOMEDIARY_"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names it."""
+
+
+#: name -> (default, description). The README's configuration table mirrors this.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "INSTANCE_PATH": ("instance", "Folder for the keyring and the SQLite database (mode 0700)."),
+    "DATABASE_URL": (
+        None,
+        "SQLAlchemy URL; default SQLite in the instance folder. "
+        "`postgresql://user@host/db` uses psycopg 3.",
+    ),
+    "SECRET_KEY": (None, "Flask secret (CSRF binding). Required in production, >= 32 characters."),
+    "PRODUCTION": (False, "Production mode: `__Host-` Secure cookies, HSTS, refuses unsafe settings."),
+    "MAX_CONTENT_LENGTH": (1024 * 1024, "Largest accepted request body, bytes."),
+    "SESSION_IDLE_MINUTES": (30, "A dashboard session ends after this long without a request."),
+    "SESSION_MAX_HOURS": (12, "A dashboard session ends this long after login, whatever happens."),
+    "LOGIN_RATE_LIMIT": ("5 per minute;30 per hour", "Login and sign-up attempts per client address."),
+    "RATELIMIT_STORAGE_URI": ("memory://", "Rate-limit store: `memory://` or `redis://127.0.0.1:6379`."),
+    "ARGON2_TIME_COST": (3, "argon2id passes."),
+    "ARGON2_MEMORY_KIB": (65536, "argon2id memory, KiB."),
+    "ARGON2_PARALLELISM": (2, "argon2id lanes."),
+    "PROXY_HOPS": (0, "Trusted reverse proxies in front (sets X-Forwarded-For handling)."),
+    "LOG_LEVEL": ("INFO", "Python log level of the application logger."),
+}
+
+
+def _parse(name: str, default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{PREFIX}{name} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be a whole number, not {raw!r}") from None
+    return raw
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, environment and overrides; derive paths; validate."""
+    env = os.environ if environ is None else environ
+    config: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
+    for name, (default, _) in SETTINGS.items():
+        if f"{PREFIX}{name}" in env:
+            config[name] = _parse(name, default, env[f"{PREFIX}{name}"])
+    if overrides:
+        config.update(overrides)
+    instance = Path(config["INSTANCE_PATH"]).expanduser().resolve()
+    config["INSTANCE_PATH"] = str(instance)
+    config["KEYRING_PATH"] = str(instance / "keyring.json")
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'infomediary.sqlite3'}"
+    validate(config)
+    return config
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    for name in ("MAX_CONTENT_LENGTH", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS"):
+        if int(config[name]) <= 0:
+            raise ConfigError(f"{PREFIX}{name} must be positive")
+    if not config["PRODUCTION"]:
+        return
+    secret = config.get("SECRET_KEY") or ""
+    if len(secret) < 32:
+        raise ConfigError(
+            f"{PREFIX}SECRET_KEY must be set to at least 32 random characters in production "
+            '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    if str(config["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
+        raise ConfigError(
+            f"{PREFIX}RATELIMIT_STORAGE_URI must name a shared store (redis://...) in production: "
+            "in-memory limits are per process and easy to evade"
+        )

@@ -1,0 +1,117 @@
+"""Envelope encryption of customer data (see docs/ARCHITECTURE.md, "Key hierarchy").
+
+KEK (keyring, versioned) --AES key wrap (RFC 3394)--> per-customer DEK (AES-256)
+DEK --AES-256-GCM, random 96-bit nonce--> each field, with associated data
+``v1|table|record_id|field|customer_id|dek_version``: a ciphertext copied to another row,
+field or customer does not authenticate. Erasure deletes the wrapped DEK (crypto-shredding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap,
+    aes_key_wrap,
+)
+
+from infomediary.crypto.keyring import KeyProvider, KeyringError
+
+#: First byte of every field ciphertext; bump when the layout or associated data change.
+BLOB_VERSION = 1
+NONCE_BYTES = 12
+
+
+class DecryptionError(Exception):
+    """A ciphertext did not authenticate (moved, altered, or its key was destroyed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerKey:
+    """An unwrapped DEK, ready to seal and open one customer's fields."""
+
+    customer_id: str
+    dek_version: int
+    aead: AESGCM
+
+
+def _associated_data(key: CustomerKey, table: str, record_id: str, field: str) -> bytes:
+    return (
+        f"v{BLOB_VERSION}|{table}|{record_id}|{field}|{key.customer_id}|{key.dek_version}"
+    ).encode()
+
+
+def normalise_email(email: str) -> str:
+    """The form of an email address that the blind index sees: NFKC, trimmed, lower case."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
+class Vault:
+    def __init__(self, keys: KeyProvider):
+        self.keys = keys
+        self._index_key = keys.secret("blind_index")
+
+    # -- data keys ------------------------------------------------------------------------
+    def new_data_key(self, customer_id: str) -> tuple[CustomerKey, int, bytes]:
+        """A fresh DEK: returns it unwrapped, with the KEK version and the wrapped bytes."""
+        dek = secrets.token_bytes(32)
+        version = self.keys.active_kek_version
+        wrapped = aes_key_wrap(self.keys.kek(version), dek)
+        return CustomerKey(customer_id, 1, AESGCM(dek)), version, wrapped
+
+    def unwrap(self, customer_id: str, dek_version: int, kek_version: int, wrapped: bytes) -> CustomerKey:
+        try:
+            dek = aes_key_unwrap(self.keys.kek(kek_version), wrapped)
+        except InvalidUnwrap:
+            raise KeyringError(
+                f"KEK version {kek_version} does not unwrap the data keys it should: "
+                "the keyring does not belong to this database"
+            ) from None
+        return CustomerKey(customer_id, dek_version, AESGCM(dek))
+
+    def rewrap(self, wrapped: bytes, from_version: int, to_version: int) -> bytes:
+        """Re-wrap a DEK under another KEK; the DEK itself (and so every field) is unchanged."""
+        try:
+            dek = aes_key_unwrap(self.keys.kek(from_version), wrapped)
+        except InvalidUnwrap:
+            raise KeyringError(f"KEK version {from_version} does not unwrap a data key") from None
+        return aes_key_wrap(self.keys.kek(to_version), dek)
+
+    # -- fields ---------------------------------------------------------------------------
+    def seal(self, key: CustomerKey, table: str, record_id: str, field: str, value: Any) -> bytes:
+        """Encrypt a JSON-serialisable ``value`` bound to its table, record, field and owner."""
+        plaintext = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = key.aead.encrypt(nonce, plaintext, _associated_data(key, table, record_id, field))
+        return bytes([BLOB_VERSION]) + nonce + sealed
+
+    def open(self, key: CustomerKey, table: str, record_id: str, field: str, blob: bytes) -> Any:
+        if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] != BLOB_VERSION:
+            raise DecryptionError(f"{table}.{field} of record {record_id} is not a vault blob")
+        nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
+        try:
+            plaintext = key.aead.decrypt(nonce, sealed, _associated_data(key, table, record_id, field))
+        except InvalidTag:
+            raise DecryptionError(
+                f"{table}.{field} of record {record_id} does not authenticate under its key"
+            ) from None
+        return json.loads(plaintext)
+
+    # -- keyed hashes ---------------------------------------------------------------------
+    def blind_index(self, domain: str, value: str) -> bytes:
+        """HMAC-SHA256 under the blind-index key, separated by ``domain`` (e.g. ``email``)."""
+        message = domain.encode() + b"\x00" + value.encode()
+        return hmac.new(self._index_key, message, hashlib.sha256).digest()
+
+    def email_index(self, email: str) -> bytes:
+        return self.blind_index("email", normalise_email(email))

@@ -1,0 +1,150 @@
+"""The customer's dashboard: overview, profile, activity ("Who accessed my data"), export,
+password and erasure. Every view acts on the logged-in customer only; no URL names a
+customer, so there is no other customer's id to try."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+
+from infomediary.services import access_log, customers
+from infomediary.services.errors import ValidationFailed
+from infomediary.services.profile import (
+    CONTACT_CHANNELS,
+    DEFAULT_PREFERENCES,
+    FIELDS,
+    LANGUAGES,
+    OFFER_FREQUENCIES,
+)
+from infomediary.web import db
+from infomediary.web.security import context, instance, login_required
+from infomediary.web.sessions import ServerSession
+
+bp = Blueprint("dashboard", __name__)
+
+_TEXT_FIELDS = ("name", "phone", "street_address", "locality", "postcode", "birth_year", "household_size")
+
+
+def _customer_id() -> str:
+    return str(session["customer_id"])
+
+
+@bp.get("/dashboard")
+@login_required
+def overview() -> ResponseReturnValue:
+    recent = access_log.timeline(db(), instance(), _customer_id(), access_log.TimelineFilter(), 1, 5)
+    return render_template("dashboard.html", recent=recent)
+
+
+def _profile_form() -> dict[str, Any]:
+    """Turn the HTML form into the service's field mapping (the service validates)."""
+    raw: dict[str, Any] = {name: request.form.get(name, "") for name in _TEXT_FIELDS}
+    raw["interests"] = request.form.getlist("interests")
+    raw["preferences"] = {
+        key: request.form.get(f"pref_{key}", DEFAULT_PREFERENCES[key]) for key in DEFAULT_PREFERENCES
+    }
+    return raw
+
+
+def _render_profile(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+    return render_template(
+        "profile.html", values=values, errors=errors, fields=FIELDS,
+        channels=CONTACT_CHANNELS, frequencies=OFFER_FREQUENCIES, languages=LANGUAGES,
+        defaults=DEFAULT_PREFERENCES,
+    ), status
+
+
+@bp.get("/profile")
+@login_required
+def profile() -> ResponseReturnValue:
+    values = customers.read_profile(db(), instance(), _customer_id(), context())
+    return _render_profile(values, {})
+
+
+@bp.post("/profile")
+@login_required
+def edit_profile() -> ResponseReturnValue:
+    raw = _profile_form()
+    try:
+        changed = customers.update_profile(db(), instance(), _customer_id(), raw, context())
+    except ValidationFailed as exc:
+        shown = dict(raw)
+        return _render_profile(shown, exc.errors, 400)
+    flash("Profile saved." if changed else "Nothing changed.")
+    return redirect(url_for("dashboard.profile"))
+
+
+@bp.get("/activity")
+@login_required
+def activity() -> ResponseReturnValue:
+    args = request.args.to_dict()
+    filters = access_log.TimelineFilter.parse(args)
+    page_number = access_log.parse_page(args.get("page"))
+    page = access_log.timeline(db(), instance(), _customer_id(), filters, page_number)
+    return render_template("activity.html", page=page, filters=filters,
+                           actions=access_log.ACTIONS, outcomes=access_log.OUTCOMES)
+
+
+@bp.get("/account")
+@login_required
+def account() -> ResponseReturnValue:
+    return render_template("account.html", errors={})
+
+
+@bp.post("/account/export")
+@login_required
+def export() -> ResponseReturnValue:
+    document = customers.export(db(), instance(), _customer_id(), context())
+    stamp = document["exported_at"][:10].replace("-", "")
+    return Response(
+        json.dumps(document, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="infomediary-export-{stamp}.json"'},
+    )
+
+
+@bp.post("/account/password")
+@login_required
+def change_password() -> ResponseReturnValue:
+    customer_id = _customer_id()
+    try:
+        customers.change_password(
+            db(), instance(), customer_id, request.form.get("current_password", ""),
+            request.form.get("new_password", ""), context(),
+        )
+    except ValidationFailed as exc:
+        return render_template("account.html", errors=exc.errors), 400
+    sess = cast(ServerSession, session)
+    sess.clear()
+    sess.rotate()
+    sess["customer_id"] = customer_id
+    flash("Password changed. Every other session has been signed out.")
+    return redirect(url_for("dashboard.account"))
+
+
+@bp.post("/account/delete")
+@login_required
+def delete_account() -> ResponseReturnValue:
+    if request.form.get("confirm") != "DELETE":
+        return render_template("account.html", errors={"confirm": "Type DELETE to confirm."}), 400
+    try:
+        customers.erase(db(), instance(), _customer_id(), request.form.get("password", ""), context())
+    except ValidationFailed as exc:
+        return render_template("account.html", errors=exc.errors), 400
+    sess = cast(ServerSession, session)
+    sess.clear()
+    sess.rotate()
+    flash("Your account and profile are erased. Their encryption key has been destroyed.")
+    return redirect(url_for("pages.index"))

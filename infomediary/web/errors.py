@@ -1,0 +1,82 @@
+"""One place maps errors to responses: JSON (``{"error": code, "message": ...}``) for API
+clients, a friendly page for people. Nothing internal (stack traces, SQL, values) leaks."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from infomediary.logs import get_logger
+from infomediary.services.errors import ServiceError
+
+log = get_logger("errors")
+
+_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error",
+}
+_MESSAGES = {
+    400: "The request could not be understood.",
+    403: "You are not allowed to do that.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    413: "The request is too large.",
+    429: "Too many attempts. Please wait a minute and try again.",
+    500: "Something went wrong on our side. Nothing was changed.",
+}
+_CSRF = {
+    "csrf_failed": "Your form expired or did not come from this site. Reload the page and try again.",
+    "csrf_origin": "This request came from another site and was refused.",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith(("/api/", "/oauth/", "/.well-known/")):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(status: int, code: str, message: str, errors: dict[str, str] | None = None) -> Response:
+    if wants_json():
+        body: dict[str, object] = {"error": code, "message": message}
+        if errors:
+            body["fields"] = errors
+        response = jsonify(body)
+        response.status_code = status
+        return response
+    html = render_template("error.html", status=status, code=code, message=message, errors=errors or {})
+    return Response(html, status=status, mimetype="text/html")
+
+
+def handle_http(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = _CODES.get(status, "error")
+    message = _MESSAGES.get(status, exc.name)
+    if exc.description in _CSRF:
+        code, message = exc.description, _CSRF[exc.description]
+    response = error_response(status, code, message)
+    valid_methods = getattr(exc, "valid_methods", None)
+    if status == 405 and valid_methods:
+        response.headers["Allow"] = ", ".join(valid_methods)
+    if status == 429:
+        response.headers["Retry-After"] = "60"
+    return response
+
+
+def handle_service(exc: ServiceError) -> Response:
+    errors = getattr(exc, "errors", None)
+    return error_response(exc.status, exc.code, exc.message, errors)
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    # The type only: messages of database errors can carry values.
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url_rule)
+    return error_response(500, "internal_error", _MESSAGES[500])
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http)
+    app.register_error_handler(ServiceError, handle_service)
+    app.register_error_handler(Exception, handle_unexpected)

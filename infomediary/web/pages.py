@@ -1,0 +1,27 @@
+"""Public pages: home, privacy notice, health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+
+from infomediary.web.security import current_customer_id
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    if current_customer_id():
+        return redirect(url_for("dashboard.overview"))
+    return render_template("index.html")
+
+
+@bp.get("/privacy")
+def privacy() -> ResponseReturnValue:
+    return render_template("privacy.html")
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify(status="ok")

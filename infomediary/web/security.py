@@ -1,0 +1,123 @@
+"""Request ids, CSRF protection, security headers and the login guard.
+
+CSRF (OWASP cheat sheet, synchronizer token + origin check): every state-changing
+request from a browser must carry ``csrf_token`` = HMAC(secret, "csrf" || session token)
+and must not come from a foreign ``Origin`` or a cross-site ``Sec-Fetch-Site``. Views that
+authenticate by bearer token, not cookie, opt out with :func:`csrf_exempt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
+
+from infomediary.audit.log import Actor
+from infomediary.instance import Instance
+from infomediary.services import Context
+from infomediary.web.sessions import ServerSession
+
+F = TypeVar("F", bound=Callable[..., Any])
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def instance() -> Instance:
+    inst: Instance = current_app.extensions["infomediary"]
+    return inst
+
+
+def csrf_exempt(view: F) -> F:
+    view._csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def csrf_token() -> str:
+    sess = cast(ServerSession, session)
+    sess.token_used = True
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, b"csrf\x00" + sess.token.encode(), hashlib.sha256).hexdigest()
+
+
+def _same_origin(origin: str) -> bool:
+    parts = urlsplit(origin)
+    return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
+
+
+def check_csrf() -> None:
+    if request.method not in _UNSAFE or request.routing_exception is not None:
+        return  # unknown routes and wrong methods get their own 404 / 405
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and getattr(view, "_csrf_exempt", False):
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != "null" and not _same_origin(origin):
+        abort(403, description="csrf_origin")
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        abort(403, description="csrf_origin")
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    if not hmac.compare_digest(sent, csrf_token()):
+        abort(403, description="csrf_failed")
+
+
+def assign_request_id() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
+def security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), browsing-topics=()"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    headers["X-Request-ID"] = g.get("request_id", "-")
+    if current_app.config["PRODUCTION"]:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if request.endpoint != "static":
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+def current_customer_id() -> str | None:
+    value = session.get("customer_id")
+    return value if isinstance(value, str) else None
+
+
+def context() -> Context:
+    """The acting customer (or the system, for anonymous requests) and the request id."""
+    customer_id = current_customer_id()
+    actor = Actor.customer(customer_id) if customer_id else Actor.system("web")
+    return Context(actor, g.get("request_id", "-"))
+
+
+def login_required(view: F) -> F:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_customer_id() is None:
+            return redirect(url_for("auth.login"))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(assign_request_id)
+    app.before_request(check_csrf)
+    app.after_request(security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token
