@@ -1,0 +1,59 @@
+# Infomediary: `make run` serves a demo on http://127.0.0.1:5000, `make test` runs every check.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export INFOMEDIARY_INSTANCE_PATH ?= $(CURDIR)/instance
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev run init demo test lint format typecheck pytest screenshots bench clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed ## Create the virtualenv and install the app
+
+dev: $(VENV)/.dev-installed ## Install the app with the dev extra
+
+init: install ## Create the instance (keyring, SQLite schema); idempotent
+	$(BIN)/infomediary init
+
+demo: init ## Seed the demo logins
+	$(BIN)/infomediary demo
+
+run: demo ## Set up everything and serve the dashboard on http://127.0.0.1:5000
+	$(BIN)/infomediary serve --host 127.0.0.1 --port 5000
+
+test: dev lint typecheck pytest ## Lint, format check, type check and the whole test suite
+
+lint: dev ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: dev ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: dev ## mypy (strict for policies/ and connectors/)
+	$(BIN)/mypy
+
+pytest: dev ## The test suite (PostgreSQL too when INFOMEDIARY_TEST_DATABASE_URL is set)
+	$(BIN)/pytest
+
+screenshots: dev ## Refresh the README's screenshots through the browser tests
+	INFOMEDIARY_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -m browser
+
+clean: ## Remove the virtualenv, caches and the local instance
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache instance *.egg-info

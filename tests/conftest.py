@@ -1,0 +1,157 @@
+"""Shared fixtures.
+
+Every storage test runs on SQLite and on PostgreSQL: ``database_url`` is parametrised by
+backend, session-scoped, so the schema is migrated once per backend and each test starts
+from emptied tables (real commits, real locks; no mocks). PostgreSQL comes from
+``INFOMEDIARY_TEST_DATABASE_URL``; without it those tests skip, naming the variable. With
+``INFOMEDIARY_REQUIRE_SERVICES=1`` (CI) a missing service fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from infomediary import create_app
+from infomediary.audit.log import ensure_head
+from infomediary.config import load_config
+from infomediary.db import make_engine
+from infomediary.instance import Instance, initialise, open_instance
+from infomediary.models import Base
+
+PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
+FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
+#: Tables emptied between tests (key fingerprints stay: the keyring lives for the session).
+DATA_TABLES = ("web_sessions", "profiles", "data_keys", "customers", "access_log", "log_head")
+
+
+def need_service(reason: str) -> None:
+    if os.environ.get("INFOMEDIARY_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}"
+    url = os.environ.get(PG_ENV)
+    if not url:
+        need_service(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        raise AssertionError("unreachable")
+    try:
+        reset_postgres(url)
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "absent"
+        need_service(f"PostgreSQL at {PG_ENV} is unreachable: {type(exc).__name__}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def base_config(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("instance")
+    config = load_config(
+        {"INSTANCE_PATH": str(folder), "DATABASE_URL": database_url, **FAST_ARGON2},
+        environ={},
+    )
+    initialise(config)
+    return config
+
+
+def empty_tables(inst: Instance) -> None:
+    with inst.sessions() as session, session.begin():
+        if inst.engine.dialect.name == "postgresql":
+            session.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
+        else:
+            for table in DATA_TABLES:
+                session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+        ensure_head(session)
+
+
+@pytest.fixture
+def inst(base_config: dict[str, Any]) -> Iterator[Instance]:
+    instance = open_instance(base_config)
+    empty_tables(instance)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture
+def app(inst: Instance) -> Flask:
+    flask_app = create_app(dict(inst.config), instance=inst)
+    flask_app.config["TESTING"] = True
+    return flask_app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf(client: FlaskClient, path: str = "/login") -> str:
+    match = CSRF_RE.search(client.get(path).get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class Auth:
+    """The flaskr-style helper: sign up, log in and out through the real forms."""
+
+    def __init__(self, client: FlaskClient):
+        self.client = client
+
+    def signup(self, email: str = "ada@example.org", password: str = "correct horse battery",
+               name: str | None = "Ada Lovelace") -> Any:
+        return self.client.post("/signup", data={
+            "csrf_token": csrf(self.client, "/signup"), "email": email, "password": password,
+            "name": name or "", "accept_notice": "yes",
+        })
+
+    def login(self, email: str = "ada@example.org", password: str = "correct horse battery") -> Any:
+        return self.client.post("/login", data={
+            "csrf_token": csrf(self.client, "/login"), "email": email, "password": password,
+        })
+
+    def logout(self) -> Any:
+        return self.client.post("/logout", data={"csrf_token": csrf(self.client, "/dashboard")})
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> Auth:
+    return Auth(client)
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    need_service("browser tests need Debian's chromium package (apt-get install chromium)")
+    raise AssertionError("unreachable")
