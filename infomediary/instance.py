@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from argon2 import PasswordHasher
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from infomediary.audit.log import ensure_head
@@ -157,9 +158,17 @@ def check_keyring(session: Session, keyring: FileKeyring) -> None:
 
 def open_instance(config: dict[str, Any]) -> Instance:
     """Open an initialised instance, checking schema and keyring before anything runs."""
+    if not Path(config["INSTANCE_PATH"]).is_dir():
+        raise NotInitialised(
+            f"instance folder {config['INSTANCE_PATH']} does not exist: run `infomediary init`"
+        )
     engine = make_engine(config["DATABASE_URL"])
     try:
-        current, head = schema_revision(engine)
+        try:
+            current, head = schema_revision(engine)
+        except OperationalError as exc:
+            where = engine.url.render_as_string(hide_password=True)
+            raise NotInitialised(f"cannot reach the database at {where}: {type(exc.orig).__name__}") from None
         if current is None:
             raise NotInitialised("the database has no schema: run `infomediary init`")
         if current != head:

@@ -1,0 +1,185 @@
+"""The ``infomediary`` command end to end, against a fresh instance per test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from infomediary.cli import main
+from infomediary.config import load_config
+from infomediary.instance import open_instance
+from infomediary.models import Customer, DataKey
+from tests.conftest import empty_tables
+
+
+@pytest.fixture
+def env(base_config, inst, monkeypatch) -> dict[str, str]:
+    """Point the CLI at the test instance (emptied by ``inst``)."""
+    values = {
+        "INFOMEDIARY_INSTANCE_PATH": base_config["INSTANCE_PATH"],
+        "INFOMEDIARY_DATABASE_URL": base_config["DATABASE_URL"],
+        "INFOMEDIARY_ARGON2_TIME_COST": "1",
+        "INFOMEDIARY_ARGON2_MEMORY_KIB": "1024",
+        "INFOMEDIARY_ARGON2_PARALLELISM": "1",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_is_idempotent(env) -> None:
+    code, out = run("init", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["created_keyring"] is False
+    assert data["schema_from"] == data["schema_to"]
+
+
+def test_init_creates_a_fresh_sqlite_instance(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(tmp_path / "fresh"))
+    monkeypatch.delenv("INFOMEDIARY_DATABASE_URL", raising=False)
+    code, out = run("init", "--json")
+    assert code == 0, out
+    assert json.loads(out)["created_keyring"] is True
+    keyring = tmp_path / "fresh" / "keyring.json"
+    assert keyring.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "fresh" / "infomediary.sqlite3").stat().st_mode & 0o077 == 0
+    assert run("init")[0] == 0
+
+
+def test_customers_create(env, inst) -> None:
+    code, out = run("customers", "create", "--email", "cli@example.org",
+                    "--password", "a long enough password", "--name", "Cli User", "--json")
+    assert code == 0, out
+    customer_id = json.loads(out)["id"]
+    with inst.sessions() as session:
+        assert session.get(Customer, customer_id) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "not-an-email", "--password", "a long enough password"], "email:"),
+        (["--email", "x@example.org", "--password", "short"], "password:"),
+    ],
+)
+def test_customers_create_rejects_bad_input(env, inst, args, message) -> None:
+    code, out = run("customers", "create", *args)
+    assert code == 1
+    assert message in out
+    assert "Traceback" not in out
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(Customer)).scalar_one() == 0
+
+
+def test_duplicate_customer_is_a_clear_error(env) -> None:
+    args = ["customers", "create", "--email", "dup@example.org", "--password", "a long enough password"]
+    assert run(*args)[0] == 0
+    code, out = run(*args)
+    assert code == 1
+    assert "already exists" in out
+
+
+def test_bad_arguments_exit_non_zero(env) -> None:
+    assert run("demo", "--customers", "-5")[0] == 2
+    assert run("serve", "--port", "99999")[0] == 2
+    assert run("no-such-command")[0] == 2
+
+
+def test_demo_seeds_logins_and_tops_up_synthetic_customers(env, inst) -> None:
+    code, out = run("demo", "--customers", "30", "--json")
+    assert code == 0, out
+    data = json.loads(out.splitlines()[-1])
+    assert data["synthetic_customers"] == 30
+    assert {login["email"] for login in data["logins"]} == {"alice@example.com", "bob@example.com"}
+    code, out = run("demo", "--customers", "45", "--json")
+    assert json.loads(out.splitlines()[-1])["synthetic_customers"] == 45
+    with inst.sessions() as session:
+        synthetic = session.execute(select(Customer).where(Customer.synthetic.is_(True))).scalars().all()
+        assert len(synthetic) == 45
+        assert all(c.password_hash is None for c in synthetic)
+    assert run("audit", "verify")[0] == 0
+
+
+def test_synthetic_population_is_deterministic(env, inst) -> None:
+    from infomediary.audit.log import Actor
+    from infomediary.services import Context, customers
+
+    run("demo", "--customers", "3")
+    with inst.sessions() as session:
+        first = sorted(session.execute(select(Customer.id).where(Customer.synthetic.is_(True))).scalars())
+        profiles = [customers.read_profile(session, inst, c, Context(Actor.system("t"))) for c in first]
+    empty_tables(inst)
+    run("demo", "--customers", "3")
+    with inst.sessions() as session:
+        again = sorted(session.execute(select(Customer.id).where(Customer.synthetic.is_(True))).scalars())
+        profiles_again = [customers.read_profile(session, inst, c, Context(Actor.system("t"))) for c in again]
+    assert first == again
+    assert profiles == profiles_again
+    assert len({p["name"] for p in profiles}) >= 2
+
+
+def test_keys_rotate_is_resumable_and_prune_removes_old_kek(env, inst, base_config) -> None:
+    run("demo", "--customers", "25")
+    ring_path = Path(base_config["KEYRING_PATH"])
+    before = json.loads(ring_path.read_text())["active_kek"]
+    # simulate an interrupted rotation: a new KEK is active, few keys re-wrapped
+    inst.keyring.add_kek()
+    new = inst.keyring.active_kek_version
+    with inst.sessions() as session:
+        rows = session.execute(select(DataKey).limit(5)).scalars().all()
+        for row in rows:
+            row.wrapped_key = inst.vault.rewrap(row.wrapped_key, row.kek_version, new)
+            row.kek_version = new
+        session.commit()
+    code, out = run("keys", "rotate", "--batch", "7", "--json")
+    assert code == 0, out
+    data = json.loads(out.splitlines()[-1])
+    assert data["active_kek"] == new
+    assert data["rewrapped"] == 27 - 5
+    assert before in data["removable"]
+    code, out = run("keys", "prune", "--json")
+    assert code == 0
+    assert before in json.loads(out.splitlines()[-1])["removed"]
+    assert str(before) not in json.loads(ring_path.read_text())["keks"]
+    # everything still decrypts with the pruned keyring
+    reopened = open_instance(load_config(dict(base_config), environ={}))
+    try:
+        from infomediary.audit.log import Actor
+        from infomediary.services import Context, customers
+
+        with reopened.sessions() as session:
+            ids = session.execute(select(Customer.id)).scalars().all()
+            for customer_id in ids:
+                assert customers.read_profile(session, reopened, customer_id, Context(Actor.system("t")))["email"]
+    finally:
+        reopened.close()
+    # a second rotate starts a new KEK version
+    code, out = run("keys", "rotate", "--json")
+    assert json.loads(out.splitlines()[-1])["active_kek"] == new + 1
+
+
+def test_commands_on_uninitialised_instance_say_so(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("INFOMEDIARY_DATABASE_URL", raising=False)
+    code, out = run("audit", "verify")
+    assert code == 1
+    assert "infomediary init" in out
+
+
+def test_production_refuses_weak_secret(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("INFOMEDIARY_PRODUCTION", "true")
+    monkeypatch.setenv("INFOMEDIARY_SECRET_KEY", "short")
+    code, out = run("audit", "verify")
+    assert code == 1
+    assert "INFOMEDIARY_SECRET_KEY" in out
