@@ -14,7 +14,9 @@ from infomediary.logs import configure_logging
 __all__ = ["create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, instance: Instance | None = None) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, instance: Instance | None = None
+) -> Flask:
     """Application factory: settings, then the instance (keyring and schema checked), then web.
 
     Refuses to start on unsafe production settings, a missing or foreign keyring, or an

@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import Actor, LogEvent, append, verify
 from infomediary.config import ConfigError, load_config
 from infomediary.crypto.keyring import KeyringError
-from infomediary.instance import Instance, NotInitialised, initialise, open_instance, record_fingerprints
+from infomediary.instance import (
+    Instance,
+    NotInitialised,
+    initialise,
+    open_instance,
+    record_fingerprints,
+)
 from infomediary.models import DataKey
 from infomediary.services import Context, customers
 from infomediary.services.errors import ServiceError, ValidationFailed
@@ -70,9 +76,16 @@ def init(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--customers", "count", type=click.IntRange(0, 10_000_000), default=0,
-              help="Also top the synthetic population up to this many customers.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the synthetic population.")
+@click.option(
+    "--customers",
+    "count",
+    type=click.IntRange(0, 10_000_000),
+    default=0,
+    help="Also top the synthetic population up to this many customers.",
+)
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Seed of the synthetic population."
+)
 @click.option("--json", "as_json", is_flag=True)
 def demo(count: int, seed: int, as_json: bool) -> None:
     """Seed demo logins and, with --customers N, N synthetic customers (no password)."""
@@ -85,13 +98,17 @@ def demo(count: int, seed: int, as_json: bool) -> None:
             before = synthetic_count(session)
             session.rollback()
             if count > before:
-                with click.progressbar(length=count - before, label="synthetic customers",
-                                       file=sys.stderr) as bar:
+                with click.progressbar(
+                    length=count - before, label="synthetic customers", file=sys.stderr
+                ) as bar:
                     seed_synthetic(session, inst, count, seed=seed, progress=bar.update)
             total = synthetic_count(session)
     finally:
         inst.close()
-    data = {"logins": [{"email": e, "password": p} for e, p in logins], "synthetic_customers": total}
+    data = {
+        "logins": [{"email": e, "password": p} for e, p in logins],
+        "synthetic_customers": total,
+    }
     text = "Demo logins:\n" + "\n".join(f"  {e}  /  {p}" for e, p in logins)
     text += f"\nSynthetic customers: {total}"
     _emit(as_json, data, text)
@@ -113,7 +130,11 @@ def customers_create(email: str, password: str, name: str | None, as_json: bool)
     try:
         with inst.sessions() as session:
             customer_id = customers.register(
-                session, inst, email=email, password=password, name=name,
+                session,
+                inst,
+                email=email,
+                password=password,
+                name=name,
                 ctx=Context(Actor.system("cli")),
             )
     except ValidationFailed as exc:
@@ -133,7 +154,9 @@ def keys() -> None:
 
 
 def _pending(session: Session, active: int) -> int:
-    return int(session.execute(select(func.count()).where(DataKey.kek_version != active)).scalar_one())
+    return int(
+        session.execute(select(func.count()).where(DataKey.kek_version != active)).scalar_one()
+    )
 
 
 @keys.command()
@@ -157,28 +180,46 @@ def rotate(batch: int, as_json: bool) -> None:
                 click.echo(f"resuming rotation to KEK version {active}", err=True)
             session.rollback()
             done = 0
-            with click.progressbar(length=pending, label="re-wrapping data keys", file=sys.stderr) as bar:
-                while rows := session.execute(
-                    select(DataKey).where(DataKey.kek_version != active)
-                    .order_by(DataKey.customer_id).limit(batch)
-                ).scalars().all():
+            with click.progressbar(
+                length=pending, label="re-wrapping data keys", file=sys.stderr
+            ) as bar:
+                while (
+                    rows := session.execute(
+                        select(DataKey)
+                        .where(DataKey.kek_version != active)
+                        .order_by(DataKey.customer_id)
+                        .limit(batch)
+                    )
+                    .scalars()
+                    .all()
+                ):
                     for row in rows:
-                        row.wrapped_key = inst.vault.rewrap(row.wrapped_key, row.kek_version, active)
+                        row.wrapped_key = inst.vault.rewrap(
+                            row.wrapped_key, row.kek_version, active
+                        )
                         row.kek_version = active
                     session.commit()
                     done += len(rows)
                     bar.update(len(rows))
-            append(session, LogEvent(
-                actor=Actor.system("cli"), action="update", customer_id=None,
-                reason=f"{done} data keys re-wrapped under KEK version {active}",
-            ))
+            append(
+                session,
+                LogEvent(
+                    actor=Actor.system("cli"),
+                    action="update",
+                    customer_id=None,
+                    reason=f"{done} data keys re-wrapped under KEK version {active}",
+                ),
+            )
             session.commit()
     finally:
         inst.close()
     unused = [v for v in ring.kek_versions() if v != active]
-    _emit(as_json, {"active_kek": active, "rewrapped": done, "removable": unused},
-          f"{done} data keys re-wrapped under KEK version {active}; "
-          f"removable with `infomediary keys prune`: {unused or 'none'}")
+    _emit(
+        as_json,
+        {"active_kek": active, "rewrapped": done, "removable": unused},
+        f"{done} data keys re-wrapped under KEK version {active}; "
+        f"removable with `infomediary keys prune`: {unused or 'none'}",
+    )
 
 
 @keys.command()
@@ -214,8 +255,12 @@ def audit_verify(as_json: bool) -> None:
             result = verify(session)
     finally:
         inst.close()
-    data = {"ok": result.ok, "size": result.size, "first_bad_seq": result.first_bad_seq,
-            "problem": result.problem}
+    data = {
+        "ok": result.ok,
+        "size": result.size,
+        "first_bad_seq": result.first_bad_seq,
+        "problem": result.problem,
+    }
     if result.ok:
         _emit(as_json, data, f"access log intact: {result.size} entries")
         return

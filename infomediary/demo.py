@@ -30,21 +30,103 @@ from infomediary.services.errors import EmailTaken
 from infomediary.services.profile import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
 from policies.taxonomy import INTEREST_TAGS
 
-GIVEN = ("Olivia", "Noah", "Charlotte", "Oliver", "Amelia", "William", "Isla", "Jack", "Mia", "Leo",
-         "Ava", "Lucas", "Grace", "Henry", "Chloe", "Thomas", "Zoe", "James", "Ruby", "Ethan",
-         "Priya", "Wei", "Aisha", "Nguyen", "Giulia", "Dimitri", "Fatima", "Hiro", "Maya", "Sam")
-FAMILY = ("Smith", "Jones", "Williams", "Brown", "Wilson", "Taylor", "Nguyen", "Johnson", "Martin",
-          "White", "Anderson", "Walker", "Thompson", "Chen", "Singh", "Kelly", "Rossi", "Papadopoulos",
-          "Li", "Ahmed", "Campbell", "Lee", "Harris", "Ryan", "Patel", "Murphy", "Clarke", "King")
-STREETS = ("George St", "King St", "Victoria Rd", "Church St", "High St", "Park Ave", "Station St",
-           "Bridge Rd", "Beach Rd", "Railway Pde", "Queen St", "Elizabeth St")
+GIVEN = (
+    "Olivia",
+    "Noah",
+    "Charlotte",
+    "Oliver",
+    "Amelia",
+    "William",
+    "Isla",
+    "Jack",
+    "Mia",
+    "Leo",
+    "Ava",
+    "Lucas",
+    "Grace",
+    "Henry",
+    "Chloe",
+    "Thomas",
+    "Zoe",
+    "James",
+    "Ruby",
+    "Ethan",
+    "Priya",
+    "Wei",
+    "Aisha",
+    "Nguyen",
+    "Giulia",
+    "Dimitri",
+    "Fatima",
+    "Hiro",
+    "Maya",
+    "Sam",
+)
+FAMILY = (
+    "Smith",
+    "Jones",
+    "Williams",
+    "Brown",
+    "Wilson",
+    "Taylor",
+    "Nguyen",
+    "Johnson",
+    "Martin",
+    "White",
+    "Anderson",
+    "Walker",
+    "Thompson",
+    "Chen",
+    "Singh",
+    "Kelly",
+    "Rossi",
+    "Papadopoulos",
+    "Li",
+    "Ahmed",
+    "Campbell",
+    "Lee",
+    "Harris",
+    "Ryan",
+    "Patel",
+    "Murphy",
+    "Clarke",
+    "King",
+)
+STREETS = (
+    "George St",
+    "King St",
+    "Victoria Rd",
+    "Church St",
+    "High St",
+    "Park Ave",
+    "Station St",
+    "Bridge Rd",
+    "Beach Rd",
+    "Railway Pde",
+    "Queen St",
+    "Elizabeth St",
+)
 # (locality, postcode, relative population weight)
-PLACES = (("Sydney", "2000", 9), ("Parramatta", "2150", 5), ("Newcastle", "2300", 3),
-          ("Wollongong", "2500", 2), ("Canberra", "2600", 2), ("Melbourne", "3000", 8),
-          ("Geelong", "3220", 2), ("Ballarat", "3350", 1), ("Brisbane", "4000", 6),
-          ("Gold Coast", "4217", 3), ("Cairns", "4870", 1), ("Adelaide", "5000", 4),
-          ("Perth", "6000", 5), ("Fremantle", "6160", 1), ("Hobart", "7000", 1),
-          ("Launceston", "7250", 1), ("Darwin", "0800", 1), ("Alice Springs", "0870", 1))
+PLACES = (
+    ("Sydney", "2000", 9),
+    ("Parramatta", "2150", 5),
+    ("Newcastle", "2300", 3),
+    ("Wollongong", "2500", 2),
+    ("Canberra", "2600", 2),
+    ("Melbourne", "3000", 8),
+    ("Geelong", "3220", 2),
+    ("Ballarat", "3350", 1),
+    ("Brisbane", "4000", 6),
+    ("Gold Coast", "4217", 3),
+    ("Cairns", "4870", 1),
+    ("Adelaide", "5000", 4),
+    ("Perth", "6000", 5),
+    ("Fremantle", "6160", 1),
+    ("Hobart", "7000", 1),
+    ("Launceston", "7250", 1),
+    ("Darwin", "0800", 1),
+    ("Alice Springs", "0870", 1),
+)
 _TAGS = tuple(INTEREST_TAGS)
 # special-category interests are rarer than everyday ones
 _TAG_WEIGHTS = tuple(1 if INTEREST_TAGS[t].category != "interests" else 8 for t in _TAGS)
@@ -57,13 +139,18 @@ DEMO_LOGINS: tuple[tuple[str, str, str], ...] = (
 SYNTHETIC_DOMAIN = "synthetic.invalid"
 
 
+def _phone(rng: random.Random) -> str:
+    middle, last = rng.randint(0, 999), rng.randint(0, 999)
+    return f"+61 4{rng.randint(0, 99):02d} {middle:03d} {last:03d}"
+
+
 def synthetic_profile(rng: random.Random, current_year: int) -> dict[str, Any]:
     """One varied, realistic Australian profile drawn from ``rng``."""
     locality, postcode, _ = rng.choices(PLACES, _PLACE_WEIGHTS)[0]
     interests = sorted(set(rng.choices(_TAGS, _TAG_WEIGHTS, k=rng.randint(1, 6))))
     return {
         "name": f"{rng.choice(GIVEN)} {rng.choice(FAMILY)}",
-        "phone": f"+61 4{rng.randint(0, 99):02d} {rng.randint(0, 999):03d} {rng.randint(0, 999):03d}",
+        "phone": _phone(rng),
         "street_address": f"{rng.randint(1, 250)} {rng.choice(STREETS)}",
         "locality": locality,
         "postcode": postcode,
@@ -85,7 +172,9 @@ def ensure_demo_logins(session: Session, inst: Instance) -> list[tuple[str, str]
     year = utcnow().year
     for email, password, name in DEMO_LOGINS:
         try:
-            customer_id = customers.register(session, inst, email=email, password=password, name=name, ctx=ctx)
+            customer_id = customers.register(
+                session, inst, email=email, password=password, name=name, ctx=ctx
+            )
         except EmailTaken:
             continue
         profile = synthetic_profile(rng, year)
@@ -101,10 +190,14 @@ class SeedReport:
 
 
 def synthetic_count(session: Session) -> int:
-    return int(session.execute(select(func.count()).where(Customer.synthetic.is_(True))).scalar_one())
+    return int(
+        session.execute(select(func.count()).where(Customer.synthetic.is_(True))).scalar_one()
+    )
 
 
-def _rows(inst: Instance, seed: int, start: int, stop: int, year: int) -> Iterator[tuple[dict[str, Any], ...]]:
+def _rows(
+    inst: Instance, seed: int, start: int, stop: int, year: int
+) -> Iterator[tuple[dict[str, Any], ...]]:
     vault = inst.vault
     kek_version = inst.keyring.active_kek_version
     kek = inst.keyring.kek(kek_version)
@@ -116,13 +209,26 @@ def _rows(inst: Instance, seed: int, start: int, stop: int, year: int) -> Iterat
         email = f"customer{number:07d}@{SYNTHETIC_DOMAIN}"
         profile = synthetic_profile(rng, year)
         yield (
-            {"id": customer_id, "email_index": vault.email_index(email),
-             "email": vault.seal(key, "customers", customer_id, "email", email),
-             "password_hash": None, "synthetic": True, "created_at": utcnow()},
-            {"customer_id": customer_id, "dek_version": 1, "kek_version": kek_version,
-             "wrapped_key": aes_key_wrap(kek, dek), "created_at": utcnow()},
-            {"customer_id": customer_id, "updated_at": utcnow(),
-             **{f: vault.seal(key, "profiles", customer_id, f, v) for f, v in profile.items()}},
+            {
+                "id": customer_id,
+                "email_index": vault.email_index(email),
+                "email": vault.seal(key, "customers", customer_id, "email", email),
+                "password_hash": None,
+                "synthetic": True,
+                "created_at": utcnow(),
+            },
+            {
+                "customer_id": customer_id,
+                "dek_version": 1,
+                "kek_version": kek_version,
+                "wrapped_key": aes_key_wrap(kek, dek),
+                "created_at": utcnow(),
+            },
+            {
+                "customer_id": customer_id,
+                "updated_at": utcnow(),
+                **{f: vault.seal(key, "profiles", customer_id, f, v) for f, v in profile.items()},
+            },
         )
 
 
@@ -149,8 +255,12 @@ def seed_synthetic(
         append(
             session,
             LogEvent(
-                actor=Actor.system("demo"), action="create", customer_id=None,
-                categories=frozenset({"account", "identity", "demographics", "interests", "preferences"}),
+                actor=Actor.system("demo"),
+                action="create",
+                customer_id=None,
+                categories=frozenset(
+                    {"account", "identity", "demographics", "interests", "preferences"}
+                ),
                 reason=f"seeded synthetic customers {number}..{stop - 1}",
             ),
         )

@@ -168,7 +168,9 @@ def open_instance(config: dict[str, Any]) -> Instance:
             current, head = schema_revision(engine)
         except OperationalError as exc:
             where = engine.url.render_as_string(hide_password=True)
-            raise NotInitialised(f"cannot reach the database at {where}: {type(exc.orig).__name__}") from None
+            raise NotInitialised(
+                f"cannot reach the database at {where}: {type(exc.orig).__name__}"
+            ) from None
         if current is None:
             raise NotInitialised("the database has no schema: run `infomediary init`")
         if current != head:

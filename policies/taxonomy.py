@@ -41,7 +41,10 @@ _CATEGORY_LIST: tuple[Category, ...] = (
     ),
     Category("interests", "Interests", "Topics you told us you like.", "user.behavior"),
     Category(
-        "purchases", "Purchases", "Orders imported from retailers.", "user.behavior.purchase_history"
+        "purchases",
+        "Purchases",
+        "Orders imported from retailers.",
+        "user.behavior.purchase_history",
     ),
     Category(
         "preferences",
@@ -90,9 +93,7 @@ _CATEGORY_LIST: tuple[Category, ...] = (
         "user.demographic.race_ethnicity",
         special=True,
     ),
-    Category(
-        "biometrics", "Biometrics", "Biometric identifiers.", "user.biometric", special=True
-    ),
+    Category("biometrics", "Biometrics", "Biometric identifiers.", "user.biometric", special=True),
 )
 
 CATEGORIES: dict[str, Category] = {c.key: c for c in _CATEGORY_LIST}

@@ -60,11 +60,13 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}"
     url = os.environ.get(PG_ENV)
     if not url:
-        need_service(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        need_service(
+            f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        )
         raise AssertionError("unreachable")
     try:
         reset_postgres(url)
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "absent"
+    except Exception as exc:
         need_service(f"PostgreSQL at {PG_ENV} is unreachable: {type(exc).__name__}")
     return url
 
@@ -127,17 +129,32 @@ class Auth:
     def __init__(self, client: FlaskClient):
         self.client = client
 
-    def signup(self, email: str = "ada@example.org", password: str = "correct horse battery",
-               name: str | None = "Ada Lovelace") -> Any:
-        return self.client.post("/signup", data={
-            "csrf_token": csrf(self.client, "/signup"), "email": email, "password": password,
-            "name": name or "", "accept_notice": "yes",
-        })
+    def signup(
+        self,
+        email: str = "ada@example.org",
+        password: str = "correct horse battery",
+        name: str | None = "Ada Lovelace",
+    ) -> Any:
+        return self.client.post(
+            "/signup",
+            data={
+                "csrf_token": csrf(self.client, "/signup"),
+                "email": email,
+                "password": password,
+                "name": name or "",
+                "accept_notice": "yes",
+            },
+        )
 
     def login(self, email: str = "ada@example.org", password: str = "correct horse battery") -> Any:
-        return self.client.post("/login", data={
-            "csrf_token": csrf(self.client, "/login"), "email": email, "password": password,
-        })
+        return self.client.post(
+            "/login",
+            data={
+                "csrf_token": csrf(self.client, "/login"),
+                "email": email,
+                "password": password,
+            },
+        )
 
     def logout(self) -> Any:
         return self.client.post("/logout", data={"csrf_token": csrf(self.client, "/dashboard")})
@@ -150,7 +167,11 @@ def auth(client: FlaskClient) -> Auth:
 
 @pytest.fixture
 def chromium_path() -> str:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+    for candidate in (
+        os.environ.get("CHROMIUM_PATH"),
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     need_service("browser tests need Debian's chromium package (apt-get install chromium)")

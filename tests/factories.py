@@ -10,14 +10,27 @@ from infomediary.instance import Instance
 from infomediary.services import Context, customers
 
 
-def make_customer(inst: Instance, *, password: str | None = "correct horse battery",
-                  profile: dict[str, Any] | None = None, **overrides: Any) -> str:
+def make_customer(
+    inst: Instance,
+    *,
+    password: str | None = "correct horse battery",
+    profile: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> str:
     """Register a customer (unique email unless given) and optionally fill the profile."""
     email = overrides.pop("email", f"c-{uuid.uuid4().hex[:12]}@example.org")
     name = overrides.pop("name", "Test Customer")
     with inst.sessions() as session:
-        customer_id = customers.register(session, inst, email=email, password=password, name=name,
-                                         ctx=Context(Actor.system("test")))
+        customer_id = customers.register(
+            session,
+            inst,
+            email=email,
+            password=password,
+            name=name,
+            ctx=Context(Actor.system("test")),
+        )
         if profile:
-            customers.update_profile(session, inst, customer_id, profile, Context(Actor.system("test")))
+            customers.update_profile(
+                session, inst, customer_id, profile, Context(Actor.system("test"))
+            )
     return customer_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 
 import pytest
@@ -27,8 +28,16 @@ from infomediary.models import AccessLogEntry, LogHead
 def fill(inst, count: int) -> None:
     with inst.sessions() as session:
         for number in range(count):
-            append(session, LogEvent(Actor.system("test"), "read", f"customer-{number % 3}",
-                                     frozenset({"identity"}), reason=f"entry {number}"))
+            append(
+                session,
+                LogEvent(
+                    Actor.system("test"),
+                    "read",
+                    f"customer-{number % 3}",
+                    frozenset({"identity"}),
+                    reason=f"entry {number}",
+                ),
+            )
         session.commit()
 
 
@@ -39,7 +48,7 @@ def test_entries_chain_and_leaf_hash_is_rfc9162(inst) -> None:
         head = session.get(LogHead, 1)
     assert [r.seq for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0].prev_hash == GENESIS
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.leaf_hash
     for row in rows:
         assert row.leaf_hash == hashlib.sha256(b"\x00" + canonical_entry(row)).digest()
@@ -66,7 +75,9 @@ def test_intact_log_verifies(inst) -> None:
 
 
 def _tamper_alter(session) -> None:
-    session.execute(update(AccessLogEntry).where(AccessLogEntry.seq == 3).values(reason="nothing to see"))
+    session.execute(
+        update(AccessLogEntry).where(AccessLogEntry.seq == 3).values(reason="nothing to see")
+    )
 
 
 def _tamper_remove(session) -> None:
@@ -75,8 +86,12 @@ def _tamper_remove(session) -> None:
 
 def _tamper_reorder(session) -> None:
     # swap the content of entries 2 and 3, keeping their sequence numbers
-    rows = {r.seq: r for r in session.execute(
-        select(AccessLogEntry).where(AccessLogEntry.seq.in_([2, 3]))).scalars()}
+    rows = {
+        r.seq: r
+        for r in session.execute(
+            select(AccessLogEntry).where(AccessLogEntry.seq.in_([2, 3]))
+        ).scalars()
+    }
     for column in ("reason", "customer_id", "prev_hash", "leaf_hash", "created_at"):
         a, b = getattr(rows[2], column), getattr(rows[3], column)
         setattr(rows[2], column, b)
@@ -96,8 +111,13 @@ def _tamper_rehash(session) -> None:
 
 @pytest.mark.parametrize(
     ("tamper", "first_bad"),
-    [(_tamper_alter, 3), (_tamper_remove, 3), (_tamper_reorder, 2), (_tamper_truncate, 5),
-     (_tamper_rehash, 4)],
+    [
+        (_tamper_alter, 3),
+        (_tamper_remove, 3),
+        (_tamper_reorder, 2),
+        (_tamper_truncate, 5),
+        (_tamper_rehash, 4),
+    ],
     ids=["altered", "removed", "reordered", "truncated", "rehashed"],
 )
 def test_tampering_is_detected_and_named(inst, base_config, monkeypatch, tamper, first_bad) -> None:
@@ -132,8 +152,12 @@ def _append_many(config: dict, worker: int, count: int) -> None:
     try:
         for number in range(count):
             with inst.sessions() as session:
-                append(session, LogEvent(Actor.system(f"worker-{worker}"), "read", None,
-                                         reason=f"{worker}:{number}"))
+                append(
+                    session,
+                    LogEvent(
+                        Actor.system(f"worker-{worker}"), "read", None, reason=f"{worker}:{number}"
+                    ),
+                )
                 session.commit()
     finally:
         inst.close()
@@ -143,7 +167,9 @@ def test_concurrent_appends_from_several_processes(inst, base_config) -> None:
     workers, each = 4, 40
     context = multiprocessing.get_context("spawn")
     config = load_config(dict(base_config), environ={})
-    processes = [context.Process(target=_append_many, args=(config, w, each)) for w in range(workers)]
+    processes = [
+        context.Process(target=_append_many, args=(config, w, each)) for w in range(workers)
+    ]
     for process in processes:
         process.start()
     for process in processes:

@@ -57,8 +57,17 @@ def test_init_creates_a_fresh_sqlite_instance(tmp_path: Path, monkeypatch) -> No
 
 
 def test_customers_create(env, inst) -> None:
-    code, out = run("customers", "create", "--email", "cli@example.org",
-                    "--password", "a long enough password", "--name", "Cli User", "--json")
+    code, out = run(
+        "customers",
+        "create",
+        "--email",
+        "cli@example.org",
+        "--password",
+        "a long enough password",
+        "--name",
+        "Cli User",
+        "--json",
+    )
     assert code == 0, out
     customer_id = json.loads(out)["id"]
     with inst.sessions() as session:
@@ -82,7 +91,14 @@ def test_customers_create_rejects_bad_input(env, inst, args, message) -> None:
 
 
 def test_duplicate_customer_is_a_clear_error(env) -> None:
-    args = ["customers", "create", "--email", "dup@example.org", "--password", "a long enough password"]
+    args = [
+        "customers",
+        "create",
+        "--email",
+        "dup@example.org",
+        "--password",
+        "a long enough password",
+    ]
     assert run(*args)[0] == 0
     code, out = run(*args)
     assert code == 1
@@ -104,7 +120,9 @@ def test_demo_seeds_logins_and_tops_up_synthetic_customers(env, inst) -> None:
     code, out = run("demo", "--customers", "45", "--json")
     assert json.loads(out.splitlines()[-1])["synthetic_customers"] == 45
     with inst.sessions() as session:
-        synthetic = session.execute(select(Customer).where(Customer.synthetic.is_(True))).scalars().all()
+        synthetic = (
+            session.execute(select(Customer).where(Customer.synthetic.is_(True))).scalars().all()
+        )
         assert len(synthetic) == 45
         assert all(c.password_hash is None for c in synthetic)
     assert run("audit", "verify")[0] == 0
@@ -116,13 +134,21 @@ def test_synthetic_population_is_deterministic(env, inst) -> None:
 
     run("demo", "--customers", "3")
     with inst.sessions() as session:
-        first = sorted(session.execute(select(Customer.id).where(Customer.synthetic.is_(True))).scalars())
-        profiles = [customers.read_profile(session, inst, c, Context(Actor.system("t"))) for c in first]
+        first = sorted(
+            session.execute(select(Customer.id).where(Customer.synthetic.is_(True))).scalars()
+        )
+        profiles = [
+            customers.read_profile(session, inst, c, Context(Actor.system("t"))) for c in first
+        ]
     empty_tables(inst)
     run("demo", "--customers", "3")
     with inst.sessions() as session:
-        again = sorted(session.execute(select(Customer.id).where(Customer.synthetic.is_(True))).scalars())
-        profiles_again = [customers.read_profile(session, inst, c, Context(Actor.system("t"))) for c in again]
+        again = sorted(
+            session.execute(select(Customer.id).where(Customer.synthetic.is_(True))).scalars()
+        )
+        profiles_again = [
+            customers.read_profile(session, inst, c, Context(Actor.system("t"))) for c in again
+        ]
     assert first == again
     assert profiles == profiles_again
     assert len({p["name"] for p in profiles}) >= 2
@@ -160,7 +186,9 @@ def test_keys_rotate_is_resumable_and_prune_removes_old_kek(env, inst, base_conf
         with reopened.sessions() as session:
             ids = session.execute(select(Customer.id)).scalars().all()
             for customer_id in ids:
-                assert customers.read_profile(session, reopened, customer_id, Context(Actor.system("t")))["email"]
+                assert customers.read_profile(
+                    session, reopened, customer_id, Context(Actor.system("t"))
+                )["email"]
     finally:
         reopened.close()
     # a second rotate starts a new KEK version

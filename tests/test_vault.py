@@ -19,7 +19,9 @@ from tests.factories import make_customer
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -83,7 +85,10 @@ def test_keyring_file_is_private(tmp_path: Path) -> None:
         FileKeyring.load(ring.path)
 
 
-@pytest.mark.parametrize("content", ["not json", '{"format": 1}', '{"format": 1, "active_kek": 2, "keks": {"1": "AAAA"}}'])
+@pytest.mark.parametrize(
+    "content",
+    ["not json", '{"format": 1}', '{"format": 1, "active_kek": 2, "keks": {"1": "AAAA"}}'],
+)
 def test_malformed_keyring_is_a_clear_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "k.json"
     path.write_text(content)
@@ -161,7 +166,9 @@ def raw_database_text(inst) -> bytes:
         return data + (wal.read_bytes() if wal.exists() else b"")
     chunks = []
     with inst.engine.connect() as conn:
-        tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
+        tables = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ).scalars()
         for table in list(tables):
             for row in conn.execute(text(f'SELECT CAST(t AS text) FROM "{table}" t')).scalars():  # noqa: S608
                 chunks.append(row.encode())
@@ -170,10 +177,18 @@ def raw_database_text(inst) -> bytes:
 
 def test_nothing_personal_reaches_the_database_in_plaintext(inst) -> None:
     customer_id = make_customer(
-        inst, email=MARKERS["email"], password=MARKERS["password"], name=MARKERS["name"],
-        profile={"phone": MARKERS["phone"], "street_address": MARKERS["street_address"],
-                 "locality": MARKERS["locality"], "postcode": "2000", "birth_year": 1981,
-                 "interests": ["diabetes-care"]},
+        inst,
+        email=MARKERS["email"],
+        password=MARKERS["password"],
+        name=MARKERS["name"],
+        profile={
+            "phone": MARKERS["phone"],
+            "street_address": MARKERS["street_address"],
+            "locality": MARKERS["locality"],
+            "postcode": "2000",
+            "birth_year": 1981,
+            "interests": ["diabetes-care"],
+        },
     )
     from infomediary.audit.log import Actor
     from infomediary.services import Context

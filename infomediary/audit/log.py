@@ -179,17 +179,24 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
     for entry in _entries(session, batch):
         if entry.seq != expected_seq:
             return VerifyResult(
-                False, expected_seq, expected_seq,
+                False,
+                expected_seq,
+                expected_seq,
                 f"entry {expected_seq} is missing (next present is {entry.seq})",
             )
         if entry.prev_hash != prev:
             return VerifyResult(
-                False, expected_seq, entry.seq,
+                False,
+                expected_seq,
+                entry.seq,
                 f"entry {entry.seq} does not link to entry {entry.seq - 1} (removed or reordered)",
             )
         if leaf_hash(canonical_entry(entry)) != entry.leaf_hash:
             return VerifyResult(
-                False, expected_seq, entry.seq, f"entry {entry.seq} was altered after it was written"
+                False,
+                expected_seq,
+                entry.seq,
+                f"entry {entry.seq} was altered after it was written",
             )
         prev = entry.leaf_hash
         expected_seq += 1

@@ -69,7 +69,9 @@ class Vault:
         wrapped = aes_key_wrap(self.keys.kek(version), dek)
         return CustomerKey(customer_id, 1, AESGCM(dek)), version, wrapped
 
-    def unwrap(self, customer_id: str, dek_version: int, kek_version: int, wrapped: bytes) -> CustomerKey:
+    def unwrap(
+        self, customer_id: str, dek_version: int, kek_version: int, wrapped: bytes
+    ) -> CustomerKey:
         try:
             dek = aes_key_unwrap(self.keys.kek(kek_version), wrapped)
         except InvalidUnwrap:
@@ -100,7 +102,9 @@ class Vault:
             raise DecryptionError(f"{table}.{field} of record {record_id} is not a vault blob")
         nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
-            plaintext = key.aead.decrypt(nonce, sealed, _associated_data(key, table, record_id, field))
+            plaintext = key.aead.decrypt(
+                nonce, sealed, _associated_data(key, table, record_id, field)
+            )
         except InvalidTag:
             raise DecryptionError(
                 f"{table}.{field} of record {record_id} does not authenticate under its key"

@@ -47,8 +47,12 @@ class TimelineFilter:
         return cls(clean["actor"], clean["action"], clean["category"], clean["outcome"])
 
     def as_args(self) -> dict[str, str]:
-        pairs = {"actor": self.actor_type, "action": self.action,
-                 "category": self.category, "outcome": self.outcome}
+        pairs = {
+            "actor": self.actor_type,
+            "action": self.action,
+            "category": self.category,
+            "outcome": self.outcome,
+        }
         return {k: v for k, v in pairs.items() if v}
 
 
@@ -69,7 +73,11 @@ def parse_page(raw: str | None) -> int:
 
 
 def timeline(
-    session: Session, inst: Instance, customer_id: str, filters: TimelineFilter, page: int = 1,
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    filters: TimelineFilter,
+    page: int = 1,
     per_page: int = PER_PAGE,
 ) -> TimelinePage:
     """One page of the customer's own entries, newest first. Only ever this customer's rows."""
@@ -87,9 +95,13 @@ def timeline(
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     pages = max(1, -(-total // per_page))
     page = min(page, pages)
-    rows = session.execute(
-        query.order_by(AccessLogEntry.seq.desc()).limit(per_page).offset((page - 1) * per_page)
-    ).scalars().all()
+    rows = (
+        session.execute(
+            query.order_by(AccessLogEntry.seq.desc()).limit(per_page).offset((page - 1) * per_page)
+        )
+        .scalars()
+        .all()
+    )
     key = customer_key(session, inst, customer_id) if session.get(DataKey, customer_id) else None
     items = [timeline_item(inst, key, row) for row in rows]
     session.rollback()

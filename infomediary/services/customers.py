@@ -7,6 +7,7 @@ of work).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,8 +78,12 @@ def register(
     password: str | None,
     name: str | None = None,
     ctx: Context | None = None,
+    request_id: str = "-",
 ) -> str:
-    """Create a customer with a fresh DEK; ``password=None`` makes an account that cannot log in."""
+    """Create a customer with a fresh DEK; ``password=None`` makes an account that cannot log in.
+
+    Without ``ctx`` the new customer is the actor (self sign-up).
+    """
     errors: dict[str, str] = {}
     if message := validate_email(email):
         errors["email"] = message
@@ -107,7 +112,7 @@ def register(
     for field, value in values.items():
         setattr(profile, field, inst.vault.seal(key, "profiles", customer_id, field, value))
     session.add(profile)
-    ctx = ctx or Context(Actor.customer(customer_id))
+    ctx = ctx or Context(Actor.customer(customer_id), request_id)
     try:
         session.flush()
     except IntegrityError:
@@ -134,10 +139,8 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
         select(Customer).where(Customer.email_index == inst.vault.email_index(email or ""))
     ).scalar_one_or_none()
     if row is None or row.password_hash is None:
-        try:
+        with contextlib.suppress(VerificationError):
             inst.hasher.verify(_dummy_hash(inst), password or "")
-        except VerificationError:
-            pass
         raise InvalidCredentials("Email address or password is wrong.")
     try:
         inst.hasher.verify(row.password_hash, password)
@@ -145,8 +148,12 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
         append(
             session,
             LogEvent(
-                actor=Actor.customer(row.id), action="login", customer_id=row.id,
-                categories=frozenset({"account"}), allowed=False, reason="wrong password",
+                actor=Actor.customer(row.id),
+                action="login",
+                customer_id=row.id,
+                categories=frozenset({"account"}),
+                allowed=False,
+                reason="wrong password",
                 request_id=ctx.request_id,
             ),
         )
@@ -157,21 +164,29 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
     append(
         session,
         LogEvent(
-            actor=Actor.customer(row.id), action="login", customer_id=row.id,
-            categories=frozenset({"account"}), reason="password accepted", request_id=ctx.request_id,
+            actor=Actor.customer(row.id),
+            action="login",
+            customer_id=row.id,
+            categories=frozenset({"account"}),
+            reason="password accepted",
+            request_id=ctx.request_id,
         ),
     )
     session.commit()
     return row.id
 
 
-def _decrypt_profile(inst: Instance, key: CustomerKey, customer: Customer, profile: Profile) -> dict[str, Any]:
+def _decrypt_profile(
+    inst: Instance, key: CustomerKey, customer: Customer, profile: Profile
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "email": inst.vault.open(key, "customers", customer.id, "email", customer.email)
     }
     for field in FIELD_NAMES:
         blob = getattr(profile, field)
-        data[field] = None if blob is None else inst.vault.open(key, "profiles", customer.id, field, blob)
+        data[field] = (
+            None if blob is None else inst.vault.open(key, "profiles", customer.id, field, blob)
+        )
     return data
 
 
@@ -188,9 +203,13 @@ def read_profile(
     append(
         session,
         LogEvent(
-            actor=ctx.actor, action="read", customer_id=customer_id,
+            actor=ctx.actor,
+            action="read",
+            customer_id=customer_id,
             categories=frozenset({"identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
-            purpose=purpose, reason="profile viewed", request_id=ctx.request_id,
+            purpose=purpose,
+            reason="profile viewed",
+            request_id=ctx.request_id,
         ),
     )
     session.commit()
@@ -224,9 +243,12 @@ def update_profile(
     append(
         session,
         LogEvent(
-            actor=ctx.actor, action="update", customer_id=customer_id,
+            actor=ctx.actor,
+            action="update",
+            customer_id=customer_id,
             categories=categories_touched(changed, values),
-            reason="profile edited", request_id=ctx.request_id,
+            reason="profile edited",
+            request_id=ctx.request_id,
             detail=seal_detail(inst, key, {"fields": changed}),
         ),
     )
@@ -255,8 +277,11 @@ def change_password(
     append(
         session,
         LogEvent(
-            actor=ctx.actor, action="update", customer_id=customer_id,
-            categories=frozenset({"account"}), reason="password changed; all sessions ended",
+            actor=ctx.actor,
+            action="update",
+            customer_id=customer_id,
+            categories=frozenset({"account"}),
+            reason="password changed; all sessions ended",
             request_id=ctx.request_id,
         ),
     )
@@ -279,15 +304,21 @@ class TimelineItem:
 
 def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) -> TimelineItem:
     return TimelineItem(
-        seq=row.seq, time=row.created_at, actor_type=row.actor_type, actor_id=row.actor_id,
-        action=row.action, categories=tuple(c for c in row.categories.split(",") if c),
-        purpose=row.purpose, outcome=row.outcome, reason=row.reason,
+        seq=row.seq,
+        time=row.created_at,
+        actor_type=row.actor_type,
+        actor_id=row.actor_id,
+        action=row.action,
+        categories=tuple(c for c in row.categories.split(",") if c),
+        purpose=row.purpose,
+        outcome=row.outcome,
+        reason=row.reason,
         detail=open_detail(inst, key, row.detail),
     )
 
 
 def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> dict[str, Any]:
-    """Everything we hold about the customer, decrypted, as one JSON-ready document (GDPR Art. 15/20)."""
+    """Everything we hold about the customer, decrypted, in one document (GDPR Art. 15, 20)."""
     customer = session.get(Customer, customer_id)
     profile = session.get(Profile, customer_id)
     key_row = session.get(DataKey, customer_id)
@@ -296,23 +327,37 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
     key = customer_key(session, inst, customer_id)
     data = _decrypt_profile(inst, key, customer, profile)
     entries = session.execute(
-        select(AccessLogEntry).where(AccessLogEntry.customer_id == customer_id).order_by(AccessLogEntry.seq)
+        select(AccessLogEntry)
+        .where(AccessLogEntry.customer_id == customer_id)
+        .order_by(AccessLogEntry.seq)
     ).scalars()
     log = []
     for row in entries:
         item = timeline_item(inst, key, row)
-        log.append({
-            "seq": item.seq, "time": item.time.isoformat(), "actor": {"type": item.actor_type, "id": item.actor_id},
-            "action": item.action, "categories": list(item.categories), "purpose": item.purpose,
-            "outcome": item.outcome, "reason": item.reason, "detail": item.detail,
-            "leaf_hash": row.leaf_hash.hex(),
-        })
+        log.append(
+            {
+                "seq": item.seq,
+                "time": item.time.isoformat(),
+                "actor": {"type": item.actor_type, "id": item.actor_id},
+                "action": item.action,
+                "categories": list(item.categories),
+                "purpose": item.purpose,
+                "outcome": item.outcome,
+                "reason": item.reason,
+                "detail": item.detail,
+                "leaf_hash": row.leaf_hash.hex(),
+            }
+        )
     entry = append(
         session,
         LogEvent(
-            actor=ctx.actor, action="export", customer_id=customer_id,
-            categories=frozenset({"account", "identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
-            reason="full export downloaded", request_id=ctx.request_id,
+            actor=ctx.actor,
+            action="export",
+            customer_id=customer_id,
+            categories=frozenset({"account", "identity"})
+            | categories_of({k: data[k] for k in FIELD_NAMES}),
+            reason="full export downloaded",
+            request_id=ctx.request_id,
         ),
     )
     session.commit()
@@ -323,7 +368,9 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             "id": customer_id,
             "email": data.pop("email"),
             "created_at": customer.created_at.isoformat(),
-            "password_changed_at": customer.password_changed_at.isoformat() if customer.password_changed_at else None,
+            "password_changed_at": customer.password_changed_at.isoformat()
+            if customer.password_changed_at
+            else None,
         },
         "profile": data,
         "encryption": {
@@ -352,9 +399,14 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
     append(
         session,
         LogEvent(
-            actor=ctx.actor, action="erase", customer_id=customer_id,
-            categories=frozenset({"account", "identity", "demographics", "interests", "preferences"}),
-            reason="account erased; data key destroyed", request_id=ctx.request_id,
+            actor=ctx.actor,
+            action="erase",
+            customer_id=customer_id,
+            categories=frozenset(
+                {"account", "identity", "demographics", "interests", "preferences"}
+            ),
+            reason="account erased; data key destroyed",
+            request_id=ctx.request_id,
         ),
     )
     session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))

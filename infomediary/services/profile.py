@@ -15,8 +15,16 @@ from policies.taxonomy import INTEREST_TAGS, categories_of_interests
 
 CONTACT_CHANNELS = ("email", "sms", "post", "none")
 OFFER_FREQUENCIES = ("never", "monthly", "weekly")
-LANGUAGES = {"en": "English", "zh": "Chinese", "ar": "Arabic", "vi": "Vietnamese",
-             "it": "Italian", "el": "Greek", "es": "Spanish", "hi": "Hindi"}
+LANGUAGES = {
+    "en": "English",
+    "zh": "Chinese",
+    "ar": "Arabic",
+    "vi": "Vietnamese",
+    "it": "Italian",
+    "el": "Greek",
+    "es": "Spanish",
+    "hi": "Hindi",
+}
 DEFAULT_PREFERENCES = {"contact_channel": "email", "offer_frequency": "monthly", "language": "en"}
 
 
@@ -33,8 +41,12 @@ FIELDS: tuple[ProfileField, ...] = (
     ProfileField("phone", "identity", "Phone", "Australian or international, e.g. +61 400 000 000"),
     ProfileField("street_address", "identity", "Street address"),
     ProfileField("locality", "identity", "Suburb or town"),
-    ProfileField("postcode", "identity", "Postcode", "Four digits; suppliers may only ever see your state"),
-    ProfileField("birth_year", "demographics", "Birth year", "Suppliers may only ever see an age band"),
+    ProfileField(
+        "postcode", "identity", "Postcode", "Four digits; suppliers may only ever see your state"
+    ),
+    ProfileField(
+        "birth_year", "demographics", "Birth year", "Suppliers may only ever see an age band"
+    ),
     ProfileField("household_size", "demographics", "People in your household"),
     ProfileField("interests", "interests", "Interests"),
     ProfileField("preferences", "preferences", "Contact preferences"),
@@ -106,7 +118,9 @@ def _int(value: Any, low: int, high: int, message: str) -> tuple[Any, str | None
     return number, None
 
 
-def clean_profile(raw: Mapping[str, Any], *, current_year: int) -> tuple[dict[str, Any], dict[str, str]]:
+def clean_profile(
+    raw: Mapping[str, Any], *, current_year: int
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate the fields present in ``raw``; returns (clean values, field -> message).
 
     A field absent from ``raw`` is left out of the result (unchanged); an empty one becomes
@@ -118,13 +132,25 @@ def clean_profile(raw: Mapping[str, Any], *, current_year: int) -> tuple[dict[st
         if key not in FIELD_BY_NAME:
             errors[key] = "This is not a profile field."
     checks = {
-        "name": lambda v: _text(v, _NAME_RE, "Use up to 100 characters, without < > { }."),
-        "phone": lambda v: _text(v, _PHONE_RE, "Use digits, spaces, brackets and an optional leading +."),
-        "street_address": lambda v: _text(v, _TEXT_RE, "Use up to 160 characters, without < > { }."),
-        "locality": lambda v: _text(v, _TEXT_RE, "Use up to 160 characters, without < > { }."),
-        "postcode": lambda v: _text(v, re.compile(r"^[0-9]{4}$"), "An Australian postcode has four digits."),
+        "name": lambda v: _text(
+            v, _NAME_RE, "Use up to 100 characters; angle brackets and braces are not allowed."
+        ),
+        "phone": lambda v: _text(
+            v, _PHONE_RE, "Use digits, spaces, brackets and an optional leading +."
+        ),
+        "street_address": lambda v: _text(
+            v, _TEXT_RE, "Use up to 160 characters; angle brackets and braces are not allowed."
+        ),
+        "locality": lambda v: _text(
+            v, _TEXT_RE, "Use up to 160 characters; angle brackets and braces are not allowed."
+        ),
+        "postcode": lambda v: _text(
+            v, re.compile(r"^[0-9]{4}$"), "An Australian postcode has four digits."
+        ),
         "birth_year": lambda v: _int(
-            v, current_year - 120, current_year - 13,
+            v,
+            current_year - 120,
+            current_year - 13,
             f"Enter a year between {current_year - 120} and {current_year - 13}.",
         ),
         "household_size": lambda v: _int(v, 1, 20, "Enter a number from 1 to 20."),
@@ -164,8 +190,11 @@ def clean_profile(raw: Mapping[str, Any], *, current_year: int) -> tuple[dict[st
 
 
 def _preferences(prefs: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
-    allowed = {"contact_channel": CONTACT_CHANNELS, "offer_frequency": OFFER_FREQUENCIES,
-               "language": tuple(LANGUAGES)}
+    allowed = {
+        "contact_channel": CONTACT_CHANNELS,
+        "offer_frequency": OFFER_FREQUENCIES,
+        "language": tuple(LANGUAGES),
+    }
     clean = dict(DEFAULT_PREFERENCES)
     for key, value in prefs.items():
         if key not in allowed:

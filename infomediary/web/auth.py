@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import cast
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
 from infomediary.services import customers
@@ -43,8 +52,12 @@ def signup() -> ResponseReturnValue:
         return render_template("signup.html", errors=errors, form=form), 400
     try:
         customer_id = customers.register(
-            db(), instance(), email=form["email"], password=request.form.get("password", ""),
-            name=form["name"] or None, ctx=context(),
+            db(),
+            instance(),
+            email=form["email"],
+            password=request.form.get("password", ""),
+            name=form["name"] or None,
+            request_id=context().request_id,
         )
     except ValidationFailed as exc:
         return render_template("signup.html", errors=exc.errors, form=form), 400

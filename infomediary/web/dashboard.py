@@ -34,7 +34,15 @@ from infomediary.web.sessions import ServerSession
 
 bp = Blueprint("dashboard", __name__)
 
-_TEXT_FIELDS = ("name", "phone", "street_address", "locality", "postcode", "birth_year", "household_size")
+_TEXT_FIELDS = (
+    "name",
+    "phone",
+    "street_address",
+    "locality",
+    "postcode",
+    "birth_year",
+    "household_size",
+)
 
 
 def _customer_id() -> str:
@@ -44,24 +52,40 @@ def _customer_id() -> str:
 @bp.get("/dashboard")
 @login_required
 def overview() -> ResponseReturnValue:
-    recent = access_log.timeline(db(), instance(), _customer_id(), access_log.TimelineFilter(), 1, 5)
+    recent = access_log.timeline(
+        db(), instance(), _customer_id(), access_log.TimelineFilter(), 1, 5
+    )
     return render_template("dashboard.html", recent=recent)
 
 
 def _profile_form() -> dict[str, Any]:
-    """Turn the HTML form into the service's field mapping (the service validates)."""
-    raw: dict[str, Any] = {name: request.form.get(name, "") for name in _TEXT_FIELDS}
-    raw["interests"] = request.form.getlist("interests")
-    raw["preferences"] = {
-        key: request.form.get(f"pref_{key}", DEFAULT_PREFERENCES[key]) for key in DEFAULT_PREFERENCES
-    }
+    """Turn the HTML form into the service's field mapping (the service validates).
+
+    Only fields the form actually sent are included, so a partial post never clears the
+    others. Checkboxes send nothing when none is ticked: the form marks the interests
+    fieldset as shown with a hidden ``interests_shown`` field.
+    """
+    form = request.form
+    raw: dict[str, Any] = {name: form[name] for name in _TEXT_FIELDS if name in form}
+    if "interests" in form or "interests_shown" in form:
+        raw["interests"] = form.getlist("interests")
+    sent_prefs = {key: form[f"pref_{key}"] for key in DEFAULT_PREFERENCES if f"pref_{key}" in form}
+    if sent_prefs:
+        raw["preferences"] = {**DEFAULT_PREFERENCES, **sent_prefs}
     return raw
 
 
-def _render_profile(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+def _render_profile(
+    values: dict[str, Any], errors: dict[str, str], status: int = 200
+) -> ResponseReturnValue:
     return render_template(
-        "profile.html", values=values, errors=errors, fields=FIELDS,
-        channels=CONTACT_CHANNELS, frequencies=OFFER_FREQUENCIES, languages=LANGUAGES,
+        "profile.html",
+        values=values,
+        errors=errors,
+        fields=FIELDS,
+        channels=CONTACT_CHANNELS,
+        frequencies=OFFER_FREQUENCIES,
+        languages=LANGUAGES,
         defaults=DEFAULT_PREFERENCES,
     ), status
 
@@ -93,8 +117,13 @@ def activity() -> ResponseReturnValue:
     filters = access_log.TimelineFilter.parse(args)
     page_number = access_log.parse_page(args.get("page"))
     page = access_log.timeline(db(), instance(), _customer_id(), filters, page_number)
-    return render_template("activity.html", page=page, filters=filters,
-                           actions=access_log.ACTIONS, outcomes=access_log.OUTCOMES)
+    return render_template(
+        "activity.html",
+        page=page,
+        filters=filters,
+        actions=access_log.ACTIONS,
+        outcomes=access_log.OUTCOMES,
+    )
 
 
 @bp.get("/account")
@@ -121,8 +150,12 @@ def change_password() -> ResponseReturnValue:
     customer_id = _customer_id()
     try:
         customers.change_password(
-            db(), instance(), customer_id, request.form.get("current_password", ""),
-            request.form.get("new_password", ""), context(),
+            db(),
+            instance(),
+            customer_id,
+            request.form.get("current_password", ""),
+            request.form.get("new_password", ""),
+            context(),
         )
     except ValidationFailed as exc:
         return render_template("account.html", errors=exc.errors), 400
@@ -140,7 +173,9 @@ def delete_account() -> ResponseReturnValue:
     if request.form.get("confirm") != "DELETE":
         return render_template("account.html", errors={"confirm": "Type DELETE to confirm."}), 400
     try:
-        customers.erase(db(), instance(), _customer_id(), request.form.get("password", ""), context())
+        customers.erase(
+            db(), instance(), _customer_id(), request.form.get("password", ""), context()
+        )
     except ValidationFailed as exc:
         return render_template("account.html", errors=exc.errors), 400
     sess = cast(ServerSession, session)

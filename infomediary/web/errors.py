@@ -12,9 +12,16 @@ from infomediary.services.errors import ServiceError
 log = get_logger("errors")
 
 _CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
 }
 _MESSAGES = {
     400: "The request could not be understood.",
@@ -22,11 +29,14 @@ _MESSAGES = {
     404: "There is nothing here.",
     405: "That method is not allowed here.",
     413: "The request is too large.",
+    415: "This address takes an HTML form submission (application/x-www-form-urlencoded).",
     429: "Too many attempts. Please wait a minute and try again.",
     500: "Something went wrong on our side. Nothing was changed.",
 }
 _CSRF = {
-    "csrf_failed": "Your form expired or did not come from this site. Reload the page and try again.",
+    "csrf_failed": (
+        "Your form expired or did not come from this site. Reload the page and try again."
+    ),
     "csrf_origin": "This request came from another site and was refused.",
 }
 
@@ -35,10 +45,15 @@ def wants_json() -> bool:
     if request.path.startswith(("/api/", "/oauth/", "/.well-known/")):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    return (
+        best == "application/json"
+        and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    )
 
 
-def error_response(status: int, code: str, message: str, errors: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, errors: dict[str, str] | None = None
+) -> Response:
     if wants_json():
         body: dict[str, object] = {"error": code, "message": message}
         if errors:
@@ -46,7 +61,9 @@ def error_response(status: int, code: str, message: str, errors: dict[str, str] 
         response = jsonify(body)
         response.status_code = status
         return response
-    html = render_template("error.html", status=status, code=code, message=message, errors=errors or {})
+    html = render_template(
+        "error.html", status=status, code=code, message=message, errors=errors or {}
+    )
     return Response(html, status=status, mimetype="text/html")
 
 

@@ -27,6 +27,7 @@ from infomediary.web.sessions import ServerSession
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -67,6 +68,8 @@ def check_csrf() -> None:
         abort(403, description="csrf_origin")
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         abort(403, description="csrf_origin")
+    if request.mimetype not in _FORM_TYPES:
+        abort(415, description="form_expected")
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not hmac.compare_digest(sent, csrf_token()):
         abort(403, description="csrf_failed")

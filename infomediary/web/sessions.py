@@ -35,6 +35,12 @@ def cookie_name(app: Flask) -> str:
     return "__Host-infomediary" if app.config["PRODUCTION"] else "infomediary_session"
 
 
+def request_had_cookie(app: Flask) -> bool:
+    from flask import request
+
+    return cookie_name(app) in request.cookies
+
+
 class ServerSession(CallbackDict[str, Any], SessionMixin):
     def __init__(self, data: dict[str, Any], token: str, stored: bool):
         def on_update(_: Any) -> None:
@@ -85,27 +91,38 @@ class DatabaseSessionInterface(SessionInterface):
         return ServerSession({}, secrets.token_urlsafe(32), stored=False)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        assert isinstance(session, ServerSession)
+        if not isinstance(session, ServerSession):
+            raise TypeError("DatabaseSessionInterface saves only its own sessions")
         name = cookie_name(app)
         inst = self._instance(app)
         secure = bool(app.config["PRODUCTION"])
         if session.destroyed or session.regenerate:
             if session.stored:
                 with inst.sessions() as db, db.begin():
-                    db.execute(delete(WebSession).where(WebSession.token_hash == _hash(session.token)))
+                    db.execute(
+                        delete(WebSession).where(WebSession.token_hash == _hash(session.token))
+                    )
             session.stored = False
             if session.destroyed:
-                response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Strict")
+                response.delete_cookie(
+                    name, path="/", secure=secure, httponly=True, samesite="Strict"
+                )
                 return
             session.token = secrets.token_urlsafe(32)
         if not session:
             if session.stored:
                 with inst.sessions() as db, db.begin():
-                    db.execute(delete(WebSession).where(WebSession.token_hash == _hash(session.token)))
-                response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Strict")
-            elif session.token_used:
+                    db.execute(
+                        delete(WebSession).where(WebSession.token_hash == _hash(session.token))
+                    )
+                session.stored = False
+            if session.token_used:
                 # An anonymous visitor who was shown a form: the CSRF token is bound to this cookie.
                 self._set_cookie(app, response, session.token)
+            elif request_had_cookie(app):
+                response.delete_cookie(
+                    name, path="/", secure=secure, httponly=True, samesite="Strict"
+                )
             return
         if session.stored and not session.modified and not session.touch:
             return
