@@ -1,6 +1,6 @@
 """Benchmark: the bulk synthetic-customer path against one-by-one registration.
 
-    python bench/seed.py [--customers N] [--database-url URL]
+    .venv/bin/python bench/seed.py [--customers N] [--database-url URL]
 
 Both paths encrypt the same way (own DEK per customer, AES-GCM fields, blind-indexed
 email); the baseline is ``services.customers.register`` + ``update_profile`` per customer
@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from infomediary.audit.log import Actor  # noqa: E402
-from infomediary.config import load_config  # noqa: E402
-from infomediary.demo import seed_synthetic, synthetic_profile  # noqa: E402
-from infomediary.instance import initialise, open_instance  # noqa: E402
-from infomediary.services import Context, customers  # noqa: E402
+from infomediary.audit.log import Actor
+from infomediary.config import load_config
+from infomediary.demo import seed_synthetic, synthetic_profile
+from infomediary.instance import initialise, open_instance
+from infomediary.services import Context, customers
 
 
 def main() -> None:
@@ -34,7 +30,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        config = load_config({"INSTANCE_PATH": folder, "DATABASE_URL": args.database_url}, environ={})
+        config = load_config(
+            {"INSTANCE_PATH": folder, "DATABASE_URL": args.database_url}, environ={}
+        )
         if args.database_url:
             from tests.conftest import reset_postgres
 

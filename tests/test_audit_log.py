@@ -147,7 +147,7 @@ def test_cli_verify_passes_on_intact_log(inst, base_config, monkeypatch) -> None
     assert '"size": 3' in outcome.output
 
 
-def _append_many(config: dict, worker: int, count: int) -> None:
+def _append_many(config: dict[str, object], worker: int, count: int) -> None:
     inst = open_instance(config)
     try:
         for number in range(count):

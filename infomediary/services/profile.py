@@ -7,7 +7,7 @@ Pure functions over plain values: the web form, the CLI and the JSON API all fee
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ def clean_profile(
     for key in raw:
         if key not in FIELD_BY_NAME:
             errors[key] = "This is not a profile field."
-    checks = {
+    checks: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
         "name": lambda v: _text(
             v, _NAME_RE, "Use up to 100 characters; angle brackets and braces are not allowed."
         ),
