@@ -36,7 +36,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "SESSION_MAX_HOURS": (12, "A dashboard session ends this long after login, whatever happens."),
     "LOGIN_RATE_LIMIT": (
         "5 per minute;30 per hour",
-        "Login and sign-up attempts per client address.",
+        "Login and sign-up attempts per client address, and login attempts per account.",
     ),
     "RATELIMIT_STORAGE_URI": (
         "memory://",
