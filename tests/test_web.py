@@ -155,6 +155,24 @@ def test_logout_ends_the_server_session(client, auth, inst) -> None:
     assert response.headers["Location"] == "/login"
 
 
+def test_static_requests_keep_the_anonymous_csrf_cookie(client, inst) -> None:
+    token = csrf(client, "/signup")
+    with client.get("/static/app.css") as css:
+        assert css.status_code == 200
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200
+    response = client.post(
+        "/signup",
+        data={
+            "csrf_token": token,
+            "email": "s@example.org",
+            "password": PASSWORD,
+            "accept_notice": "yes",
+        },
+    )
+    assert response.status_code == 302
+
+
 def test_login_rotates_the_session_token(client, auth) -> None:
     client.get("/login")
     before = client.get_cookie("infomediary_session").value
@@ -492,3 +510,31 @@ def test_privacy_notice_and_static_assets_are_local(client) -> None:
     with client.get("/static/app.css") as css:
         assert css.status_code == 200
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_rate_limit_is_shared_through_redis(inst) -> None:
+    import os
+
+    from infomediary import create_app
+    from tests.conftest import need_service
+
+    url = os.environ.get("INFOMEDIARY_TEST_REDIS_URL", "")
+    if not url:
+        need_service(
+            "the shared rate-limit test needs INFOMEDIARY_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/15)"
+        )
+    import redis
+
+    try:
+        redis.Redis.from_url(url).flushdb()
+    except redis.RedisError as exc:
+        need_service(f"Redis at INFOMEDIARY_TEST_REDIS_URL is unreachable: {type(exc).__name__}")
+    config = dict(inst.config, RATELIMIT_STORAGE_URI=url, LOGIN_RATE_LIMIT="3 per minute")
+    first, second = create_app(config, instance=inst), create_app(config, instance=inst)
+    statuses = []
+    for app in (first, second, first, second):  # two "workers" share one budget
+        client = app.test_client()
+        statuses.append(
+            Auth(client).login(email="x@example.org", password="wrong password!").status_code
+        )
+    assert statuses == [401, 401, 401, 429]

@@ -70,9 +70,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
 
+    from infomediary.services.profile import FIELDS
     from policies.taxonomy import CATEGORIES, INTEREST_TAGS
 
     app.jinja_env.globals.update(
+        FIELD_LABELS={f.name: f.label for f in FIELDS},
         current_customer_id=security.current_customer_id,
         CATEGORIES=CATEGORIES,
         INTEREST_TAGS=INTEREST_TAGS,

@@ -76,10 +76,11 @@ def _profile_form() -> dict[str, Any]:
 
 
 def _render_profile(
-    values: dict[str, Any], errors: dict[str, str], status: int = 200
+    values: dict[str, Any], errors: dict[str, str], status: int = 200, email: str | None = None
 ) -> ResponseReturnValue:
     return render_template(
         "profile.html",
+        email=email,
         values=values,
         errors=errors,
         fields=FIELDS,
@@ -94,7 +95,7 @@ def _render_profile(
 @login_required
 def profile() -> ResponseReturnValue:
     values = customers.read_profile(db(), instance(), _customer_id(), context())
-    return _render_profile(values, {})
+    return _render_profile(values, {}, email=values.pop("email"))
 
 
 @bp.post("/profile")
@@ -104,8 +105,8 @@ def edit_profile() -> ResponseReturnValue:
     try:
         changed = customers.update_profile(db(), instance(), _customer_id(), raw, context())
     except ValidationFailed as exc:
-        shown = dict(raw)
-        return _render_profile(shown, exc.errors, 400)
+        # Show what was typed, so the customer can correct it; the email is not editable here.
+        return _render_profile(raw, exc.errors, 400)
     flash("Profile saved." if changed else "Nothing changed.")
     return redirect(url_for("dashboard.profile"))
 

@@ -35,12 +35,6 @@ def cookie_name(app: Flask) -> str:
     return "__Host-infomediary" if app.config["PRODUCTION"] else "infomediary_session"
 
 
-def request_had_cookie(app: Flask) -> bool:
-    from flask import request
-
-    return cookie_name(app) in request.cookies
-
-
 class ServerSession(CallbackDict[str, Any], SessionMixin):
     def __init__(self, data: dict[str, Any], token: str, stored: bool):
         def on_update(_: Any) -> None:
@@ -110,6 +104,7 @@ class DatabaseSessionInterface(SessionInterface):
                 return
             session.token = secrets.token_urlsafe(32)
         if not session:
+            was_stored = session.stored
             if session.stored:
                 with inst.sessions() as db, db.begin():
                     db.execute(
@@ -119,7 +114,8 @@ class DatabaseSessionInterface(SessionInterface):
             if session.token_used:
                 # An anonymous visitor who was shown a form: the CSRF token is bound to this cookie.
                 self._set_cookie(app, response, session.token)
-            elif request_had_cookie(app):
+            elif was_stored:
+                # The session's data is gone (flash shown); nothing binds the token any more.
                 response.delete_cookie(
                     name, path="/", secure=secure, httponly=True, samesite="Strict"
                 )
