@@ -55,5 +55,10 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (typed ``Result`` lacks it; ``CursorResult`` has it)."""
+    return int(result.rowcount or 0)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from werkzeug.serving import make_server
 
 from infomediary import create_app
 from infomediary.audit.log import ensure_head
@@ -30,7 +32,21 @@ from infomediary.models import Base
 PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
 #: Tables emptied between tests (key fingerprints stay: the keyring lives for the session).
-DATA_TABLES = ("web_sessions", "profiles", "data_keys", "customers", "access_log", "log_head")
+DATA_TABLES = (
+    "consent_receipts",
+    "authorization_codes",
+    "oauth_tokens",
+    "consent_grants",
+    "customer_policies",
+    "initial_access_tokens",
+    "web_sessions",
+    "profiles",
+    "data_keys",
+    "customers",
+    "suppliers",
+    "access_log",
+    "log_head",
+)
 
 
 def need_service(reason: str) -> None:
@@ -176,3 +192,20 @@ def chromium_path() -> str:
             return candidate
     need_service("browser tests need Debian's chromium package (apt-get install chromium)")
     raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app over real HTTP on a free loopback port; shut down and closed at teardown."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server"
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()

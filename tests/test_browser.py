@@ -17,14 +17,12 @@ import os
 import re
 import shutil
 import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask
 from playwright.sync_api import (
     ConsoleMessage,
     Error,
@@ -36,7 +34,6 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
-from werkzeug.serving import make_server
 
 from infomediary.instance import Instance
 from infomediary.services import customers
@@ -125,23 +122,6 @@ class Tab:
         assert foreign == []
         # The page really was styled, from this server.
         assert self.url("/static/app.css") in self.requests
-
-
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[str]:
-    """The app over real HTTP on a free port; shut down and closed at teardown."""
-    server = make_server(HOST, 0, app, threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server"
-    )
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
 
 
 @pytest.fixture

@@ -64,11 +64,16 @@ def init_app(app: Flask) -> None:
     app.after_request(_log_request)
     app.after_request(_release_db)
 
-    from infomediary.web import auth, dashboard, pages
+    from infomediary.oauth.server import init_oauth
+    from infomediary.web import api, auth, consent_views, dashboard, oauth_views, pages
 
+    init_oauth(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(oauth_views.bp)
+    app.register_blueprint(consent_views.bp)
+    app.register_blueprint(api.bp)
 
     from infomediary.services.profile import FIELDS
     from policies.taxonomy import CATEGORIES, INTEREST_TAGS

@@ -84,7 +84,9 @@ def login() -> ResponseReturnValue:
     except InvalidCredentials as exc:
         return render_template("login.html", error=exc.message, form=form), 401
     _start_session(customer_id)
-    return redirect(url_for("dashboard.overview"))
+    from infomediary.web.oauth_views import login_next_target
+
+    return redirect(login_next_target(request.args.get("next")) or url_for("dashboard.overview"))
 
 
 @bp.post("/logout")

@@ -3,6 +3,7 @@ clients, a friendly page for people. Nothing internal (stack traces, SQL, values
 
 from __future__ import annotations
 
+from authlib.integrations.flask_oauth2.errors import _HTTPException as _AuthlibHTTPException
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -32,6 +33,13 @@ _MESSAGES = {
     415: "This address takes an HTML form submission (application/x-www-form-urlencoded).",
     429: "Too many attempts. Please wait a minute and try again.",
     500: "Something went wrong on our side. Nothing was changed.",
+}
+_DESCRIBED = {
+    "token_in_query": (
+        "invalid_request",
+        "Send the access token in the Authorization header only, never in the URL or body.",
+    ),
+    "form_expected": ("unsupported_media_type", "This address takes an HTML form submission."),
 }
 _CSRF = {
     "csrf_failed": (
@@ -68,11 +76,16 @@ def error_response(
 
 
 def handle_http(exc: HTTPException) -> Response:
+    if isinstance(exc, _AuthlibHTTPException):
+        # RFC 6750 errors from the resource protector: keep their body and WWW-Authenticate.
+        return Response(exc.get_body(), status=exc.code, headers=exc.get_headers())
     status = exc.code or 500
     code = _CODES.get(status, "error")
     message = _MESSAGES.get(status, exc.name)
     if exc.description in _CSRF:
         code, message = exc.description, _CSRF[exc.description]
+    elif exc.description in _DESCRIBED:
+        code, message = _DESCRIBED[exc.description]
     response = error_response(status, code, message)
     valid_methods = getattr(exc, "valid_methods", None)
     if status == 405 and valid_methods:

@@ -1,0 +1,152 @@
+"""The scoped, pseudonymous resource API: what a supplier's token may read right now.
+
+Every call: token check (done by the caller) -> policy evaluation -> decrypt only the
+allowed fields -> access-log entry (allowed or denied, with the deciding rules) in the
+same transaction -> response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.instance import Instance
+from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
+from infomediary.oauth.scopes import CUSTOMER_SCOPES, parse_scopes
+from infomediary.services.consents import decide
+from infomediary.services.customers import customer_key
+from infomediary.services.errors import NotFound, ServiceError
+from infomediary.services.pseudonyms import pairwise_pseudonym
+from policies.engine import describe_rule
+from policies.model import Decision, Verdict
+from policies.taxonomy import CATEGORIES, INTEREST_TAGS, age_band, region_for_postcode
+
+
+class PolicyDenied(ServiceError):
+    code = "policy_denied"
+    status = 403
+
+    def __init__(self, message: str, withheld: list[dict[str, str]]):
+        super().__init__(message)
+        self.withheld = withheld
+
+
+@dataclass(frozen=True)
+class Released:
+    body: dict[str, Any]
+    categories: frozenset[str]
+
+
+def _reason(verdict: Verdict) -> str:
+    rules = "; ".join(describe_rule(r) for r in verdict.deciding_rules()[:3])
+    return (verdict.reason + (f" [rules: {rules}]" if rules else ""))[:255]
+
+
+def read_me(session: Session, inst: Instance, token: OAuthToken, request_id: str) -> dict[str, Any]:
+    supplier = session.get(Supplier, token.supplier_id)
+    customer_id = token.customer_id
+    if supplier is None or customer_id is None:
+        raise NotFound("This token is not bound to a customer.")
+    customer = session.get(Customer, customer_id)
+    profile = session.get(Profile, customer_id)
+    if customer is None or profile is None:
+        raise NotFound("The customer no longer exists.")
+    requested = frozenset(
+        s.category
+        for name in parse_scopes(token.scope)
+        if (s := CUSTOMER_SCOPES.get(name)) and s.action == "read" and s.category
+    )
+    actor = Actor(ActorType.SUPPLIER, supplier.id)
+    verdict = decide(session, inst, customer_id, supplier, token.purpose, requested)
+    allowed = verdict.allowed_categories()
+    withheld = [
+        {"category": v.category, "reason": v.reason}
+        for v in verdict.categories
+        if v.decision != Decision.ALLOW
+    ]
+    if not allowed:
+        append(
+            session,
+            LogEvent(
+                actor=actor,
+                action="read",
+                customer_id=customer_id,
+                categories=requested,
+                purpose=token.purpose,
+                allowed=False,
+                reason=_reason(verdict),
+                request_id=request_id,
+            ),
+        )
+        session.commit()
+        raise PolicyDenied("The customer's policy does not allow this access now.", withheld)
+
+    key = customer_key(session, inst, customer_id)
+
+    def field(name: str) -> Any:
+        blob = getattr(profile, name)
+        return None if blob is None else inst.vault.open(key, "profiles", customer_id, name, blob)
+
+    body: dict[str, Any] = {
+        "sub": pairwise_pseudonym(inst, supplier.id, customer_id),
+        "purpose": token.purpose,
+    }
+    released = set(allowed)
+    if "identity" in allowed:
+        body["identity"] = {
+            "name": field("name"),
+            "email": inst.vault.open(key, "customers", customer_id, "email", customer.email),
+            "phone": field("phone"),
+            "address": {
+                "street": field("street_address"),
+                "locality": field("locality"),
+                "postcode": field("postcode"),
+            },
+        }
+    if "demographics" in allowed:
+        birth_year, postcode = field("birth_year"), field("postcode")
+        body["demographics"] = {
+            "age_band": age_band(birth_year, utcnow().year) if birth_year else None,
+            "region": region_for_postcode(postcode) if postcode else None,
+            "household_size": field("household_size"),
+        }
+    if "interests" in allowed:
+        tags = field("interests") or []
+        special = frozenset(
+            INTEREST_TAGS[t].category for t in tags if CATEGORIES[INTEREST_TAGS[t].category].special
+        )
+        special_ok: frozenset[str] = frozenset()
+        if special:
+            special_verdict = decide(session, inst, customer_id, supplier, token.purpose, special)
+            special_ok = special_verdict.allowed_categories()
+            released |= special_ok
+            withheld += [
+                {"category": v.category, "reason": v.reason}
+                for v in special_verdict.categories
+                if v.decision != Decision.ALLOW
+            ]
+        body["interests"] = [
+            t for t in tags if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
+        ]
+    if "preferences" in allowed:
+        body["preferences"] = field("preferences")
+    if "purchases" in allowed:
+        body["purchases"] = []  # filled by the connectors feature
+    body["withheld"] = withheld
+    append(
+        session,
+        LogEvent(
+            actor=actor,
+            action="read",
+            customer_id=customer_id,
+            categories=frozenset(released),
+            purpose=token.purpose,
+            reason=_reason(verdict),
+            request_id=request_id,
+        ),
+    )
+    session.commit()
+    return body

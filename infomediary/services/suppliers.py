@@ -1,0 +1,224 @@
+"""Supplier (OAuth client) registration, suspension and initial access tokens.
+
+Client secrets, initial access tokens, codes and tokens are 256-bit random values, so a
+plain SHA-256 is an adequate one-way store (no password stretching needed); the value
+itself is shown once and never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.db import rowcount
+from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
+from infomediary.oauth.scopes import ALL_SCOPES, BROKER_SCOPES
+from infomediary.services import Context
+from infomediary.services.errors import NotFound, ServiceError, ValidationFailed
+from policies.model import PURPOSES
+
+SECTORS = ("retail", "travel", "finance", "health", "advertising", "media", "other")
+KINDS = ("supplier", "resource_server")
+
+
+def secret_hash(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+class InvalidRedirectUri(ServiceError):
+    code = "invalid_redirect_uri"
+    status = 400
+
+
+@dataclass(frozen=True)
+class NewSupplier:
+    supplier: Supplier
+    client_secret: str
+
+
+def check_redirect_uri(uri: str) -> str | None:
+    """RFC 9700 §2.1 / RFC 8252 §7.3: https, or http only on the loopback; no fragment."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "not a URL"
+    if parts.fragment or "#" in uri:
+        return "must not contain a fragment"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return "must be an https URL (or http on 127.0.0.1 / localhost)"
+
+
+def validate_registration(
+    *,
+    name: str,
+    redirect_uris: list[str],
+    scopes: list[str],
+    purposes: list[str],
+    privacy_policy_url: str | None,
+    sector: str,
+    kind: str = "supplier",
+) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not name or len(name) > 120:
+        errors["name"] = "A name of 1 to 120 characters is required."
+    bad_uris = [f"{u}: {p}" for u in redirect_uris if (p := check_redirect_uri(u))]
+    if bad_uris:
+        errors["redirect_uris"] = "; ".join(bad_uris)
+    customer_scopes = [s for s in scopes if s not in BROKER_SCOPES]
+    if customer_scopes and not redirect_uris and kind == "supplier":
+        errors["redirect_uris"] = "Customer-data scopes need at least one redirect URI."
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        errors["scope"] = f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(ALL_SCOPES)}."
+    if not scopes and kind == "supplier":
+        errors["scope"] = "At least one scope is required."
+    unknown_purposes = sorted(set(purposes) - set(PURPOSES))
+    if unknown_purposes:
+        errors["purpose"] = (
+            f"Unknown purpose(s): {', '.join(unknown_purposes)}. Known: {', '.join(PURPOSES)}."
+        )
+    if not purposes and kind == "supplier":
+        errors["purpose"] = "At least one purpose is required."
+    if privacy_policy_url and check_redirect_uri(privacy_policy_url):
+        errors["privacy_policy_url"] = "Must be an https URL."
+    if sector not in SECTORS:
+        errors["sector"] = f"Choose one of: {', '.join(SECTORS)}."
+    if kind not in KINDS:
+        errors["kind"] = f"Choose one of: {', '.join(KINDS)}."
+    return errors
+
+
+def create_supplier(
+    session: Session,
+    *,
+    name: str,
+    redirect_uris: list[str],
+    scopes: list[str],
+    purposes: list[str],
+    privacy_policy_url: str | None = None,
+    sector: str = "retail",
+    kind: str = "supplier",
+    via: str = "cli",
+    ctx: Context | None = None,
+) -> NewSupplier:
+    errors = validate_registration(
+        name=name,
+        redirect_uris=redirect_uris,
+        scopes=scopes,
+        purposes=purposes,
+        privacy_policy_url=privacy_policy_url,
+        sector=sector,
+        kind=kind,
+    )
+    if errors:
+        if "redirect_uris" in errors and len(errors) == 1:
+            raise InvalidRedirectUri(errors["redirect_uris"])
+        raise ValidationFailed(errors, "The client metadata is invalid.")
+    secret = secrets.token_urlsafe(32)
+    supplier = Supplier(
+        id=str(uuid.uuid4()),
+        client_id="sup_" + secrets.token_urlsafe(18),
+        client_secret_hash=secret_hash(secret),
+        kind=kind,
+        name=name,
+        sector=sector,
+        privacy_policy_url=privacy_policy_url,
+        redirect_uris=json.dumps(sorted(set(redirect_uris))),
+        scopes=" ".join(sorted(set(scopes))),
+        purposes=" ".join(sorted(set(purposes))),
+        registered_via=via,
+    )
+    session.add(supplier)
+    ctx = ctx or Context(Actor(ActorType.OPERATOR, via))
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="create",
+            customer_id=None,
+            reason=f"supplier {supplier.id} registered",
+            request_id=ctx.request_id,
+        ),
+    )
+    session.commit()
+    return NewSupplier(supplier, secret)
+
+
+def find_supplier(session: Session, ref: str) -> Supplier:
+    """By id or client_id."""
+    supplier = session.execute(
+        select(Supplier).where((Supplier.id == ref) | (Supplier.client_id == ref))
+    ).scalar_one_or_none()
+    if supplier is None:
+        raise NotFound(f"No supplier with id or client_id {ref!r}.")
+    return supplier
+
+
+def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> int:
+    """Suspend a supplier: every one of its tokens stops working at once. Returns tokens revoked."""
+    supplier = find_supplier(session, ref)
+    now = utcnow()
+    supplier.status = "suspended"
+    supplier.suspended_at = now
+    revoked = rowcount(
+        session.execute(
+            update(OAuthToken)
+            .where(OAuthToken.supplier_id == supplier.id, OAuthToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    )
+    ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="update",
+            customer_id=None,
+            reason=f"supplier {supplier.id} suspended; {revoked} tokens revoked",
+            request_id=ctx.request_id,
+        ),
+    )
+    session.commit()
+    return int(revoked or 0)
+
+
+def issue_initial_access_token(session: Session, *, days: int = 7) -> str:
+    token = "iat_" + secrets.token_urlsafe(32)
+    session.add(
+        InitialAccessToken(
+            token_hash=secret_hash(token), expires_at=utcnow() + timedelta(days=days)
+        )
+    )
+    session.commit()
+    return token
+
+
+def redeem_initial_access_token(session: Session, token: str) -> bool:
+    """Single use: atomically mark it used; False when unknown, expired or used."""
+    result = session.execute(
+        update(InitialAccessToken)
+        .where(
+            InitialAccessToken.token_hash == secret_hash(token),
+            InitialAccessToken.used_at.is_(None),
+            InitialAccessToken.expires_at > utcnow(),
+        )
+        .values(used_at=utcnow())
+    )
+    return bool(rowcount(result))
+
+
+def redirect_uris(supplier: Supplier) -> list[str]:
+    uris: list[str] = json.loads(supplier.redirect_uris)
+    return uris

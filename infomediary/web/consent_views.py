@@ -1,0 +1,159 @@
+"""The consent dashboard: grants by supplier, revoke, receipts, policy and preview."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from infomediary.models import Supplier
+from infomediary.services import consents
+from infomediary.services.errors import ValidationFailed
+from infomediary.web import db
+from infomediary.web.security import context, instance, login_required
+from policies.engine import describe_rule
+from policies.model import PURPOSES, Mode
+from policies.taxonomy import CATEGORIES
+from policies.templates import TEMPLATES, template_description
+
+bp = Blueprint("consents", __name__)
+
+POLICY_CATEGORIES = (
+    "identity",
+    "demographics",
+    "interests",
+    "purchases",
+    "preferences",
+    "health",
+    "religion",
+    "politics",
+    "sexuality",
+    "ethnicity",
+)
+
+
+def _customer_id() -> str:
+    return str(session["customer_id"])
+
+
+def _page(
+    errors: dict[str, str] | None = None,
+    preview: object = None,
+    status: int = 200,
+    preview_supplier: Supplier | None = None,
+) -> ResponseReturnValue:
+    s = db()
+    customer_id = _customer_id()
+    grants = consents.list_grants(s, customer_id)
+    policy = consents.load_policy(s, instance(), customer_id)
+    known = {g.supplier.id: g.supplier for g in grants}
+    active_suppliers = (
+        s.execute(
+            select(Supplier)
+            .where(Supplier.status == "active", Supplier.kind == "supplier")
+            .order_by(Supplier.name)
+        )
+        .scalars()
+        .all()
+    )
+    s.rollback()
+    return render_template(
+        "consents.html",
+        grants=grants,
+        policy=policy,
+        describe_rule=describe_rule,
+        templates={name: template_description(name) for name in TEMPLATES},
+        purposes=PURPOSES,
+        modes=[m.value for m in Mode],
+        categories=POLICY_CATEGORIES,
+        suppliers=active_suppliers or list(known.values()),
+        errors=errors or {},
+        preview=preview,
+        preview_supplier=preview_supplier,
+        CATEGORIES=CATEGORIES,
+    ), status
+
+
+@bp.get("/consents")
+@login_required
+def index() -> ResponseReturnValue:
+    return _page()
+
+
+@bp.post("/consents/<grant_id>/revoke")
+@login_required
+def revoke(grant_id: str) -> ResponseReturnValue:
+    consents.revoke_grant(
+        db(), instance(), _customer_id(), grant_id, context(), base_url=request.host_url.rstrip("/")
+    )
+    flash("Consent revoked. The supplier's access ended immediately; a signed receipt was issued.")
+    return redirect(url_for("consents.index"))
+
+
+@bp.get("/consents/<grant_id>/receipts/<receipt_id>.jws")
+@login_required
+def receipt(grant_id: str, receipt_id: str) -> ResponseReturnValue:
+    found = consents.receipt_of(db(), _customer_id(), receipt_id)
+    if found.grant_id != grant_id:
+        return render_template(
+            "error.html", status=404, code="not_found", message="There is nothing here.", errors={}
+        ), 404
+    return Response(
+        found.jws,
+        mimetype="application/jose",
+        headers={"Content-Disposition": f'attachment; filename="consent-receipt-{receipt_id}.jws"'},
+    )
+
+
+@bp.post("/policy/template")
+@login_required
+def choose_template() -> ResponseReturnValue:
+    try:
+        consents.apply_template(
+            db(), instance(), _customer_id(), request.form.get("template", ""), context()
+        )
+    except ValidationFailed as exc:
+        return _page(exc.errors, status=400)
+    flash("Policy template applied. It takes effect on the very next access.")
+    return redirect(url_for("consents.index"))
+
+
+@bp.post("/policy/rule")
+@login_required
+def change_rule() -> ResponseReturnValue:
+    try:
+        consents.set_rule(
+            db(),
+            instance(),
+            _customer_id(),
+            category=request.form.get("category", ""),
+            purpose=request.form.get("purpose", ""),
+            mode=request.form.get("mode", ""),
+            ctx=context(),
+        )
+    except ValidationFailed as exc:
+        return _page(exc.errors, status=400)
+    flash("Rule saved. It takes effect on the very next access.")
+    return redirect(url_for("consents.index"))
+
+
+@bp.get("/consents/preview")
+@login_required
+def preview() -> ResponseReturnValue:
+    s = db()
+    supplier = s.get(Supplier, request.args.get("supplier", ""))
+    purpose = request.args.get("purpose", "")
+    if supplier is None:
+        return _page({"supplier": "Choose a supplier."}, status=400)
+    try:
+        verdict = consents.preview(s, instance(), _customer_id(), supplier, purpose)
+    except ValidationFailed as exc:
+        return _page(exc.errors, status=400)
+    return _page(preview=verdict, preview_supplier=supplier)
+
+
+@bp.get("/consents/<grant_id>/receipts")
+@login_required
+def receipts_list(grant_id: str) -> ResponseReturnValue:
+    found = consents.receipts_of(db(), _customer_id(), grant_id)
+    return render_template("receipts.html", grant_id=grant_id, receipts=found)

@@ -1,0 +1,246 @@
+"""OAuth endpoints: authorize (consent screen), token, revoke, introspect, register,
+metadata (RFC 8414) and the JWKS that consent receipts verify against."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from infomediary.models import Supplier, utcnow
+from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
+from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
+from infomediary.services import consents, suppliers
+from infomediary.services.errors import ValidationFailed
+from infomediary.web import db
+from infomediary.web.security import context, csrf_exempt, current_customer_id, instance
+from policies.model import PURPOSES, Mode
+from policies.taxonomy import CATEGORIES
+
+bp = Blueprint("oauth", __name__)
+
+EXPIRY_CHOICES = {
+    "30d": ("30 days", 30),
+    "90d": ("90 days", 90),
+    "365d": ("1 year", 365),
+    "never": ("until I revoke it", None),
+}
+
+
+def _oauth_error_page(error: OAuth2Error) -> ResponseReturnValue:
+    target = error_redirect(error)
+    if target:
+        return redirect(target)
+    # Unknown client or unregistered redirect URI: never redirect (RFC 9700 §4.1.1).
+    return render_template(
+        "oauth_error.html", error=error.error, description=error.description
+    ), 400
+
+
+def _consent_context(grant: Any) -> dict[str, Any]:
+    client = grant.request.client
+    supplier: Supplier = client.supplier
+    scopes = parse_scopes(grant.request.scope)
+    purpose = grant.request.payload.data.get("purpose", "")
+    verdict = consents.decide(
+        db(), instance(), current_customer_id() or "", supplier, purpose, categories_for(scopes)
+    )
+    own_policy = consents.load_policy(db(), instance(), current_customer_id() or "")
+    blocked = {}
+    for category in categories_for(scopes):
+        for rule in own_policy.rules:
+            if (
+                rule.mode == Mode.NEVER
+                and rule.category in (category, "*")
+                and rule.purpose in (purpose, "*")
+            ):
+                blocked[category] = "Your policy says never for this."
+    rows = [
+        {
+            "scope": s,
+            "category": CUSTOMER_SCOPES[s].category,
+            "label": CATEGORIES[CUSTOMER_SCOPES[s].category or "identity"].label,
+            "description": CUSTOMER_SCOPES[s].description,
+            "blocked": blocked.get(CUSTOMER_SCOPES[s].category or ""),
+        }
+        for s in scopes
+    ]
+    return {
+        "supplier": supplier,
+        "purpose": purpose,
+        "purpose_label": PURPOSES.get(purpose, purpose),
+        "rows": rows,
+        "expiry_choices": EXPIRY_CHOICES,
+        "verdict": verdict,
+    }
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+def authorize() -> ResponseReturnValue:
+    customer_id = current_customer_id()
+    if customer_id is None:
+        return redirect(url_for("auth.login", next=request.full_path))
+    user = CustomerRef(customer_id)
+    try:
+        grant = server.get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        return _oauth_error_page(error)
+    if request.method == "GET":
+        return render_template("consent.html", **_consent_context(grant))
+    if request.form.get("decision") != "approve":
+        return cast(Response, server.create_authorization_response(grant_user=None, grant=grant))
+    requested = set(parse_scopes(grant.request.scope))
+    approved = sorted(set(request.form.getlist("approve_scope")) & requested)
+    expiry = request.form.get("expiry", "90d")
+    if not approved or expiry not in EXPIRY_CHOICES:
+        ctx = _consent_context(grant)
+        message = (
+            "Choose at least one kind of data, or deny." if not approved else "Choose an expiry."
+        )
+        return render_template("consent.html", error=message, **ctx), 400
+    days = EXPIRY_CHOICES[expiry][1]
+    expires_at = utcnow() + timedelta(days=days) if days else None
+    session = db()
+    consent = consents.grant_consent(
+        session,
+        instance(),
+        customer_id,
+        grant.request.client.supplier,
+        scopes=approved,
+        purpose=grant.request.payload.data["purpose"],
+        expires_at=expires_at,
+        ctx=context(),
+        base_url=request.host_url.rstrip("/"),
+    )
+    grant.request.approved_scope = " ".join(approved)
+    grant.request.consent_grant_id = consent.id
+    return cast(Response, server.create_authorization_response(grant_user=user, grant=grant))
+
+
+@bp.post("/oauth/token")
+@csrf_exempt
+def token() -> ResponseReturnValue:
+    return cast(Response, server.create_token_response())
+
+
+@bp.post("/oauth/revoke")
+@csrf_exempt
+def revoke() -> ResponseReturnValue:
+    return cast(Response, server.create_endpoint_response("revocation"))
+
+
+@bp.post("/oauth/introspect")
+@csrf_exempt
+def introspect() -> ResponseReturnValue:
+    return cast(Response, server.create_endpoint_response("introspection"))
+
+
+def _registration_error(code: str, description: str, status: int = 400) -> Response:
+    response = jsonify(error=code, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/oauth/register")
+@csrf_exempt
+def register() -> ResponseReturnValue:
+    """RFC 7591 dynamic registration, protected by an operator-issued initial access token."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or not suppliers.redeem_initial_access_token(db(), auth[7:]):
+        db().rollback()
+        response = _registration_error(
+            "invalid_token", "A valid initial access token is required.", 401
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        db().rollback()
+        return _registration_error("invalid_client_metadata", "The body must be a JSON object.")
+    uris = data.get("redirect_uris", [])
+    purposes = data.get("purposes", [])
+    if (
+        not isinstance(uris, list)
+        or not all(isinstance(u, str) for u in uris)
+        or not isinstance(purposes, list)
+    ):
+        db().rollback()
+        return _registration_error(
+            "invalid_client_metadata", "redirect_uris and purposes must be lists."
+        )
+    grant_types = data.get("grant_types", ["authorization_code", "refresh_token"])
+    if not isinstance(grant_types, list) or set(grant_types) - {
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+    }:
+        db().rollback()
+        return _registration_error(
+            "invalid_client_metadata", "Unsupported grant_types (no implicit or password grant)."
+        )
+    method = data.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in ("client_secret_basic", "client_secret_post"):
+        db().rollback()
+        return _registration_error(
+            "invalid_client_metadata",
+            "token_endpoint_auth_method must be client_secret_basic or client_secret_post.",
+        )
+    try:
+        created = suppliers.create_supplier(
+            db(),
+            name=str(data.get("client_name", "")),
+            redirect_uris=uris,
+            scopes=parse_scopes(str(data.get("scope", ""))),
+            purposes=[str(p) for p in purposes],
+            privacy_policy_url=data.get("policy_uri"),
+            sector=str(data.get("sector", "other")),
+            via="dcr",
+        )
+    except suppliers.InvalidRedirectUri as exc:
+        db().rollback()
+        return _registration_error("invalid_redirect_uri", exc.message)
+    except ValidationFailed as exc:
+        db().rollback()
+        return _registration_error(
+            "invalid_client_metadata", "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+        )
+    supplier = created.supplier
+    body = {
+        "client_id": supplier.client_id,
+        "client_secret": created.client_secret,
+        "client_id_issued_at": int(supplier.created_at.timestamp()),
+        "client_secret_expires_at": 0,
+        "client_name": supplier.name,
+        "redirect_uris": suppliers.redirect_uris(supplier),
+        "scope": supplier.scopes,
+        "purposes": supplier.purposes.split(),
+        "grant_types": grant_types,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": method,
+        "policy_uri": supplier.privacy_policy_url,
+    }
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata() -> ResponseReturnValue:
+    return jsonify(metadata())
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> ResponseReturnValue:
+    return jsonify(consents.signer(instance()).jwks())
+
+
+def login_next_target(raw: str | None) -> str | None:
+    """Only a local path may follow login (no open redirect)."""
+    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return None

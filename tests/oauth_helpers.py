@@ -1,0 +1,151 @@
+"""Helpers for OAuth tests: a supplier, a logged-in browser, and the consent dance.
+
+The supplier side is authlib's own OAuth 2 client (``OAuth2Session`` over requests), talking
+to the app served on a real loopback port: no hand-built token requests in happy paths.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+
+from infomediary.instance import Instance
+from infomediary.services.suppliers import create_supplier
+
+REDIRECT = "https://shop.example/callback"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class SupplierCreds:
+    id: str
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+
+def make_supplier(
+    inst: Instance,
+    *,
+    name: str = "Acme Books",
+    scopes: tuple[str, ...] = (
+        "profile.identity:read",
+        "profile.interests:read",
+        "profile.demographics:read",
+    ),
+    purposes: tuple[str, ...] = ("marketing", "service"),
+    redirect_uris: tuple[str, ...] = (REDIRECT,),
+    kind: str = "supplier",
+    sector: str = "retail",
+) -> SupplierCreds:
+    with inst.sessions() as session:
+        created = create_supplier(
+            session,
+            name=name,
+            redirect_uris=list(redirect_uris),
+            scopes=list(scopes),
+            purposes=list(purposes),
+            sector=sector,
+            privacy_policy_url="https://shop.example/privacy",
+            kind=kind,
+        )
+        return SupplierCreds(
+            created.supplier.id,
+            created.supplier.client_id,
+            created.client_secret,
+            redirect_uris[0] if redirect_uris else "",
+        )
+
+
+def browser_login(base: str, email: str, password: str) -> requests.Session:
+    browser = requests.Session()
+    page = browser.get(f"{base}/login")
+    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    response = browser.post(
+        f"{base}/login",
+        data={"csrf_token": token, "email": email, "password": password},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.status_code
+    return browser
+
+
+def browser_signup(
+    base: str, email: str, password: str = "correct horse battery"
+) -> requests.Session:
+    browser = requests.Session()
+    page = browser.get(f"{base}/signup")
+    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    response = browser.post(
+        f"{base}/signup",
+        data={
+            "csrf_token": token,
+            "email": email,
+            "password": password,
+            "name": "Ada Lovelace",
+            "accept_notice": "yes",
+        },
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.text
+    return browser
+
+
+def client_session(base: str, creds: SupplierCreds, scope: str) -> OAuth2Session:
+    return OAuth2Session(
+        creds.client_id,
+        creds.client_secret,
+        scope=scope,
+        redirect_uri=creds.redirect_uri,
+        code_challenge_method="S256",
+        token_endpoint=f"{base}/oauth/token",
+    )
+
+
+@dataclass
+class Authorized:
+    authorization_response: str
+    code: str
+    state: str
+    verifier: str
+    params: dict[str, list[str]]
+
+
+def consent(
+    base: str,
+    browser: requests.Session,
+    client: OAuth2Session,
+    *,
+    purpose: str = "marketing",
+    approve: list[str] | None = None,
+    expiry: str = "90d",
+    decision: str = "approve",
+    verifier: str | None = None,
+) -> Authorized:
+    """Drive the consent screen in the customer's browser and return the redirect back."""
+    verifier = verifier or secrets.token_urlsafe(48)
+    url, state = client.create_authorization_url(
+        f"{base}/oauth/authorize", code_verifier=verifier, purpose=purpose
+    )
+    page = browser.get(url, allow_redirects=False)
+    assert page.status_code == 200, page.text
+    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    scopes = (
+        approve
+        if approve is not None
+        else re.findall(r'name="approve_scope" value="([^"]+)"', page.text)
+    )
+    response = browser.post(
+        url,
+        data={"csrf_token": token, "approve_scope": scopes, "expiry": expiry, "decision": decision},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    params = parse_qs(urlsplit(location).query)
+    return Authorized(location, params.get("code", [""])[0], state, verifier, params)

@@ -1,0 +1,149 @@
+"""Policy templates: they load, validate and mean what their descriptions say."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate_policy
+from policies.model import PURPOSES, AccessRequest, Decision, Mode
+from policies.taxonomy import CATEGORIES
+from policies.templates import (
+    TEMPLATES,
+    _load,
+    load_template,
+    template_description,
+    template_title,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+ASKABLE = (Mode.AGGREGATE, Mode.PSEUDONYMOUS, Mode.DIRECT)
+SPECIAL = sorted(key for key, c in CATEGORIES.items() if c.special)
+
+
+def decide(
+    template: str, purpose: str, category: str, mode: Mode, supplier: str = "acme"
+) -> Decision:
+    req = AccessRequest(supplier, "retail", purpose, frozenset({category}), mode)
+    return evaluate(load_template(template), req, NOW).decision
+
+
+def test_the_three_templates_load_least_generous_first() -> None:
+    assert list(TEMPLATES) == ["private", "balanced", "rewarded"]
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_template_is_valid_and_described(name: str) -> None:
+    policy = load_template(name)
+    assert policy is TEMPLATES[name]
+    assert policy.template == name
+    assert policy.rules
+    assert validate_policy(policy) == []
+    assert template_title(name) == name.capitalize()
+    description = template_description(name)
+    assert description.endswith(".")
+    assert "\n" not in description
+    assert "  " not in description
+    assert policy_from_dict(policy_to_dict(policy)) == policy
+
+
+def test_unknown_template_names_the_choices() -> None:
+    with pytest.raises(KeyError, match="choose one of private, balanced, rewarded"):
+        load_template("generous")
+    with pytest.raises(KeyError, match="'generous'"):
+        template_description("generous")
+
+
+EXPECTATIONS = [
+    ("private", "service", "identity", Mode.AGGREGATE, Decision.ALLOW),
+    ("private", "service", "purchases", Mode.AGGREGATE, Decision.ALLOW),
+    ("private", "service", "identity", Mode.PSEUDONYMOUS, Decision.DENY),
+    ("private", "marketing", "interests", Mode.AGGREGATE, Decision.DENY),
+    ("private", "analytics", "interests", Mode.AGGREGATE, Decision.NOT_APPLICABLE),
+    ("balanced", "service", "identity", Mode.DIRECT, Decision.ALLOW),
+    ("balanced", "service", "preferences", Mode.DIRECT, Decision.ALLOW),
+    ("balanced", "service", "purchases", Mode.AGGREGATE, Decision.NOT_APPLICABLE),
+    ("balanced", "analytics", "purchases", Mode.AGGREGATE, Decision.ALLOW),
+    ("balanced", "research", "demographics", Mode.AGGREGATE, Decision.ALLOW),
+    ("balanced", "analytics", "purchases", Mode.PSEUDONYMOUS, Decision.DENY),
+    ("balanced", "marketing", "interests", Mode.PSEUDONYMOUS, Decision.ALLOW),
+    ("balanced", "marketing", "interests", Mode.DIRECT, Decision.DENY),
+    ("balanced", "marketing", "purchases", Mode.PSEUDONYMOUS, Decision.NOT_APPLICABLE),
+    ("balanced", "marketing", "health", Mode.AGGREGATE, Decision.DENY),
+    ("rewarded", "marketing", "purchases", Mode.PSEUDONYMOUS, Decision.ALLOW),
+    ("rewarded", "rewards", "demographics", Mode.PSEUDONYMOUS, Decision.ALLOW),
+    ("rewarded", "rewards", "demographics", Mode.DIRECT, Decision.DENY),
+    ("rewarded", "service", "identity", Mode.DIRECT, Decision.ALLOW),
+    ("rewarded", "rewards", "health", Mode.AGGREGATE, Decision.DENY),
+]
+
+
+@pytest.mark.parametrize(("name", "purpose", "category", "mode", "expected"), EXPECTATIONS)
+def test_templates_mean_what_they_say(
+    name: str, purpose: str, category: str, mode: Mode, expected: Decision
+) -> None:
+    assert decide(name, purpose, category, mode) is expected
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_no_template_releases_a_special_category(name: str) -> None:
+    for purpose, category, mode in itertools.product(PURPOSES, SPECIAL, ASKABLE):
+        assert decide(name, purpose, category, mode) is not Decision.ALLOW, (purpose, category)
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_templates_identify_you_only_for_the_service_you_asked_for(name: str) -> None:
+    for purpose, category in itertools.product(PURPOSES, CATEGORIES):
+        if decide(name, purpose, category, Mode.DIRECT) is Decision.ALLOW:
+            assert purpose == "service"
+            assert category in {"identity", "preferences"}
+
+
+def test_rewarded_allows_everything_balanced_allows() -> None:
+    for purpose, category, mode in itertools.product(PURPOSES, CATEGORIES, ASKABLE):
+        if decide("balanced", purpose, category, mode) is Decision.ALLOW:
+            assert decide("rewarded", purpose, category, mode) is Decision.ALLOW
+
+
+BROKEN = [
+    ("not toml = [", "broken.toml"),
+    ('description = "no title"\nrules = []', "needs a string title"),
+    (
+        'title = "T"\ndescription = "D"\n[[rules]]\ncategory = "interests"\npurpose = "marketing"\n'
+        'recipient = { kind = "any" }\nmode = "often"',
+        "rules[0].mode: 'often' is not one of",
+    ),
+    (
+        'title = "T"\ndescription = "D"\n[[rules]]\ncategory = "horoscope"\npurpose = "marketing"\n'
+        'recipient = { kind = "any" }\nmode = "never"',
+        "'horoscope' is not a data category",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), BROKEN)
+def test_a_broken_template_fails_loudly_naming_its_file(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape("policy template broken.toml")) as caught:
+        _load(broken)
+    assert words in str(caught.value)
+
+
+def test_template_expiry_may_use_toml_datetimes(tmp_path: Path) -> None:
+    dated = tmp_path / "dated.toml"
+    dated.write_text(
+        'title = "Dated"\ndescription = "D."\n[[rules]]\ncategory = "interests"\n'
+        'purpose = "marketing"\nrecipient = { kind = "any" }\nmode = "aggregate"\n'
+        "expires = 2027-01-01T00:00:00Z\n",
+        encoding="utf-8",
+    )
+    template = _load(dated)
+    assert template.name == "dated"
+    assert template.policy.rules[0].expires == datetime(2027, 1, 1, tzinfo=UTC)

@@ -1,0 +1,121 @@
+"""End-to-end OAuth flows with authlib's client against the served app."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from infomediary.models import AccessLogEntry, OAuthToken
+from tests.factories import make_customer
+from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
+
+EMAIL, PASSWORD = "ada@example.org", "correct horse battery"
+PROFILE = {
+    "name": "Ada Lovelace",
+    "postcode": "2000",
+    "birth_year": 1985,
+    "interests": ["books", "faith", "travel"],
+    "phone": "+61 400 000 111",
+}
+
+
+@pytest.fixture
+def customer(inst) -> str:
+    return make_customer(inst, email=EMAIL, password=PASSWORD, name="Ada Lovelace", profile=PROFILE)
+
+
+def test_full_flow_reads_only_granted_and_allowed_fields(live_server, inst, customer) -> None:
+    supplier = make_supplier(inst)
+    client = client_session(live_server, supplier, "profile.identity:read profile.interests:read")
+    browser = browser_login(live_server, EMAIL, PASSWORD)
+    result = consent(live_server, browser, client, purpose="service")
+    assert result.params["iss"] == [live_server]
+    assert result.params["state"] == [result.state]
+    token = client.fetch_token(
+        authorization_response=result.authorization_response, code_verifier=result.verifier
+    )
+    assert token["token_type"].lower() == "bearer"
+    assert token["expires_in"] <= 3600
+    assert "refresh_token" in token
+    me = client.get(f"{live_server}/api/v1/me")
+    assert me.status_code == 200, me.text
+    body = me.json()
+    assert body["sub"].startswith("psn_")
+    assert body["identity"]["name"] == "Ada Lovelace"
+    assert body["identity"]["email"] == EMAIL
+    assert "demographics" not in body  # not granted
+    assert body["interests"] == ["books", "travel"]  # "faith" is a special category: withheld
+    assert any(w["category"] == "religion" for w in body["withheld"])
+    with inst.sessions() as session:
+        stored = session.execute(select(OAuthToken)).scalar_one()
+        assert stored.access_token_hash != token["access_token"].encode()
+        reads = (
+            session.execute(
+                select(AccessLogEntry).where(
+                    AccessLogEntry.actor_type == "supplier", AccessLogEntry.customer_id == customer
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(reads) == 1
+    assert reads[0].outcome == "allowed"
+
+
+def test_pairwise_pseudonyms_differ_per_supplier_and_are_stable(
+    live_server, inst, customer
+) -> None:
+    subs = []
+    for name in ("Acme Books", "Zenith Travel", "Acme Books again"):
+        supplier = make_supplier(inst, name=name)
+        client = client_session(live_server, supplier, "profile.interests:read")
+        browser = browser_login(live_server, EMAIL, PASSWORD)
+        result = consent(live_server, browser, client, purpose="service")
+        client.fetch_token(
+            authorization_response=result.authorization_response, code_verifier=result.verifier
+        )
+        first = client.get(f"{live_server}/api/v1/me").json()["sub"]
+        second = client.get(f"{live_server}/api/v1/me").json()["sub"]
+        assert first == second
+        subs.append(first)
+    assert len(set(subs)) == 3
+
+
+def test_refresh_rotates_and_reuse_revokes_the_family(live_server, inst, customer) -> None:
+    supplier = make_supplier(inst)
+    client = client_session(live_server, supplier, "profile.interests:read")
+    result = consent(
+        live_server, browser_login(live_server, EMAIL, PASSWORD), client, purpose="service"
+    )
+    first = client.fetch_token(
+        authorization_response=result.authorization_response, code_verifier=result.verifier
+    )
+    second = client.refresh_token(
+        f"{live_server}/oauth/token", refresh_token=first["refresh_token"]
+    )
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    assert client.get(f"{live_server}/api/v1/me").status_code == 200
+    # the old refresh token is replayed: everything in the family dies
+    replay = requests.post(
+        f"{live_server}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=(supplier.client_id, supplier.client_secret),
+        timeout=10,
+    )
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    latest = requests.get(
+        f"{live_server}/api/v1/me",
+        headers={"Authorization": f"Bearer {second['access_token']}"},
+        timeout=10,
+    )
+    assert latest.status_code == 401
+    again = requests.post(
+        f"{live_server}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": second["refresh_token"]},
+        auth=(supplier.client_id, supplier.client_secret),
+        timeout=10,
+    )
+    assert again.status_code == 400
