@@ -148,6 +148,150 @@ def customers_create(email: str, password: str, name: str | None, as_json: bool)
     _emit(as_json, {"id": customer_id}, f"created customer {customer_id}")
 
 
+@main.group(name="suppliers")
+def suppliers_group() -> None:
+    """Register and suspend suppliers (OAuth clients)."""
+
+
+@suppliers_group.command("create")
+@click.option("--name", required=True)
+@click.option(
+    "--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI; repeatable."
+)
+@click.option("--scope", "scopes", multiple=True, required=True, help="Scope; repeatable.")
+@click.option("--purpose", "purposes", multiple=True, help="Declared purpose; repeatable.")
+@click.option("--privacy-policy-url", default=None)
+@click.option("--sector", default="retail", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["supplier", "resource_server"]),
+    default="supplier",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+    purposes: tuple[str, ...],
+    privacy_policy_url: str | None,
+    sector: str,
+    kind: str,
+    as_json: bool,
+) -> None:
+    """Register a supplier; prints client_id and client_secret (shown once, stored hashed)."""
+    from infomediary.services.suppliers import create_supplier
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            created = create_supplier(
+                session,
+                name=name,
+                redirect_uris=list(redirect_uris),
+                scopes=[p for s in scopes for p in s.split()],
+                purposes=list(purposes),
+                privacy_policy_url=privacy_policy_url,
+                sector=sector,
+                kind=kind,
+            )
+            supplier = created.supplier
+    except ValidationFailed as exc:
+        _fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+        return
+    except ServiceError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        inst.close()
+    data = {
+        "id": supplier.id,
+        "client_id": supplier.client_id,
+        "client_secret": created.client_secret,
+        "scope": supplier.scopes,
+        "purposes": supplier.purposes.split(),
+    }
+    _emit(
+        as_json,
+        data,
+        f"supplier {supplier.id}\nclient_id:     {supplier.client_id}\n"
+        f"client_secret: {created.client_secret}\n(shown once; only its hash is kept)",
+    )
+
+
+@suppliers_group.command("suspend")
+@click.argument("supplier")
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_suspend(supplier: str, as_json: bool) -> None:
+    """Suspend SUPPLIER (id or client_id): all its tokens stop working at once."""
+    from infomediary.services.suppliers import suspend_supplier
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            revoked = suspend_supplier(session, supplier)
+    except ServiceError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        inst.close()
+    _emit(
+        as_json,
+        {"suspended": supplier, "tokens_revoked": revoked},
+        f"suspended {supplier}; {revoked} tokens revoked",
+    )
+
+
+@suppliers_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_list(as_json: bool) -> None:
+    """List suppliers (never their secrets)."""
+    from infomediary.models import Supplier
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            rows = [
+                {
+                    "id": s.id,
+                    "client_id": s.client_id,
+                    "name": s.name,
+                    "kind": s.kind,
+                    "status": s.status,
+                    "scope": s.scopes,
+                    "purposes": s.purposes.split(),
+                }
+                for s in session.execute(select(Supplier).order_by(Supplier.name)).scalars()
+            ]
+    finally:
+        inst.close()
+    text = "\n".join(
+        f"{r['client_id']}  {r['status']:9}  {r['name']}  [{r['scope']}]" for r in rows
+    )
+    _emit(as_json, {"suppliers": rows}, text or "no suppliers")
+
+
+@suppliers_group.command("initial-access-token")
+@click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_iat(days: int, as_json: bool) -> None:
+    """Issue a single-use initial access token for dynamic client registration (RFC 7591)."""
+    from infomediary.services.suppliers import issue_initial_access_token
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            token = issue_initial_access_token(session, days=days)
+    finally:
+        inst.close()
+    _emit(
+        as_json,
+        {"initial_access_token": token, "expires_in_days": days},
+        f"{token}\n(single use, valid {days} days; send as 'Authorization: Bearer ...' "
+        "to /oauth/register)",
+    )
+
+
 @main.group()
 def keys() -> None:
     """Key-encryption-key rotation."""

@@ -211,3 +211,94 @@ def test_production_refuses_weak_secret(monkeypatch, tmp_path: Path) -> None:
     code, out = run("audit", "verify")
     assert code == 1
     assert "INFOMEDIARY_SECRET_KEY" in out
+
+
+def test_suppliers_create_list_suspend(env, inst) -> None:
+    code, out = run(
+        "suppliers",
+        "create",
+        "--name",
+        "Acme",
+        "--redirect-uri",
+        "https://acme.example/cb",
+        "--scope",
+        "profile.identity:read",
+        "--scope",
+        "audience:count",
+        "--purpose",
+        "marketing",
+        "--json",
+    )
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["client_secret"]
+    from infomediary.models import Supplier
+    from infomediary.services.suppliers import secret_hash
+
+    with inst.sessions() as session:
+        row = session.get(Supplier, created["id"])
+        assert row.client_secret_hash == secret_hash(created["client_secret"])
+        assert created["client_secret"].encode() not in row.client_secret_hash
+    code, out = run("suppliers", "list", "--json")
+    assert created["client_secret"] not in out
+    assert json.loads(out)["suppliers"][0]["status"] == "active"
+    code, out = run("suppliers", "suspend", created["client_id"], "--json")
+    assert code == 0
+    assert json.loads(out)["suspended"] == created["client_id"]
+    code, out = run("suppliers", "suspend", "no-such-supplier")
+    assert code == 1
+    assert "No supplier" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            [
+                "--redirect-uri",
+                "http://evil.example/cb",
+                "--scope",
+                "profile.identity:read",
+                "--purpose",
+                "marketing",
+            ],
+            "https",
+        ),
+        (
+            [
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--scope",
+                "profile.everything:read",
+                "--purpose",
+                "marketing",
+            ],
+            "Unknown scope",
+        ),
+        (
+            [
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--scope",
+                "profile.identity:read",
+                "--purpose",
+                "surveillance",
+            ],
+            "Unknown purpose",
+        ),
+    ],
+)
+def test_suppliers_create_rejects_bad_input(env, inst, args, message) -> None:
+    code, out = run("suppliers", "create", "--name", "Bad", *args)
+    assert code == 1
+    assert message in out
+    from infomediary.models import Supplier
+
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(Supplier)).scalar_one() == 0
+
+
+def test_initial_access_token_is_printed_once(env) -> None:
+    code, out = run("suppliers", "initial-access-token", "--days", "2", "--json")
+    assert code == 0
+    assert json.loads(out)["initial_access_token"].startswith("iat_")

@@ -14,7 +14,7 @@ from infomediary.services.customers import TimelineItem, customer_key, timeline_
 from infomediary.services.errors import ValidationFailed
 from policies.taxonomy import CATEGORIES
 
-ACTIONS = ("create", "read", "update", "export", "erase", "login", "count", "offer")
+ACTIONS = ("create", "read", "update", "export", "erase", "login", "consent", "count", "offer")
 OUTCOMES = ("allowed", "denied")
 PER_PAGE = 20
 
