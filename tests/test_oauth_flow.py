@@ -119,3 +119,17 @@ def test_refresh_rotates_and_reuse_revokes_the_family(live_server, inst, custome
         timeout=10,
     )
     assert again.status_code == 400
+
+
+def test_supplier_reads_show_in_the_customers_timeline_by_name(live_server, inst, customer) -> None:
+    supplier = make_supplier(inst, name="Zenith Travel")
+    client = client_session(live_server, supplier, "profile.interests:read")
+    browser = browser_login(live_server, EMAIL, PASSWORD)
+    result = consent(live_server, browser, client, purpose="service")
+    client.fetch_token(
+        authorization_response=result.authorization_response, code_verifier=result.verifier
+    )
+    assert client.get(f"{live_server}/api/v1/me").status_code == 200
+    page = browser.get(f"{live_server}/activity?actor=supplier").text
+    assert "Zenith Travel (supplier)" in page
+    assert page.count('class="entry') == 1

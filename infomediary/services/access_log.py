@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import ActorType
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, DataKey
+from infomediary.models import AccessLogEntry, DataKey, Supplier
 from infomediary.services.customers import TimelineItem, customer_key, timeline_item
 from infomediary.services.errors import ValidationFailed
 from policies.taxonomy import CATEGORIES
@@ -64,6 +64,14 @@ class TimelinePage:
     total: int
 
 
+def supplier_names(session: Session, ids: set[str]) -> dict[str, str]:
+    """Suppliers are shown to customers by name, not by id."""
+    if not ids:
+        return {}
+    rows = session.execute(select(Supplier.id, Supplier.name).where(Supplier.id.in_(ids))).all()
+    return {str(supplier_id): str(name) for supplier_id, name in rows}
+
+
 def parse_page(raw: str | None) -> int:
     if raw is None or raw == "":
         return 1
@@ -103,6 +111,12 @@ def timeline(
         .all()
     )
     key = customer_key(session, inst, customer_id) if session.get(DataKey, customer_id) else None
-    items = [timeline_item(inst, key, row) for row in rows]
+    names = supplier_names(session, {r.actor_id for r in rows if r.actor_type == "supplier"})
+    items = [
+        replace(timeline_item(inst, key, row), actor_name=names.get(row.actor_id))
+        if row.actor_type == "supplier"
+        else timeline_item(inst, key, row)
+        for row in rows
+    ]
     session.rollback()
     return TimelinePage(items, page, pages, total)

@@ -300,6 +300,7 @@ class TimelineItem:
     outcome: str
     reason: str
     detail: Any
+    actor_name: str | None = None
 
 
 def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) -> TimelineItem:
