@@ -47,6 +47,13 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "ARGON2_PARALLELISM": (2, "argon2id lanes."),
     "PROXY_HOPS": (0, "Trusted reverse proxies in front (sets X-Forwarded-For handling)."),
     "LOG_LEVEL": ("INFO", "Python log level of the application logger."),
+    "BROKER_EPSILON": (0.1, "Epsilon spent by one audience count (discrete Laplace, OpenDP)."),
+    "BROKER_BUDGET": (2.0, "Epsilon each supplier may spend per budget period."),
+    "BROKER_GLOBAL_BUDGET": (50.0, "Epsilon all suppliers together may spend per budget period."),
+    "BROKER_PERIOD_DAYS": (30, "Length of a budget period, days."),
+    "BROKER_K": (50, "Smallest noisy count reported; below it the answer is suppressed."),
+    "BROKER_EPOCH_HOURS": (24, "Data epoch: identical queries within one are answered from cache."),
+    "BROKER_RATE_LIMIT": ("60 per minute", "Broker API calls per supplier."),
 }
 
 
@@ -58,6 +65,11 @@ def _parse(name: str, default: Any, raw: str) -> Any:
         if lowered in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(f"{PREFIX}{name} must be true or false, not {raw!r}")
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be a number, not {raw!r}") from None
     if isinstance(default, int):
         try:
             return int(raw)
@@ -87,8 +99,18 @@ def load_config(
 
 
 def validate(config: Mapping[str, Any]) -> None:
-    for name in ("MAX_CONTENT_LENGTH", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS"):
-        if int(config[name]) <= 0:
+    for name in (
+        "MAX_CONTENT_LENGTH",
+        "SESSION_IDLE_MINUTES",
+        "SESSION_MAX_HOURS",
+        "BROKER_EPSILON",
+        "BROKER_BUDGET",
+        "BROKER_GLOBAL_BUDGET",
+        "BROKER_PERIOD_DAYS",
+        "BROKER_K",
+        "BROKER_EPOCH_HOURS",
+    ):
+        if float(config[name]) <= 0:
             raise ConfigError(f"{PREFIX}{name} must be positive")
     if not config["PRODUCTION"]:
         return

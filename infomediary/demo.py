@@ -27,14 +27,17 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.broker.members import bump_version, member_texts, member_tokens
 from infomediary.crypto.keyring import FileKeyring
 from infomediary.crypto.vault import CustomerKey, Vault
 from infomediary.instance import Instance
-from infomediary.models import Customer, DataKey, Profile, utcnow
+from infomediary.models import Customer, DataKey, MatchEntry, Profile, utcnow
 from infomediary.services import Context, customers
+from infomediary.services.consents import DEFAULT_TEMPLATE
 from infomediary.services.errors import EmailTaken
 from infomediary.services.profile import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
 from policies.taxonomy import INTEREST_TAGS
+from policies.templates import load_template
 
 GIVEN = (
     "Olivia",
@@ -138,7 +141,8 @@ _TAGS = tuple(INTEREST_TAGS)
 _TAG_WEIGHTS = tuple(1 if INTEREST_TAGS[t].category != "interests" else 8 for t in _TAGS)
 _PLACE_WEIGHTS = tuple(p[2] for p in PLACES)
 
-_TABLES = tuple(cast(Table, m.__table__) for m in (Customer, DataKey, Profile))
+# Insert order: customers first (foreign keys), then keys, match entries, profiles.
+_TABLES = tuple(cast(Table, m.__table__) for m in (Customer, DataKey, MatchEntry, Profile))
 
 DEMO_LOGINS: tuple[tuple[str, str, str], ...] = (
     ("alice@example.com", "alice-demo-passphrase", "Alice Nguyen"),
@@ -207,6 +211,8 @@ def _rows(
     vault: Vault, kek_version: int, kek: bytes, seed: int, start: int, stop: int, year: int
 ) -> list[tuple[dict[str, Any], ...]]:
     rows: list[tuple[dict[str, Any], ...]] = []
+    policy = load_template(DEFAULT_TEMPLATE)
+    index_key = vault.keys.secret("blind_index")
     for number in range(start, stop):
         rng = random.Random(seed * 1_000_003 + number)
         customer_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -215,6 +221,7 @@ def _rows(
         email = f"customer{number:07d}@{SYNTHETIC_DOMAIN}"
         profile = synthetic_profile(rng, year)
         now = utcnow()
+        texts = member_texts(profile, policy, now)
         rows.append(
             (
                 {
@@ -232,6 +239,7 @@ def _rows(
                     "wrapped_key": aes_key_wrap(kek, dek),
                     "created_at": now,
                 },
+                {"customer_id": customer_id, "tokens": member_tokens(index_key, texts)},
                 {
                     "customer_id": customer_id,
                     "updated_at": now,
@@ -257,6 +265,9 @@ def _rows_in_worker(
 def _insert_chunk(session: Session, rows: list[tuple[dict[str, Any], ...]], first: int) -> None:
     # Core executemany on the session's connection: no ORM unit of work per row.
     connection = session.connection()
+    version = bump_version(session)
+    for row in rows:
+        row[2]["version"] = version
     for position, table in enumerate(_TABLES):
         connection.execute(insert(table), [row[position] for row in rows])
     append(

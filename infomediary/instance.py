@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from infomediary.audit.log import ensure_head
+from infomediary.broker.members import ensure_broker_state
 from infomediary.crypto.keyring import FileKeyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import make_engine, make_sessionmaker
@@ -121,6 +122,7 @@ def initialise(config: dict[str, Any]) -> InitReport:
             check_keyring(session, keyring)
             record_fingerprints(session, keyring)
             ensure_head(session)
+            ensure_broker_state(session)
         if engine.url.get_backend_name() == "sqlite" and engine.url.database:
             ensure_private(Path(engine.url.database))
         return InitReport(created_folder, created_keyring, before, after)

@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 
 from infomediary import create_app
 from infomediary.audit.log import ensure_head
+from infomediary.broker.members import ensure_broker_state
 from infomediary.config import load_config
 from infomediary.db import make_engine
 from infomediary.instance import Instance, initialise, open_instance
@@ -33,6 +34,11 @@ PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
 #: Tables emptied between tests (key fingerprints stay: the keyring lives for the session).
 DATA_TABLES = (
+    "released_answers",
+    "budget_charges",
+    "budget_accounts",
+    "match_entries",
+    "broker_state",
     "consent_receipts",
     "authorization_codes",
     "oauth_tokens",
@@ -106,6 +112,7 @@ def empty_tables(inst: Instance) -> None:
             for table in DATA_TABLES:
                 session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
         ensure_head(session)
+        ensure_broker_state(session)
 
 
 @pytest.fixture

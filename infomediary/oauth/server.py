@@ -33,6 +33,7 @@ from authlib.oauth2.rfc6749 import (
     TokenMixin,
     grants,
 )
+from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -392,10 +393,17 @@ class BrokerCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         client: Client = self.request.client
         requested = parse_scopes(self.request.payload.scope)
         allowed = [s for s in parse_scopes(client.supplier.scopes) if s in BROKER_SCOPES]
-        if not requested:
-            self.request.payload.data["scope"] = " ".join(allowed)
-        elif any(s not in allowed for s in requested):
+        if any(s not in allowed for s in requested):
             raise InvalidScopeError("Client credentials carry only the client's broker scopes.")
+        # No scope asked for: all the client's broker scopes (RFC 6749 §3.3 default). The
+        # request's form is immutable, so the resolved scope lives on ``request.scope``.
+        self.request.scope = " ".join(requested or allowed)
+
+    @hooked  # type: ignore[untyped-decorator]
+    def create_token_response(self) -> tuple[int, Any, Any]:
+        token = self.generate_token(scope=self.request.scope, include_refresh_token=False)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 class Revocation(RevocationEndpoint):  # type: ignore[misc]
@@ -480,10 +488,10 @@ class Validator(BearerTokenValidator):  # type: ignore[misc]
     def authenticate_token(self, token_string: str) -> TokenRef | None:
         return find_token(token_string)
 
-    def validate_token(self, token: TokenRef, scopes: Any, oauth_request: Any) -> None:
+    def validate_token(self, token: TokenRef | None, scopes: Any, oauth_request: Any) -> None:
         from authlib.oauth2.rfc6750 import InvalidTokenError
 
-        if not token_is_active(_db(), token.row):
+        if token is None or not token_is_active(_db(), token.row):  # unknown token: 401
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
         super().validate_token(token, scopes, oauth_request)
 

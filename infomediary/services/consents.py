@@ -98,6 +98,10 @@ def save_policy(
             request_id=ctx.request_id,
         ),
     )
+    session.flush()
+    from infomediary.services.matching import sync_member
+
+    sync_member(session, inst, customer_id)
     session.commit()
 
 

@@ -45,6 +45,12 @@ def _dummy_hash(inst: Instance) -> str:
     return str(cached)
 
 
+def _sync(session: Session, inst: Instance, customer_id: str) -> None:
+    from infomediary.services.matching import sync_member
+
+    sync_member(session, inst, customer_id)
+
+
 def customer_key(session: Session, inst: Instance, customer_id: str) -> CustomerKey:
     row = session.get(DataKey, customer_id)
     if row is None:
@@ -129,6 +135,7 @@ def register(
             request_id=ctx.request_id,
         ),
     )
+    _sync(session, inst, customer_id)
     session.commit()
     return customer_id
 
@@ -252,6 +259,7 @@ def update_profile(
             detail=seal_detail(inst, key, {"fields": changed}),
         ),
     )
+    _sync(session, inst, customer_id)
     session.commit()
     return changed
 
@@ -410,6 +418,9 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
             request_id=ctx.request_id,
         ),
     )
+    from infomediary.services.matching import forget_member
+
+    forget_member(session, customer_id)
     session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))
     session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
     session.execute(delete(Profile).where(Profile.customer_id == customer_id))

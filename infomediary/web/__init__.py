@@ -65,7 +65,16 @@ def init_app(app: Flask) -> None:
     app.after_request(_release_db)
 
     from infomediary.oauth.server import init_oauth
-    from infomediary.web import api, auth, consent_views, dashboard, oauth_views, openapi, pages
+    from infomediary.web import (
+        api,
+        auth,
+        broker_api,
+        consent_views,
+        dashboard,
+        oauth_views,
+        openapi,
+        pages,
+    )
 
     init_oauth(app)
     app.register_blueprint(pages.bp)
@@ -74,6 +83,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(oauth_views.bp)
     app.register_blueprint(consent_views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(broker_api.bp)
     app.register_blueprint(openapi.bp)
 
     from infomediary.services.profile import FIELDS

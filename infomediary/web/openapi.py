@@ -48,6 +48,9 @@ def build_spec() -> dict[str, Any]:
         "ClientRegistrationResponse",
         "Metadata",
         "Jwks",
+        "CountRequest",
+        "CountResponse",
+        "AttributesResponse",
     ):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.security_scheme(
@@ -100,6 +103,41 @@ def build_spec() -> dict[str, Any]:
                         "description": "The customer's policy denies every requested category",
                         **_json("PolicyDenied"),
                     },
+                },
+            }
+        },
+    )
+    spec.path(
+        "/api/v1/audiences/attributes",
+        operations={
+            "get": {
+                "summary": "Queryable attributes and values",
+                "security": [{"oauth2": ["audience:count"]}],
+                "responses": {
+                    "200": {"description": "Attributes", **_json("AttributesResponse")},
+                    "401": {"description": "No valid token", **_json("OAuthError")},
+                    "403": {"description": "Token lacks audience:count", **_json("OAuthError")},
+                    "429": {"description": "Rate limited", **_json("Error")},
+                },
+            }
+        },
+    )
+    spec.path(
+        "/api/v1/audiences/count",
+        operations={
+            "post": {
+                "summary": "A differentially private, thresholded audience count",
+                "security": [{"oauth2": ["audience:count"]}],
+                "requestBody": {"required": True, **_json("CountRequest")},
+                "responses": {
+                    "200": {"description": "Noisy count (or cells)", **_json("CountResponse")},
+                    "400": {
+                        "description": "Invalid query; nothing charged (unknown_attribute, "
+                        "unknown_value, too_many_predicates, undeclared_purpose, ...)",
+                        **_json("Error"),
+                    },
+                    "401": {"description": "No valid token", **_json("OAuthError")},
+                    "429": {"description": "budget_exhausted or rate limited", **_json("Error")},
                 },
             }
         },

@@ -183,3 +183,53 @@ class JwksSchema(Schema):
 
 
 SCOPE_NAMES = tuple(ALL_SCOPES)
+
+
+class CountRequestSchema(Schema):
+    purpose = fields.Str(required=True, validate=validate.OneOf(tuple(PURPOSES)))
+    where = fields.Dict(
+        required=True,
+        keys=fields.Str(),
+        values=fields.List(fields.Str()),
+        metadata={
+            "description": "At most 5 attributes; values of one attribute are OR-ed.",
+            "example": {"region": ["NSW"], "interests": ["books", "travel"]},
+        },
+    )
+    breakdown = fields.Str(
+        allow_none=True, validate=validate.OneOf(("age_band", "region", "household"))
+    )
+
+
+class CellSchema(Schema):
+    value = fields.Str(required=True)
+    count = fields.Int(allow_none=True, metadata={"description": "Noisy; null when suppressed."})
+    suppressed = fields.Bool(required=True)
+
+
+class CountResponseSchema(Schema):
+    count = fields.Int(allow_none=True, metadata={"description": "Noisy count; null below k."})
+    suppressed = fields.Bool(required=True)
+    epsilon = fields.Float(metadata={"description": "Epsilon of the release."})
+    epsilon_spent = fields.Float(required=True, metadata={"description": "0 for a cached answer."})
+    budget_remaining = fields.Float(required=True)
+    cached = fields.Bool(required=True)
+    k = fields.Int(required=True)
+    purpose = fields.Str()
+    query_id = fields.Str()
+    breakdown = fields.Str()
+    cells = fields.List(fields.Nested(CellSchema))
+
+
+class AttributeSchema(Schema):
+    name = fields.Str(required=True)
+    description = fields.Str()
+    category = fields.Str()
+    values = fields.List(fields.Str())
+    sensitive_values = fields.List(fields.Str())
+
+
+class AttributesResponseSchema(Schema):
+    attributes = fields.List(fields.Nested(AttributeSchema), required=True)
+    max_predicates = fields.Int()
+    breakdowns = fields.List(fields.Str())

@@ -1,0 +1,163 @@
+"""The in-memory match index: one compressed bitmap (pyroaring) per blinded token.
+
+A count is a few unions and intersections of bitmaps plus a popcount. Each worker process
+builds the index at start from ``match_entries`` and, before every answer, compares its
+version with ``broker_state.version``; if it is stale it applies the changed entries
+(``version > loaded``), so a policy tightened a moment ago is honoured by every worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pyroaring import BitMap
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from infomediary.broker.attributes import value_category
+from infomediary.broker.members import (
+    STATE_ID,
+    TOKEN_BYTES,
+    eligibility_text,
+    exclusion_text,
+    token,
+    value_text,
+)
+from infomediary.models import BrokerState, MatchEntry
+from policies.model import Mode
+
+_EMPTY = BitMap()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a query selects: the members, and the categories its predicates touched."""
+
+    members: BitMap
+    categories: frozenset[str]
+
+
+class MatchIndex:
+    def __init__(self, key: bytes):
+        self._key = key
+        self._bitmaps: dict[bytes, BitMap] = {}
+        self._tokens: dict[str, bytes] = {}
+        self.version = -1
+        self.members = 0
+        self._lock = threading.Lock()
+
+    def _token(self, text: str) -> bytes:
+        cached = self._tokens.get(text)
+        if cached is None:
+            cached = self._tokens[text] = token(self._key, text)
+        return cached
+
+    def bitmap(self, text: str) -> BitMap:
+        return self._bitmaps.get(self._token(text), _EMPTY)
+
+    # -- building and refreshing -----------------------------------------------------------
+    def load(self, session: Session, batch: int = 50_000) -> None:
+        """Full build from the database."""
+        version = _current_version(session)
+        lists: dict[bytes, list[int]] = defaultdict(list)
+        members = 0
+        after = 0
+        while True:
+            rows = session.execute(
+                select(MatchEntry.ordinal, MatchEntry.tokens)
+                .where(MatchEntry.ordinal > after)
+                .order_by(MatchEntry.ordinal)
+                .limit(batch)
+            ).all()
+            if not rows:
+                break
+            for ordinal, blob in rows:
+                if blob:
+                    members += 1
+                for start in range(0, len(blob), TOKEN_BYTES):
+                    lists[blob[start : start + TOKEN_BYTES]].append(ordinal)
+            after = rows[-1][0]
+        bitmaps = {tok: BitMap(ordinals) for tok, ordinals in lists.items()}
+        for bitmap in bitmaps.values():
+            bitmap.run_optimize()
+        with self._lock:
+            self._bitmaps = bitmaps
+            self.version = version
+            self.members = members
+        session.rollback()
+
+    def refresh(self, session: Session) -> bool:
+        """Apply entries changed since the loaded version; True if anything changed."""
+        current = _current_version(session)
+        if current == self.version:
+            return False
+        if self.version < 0:
+            self.load(session)
+            return True
+        rows = session.execute(
+            select(MatchEntry.ordinal, MatchEntry.tokens).where(
+                MatchEntry.version > self.version, MatchEntry.version <= current
+            )
+        ).all()
+        with self._lock:
+            for ordinal, blob in rows:
+                for bitmap in self._bitmaps.values():
+                    bitmap.discard(ordinal)
+                for start in range(0, len(blob), TOKEN_BYTES):
+                    key = blob[start : start + TOKEN_BYTES]
+                    if key not in self._bitmaps:
+                        self._bitmaps[key] = BitMap()
+                    self._bitmaps[key].add(ordinal)
+            self.version = current
+        return True
+
+    # -- queries ---------------------------------------------------------------------------
+    def select(
+        self,
+        where: dict[str, list[str]],
+        purpose: str,
+        mode: Mode,
+        supplier_id: str,
+        sector: str | None,
+    ) -> Selection:
+        """Members matching every attribute (any of its values), eligible for this use."""
+        result: BitMap | None = None
+        categories: set[str] = set()
+        for attribute, values in where.items():
+            by_category: dict[str, list[str]] = defaultdict(list)
+            for value in values:
+                by_category[value_category(attribute, value)].append(value)
+            parts = []
+            for category, group in by_category.items():
+                categories.add(category)
+                union = BitMap.union(*(self.bitmap(value_text(attribute, v)) for v in group))
+                parts.append(union & self.bitmap(eligibility_text(category, purpose, mode)))
+            matched = BitMap.union(*parts) if parts else BitMap()
+            result = matched if result is None else result & matched
+        if result is None:
+            # no predicate: everyone eligible for demographics-free counting is not allowed
+            result = BitMap()
+        excluded = self.bitmap(exclusion_text("supplier", supplier_id))
+        if sector:
+            excluded = excluded | self.bitmap(exclusion_text("sector", sector))
+        return Selection(result - excluded, frozenset(categories))
+
+    def cells(
+        self, selection: BitMap, attribute: str, values: tuple[str, ...], purpose: str, mode: Mode
+    ) -> list[int]:
+        """True counts per value of a disjoint attribute, within ``selection``."""
+        counts = []
+        for value in values:
+            category = value_category(attribute, value)
+            cell = self.bitmap(value_text(attribute, value)) & self.bitmap(
+                eligibility_text(category, purpose, mode)
+            )
+            counts.append(selection.intersection_cardinality(cell))
+        return counts
+
+
+def _current_version(session: Session) -> int:
+    state = session.get(BrokerState, STATE_ID)
+    return state.version if state else 0

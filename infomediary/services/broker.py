@@ -1,0 +1,294 @@
+"""Audience counts: validated, budgeted, cached, differentially private, thresholded, logged.
+
+Order of a count (each step before the next):
+1. Validate the query (attributes, values, at most 5 predicates, a declared purpose).
+   Nothing is charged for a rejected query, and no error depends on the data.
+2. Same canonical query in the same data epoch: return the released answer, free.
+3. Charge epsilon to the supplier's and the global budget, in an integer ledger, and
+   commit: charged before computing, never refunded. Exhausted: 429, nothing computed.
+4. Refresh the index if another worker changed it, select, count.
+5. Add discrete Laplace noise (OpenDP); suppress any noisy value below k.
+6. Store the released answer and one access-log entry with the canonical criteria, epsilon,
+   the released values and the compressed set of contributing ordinals.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.broker.attributes import ATTRIBUTES
+from infomediary.broker.index import MatchIndex
+from infomediary.broker.noise import NoiseSource
+from infomediary.instance import Instance
+from infomediary.models import BudgetAccount, BudgetCharge, ReleasedAnswer, Supplier, utcnow
+from infomediary.services.errors import ServiceError, ValidationFailed
+from policies.model import PURPOSES, Mode
+
+MAX_PREDICATES = 5
+DISJOINT = ("age_band", "region", "household")
+GLOBAL = "*"
+MICRO = 1_000_000
+
+
+class QueryRejected(ValidationFailed):
+    def __init__(self, code: str, message: str, field: str):
+        super().__init__({field: message}, message)
+        self.code = code
+
+
+class BudgetExhausted(ServiceError):
+    code = "budget_exhausted"
+    status = 429
+
+
+@dataclass(frozen=True)
+class CountQuery:
+    purpose: str
+    where: dict[str, list[str]]
+    breakdown: str | None
+
+    def canonical(self) -> str:
+        return json.dumps(
+            {"purpose": self.purpose, "where": self.where, "breakdown": self.breakdown},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+
+def parse_query(raw: Any, supplier: Supplier) -> CountQuery:
+    if not isinstance(raw, dict):
+        raise QueryRejected("invalid_query", "The body must be a JSON object.", "body")
+    unknown_keys = sorted(set(raw) - {"purpose", "where", "breakdown"})
+    if unknown_keys:
+        raise QueryRejected(
+            "invalid_query", f"Unknown field(s): {', '.join(unknown_keys)}.", "body"
+        )
+    purpose = raw.get("purpose")
+    if purpose not in PURPOSES:
+        raise QueryRejected(
+            "unknown_purpose", f"Purpose must be one of: {', '.join(PURPOSES)}.", "purpose"
+        )
+    if purpose not in supplier.purposes.split():
+        raise QueryRejected(
+            "undeclared_purpose", "Your client did not declare this purpose.", "purpose"
+        )
+    where = raw.get("where")
+    if not isinstance(where, dict) or not where:
+        raise QueryRejected("invalid_query", "'where' must name at least one attribute.", "where")
+    if len(where) > MAX_PREDICATES:
+        raise QueryRejected("too_many_predicates", f"At most {MAX_PREDICATES} attributes.", "where")
+    clean: dict[str, list[str]] = {}
+    for attribute, values in where.items():
+        if attribute not in ATTRIBUTES:
+            raise QueryRejected(
+                "unknown_attribute",
+                f"Unknown attribute {attribute!r}; see /api/v1/audiences/attributes.",
+                "where",
+            )
+        if isinstance(values, str):
+            values = [values]
+        if (
+            not isinstance(values, list)
+            or not values
+            or len(values) > len(ATTRIBUTES[attribute].values)
+        ):
+            raise QueryRejected("invalid_values", f"{attribute}: give a list of values.", "where")
+        bad = [v for v in values if not isinstance(v, str) or v not in ATTRIBUTES[attribute].values]
+        if bad:
+            raise QueryRejected(
+                "unknown_value", f"{attribute}: unknown value(s) {bad[:3]!r}.", "where"
+            )
+        clean[attribute] = sorted(set(values))
+    breakdown = raw.get("breakdown")
+    if breakdown is not None and breakdown not in DISJOINT:
+        raise QueryRejected(
+            "invalid_breakdown",
+            f"Break down by one of: {', '.join(DISJOINT)} (their values are disjoint).",
+            "breakdown",
+        )
+    return CountQuery(purpose=str(purpose), where=dict(sorted(clean.items())), breakdown=breakdown)
+
+
+def _period(now: datetime, days: int) -> int:
+    return int(now.timestamp() // (days * 86400))
+
+
+def epoch_of(now: datetime, hours: int) -> int:
+    return int(now.timestamp() // (hours * 3600))
+
+
+def _account(session: Session, supplier_id: str, period: int) -> BudgetAccount:
+    account = session.execute(
+        select(BudgetAccount)
+        .where(BudgetAccount.supplier_id == supplier_id, BudgetAccount.period == period)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if account is None:
+        account = BudgetAccount(supplier_id=supplier_id, period=period, spent_micro=0)
+        session.add(account)
+        try:
+            session.flush()
+        except IntegrityError:  # another worker created it first
+            session.rollback()
+            return _account(session, supplier_id, period)
+    return account
+
+
+def budget_remaining(session: Session, config: dict[str, Any], supplier_id: str) -> float:
+    period = _period(utcnow(), int(config["BROKER_PERIOD_DAYS"]))
+    account = session.get(BudgetAccount, (supplier_id, period))
+    spent = account.spent_micro if account else 0
+    return max(0, int(float(config["BROKER_BUDGET"]) * MICRO) - spent) / MICRO
+
+
+def charge(
+    session: Session, config: dict[str, Any], supplier_id: str, epsilon_micro: int, query_hash: str
+) -> int:
+    """Charge the supplier's and the global budget, or raise BudgetExhausted. Returns micro left."""
+    period = _period(utcnow(), int(config["BROKER_PERIOD_DAYS"]))
+    limit = int(float(config["BROKER_BUDGET"]) * MICRO)
+    global_limit = int(float(config["BROKER_GLOBAL_BUDGET"]) * MICRO)
+    glob = _account(session, GLOBAL, period)  # always lock the global row first: no deadlock
+    mine = _account(session, supplier_id, period)
+    if mine.spent_micro + epsilon_micro > limit:
+        raise BudgetExhausted(
+            "Your privacy budget for this period is spent; no more counts until the next period."
+        )
+    if glob.spent_micro + epsilon_micro > global_limit:
+        raise BudgetExhausted("The platform-wide privacy budget for this period is spent.")
+    mine.spent_micro += epsilon_micro
+    glob.spent_micro += epsilon_micro
+    session.add(
+        BudgetCharge(
+            id=str(uuid.uuid4()),
+            supplier_id=supplier_id,
+            period=period,
+            epsilon_micro=epsilon_micro,
+            query_hash=query_hash,
+        )
+    )
+    return limit - mine.spent_micro
+
+
+def noise_source(inst: Instance) -> NoiseSource:
+    epsilon = float(inst.config["BROKER_EPSILON"])
+    cached = inst.extras.get("broker_noise")
+    if not isinstance(cached, NoiseSource) or cached.epsilon != epsilon:
+        cached = NoiseSource(epsilon)
+        inst.extras["broker_noise"] = cached
+    return cached
+
+
+def match_index(inst: Instance) -> MatchIndex:
+    cached = inst.extras.get("match_index")
+    if not isinstance(cached, MatchIndex):
+        cached = MatchIndex(inst.keyring.secret("blind_index"))
+        inst.extras["match_index"] = cached
+    return cached
+
+
+def _suppress(value: int, k: int) -> tuple[int | None, bool]:
+    return (None, True) if value < k else (value, False)
+
+
+def count_audience(
+    session: Session, inst: Instance, supplier: Supplier, raw: Any, request_id: str = "-"
+) -> dict[str, Any]:
+    config = inst.config
+    query = parse_query(raw, supplier)
+    digest = query.digest()
+    now = utcnow()
+    epoch = epoch_of(now, int(config["BROKER_EPOCH_HOURS"]))
+    noise = noise_source(inst)
+    epsilon_micro = round(noise.privacy_loss() * MICRO)
+    cached = session.get(ReleasedAnswer, (digest, epoch))
+    if cached is not None:
+        replay: dict[str, Any] = json.loads(cached.answer)
+        replay.update(
+            cached=True,
+            epsilon_spent=0.0,
+            budget_remaining=budget_remaining(session, config, supplier.id),
+        )
+        session.rollback()
+        return replay
+    left = charge(session, config, supplier.id, epsilon_micro, digest)
+    session.commit()  # the charge stands whatever happens next
+
+    index = match_index(inst)
+    index.refresh(session)
+    selection = index.select(
+        query.where, query.purpose, Mode.AGGREGATE, supplier.id, supplier.sector
+    )
+    k = int(config["BROKER_K"])
+    answer: dict[str, Any] = {"query_id": digest[:16], "purpose": query.purpose, "k": k}
+    if query.breakdown:
+        values = ATTRIBUTES[query.breakdown].values
+        noisy = noise.release(
+            index.cells(selection.members, query.breakdown, values, query.purpose, Mode.AGGREGATE)
+        )
+        cells: list[dict[str, Any]] = []
+        for value, released in zip(values, noisy, strict=True):
+            shown, suppressed = _suppress(released, k)
+            cells.append({"value": value, "count": shown, "suppressed": suppressed})
+        # post-processing of the noisy cells (free): never the true total
+        shown_total, suppressed_total = _suppress(sum(noisy), k)
+        answer.update(
+            breakdown=query.breakdown, cells=cells, count=shown_total, suppressed=suppressed_total
+        )
+        released_log: Any = [c["count"] for c in cells]
+    else:
+        released = noise.release([len(selection.members)])[0]
+        shown, suppressed = _suppress(released, k)
+        answer.update(count=shown, suppressed=suppressed)
+        released_log = shown
+    answer.update(epsilon=epsilon_micro / MICRO)
+    session.add(
+        ReleasedAnswer(
+            query_hash=digest, epoch=epoch, answer=json.dumps(answer), epsilon_micro=epsilon_micro
+        )
+    )
+    detail = {
+        "criteria": json.loads(query.canonical()),
+        "epsilon": epsilon_micro / MICRO,
+        "released": released_log,
+        "k": k,
+        "members": base64.b64encode(selection.members.serialize()).decode(),
+    }
+    append(
+        session,
+        LogEvent(
+            actor=Actor(ActorType.SUPPLIER, supplier.id),
+            action="count",
+            customer_id=None,
+            categories=selection.categories,
+            purpose=query.purpose,
+            reason=f"audience count, epsilon {epsilon_micro / MICRO:g}",
+            request_id=request_id,
+            detail=json.dumps(detail, sort_keys=True).encode(),
+        ),
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        # a concurrent identical query released first: its answer is the one that stands
+        session.rollback()
+        existing = session.get(ReleasedAnswer, (digest, epoch))
+        if existing is None:
+            raise
+        answer = dict(json.loads(existing.answer))
+    answer.update(cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO)
+    return answer

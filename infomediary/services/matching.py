@@ -1,0 +1,36 @@
+"""Keep a customer's broker match entry in step with their profile and policy.
+
+Called inside the use case's transaction (profile edit, policy change, sign-up, erasure),
+so the index can never lag behind what the customer allowed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from infomediary.broker.members import clear_entry, member_texts, member_tokens, store_entry
+from infomediary.instance import Instance
+from infomediary.models import Profile, utcnow
+from infomediary.services.profile import FIELD_NAMES
+
+
+def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
+    from infomediary.services.consents import load_policy
+    from infomediary.services.customers import customer_key
+
+    profile = session.get(Profile, customer_id)
+    if profile is None:
+        return
+    key = customer_key(session, inst, customer_id)
+    values = {
+        name: inst.vault.open(key, "profiles", customer_id, name, blob)
+        for name in FIELD_NAMES
+        if (blob := getattr(profile, name)) is not None
+    }
+    policy = load_policy(session, inst, customer_id)
+    texts = member_texts(values, policy, utcnow())
+    store_entry(session, customer_id, member_tokens(inst.keyring.secret("blind_index"), texts))
+
+
+def forget_member(session: Session, customer_id: str) -> None:
+    clear_entry(session, customer_id)

@@ -1,0 +1,164 @@
+"""Audience counts through the real API with a client-credentials token."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from sqlalchemy import func, select
+
+from infomediary.demo import seed_synthetic
+from infomediary.models import AccessLogEntry, BudgetCharge
+from tests.oauth_helpers import make_supplier
+
+
+@pytest.fixture
+def population(inst) -> int:
+    with inst.sessions() as session:
+        seed_synthetic(session, inst, 400, workers=1)
+    return 400
+
+
+@pytest.fixture
+def broker_client(live_server, inst):
+    creds = make_supplier(
+        inst,
+        name="Counting Co",
+        scopes=("audience:count",),
+        purposes=("marketing", "analytics"),
+        redirect_uris=(),
+    )
+    client = OAuth2Session(
+        creds.client_id,
+        creds.client_secret,
+        scope="audience:count",
+        token_endpoint=f"{live_server}/oauth/token",
+    )
+    client.fetch_token(grant_type="client_credentials")
+    return client, creds
+
+
+def test_count_is_noisy_budgeted_cached_and_logged(
+    live_server, inst, population, broker_client
+) -> None:
+    client, _ = broker_client
+    query = {"purpose": "marketing", "where": {"age_band": ["25-34", "35-44", "45-54"]}}
+    first = client.post(f"{live_server}/api/v1/audiences/count", json=query)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["epsilon_spent"] == pytest.approx(0.1)
+    assert body["budget_remaining"] == pytest.approx(1.9)
+    assert body["cached"] is False
+    assert body["suppressed"] is False
+    assert 50 <= body["count"] <= 400
+    again = client.post(f"{live_server}/api/v1/audiences/count", json=query)
+    assert again.json()["count"] == body["count"]
+    assert again.json()["cached"] is True
+    assert again.json()["epsilon_spent"] == 0
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(BudgetCharge)).scalar_one() == 1
+        counts = (
+            session.execute(select(AccessLogEntry).where(AccessLogEntry.action == "count"))
+            .scalars()
+            .all()
+        )
+    assert len(counts) == 1
+    assert counts[0].customer_id is None
+    assert b'"members"' in counts[0].detail
+
+
+def test_breakdown_cells(live_server, population, broker_client) -> None:
+    client, _ = broker_client
+    response = client.post(
+        f"{live_server}/api/v1/audiences/count",
+        json={
+            "purpose": "marketing",
+            "where": {"interests": ["books", "travel", "music"]},
+            "breakdown": "region",
+        },
+    )
+    assert response.status_code == 200, response.text
+    cells = response.json()["cells"]
+    assert [c["value"] for c in cells] == ["ACT", "NSW", "NT", "QLD", "SA", "TAS", "VIC", "WA"]
+    for cell in cells:
+        assert (cell["count"] is None) == cell["suppressed"]
+        assert cell["count"] is None or cell["count"] >= 50
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"purpose": "marketing", "where": {"shoe_size": ["9"]}}, "unknown_attribute"),
+        ({"purpose": "marketing", "where": {"region": ["Narnia"]}}, "unknown_value"),
+        ({"purpose": "research", "where": {"region": ["NSW"]}}, "undeclared_purpose"),
+        ({"purpose": "marketing", "where": {}}, "invalid_query"),
+        (
+            {"purpose": "marketing", "where": {"region": ["NSW"]}, "breakdown": "interests"},
+            "invalid_breakdown",
+        ),
+        ({"purpose": "marketing", "where": {"customer_id": ["1"]}}, "unknown_attribute"),
+        (
+            {
+                "purpose": "marketing",
+                "where": {
+                    "age_band": ["18-24"],
+                    "region": ["NSW"],
+                    "household": ["1"],
+                    "interests": ["books"],
+                    "x": ["y"],
+                    "z": ["w"],
+                },
+            },
+            "too_many_predicates",
+        ),
+    ],
+)
+def test_bad_queries_are_400_and_cost_nothing(live_server, inst, broker_client, body, code) -> None:
+    client, _ = broker_client
+    response = client.post(f"{live_server}/api/v1/audiences/count", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == code
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(BudgetCharge)).scalar_one() == 0
+
+
+def test_malformed_json_and_missing_scope(live_server, inst, broker_client) -> None:
+    client, _ = broker_client
+    bad = client.post(
+        f"{live_server}/api/v1/audiences/count",
+        data="{oops",
+        headers={"Content-Type": "application/json"},
+    )
+    assert bad.status_code == 400
+    anonymous = requests.post(f"{live_server}/api/v1/audiences/count", json={}, timeout=10)
+    assert anonymous.status_code == 401
+
+
+def test_exhausted_budget_is_429(live_server, inst, population, broker_client) -> None:
+    client, _ = broker_client
+    statuses = []
+    for number in range(22):
+        response = client.post(
+            f"{live_server}/api/v1/audiences/count",
+            json={
+                "purpose": "marketing",
+                "where": {
+                    "household": [["1", "2", "3", "4", "5+"][number % 5]],
+                    "age_band": [["18-24", "25-34", "35-44", "45-54", "55-64"][number // 5]],
+                },
+            },
+        )
+        statuses.append(response.status_code)
+    assert statuses[:20] == [200] * 20
+    assert statuses[20:] == [429, 429]
+    assert response.json()["error"] == "budget_exhausted"
+
+
+def test_attributes_listing(live_server, broker_client) -> None:
+    client, _ = broker_client
+    response = client.get(f"{live_server}/api/v1/audiences/attributes")
+    assert response.status_code == 200
+    names = {a["name"] for a in response.json()["attributes"]}
+    assert names == {"age_band", "region", "household", "interests"}
+    interests = next(a for a in response.json()["attributes"] if a["name"] == "interests")
+    assert "faith" in interests["sensitive_values"]
