@@ -162,3 +162,42 @@ def test_attributes_listing(live_server, broker_client) -> None:
     assert names == {"age_band", "region", "household", "interests"}
     interests = next(a for a in response.json()["attributes"] if a["name"] == "interests")
     assert "faith" in interests["sensitive_values"]
+
+
+def test_customers_see_the_counts_they_were_part_of(
+    live_server, inst, population, broker_client
+) -> None:
+    from tests.factories import make_customer
+    from tests.oauth_helpers import browser_login
+
+    make_customer(
+        inst,
+        email="counted@example.org",
+        password="correct horse battery",
+        profile={"postcode": "2000", "birth_year": 1990, "interests": ["books"]},
+    )
+    make_customer(
+        inst,
+        email="elsewhere@example.org",
+        password="correct horse battery",
+        profile={"postcode": "6000", "birth_year": 1990, "interests": ["books"]},
+    )
+    client, _ = broker_client
+    response = client.post(
+        f"{live_server}/api/v1/audiences/count",
+        json={"purpose": "marketing", "where": {"region": ["NSW"]}},
+    )
+    assert response.status_code == 200
+    counted = browser_login(live_server, "counted@example.org", "correct horse battery")
+    page = counted.get(f"{live_server}/activity").text
+    assert "Counting Co" in page
+    assert "region = NSW" in page
+    assert "0.10" in page
+    outside = browser_login(live_server, "elsewhere@example.org", "correct horse battery")
+    assert "You have not been part of any count yet." in outside.get(f"{live_server}/activity").text
+
+
+def test_counting_page_explains_in_plain_words(client) -> None:
+    page = client.get("/counting").get_data(as_text=True)
+    assert "How your data is counted" in page
+    assert "fewer than 50" in page

@@ -118,9 +118,11 @@ def activity() -> ResponseReturnValue:
     filters = access_log.TimelineFilter.parse(args)
     page_number = access_log.parse_page(args.get("page"))
     page = access_log.timeline(db(), instance(), _customer_id(), filters, page_number)
+    exposure = access_log.aggregate_exposure(db(), _customer_id())
     return render_template(
         "activity.html",
         page=page,
+        exposure=exposure,
         filters=filters,
         actions=access_log.ACTIONS,
         outcomes=access_log.OUTCOMES,

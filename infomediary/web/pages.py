@@ -22,6 +22,11 @@ def privacy() -> ResponseReturnValue:
     return render_template("privacy.html")
 
 
+@bp.get("/counting")
+def counting() -> ResponseReturnValue:
+    return render_template("counting.html")
+
+
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     return jsonify(status="ok")
