@@ -27,6 +27,12 @@ ATTRIBUTES: dict[str, Attribute] = {
     for a in (
         Attribute("age_band", "demographics", AGE_BANDS, "Age band, from the birth year"),
         Attribute("region", "demographics", REGIONS, "State or territory, from the postcode"),
+        Attribute(
+            "area",
+            "demographics",
+            tuple(f"{n:02d}" for n in range(100)),
+            "Postal district: the first two digits of the postcode",
+        ),
         Attribute("household", "demographics", HOUSEHOLDS, "People in the household"),
         Attribute("interests", "interests", tuple(INTEREST_TAGS), "Declared interests"),
     )

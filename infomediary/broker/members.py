@@ -73,6 +73,7 @@ def coarsen(profile: dict[str, Any], current_year: int) -> dict[str, list[str]]:
         region = region_for_postcode(str(profile["postcode"]))
         if region:
             values["region"] = [region]
+            values["area"] = [str(profile["postcode"])[:2]]
     if profile.get("household_size"):
         values["household"] = [household_bucket(int(profile["household_size"]))]
     if profile.get("interests"):

@@ -36,7 +36,7 @@ from infomediary.services.errors import ServiceError, ValidationFailed
 from policies.model import PURPOSES, Mode
 
 MAX_PREDICATES = 5
-DISJOINT = ("age_band", "region", "household")
+DISJOINT = ("age_band", "region", "area", "household")
 GLOBAL = "*"
 MICRO = 1_000_000
 

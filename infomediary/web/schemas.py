@@ -197,7 +197,7 @@ class CountRequestSchema(Schema):
         },
     )
     breakdown = fields.Str(
-        allow_none=True, validate=validate.OneOf(("age_band", "region", "household"))
+        allow_none=True, validate=validate.OneOf(("age_band", "region", "area", "household"))
     )
 
 
