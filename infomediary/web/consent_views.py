@@ -143,7 +143,7 @@ def preview() -> ResponseReturnValue:
     s = db()
     supplier = s.get(Supplier, request.args.get("supplier", ""))
     purpose = request.args.get("purpose", "")
-    if supplier is None:
+    if supplier is None or supplier.status != "active" or supplier.kind != "supplier":
         return _page({"supplier": "Choose a supplier."}, status=400)
     try:
         verdict = consents.preview(s, instance(), _customer_id(), supplier, purpose)

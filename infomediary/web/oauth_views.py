@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
@@ -16,7 +17,13 @@ from infomediary.oauth.server import CustomerRef, error_redirect, metadata, serv
 from infomediary.services import consents, suppliers
 from infomediary.services.errors import ValidationFailed
 from infomediary.web import db
-from infomediary.web.security import context, csrf_exempt, current_customer_id, instance
+from infomediary.web.security import (
+    CSP,
+    context,
+    csrf_exempt,
+    current_customer_id,
+    instance,
+)
 from policies.model import PURPOSES, Mode
 from policies.taxonomy import CATEGORIES
 
@@ -78,6 +85,18 @@ def _consent_context(grant: Any) -> dict[str, Any]:
     }
 
 
+def _consent_page(grant: Any, html: str, status: int = 200) -> Response:
+    """The consent form posts here and is answered by a redirect to the client: browsers apply
+    the page's ``form-action`` to that redirect, so it names the validated redirect URI's
+    origin (CSP Level 3 §6.4.1), and nothing else."""
+    target = urlsplit(grant.request.payload.redirect_uri)
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CSP.replace(
+        "form-action 'self'", f"form-action 'self' {target.scheme}://{target.netloc}"
+    )
+    return response
+
+
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize() -> ResponseReturnValue:
     customer_id = current_customer_id()
@@ -89,7 +108,7 @@ def authorize() -> ResponseReturnValue:
     except OAuth2Error as error:
         return _oauth_error_page(error)
     if request.method == "GET":
-        return render_template("consent.html", **_consent_context(grant))
+        return _consent_page(grant, render_template("consent.html", **_consent_context(grant)))
     if request.form.get("decision") != "approve":
         return cast(Response, server.create_authorization_response(grant_user=None, grant=grant))
     requested = set(parse_scopes(grant.request.scope))
@@ -100,7 +119,7 @@ def authorize() -> ResponseReturnValue:
         message = (
             "Choose at least one kind of data, or deny." if not approved else "Choose an expiry."
         )
-        return render_template("consent.html", error=message, **ctx), 400
+        return _consent_page(grant, render_template("consent.html", error=message, **ctx), 400)
     days = EXPIRY_CHOICES[expiry][1]
     expires_at = utcnow() + timedelta(days=days) if days else None
     session = db()

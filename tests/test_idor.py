@@ -1,0 +1,385 @@
+"""IDOR tests generated from the URL map.
+
+Two customers each hold a consent grant with signed receipts: A's comes from the real OAuth
+consent flow against the live server (so A's supplier also holds a working token), B's from
+``grant_consent`` directly. Then, for every rule of ``app.url_map`` that has URL variables,
+the URL is built from the filler of each variable (A's ids, or a mix of A's and B's) and
+requested
+
+* as B, logged in through the form and sending B's own CSRF token on unsafe methods:
+  404, and none of A's marker values in the body;
+* anonymously (with an anonymous session's CSRF token): a redirect to the login page;
+* as A, the owner, last: success, which proves the URLs named real objects.
+
+A's grant stays active (and its token keeps working) through all of B's attempts. Every
+GET rule without variables is requested as B too, and must show none of A's markers.
+
+A rule whose variables have no filler in :data:`FILLERS` fails the suite: add a filler
+(or, for a rule that names no customer data, an entry in :data:`PUBLIC_VARIABLE_RULES`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.routing import Rule
+from werkzeug.test import TestResponse
+
+from infomediary.audit.log import Actor
+from infomediary.instance import Instance
+from infomediary.models import ConsentGrant, ConsentReceipt, Supplier
+from infomediary.services import Context, consents
+from tests.conftest import Auth, csrf
+from tests.factories import make_customer
+from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
+
+PASSWORD = "correct horse battery"
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+
+@dataclass
+class Party:
+    """A customer with one grant, its receipts, and a test client logged in as them."""
+
+    customer_id: str
+    email: str
+    name: str
+    phone: str
+    supplier_id: str
+    supplier_name: str
+    grant_id: str
+    receipt_ids: list[str]
+    receipt_jws: list[str]
+    client: FlaskClient
+
+    def markers(self) -> dict[str, str]:
+        """Values unique to this customer, that must never reach anyone else."""
+        values = {
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "grant id": self.grant_id,
+            "supplier name": self.supplier_name,
+        }
+        for number, (receipt_id, jws) in enumerate(
+            zip(self.receipt_ids, self.receipt_jws, strict=True)
+        ):
+            values[f"receipt id {number}"] = receipt_id
+            values[f"receipt JWS {number}"] = jws
+        return values
+
+
+#: How to fill each URL variable with a given customer's value. A new variable name in a
+#: route fails ``test_every_variable_rule_has_a_filler`` until a filler is added here.
+FILLERS: dict[str, Callable[[Party], str]] = {
+    "grant_id": lambda party: party.grant_id,
+    "receipt_id": lambda party: party.receipt_ids[0],
+}
+#: Rules with URL variables that name no customer's data (endpoint: why).
+PUBLIC_VARIABLE_RULES: dict[str, str] = {
+    "static": "the packaged stylesheet and icon, the same for everybody",
+}
+#: Variable rules known today; the generated cases must include at least these.
+KNOWN_CUSTOMER_RULES = {
+    ("/consents/<grant_id>/revoke", "POST"),
+    ("/consents/<grant_id>/receipts", "GET"),
+    ("/consents/<grant_id>/receipts/<receipt_id>.jws", "GET"),
+}
+#: Dashboard pages that must be recognised as needing a login.
+KNOWN_LOGIN_PAGES = {"/dashboard", "/profile", "/activity", "/account", "/consents"}
+#: The consents page lists every active supplier in the "What can a supplier see?" picker: a
+#: public directory, not a sign of anybody's grant. Supplier names are looked for elsewhere.
+SUPPLIER_PICKER_RE = re.compile(r'<select id="preview-supplier".*?</select>', re.DOTALL)
+
+
+def methods(rule: Rule) -> list[str]:
+    return sorted((rule.methods or set()) - IGNORED_METHODS)
+
+
+def variable_rules(app: Flask) -> tuple[list[Rule], list[str]]:
+    """The rules naming customer data, and descriptions of those no filler can fill."""
+    covered, unfillable = [], []
+    for rule in app.url_map.iter_rules():
+        if not rule.arguments or rule.endpoint in PUBLIC_VARIABLE_RULES:
+            continue
+        missing = sorted(rule.arguments - FILLERS.keys())
+        if missing:
+            unfillable.append(f"{rule.rule} ({rule.endpoint}) needs fillers for {missing}")
+        else:
+            covered.append(rule)
+    return covered, unfillable
+
+
+def build(rule: Rule, values: dict[str, str]) -> str:
+    built = rule.build(values, append_unknown=False)
+    assert built is not None, f"cannot build {rule.rule} from {values}"
+    path = built[1]
+    assert path.startswith("/"), path
+    return path
+
+
+def send(client: FlaskClient, method: str, path: str, token: str | None) -> TestResponse:
+    if method in UNSAFE:
+        assert token is not None
+        return client.open(path, method=method, data={"csrf_token": token})
+    return client.open(path, method=method)
+
+
+def leaked(body: str, markers: dict[str, str], *, public_directory: bool = False) -> list[str]:
+    """The names of the markers found in ``body``."""
+    found = [label for label, value in markers.items() if value in body]
+    if (
+        public_directory
+        and "supplier name" in found
+        and markers["supplier name"] not in SUPPLIER_PICKER_RE.sub("", body)
+    ):
+        found.remove("supplier name")
+    return found
+
+
+def grant_is_active(inst: Instance, grant_id: str) -> bool:
+    with inst.sessions() as session:
+        grant = session.get(ConsentGrant, grant_id)
+        assert grant is not None
+        return grant.revoked_at is None
+
+
+def receipts(inst: Instance, grant_id: str) -> tuple[list[str], list[str]]:
+    with inst.sessions() as session:
+        rows = session.execute(
+            select(ConsentReceipt)
+            .where(ConsentReceipt.grant_id == grant_id)
+            .order_by(ConsentReceipt.created_at)
+        ).scalars()
+        pairs = [(row.id, row.jws) for row in rows]
+    assert pairs, f"grant {grant_id} has no receipt"
+    return [receipt_id for receipt_id, _ in pairs], [jws for _, jws in pairs]
+
+
+def logged_in_client(app: Flask, email: str) -> FlaskClient:
+    client = app.test_client()
+    response = Auth(client).login(email=email, password=PASSWORD)
+    assert response.status_code == 302, response.status_code
+    assert client.get("/dashboard").status_code == 200
+    return client
+
+
+@dataclass
+class World:
+    a: Party
+    b: Party
+    a_token_works: Callable[[], int]
+
+
+@pytest.fixture
+def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
+    # A: signed up with a profile; the grant comes from the real consent flow.
+    a_email, a_name, a_phone = "adelaide.quokka@example.org", "Adelaide Quokkaworth", "0412 987 654"
+    a_id = make_customer(
+        inst, email=a_email, password=PASSWORD, name=a_name, profile={"phone": a_phone}
+    )
+    a_supplier = make_supplier(inst, name="Quokka Rare Books")
+    oauth = client_session(live_server, a_supplier, "profile.identity:read profile.interests:read")
+    browser = browser_login(live_server, a_email, PASSWORD)
+    approved = consent(live_server, browser, oauth, purpose="service")
+    browser.close()
+    oauth.fetch_token(
+        authorization_response=approved.authorization_response, code_verifier=approved.verifier
+    )
+    with inst.sessions() as session:
+        a_grant = session.execute(
+            select(ConsentGrant).where(ConsentGrant.customer_id == a_id)
+        ).scalar_one()
+        a_grant_id = a_grant.id
+    a_receipt_ids, a_jws = receipts(inst, a_grant_id)
+
+    # B: another customer with a grant of their own, to another supplier.
+    b_email, b_name, b_phone = "bruno.wombat@example.org", "Bruno Wombatson", "0498 111 222"
+    b_id = make_customer(
+        inst, email=b_email, password=PASSWORD, name=b_name, profile={"phone": b_phone}
+    )
+    b_supplier = make_supplier(inst, name="Wombat Outfitters")
+    with app.test_request_context(), inst.sessions() as session:
+        supplier = session.get(Supplier, b_supplier.id)
+        assert supplier is not None
+        b_grant = consents.grant_consent(
+            session,
+            inst,
+            b_id,
+            supplier,
+            scopes=["profile.identity:read"],
+            purpose="service",
+            expires_at=None,
+            ctx=Context(Actor.customer(b_id), "idor-test"),
+            base_url="http://localhost",
+        )
+        b_grant_id = b_grant.id
+        session.commit()
+    b_receipt_ids, b_jws = receipts(inst, b_grant_id)
+
+    def a_token_works() -> int:
+        return int(oauth.get(f"{live_server}/api/v1/me").status_code)
+
+    assert a_token_works() == 200
+    yield World(
+        Party(
+            a_id,
+            a_email,
+            a_name,
+            a_phone,
+            a_supplier.id,
+            "Quokka Rare Books",
+            a_grant_id,
+            a_receipt_ids,
+            a_jws,
+            logged_in_client(app, a_email),
+        ),
+        Party(
+            b_id,
+            b_email,
+            b_name,
+            b_phone,
+            b_supplier.id,
+            "Wombat Outfitters",
+            b_grant_id,
+            b_receipt_ids,
+            b_jws,
+            logged_in_client(app, b_email),
+        ),
+        a_token_works,
+    )
+    oauth.close()
+
+
+def test_every_variable_rule_has_a_filler(app: Flask) -> None:
+    covered, unfillable = variable_rules(app)
+    assert unfillable == [], (
+        "New routes with URL variables: add a filler to FILLERS in tests/test_idor.py "
+        "(or list the endpoint in PUBLIC_VARIABLE_RULES if it names no customer data)"
+    )
+    generated = {(rule.rule, method) for rule in covered for method in methods(rule)}
+    assert generated >= KNOWN_CUSTOMER_RULES
+
+
+def test_no_customer_reaches_another_customers_objects(
+    app: Flask, inst: Instance, world: World
+) -> None:
+    a, b = world.a, world.b
+    covered, unfillable = variable_rules(app)
+    assert unfillable == []
+    assert covered
+    anonymous = app.test_client()
+    anonymous_token = csrf(anonymous, "/login")
+    b_token = csrf(b.client, "/dashboard")
+    a_markers = a.markers()
+
+    probes = 0
+    for rule in covered:
+        names = sorted(rule.arguments)
+        # Each variable from A or from B, except all from B (B's own objects).
+        for owners in itertools.product((a, b), repeat=len(names)):
+            if all(owner is b for owner in owners):
+                continue
+            values = {name: FILLERS[name](owner) for name, owner in zip(names, owners, strict=True)}
+            path = build(rule, values)
+            for method in methods(rule):
+                response = send(b.client, method, path, b_token)
+                where = f"{method} {path} as B ({rule.endpoint})"
+                assert response.status_code == 404, f"{where}: {response.status_code}"
+                body = response.get_data(as_text=True)
+                assert leaked(body, a_markers) == [], where
+                assert grant_is_active(inst, a.grant_id), f"{where} revoked A's grant"
+                probes += 1
+        # Anonymous, with A's real ids: the login page, nothing else.
+        path = build(rule, {name: FILLERS[name](a) for name in names})
+        for method in methods(rule):
+            response = send(anonymous, method, path, anonymous_token)
+            where = f"{method} {path} anonymously ({rule.endpoint})"
+            assert response.status_code in (302, 303), f"{where}: {response.status_code}"
+            assert urlsplit(response.headers["Location"]).path == "/login", where
+            assert leaked(response.get_data(as_text=True), a_markers) == [], where
+            assert grant_is_active(inst, a.grant_id), f"{where} revoked A's grant"
+    assert probes >= 4  # revoke, receipts list, and the receipt with two mixes of ids
+
+    # B is still logged in (the 404s were not a lost session), A's access is untouched.
+    assert b.client.get("/consents").status_code == 200
+    assert grant_is_active(inst, a.grant_id)
+    assert world.a_token_works() == 200
+    a_consents = a.client.get("/consents").get_data(as_text=True)
+    assert a.supplier_name in a_consents
+    assert f"/consents/{a.grant_id}/revoke" in a_consents
+
+    # The owner gets each object (safe methods first, state changes last): proof that
+    # the URLs above named real objects, so their 404s meant "not yours".
+    a_token = csrf(a.client, "/dashboard")
+    owner_cases = [
+        (method, rule, build(rule, {name: FILLERS[name](a) for name in rule.arguments}))
+        for rule in covered
+        for method in methods(rule)
+    ]
+    owner_cases.sort(key=lambda case: case[0] in UNSAFE)
+    for method, rule, path in owner_cases:
+        response = send(a.client, method, path, a_token)
+        where = f"{method} {path} as A ({rule.endpoint})"
+        if method in UNSAFE:
+            assert response.status_code in (302, 303), f"{where}: {response.status_code}"
+        else:
+            assert response.status_code == 200, f"{where}: {response.status_code}"
+    receipts_page = a.client.get(f"/consents/{a.grant_id}/receipts").get_data(as_text=True)
+    assert all(receipt_id in receipts_page for receipt_id in a.receipt_ids)
+    download = a.client.get(f"/consents/{a.grant_id}/receipts/{a.receipt_ids[0]}.jws")
+    assert download.get_data(as_text=True) == a.receipt_jws[0]
+    # The owner's revoke went through: the grant and its token ended together.
+    assert not grant_is_active(inst, a.grant_id)
+    assert world.a_token_works() == 401
+    assert grant_is_active(inst, b.grant_id)
+
+
+def test_pages_without_ids_show_only_the_callers_data(app: Flask, world: World) -> None:
+    a, b = world.a, world.b
+    anonymous = app.test_client()
+    a_markers = a.markers()
+    pages = [
+        rule
+        for rule in app.url_map.iter_rules()
+        if not rule.arguments and "GET" in (rule.methods or set())
+    ]
+    login_pages = set()
+    for rule in pages:
+        response = anonymous.get(rule.rule)
+        if response.status_code in (302, 303) and (
+            urlsplit(response.headers["Location"]).path == "/login"
+        ):
+            login_pages.add(rule.rule)
+    assert login_pages >= KNOWN_LOGIN_PAGES
+
+    for rule in pages:
+        response = b.client.get(rule.rule, follow_redirects=True)
+        where = f"GET {rule.rule} as B"
+        assert response.status_code < 500, f"{where}: {response.status_code}"
+        body = response.get_data(as_text=True)
+        assert leaked(body, a_markers, public_directory=True) == [], where
+        if rule.rule in login_pages:
+            assert response.request.path != "/login", f"{where}: B was logged out"
+
+    # The markers are findable: B's own pages show B's values, A's pages show A's.
+    assert b.name in b.client.get("/profile").get_data(as_text=True)
+    b_consents = b.client.get("/consents").get_data(as_text=True)
+    assert b.grant_id in b_consents
+    assert b.supplier_name in SUPPLIER_PICKER_RE.sub("", b_consents)
+    assert SUPPLIER_PICKER_RE.search(b_consents), "the supplier picker was not found"
+    a_profile = a.client.get("/profile").get_data(as_text=True)
+    assert {"name", "email", "phone"} <= set(leaked(a_profile, a_markers))
+    a_consents = a.client.get("/consents").get_data(as_text=True)
+    assert {"grant id", "supplier name"} <= set(
+        leaked(a_consents, a_markers, public_directory=True)
+    )
