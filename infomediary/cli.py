@@ -271,6 +271,61 @@ def suppliers_list(as_json: bool) -> None:
     _emit(as_json, {"suppliers": rows}, text or "no suppliers")
 
 
+@suppliers_group.command("fund")
+@click.argument("supplier")
+@click.option("--cents", type=click.IntRange(1, 10**12), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_fund(supplier: str, cents: int, as_json: bool) -> None:
+    """Credit SUPPLIER's rewards account (double-entry, from the platform's funding account)."""
+    from infomediary.services.rewards import fund_supplier
+    from infomediary.services.suppliers import find_supplier
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            row = find_supplier(session, supplier)
+            balance = fund_supplier(session, row, cents)
+            session.commit()
+    except ServiceError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        inst.close()
+    _emit(
+        as_json,
+        {"supplier": supplier, "balance_cents": balance},
+        f"{supplier}: balance {balance / 100:.2f}",
+    )
+
+
+@suppliers_group.command("flagged")
+@click.option("--threshold", type=click.IntRange(1, 10**6), default=25, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_flagged(threshold: int, as_json: bool) -> None:
+    """Suppliers blocked by at least THRESHOLD customers, for review."""
+    from infomediary.models import Supplier
+    from infomediary.services.offers import flagged_suppliers
+
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            flagged = flagged_suppliers(session, threshold)
+            names = {
+                s.id: s.name
+                for s in session.execute(
+                    select(Supplier).where(Supplier.id.in_(list(flagged)))
+                ).scalars()
+            }
+    finally:
+        inst.close()
+    rows = [{"id": k, "name": names.get(k, "?"), "blocks": v} for k, v in flagged.items()]
+    _emit(
+        as_json,
+        {"flagged": rows},
+        "\n".join(f"{r['id']}  {r['name']}  blocked by {r['blocks']}" for r in rows) or "none",
+    )
+
+
 @suppliers_group.command("initial-access-token")
 @click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

@@ -6,11 +6,12 @@ so the index can never lag behind what the customer allowed.
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infomediary.broker.members import clear_entry, member_texts, member_tokens, store_entry
 from infomediary.instance import Instance
-from infomediary.models import Profile, utcnow
+from infomediary.models import Profile, SupplierBlock, utcnow
 from infomediary.services.profile import FIELD_NAMES
 
 
@@ -28,7 +29,10 @@ def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
         if (blob := getattr(profile, name)) is not None
     }
     policy = load_policy(session, inst, customer_id)
-    texts = member_texts(values, policy, utcnow())
+    blocked = session.execute(
+        select(SupplierBlock.supplier_id).where(SupplierBlock.customer_id == customer_id)
+    ).scalars()
+    texts = member_texts(values, policy, utcnow(), blocked)
     store_entry(session, customer_id, member_tokens(inst.keyring.secret("blind_index"), texts))
 
 

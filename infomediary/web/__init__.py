@@ -71,7 +71,9 @@ def init_app(app: Flask) -> None:
         broker_api,
         consent_views,
         dashboard,
+        inbox_views,
         oauth_views,
+        offers_api,
         openapi,
         pages,
     )
@@ -84,6 +86,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(consent_views.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(broker_api.bp)
+    app.register_blueprint(offers_api.bp)
+    app.register_blueprint(inbox_views.bp)
     app.register_blueprint(openapi.bp)
 
     from infomediary.services.profile import FIELDS

@@ -1,0 +1,330 @@
+"""Pseudonymous offers: delivered by the broker to eligible inboxes, never to named people.
+
+Sending: validate like a count -> charge epsilon (the reach released is a noisy count) ->
+select customers whose policy allows *pseudonymous* use of every category the criteria
+touch, for the offer's purpose, minus those who blocked the supplier -> if the noisy reach
+is below k nothing is delivered -> else deliver to at most ``max_recipients`` (a random
+sample), escrow the rewards, write one access-log entry with the member set.
+The supplier sees the noisy reach, batched noisy response totals, and the pairwise
+pseudonyms of customers who accepted; never who received the offer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyroaring import BitMap
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.instance import Instance
+from infomediary.models import (
+    MatchEntry,
+    Offer,
+    OfferDelivery,
+    Supplier,
+    SupplierBlock,
+    utcnow,
+)
+from infomediary.services import Context
+from infomediary.services.broker import (
+    MICRO,
+    QueryRejected,
+    budget_remaining,
+    charge,
+    epoch_of,
+    match_index,
+    noise_source,
+    parse_query,
+)
+from infomediary.services.errors import NotFound, ValidationFailed
+from infomediary.services.pseudonyms import pairwise_pseudonym
+from infomediary.services.rewards import escrow_offer, pay_reward
+from policies.model import Mode
+
+MAX_TITLE = 120
+MAX_BODY = 2000
+#: Suppliers whose offers this many customers blocked are flagged to the operator.
+FLAG_BLOCKS = 25
+
+
+@dataclass(frozen=True)
+class OfferInput:
+    title: str
+    body: str
+    reward_cents: int
+    max_recipients: int
+    expires_at: datetime
+
+
+def parse_offer(raw: Any) -> tuple[dict[str, Any], OfferInput]:
+    if not isinstance(raw, dict):
+        raise QueryRejected("invalid_offer", "The body must be a JSON object.", "body")
+    fields = {"title", "body", "reward_cents", "expires_in_days", "max_recipients"}
+    query = {k: v for k, v in raw.items() if k not in fields}
+    title, body = raw.get("title"), raw.get("body")
+    errors = {}
+    if not isinstance(title, str) or not 1 <= len(title.strip()) <= MAX_TITLE:
+        errors["title"] = f"A title of 1 to {MAX_TITLE} characters is required."
+    if not isinstance(body, str) or not 1 <= len(body.strip()) <= MAX_BODY:
+        errors["body"] = f"A body of 1 to {MAX_BODY} characters is required."
+    reward = raw.get("reward_cents", 0)
+    if not isinstance(reward, int) or isinstance(reward, bool) or not 0 <= reward <= 100_000:
+        errors["reward_cents"] = "Reward per acceptance: whole cents, 0 to 100000."
+    cap = raw.get("max_recipients")
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 1_000_000:
+        errors["max_recipients"] = "Cap on recipients: a whole number from 1 to 1000000."
+    days = raw.get("expires_in_days", 14)
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
+        errors["expires_in_days"] = "Expiry: 1 to 90 days."
+    if errors or not isinstance(title, str) or not isinstance(body, str):
+        field = next(iter(errors))
+        raise QueryRejected("invalid_offer", errors[field], field)
+    return query, OfferInput(
+        title.strip(),
+        body.strip(),
+        int(reward),
+        int(str(cap)),
+        utcnow() + timedelta(days=int(days)),
+    )
+
+
+def send_offer(
+    session: Session, inst: Instance, supplier: Supplier, raw: Any, request_id: str = "-"
+) -> dict[str, Any]:
+    query_raw, offer_in = parse_offer(raw)
+    if "breakdown" in query_raw:
+        raise QueryRejected("invalid_offer", "Offers take no breakdown.", "breakdown")
+    query = parse_query(query_raw, supplier)
+    noise = noise_source(inst)
+    epsilon_micro = round(noise.privacy_loss() * MICRO)
+    offer_id = str(uuid.uuid4())
+    left = charge(session, inst.config, supplier.id, epsilon_micro, f"offer:{offer_id}")
+    session.commit()  # charged before computing, never refunded
+
+    index = match_index(inst)
+    index.refresh(session)
+    selection = index.select(
+        query.where, query.purpose, Mode.PSEUDONYMOUS, supplier.id, supplier.sector
+    )
+    noisy = noise.release([len(selection.members)])[0]
+    k = int(inst.config["BROKER_K"])
+    offer = Offer(
+        id=offer_id,
+        supplier_id=supplier.id,
+        purpose=query.purpose,
+        criteria=query.canonical(),
+        title=offer_in.title,
+        body=offer_in.body,
+        reward_cents=offer_in.reward_cents,
+        max_recipients=offer_in.max_recipients,
+        noisy_reach=noisy if noisy >= k else None,
+        expires_at=offer_in.expires_at,
+        status="too_small" if noisy < k else "delivered",
+    )
+    session.add(offer)
+    recipients = BitMap()
+    if noisy >= k:
+        ordinals = list(selection.members)
+        if len(ordinals) > offer_in.max_recipients:
+            ordinals = random.SystemRandom().sample(ordinals, offer_in.max_recipients)
+        recipients = BitMap(ordinals)
+        customer_ids = _customers_of(session, ordinals)
+        if offer_in.reward_cents:
+            escrow_offer(session, supplier.id, offer_id, offer_in.reward_cents * len(customer_ids))
+        session.add_all(OfferDelivery(offer_id=offer_id, customer_id=c) for c in customer_ids)
+    detail = {
+        "criteria": json.loads(query.canonical()),
+        "epsilon": epsilon_micro / MICRO,
+        "released": offer.noisy_reach,
+        "k": k,
+        "offer_id": offer_id,
+        "members": base64.b64encode(recipients.serialize()).decode(),
+    }
+    append(
+        session,
+        LogEvent(
+            actor=Actor(ActorType.SUPPLIER, supplier.id),
+            action="offer",
+            customer_id=None,
+            categories=selection.categories,
+            purpose=query.purpose,
+            reason=f"offer match, epsilon {epsilon_micro / MICRO:g}",
+            request_id=request_id,
+            detail=json.dumps(detail, sort_keys=True).encode(),
+        ),
+    )
+    session.commit()
+    return {
+        "id": offer_id,
+        "status": offer.status,
+        "reach": offer.noisy_reach,
+        "suppressed": offer.noisy_reach is None,
+        "k": k,
+        "epsilon_spent": epsilon_micro / MICRO,
+        "budget_remaining": left / MICRO,
+        "expires_at": offer.expires_at.isoformat(),
+    }
+
+
+def _customers_of(session: Session, ordinals: list[int]) -> list[str]:
+    found: list[str] = []
+    for start in range(0, len(ordinals), 5000):
+        chunk = ordinals[start : start + 5000]
+        found += [
+            c
+            for c in session.execute(
+                select(MatchEntry.customer_id).where(MatchEntry.ordinal.in_(chunk))
+            ).scalars()
+            if c
+        ]
+    return found
+
+
+def offer_view(
+    session: Session, inst: Instance, supplier: Supplier, offer_id: str
+) -> dict[str, Any]:
+    """The supplier's view: noisy reach, noisy batched totals, accepters' pseudonyms."""
+    offer = session.get(Offer, offer_id)
+    if offer is None or offer.supplier_id != supplier.id:
+        raise NotFound("No such offer.")
+    epoch = epoch_of(utcnow(), int(inst.config["BROKER_EPOCH_HOURS"]))
+    k = int(inst.config["BROKER_K"])
+    if offer.status == "delivered" and offer.totals_epoch != epoch:
+        # one noisy release of the response totals per epoch, charged like a count
+        noise = noise_source(inst)
+        epsilon_micro = round(noise.privacy_loss() * MICRO)
+        charge(session, inst.config, supplier.id, epsilon_micro, f"offer-totals:{offer.id}")
+        true = [
+            session.execute(
+                select(func.count()).where(
+                    OfferDelivery.offer_id == offer.id, OfferDelivery.status == status
+                )
+            ).scalar_one()
+            for status in ("accepted", "declined")
+        ]
+        noisy = noise.release([int(t) for t in true])
+        offer.totals = json.dumps(
+            {
+                name: (v if v >= k else None)
+                for name, v in zip(("accepted", "declined"), noisy, strict=True)
+            }
+        )
+        offer.totals_epoch = epoch
+        session.commit()
+    accepted = session.execute(
+        select(OfferDelivery.customer_id, OfferDelivery.responded_at)
+        .where(OfferDelivery.offer_id == offer.id, OfferDelivery.status == "accepted")
+        .order_by(OfferDelivery.responded_at)
+    ).all()
+    view = {
+        "id": offer.id,
+        "status": offer.status,
+        "title": offer.title,
+        "purpose": offer.purpose,
+        "criteria": json.loads(offer.criteria),
+        "reward_cents": offer.reward_cents,
+        "reach": offer.noisy_reach,
+        "suppressed": offer.noisy_reach is None,
+        "expires_at": offer.expires_at.isoformat(),
+        "response_totals": json.loads(offer.totals) if offer.totals else None,
+        "accepted": [
+            {
+                "sub": pairwise_pseudonym(inst, supplier.id, customer_id),
+                "accepted_at": at.isoformat() if at else None,
+            }
+            for customer_id, at in accepted
+        ],
+        "budget_remaining": budget_remaining(session, inst.config, supplier.id),
+    }
+    session.rollback()
+    return view
+
+
+# -- the customer's inbox ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    offer: Offer
+    supplier: Supplier
+    delivery: OfferDelivery
+
+
+def inbox(session: Session, customer_id: str) -> list[InboxItem]:
+    rows = session.execute(
+        select(OfferDelivery, Offer, Supplier)
+        .join(Offer, Offer.id == OfferDelivery.offer_id)
+        .join(Supplier, Supplier.id == Offer.supplier_id)
+        .where(OfferDelivery.customer_id == customer_id)
+        .order_by(OfferDelivery.delivered_at.desc())
+    ).all()
+    return [InboxItem(offer, supplier, delivery) for delivery, offer, supplier in rows]
+
+
+def respond(
+    session: Session, inst: Instance, customer_id: str, offer_id: str, action: str, ctx: Context
+) -> str:
+    """accept | decline | block. Accepting shares the pairwise pseudonym and pays the reward."""
+    delivery = session.get(OfferDelivery, (offer_id, customer_id))
+    offer = session.get(Offer, offer_id)
+    if delivery is None or offer is None:
+        raise NotFound("No such offer in your inbox.")
+    if action not in ("accept", "decline", "block"):
+        raise ValidationFailed({"action": "Choose accept, decline or block."})
+    supplier = session.get(Supplier, offer.supplier_id)
+    if supplier is None:
+        raise NotFound("No such offer in your inbox.")
+    now = utcnow()
+    if action in ("accept", "decline") and delivery.status != "delivered":
+        raise ValidationFailed({"action": "You already answered this offer."})
+    if action == "accept" and offer.expires_at <= now:
+        raise ValidationFailed({"action": "This offer has expired."})
+    if action == "accept":
+        delivery.status, delivery.responded_at = "accepted", now
+        if offer.reward_cents:
+            pay_reward(session, supplier.id, offer.id, customer_id, offer.reward_cents)
+        reason = f"offer accepted: pseudonym shared with {supplier.name}"
+    elif action == "decline":
+        delivery.status, delivery.responded_at = "declined", now
+        reason = "offer declined"
+    else:
+        delivery.status = "blocked" if delivery.status == "delivered" else delivery.status
+        if session.get(SupplierBlock, (customer_id, supplier.id)) is None:
+            session.add(SupplierBlock(customer_id=customer_id, supplier_id=supplier.id))
+        session.flush()
+        from infomediary.services.matching import sync_member
+
+        sync_member(session, inst, customer_id)
+        reason = f"supplier {supplier.name} blocked: no more offers or counts"
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="offer",
+            customer_id=customer_id,
+            categories=frozenset(),
+            purpose=offer.purpose,
+            reason=reason,
+            request_id=ctx.request_id,
+        ),
+    )
+    session.commit()
+    return reason
+
+
+def flagged_suppliers(session: Session, threshold: int = FLAG_BLOCKS) -> dict[str, int]:
+    """Suppliers blocked by at least ``threshold`` customers: for the operator to review."""
+    rows = session.execute(
+        select(SupplierBlock.supplier_id, func.count())
+        .group_by(SupplierBlock.supplier_id)
+        .having(func.count() >= threshold)
+    ).all()
+    return {str(s): int(n) for s, n in rows}

@@ -1,0 +1,68 @@
+"""The offers API (scope ``offers:send``): send an offer, read its noisy outcome."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from infomediary.models import Supplier
+from infomediary.services import broker, offers
+from infomediary.services.errors import NotFound
+from infomediary.services.rewards import InsufficientFunds
+from infomediary.web import db, limiter
+from infomediary.web.api import bearer_token, refuse_tokens_outside_the_header
+from infomediary.web.broker_api import _rate, _supplier_key
+from infomediary.web.security import csrf_exempt, instance
+
+bp = Blueprint("offers_api", __name__, url_prefix="/api/v1/offers")
+bp.before_request(refuse_tokens_outside_the_header)
+
+
+def _supplier() -> Supplier:
+    token = bearer_token("offers:send")
+    supplier = db().get(Supplier, token.row.supplier_id)
+    if supplier is None:  # pragma: no cover - the validator checked it
+        raise NotFound("No such supplier.")
+    return supplier
+
+
+def _error(code: str, message: str, status: int) -> ResponseReturnValue:
+    response = jsonify(error=code, message=message)
+    response.status_code = status
+    return response
+
+
+@bp.post("")
+@csrf_exempt
+@limiter.limit(_rate, key_func=_supplier_key)
+def send() -> ResponseReturnValue:
+    supplier = _supplier()
+    body = request.get_json(silent=True)
+    if body is None:
+        return _error("invalid_json", "Send a JSON object (application/json).", 400)
+    try:
+        result = offers.send_offer(db(), instance(), supplier, body, g.get("request_id", "-"))
+    except broker.QueryRejected as exc:
+        db().rollback()
+        return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
+    except broker.BudgetExhausted as exc:
+        db().rollback()
+        return _error(exc.code, exc.message, 429)
+    except InsufficientFunds as exc:
+        db().rollback()
+        return _error(exc.code, exc.message, 402)
+    response = jsonify(result)
+    response.status_code = 201
+    return response
+
+
+@bp.get("/<offer_id>")
+@csrf_exempt
+@limiter.limit(_rate, key_func=_supplier_key)
+def view(offer_id: str) -> ResponseReturnValue:
+    supplier = _supplier()
+    try:
+        return jsonify(offers.offer_view(db(), instance(), supplier, offer_id))
+    except broker.BudgetExhausted as exc:
+        db().rollback()
+        return _error(exc.code, exc.message, 429)

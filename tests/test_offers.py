@@ -1,0 +1,275 @@
+"""Offers through the broker, the customer's inbox, and the rewards ledger."""
+
+from __future__ import annotations
+
+import pytest
+from authlib.integrations.requests_client import OAuth2Session
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from infomediary.demo import seed_synthetic
+from infomediary.models import BudgetCharge, OfferDelivery, Supplier
+from infomediary.services import rewards
+from tests.factories import make_customer
+from tests.oauth_helpers import browser_login, make_supplier
+
+CUSTOMER = ("offers@example.org", "correct horse battery")
+QUERY = {
+    "purpose": "marketing",
+    "where": {"region": ["NSW", "VIC", "QLD", "WA", "SA", "TAS", "ACT", "NT"]},
+}
+OFFER = {
+    **QUERY,
+    "title": "10% off books",
+    "body": "Show this at the counter.",
+    "reward_cents": 150,
+    "max_recipients": 100,
+    "expires_in_days": 7,
+}
+
+
+@pytest.fixture
+def population(inst) -> None:
+    with inst.sessions() as session:
+        seed_synthetic(session, inst, 300, workers=1)
+    make_customer(
+        inst,
+        email=CUSTOMER[0],
+        password=CUSTOMER[1],
+        profile={"postcode": "2000", "birth_year": 1980, "interests": ["books"]},
+    )
+
+
+def _client(live_server, inst, name="Offer Co", fund=100_000):
+    creds = make_supplier(
+        inst, name=name, scopes=("offers:send",), purposes=("marketing",), redirect_uris=()
+    )
+    if fund:
+        with inst.sessions() as session:
+            rewards.fund_supplier(session, session.get(Supplier, creds.id), fund)
+            session.commit()
+    client = OAuth2Session(
+        creds.client_id,
+        creds.client_secret,
+        scope="offers:send",
+        token_endpoint=f"{live_server}/oauth/token",
+    )
+    client.fetch_token(grant_type="client_credentials")
+    return client, creds
+
+
+def _ledger_total(inst) -> int:
+    with inst.sessions() as session:
+        return rewards.total_of_all_balances(session)
+
+
+def test_offer_is_delivered_pseudonymously_and_paid_on_acceptance(
+    live_server, inst, population
+) -> None:
+    client, creds = _client(live_server, inst)
+    sent = client.post(f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000})
+    assert sent.status_code == 201, sent.text
+    body = sent.json()
+    assert body["status"] == "delivered"
+    assert body["reach"] >= 50
+    assert body["epsilon_spent"] == pytest.approx(0.1)
+    assert "recipients" not in body and "customers" not in body
+    browser = browser_login(live_server, *CUSTOMER)
+    inbox = browser.get(f"{live_server}/inbox").text
+    assert "10% off books" in inbox
+    token = (
+        browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1].split('"')[0]
+    )
+    accepted = browser.post(
+        f"{live_server}/inbox/{body['id']}/accept",
+        data={"csrf_token": token},
+        allow_redirects=False,
+    )
+    assert accepted.status_code == 302
+    view = client.get(f"{live_server}/api/v1/offers/{body['id']}").json()
+    assert len(view["accepted"]) == 1
+    assert view["accepted"][0]["sub"].startswith("psn_")
+    assert "Offer Co" in browser.get(f"{live_server}/inbox").text
+    assert "$1.50" in browser.get(f"{live_server}/inbox").text
+    assert _ledger_total(inst) == 0
+    again = browser.post(f"{live_server}/inbox/{body['id']}/accept", data={"csrf_token": token})
+    assert again.status_code == 400  # answered already: no second reward
+
+
+def test_cap_limits_recipients_and_escrow(live_server, inst, population) -> None:
+    client, creds = _client(live_server, inst)
+    sent = client.post(f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 60}).json()
+    with inst.sessions() as session:
+        delivered = session.execute(
+            select(func.count()).where(OfferDelivery.offer_id == sent["id"])
+        ).scalar_one()
+        escrow = rewards.account(session, "escrow", sent["id"])
+        assert rewards.balance(session, escrow.id) == 150 * delivered
+        supplier_balance = rewards.balance(
+            session, rewards.account(session, "supplier", creds.id).id
+        )
+    assert delivered == 60
+    assert supplier_balance == 100_000 - 150 * 60
+
+
+def test_small_audience_gets_nothing_delivered(live_server, inst, population) -> None:
+    client, _ = _client(live_server, inst)
+    sent = client.post(
+        f"{live_server}/api/v1/offers",
+        json={
+            **OFFER,
+            "where": {"region": ["NT"], "age_band": ["65+"], "interests": ["kosher-food"]},
+        },
+    ).json()
+    assert sent["status"] == "too_small"
+    assert sent["reach"] is None
+    assert sent["suppressed"] is True
+    with inst.sessions() as session:
+        assert (
+            session.execute(
+                select(func.count()).where(OfferDelivery.offer_id == sent["id"])
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_insufficient_funds_is_402_and_nothing_delivered(live_server, inst, population) -> None:
+    client, _ = _client(live_server, inst, fund=0)
+    response = client.post(f"{live_server}/api/v1/offers", json=OFFER)
+    assert response.status_code == 402
+    assert response.json()["error"] == "insufficient_funds"
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(OfferDelivery)).scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"title": ""}, "title"),
+        ({"reward_cents": -1}, "reward_cents"),
+        ({"max_recipients": 0}, "max_recipients"),
+        ({"expires_in_days": 365}, "expires_in_days"),
+        ({"purpose": "research"}, "purpose"),
+        ({"where": {"email": ["x"]}}, "where"),
+    ],
+)
+def test_bad_offers_are_400_and_free(live_server, inst, population, change, field) -> None:
+    client, _ = _client(live_server, inst)
+    response = client.post(f"{live_server}/api/v1/offers", json={**OFFER, **change})
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(BudgetCharge)).scalar_one() == 0
+
+
+def test_block_excludes_from_later_offers_and_flags(live_server, inst, population) -> None:
+    client, creds = _client(live_server, inst)
+    first = client.post(
+        f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
+    ).json()
+    browser = browser_login(live_server, *CUSTOMER)
+    token = (
+        browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1].split('"')[0]
+    )
+    assert (
+        browser.post(
+            f"{live_server}/inbox/{first['id']}/block",
+            data={"csrf_token": token},
+            allow_redirects=False,
+        ).status_code
+        == 302
+    )
+    second = client.post(
+        f"{live_server}/api/v1/offers",
+        json={
+            **OFFER,
+            "title": "Another",
+            "max_recipients": 1000,
+            "where": {"age_band": ["35-44", "45-54"]},
+        },
+    ).json()
+    with inst.sessions() as session:
+        mine = session.execute(
+            select(OfferDelivery.offer_id)
+            .join(Supplier, Supplier.id == creds.id)
+            .where(OfferDelivery.offer_id == second["id"])
+        ).all()
+        assert mine  # others still receive it
+        from infomediary.models import Customer
+        from infomediary.services.customers import customer_key  # noqa: F401 - import check
+        from infomediary.services.offers import flagged_suppliers
+
+        ours = session.execute(
+            select(Customer.id).where(Customer.synthetic.is_(False))
+        ).scalar_one()
+        assert session.get(OfferDelivery, (second["id"], ours)) is None
+        assert flagged_suppliers(session, threshold=1) == {creds.id: 1}
+
+
+def test_other_suppliers_and_customers_cannot_reach_an_offer(live_server, inst, population) -> None:
+    client, _ = _client(live_server, inst)
+    sent = client.post(f"{live_server}/api/v1/offers", json=OFFER).json()
+    other, _ = _client(live_server, inst, name="Nosy Co")
+    assert other.get(f"{live_server}/api/v1/offers/{sent['id']}").status_code == 404
+    make_customer(inst, email="nobody@example.org", password="correct horse battery")
+    stranger = browser_login(live_server, "nobody@example.org", "correct horse battery")
+    token = (
+        stranger.get(f"{live_server}/inbox")
+        .text.split('name="csrf_token" value="')[1]
+        .split('"')[0]
+    )
+    assert (
+        stranger.post(
+            f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token}
+        ).status_code
+        == 404
+    )
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["fund", "escrow", "pay"]), st.integers(1, 5_000)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_ledger_always_balances(inst, steps) -> None:
+    from tests.conftest import empty_tables
+
+    empty_tables(inst)
+    creds = make_supplier(
+        inst, name="Ledger Co", scopes=("offers:send",), purposes=("marketing",), redirect_uris=()
+    )
+    customer = make_customer(inst)
+    with inst.sessions() as session:
+        supplier = session.get(Supplier, creds.id)
+        for number, (kind, cents) in enumerate(steps):
+            try:
+                if kind == "fund":
+                    rewards.fund_supplier(session, supplier, cents)
+                elif kind == "escrow":
+                    rewards.escrow_offer(session, supplier.id, "offer-1", cents)
+                else:
+                    rewards.pay_reward(session, supplier.id, "offer-1", customer, cents)
+                session.commit()
+            except rewards.InsufficientFunds:
+                session.rollback()
+            assert rewards.total_of_all_balances(session) == 0, number
+            for kind_, owner in (
+                ("supplier", supplier.id),
+                ("escrow", "offer-1"),
+                ("customer", customer),
+            ):
+                assert rewards.balance(session, rewards.account(session, kind_, owner).id) >= 0
+            session.rollback()
+
+
+def test_unbalanced_transactions_are_refused(inst) -> None:
+    with inst.sessions() as session:
+        a = rewards.account(session, "customer", "x")
+        with pytest.raises(ValueError, match="sum to zero"):
+            rewards.post(session, "bogus", [(a, 5)])
