@@ -51,6 +51,9 @@ def build_spec() -> dict[str, Any]:
         "CountRequest",
         "CountResponse",
         "AttributesResponse",
+        "OfferRequest",
+        "OfferCreated",
+        "OfferView",
     ):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.security_scheme(
@@ -137,6 +140,49 @@ def build_spec() -> dict[str, Any]:
                         **_json("Error"),
                     },
                     "401": {"description": "No valid token", **_json("OAuthError")},
+                    "429": {"description": "budget_exhausted or rate limited", **_json("Error")},
+                },
+            }
+        },
+    )
+    spec.path(
+        "/api/v1/offers",
+        operations={
+            "post": {
+                "summary": "Send an offer to matching customers' inboxes, pseudonymously",
+                "security": [{"oauth2": ["offers:send"]}],
+                "requestBody": {"required": True, **_json("OfferRequest")},
+                "responses": {
+                    "201": {"description": "Offer recorded", **_json("OfferCreated")},
+                    "400": {
+                        "description": "Invalid offer or criteria; nothing charged",
+                        **_json("Error"),
+                    },
+                    "401": {"description": "No valid token", **_json("OAuthError")},
+                    "402": {"description": "insufficient_funds for the rewards", **_json("Error")},
+                    "429": {"description": "budget_exhausted or rate limited", **_json("Error")},
+                },
+            }
+        },
+    )
+    spec.path(
+        "/api/v1/offers/{offer_id}",
+        operations={
+            "get": {
+                "summary": "Your offer: noisy reach, noisy response totals, accepters' pseudonyms",
+                "security": [{"oauth2": ["offers:send"]}],
+                "parameters": [
+                    {
+                        "name": "offer_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The offer", **_json("OfferView")},
+                    "401": {"description": "No valid token", **_json("OAuthError")},
+                    "404": {"description": "Not your offer", **_json("Error")},
                     "429": {"description": "budget_exhausted or rate limited", **_json("Error")},
                 },
             }

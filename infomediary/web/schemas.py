@@ -233,3 +233,45 @@ class AttributesResponseSchema(Schema):
     attributes = fields.List(fields.Nested(AttributeSchema), required=True)
     max_predicates = fields.Int()
     breakdowns = fields.List(fields.Str())
+
+
+class OfferRequestSchema(CountRequestSchema):
+    title = fields.Str(required=True, validate=validate.Length(min=1, max=120))
+    body = fields.Str(required=True, validate=validate.Length(min=1, max=2000))
+    reward_cents = fields.Int(load_default=0, validate=validate.Range(min=0, max=100_000))
+    max_recipients = fields.Int(required=True, validate=validate.Range(min=1, max=1_000_000))
+    expires_in_days = fields.Int(load_default=14, validate=validate.Range(min=1, max=90))
+
+
+class OfferCreatedSchema(Schema):
+    id = fields.Str(required=True)
+    status = fields.Str(required=True, metadata={"description": "delivered or too_small"})
+    reach = fields.Int(allow_none=True, metadata={"description": "Noisy reach; null below k."})
+    suppressed = fields.Bool(required=True)
+    k = fields.Int()
+    epsilon_spent = fields.Float()
+    budget_remaining = fields.Float()
+    expires_at = fields.Str()
+
+
+class AcceptedSchema(Schema):
+    sub = fields.Str(required=True, metadata={"description": "Pairwise pseudonym of an accepter."})
+    accepted_at = fields.Str(allow_none=True)
+
+
+class OfferViewSchema(Schema):
+    id = fields.Str(required=True)
+    status = fields.Str()
+    title = fields.Str()
+    purpose = fields.Str()
+    criteria = fields.Dict()
+    reward_cents = fields.Int()
+    reach = fields.Int(allow_none=True)
+    suppressed = fields.Bool()
+    expires_at = fields.Str()
+    response_totals = fields.Dict(
+        allow_none=True,
+        metadata={"description": "Noisy accepted/declined totals, released once per data epoch."},
+    )
+    accepted = fields.List(fields.Nested(AcceptedSchema))
+    budget_remaining = fields.Float()
