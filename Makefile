@@ -30,8 +30,8 @@ dev: $(VENV)/.dev-installed ## Install the app with the dev extra
 init: install ## Create the instance (keyring, SQLite schema); idempotent
 	$(BIN)/infomediary init
 
-demo: init ## Seed the demo logins
-	$(BIN)/infomediary demo
+demo: init ## Seed the demo logins, a demo supplier and 2,000 synthetic customers
+	$(BIN)/infomediary demo --customers 2000
 
 run: demo ## Set up everything and serve the dashboard on http://127.0.0.1:5000
 	$(BIN)/infomediary serve --host 127.0.0.1 --port 5000

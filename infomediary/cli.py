@@ -89,12 +89,18 @@ def init(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def demo(count: int, seed: int, as_json: bool) -> None:
     """Seed demo logins and, with --customers N, N synthetic customers (no password)."""
-    from infomediary.demo import ensure_demo_logins, seed_synthetic, synthetic_count
+    from infomediary.demo import (
+        ensure_demo_logins,
+        ensure_demo_supplier,
+        seed_synthetic,
+        synthetic_count,
+    )
 
     inst = _open()
     try:
         with inst.sessions() as session:
             logins = ensure_demo_logins(session, inst)
+            supplier = ensure_demo_supplier(session)
             before = synthetic_count(session)
             session.rollback()
             if count > before:
@@ -105,12 +111,19 @@ def demo(count: int, seed: int, as_json: bool) -> None:
             total = synthetic_count(session)
     finally:
         inst.close()
-    data = {
+    data: dict[str, Any] = {
         "logins": [{"email": e, "password": p} for e, p in logins],
         "synthetic_customers": total,
+        "supplier": supplier,
     }
     text = "Demo logins:\n" + "\n".join(f"  {e}  /  {p}" for e, p in logins)
     text += f"\nSynthetic customers: {total}"
+    if supplier:
+        text += (
+            f"\nDemo supplier {supplier['name']} (funded, shown once):\n"
+            f"  client_id     {supplier['client_id']}\n"
+            f"  client_secret {supplier['client_secret']}"
+        )
     _emit(as_json, data, text)
 
 

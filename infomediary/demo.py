@@ -195,6 +195,37 @@ def ensure_demo_logins(session: Session, inst: Instance) -> list[tuple[str, str]
     return [(email, password) for email, password, _ in DEMO_LOGINS]
 
 
+DEMO_SUPPLIER = "Demo Books"
+
+
+def ensure_demo_supplier(session: Session) -> dict[str, str] | None:
+    """A funded demo supplier (idempotent); returns its credentials only when just created."""
+    from infomediary.models import Supplier
+    from infomediary.services.rewards import fund_supplier
+    from infomediary.services.suppliers import create_supplier
+
+    if session.execute(select(Supplier.id).where(Supplier.name == DEMO_SUPPLIER)).first():
+        session.rollback()
+        return None
+    created = create_supplier(
+        session,
+        name=DEMO_SUPPLIER,
+        sector="retail",
+        redirect_uris=["http://127.0.0.1:8000/callback"],
+        scopes=["profile.identity:read", "profile.interests:read", "audience:count", "offers:send"],
+        purposes=["marketing", "service", "analytics"],
+        privacy_policy_url="https://books.example/privacy",
+        ctx=Context(Actor.system("demo")),
+    )
+    fund_supplier(session, created.supplier, 100_000)
+    session.commit()
+    return {
+        "name": DEMO_SUPPLIER,
+        "client_id": created.supplier.client_id,
+        "client_secret": created.client_secret,
+    }
+
+
 @dataclass(frozen=True)
 class SeedReport:
     existing: int

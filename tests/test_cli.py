@@ -117,8 +117,11 @@ def test_demo_seeds_logins_and_tops_up_synthetic_customers(env, inst) -> None:
     data = json.loads(out.splitlines()[-1])
     assert data["synthetic_customers"] == 30
     assert {login["email"] for login in data["logins"]} == {"alice@example.com", "bob@example.com"}
+    assert data["supplier"]["client_id"].startswith("sup_")  # created on the first run only
     code, out = run("demo", "--customers", "45", "--json")
-    assert json.loads(out.splitlines()[-1])["synthetic_customers"] == 45
+    again = json.loads(out.splitlines()[-1])
+    assert again["synthetic_customers"] == 45
+    assert again["supplier"] is None
     with inst.sessions() as session:
         synthetic = (
             session.execute(select(Customer).where(Customer.synthetic.is_(True))).scalars().all()
