@@ -27,6 +27,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
         "`postgresql://user@host/db` uses psycopg 3.",
     ),
     "SECRET_KEY": (None, "Flask secret (CSRF binding). Required in production, >= 32 characters."),
+    "ISSUER": (
+        None,
+        "OAuth issuer URL (RFC 8414/9207), e.g. https://infomediary.example. Required in "
+        "production; in development it is taken from the request's host.",
+    ),
     "PRODUCTION": (
         False,
         "Production mode: `__Host-` Secure cookies, HSTS, refuses unsafe settings.",
@@ -119,6 +124,12 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{PREFIX}SECRET_KEY must be set to at least 32 random characters in production "
             '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    issuer = str(config.get("ISSUER") or "")
+    if not issuer.startswith("https://") or issuer.endswith("/"):
+        raise ConfigError(
+            f"{PREFIX}ISSUER must be set in production to the https URL suppliers use, "
+            "without a trailing slash (it is compared exactly by OAuth clients)"
         )
     if str(config["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
         raise ConfigError(

@@ -305,3 +305,14 @@ def test_initial_access_token_is_printed_once(env) -> None:
     code, out = run("suppliers", "initial-access-token", "--days", "2", "--json")
     assert code == 0
     assert json.loads(out)["initial_access_token"].startswith("iat_")
+
+
+def test_production_requires_an_https_issuer(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("INFOMEDIARY_PRODUCTION", "true")
+    monkeypatch.setenv("INFOMEDIARY_SECRET_KEY", "s" * 48)
+    monkeypatch.setenv("INFOMEDIARY_RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379")
+    monkeypatch.setenv("INFOMEDIARY_ISSUER", "http://infomediary.example")
+    code, out = run("audit", "verify")
+    assert code == 1
+    assert "INFOMEDIARY_ISSUER" in out

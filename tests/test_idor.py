@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -35,7 +37,14 @@ from werkzeug.test import TestResponse
 
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
-from infomediary.models import ConsentGrant, ConsentReceipt, Supplier
+from infomediary.models import (
+    ConsentGrant,
+    ConsentReceipt,
+    Offer,
+    OfferDelivery,
+    Supplier,
+    utcnow,
+)
 from infomediary.services import Context, consents
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
@@ -60,6 +69,7 @@ class Party:
     receipt_ids: list[str]
     receipt_jws: list[str]
     client: FlaskClient
+    offer_id: str = ""
 
     def markers(self) -> dict[str, str]:
         """Values unique to this customer, that must never reach anyone else."""
@@ -83,16 +93,22 @@ class Party:
 FILLERS: dict[str, Callable[[Party], str]] = {
     "grant_id": lambda party: party.grant_id,
     "receipt_id": lambda party: party.receipt_ids[0],
+    "offer_id": lambda party: party.offer_id,
 }
+#: URL variables that name no object of anybody's (the same value for every customer).
+CONSTANTS: dict[str, str] = {"action": "accept"}
 #: Rules with URL variables that name no customer's data (endpoint: why).
 PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "static": "the packaged stylesheet and icon, the same for everybody",
+    "offers_api.view": "a supplier's bearer-token API, not a customer page: another supplier "
+    "gets 404 (tests/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
 }
 #: Variable rules known today; the generated cases must include at least these.
 KNOWN_CUSTOMER_RULES = {
     ("/consents/<grant_id>/revoke", "POST"),
     ("/consents/<grant_id>/receipts", "GET"),
     ("/consents/<grant_id>/receipts/<receipt_id>.jws", "GET"),
+    ("/inbox/<offer_id>/<action>", "POST"),
 }
 #: Dashboard pages that must be recognised as needing a login.
 KNOWN_LOGIN_PAGES = {"/dashboard", "/profile", "/activity", "/account", "/consents"}
@@ -111,12 +127,21 @@ def variable_rules(app: Flask) -> tuple[list[Rule], list[str]]:
     for rule in app.url_map.iter_rules():
         if not rule.arguments or rule.endpoint in PUBLIC_VARIABLE_RULES:
             continue
-        missing = sorted(rule.arguments - FILLERS.keys())
+        missing = sorted(rule.arguments - FILLERS.keys() - CONSTANTS.keys())
         if missing:
             unfillable.append(f"{rule.rule} ({rule.endpoint}) needs fillers for {missing}")
         else:
             covered.append(rule)
     return covered, unfillable
+
+
+def constants_of(rule: Rule) -> dict[str, str]:
+    return {name: CONSTANTS[name] for name in rule.arguments & CONSTANTS.keys()}
+
+
+def fill_as(rule: Rule, party: Party) -> dict[str, str]:
+    values = {name: FILLERS[name](party) for name in rule.arguments - CONSTANTS.keys()}
+    return {**values, **constants_of(rule)}
 
 
 def build(rule: Rule, values: dict[str, str]) -> str:
@@ -173,6 +198,31 @@ def logged_in_client(app: Flask, email: str) -> FlaskClient:
     return client
 
 
+def deliver_offer(inst: Instance, supplier_id: str, customer_id: str) -> str:
+    """An offer in the customer's inbox (as the broker would leave it)."""
+    offer_id = str(uuid.uuid4())
+    with inst.sessions() as session:
+        session.add(
+            Offer(
+                id=offer_id,
+                supplier_id=supplier_id,
+                purpose="marketing",
+                criteria="{}",
+                title="An offer",
+                body="Hello",
+                reward_cents=0,
+                max_recipients=1,
+                noisy_reach=60,
+                status="delivered",
+                expires_at=utcnow() + timedelta(days=1),
+            )
+        )
+        session.flush()
+        session.add(OfferDelivery(offer_id=offer_id, customer_id=customer_id))
+        session.commit()
+    return offer_id
+
+
 @dataclass
 class World:
     a: Party
@@ -226,6 +276,11 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
         session.commit()
     b_receipt_ids, b_jws = receipts(inst, b_grant_id)
 
+    a_offer, b_offer = (
+        deliver_offer(inst, a_supplier.id, a_id),
+        deliver_offer(inst, b_supplier.id, b_id),
+    )
+
     def a_token_works() -> int:
         return int(oauth.get(f"{live_server}/api/v1/me").status_code)
 
@@ -242,6 +297,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             a_receipt_ids,
             a_jws,
             logged_in_client(app, a_email),
+            a_offer,
         ),
         Party(
             b_id,
@@ -254,6 +310,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             b_receipt_ids,
             b_jws,
             logged_in_client(app, b_email),
+            b_offer,
         ),
         a_token_works,
     )
@@ -284,12 +341,14 @@ def test_no_customer_reaches_another_customers_objects(
 
     probes = 0
     for rule in covered:
-        names = sorted(rule.arguments)
+        names = sorted(rule.arguments - CONSTANTS.keys())
+        constants = {name: CONSTANTS[name] for name in rule.arguments & CONSTANTS.keys()}
         # Each variable from A or from B, except all from B (B's own objects).
         for owners in itertools.product((a, b), repeat=len(names)):
             if all(owner is b for owner in owners):
                 continue
             values = {name: FILLERS[name](owner) for name, owner in zip(names, owners, strict=True)}
+            values.update(constants)
             path = build(rule, values)
             for method in methods(rule):
                 response = send(b.client, method, path, b_token)
@@ -300,7 +359,7 @@ def test_no_customer_reaches_another_customers_objects(
                 assert grant_is_active(inst, a.grant_id), f"{where} revoked A's grant"
                 probes += 1
         # Anonymous, with A's real ids: the login page, nothing else.
-        path = build(rule, {name: FILLERS[name](a) for name in names})
+        path = build(rule, {**{name: FILLERS[name](a) for name in names}, **constants_of(rule)})
         for method in methods(rule):
             response = send(anonymous, method, path, anonymous_token)
             where = f"{method} {path} anonymously ({rule.endpoint})"
@@ -322,7 +381,7 @@ def test_no_customer_reaches_another_customers_objects(
     # the URLs above named real objects, so their 404s meant "not yours".
     a_token = csrf(a.client, "/dashboard")
     owner_cases = [
-        (method, rule, build(rule, {name: FILLERS[name](a) for name in rule.arguments}))
+        (method, rule, build(rule, fill_as(rule, a)))
         for rule in covered
         for method in methods(rule)
     ]

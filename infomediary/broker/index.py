@@ -102,6 +102,8 @@ class MatchIndex:
             )
         ).all()
         with self._lock:
+            if current <= self.version:  # a concurrent refresh applied newer entries meanwhile
+                return False
             for ordinal, blob in rows:
                 for bitmap in self._bitmaps.values():
                     bitmap.discard(ordinal)
