@@ -159,7 +159,7 @@ def test_attributes_listing(live_server, broker_client) -> None:
     response = client.get(f"{live_server}/api/v1/audiences/attributes")
     assert response.status_code == 200
     names = {a["name"] for a in response.json()["attributes"]}
-    assert names == {"age_band", "region", "household", "interests"}
+    assert names == {"age_band", "region", "area", "household", "interests"}
     interests = next(a for a in response.json()["attributes"] if a["name"] == "interests")
     assert "faith" in interests["sensitive_values"]
 

@@ -87,12 +87,16 @@ def _policy_key(policy: Policy) -> str:
     return json.dumps(policy_to_dict(policy), sort_keys=True)
 
 
+def _eligibility(policy_json: str, now_iso: str) -> tuple[tuple[str, str, Mode], ...]:
+    return _eligibility_cached(policy_json, now_iso[:13])  # cached per policy and hour
+
+
 @lru_cache(maxsize=256)
-def _eligibility(policy_json: str, now_day: str) -> tuple[tuple[str, str, Mode], ...]:
+def _eligibility_cached(policy_json: str, hour: str) -> tuple[tuple[str, str, Mode], ...]:
     from policies.engine import policy_from_dict
 
     policy = policy_from_dict(json.loads(policy_json))
-    now = datetime.fromisoformat(now_day)
+    now = datetime.fromisoformat(hour + ":00:00+00:00")
     allowed = []
     for category in BROKER_CATEGORIES:
         for purpose in PURPOSES:
@@ -116,12 +120,17 @@ def _eligibility(policy_json: str, now_day: str) -> tuple[tuple[str, str, Mode],
 def eligibility(policy: Policy, now: datetime) -> tuple[tuple[str, str, Mode], ...]:
     """(category, purpose, mode) the policy releases to any supplier; cached per distinct policy.
 
-    Policies are few (most customers keep a template), so 1,000,000 customers cost a handful
-    of evaluations. The day is part of the key so rule expiry is honoured.
+    Allow rules with an expiry are left out: nothing re-syncs an entry at the moment a rule
+    lapses, so counting such a customer could outlive their consent. (``never`` rules are kept
+    whatever their expiry: when they lapse the customer merely stays out until the next
+    sync.) Policies are few (most customers keep a template), so 1,000,000 customers cost a
+    handful of evaluations.
     """
-    return _eligibility(
-        _policy_key(policy), now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+    lasting = Policy(
+        rules=tuple(r for r in policy.rules if r.expires is None or r.mode == Mode.NEVER),
+        template=policy.template,
     )
+    return _eligibility(_policy_key(lasting), now.isoformat())
 
 
 def exclusions(policy: Policy, blocked_suppliers: Iterable[str] = ()) -> list[str]:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.broker.index import MatchIndex
+from infomediary.broker.members import exclusion_text
 from infomediary.broker.noise import NoiseSource
 from infomediary.instance import Instance
 from infomediary.models import BudgetAccount, BudgetCharge, ReleasedAnswer, Supplier, utcnow
@@ -65,8 +66,9 @@ class CountQuery:
             separators=(",", ":"),
         )
 
-    def digest(self) -> str:
-        return hashlib.sha256(self.canonical().encode()).hexdigest()
+    def digest(self, scope: str = "") -> str:
+        """The cache key: the canonical query within a scope of exclusions (see count_audience)."""
+        return hashlib.sha256(f"{scope}\n{self.canonical()}".encode()).hexdigest()
 
 
 def parse_query(raw: Any, supplier: Supplier) -> CountQuery:
@@ -78,7 +80,7 @@ def parse_query(raw: Any, supplier: Supplier) -> CountQuery:
             "invalid_query", f"Unknown field(s): {', '.join(unknown_keys)}.", "body"
         )
     purpose = raw.get("purpose")
-    if purpose not in PURPOSES:
+    if not isinstance(purpose, str) or purpose not in PURPOSES:
         raise QueryRejected(
             "unknown_purpose", f"Purpose must be one of: {', '.join(PURPOSES)}.", "purpose"
         )
@@ -210,7 +212,17 @@ def count_audience(
 ) -> dict[str, Any]:
     config = inst.config
     query = parse_query(raw, supplier)
-    digest = query.digest()
+    index = match_index(inst)
+    index.refresh(session)
+    # An answer may be replayed only to requesters whose exclusions are the same: suppliers of
+    # one sector that no customer excluded by name share answers; an excluded supplier gets
+    # its own, so nobody who said "never" to it is ever in a number it receives.
+    scope = (
+        f"supplier:{supplier.id}"
+        if index.bitmap(exclusion_text("supplier", supplier.id))
+        else f"sector:{supplier.sector}"
+    )
+    digest = query.digest(scope)
     now = utcnow()
     epoch = epoch_of(now, int(config["BROKER_EPOCH_HOURS"]))
     noise = noise_source(inst)
@@ -227,8 +239,6 @@ def count_audience(
         return replay
     left = charge(session, config, supplier.id, epsilon_micro, digest)
     session.commit()  # the charge stands whatever happens next
-
-    index = match_index(inst)
     index.refresh(session)
     selection = index.select(
         query.where, query.purpose, Mode.AGGREGATE, supplier.id, supplier.sector

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from infomediary.oauth.server import TokenRef, require_oauth
 from infomediary.services import resource
 from infomediary.web import db
+from infomediary.web.schemas import MeResponseSchema
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -43,4 +44,4 @@ def me() -> ResponseReturnValue:
         response = jsonify(error=exc.code, message=exc.message, withheld=exc.withheld)
         response.status_code = 403
         return response
-    return jsonify(body)
+    return jsonify(MeResponseSchema().dump(body))

@@ -11,6 +11,7 @@ from infomediary.oauth.server import find_token
 from infomediary.services import broker
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, refuse_tokens_outside_the_header
+from infomediary.web.schemas import CountResponseSchema
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
@@ -74,4 +75,4 @@ def count() -> ResponseReturnValue:
         response = jsonify(error=exc.code, message=exc.message)
         response.status_code = 429
         return response
-    return jsonify(answer)
+    return jsonify(CountResponseSchema().dump(answer))

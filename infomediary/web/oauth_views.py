@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from marshmallow import ValidationError
 
 from infomediary.models import Supplier, utcnow
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
@@ -17,6 +18,12 @@ from infomediary.oauth.server import CustomerRef, error_redirect, metadata, serv
 from infomediary.services import consents, suppliers
 from infomediary.services.errors import ValidationFailed
 from infomediary.web import db
+from infomediary.web.schemas import (
+    ClientRegistrationRequestSchema,
+    ClientRegistrationResponseSchema,
+    JwksSchema,
+    MetadataSchema,
+)
 from infomediary.web.security import (
     CSP,
     context,
@@ -176,47 +183,28 @@ def register() -> ResponseReturnValue:
         )
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
+    try:
+        data = ClientRegistrationRequestSchema().load(request.get_json(silent=True) or {})
+    except ValidationError as exc:
         db().rollback()
-        return _registration_error("invalid_client_metadata", "The body must be a JSON object.")
-    uris = data.get("redirect_uris", [])
-    purposes = data.get("purposes", [])
-    if (
-        not isinstance(uris, list)
-        or not all(isinstance(u, str) for u in uris)
-        or not isinstance(purposes, list)
-    ):
-        db().rollback()
-        return _registration_error(
-            "invalid_client_metadata", "redirect_uris and purposes must be lists."
+        problems = "; ".join(
+            f"{field}: {messages}"
+            for field, messages in (
+                exc.messages_dict if isinstance(exc.messages, dict) else {"body": exc.messages}
+            ).items()
         )
-    grant_types = data.get("grant_types", ["authorization_code", "refresh_token"])
-    if not isinstance(grant_types, list) or set(grant_types) - {
-        "authorization_code",
-        "refresh_token",
-        "client_credentials",
-    }:
-        db().rollback()
-        return _registration_error(
-            "invalid_client_metadata", "Unsupported grant_types (no implicit or password grant)."
-        )
-    method = data.get("token_endpoint_auth_method", "client_secret_basic")
-    if method not in ("client_secret_basic", "client_secret_post"):
-        db().rollback()
-        return _registration_error(
-            "invalid_client_metadata",
-            "token_endpoint_auth_method must be client_secret_basic or client_secret_post.",
-        )
+        return _registration_error("invalid_client_metadata", problems)
+    grant_types = data["grant_types"]
+    method = data["token_endpoint_auth_method"]
     try:
         created = suppliers.create_supplier(
             db(),
-            name=str(data.get("client_name", "")),
-            redirect_uris=uris,
-            scopes=parse_scopes(str(data.get("scope", ""))),
-            purposes=[str(p) for p in purposes],
-            privacy_policy_url=data.get("policy_uri"),
-            sector=str(data.get("sector", "other")),
+            name=data["client_name"],
+            redirect_uris=data["redirect_uris"],
+            scopes=parse_scopes(data["scope"]),
+            purposes=data["purposes"],
+            privacy_policy_url=data["policy_uri"],
+            sector=data["sector"],
             via="dcr",
         )
     except suppliers.InvalidRedirectUri as exc:
@@ -242,7 +230,7 @@ def register() -> ResponseReturnValue:
         "token_endpoint_auth_method": method,
         "policy_uri": supplier.privacy_policy_url,
     }
-    response = jsonify(body)
+    response = jsonify(ClientRegistrationResponseSchema().dump(body))
     response.status_code = 201
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -250,12 +238,12 @@ def register() -> ResponseReturnValue:
 
 @bp.get("/.well-known/oauth-authorization-server")
 def authorization_server_metadata() -> ResponseReturnValue:
-    return jsonify(metadata())
+    return jsonify(MetadataSchema().dump(metadata()))
 
 
 @bp.get("/.well-known/jwks.json")
 def jwks() -> ResponseReturnValue:
-    return jsonify(consents.signer(instance()).jwks())
+    return jsonify(JwksSchema().dump(consents.signer(instance()).jwks()))
 
 
 def login_next_target(raw: str | None) -> str | None:

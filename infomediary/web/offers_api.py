@@ -12,6 +12,7 @@ from infomediary.services.rewards import InsufficientFunds
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, refuse_tokens_outside_the_header
 from infomediary.web.broker_api import _rate, _supplier_key
+from infomediary.web.schemas import OfferCreatedSchema, OfferViewSchema
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("offers_api", __name__, url_prefix="/api/v1/offers")
@@ -51,7 +52,7 @@ def send() -> ResponseReturnValue:
     except InsufficientFunds as exc:
         db().rollback()
         return _error(exc.code, exc.message, 402)
-    response = jsonify(result)
+    response = jsonify(OfferCreatedSchema().dump(result))
     response.status_code = 201
     return response
 
@@ -62,7 +63,9 @@ def send() -> ResponseReturnValue:
 def view(offer_id: str) -> ResponseReturnValue:
     supplier = _supplier()
     try:
-        return jsonify(offers.offer_view(db(), instance(), supplier, offer_id))
+        return jsonify(
+            OfferViewSchema().dump(offers.offer_view(db(), instance(), supplier, offer_id))
+        )
     except broker.BudgetExhausted as exc:
         db().rollback()
         return _error(exc.code, exc.message, 429)
