@@ -34,8 +34,12 @@ PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
 #: Tables emptied between tests (key fingerprints stay: the keyring lives for the session).
 DATA_TABLES = (
-    "ledger_entries", "ledger_transactions", "ledger_accounts", "offer_deliveries",
-    "supplier_blocks", "offers",
+    "ledger_entries",
+    "ledger_transactions",
+    "ledger_accounts",
+    "offer_deliveries",
+    "supplier_blocks",
+    "offers",
     "released_answers",
     "budget_charges",
     "budget_accounts",
