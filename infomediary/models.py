@@ -174,6 +174,9 @@ class AccessLogEntry(Base):
     reason: Mapped[str] = mapped_column(String(255))
     request_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: An aggregate entry's contributing customer ordinals (a serialized roaring bitmap); the
+    #: leaf hash commits to its SHA-256, so the blob needs no second encoding.
+    members: Mapped[bytes | None] = mapped_column(LargeBinary)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 

@@ -181,3 +181,33 @@ def test_concurrent_appends_from_several_processes(inst, base_config) -> None:
     assert result.ok, result.problem
     assert result.size == workers * each
     assert reasons == {f"{w}:{n}" for w in range(workers) for n in range(each)}
+
+
+def test_member_sets_are_committed_to_by_the_hash(inst) -> None:
+    from pyroaring import BitMap
+
+    with inst.sessions() as session:
+        append(
+            session,
+            LogEvent(
+                Actor.system("test"),
+                "count",
+                None,
+                reason="a count",
+                members=BitMap([1, 5, 9]).serialize(),
+            ),
+        )
+        append(session, LogEvent(Actor.system("test"), "read", "c", reason="after"))
+        session.commit()
+    with inst.sessions() as session:
+        assert verify(session).ok
+        session.execute(
+            update(AccessLogEntry)
+            .where(AccessLogEntry.seq == 0)
+            .values(members=BitMap([1, 5]).serialize())
+        )
+        session.commit()
+    with inst.sessions() as session:
+        result = verify(session)
+    assert not result.ok
+    assert result.first_bad_seq == 0

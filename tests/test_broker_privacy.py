@@ -131,11 +131,14 @@ def logged_counts(inst: Instance) -> list[dict[str, Any]]:
     """The detail of every ``count`` entry in the access log, oldest first."""
     with inst.sessions() as session:
         rows = session.execute(
-            select(AccessLogEntry.detail)
+            select(AccessLogEntry.detail, AccessLogEntry.members)
             .where(AccessLogEntry.action == "count")
             .order_by(AccessLogEntry.seq)
-        ).scalars()
-        return [json.loads(detail or b"null") for detail in rows]
+        ).all()
+        return [
+            {**json.loads(detail or b"null"), "members": base64.b64encode(members or b"").decode()}
+            for detail, members in rows
+        ]
 
 
 def released_members(detail: dict[str, Any]) -> BitMap:

@@ -70,6 +70,7 @@ class LogEvent:
     reason: str = ""
     request_id: str = "-"
     detail: bytes | None = field(default=None, repr=False)
+    members: bytes | None = field(default=None, repr=False)
 
 
 def _format_time(moment: datetime) -> str:
@@ -93,6 +94,8 @@ def canonical_entry(entry: AccessLogEntry) -> bytes:
         "detail": base64.b64encode(entry.detail).decode() if entry.detail is not None else None,
         "prev": base64.b64encode(entry.prev_hash).decode(),
     }
+    if entry.members is not None:  # absent, not null, so older entries keep their form
+        body["members_sha256"] = hashlib.sha256(entry.members).hexdigest()
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -133,6 +136,7 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
         reason=event.reason[:255],
         request_id=event.request_id,
         detail=event.detail,
+        members=event.members,
         prev_hash=head.last_hash,
     )
     entry.leaf_hash = leaf_hash(canonical_entry(entry))

@@ -124,8 +124,15 @@ class MatchIndex:
         supplier_id: str,
         sector: str | None,
     ) -> Selection:
-        """Members matching every attribute (any of its values), eligible for this use."""
+        """Members matching every attribute (any of its values), eligible for this use.
+
+        Operands that cannot change the result are skipped rather than combined: an
+        eligibility bitmap holding every member (the common case, as most customers keep a
+        template) and empty exclusions. The result is always a fresh bitmap, never one the
+        index will update in place.
+        """
         result: BitMap | None = None
+        stored = False  # is ``result`` one of the index's own bitmaps?
         categories: set[str] = set()
         for attribute, values in where.items():
             by_category: dict[str, list[str]] = defaultdict(list)
@@ -134,17 +141,24 @@ class MatchIndex:
             parts = []
             for category, group in by_category.items():
                 categories.add(category)
-                union = BitMap.union(*(self.bitmap(value_text(attribute, v)) for v in group))
-                parts.append(union & self.bitmap(eligibility_text(category, purpose, mode)))
-            matched = BitMap.union(*parts) if parts else BitMap()
+                maps = [self.bitmap(value_text(attribute, v)) for v in group]
+                union = maps[0] if len(maps) == 1 else BitMap.union(*maps)
+                eligible = self.bitmap(eligibility_text(category, purpose, mode))
+                parts.append(union if len(eligible) == self.members else union & eligible)
+            matched = parts[0] if len(parts) == 1 else BitMap.union(*parts)
             result = matched if result is None else result & matched
+            stored = stored or any(matched is m for m in maps)
         if result is None:
-            # no predicate: everyone eligible for demographics-free counting is not allowed
-            result = BitMap()
+            return Selection(BitMap(), frozenset())
         excluded = self.bitmap(exclusion_text("supplier", supplier_id))
         if sector:
-            excluded = excluded | self.bitmap(exclusion_text("sector", sector))
-        return Selection(result - excluded, frozenset(categories))
+            by_sector = self.bitmap(exclusion_text("sector", sector))
+            excluded = excluded | by_sector if excluded else by_sector
+        if excluded:
+            result = result - excluded
+        elif stored and len(where) == 1:
+            result = result.copy()
+        return Selection(result, frozenset(categories))
 
     def cells(
         self, selection: BitMap, attribute: str, values: tuple[str, ...], purpose: str, mode: Mode

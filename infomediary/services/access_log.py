@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -170,12 +169,11 @@ def aggregate_exposure(session: Session, customer_id: str, limit: int = 1000) ->
     uses: list[AggregateUse] = []
     totals: dict[str, float] = {}
     for row in rows:
-        if not row.detail:
+        if not row.detail or row.members is None:
+            continue
+        if ordinal not in BitMap.deserialize(row.members):
             continue
         detail = json.loads(row.detail)
-        members = BitMap.deserialize(base64.b64decode(detail.get("members", "")))
-        if ordinal not in members:
-            continue
         supplier = names.get(row.actor_id, "a supplier that has left")
         epsilon = float(detail.get("epsilon", 0.0))
         uses.append(

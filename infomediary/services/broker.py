@@ -14,7 +14,6 @@ Order of a count (each step before the next):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
@@ -276,8 +275,8 @@ def count_audience(
         "epsilon": epsilon_micro / MICRO,
         "released": released_log,
         "k": k,
-        "members": base64.b64encode(selection.members.serialize()).decode(),
     }
+    selection.members.run_optimize()
     append(
         session,
         LogEvent(
@@ -289,6 +288,7 @@ def count_audience(
             reason=f"audience count, epsilon {epsilon_micro / MICRO:g}",
             request_id=request_id,
             detail=json.dumps(detail, sort_keys=True).encode(),
+            members=selection.members.serialize(),
         ),
     )
     try:

@@ -11,7 +11,6 @@ pseudonyms of customers who accepted; never who received the offer.
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import uuid
@@ -146,7 +145,6 @@ def send_offer(
         "released": offer.noisy_reach,
         "k": k,
         "offer_id": offer_id,
-        "members": base64.b64encode(recipients.serialize()).decode(),
     }
     append(
         session,
@@ -159,6 +157,7 @@ def send_offer(
             reason=f"offer match, epsilon {epsilon_micro / MICRO:g}",
             request_id=request_id,
             detail=json.dumps(detail, sort_keys=True).encode(),
+            members=recipients.serialize(),
         ),
     )
     session.commit()
