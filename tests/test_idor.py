@@ -96,12 +96,14 @@ FILLERS: dict[str, Callable[[Party], str]] = {
     "offer_id": lambda party: party.offer_id,
 }
 #: URL variables that name no object of anybody's (the same value for every customer).
-CONSTANTS: dict[str, str] = {"action": "accept"}
+CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's state
 #: Rules with URL variables that name no customer's data (endpoint: why).
 PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "static": "the packaged stylesheet and icon, the same for everybody",
     "offers_api.view": "a supplier's bearer-token API, not a customer page: another supplier "
     "gets 404 (tests/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
+    "offers_api.contact": "a supplier's bearer-token API: another supplier gets 404 "
+    "(tests/test_offers.py::test_contact_details_only_when_shared)",
 }
 #: Variable rules known today; the generated cases must include at least these.
 KNOWN_CUSTOMER_RULES = {
@@ -199,7 +201,7 @@ def logged_in_client(app: Flask, email: str) -> FlaskClient:
 
 
 def deliver_offer(inst: Instance, supplier_id: str, customer_id: str) -> str:
-    """An offer in the customer's inbox (as the broker would leave it)."""
+    """An offer in the customer's inbox, already accepted."""
     offer_id = str(uuid.uuid4())
     with inst.sessions() as session:
         session.add(
@@ -218,7 +220,8 @@ def deliver_offer(inst: Instance, supplier_id: str, customer_id: str) -> str:
             )
         )
         session.flush()
-        session.add(OfferDelivery(offer_id=offer_id, customer_id=customer_id))
+        # accepted, so that the owner may also share contact details for it
+        session.add(OfferDelivery(offer_id=offer_id, customer_id=customer_id, status="accepted"))
         session.commit()
     return offer_id
 

@@ -273,3 +273,59 @@ def test_unbalanced_transactions_are_refused(inst) -> None:
         a = rewards.account(session, "customer", "x")
         with pytest.raises(ValueError, match="sum to zero"):
             rewards.post(session, "bogus", [(a, 5)])
+
+
+def test_contact_details_only_when_shared(live_server, inst, population) -> None:
+    client, _ = _client(live_server, inst)
+    sent = client.post(
+        f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
+    ).json()
+    browser = browser_login(live_server, *CUSTOMER)
+    token = (
+        browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1].split('"')[0]
+    )
+    # sharing before accepting is refused
+    assert (
+        browser.post(
+            f"{live_server}/inbox/{sent['id']}/share", data={"csrf_token": token}
+        ).status_code
+        == 400
+    )
+    browser.post(f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token})
+    view = client.get(f"{live_server}/api/v1/offers/{sent['id']}").json()
+    sub = view["accepted"][0]["sub"]
+    assert view["accepted"][0]["contact_shared"] is False
+    denied = client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}")
+    assert denied.status_code == 403
+    assert denied.json()["error"] == "policy_denied"
+    page = browser.get(f"{live_server}/inbox/{sent['id']}/share")
+    assert "name, email, phone and postal address" in page.text
+    shared = browser.post(
+        f"{live_server}/inbox/{sent['id']}/share",
+        data={"csrf_token": token, "expiry": "30d"},
+        allow_redirects=False,
+    )
+    assert shared.status_code == 302
+    assert client.get(f"{live_server}/api/v1/offers/{sent['id']}").json()["accepted"][0][
+        "contact_shared"
+    ]
+    contact = client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}")
+    assert contact.status_code == 200, contact.text
+    assert contact.json()["identity"]["email"] == CUSTOMER[0]
+    assert contact.json()["sub"] == sub
+    assert "interests" not in contact.json()
+    other, _ = _client(live_server, inst, name="Nosy Co")
+    assert other.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}").status_code == 404
+    assert (
+        client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/psn_unknown").status_code
+        == 404
+    )
+    # revoking the consent ends it at once
+    from infomediary.models import ConsentGrant
+
+    with inst.sessions() as session:
+        grant_id = session.execute(select(ConsentGrant.id)).scalar_one()
+    consents_page = browser.get(f"{live_server}/consents").text
+    token = consents_page.split('name="csrf_token" value="')[1].split('"')[0]
+    browser.post(f"{live_server}/consents/{grant_id}/revoke", data={"csrf_token": token})
+    assert client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}").status_code == 403

@@ -238,6 +238,7 @@ def offer_view(
             {
                 "sub": pairwise_pseudonym(inst, supplier.id, customer_id),
                 "accepted_at": at.isoformat() if at else None,
+                "contact_shared": contact_shared(session, supplier.id, customer_id, offer.purpose),
             }
             for customer_id, at in accepted
         ],
@@ -327,3 +328,93 @@ def flagged_suppliers(session: Session, threshold: int = FLAG_BLOCKS) -> dict[st
         .having(func.count() >= threshold)
     ).all()
     return {str(s): int(n) for s, n in rows}
+
+
+# -- "share my contact details": the normal consent, started from an accepted offer ----------
+
+CONTACT_SCOPES = ["profile.identity:read"]
+
+
+def accepted_offer(session: Session, customer_id: str, offer_id: str) -> tuple[Offer, Supplier]:
+    delivery = session.get(OfferDelivery, (offer_id, customer_id))
+    offer = session.get(Offer, offer_id)
+    supplier = session.get(Supplier, offer.supplier_id) if offer else None
+    if delivery is None or offer is None or supplier is None:
+        raise NotFound("No such offer in your inbox.")
+    if delivery.status != "accepted":
+        raise ValidationFailed({"action": "Accept the offer first."})
+    return offer, supplier
+
+
+def share_contact(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    offer_id: str,
+    expires_at: datetime | None,
+    ctx: Context,
+    base_url: str,
+) -> str:
+    """The customer chooses to reveal their identity to the offer's supplier: a consent grant
+    (with its signed receipt) for identity, for the offer's purpose, under the policy."""
+    from infomediary.services.consents import grant_consent
+
+    offer, supplier = accepted_offer(session, customer_id, offer_id)
+    grant_consent(
+        session,
+        inst,
+        customer_id,
+        supplier,
+        scopes=CONTACT_SCOPES,
+        purpose=offer.purpose,
+        expires_at=expires_at,
+        ctx=ctx,
+        base_url=base_url,
+    )
+    session.commit()
+    return supplier.name
+
+
+def contact_shared(session: Session, supplier_id: str, customer_id: str, purpose: str) -> bool:
+    from infomediary.models import ConsentGrant
+
+    now = utcnow()
+    grants = session.execute(
+        select(ConsentGrant).where(
+            ConsentGrant.customer_id == customer_id,
+            ConsentGrant.supplier_id == supplier_id,
+            ConsentGrant.purpose == purpose,
+            ConsentGrant.revoked_at.is_(None),
+        )
+    ).scalars()
+    return any(
+        g.expires_at is None or g.expires_at > now
+        for g in grants
+        if set(CONTACT_SCOPES) <= set(g.scopes.split())
+    )
+
+
+def contact_of(
+    session: Session, inst: Instance, supplier: Supplier, offer_id: str, sub: str, request_id: str
+) -> dict[str, Any]:
+    """An accepter's contact details, if they chose to share them and their policy allows it."""
+    from infomediary.services.resource import release
+
+    offer = session.get(Offer, offer_id)
+    if offer is None or offer.supplier_id != supplier.id:
+        raise NotFound("No such offer.")
+    accepted = (
+        session.execute(
+            select(OfferDelivery.customer_id).where(
+                OfferDelivery.offer_id == offer_id, OfferDelivery.status == "accepted"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for customer_id in accepted:
+        if pairwise_pseudonym(inst, supplier.id, customer_id) == sub:
+            return release(
+                session, inst, supplier, customer_id, CONTACT_SCOPES, offer.purpose, request_id
+            )
+    raise NotFound("No customer who accepted this offer has that pseudonym.")

@@ -25,6 +25,12 @@ from policies.model import Decision, Verdict
 from policies.taxonomy import CATEGORIES, INTEREST_TAGS, age_band, region_for_postcode
 
 
+@dataclass(frozen=True)
+class _Request:
+    scope: str
+    purpose: str
+
+
 class PolicyDenied(ServiceError):
     code = "policy_denied"
     status = 403
@@ -47,9 +53,30 @@ def _reason(verdict: Verdict) -> str:
 
 def read_me(session: Session, inst: Instance, token: OAuthToken, request_id: str) -> dict[str, Any]:
     supplier = session.get(Supplier, token.supplier_id)
-    customer_id = token.customer_id
-    if supplier is None or customer_id is None:
+    if supplier is None or token.customer_id is None:
         raise NotFound("This token is not bound to a customer.")
+    return release(
+        session,
+        inst,
+        supplier,
+        token.customer_id,
+        parse_scopes(token.scope),
+        token.purpose,
+        request_id,
+    )
+
+
+def release(
+    session: Session,
+    inst: Instance,
+    supplier: Supplier,
+    customer_id: str,
+    scopes: list[str],
+    purpose: str,
+    request_id: str,
+) -> dict[str, Any]:
+    """Policy check, decrypt only what is allowed, log, answer: every identified read."""
+    token = _Request(scope=" ".join(scopes), purpose=purpose)
     customer = session.get(Customer, customer_id)
     profile = session.get(Profile, customer_id)
     if customer is None or profile is None:

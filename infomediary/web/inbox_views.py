@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
+from datetime import timedelta
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
+from infomediary.models import utcnow
 from infomediary.services import offers, rewards
 from infomediary.web import db
+from infomediary.web.oauth_views import EXPIRY_CHOICES
 from infomediary.web.security import context, instance, login_required
 
 bp = Blueprint("inbox", __name__)
@@ -31,4 +35,38 @@ def index() -> ResponseReturnValue:
 def respond(offer_id: str, action: str) -> ResponseReturnValue:
     message = offers.respond(db(), instance(), _customer_id(), offer_id, action, context())
     flash(message[0].upper() + message[1:] + ".")
+    return redirect(url_for("inbox.index"))
+
+
+@bp.route("/inbox/<offer_id>/share", methods=["GET", "POST"])
+@login_required
+def share(offer_id: str) -> ResponseReturnValue:
+    """Share contact details with an offer's supplier: the consent screen for named fields."""
+    s = db()
+    offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
+    if request.method == "GET":
+        s.rollback()
+        return render_template(
+            "share.html", offer=offer, supplier=supplier, expiry_choices=EXPIRY_CHOICES
+        )
+    choice = request.form.get("expiry", "90d")
+    if choice not in EXPIRY_CHOICES:
+        return render_template(
+            "share.html",
+            offer=offer,
+            supplier=supplier,
+            expiry_choices=EXPIRY_CHOICES,
+            error="Choose an expiry.",
+        ), 400
+    days = EXPIRY_CHOICES[choice][1]
+    name = offers.share_contact(
+        s,
+        instance(),
+        _customer_id(),
+        offer_id,
+        utcnow() + timedelta(days=days) if days else None,
+        context(),
+        base_url=request.host_url.rstrip("/"),
+    )
+    flash(f"Your contact details are shared with {name}. You can revoke this under Consents.")
     return redirect(url_for("inbox.index"))

@@ -6,13 +6,13 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from infomediary.models import Supplier
-from infomediary.services import broker, offers
+from infomediary.services import broker, offers, resource
 from infomediary.services.errors import NotFound
 from infomediary.services.rewards import InsufficientFunds
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, refuse_tokens_outside_the_header
 from infomediary.web.broker_api import _rate, _supplier_key
-from infomediary.web.schemas import OfferCreatedSchema, OfferViewSchema
+from infomediary.web.schemas import MeResponseSchema, OfferCreatedSchema, OfferViewSchema
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("offers_api", __name__, url_prefix="/api/v1/offers")
@@ -69,3 +69,18 @@ def view(offer_id: str) -> ResponseReturnValue:
     except broker.BudgetExhausted as exc:
         db().rollback()
         return _error(exc.code, exc.message, 429)
+
+
+@bp.get("/<offer_id>/contacts/<sub>")
+@csrf_exempt
+@limiter.limit(_rate, key_func=_supplier_key)
+def contact(offer_id: str, sub: str) -> ResponseReturnValue:
+    """An accepter's contact details, only if they chose to share them (and their policy allows)."""
+    supplier = _supplier()
+    try:
+        body = offers.contact_of(
+            db(), instance(), supplier, offer_id, sub, g.get("request_id", "-")
+        )
+    except resource.PolicyDenied as exc:
+        return jsonify(error=exc.code, message=exc.message, withheld=exc.withheld), 403
+    return jsonify(MeResponseSchema().dump(body))

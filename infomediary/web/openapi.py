@@ -189,6 +189,28 @@ def build_spec() -> dict[str, Any]:
         },
     )
     spec.path(
+        "/api/v1/offers/{offer_id}/contacts/{sub}",
+        operations={
+            "get": {
+                "summary": "An accepter's contact details, if they chose to share them",
+                "security": [{"oauth2": ["offers:send"]}],
+                "parameters": [
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("offer_id", "sub")
+                ],
+                "responses": {
+                    "200": {"description": "Identity fields", **_json("MeResponse")},
+                    "401": {"description": "No valid token", **_json("OAuthError")},
+                    "403": {
+                        "description": "Not shared, or the policy denies it",
+                        **_json("PolicyDenied"),
+                    },
+                    "404": {"description": "Not your offer, or no such accepter", **_json("Error")},
+                },
+            }
+        },
+    )
+    spec.path(
         "/oauth/authorize",
         operations={
             "get": {

@@ -257,6 +257,11 @@ class OfferCreatedSchema(Schema):
 class AcceptedSchema(Schema):
     sub = fields.Str(required=True, metadata={"description": "Pairwise pseudonym of an accepter."})
     accepted_at = fields.Str(allow_none=True)
+    contact_shared = fields.Bool(
+        metadata={
+            "description": "The customer chose to share contact details: GET .../contacts/{sub}."
+        }
+    )
 
 
 class OfferViewSchema(Schema):
