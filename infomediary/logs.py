@@ -19,7 +19,13 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+#: Libraries whose DEBUG lines carry secrets (authlib logs issued token dicts): never below INFO.
+QUIET_LIBRARIES = ("authlib", "oauthlib", "requests_oauthlib", "urllib3")
+
+
 def configure_logging(app: Flask) -> None:
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO)
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     if not logger.handlers:

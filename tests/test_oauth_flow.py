@@ -133,3 +133,35 @@ def test_supplier_reads_show_in_the_customers_timeline_by_name(live_server, inst
     page = browser.get(f"{live_server}/activity?actor=supplier").text
     assert "Zenith Travel (supplier)" in page
     assert page.count('class="entry') == 1
+
+
+def test_no_token_or_secret_reaches_the_logs(live_server, inst, customer, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    supplier = make_supplier(inst)
+    client = client_session(live_server, supplier, "profile.identity:read")
+    result = consent(
+        live_server, browser_login(live_server, EMAIL, PASSWORD), client, purpose="service"
+    )
+    token = client.fetch_token(
+        authorization_response=result.authorization_response, code_verifier=result.verifier
+    )
+    client.refresh_token(f"{live_server}/oauth/token", refresh_token=token["refresh_token"])
+    client.get(f"{live_server}/api/v1/me")
+    server_lines = "\n".join(
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("infomediary", "authlib", "werkzeug", "flask"))
+    )
+    assert "POST /oauth/token" in server_lines
+    for secret in (
+        token["access_token"],
+        token["refresh_token"],
+        result.code,
+        supplier.client_secret,
+        result.verifier,
+        EMAIL,
+        "Ada Lovelace",
+    ):
+        assert secret not in server_lines
