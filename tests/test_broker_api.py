@@ -201,3 +201,24 @@ def test_counting_page_explains_in_plain_words(client) -> None:
     page = client.get("/counting").get_data(as_text=True)
     assert "How your data is counted" in page
     assert "fewer than 50" in page
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000,
+        b'{"purpose": "marketing", "where": {"region": ["\\ud800"]}}',
+        b'{"purpose": ' + b"[" * 40 + b"]" * 40 + b"}",
+    ],
+    ids=["deep", "lone-surrogate", "nested-purpose"],
+)
+def test_hostile_json_is_400_and_free(live_server, inst, broker_client, raw) -> None:
+    client, _ = broker_client
+    response = client.post(
+        f"{live_server}/api/v1/audiences/count",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(BudgetCharge)).scalar_one() == 0

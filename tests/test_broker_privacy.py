@@ -809,3 +809,23 @@ def test_expired_rule_no_longer_counts_the_customer(
     assert not evaluate(Policy(rules=(rule,)), request, now).allowed
     # ... so the index must not count the customer any more
     assert mine not in selected(fresh_index(inst), {"region": ["TAS"]}, "marketing")
+
+
+def test_eligibility_shortcut_never_counts_a_customer_who_withdrew(inst: Instance) -> None:
+    """A refresh that adds one customer and removes another from eligibility keeps sizes equal;
+    the index must still intersect with eligibility (regression: a stale member count)."""
+    from infomediary.services.broker import match_index
+
+    first = make_customer(inst, profile={"postcode": "2000", "birth_year": 1980})
+    make_customer(inst, profile={"postcode": "2000", "birth_year": 1981})
+    index = match_index(inst)
+    with inst.sessions() as session:
+        index.load(session)
+    with inst.sessions() as session:
+        consents.apply_template(session, inst, first, "private", CTX)
+    make_customer(inst, profile={"postcode": "2000", "birth_year": 1982})
+    with inst.sessions() as session:
+        index.refresh(session)
+    members = index.select({"region": ["NSW"]}, "analytics", Mode.AGGREGATE, "s", None).members
+    assert ordinal_of(inst, first) not in members
+    assert len(members) == 2

@@ -41,7 +41,7 @@ def population(inst) -> None:
     )
 
 
-def _client(live_server, inst, name="Offer Co", fund=100_000):
+def _client(live_server, inst, name="Offer Co", fund=1_000_000):
     creds = make_supplier(
         inst, name=name, scopes=("offers:send",), purposes=("marketing",), redirect_uris=()
     )
@@ -90,7 +90,7 @@ def test_offer_is_delivered_pseudonymously_and_paid_on_acceptance(
     assert accepted.status_code == 302
     view = client.get(f"{live_server}/api/v1/offers/{body['id']}").json()
     assert len(view["accepted"]) == 1
-    assert view["accepted"][0]["sub"].startswith("psn_")
+    assert view["accepted"][0]["sub"].startswith("off_")  # not the identified pseudonym
     assert "Offer Co" in browser.get(f"{live_server}/inbox").text
     assert "$1.50" in browser.get(f"{live_server}/inbox").text
     assert _ledger_total(inst) == 0
@@ -111,7 +111,7 @@ def test_cap_limits_recipients_and_escrow(live_server, inst, population) -> None
             session, rewards.account(session, "supplier", creds.id).id
         )
     assert delivered == 60
-    assert supplier_balance == 100_000 - 150 * 60
+    assert supplier_balance == 1_000_000 - 150 * 60
 
 
 def test_small_audience_gets_nothing_delivered(live_server, inst, population) -> None:
@@ -329,3 +329,83 @@ def test_contact_details_only_when_shared(live_server, inst, population) -> None
     token = consents_page.split('name="csrf_token" value="')[1].split('"')[0]
     browser.post(f"{live_server}/consents/{grant_id}/revoke", data={"csrf_token": token})
     assert client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}").status_code == 403
+
+
+def test_funds_check_does_not_depend_on_the_audience(live_server, inst, population) -> None:
+    """Escrow is reward x cap, so 402 or 201 says nothing about how many customers match."""
+    cap, reward = 500, 10
+    client, creds = _client(live_server, inst, fund=cap * reward - 1)
+    for where in ({"region": ["NSW"]}, {"region": ["NT"], "age_band": ["65+"]}):
+        response = client.post(
+            f"{live_server}/api/v1/offers",
+            json={**OFFER, "where": where, "reward_cents": reward, "max_recipients": cap},
+        )
+        assert response.status_code == 402
+    with inst.sessions() as session:
+        supplier = session.get(Supplier, creds.id)
+        rewards.fund_supplier(session, supplier, 1)
+        session.commit()
+    sent = client.post(
+        f"{live_server}/api/v1/offers",
+        json={**OFFER, "reward_cents": reward, "max_recipients": cap},
+    ).json()
+    with inst.sessions() as session:
+        escrow = rewards.account(session, "escrow", sent["id"])
+        assert rewards.balance(session, escrow.id) == cap * reward
+        assert rewards.balance(session, rewards.account(session, "supplier", creds.id).id) == 0
+        # once the offer has expired, what nobody accepted goes back to the supplier
+        from datetime import timedelta
+
+        from infomediary.models import Offer, utcnow
+
+        session.get(Offer, sent["id"]).expires_at = utcnow() - timedelta(seconds=1)
+        session.commit()
+    view = client.get(f"{live_server}/api/v1/offers/{sent['id']}").json()
+    assert view["status"] == "closed"
+    with inst.sessions() as session:
+        assert (
+            rewards.balance(session, rewards.account(session, "supplier", creds.id).id)
+            == cap * reward
+        )
+        assert rewards.total_of_all_balances(session) == 0
+
+
+def test_concurrent_acceptances_pay_once(inst, population) -> None:
+    import threading
+
+    from infomediary.audit.log import Actor
+    from infomediary.models import Customer
+    from infomediary.services import Context, offers
+
+    creds = make_supplier(
+        inst, name="Race Co", scopes=("offers:send",), purposes=("marketing",), redirect_uris=()
+    )
+    with inst.sessions() as session:
+        supplier = session.get(Supplier, creds.id)
+        rewards.fund_supplier(session, supplier, 1_000_000)
+        session.commit()
+        sent = offers.send_offer(session, inst, supplier, {**OFFER, "max_recipients": 1000})
+        customer = session.execute(
+            select(Customer.id).where(Customer.synthetic.is_(False))
+        ).scalar_one()
+    outcomes: list[str] = []
+
+    def accept() -> None:
+        with inst.sessions() as session:
+            try:
+                offers.respond(
+                    session, inst, customer, sent["id"], "accept", Context(Actor.customer(customer))
+                )
+                outcomes.append("paid")
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=accept) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert outcomes.count("paid") == 1, outcomes
+    with inst.sessions() as session:
+        earned = rewards.balance(session, rewards.account(session, "customer", customer).id)
+    assert earned == OFFER["reward_cents"]

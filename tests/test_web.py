@@ -60,13 +60,13 @@ def test_profile_edit_round_trip_and_log(client, auth, inst) -> None:
     assert 'value="3000"' in page
     assert 'value="faith" checked' in page
     update = entries(inst, action="update")[-1]
-    assert set(update.categories.split(",")) >= {
-        "identity",
-        "demographics",
-        "interests",
-        "religion",
-    }
-    assert update.detail is not None  # the changed field names, encrypted
+    # special categories never in the plaintext column: only in the encrypted detail
+    assert set(update.categories.split(",")) >= {"identity", "demographics", "interests"}
+    assert "religion" not in update.categories
+    assert update.detail is not None
+    assert b"religion" not in update.detail
+    timeline = client.get("/activity?action=update").get_data(as_text=True)
+    assert "Religion" in timeline  # the customer still sees it, decrypted
 
 
 @pytest.mark.parametrize(
@@ -538,3 +538,19 @@ def test_rate_limit_is_shared_through_redis(inst) -> None:
             Auth(client).login(email="x@example.org", password="wrong password!").status_code
         )
     assert statuses == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/%09/evil.example", "//evil.example", "/%0A/x", "https://evil.example", "/\\evil.example"],
+)
+def test_login_next_never_leaves_the_site(client, auth, target) -> None:
+    auth.signup()
+    auth.logout()
+    token = csrf(client, "/login")
+    response = client.post(
+        f"/login?next={target}",
+        data={"csrf_token": token, "email": "ada@example.org", "password": PASSWORD},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard"

@@ -45,7 +45,7 @@ class MatchIndex:
         self._bitmaps: dict[bytes, BitMap] = {}
         self._tokens: dict[str, bytes] = {}
         self.version = -1
-        self.members = 0
+        self._all = BitMap()  # every ordinal with tokens: eligibility bitmaps are subsets of it
         self._lock = threading.Lock()
 
     def _token(self, text: str) -> bytes:
@@ -53,6 +53,11 @@ class MatchIndex:
         if cached is None:
             cached = self._tokens[text] = token(self._key, text)
         return cached
+
+    @property
+    def members(self) -> int:
+        """Customers currently in the index (with at least one token)."""
+        return len(self._all)
 
     def bitmap(self, text: str) -> BitMap:
         return self._bitmaps.get(self._token(text), _EMPTY)
@@ -62,7 +67,7 @@ class MatchIndex:
         """Full build from the database."""
         version = _current_version(session)
         lists: dict[bytes, list[int]] = defaultdict(list)
-        members = 0
+        live: list[int] = []
         after = 0
         while True:
             rows = session.execute(
@@ -75,7 +80,7 @@ class MatchIndex:
                 break
             for ordinal, blob in rows:
                 if blob:
-                    members += 1
+                    live.append(ordinal)
                 for start in range(0, len(blob), TOKEN_BYTES):
                     lists[blob[start : start + TOKEN_BYTES]].append(ordinal)
             after = rows[-1][0]
@@ -85,7 +90,7 @@ class MatchIndex:
         with self._lock:
             self._bitmaps = bitmaps
             self.version = version
-            self.members = members
+            self._all = BitMap(live)
         session.rollback()
 
     def refresh(self, session: Session) -> bool:
@@ -107,6 +112,10 @@ class MatchIndex:
             for ordinal, blob in rows:
                 for bitmap in self._bitmaps.values():
                     bitmap.discard(ordinal)
+                if blob:
+                    self._all.add(ordinal)
+                else:
+                    self._all.discard(ordinal)
                 for start in range(0, len(blob), TOKEN_BYTES):
                     key = blob[start : start + TOKEN_BYTES]
                     if key not in self._bitmaps:
@@ -144,7 +153,9 @@ class MatchIndex:
                 maps = [self.bitmap(value_text(attribute, v)) for v in group]
                 union = maps[0] if len(maps) == 1 else BitMap.union(*maps)
                 eligible = self.bitmap(eligibility_text(category, purpose, mode))
-                parts.append(union if len(eligible) == self.members else union & eligible)
+                # an eligibility bitmap as large as the live set *is* the live set (a subset of
+                # equal size), so intersecting with it cannot remove anyone
+                parts.append(union if len(eligible) == len(self._all) else union & eligible)
             matched = parts[0] if len(parts) == 1 else BitMap.union(*parts)
             result = matched if result is None else result & matched
             stored = stored or any(matched is m for m in maps)

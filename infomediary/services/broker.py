@@ -139,12 +139,11 @@ def _account(session: Session, supplier_id: str, period: int) -> BudgetAccount:
         .with_for_update()
     ).scalar_one_or_none()
     if account is None:
-        account = BudgetAccount(supplier_id=supplier_id, period=period, spent_micro=0)
-        session.add(account)
         try:
-            session.flush()
+            with session.begin_nested():  # a savepoint: losing the race keeps the outer locks
+                account = BudgetAccount(supplier_id=supplier_id, period=period, spent_micro=0)
+                session.add(account)
         except IntegrityError:  # another worker created it first
-            session.rollback()
             return _account(session, supplier_id, period)
     return account
 

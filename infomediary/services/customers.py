@@ -32,6 +32,7 @@ from infomediary.services.profile import (
     validate_email,
     validate_password,
 )
+from policies.taxonomy import CATEGORIES
 
 EXPORT_FORMAT = "infomediary-export/1"
 
@@ -43,6 +44,22 @@ def _dummy_hash(inst: Instance) -> str:
         cached = inst.hasher.hash("not a password of anyone's")
         inst.extras["dummy_hash"] = cached
     return str(cached)
+
+
+def _log_wrong_password(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="update",
+            customer_id=customer_id,
+            categories=frozenset({"account"}),
+            allowed=False,
+            reason=reason,
+            request_id=ctx.request_id,
+        ),
+    )
+    session.commit()
 
 
 def _sync(session: Session, inst: Instance, customer_id: str) -> None:
@@ -65,6 +82,28 @@ def seal_detail(inst: Instance, key: CustomerKey, detail: dict[str, Any]) -> byt
     the append takes the lock); the field name keeps it apart from profile fields.
     """
     return inst.vault.seal(key, "access_log", key.customer_id, "detail", detail)
+
+
+def logged_categories(
+    inst: Instance,
+    key: CustomerKey,
+    categories: frozenset[str],
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A log entry's categories: special ones (health, religion, ...) never in plaintext.
+
+    The plaintext column says "interests" instead, and the exact set goes into the entry's
+    encrypted detail, so the customer still sees it and erasure leaves nothing sensitive.
+    """
+    special = {c for c in categories if CATEGORIES[c].special}
+    if not special:
+        sealed = seal_detail(inst, key, detail) if detail else None
+        return {"categories": categories, "detail": sealed}
+    full = {**(detail or {}), "categories": sorted(categories)}
+    return {
+        "categories": (categories - special) | {"interests"},
+        "detail": seal_detail(inst, key, full),
+    }
 
 
 def open_detail(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> Any:
@@ -213,10 +252,14 @@ def read_profile(
             actor=ctx.actor,
             action="read",
             customer_id=customer_id,
-            categories=frozenset({"identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
             purpose=purpose,
             reason="profile viewed",
             request_id=ctx.request_id,
+            **logged_categories(
+                inst,
+                key,
+                frozenset({"identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
+            ),
         ),
     )
     session.commit()
@@ -253,10 +296,11 @@ def update_profile(
             actor=ctx.actor,
             action="update",
             customer_id=customer_id,
-            categories=categories_touched(changed, values),
             reason="profile edited",
             request_id=ctx.request_id,
-            detail=seal_detail(inst, key, {"fields": changed}),
+            **logged_categories(
+                inst, key, categories_touched(changed, values), {"fields": changed}
+            ),
         ),
     )
     _sync(session, inst, customer_id)
@@ -274,6 +318,7 @@ def change_password(
     try:
         inst.hasher.verify(customer.password_hash, current)
     except (VerificationError, InvalidHashError):
+        _log_wrong_password(session, customer_id, ctx, "password change refused: wrong password")
         raise ValidationFailed({"current_password": "This is not your current password."}) from None
     key = customer_key(session, inst, customer_id)
     email = inst.vault.open(key, "customers", customer_id, "email", customer.email)
@@ -318,11 +363,16 @@ def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) 
         actor_type=row.actor_type,
         actor_id=row.actor_id,
         action=row.action,
-        categories=tuple(c for c in row.categories.split(",") if c),
+        categories=tuple(
+            detail["categories"]
+            if isinstance(detail := open_detail(inst, key, row.detail), dict)
+            and "categories" in detail
+            else (c for c in row.categories.split(",") if c)
+        ),
         purpose=row.purpose,
         outcome=row.outcome,
         reason=row.reason,
-        detail=open_detail(inst, key, row.detail),
+        detail=detail,
     )
 
 
@@ -363,10 +413,14 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             actor=ctx.actor,
             action="export",
             customer_id=customer_id,
-            categories=frozenset({"account", "identity"})
-            | categories_of({k: data[k] for k in FIELD_NAMES}),
             reason="full export downloaded",
             request_id=ctx.request_id,
+            **logged_categories(
+                inst,
+                key,
+                frozenset({"account", "identity"})
+                | categories_of({k: data[k] for k in FIELD_NAMES}),
+            ),
         ),
     )
     session.commit()
@@ -404,6 +458,7 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
         try:
             inst.hasher.verify(customer.password_hash, password)
         except (VerificationError, InvalidHashError):
+            _log_wrong_password(session, customer_id, ctx, "erasure refused: wrong password")
             raise ValidationFailed({"password": "This is not your password."}) from None
     append(
         session,

@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pyroaring import BitMap
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.db import rowcount
 from infomediary.instance import Instance
 from infomediary.models import (
     MatchEntry,
@@ -44,8 +45,8 @@ from infomediary.services.broker import (
     parse_query,
 )
 from infomediary.services.errors import NotFound, ValidationFailed
-from infomediary.services.pseudonyms import pairwise_pseudonym
-from infomediary.services.rewards import escrow_offer, pay_reward
+from infomediary.services.pseudonyms import offer_pseudonym
+from infomediary.services.rewards import escrow_offer, pay_reward, refund_escrow, require_funds
 from policies.model import Mode
 
 MAX_TITLE = 120
@@ -105,8 +106,15 @@ def send_offer(
     noise = noise_source(inst)
     epsilon_micro = round(noise.privacy_loss() * MICRO)
     offer_id = str(uuid.uuid4())
+    # Rewards are escrowed for the *cap*, before anything depends on the data: an amount or a
+    # refusal that depended on how many customers match would leak the true count.
+    escrow = offer_in.reward_cents * offer_in.max_recipients
+    if escrow:
+        require_funds(session, supplier.id, escrow)
     left = charge(session, inst.config, supplier.id, epsilon_micro, f"offer:{offer_id}")
-    session.commit()  # charged before computing, never refunded
+    if escrow:
+        escrow_offer(session, supplier.id, offer_id, escrow)
+    session.commit()  # charged (and escrowed) before computing, never refunded early
 
     index = match_index(inst)
     index.refresh(session)
@@ -136,8 +144,6 @@ def send_offer(
             ordinals = random.SystemRandom().sample(ordinals, offer_in.max_recipients)
         recipients = BitMap(ordinals)
         customer_ids = _customers_of(session, ordinals)
-        if offer_in.reward_cents:
-            escrow_offer(session, supplier.id, offer_id, offer_in.reward_cents * len(customer_ids))
         session.add_all(OfferDelivery(offer_id=offer_id, customer_id=c) for c in customer_ids)
     detail = {
         "criteria": json.loads(query.canonical()),
@@ -196,6 +202,11 @@ def offer_view(
         raise NotFound("No such offer.")
     epoch = epoch_of(utcnow(), int(inst.config["BROKER_EPOCH_HOURS"]))
     k = int(inst.config["BROKER_K"])
+    if offer.expires_at <= utcnow() and offer.status in ("delivered", "too_small"):
+        # what was escrowed and not paid out goes back: reward x (cap - acceptances)
+        refund_escrow(session, supplier.id, offer.id)
+        offer.status = "closed"
+        session.commit()
     if offer.status == "delivered" and offer.totals_epoch != epoch:
         # one noisy release of the response totals per epoch, charged like a count
         noise = noise_source(inst)
@@ -236,7 +247,7 @@ def offer_view(
         "response_totals": json.loads(offer.totals) if offer.totals else None,
         "accepted": [
             {
-                "sub": pairwise_pseudonym(inst, supplier.id, customer_id),
+                "sub": offer_pseudonym(inst, supplier.id, customer_id),
                 "accepted_at": at.isoformat() if at else None,
                 "contact_shared": contact_shared(session, supplier.id, customer_id, offer.purpose),
             }
@@ -287,13 +298,27 @@ def respond(
         raise ValidationFailed({"action": "You already answered this offer."})
     if action == "accept" and offer.expires_at <= now:
         raise ValidationFailed({"action": "This offer has expired."})
+    if action in ("accept", "decline"):
+        # one answer per delivery, even with two concurrent requests (PostgreSQL READ COMMITTED)
+        claimed = rowcount(
+            session.execute(
+                update(OfferDelivery)
+                .where(
+                    OfferDelivery.offer_id == offer_id,
+                    OfferDelivery.customer_id == customer_id,
+                    OfferDelivery.status == "delivered",
+                )
+                .values(status="accepted" if action == "accept" else "declined", responded_at=now)
+            )
+        )
+        if not claimed:
+            session.rollback()
+            raise ValidationFailed({"action": "You already answered this offer."})
     if action == "accept":
-        delivery.status, delivery.responded_at = "accepted", now
         if offer.reward_cents:
             pay_reward(session, supplier.id, offer.id, customer_id, offer.reward_cents)
         reason = f"offer accepted: pseudonym shared with {supplier.name}"
     elif action == "decline":
-        delivery.status, delivery.responded_at = "declined", now
         reason = "offer declined"
     else:
         delivery.status = "blocked" if delivery.status == "delivered" else delivery.status
@@ -413,8 +438,18 @@ def contact_of(
         .all()
     )
     for customer_id in accepted:
-        if pairwise_pseudonym(inst, supplier.id, customer_id) == sub:
-            return release(
+        if offer_pseudonym(inst, supplier.id, customer_id) == sub:
+            if not contact_shared(session, supplier.id, customer_id, offer.purpose):
+                from infomediary.services.resource import PolicyDenied
+
+                session.rollback()
+                raise PolicyDenied(
+                    "This customer has not chosen to share contact details with you.",
+                    [{"category": "identity", "reason": "not shared from the offer"}],
+                )
+            body = release(
                 session, inst, supplier, customer_id, CONTACT_SCOPES, offer.purpose, request_id
             )
+            body["sub"] = sub  # keep the offer's pseudonym: no link to other relationships
+            return body
     raise NotFound("No customer who accepted this offer has that pseudonym.")

@@ -14,7 +14,16 @@ import hmac
 from infomediary.instance import Instance
 
 
-def pairwise_pseudonym(inst: Instance, supplier_id: str, customer_id: str) -> str:
-    message = supplier_id.encode() + b"\x00" + customer_id.encode()
+def pairwise_pseudonym(
+    inst: Instance, supplier_id: str, customer_id: str, domain: str = "identified"
+) -> str:
+    """``domain`` keeps pseudonyms of different relationships apart: the one an offer's
+    accepter shows a supplier cannot be joined to the one a direct grant shows it."""
+    message = domain.encode() + b"\x00" + supplier_id.encode() + b"\x00" + customer_id.encode()
     digest = hmac.new(inst.keyring.secret("pseudonym"), message, hashlib.sha256).digest()
-    return "psn_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    prefix = "psn_" if domain == "identified" else "off_"
+    return prefix + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def offer_pseudonym(inst: Instance, supplier_id: str, customer_id: str) -> str:
+    return pairwise_pseudonym(inst, supplier_id, customer_id, domain="offer")

@@ -17,7 +17,7 @@ from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, parse_scopes
 from infomediary.services.consents import decide
-from infomediary.services.customers import customer_key
+from infomediary.services.customers import customer_key, logged_categories
 from infomediary.services.errors import NotFound, ServiceError
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from policies.engine import describe_rule
@@ -169,10 +169,10 @@ def release(
             actor=actor,
             action="read",
             customer_id=customer_id,
-            categories=frozenset(released),
             purpose=token.purpose,
             reason=_reason(verdict),
             request_id=request_id,
+            **logged_categories(inst, key, frozenset(released)),
         ),
     )
     session.commit()

@@ -87,8 +87,35 @@ def fund_supplier(session: Session, supplier: Supplier, cents: int) -> int:
     return balance(session, mine.id)
 
 
+def lock(session: Session, acct: LedgerAccount) -> None:
+    """Row lock on the account (PostgreSQL) so a balance check and its debit are atomic."""
+    session.execute(select(LedgerAccount.id).where(LedgerAccount.id == acct.id).with_for_update())
+
+
+def require_funds(session: Session, supplier_id: str, cents: int) -> None:
+    mine = account(session, "supplier", supplier_id)
+    if balance(session, mine.id) < cents:
+        raise InsufficientFunds("Your rewards account cannot cover this offer's rewards.")
+
+
+def refund_escrow(session: Session, supplier_id: str, offer_id: str) -> int:
+    escrow = account(session, "escrow", offer_id)
+    lock(session, escrow)
+    left = balance(session, escrow.id)
+    if left > 0:
+        post(
+            session,
+            "refund",
+            [(escrow, -left), (account(session, "supplier", supplier_id), left)],
+            supplier_id=supplier_id,
+            offer_id=offer_id,
+        )
+    return left
+
+
 def escrow_offer(session: Session, supplier_id: str, offer_id: str, cents: int) -> None:
     mine = account(session, "supplier", supplier_id)
+    lock(session, mine)
     if balance(session, mine.id) < cents:
         raise InsufficientFunds("Your rewards account cannot cover this offer's rewards.")
     post(
@@ -104,6 +131,7 @@ def pay_reward(
     session: Session, supplier_id: str, offer_id: str, customer_id: str, cents: int
 ) -> None:
     escrow = account(session, "escrow", offer_id)
+    lock(session, escrow)
     if balance(session, escrow.id) < cents:
         raise InsufficientFunds("This offer's rewards are used up.")
     post(

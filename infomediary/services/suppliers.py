@@ -49,8 +49,11 @@ def check_redirect_uri(uri: str) -> str | None:
     """RFC 9700 §2.1 / RFC 8252 §7.3: https, or http only on the loopback; no fragment."""
     try:
         parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         return "not a URL"
+    if any(ch.isspace() or ord(ch) < 32 for ch in uri):
+        return "must not contain spaces or control characters"
     if parts.fragment or "#" in uri:
         return "must not contain a fragment"
     if parts.scheme == "https" and parts.hostname:

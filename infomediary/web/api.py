@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -22,6 +24,34 @@ def refuse_tokens_outside_the_header() -> None:
         request.mimetype == "application/x-www-form-urlencoded" and "access_token" in request.form
     ):
         abort(400, description="token_in_query")
+
+
+MAX_JSON_DEPTH = 32
+
+
+def json_body() -> Any:
+    """The request's JSON, or None when it is not JSON we accept: malformed, nested deeper
+    than any of our schemas (a hostile nesting would exhaust the parser's recursion), or
+    holding text that is not valid Unicode (lone surrogates cannot be stored)."""
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        return None
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return None
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        elif isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return data
 
 
 def bearer_token(*scopes: str) -> TokenRef:

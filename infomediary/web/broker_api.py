@@ -10,7 +10,7 @@ from infomediary.models import Supplier
 from infomediary.oauth.server import find_token
 from infomediary.services import broker
 from infomediary.web import db, limiter
-from infomediary.web.api import bearer_token, refuse_tokens_outside_the_header
+from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
 from infomediary.web.schemas import CountResponseSchema
 from infomediary.web.security import csrf_exempt, instance
 
@@ -60,7 +60,7 @@ def count() -> ResponseReturnValue:
     supplier = session.get(Supplier, token.row.supplier_id)
     if supplier is None:  # pragma: no cover - token validation checked the supplier
         return jsonify(error="invalid_token"), 401
-    body = request.get_json(silent=True)
+    body = json_body()
     if body is None:
         return jsonify(error="invalid_json", message="Send a JSON object (application/json)."), 400
     try:

@@ -28,7 +28,8 @@ from infomediary.services.profile import (
     LANGUAGES,
     OFFER_FREQUENCIES,
 )
-from infomediary.web import db
+from infomediary.web import db, limiter
+from infomediary.web.auth import _login_limit
 from infomediary.web.security import context, instance, login_required
 from infomediary.web.sessions import ServerSession
 
@@ -147,8 +148,14 @@ def export() -> ResponseReturnValue:
     )
 
 
+def _account_key() -> str:
+    """Password checks on a logged-in account are limited per account, not per address."""
+    return f"account:{session.get('customer_id', '-')}"
+
+
 @bp.post("/account/password")
 @login_required
+@limiter.limit(_login_limit, key_func=_account_key)
 def change_password() -> ResponseReturnValue:
     customer_id = _customer_id()
     try:
@@ -172,6 +179,7 @@ def change_password() -> ResponseReturnValue:
 
 @bp.post("/account/delete")
 @login_required
+@limiter.limit(_login_limit, key_func=_account_key)
 def delete_account() -> ResponseReturnValue:
     if request.form.get("confirm") != "DELETE":
         return render_template("account.html", errors={"confirm": "Type DELETE to confirm."}), 400

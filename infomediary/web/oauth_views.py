@@ -18,6 +18,7 @@ from infomediary.oauth.server import CustomerRef, error_redirect, metadata, serv
 from infomediary.services import consents, suppliers
 from infomediary.services.errors import ValidationFailed
 from infomediary.web import db
+from infomediary.web.api import json_body
 from infomediary.web.schemas import (
     ClientRegistrationRequestSchema,
     ClientRegistrationResponseSchema,
@@ -184,7 +185,7 @@ def register() -> ResponseReturnValue:
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
     try:
-        data = ClientRegistrationRequestSchema().load(request.get_json(silent=True) or {})
+        data = ClientRegistrationRequestSchema().load(json_body() or {})
     except ValidationError as exc:
         db().rollback()
         problems = "; ".join(
@@ -248,6 +249,9 @@ def jwks() -> ResponseReturnValue:
 
 def login_next_target(raw: str | None) -> str | None:
     """Only a local path may follow login (no open redirect)."""
-    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+    if not raw or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        return None  # browsers drop tabs and newlines: "/\t/evil" would become "//evil"
+    parts = urlsplit(raw)
+    if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw and not parts.netloc:
         return raw
     return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from infomediary.models import Supplier
@@ -10,7 +10,7 @@ from infomediary.services import broker, offers, resource
 from infomediary.services.errors import NotFound
 from infomediary.services.rewards import InsufficientFunds
 from infomediary.web import db, limiter
-from infomediary.web.api import bearer_token, refuse_tokens_outside_the_header
+from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
 from infomediary.web.broker_api import _rate, _supplier_key
 from infomediary.web.schemas import MeResponseSchema, OfferCreatedSchema, OfferViewSchema
 from infomediary.web.security import csrf_exempt, instance
@@ -38,7 +38,7 @@ def _error(code: str, message: str, status: int) -> ResponseReturnValue:
 @limiter.limit(_rate, key_func=_supplier_key)
 def send() -> ResponseReturnValue:
     supplier = _supplier()
-    body = request.get_json(silent=True)
+    body = json_body()
     if body is None:
         return _error("invalid_json", "Send a JSON object (application/json).", 400)
     try:
