@@ -13,30 +13,16 @@ Screenshots land in ``tmp_path`` and, when ``INFOMEDIARY_SCREENSHOT_DIR`` is set
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import (
-    ConsoleMessage,
-    Error,
-    Locator,
-    Page,
-    Request,
-    Response,
-    ViewportSize,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Locator, Page, expect
 
 from infomediary.instance import Instance
 from infomediary.services import customers
+from tests.browser_support import BaseTab, open_tab, screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -44,121 +30,23 @@ pytestmark = [
     pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
 ]
 
-HOST = "127.0.0.1"
 EMAIL = "ada@example.org"
 PASSWORD = "correct horse battery staple"
 NAME = "Ada Lovelace"
-VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
-SCREENSHOT_ENV = "INFOMEDIARY_SCREENSHOT_DIR"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: What Chromium logs to the console for every 4xx/5xx response, the main document's too.
-HTTP_ERROR_RE = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
 
 
-@dataclass
-class Tab:
-    """One browser page on the live server, with what it logged and fetched."""
-
-    page: Page
-    base_url: str
-    console_errors: list[tuple[str, str]] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-    error_statuses: list[tuple[int, str]] = field(default_factory=list)
-    expected_statuses: list[int] = field(default_factory=list)
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def goto(self, path: str) -> None:
-        self.page.goto(self.url(path))
+class Tab(BaseTab):
+    """A tab whose journey deliberately hits some HTTP error pages."""
 
     def expect_status(self, status: int) -> None:
         """Declare that the next action deliberately gets an HTTP error page."""
         self.expected_statuses.append(status)
 
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.console_errors.append((message.text, str(message.location.get("url"))))
-
-    def on_page_error(self, error: Error) -> None:
-        self.console_errors.append((f"uncaught {error.name}: {error.message}", self.page.url))
-
-    def on_response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.error_statuses.append((response.status, response.url))
-
-    def on_request_failed(self, request: Request) -> None:
-        # ERR_ABORTED is the browser cancelling a load itself: the favicon when the page
-        # navigates away first, or a form response that turns into a download.
-        if request.failure != "net::ERR_ABORTED":
-            self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
-
-    def assert_clean(self) -> None:
-        """No console errors (except the expected error pages), nothing fetched elsewhere."""
-        assert sorted(status for status, _ in self.error_statuses) == sorted(self.expected_statuses)
-        unexpected = []
-        for text, url in self.console_errors:
-            match = HTTP_ERROR_RE.match(text)
-            if match is None or (int(match.group(1)), url) not in self.error_statuses:
-                unexpected.append(f"{text} ({url})")
-        assert unexpected == []
-        assert self.failed_requests == []
-        server = urlsplit(self.base_url)
-        foreign = [
-            url
-            for url in self.requests
-            if (urlsplit(url).hostname, urlsplit(url).port) != (HOST, server.port)
-        ]
-        assert foreign == []
-        # The page really was styled, from this server.
-        assert self.url("/static/app.css") in self.requests
-
 
 @pytest.fixture
 def tab(live_server: str, chromium_path: str) -> Iterator[Tab]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-            page = context.new_page()
-            result = Tab(page, live_server)
-            context.on("request", lambda request: result.requests.append(request.url))
-            context.on("requestfailed", result.on_request_failed)
-            page.on("console", result.on_console)
-            page.on("pageerror", result.on_page_error)
-            page.on("response", result.on_response)
-            yield result
-            context.close()
-        finally:
-            browser.close()
-
-
-def screenshot(tab: Tab, tmp_path: Path, name: str) -> Path:
-    """Full-page PNG into tmp_path, and into $INFOMEDIARY_SCREENSHOT_DIR when set."""
-    path = tmp_path / f"{name}.png"
-    tab.page.mouse.move(0, 0)  # no hover effect in the picture
-    tab.page.screenshot(path=path, full_page=True)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    assert width == VIEWPORT["width"]
-    assert height >= VIEWPORT["height"] // 2
-    target = os.environ.get(SCREENSHOT_ENV)
-    if target:
-        folder = Path(target)
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, folder / f"{name}.png")
-    return path
+    with open_tab(Tab, live_server, chromium_path) as result:
+        yield result
 
 
 def field_container(page: Page, label: str) -> Locator:

@@ -7,18 +7,15 @@ is shared, picks an expiry and allows. The redirect to the supplier's callback i
 what was allowed, and loses access the moment the customer clicks "Revoke" on the
 dashboard, after having downloaded and verified a signed receipt.
 
-The page checks (no console errors, nothing fetched from another host) follow
-tests/test_browser.py; screenshots land in ``tmp_path`` and, when
+The page checks (no console errors, nothing fetched from another host) are those of
+tests/browser_support.py; screenshots land in ``tmp_path`` and, when
 ``INFOMEDIARY_SCREENSHOT_DIR`` is set, there too (consent.png and consents.png).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import shutil
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,23 +23,14 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import (
-    ConsoleMessage,
-    Error,
-    Page,
-    Request,
-    Response,
-    Route,
-    ViewportSize,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Request, Route, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import select
 
 from infomediary.crypto.receipts import ReceiptError, verify_receipt
 from infomediary.instance import Instance
 from infomediary.models import ConsentGrant
+from tests.browser_support import BaseTab, open_tab, screenshot
 from tests.factories import make_customer
 from tests.oauth_helpers import client_session, make_supplier
 
@@ -52,28 +40,14 @@ pytestmark = [
     pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
 ]
 
-HOST = "127.0.0.1"
 EMAIL = "grace@example.org"
 PASSWORD = "correct horse battery staple"
 NAME = "Grace Hopper"
 SUPPLIER = "Acme Books"
 CALLBACK = "https://shop.example/callback"
 PRIVACY_POLICY = "https://shop.example/privacy"
-VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
-SCREENSHOT_ENV = "INFOMEDIARY_SCREENSHOT_DIR"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # No name is ever looked up outside: a request that escapes interception fails here.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-HTTP_ERROR_RE = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
+#: No name is ever looked up outside: a request that escapes interception fails here.
+RESOLVER_RULES = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 #: What the intercepted supplier callback answers with (an inline icon: no favicon fetch).
 SHOP_PAGE = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Acme Books</title>'
@@ -82,40 +56,13 @@ SHOP_PAGE = (
 
 
 @dataclass
-class Tab:
-    """One browser page on the live server, with what it logged, fetched and intercepted."""
+class Tab(BaseTab):
+    """A tab that also records what the supplier's (intercepted) site was asked for."""
 
-    page: Page
-    base_url: str
-    console_errors: list[tuple[str, str]] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-    error_statuses: list[tuple[int, str]] = field(default_factory=list)
-    expected_statuses: list[int] = field(default_factory=list)
     intercepted: list[str] = field(default_factory=list)
     unroutable_hops: list[str] = field(default_factory=list)
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def goto(self, path: str) -> None:
-        self.page.goto(self.url(path))
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.console_errors.append((message.text, str(message.location.get("url"))))
-
-    def on_page_error(self, error: Error) -> None:
-        self.console_errors.append((f"uncaught {error.name}: {error.message}", self.page.url))
-
-    def on_response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.error_statuses.append((response.status, response.url))
-
-    def on_request_failed(self, request: Request) -> None:
-        # ERR_ABORTED: the browser cancelled a load itself (a response became a download).
-        if request.failure == "net::ERR_ABORTED":
-            return
+    def tolerates_failure(self, request: Request) -> bool:
         # A redirect hop is not interceptable (Playwright routes only a chain's first URL):
         # Chromium tries the callback on the network, where the resolver rules stop it, and
         # then loads it afresh through the route. Only that hop, only to the callback.
@@ -125,73 +72,26 @@ class Tab:
             and request.url.startswith(f"{CALLBACK}?")
         ):
             self.unroutable_hops.append(request.url)
-            return
-        self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+            return True
+        return False
 
     def supplier_site(self, route: Route) -> None:
         """Stand-in for the supplier's site: record the URL, answer with a small page."""
         self.intercepted.append(route.request.url)
         route.fulfill(status=200, content_type="text/html; charset=utf-8", body=SHOP_PAGE)
 
-    def assert_clean(self) -> None:
-        """No console errors (except expected error pages), nothing fetched elsewhere."""
-        assert sorted(status for status, _ in self.error_statuses) == sorted(self.expected_statuses)
-        unexpected = []
-        for text, url in self.console_errors:
-            match = HTTP_ERROR_RE.match(text)
-            if match is None or (int(match.group(1)), url) not in self.error_statuses:
-                unexpected.append(f"{text} ({url})")
-        assert unexpected == []
-        assert self.failed_requests == []
-        server = urlsplit(self.base_url)
-        foreign = [
-            url
-            for url in self.requests
-            if (urlsplit(url).hostname, urlsplit(url).port) != (HOST, server.port)
-        ]
+    def assert_foreign(self, foreign: list[str]) -> None:
         # The only other host asked for is the supplier's callback, answered by the route.
         assert sorted(foreign) == sorted(self.intercepted + self.unroutable_hops)
         assert set(self.unroutable_hops) <= set(self.intercepted)
         assert [url.split("?")[0] for url in self.intercepted] == [CALLBACK]
-        assert self.url("/static/app.css") in self.requests
 
 
 @pytest.fixture
 def tab(live_server: str, chromium_path: str) -> Iterator[Tab]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-            page = context.new_page()
-            result = Tab(page, live_server)
-            context.on("request", lambda request: result.requests.append(request.url))
-            context.on("requestfailed", result.on_request_failed)
-            page.route("https://shop.example/**", result.supplier_site)
-            page.on("console", result.on_console)
-            page.on("pageerror", result.on_page_error)
-            page.on("response", result.on_response)
-            yield result
-            context.close()
-        finally:
-            browser.close()
-
-
-def screenshot(tab: Tab, tmp_path: Path, name: str) -> Path:
-    """Full-page PNG into tmp_path, and into $INFOMEDIARY_SCREENSHOT_DIR when set."""
-    path = tmp_path / f"{name}.png"
-    tab.page.mouse.move(0, 0)  # no hover effect in the picture
-    tab.page.screenshot(path=path, full_page=True)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    assert width == VIEWPORT["width"], f"{name}: the page is {width}px wide, wider than the window"
-    assert height >= VIEWPORT["height"] // 2
-    target = os.environ.get(SCREENSHOT_ENV)
-    if target:
-        folder = Path(target)
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, folder / f"{name}.png")
-    return path
+    with open_tab(Tab, live_server, chromium_path, extra_args=[RESOLVER_RULES]) as result:
+        result.page.route("https://shop.example/**", result.supplier_site)
+        yield result
 
 
 def test_consent_screen_grant_receipt_and_revoke(
