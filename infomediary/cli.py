@@ -7,6 +7,7 @@ clear line on stderr and exit non-zero; ``--json`` prints machine-readable resul
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -24,6 +25,7 @@ from infomediary.instance import (
     open_instance,
     record_fingerprints,
 )
+from infomediary.logs import LOGGER_NAME
 from infomediary.models import DataKey
 from infomediary.services import Context, customers
 from infomediary.services.errors import ServiceError, ValidationFailed
@@ -495,5 +497,7 @@ def serve(host: str, port: int, threads: int) -> None:
     except (ConfigError, KeyringError, NotInitialised) as exc:
         _fail(str(exc))
         return
+    # waitress configures the root logger; ours already has a handler with the request id
+    logging.getLogger(LOGGER_NAME).propagate = False
     click.echo(f"Infomediary on http://{host}:{port}/", err=True)
     waitress_serve(app, host=host, port=port, threads=threads, ident="infomediary")
