@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -42,6 +44,21 @@ def _open() -> Instance:
     except (ConfigError, KeyringError, NotInitialised) as exc:
         _fail(str(exc))
         raise AssertionError("unreachable") from exc
+
+
+@contextmanager
+def _using() -> Iterator[tuple[Instance, Session]]:
+    """The instance and a session for one command; domain errors become one-line failures."""
+    inst = _open()
+    try:
+        with inst.sessions() as session:
+            yield inst, session
+    except ValidationFailed as exc:
+        _fail("; ".join(f"{field}: {message}" for field, message in exc.errors.items()))
+    except ServiceError as exc:
+        _fail(exc.message)
+    finally:
+        inst.close()
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -98,21 +115,17 @@ def demo(count: int, seed: int, as_json: bool) -> None:
         synthetic_count,
     )
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            logins = ensure_demo_logins(session, inst)
-            supplier = ensure_demo_supplier(session)
-            before = synthetic_count(session)
-            session.rollback()
-            if count > before:
-                with click.progressbar(
-                    length=count - before, label="synthetic customers", file=sys.stderr
-                ) as bar:
-                    seed_synthetic(session, inst, count, seed=seed, progress=bar.update)
-            total = synthetic_count(session)
-    finally:
-        inst.close()
+    with _using() as (inst, session):
+        logins = ensure_demo_logins(session, inst)
+        supplier = ensure_demo_supplier(session)
+        before = synthetic_count(session)
+        session.rollback()
+        if count > before:
+            with click.progressbar(
+                length=count - before, label="synthetic customers", file=sys.stderr
+            ) as bar:
+                seed_synthetic(session, inst, count, seed=seed, progress=bar.update)
+        total = synthetic_count(session)
     data: dict[str, Any] = {
         "logins": [{"email": e, "password": p} for e, p in logins],
         "synthetic_customers": total,
@@ -141,25 +154,15 @@ def customers_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def customers_create(email: str, password: str, name: str | None, as_json: bool) -> None:
     """Create a customer who can log in."""
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            customer_id = customers.register(
-                session,
-                inst,
-                email=email,
-                password=password,
-                name=name,
-                ctx=Context(Actor.system("cli")),
-            )
-    except ValidationFailed as exc:
-        _fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
-        return
-    except ServiceError as exc:
-        _fail(exc.message)
-        return
-    finally:
-        inst.close()
+    with _using() as (inst, session):
+        customer_id = customers.register(
+            session,
+            inst,
+            email=email,
+            password=password,
+            name=name,
+            ctx=Context(Actor.system("cli")),
+        )
     _emit(as_json, {"id": customer_id}, f"created customer {customer_id}")
 
 
@@ -197,28 +200,18 @@ def suppliers_create(
     """Register a supplier; prints client_id and client_secret (shown once, stored hashed)."""
     from infomediary.services.suppliers import create_supplier
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            created = create_supplier(
-                session,
-                name=name,
-                redirect_uris=list(redirect_uris),
-                scopes=[p for s in scopes for p in s.split()],
-                purposes=list(purposes),
-                privacy_policy_url=privacy_policy_url,
-                sector=sector,
-                kind=kind,
-            )
-            supplier = created.supplier
-    except ValidationFailed as exc:
-        _fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
-        return
-    except ServiceError as exc:
-        _fail(exc.message)
-        return
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        created = create_supplier(
+            session,
+            name=name,
+            redirect_uris=list(redirect_uris),
+            scopes=[p for s in scopes for p in s.split()],
+            purposes=list(purposes),
+            privacy_policy_url=privacy_policy_url,
+            sector=sector,
+            kind=kind,
+        )
+        supplier = created.supplier
     data = {
         "id": supplier.id,
         "client_id": supplier.client_id,
@@ -241,15 +234,8 @@ def suppliers_suspend(supplier: str, as_json: bool) -> None:
     """Suspend SUPPLIER (id or client_id): all its tokens stop working at once."""
     from infomediary.services.suppliers import suspend_supplier
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            revoked = suspend_supplier(session, supplier)
-    except ServiceError as exc:
-        _fail(exc.message)
-        return
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        revoked = suspend_supplier(session, supplier)
     _emit(
         as_json,
         {"suspended": supplier, "tokens_revoked": revoked},
@@ -263,23 +249,19 @@ def suppliers_list(as_json: bool) -> None:
     """List suppliers (never their secrets)."""
     from infomediary.models import Supplier
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            rows = [
-                {
-                    "id": s.id,
-                    "client_id": s.client_id,
-                    "name": s.name,
-                    "kind": s.kind,
-                    "status": s.status,
-                    "scope": s.scopes,
-                    "purposes": s.purposes.split(),
-                }
-                for s in session.execute(select(Supplier).order_by(Supplier.name)).scalars()
-            ]
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        rows = [
+            {
+                "id": s.id,
+                "client_id": s.client_id,
+                "name": s.name,
+                "kind": s.kind,
+                "status": s.status,
+                "scope": s.scopes,
+                "purposes": s.purposes.split(),
+            }
+            for s in session.execute(select(Supplier).order_by(Supplier.name)).scalars()
+        ]
     text = "\n".join(
         f"{r['client_id']}  {r['status']:9}  {r['name']}  [{r['scope']}]" for r in rows
     )
@@ -295,17 +277,10 @@ def suppliers_fund(supplier: str, cents: int, as_json: bool) -> None:
     from infomediary.services.rewards import fund_supplier
     from infomediary.services.suppliers import find_supplier
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            row = find_supplier(session, supplier)
-            balance = fund_supplier(session, row, cents)
-            session.commit()
-    except ServiceError as exc:
-        _fail(exc.message)
-        return
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        row = find_supplier(session, supplier)
+        balance = fund_supplier(session, row, cents)
+        session.commit()
     _emit(
         as_json,
         {"supplier": supplier, "balance_cents": balance},
@@ -321,18 +296,14 @@ def suppliers_flagged(threshold: int, as_json: bool) -> None:
     from infomediary.models import Supplier
     from infomediary.services.offers import flagged_suppliers
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            flagged = flagged_suppliers(session, threshold)
-            names = {
-                s.id: s.name
-                for s in session.execute(
-                    select(Supplier).where(Supplier.id.in_(list(flagged)))
-                ).scalars()
-            }
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        flagged = flagged_suppliers(session, threshold)
+        names = {
+            s.id: s.name
+            for s in session.execute(
+                select(Supplier).where(Supplier.id.in_(list(flagged)))
+            ).scalars()
+        }
     rows = [{"id": k, "name": names.get(k, "?"), "blocks": v} for k, v in flagged.items()]
     _emit(
         as_json,
@@ -348,12 +319,8 @@ def suppliers_iat(days: int, as_json: bool) -> None:
     """Issue a single-use initial access token for dynamic client registration (RFC 7591)."""
     from infomediary.services.suppliers import issue_initial_access_token
 
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            token = issue_initial_access_token(session, days=days)
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        token = issue_initial_access_token(session, days=days)
     _emit(
         as_json,
         {"initial_access_token": token, "expires_in_days": days},
@@ -440,17 +407,13 @@ def rotate(batch: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def prune(as_json: bool) -> None:
     """Remove KEK versions that no data key uses any more."""
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            used = set(session.execute(select(DataKey.kek_version).distinct()).scalars())
+    with _using() as (inst, session):
+        used = set(session.execute(select(DataKey.kek_version).distinct()).scalars())
         removed = []
         for version in inst.keyring.kek_versions():
             if version != inst.keyring.active_kek_version and version not in used:
                 inst.keyring.remove_kek(version)
                 removed.append(version)
-    finally:
-        inst.close()
     _emit(as_json, {"removed": removed}, f"removed KEK versions: {removed or 'none'}")
 
 
@@ -463,12 +426,8 @@ def audit() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def audit_verify(as_json: bool) -> None:
     """Recompute every hash and link of the access log; exit 1 naming the first bad entry."""
-    inst = _open()
-    try:
-        with inst.sessions() as session:
-            result = verify(session)
-    finally:
-        inst.close()
+    with _using() as (_inst, session):
+        result = verify(session)
     data = {
         "ok": result.ok,
         "size": result.size,
