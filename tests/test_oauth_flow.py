@@ -165,3 +165,41 @@ def test_no_token_or_secret_reaches_the_logs(live_server, inst, customer, caplog
         "Ada Lovelace",
     ):
         assert secret not in server_lines
+
+
+def test_consent_screen_blocks_what_the_policy_forbids(live_server, inst, customer) -> None:
+    from infomediary.audit.log import Actor
+    from infomediary.services import Context, consents
+
+    with inst.sessions() as session:
+        consents.set_rule(
+            session,
+            inst,
+            customer,
+            category="identity",
+            purpose="service",
+            mode="never",
+            ctx=Context(Actor.customer(customer)),
+        )
+    supplier = make_supplier(inst)
+    client = client_session(live_server, supplier, "profile.identity:read profile.interests:read")
+    browser = browser_login(live_server, EMAIL, PASSWORD)
+    url, _ = client.create_authorization_url(
+        f"{live_server}/oauth/authorize", code_verifier="v" * 48, purpose="service"
+    )
+    page = browser.get(url).text
+    assert 'value="profile.identity:read" disabled' in page
+    # a forged form that ticks the disabled box still grants only what the policy allows
+    result = consent(
+        live_server,
+        browser,
+        client,
+        purpose="service",
+        approve=["profile.identity:read", "profile.interests:read"],
+    )
+    token = client.fetch_token(
+        authorization_response=result.authorization_response, code_verifier=result.verifier
+    )
+    assert token["scope"] == "profile.interests:read"
+    body = client.get(f"{live_server}/api/v1/me").json()
+    assert "identity" not in body

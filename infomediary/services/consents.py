@@ -37,6 +37,7 @@ from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate
 from policies.model import (
     PURPOSES,
     AccessRequest,
+    Decision,
     Mode,
     Policy,
     Recipient,
@@ -204,6 +205,42 @@ def decide(
         ),
         now,
     )
+
+
+def blocked_by_policy(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier: Supplier,
+    purpose: str,
+    categories: frozenset[str],
+) -> dict[str, str]:
+    """Categories a grant could not open, because the customer's own rules deny them anyway.
+
+    Evaluates the policy as if the grant were given (a per-supplier ``direct`` rule per
+    category): whatever is still denied is denied by the customer's rules (deny overrides),
+    so the consent screen shows it as blocked instead of offering it.
+    """
+    now = utcnow()
+    hypothetical = [
+        Rule(
+            category=c, purpose=purpose, recipient=Recipient.supplier(supplier.id), mode=Mode.DIRECT
+        )
+        for c in sorted(categories)
+    ]
+    policy = effective_policy(session, inst, customer_id, supplier.id, now)
+    verdict = evaluate(
+        Policy(rules=(*policy.rules, *hypothetical), template=policy.template),
+        AccessRequest(
+            supplier=supplier.id,
+            sector=supplier.sector,
+            purpose=purpose,
+            categories=categories,
+            mode=Mode.DIRECT,
+        ),
+        now,
+    )
+    return {v.category: v.reason for v in verdict.categories if v.decision != Decision.ALLOW}
 
 
 def preview(

@@ -32,7 +32,7 @@ from infomediary.web.security import (
     current_customer_id,
     instance,
 )
-from policies.model import PURPOSES, Mode
+from policies.model import PURPOSES
 from policies.taxonomy import CATEGORIES
 
 bp = Blueprint("oauth", __name__)
@@ -60,19 +60,9 @@ def _consent_context(grant: Any) -> dict[str, Any]:
     supplier: Supplier = client.supplier
     scopes = parse_scopes(grant.request.scope)
     purpose = grant.request.payload.data.get("purpose", "")
-    verdict = consents.decide(
+    blocked = consents.blocked_by_policy(
         db(), instance(), current_customer_id() or "", supplier, purpose, categories_for(scopes)
     )
-    own_policy = consents.load_policy(db(), instance(), current_customer_id() or "")
-    blocked = {}
-    for category in categories_for(scopes):
-        for rule in own_policy.rules:
-            if (
-                rule.mode == Mode.NEVER
-                and rule.category in (category, "*")
-                and rule.purpose in (purpose, "*")
-            ):
-                blocked[category] = "Your policy says never for this."
     rows = [
         {
             "scope": s,
@@ -89,7 +79,6 @@ def _consent_context(grant: Any) -> dict[str, Any]:
         "purpose_label": PURPOSES.get(purpose, purpose),
         "rows": rows,
         "expiry_choices": EXPIRY_CHOICES,
-        "verdict": verdict,
     }
 
 
@@ -120,7 +109,19 @@ def authorize() -> ResponseReturnValue:
     if request.form.get("decision") != "approve":
         return cast(Response, server.create_authorization_response(grant_user=None, grant=grant))
     requested = set(parse_scopes(grant.request.scope))
-    approved = sorted(set(request.form.getlist("approve_scope")) & requested)
+    blocked = consents.blocked_by_policy(
+        db(),
+        instance(),
+        customer_id,
+        grant.request.client.supplier,
+        grant.request.payload.data.get("purpose", ""),
+        categories_for(sorted(requested)),
+    )
+    approved = sorted(
+        s
+        for s in set(request.form.getlist("approve_scope")) & requested
+        if CUSTOMER_SCOPES[s].category not in blocked  # a disabled box cannot be forced
+    )
     expiry = request.form.get("expiry", "90d")
     if not approved or expiry not in EXPIRY_CHOICES:
         ctx = _consent_context(grant)
