@@ -203,3 +203,15 @@ def test_consent_screen_blocks_what_the_policy_forbids(live_server, inst, custom
     assert token["scope"] == "profile.interests:read"
     body = client.get(f"{live_server}/api/v1/me").json()
     assert "identity" not in body
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic wq7xrK6VUMOZwoU=", "Basic !!!", "Basic " + "bm9jb2xvbg=="]
+)
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+def test_malformed_client_credentials_are_invalid_client(client, path, header) -> None:
+    response = client.post(
+        path, data={"grant_type": "refresh_token", "token": "x"}, headers={"Authorization": header}
+    )
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"

@@ -3,6 +3,7 @@ metadata (RFC 8414) and the JWKS that consent receipts verify against."""
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -146,6 +147,32 @@ def authorize() -> ResponseReturnValue:
     grant.request.approved_scope = " ".join(approved)
     grant.request.consent_grant_id = consent.id
     return cast(Response, server.create_authorization_response(grant_user=user, grant=grant))
+
+
+def _malformed_client_auth() -> Response | None:
+    """RFC 6749 §2.3.1: a Basic header must be base64 of UTF-8 ``id:secret``; anything else
+    is ``invalid_client`` here rather than an error deep inside the library."""
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if ":" in decoded:
+        return None
+    response = jsonify(error="invalid_client", error_description="Malformed client credentials.")
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Basic realm="infomediary"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.before_request
+def _check_client_auth() -> Response | None:
+    if request.endpoint in ("oauth.token", "oauth.revoke", "oauth.introspect"):
+        return _malformed_client_auth()
+    return None
 
 
 @bp.post("/oauth/token")
