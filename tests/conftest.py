@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 from sqlalchemy import text
 from werkzeug.serving import make_server
 
@@ -29,6 +30,11 @@ from infomediary.config import load_config
 from infomediary.db import make_engine
 from infomediary.instance import Instance, initialise, open_instance
 from infomediary.models import Base
+
+# Property tests check invariants, not speed: no per-example deadline (a busy 2-core machine
+# would otherwise fail them at random); speed is for bench/.
+settings.register_profile("infomediary", deadline=None)
+settings.load_profile("infomediary")
 
 PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
