@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pyroaring import BitMap
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -205,6 +206,46 @@ def _suppress(value: int, k: int) -> tuple[int | None, bool]:
     return (None, True) if value < k else (value, False)
 
 
+def log_aggregate(
+    session: Session,
+    supplier: Supplier,
+    action: str,
+    query: CountQuery,
+    epsilon_micro: int,
+    released: Any,
+    k: int,
+    members: BitMap,
+    categories: frozenset[str],
+    request_id: str,
+    **extra: Any,
+) -> None:
+    """One access-log entry per count or offer match: criteria, epsilon, the released values,
+    and the contributing ordinals (raw, committed to by the entry's hash)."""
+    detail = {
+        "criteria": json.loads(query.canonical()),
+        "epsilon": epsilon_micro / MICRO,
+        "released": released,
+        "k": k,
+        **extra,
+    }
+    members.run_optimize()
+    label = "audience count" if action == "count" else "offer match"
+    append(
+        session,
+        LogEvent(
+            actor=Actor(ActorType.SUPPLIER, supplier.id),
+            action=action,
+            customer_id=None,
+            categories=categories,
+            purpose=query.purpose,
+            reason=f"{label}, epsilon {epsilon_micro / MICRO:g}",
+            request_id=request_id,
+            detail=json.dumps(detail, sort_keys=True).encode(),
+            members=members.serialize(),
+        ),
+    )
+
+
 def count_audience(
     session: Session, inst: Instance, supplier: Supplier, raw: Any, request_id: str = "-"
 ) -> dict[str, Any]:
@@ -269,26 +310,17 @@ def count_audience(
             query_hash=digest, epoch=epoch, answer=json.dumps(answer), epsilon_micro=epsilon_micro
         )
     )
-    detail = {
-        "criteria": json.loads(query.canonical()),
-        "epsilon": epsilon_micro / MICRO,
-        "released": released_log,
-        "k": k,
-    }
-    selection.members.run_optimize()
-    append(
+    log_aggregate(
         session,
-        LogEvent(
-            actor=Actor(ActorType.SUPPLIER, supplier.id),
-            action="count",
-            customer_id=None,
-            categories=selection.categories,
-            purpose=query.purpose,
-            reason=f"audience count, epsilon {epsilon_micro / MICRO:g}",
-            request_id=request_id,
-            detail=json.dumps(detail, sort_keys=True).encode(),
-            members=selection.members.serialize(),
-        ),
+        supplier,
+        "count",
+        query,
+        epsilon_micro,
+        released_log,
+        k,
+        selection.members,
+        selection.categories,
+        request_id,
     )
     try:
         session.commit()

@@ -22,7 +22,7 @@ from pyroaring import BitMap
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.audit.log import LogEvent, append
 from infomediary.db import rowcount
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -40,6 +40,7 @@ from infomediary.services.broker import (
     budget_remaining,
     charge,
     epoch_of,
+    log_aggregate,
     match_index,
     noise_source,
     parse_query,
@@ -145,26 +146,18 @@ def send_offer(
         recipients = BitMap(ordinals)
         customer_ids = _customers_of(session, ordinals)
         session.add_all(OfferDelivery(offer_id=offer_id, customer_id=c) for c in customer_ids)
-    detail = {
-        "criteria": json.loads(query.canonical()),
-        "epsilon": epsilon_micro / MICRO,
-        "released": offer.noisy_reach,
-        "k": k,
-        "offer_id": offer_id,
-    }
-    append(
+    log_aggregate(
         session,
-        LogEvent(
-            actor=Actor(ActorType.SUPPLIER, supplier.id),
-            action="offer",
-            customer_id=None,
-            categories=selection.categories,
-            purpose=query.purpose,
-            reason=f"offer match, epsilon {epsilon_micro / MICRO:g}",
-            request_id=request_id,
-            detail=json.dumps(detail, sort_keys=True).encode(),
-            members=recipients.serialize(),
-        ),
+        supplier,
+        "offer",
+        query,
+        epsilon_micro,
+        offer.noisy_reach,
+        k,
+        recipients,
+        selection.categories,
+        request_id,
+        offer_id=offer_id,
     )
     session.commit()
     return {
