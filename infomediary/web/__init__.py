@@ -89,6 +89,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(offers_api.bp)
     app.register_blueprint(inbox_views.bp)
     app.register_blueprint(openapi.bp)
+    security.check_method_split(app)
 
     from infomediary.services.profile import FIELDS
     from policies.taxonomy import CATEGORIES, INTEREST_TAGS

@@ -41,11 +41,14 @@ def _start_session(customer_id: str) -> None:
     sess["customer_id"] = customer_id
 
 
-@bp.route("/signup", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
+@bp.get("/signup")
+def signup_form() -> ResponseReturnValue:
+    return render_template("signup.html", errors={}, form={})
+
+
+@bp.post("/signup")
+@limiter.limit(_login_limit)
 def signup() -> ResponseReturnValue:
-    if request.method == "GET":
-        return render_template("signup.html", errors={}, form={})
     form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
     if request.form.get("accept_notice") != "yes":
         errors = {"accept_notice": "Please read and accept the privacy notice."}
@@ -68,14 +71,17 @@ def signup() -> ResponseReturnValue:
     return redirect(url_for("dashboard.profile"))
 
 
-@bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
-@limiter.limit(_login_limit, methods=["POST"], key_func=_email_key)
+@bp.get("/login")
+def login_form() -> ResponseReturnValue:
+    if current_customer_id():
+        return redirect(url_for("dashboard.overview"))
+    return render_template("login.html", error=None, form={})
+
+
+@bp.post("/login")
+@limiter.limit(_login_limit)
+@limiter.limit(_login_limit, key_func=_email_key)
 def login() -> ResponseReturnValue:
-    if request.method == "GET":
-        if current_customer_id():
-            return redirect(url_for("dashboard.overview"))
-        return render_template("login.html", error=None, form={})
     form = {"email": request.form.get("email", "")}
     try:
         customer_id = customers.authenticate(

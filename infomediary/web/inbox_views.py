@@ -38,17 +38,23 @@ def respond(offer_id: str, action: str) -> ResponseReturnValue:
     return redirect(url_for("inbox.index"))
 
 
-@bp.route("/inbox/<offer_id>/share", methods=["GET", "POST"])
+@bp.get("/inbox/<offer_id>/share")
 @login_required
-def share(offer_id: str) -> ResponseReturnValue:
+def share_form(offer_id: str) -> ResponseReturnValue:
     """Share contact details with an offer's supplier: the consent screen for named fields."""
     s = db()
     offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
-    if request.method == "GET":
-        s.rollback()
-        return render_template(
-            "share.html", offer=offer, supplier=supplier, expiry_choices=EXPIRY_CHOICES
-        )
+    s.rollback()
+    return render_template(
+        "share.html", offer=offer, supplier=supplier, expiry_choices=EXPIRY_CHOICES
+    )
+
+
+@bp.post("/inbox/<offer_id>/share")
+@login_required
+def share(offer_id: str) -> ResponseReturnValue:
+    s = db()
+    offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
     choice = request.form.get("expiry", "90d")
     if choice not in EXPIRY_CHOICES:
         return render_template(

@@ -12,6 +12,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
+from werkzeug.wrappers import Response as BaseResponse
 
 from infomediary.models import Supplier, utcnow
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
@@ -46,14 +47,13 @@ EXPIRY_CHOICES = {
 }
 
 
-def _oauth_error_page(error: OAuth2Error) -> ResponseReturnValue:
+def _oauth_error_page(error: OAuth2Error) -> BaseResponse:
     target = error_redirect(error)
     if target:
         return redirect(target)
     # Unknown client or unregistered redirect URI: never redirect (RFC 9700 §4.1.1).
-    return render_template(
-        "oauth_error.html", error=error.error, description=error.description
-    ), 400
+    html = render_template("oauth_error.html", error=error.error, description=error.description)
+    return Response(html, status=400, mimetype="text/html")
 
 
 def _consent_context(grant: Any) -> dict[str, Any]:
@@ -95,18 +95,34 @@ def _consent_page(grant: Any, html: str, status: int = 200) -> Response:
     return response
 
 
-@bp.route("/oauth/authorize", methods=["GET", "POST"])
-def authorize() -> ResponseReturnValue:
+def _validated_consent_grant() -> tuple[str, Any] | BaseResponse:
+    """The logged-in customer and authlib's validated authorization request, or the response
+    (a login redirect or an RFC 6749 §4.1.2.1 error) that takes their place."""
     customer_id = current_customer_id()
     if customer_id is None:
         return redirect(url_for("auth.login", next=request.full_path))
-    user = CustomerRef(customer_id)
     try:
-        grant = server.get_consent_grant(end_user=user)
+        return customer_id, server.get_consent_grant(end_user=CustomerRef(customer_id))
     except OAuth2Error as error:
         return _oauth_error_page(error)
-    if request.method == "GET":
-        return _consent_page(grant, render_template("consent.html", **_consent_context(grant)))
+
+
+@bp.get("/oauth/authorize")
+def consent_screen() -> ResponseReturnValue:
+    found = _validated_consent_grant()
+    if isinstance(found, BaseResponse):
+        return found
+    _customer_id, grant = found
+    return _consent_page(grant, render_template("consent.html", **_consent_context(grant)))
+
+
+@bp.post("/oauth/authorize")
+def authorize() -> ResponseReturnValue:
+    found = _validated_consent_grant()
+    if isinstance(found, BaseResponse):
+        return found
+    customer_id, grant = found
+    user = CustomerRef(customer_id)
     if request.form.get("decision") != "approve":
         return cast(Response, server.create_authorization_response(grant_user=None, grant=grant))
     requested = set(parse_scopes(grant.request.scope))

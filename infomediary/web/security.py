@@ -26,7 +26,9 @@ from infomediary.web.sessions import ServerSession
 
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
-_UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+#: RFC 9110 §9.2.1 safe methods: the only ones that may skip CSRF and rate limits, because no
+#: view they reach changes anything (enforced at start by :func:`check_method_split`).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 CSP = (
@@ -58,7 +60,7 @@ def _same_origin(origin: str) -> bool:
 
 
 def check_csrf() -> None:
-    if request.method not in _UNSAFE or request.routing_exception is not None:
+    if request.method in SAFE_METHODS or request.routing_exception is not None:
         return  # unknown routes and wrong methods get their own 404 / 405
     view = current_app.view_functions.get(request.endpoint or "")
     if view is not None and getattr(view, "_csrf_exempt", False):
@@ -117,6 +119,30 @@ def login_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapped)
+
+
+class MixedMethods(RuntimeError):
+    """A route serves a safe and an unsafe method from one view."""
+
+
+def check_method_split(app: Flask) -> None:
+    """Refuse to start if any view answers both a safe and an unsafe method.
+
+    Werkzeug routes HEAD to the view that serves GET, so a view that branches on
+    ``request.method == "GET"`` runs its state-changing branch for a HEAD (which CSRF checks
+    and rate limits skip). With one view per kind of method that cannot happen: a HEAD
+    reaches only code written for GET.
+    """
+    mixed = sorted(
+        f"{rule.rule} ({rule.endpoint})"
+        for rule in app.url_map.iter_rules()
+        if (rule.methods or set()) & {"GET"} and (rule.methods or set()) - SAFE_METHODS
+    )
+    if mixed:
+        raise MixedMethods(
+            "these routes serve GET and an unsafe method from one view; split them into "
+            f"a GET view and a POST view: {', '.join(mixed)}"
+        )
 
 
 def init_app(app: Flask) -> None:
