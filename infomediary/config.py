@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 PREFIX = "INFOMEDIARY_"
 
 
@@ -59,7 +61,33 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "BROKER_K": (50, "Smallest noisy count reported; below it the answer is suppressed."),
     "BROKER_EPOCH_HOURS": (24, "Data epoch: identical queries within one are answered from cache."),
     "BROKER_RATE_LIMIT": ("60 per minute", "Broker API calls per supplier."),
+    "WRITE_RATE_LIMIT": (
+        "120 per minute",
+        "State-changing requests (any method but GET, HEAD and OPTIONS) per client address.",
+    ),
+    "OAUTH_RATE_LIMIT": (
+        "120 per minute",
+        "Requests to the token, revocation, introspection and registration endpoints per address.",
+    ),
+    "OAUTH_CLIENT_RATE_LIMIT": (
+        "600 per minute",
+        "Authenticated requests to the token, revocation and introspection endpoints per client.",
+    ),
+    "CLIENT_AUTH_FAILURE_LIMIT": (
+        "10 per minute",
+        "Failed client authentications per claimed client_id and address before 429; "
+        "a correct secret is never refused by it.",
+    ),
+    "API_RATE_LIMIT": (
+        "600 per minute",
+        "Bearer API calls per supplier, and per address.",
+    ),
 }
+
+
+#: Settings that hold Flask-Limiter rate-limit strings, checked at start: a typo must not
+#: silently disable a limit.
+RATE_LIMITS = tuple(name for name in SETTINGS if name.endswith(("RATE_LIMIT", "FAILURE_LIMIT")))
 
 
 def _parse(name: str, default: Any, raw: str) -> Any:
@@ -117,6 +145,16 @@ def validate(config: Mapping[str, Any]) -> None:
     ):
         if float(config[name]) <= 0:
             raise ConfigError(f"{PREFIX}{name} must be positive")
+    for name in RATE_LIMITS:
+        try:
+            parsed = parse_many(str(config[name]))
+        except ValueError:
+            parsed = []
+        if not parsed:
+            raise ConfigError(
+                f"{PREFIX}{name} must be a rate limit such as '5 per minute;30 per hour', "
+                f"not {config[name]!r}"
+            )
     if not config["PRODUCTION"]:
         return
     secret = config.get("SECRET_KEY") or ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
@@ -152,6 +154,11 @@ def test_exhausted_budget_is_429(live_server, inst, population, broker_client) -
     assert statuses[:20] == [200] * 20
     assert statuses[20:] == [429, 429]
     assert response.json()["error"] == "budget_exhausted"
+    assert response.json()["code"] == "budget_exhausted"
+    # Retry-After: the seconds until the budget period ends.
+    days = int(inst.config["BROKER_PERIOD_DAYS"])
+    period_end = (int(time.time()) // (days * 86400) + 1) * days * 86400
+    assert abs(int(response.headers["Retry-After"]) - (period_end - time.time())) <= 5
 
 
 def test_attributes_listing(live_server, broker_client) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,8 +50,14 @@ class QueryRejected(ValidationFailed):
 
 
 class BudgetExhausted(ServiceError):
+    """``retry_after`` is the number of seconds until the budget period ends (RFC 9110 §10.2.3)."""
+
     code = "budget_exhausted"
     status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,12 @@ def _period(now: datetime, days: int) -> int:
     return int(now.timestamp() // (days * 86400))
 
 
+def seconds_until_next_period(now: datetime, days: int) -> int:
+    """Whole seconds (at least 1) until the budget period that holds ``now`` ends."""
+    end = (_period(now, days) + 1) * days * 86400
+    return max(1, math.ceil(end - now.timestamp()))
+
+
 def epoch_of(now: datetime, hours: int) -> int:
     return int(now.timestamp() // (hours * 3600))
 
@@ -160,17 +173,23 @@ def charge(
     session: Session, config: dict[str, Any], supplier_id: str, epsilon_micro: int, query_hash: str
 ) -> int:
     """Charge the supplier's and the global budget, or raise BudgetExhausted. Returns micro left."""
-    period = _period(utcnow(), int(config["BROKER_PERIOD_DAYS"]))
+    now = utcnow()
+    days = int(config["BROKER_PERIOD_DAYS"])
+    period = _period(now, days)
     limit = int(float(config["BROKER_BUDGET"]) * MICRO)
     global_limit = int(float(config["BROKER_GLOBAL_BUDGET"]) * MICRO)
     glob = _account(session, GLOBAL, period)  # always lock the global row first: no deadlock
     mine = _account(session, supplier_id, period)
     if mine.spent_micro + epsilon_micro > limit:
         raise BudgetExhausted(
-            "Your privacy budget for this period is spent; no more counts until the next period."
+            "Your privacy budget for this period is spent; no more counts until the next period.",
+            seconds_until_next_period(now, days),
         )
     if glob.spent_micro + epsilon_micro > global_limit:
-        raise BudgetExhausted("The platform-wide privacy budget for this period is spent.")
+        raise BudgetExhausted(
+            "The platform-wide privacy budget for this period is spent.",
+            seconds_until_next_period(now, days),
+        )
     mine.spent_micro += epsilon_micro
     glob.spent_micro += epsilon_micro
     session.add(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from sqlalchemy.orm import Session
@@ -14,7 +14,24 @@ from infomediary.logs import get_logger
 from infomediary.web import errors, security
 from infomediary.web.sessions import DatabaseSessionInterface
 
-limiter = Limiter(key_func=get_remote_address, default_limits=[], strategy="fixed-window")
+
+def _write_rate() -> str:
+    return str(current_app.config["WRITE_RATE_LIMIT"])
+
+
+def _is_safe_method() -> bool:
+    return request.method in security.SAFE_METHODS
+
+
+#: One limiter for the app. Every unsafe request also counts against an application-wide
+#: ceiling per address; safe methods are exempt, since no view they reach changes anything.
+limiter = Limiter(
+    key_func=get_remote_address,
+    default_limits=[],
+    application_limits=[_write_rate],
+    application_limits_exempt_when=_is_safe_method,
+    strategy="fixed-window",
+)
 access = get_logger("access")
 
 
@@ -45,8 +62,6 @@ def _release_db(response: Any) -> Any:
 
 
 def _log_request(response: Any) -> Any:
-    from flask import request
-
     # Route pattern, not path: paths and query strings can carry identifiers or tokens.
     access.info("%s %s %s", request.method, request.url_rule or "<unmatched>", response.status_code)
     return response

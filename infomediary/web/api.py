@@ -10,7 +10,8 @@ from flask.typing import ResponseReturnValue
 
 from infomediary.oauth.server import TokenRef, require_oauth
 from infomediary.services import resource
-from infomediary.web import db
+from infomediary.web import db, limiter
+from infomediary.web.limits import api_rate, supplier_key
 from infomediary.web.schemas import MeResponseSchema
 from infomediary.web.security import csrf_exempt, instance
 
@@ -66,6 +67,8 @@ def bearer_token(*scopes: str) -> TokenRef:
 
 @bp.get("/me")
 @csrf_exempt
+@limiter.limit(api_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
 def me() -> ResponseReturnValue:
     token = bearer_token()
     try:

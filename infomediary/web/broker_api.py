@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
 from infomediary.models import Supplier
-from infomediary.oauth.server import find_token
 from infomediary.services import broker
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
+from infomediary.web.limits import api_rate, broker_rate, budget_exhausted, supplier_key
 from infomediary.web.schemas import CountResponseSchema
 from infomediary.web.security import csrf_exempt, instance
 
@@ -18,20 +18,10 @@ bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
 bp.before_request(refuse_tokens_outside_the_header)
 
 
-def _supplier_key() -> str:
-    """Rate-limit per supplier (not per address): the supplier behind the bearer token."""
-    header = request.headers.get("Authorization", "")
-    found = find_token(header[7:]) if header.startswith("Bearer ") else None
-    return f"supplier:{found.row.supplier_id}" if found else f"anonymous:{request.remote_addr}"
-
-
-def _rate() -> str:
-    return str(current_app.config["BROKER_RATE_LIMIT"])
-
-
 @bp.get("/attributes")
 @csrf_exempt
-@limiter.limit(_rate, key_func=_supplier_key)
+@limiter.limit(broker_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
 def attributes() -> ResponseReturnValue:
     """Queryable attributes and values; sensitive values count only customers who allow it."""
     bearer_token("audience:count")
@@ -53,7 +43,8 @@ def attributes() -> ResponseReturnValue:
 
 @bp.post("/count")
 @csrf_exempt
-@limiter.limit(_rate, key_func=_supplier_key)
+@limiter.limit(broker_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
 def count() -> ResponseReturnValue:
     token = bearer_token("audience:count")
     session = db()
@@ -72,7 +63,5 @@ def count() -> ResponseReturnValue:
         return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
     except broker.BudgetExhausted as exc:
         session.rollback()
-        response = jsonify(error=exc.code, message=exc.message)
-        response.status_code = 429
-        return response
+        return budget_exhausted(exc.code, exc.message, exc.retry_after)
     return jsonify(CountResponseSchema().dump(answer))

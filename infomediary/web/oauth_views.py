@@ -9,7 +9,16 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
@@ -19,8 +28,14 @@ from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scop
 from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
 from infomediary.services import consents, suppliers
 from infomediary.services.errors import ValidationFailed
-from infomediary.web import db
+from infomediary.web import db, limiter
 from infomediary.web.api import json_body
+from infomediary.web.limits import (
+    client_authenticated,
+    client_key,
+    oauth_rate,
+    throttle_failed_client_auth,
+)
 from infomediary.web.schemas import (
     ClientRegistrationRequestSchema,
     ClientRegistrationResponseSchema,
@@ -80,6 +95,11 @@ def _consent_context(grant: Any) -> dict[str, Any]:
         "purpose_label": PURPOSES.get(purpose, purpose),
         "rows": rows,
         "expiry_choices": EXPIRY_CHOICES,
+        # Who is really asking: where the answer goes, how long they have been registered,
+        # and whether the operator vouched for them (a look-alike name cannot fake these).
+        "redirect_host": suppliers.redirect_host(grant.request.payload.redirect_uri),
+        "registered_on": supplier.created_at,
+        "verified_on": supplier.verified_at,
     }
 
 
@@ -184,29 +204,56 @@ def _malformed_client_auth() -> Response | None:
     return response
 
 
+_CLIENT_AUTH_ENDPOINTS = ("oauth.token", "oauth.revoke", "oauth.introspect")
+
+
 @bp.before_request
 def _check_client_auth() -> Response | None:
-    if request.endpoint in ("oauth.token", "oauth.revoke", "oauth.introspect"):
+    if request.endpoint in _CLIENT_AUTH_ENDPOINTS:
         return _malformed_client_auth()
     return None
 
 
+@bp.after_request
+def _throttle_client_auth(response: Response) -> Response:
+    if request.endpoint in _CLIENT_AUTH_ENDPOINTS:
+        return throttle_failed_client_auth(response)
+    return response
+
+
+def _client_rate() -> str:
+    return str(current_app.config["OAUTH_CLIENT_RATE_LIMIT"])
+
+
+_per_address = limiter.limit(oauth_rate)
+_per_client = limiter.limit(_client_rate, key_func=client_key, deduct_when=client_authenticated)
+
+
 @bp.post("/oauth/token")
 @csrf_exempt
+@_per_address
+@_per_client
 def token() -> ResponseReturnValue:
     return cast(Response, server.create_token_response())
 
 
 @bp.post("/oauth/revoke")
 @csrf_exempt
+@_per_address
+@_per_client
 def revoke() -> ResponseReturnValue:
     return cast(Response, server.create_endpoint_response("revocation"))
 
 
 @bp.post("/oauth/introspect")
 @csrf_exempt
+@_per_address
+@_per_client
 def introspect() -> ResponseReturnValue:
     return cast(Response, server.create_endpoint_response("introspection"))
+
+
+_METADATA_NAMES = {"name": "client_name", "privacy_policy_url": "policy_uri"}
 
 
 def _registration_error(code: str, description: str, status: int = 400) -> Response:
@@ -218,6 +265,7 @@ def _registration_error(code: str, description: str, status: int = 400) -> Respo
 
 @bp.post("/oauth/register")
 @csrf_exempt
+@_per_address
 def register() -> ResponseReturnValue:
     """RFC 7591 dynamic registration, protected by an operator-issued initial access token."""
     auth = request.headers.get("Authorization", "")
@@ -257,8 +305,9 @@ def register() -> ResponseReturnValue:
         return _registration_error("invalid_redirect_uri", exc.message)
     except ValidationFailed as exc:
         db().rollback()
-        return _registration_error(
-            "invalid_client_metadata", "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+        return _registration_error(  # fields named as RFC 7591 §2 names the metadata
+            "invalid_client_metadata",
+            "; ".join(f"{_METADATA_NAMES.get(k, k)}: {v}" for k, v in exc.errors.items()),
         )
     supplier = created.supplier
     body = {

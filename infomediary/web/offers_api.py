@@ -11,7 +11,7 @@ from infomediary.services.errors import NotFound
 from infomediary.services.rewards import InsufficientFunds
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
-from infomediary.web.broker_api import _rate, _supplier_key
+from infomediary.web.limits import api_rate, broker_rate, budget_exhausted, supplier_key
 from infomediary.web.schemas import MeResponseSchema, OfferCreatedSchema, OfferViewSchema
 from infomediary.web.security import csrf_exempt, instance
 
@@ -35,7 +35,8 @@ def _error(code: str, message: str, status: int) -> ResponseReturnValue:
 
 @bp.post("")
 @csrf_exempt
-@limiter.limit(_rate, key_func=_supplier_key)
+@limiter.limit(broker_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
 def send() -> ResponseReturnValue:
     supplier = _supplier()
     body = json_body()
@@ -48,7 +49,7 @@ def send() -> ResponseReturnValue:
         return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
     except broker.BudgetExhausted as exc:
         db().rollback()
-        return _error(exc.code, exc.message, 429)
+        return budget_exhausted(exc.code, exc.message, exc.retry_after)
     except InsufficientFunds as exc:
         db().rollback()
         return _error(exc.code, exc.message, 402)
@@ -59,7 +60,8 @@ def send() -> ResponseReturnValue:
 
 @bp.get("/<offer_id>")
 @csrf_exempt
-@limiter.limit(_rate, key_func=_supplier_key)
+@limiter.limit(broker_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
 def view(offer_id: str) -> ResponseReturnValue:
     supplier = _supplier()
     try:
@@ -68,12 +70,13 @@ def view(offer_id: str) -> ResponseReturnValue:
         )
     except broker.BudgetExhausted as exc:
         db().rollback()
-        return _error(exc.code, exc.message, 429)
+        return budget_exhausted(exc.code, exc.message, exc.retry_after)
 
 
 @bp.get("/<offer_id>/contacts/<sub>")
 @csrf_exempt
-@limiter.limit(_rate, key_func=_supplier_key)
+@limiter.limit(broker_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
 def contact(offer_id: str, sub: str) -> ResponseReturnValue:
     """An accepter's contact details, only if they chose to share them (and their policy allows)."""
     supplier = _supplier()

@@ -1,0 +1,118 @@
+"""Rate limits and anti-automation shared by the blueprints (Flask-Limiter; Redis in production).
+
+Three kinds, all answering ``429`` with ``Retry-After``:
+
+- **every unsafe request** (anything but GET, HEAD and OPTIONS) per client address, an
+  application-wide ceiling (``INFOMEDIARY_WRITE_RATE_LIMIT``) beside the tighter limits of
+  logins, sign-ups and password checks;
+- **the OAuth endpoints** (token, revocation, introspection, registration) per address, and
+  per authenticated client: a request deducts from a client's allowance only once the client
+  has authenticated, so nobody can spend a known client's allowance by claiming its id;
+- **failed client authentications** per claimed ``client_id`` and address: past
+  ``INFOMEDIARY_CLIENT_AUTH_FAILURE_LIMIT`` the failures answer ``429`` instead of
+  ``invalid_client``. A correct secret is never refused by it, so a known client cannot be
+  locked out (OWASP Authentication Cheat Sheet, "account lockout" vs throttling).
+
+Limit keys never hold a secret or a token: tokens are looked up, client ids are public.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import time
+from urllib.parse import unquote
+
+from flask import Response, current_app, g, jsonify, request
+from flask_limiter.util import get_remote_address
+from limits import parse
+
+from infomediary.oauth.server import find_token
+from infomediary.web import limiter
+from infomediary.web.security import SAFE_METHODS
+
+
+def supplier_key() -> str:
+    """Per supplier (not per address): the supplier behind the bearer token, if it is valid."""
+    header = request.headers.get("Authorization", "")
+    found = find_token(header[7:]) if header.startswith("Bearer ") else None
+    return f"supplier:{found.row.supplier_id}" if found else f"anonymous:{get_remote_address()}"
+
+
+def broker_rate() -> str:
+    return str(current_app.config["BROKER_RATE_LIMIT"])
+
+
+def api_rate() -> str:
+    return str(current_app.config["API_RATE_LIMIT"])
+
+
+def write_rate() -> str:
+    return str(current_app.config["WRITE_RATE_LIMIT"])
+
+
+def oauth_rate() -> str:
+    return str(current_app.config["OAUTH_RATE_LIMIT"])
+
+
+def is_safe_method() -> bool:
+    return request.method in SAFE_METHODS
+
+
+def claimed_client_id() -> str:
+    """The ``client_id`` a request claims (RFC 6749 §2.3.1: Basic header or form), unverified."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return ""
+        return unquote(decoded.partition(":")[0])
+    value = request.form.get("client_id", "") if request.mimetype.endswith("urlencoded") else ""
+    return value
+
+
+def _bounded(value: str) -> str:
+    """A key part of fixed size: claimed ids are attacker-chosen and could be huge."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def client_key() -> str:
+    return f"client:{_bounded(claimed_client_id())}"
+
+
+def client_authenticated(response: Response) -> bool:
+    """Deduct from a client's allowance only when the request got past client authentication."""
+    return response.status_code != 401
+
+
+def throttle_failed_client_auth(response: Response) -> Response:
+    """After a failed client authentication, count it; past the limit answer 429 instead."""
+    if response.status_code != 401 or g.get("client_auth_counted"):
+        return response
+    g.client_auth_counted = True
+    limit = parse(str(current_app.config["CLIENT_AUTH_FAILURE_LIMIT"]))
+    parts = ("client-auth-failed", _bounded(claimed_client_id()), get_remote_address())
+    strategy = limiter.limiter
+    if strategy.hit(limit, *parts):
+        return response
+    reset_at, _remaining = strategy.get_window_stats(limit, *parts)
+    retry_after = max(1, math.ceil(reset_at - time.time()))
+    throttled = jsonify(
+        error="invalid_client",
+        error_description="Too many failed client authentications; retry later.",
+    )
+    throttled.status_code = 429
+    throttled.headers["Retry-After"] = str(retry_after)
+    throttled.headers["Cache-Control"] = "no-store"
+    return throttled
+
+
+def budget_exhausted(code: str, message: str, retry_after: int) -> Response:
+    """An exhausted privacy budget: 429 until the period ends (``Retry-After`` in seconds)."""
+    response = jsonify(error=code, code=code, message=message)
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
