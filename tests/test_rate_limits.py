@@ -82,7 +82,7 @@ def test_oauth_endpoints_are_limited_per_address(inst: Instance, path: str) -> N
         client.post(path, data={"token": "x"}, headers=basic(creds.client_id, "bad")).status_code
         for _ in range(4)
     ]
-    assert statuses[:3] == [401, 401, 401]
+    assert 429 not in statuses[:3]
     assert statuses[3] == 429
     last = client.post(path, data={"token": "x"}, headers=basic(creds.client_id, "bad"))
     assert last.headers["Retry-After"]
