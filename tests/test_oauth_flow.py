@@ -46,7 +46,8 @@ def test_full_flow_reads_only_granted_and_allowed_fields(live_server, inst, cust
     assert body["identity"]["email"] == EMAIL
     assert "demographics" not in body  # not granted
     assert body["interests"] == ["books", "travel"]  # "faith" is a special category: withheld
-    assert any(w["category"] == "religion" for w in body["withheld"])
+    # Nothing in the answer tells that the customer holds a special-category interest.
+    assert all(w["category"] != "religion" for w in body["withheld"])
     with inst.sessions() as session:
         stored = session.execute(select(OAuthToken)).scalar_one()
         assert stored.access_token_hash != token["access_token"].encode()
@@ -215,3 +216,33 @@ def test_malformed_client_credentials_are_invalid_client(client, path, header) -
     )
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
+
+
+def test_answer_does_not_depend_on_special_category_data_the_supplier_may_not_see(
+    live_server, inst
+) -> None:
+    """Two customers who differ only in a `diabetes-care` interest get identical answers."""
+    supplier = make_supplier(inst)
+    answers = []
+    for number, interests in enumerate((["books", "travel"], ["books", "diabetes-care", "travel"])):
+        email = f"twin{number}@example.org"
+        profile = {"postcode": "2000", "birth_year": 1985, "interests": interests}
+        make_customer(inst, email=email, password=PASSWORD, name="Twin", profile=profile)
+        client = client_session(
+            live_server,
+            supplier,
+            "profile.identity:read profile.interests:read profile.demographics:read",
+        )
+        browser = browser_login(live_server, email, PASSWORD)
+        result = consent(live_server, browser, client, purpose="marketing")
+        client.fetch_token(
+            authorization_response=result.authorization_response, code_verifier=result.verifier
+        )
+        response = client.get(f"{live_server}/api/v1/me")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        body.pop("sub")
+        body.pop("identity", None)
+        answers.append(body)
+    assert answers[0] == answers[1]
+    assert answers[0]["interests"] == ["books", "travel"]

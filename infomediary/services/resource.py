@@ -24,6 +24,11 @@ from policies.engine import describe_rule
 from policies.model import Decision, Verdict
 from policies.taxonomy import CATEGORIES, INTEREST_TAGS, age_band, region_for_postcode
 
+#: The special categories an interest tag can belong to (health, religion, ...).
+SPECIAL_INTEREST_CATEGORIES = frozenset(
+    tag.category for tag in INTEREST_TAGS.values() if CATEGORIES[tag.category].special
+)
+
 
 @dataclass(frozen=True)
 class _Request:
@@ -141,23 +146,19 @@ def release(
             "household_size": field("household_size"),
         }
     if "interests" in allowed:
+        # Special-category tags need a rule of the customer's own for this supplier. Which of
+        # them the customer holds is exactly what the supplier may not learn, so the decision
+        # covers every special category whether or not the customer has such a tag, and a
+        # refused one is dropped silently: `withheld` names only categories the supplier
+        # asked for, the same for every customer whatever their interests.
+        special_ok = decide(
+            session, inst, customer_id, supplier, token.purpose, SPECIAL_INTEREST_CATEGORIES
+        ).allowed_categories()
         tags = field("interests") or []
-        special = frozenset(
-            INTEREST_TAGS[t].category for t in tags if CATEGORIES[INTEREST_TAGS[t].category].special
-        )
-        special_ok: frozenset[str] = frozenset()
-        if special:
-            special_verdict = decide(session, inst, customer_id, supplier, token.purpose, special)
-            special_ok = special_verdict.allowed_categories()
-            released |= special_ok
-            withheld += [
-                {"category": v.category, "reason": v.reason}
-                for v in special_verdict.categories
-                if v.decision != Decision.ALLOW
-            ]
         body["interests"] = [
             t for t in tags if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
         ]
+        released |= {INTEREST_TAGS[t].category for t in body["interests"]}
     if "preferences" in allowed:
         body["preferences"] = field("preferences")
     if "purchases" in allowed:
