@@ -168,7 +168,7 @@ def customers_create(email: str, password: str, name: str | None, as_json: bool)
 
 @main.group(name="suppliers")
 def suppliers_group() -> None:
-    """Register and suspend suppliers (OAuth clients)."""
+    """Register, verify and suspend suppliers (OAuth clients)."""
 
 
 @suppliers_group.command("create")
@@ -243,6 +243,27 @@ def suppliers_suspend(supplier: str, as_json: bool) -> None:
     )
 
 
+@suppliers_group.command("verify")
+@click.argument("supplier")
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_verify(supplier: str, as_json: bool) -> None:
+    """Mark SUPPLIER (id or client_id) as verified by the operator; the consent screen says so.
+
+    Verify only after checking who runs the supplier and that its redirect hosts are theirs.
+    """
+    from infomediary.services.suppliers import verify_supplier
+
+    with _using() as (_inst, session):
+        row = verify_supplier(session, supplier)
+        verified_at = row.verified_at.isoformat() if row.verified_at else None
+        data = {"id": row.id, "client_id": row.client_id, "name": row.name}
+    _emit(
+        as_json,
+        {**data, "verified_at": verified_at},
+        f"verified {data['client_id']} ({data['name']}) since {verified_at}",
+    )
+
+
 @suppliers_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_list(as_json: bool) -> None:
@@ -259,6 +280,7 @@ def suppliers_list(as_json: bool) -> None:
                 "status": s.status,
                 "scope": s.scopes,
                 "purposes": s.purposes.split(),
+                "verified_at": s.verified_at.isoformat() if s.verified_at else None,
             }
             for s in session.execute(select(Supplier).order_by(Supplier.name)).scalars()
         ]

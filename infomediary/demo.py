@@ -199,10 +199,11 @@ DEMO_SUPPLIER = "Demo Books"
 
 
 def ensure_demo_supplier(session: Session) -> dict[str, str] | None:
-    """A funded demo supplier (idempotent); returns its credentials only when just created."""
+    """A funded, operator-verified demo supplier (idempotent); returns its credentials only
+    when just created."""
     from infomediary.models import Supplier
     from infomediary.services.rewards import fund_supplier
-    from infomediary.services.suppliers import create_supplier
+    from infomediary.services.suppliers import create_supplier, verify_supplier
 
     if session.execute(select(Supplier.id).where(Supplier.name == DEMO_SUPPLIER)).first():
         session.rollback()
@@ -219,6 +220,7 @@ def ensure_demo_supplier(session: Session) -> dict[str, str] | None:
     )
     fund_supplier(session, created.supplier, 100_000)
     session.commit()
+    verify_supplier(session, created.supplier.id, Context(Actor.system("demo")))
     return {
         "name": DEMO_SUPPLIER,
         "client_id": created.supplier.client_id,

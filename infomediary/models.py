@@ -208,6 +208,8 @@ class Supplier(Base):
     registered_via: Mapped[str] = mapped_column(String(16), default="cli")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the operator vouched for this supplier (``infomediary suppliers verify``).
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class InitialAccessToken(Base):

@@ -1,8 +1,14 @@
-"""Supplier (OAuth client) registration, suspension and initial access tokens.
+"""Supplier (OAuth client) registration, verification, suspension and initial access tokens.
 
 Client secrets, initial access tokens, codes and tokens are 256-bit random values, so a
 plain SHA-256 is an adequate one-way store (no password stretching needed); the value
 itself is shown once and never stored.
+
+A supplier's name is what a customer trusts on the consent screen, so it is normalised and
+checked by :mod:`infomediary.supplier_names` (no invisible characters, nothing confusable
+with a registered supplier's name, UTS #39), and a registration holds at most
+``MAX_REDIRECT_URIS`` redirect URIs. The operator vouches for a supplier with
+``verify_supplier``; the consent screen says whether they did.
 """
 
 from __future__ import annotations
@@ -24,10 +30,16 @@ from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
 from infomediary.oauth.scopes import ALL_SCOPES, BROKER_SCOPES
 from infomediary.services import Context
 from infomediary.services.errors import NotFound, ServiceError, ValidationFailed
+from infomediary.supplier_names import NameRejected, first_confusable, normalise_name
 from policies.model import PURPOSES
 
 SECTORS = ("retail", "travel", "finance", "health", "advertising", "media", "other")
 KINDS = ("supplier", "resource_server")
+#: Redirect URIs one supplier may register: enough for production, staging and a loopback
+#: development client, few enough that a registration cannot hide a thousand hosts.
+MAX_REDIRECT_URIS = 10
+#: Longest redirect URI accepted (the common 2,000-character limit of browsers and servers).
+MAX_REDIRECT_URI_LENGTH = 2000
 
 
 def secret_hash(value: str) -> bytes:
@@ -54,8 +66,12 @@ def check_redirect_uri(uri: str) -> str | None:
         return "not a URL"
     if any(ch.isspace() or ord(ch) < 32 for ch in uri):
         return "must not contain spaces or control characters"
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        return f"must be at most {MAX_REDIRECT_URI_LENGTH} characters"
     if parts.fragment or "#" in uri:
         return "must not contain a fragment"
+    if "@" in parts.netloc:
+        return "must not contain user information (it hides the real host)"
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
@@ -74,11 +90,14 @@ def validate_registration(
     kind: str = "supplier",
 ) -> dict[str, str]:
     errors: dict[str, str] = {}
-    if not name or len(name) > 120:
-        errors["name"] = "A name of 1 to 120 characters is required."
-    bad_uris = [f"{u}: {p}" for u in redirect_uris if (p := check_redirect_uri(u))]
-    if bad_uris:
-        errors["redirect_uris"] = "; ".join(bad_uris)
+    try:
+        normalise_name(name)
+    except NameRejected as exc:
+        errors["name"] = str(exc)
+    if len(set(redirect_uris)) > MAX_REDIRECT_URIS:
+        errors["redirect_uris"] = f"At most {MAX_REDIRECT_URIS} redirect URIs may be registered."
+    elif bad := [f"{u}: {p}" for u in redirect_uris if (p := check_redirect_uri(u))]:
+        errors["redirect_uris"] = "; ".join(bad)
     customer_scopes = [s for s in scopes if s not in BROKER_SCOPES]
     if customer_scopes and not redirect_uris and kind == "supplier":
         errors["redirect_uris"] = "Customer-data scopes need at least one redirect URI."
@@ -126,9 +145,11 @@ def create_supplier(
         kind=kind,
     )
     if errors:
-        if "redirect_uris" in errors and len(errors) == 1:
+        too_many = len(set(redirect_uris)) > MAX_REDIRECT_URIS
+        if set(errors) == {"redirect_uris"} and not too_many:
             raise InvalidRedirectUri(errors["redirect_uris"])
         raise ValidationFailed(errors, "The client metadata is invalid.")
+    name = normalise_name(name)
     secret = secrets.token_urlsafe(32)
     supplier = Supplier(
         id=str(uuid.uuid4()),
@@ -143,8 +164,9 @@ def create_supplier(
         purposes=" ".join(sorted(set(purposes))),
         registered_via=via,
     )
-    session.add(supplier)
     ctx = ctx or Context(Actor(ActorType.OPERATOR, via))
+    # The log append locks the log head, so concurrent registrations line up here and the
+    # name check below sees every supplier committed before this one.
     append(
         session,
         LogEvent(
@@ -155,8 +177,66 @@ def create_supplier(
             request_id=ctx.request_id,
         ),
     )
+    _refuse_confusable_name(session, name, via)
+    session.add(supplier)
     session.commit()
     return NewSupplier(supplier, secret)
+
+
+def _refuse_confusable_name(session: Session, name: str, via: str) -> None:
+    """UTS #39 §4: no two suppliers (suspended ones included) share a skeleton."""
+    names = session.execute(select(Supplier.name).order_by(Supplier.created_at)).scalars()
+    clash = first_confusable(name, names)
+    if clash is None:
+        return
+    session.rollback()
+    message = "Too similar to the name of a registered supplier; choose a distinct name."
+    if via != "dcr":  # the operator may see which one; a self-registering client may not
+        message = f"Too similar to the name of the registered supplier {clash!r}."
+    raise ValidationFailed({"name": message}, "The client metadata is invalid.")
+
+
+def verify_supplier(session: Session, ref: str, ctx: Context | None = None) -> Supplier:
+    """The operator vouches for SUPPLIER (checked who runs it and its redirect hosts).
+
+    Idempotent: a supplier verified before keeps its first ``verified_at``. The consent
+    screen shows the date, and "Not verified by Infomediary" until there is one.
+    """
+    supplier = find_supplier(session, ref)
+    if supplier.verified_at is None:
+        supplier.verified_at = utcnow()
+        ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+        append(
+            session,
+            LogEvent(
+                actor=ctx.actor,
+                action="update",
+                customer_id=None,
+                reason=f"supplier {supplier.id} verified",
+                request_id=ctx.request_id,
+            ),
+        )
+    session.commit()
+    return supplier
+
+
+def redirect_host(uri: str) -> str:
+    """The host a redirect URI sends the customer to, as the consent screen shows it.
+
+    ASCII only: an internationalised host is shown in its ``xn--`` form (RFC 5891), which
+    cannot pass for another host the way a Unicode look-alike can.
+    """
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    try:
+        shown = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        shown = host.encode("ascii", "backslashreplace").decode("ascii")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{shown}:{port}" if port else shown
 
 
 def find_supplier(session: Session, ref: str) -> Supplier:
