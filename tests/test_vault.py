@@ -97,6 +97,46 @@ def test_malformed_keyring_is_a_clear_error(tmp_path: Path, content: str) -> Non
         FileKeyring.load(path)
 
 
+def test_a_kek_not_loaded_yet_is_read_from_the_file(tmp_path: Path) -> None:
+    server = FileKeyring.create(tmp_path / "k.json")
+    wrapped_before = Vault(server).new_data_key("c1")[2]
+    rotator = FileKeyring.load(server.path)  # ``keys rotate`` in another process
+    version = rotator.add_kek()
+    wrapped = Vault(rotator).rewrap(wrapped_before, 1, version)
+    assert server.kek_versions() == [1]
+    unwrapped = Vault(server).unwrap("c1", 1, version, wrapped)  # no restart needed
+    assert unwrapped.customer_id == "c1"
+    assert server.kek_versions() == [1, version]
+
+
+def test_a_wrap_rereads_a_changed_keyring_first(tmp_path: Path) -> None:
+    server = FileKeyring.create(tmp_path / "k.json")
+    version = FileKeyring.load(server.path).add_kek()
+    _key, used, wrapped = Vault(server).new_data_key("c1")
+    assert used == version
+    assert Vault(FileKeyring.load(server.path)).unwrap("c1", 1, used, wrapped)
+
+
+def test_a_pruned_keyring_drops_the_kek_but_keeps_the_rest(tmp_path: Path) -> None:
+    server = FileKeyring.create(tmp_path / "k.json")
+    pruner = FileKeyring.load(server.path)
+    pruner.add_kek()
+    pruner.remove_kek(1)
+    assert server.refresh() is True
+    assert server.kek_versions() == [2]
+    assert server.active_kek_version == 2
+    assert server.refresh() is False  # unchanged: one stat, no read
+
+
+def test_a_replaced_keyring_file_is_refused_on_reread(tmp_path: Path) -> None:
+    server = FileKeyring.create(tmp_path / "k.json")
+    foreign = FileKeyring.create(tmp_path / "other.json")
+    foreign.path.replace(server.path)
+    with pytest.raises(KeyringError, match="another instance"):
+        server.refresh()
+    assert server.kek(1) != foreign.kek(1)  # the keys it had stay loaded
+
+
 def test_profile_field_moved_to_another_customer_fails(inst) -> None:
     a = make_customer(inst, profile={"phone": "+61 400 111 222"})
     b = make_customer(inst)

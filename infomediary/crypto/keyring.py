@@ -3,6 +3,12 @@
 The default keyring is a JSON file in the instance folder with mode 0600. Anything that
 offers :class:`KeyProvider`'s methods (a KMS client, say) can stand in for it: the vault
 only asks for a KEK by version and for a named secret.
+
+A running process re-reads the file when it changed (``keys rotate`` and ``keys prune`` run
+in other processes): before every wrap, and whenever it is asked for a KEK version it has
+not loaded, so a server outlives a rotation without a restart. A re-read may add or drop
+KEK versions but never change a key it already holds: that would be another instance's
+keyring, and is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import json
 import os
 import secrets
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +44,8 @@ class KeyProvider(Protocol):
     def kek_versions(self) -> list[int]: ...
 
     def secret(self, name: str) -> bytes: ...
+
+    def refresh(self) -> bool: ...
 
 
 def fingerprint(key: bytes) -> str:
@@ -65,6 +75,9 @@ class FileKeyring:
         self._keks = keks
         self._active = active
         self._named = named
+        self._signature = _signature(path)
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[], None]] = []
 
     # -- loading and saving ---------------------------------------------------------------
     @classmethod
@@ -79,6 +92,7 @@ class FileKeyring:
             raise KeyringError(
                 f"keyring {path} is readable by other users (mode {mode:o}); chmod 600 it"
             )
+        signature = _signature(path)  # before reading: a change after it is seen next time
         try:
             doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
             if doc.get("format") != FORMAT:
@@ -90,7 +104,9 @@ class FileKeyring:
             raise KeyringError(f"keyring {path} is malformed") from exc
         if active not in keks:
             raise KeyringError(f"keyring {path} names an active KEK it does not hold")
-        return cls(path, keks, active, named)
+        ring = cls(path, keks, active, named)
+        ring._signature = signature
+        return ring
 
     @classmethod
     def create(cls, path: Path) -> FileKeyring:
@@ -130,6 +146,53 @@ class FileKeyring:
         finally:
             if tmp.exists():
                 tmp.unlink()
+        self._signature = _signature(self.path)
+
+    # -- re-reading -----------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Re-read the file if it changed since this process last read or wrote it.
+
+        One ``stat`` when nothing changed. A missing file keeps the keys already loaded
+        (``open_instance`` refuses to start without one; a running process keeps serving).
+        Returns whether the KEKs or the active version changed.
+        """
+        current = _signature(self.path)
+        if current is None or current == self._signature:
+            return False
+        return self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the file; refuse one whose keys differ from those already loaded."""
+        with self._lock:
+            fresh = FileKeyring.load(self.path)
+            for version in self._keks.keys() & fresh._keks.keys():
+                if not hmac.compare_digest(self._keks[version], fresh._keks[version]):
+                    raise KeyringError(
+                        f"keyring {self.path} now holds a different KEK version {version}: "
+                        "it was replaced by another instance's keyring"
+                    )
+            for name in self._named.keys() & fresh._named.keys():
+                if not hmac.compare_digest(self._named[name], fresh._named[name]):
+                    raise KeyringError(
+                        f"keyring {self.path} now holds a different {name} key: "
+                        "it was replaced by another instance's keyring"
+                    )
+            changed = fresh._keks.keys() != self._keks.keys() or fresh._active != self._active
+            self._keks = fresh._keks
+            self._active = fresh._active
+            self._named = {**self._named, **fresh._named}
+            self._signature = fresh._signature
+        if changed:
+            self._notify()
+        return changed
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (no arguments) after the KEKs or the active version change."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     # -- KeyProvider ----------------------------------------------------------------------
     @property
@@ -137,13 +200,16 @@ class FileKeyring:
         return self._active
 
     def kek(self, version: int) -> bytes:
-        try:
-            return self._keks[version]
-        except KeyError:
+        """The KEK of ``version``; a version not loaded yet makes the file be re-read once."""
+        key = self._keks.get(version)
+        if key is None and self.refresh():
+            key = self._keks.get(version)
+        if key is None:
             raise KeyringError(
                 f"keyring {self.path} has no KEK version {version}; "
                 "restore the keyring that wrapped these data keys"
-            ) from None
+            )
+        return key
 
     def kek_versions(self) -> list[int]:
         return sorted(self._keks)
@@ -157,20 +223,39 @@ class FileKeyring:
     # -- rotation -------------------------------------------------------------------------
     def add_kek(self) -> int:
         """Create a new KEK version, make it active and save; returns the version."""
-        version = max(self._keks) + 1
-        self._keks[version] = secrets.token_bytes(32)
-        self._active = version
-        self.save()
+        with self._lock:
+            self.refresh()
+            version = max(self._keks) + 1
+            self._keks = {**self._keks, version: secrets.token_bytes(32)}
+            self._active = version
+            self.save()
+        self._notify()
         return version
 
     def remove_kek(self, version: int) -> None:
-        if version == self._active:
-            raise KeyringError("the active KEK cannot be removed")
-        self._keks.pop(version, None)
-        self.save()
+        self.remove_keks([version])
+
+    def remove_keks(self, versions: list[int]) -> None:
+        """Drop KEK versions (never the active one) and save once."""
+        with self._lock:
+            self.refresh()
+            if self._active in versions:
+                raise KeyringError("the active KEK cannot be removed")
+            self._keks = {v: k for v, k in self._keks.items() if v not in versions}
+            self.save()
+        self._notify()
 
     def fingerprints(self) -> dict[str, str]:
         """Fingerprints of every key, named as stored in ``key_fingerprints``."""
         prints = {f"kek:{v}": fingerprint(k) for v, k in self._keks.items()}
         prints.update({f"secret:{n}": fingerprint(k) for n, k in self._named.items()})
         return prints
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is rewritten (a save replaces it: a new inode)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)

@@ -4,6 +4,11 @@ KEK (keyring, versioned) --AES key wrap (RFC 3394)--> per-customer DEK (AES-256)
 DEK --AES-256-GCM, random 96-bit nonce--> each field, with associated data
 ``v1|table|record_id|field|customer_id|dek_version``: a ciphertext copied to another row,
 field or customer does not authenticate. Erasure deletes the wrapped DEK (crypto-shredding).
+
+The keyring is re-read when its file changed before every wrap, and when a DEK names a KEK
+version not loaded yet, so another process's ``keys rotate`` needs no restart here. Which
+version a stored DEK is finally wrapped under is the database's call, made in the
+transaction that stores it (:mod:`infomediary.leases`).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Vault:
     def new_data_key(self, customer_id: str) -> tuple[CustomerKey, int, bytes]:
         """A fresh DEK: returns it unwrapped, with the KEK version and the wrapped bytes."""
         dek = secrets.token_bytes(32)
+        self.keys.refresh()
         version = self.keys.active_kek_version
         wrapped = aes_key_wrap(self.keys.kek(version), dek)
         return CustomerKey(customer_id, 1, AESGCM(dek)), version, wrapped
@@ -82,7 +88,10 @@ class Vault:
         return CustomerKey(customer_id, dek_version, AESGCM(dek))
 
     def rewrap(self, wrapped: bytes, from_version: int, to_version: int) -> bytes:
-        """Re-wrap a DEK under another KEK; the DEK itself (and so every field) is unchanged."""
+        """Re-wrap a DEK under another KEK; the DEK itself (and so every field) is unchanged.
+
+        Unwraps first: a re-read that fetches ``to_version`` may drop ``from_version``.
+        """
         try:
             dek = aes_key_unwrap(self.keys.kek(from_version), wrapped)
         except InvalidUnwrap:
