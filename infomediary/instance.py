@@ -3,7 +3,8 @@
 ``initialise`` (behind ``infomediary init``) is idempotent: it creates what is missing and
 migrates the schema. ``open_instance`` (behind the app factory and every other command)
 refuses to start on a missing, foreign or incomplete keyring, so a wrong key shows up as a
-clear error at start instead of as undecryptable data later.
+clear error at start instead of as undecryptable data later. An open instance holds a lease
+on the KEK versions it may wrap with (:mod:`infomediary.leases`) until it is closed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from infomediary.broker.members import ensure_broker_state
 from infomediary.crypto.keyring import FileKeyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import make_engine, make_sessionmaker
+from infomediary.leases import (
+    DEFAULT_LEASE_SECONDS,
+    LeaseKeeper,
+    ensure_keyring_state,
+    install_wrap_guard,
+)
 from infomediary.models import DataKey, KeyFingerprint
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -74,9 +81,12 @@ class Instance:
     keyring: FileKeyring
     vault: Vault
     hasher: PasswordHasher
+    leases: LeaseKeeper
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        """Give up the lease and the connections (idempotent)."""
+        self.leases.close()
         self.engine.dispose()
 
 
@@ -121,6 +131,7 @@ def initialise(config: dict[str, Any]) -> InitReport:
         with make_sessionmaker(engine)() as session, session.begin():
             check_keyring(session, keyring)
             record_fingerprints(session, keyring)
+            ensure_keyring_state(session, keyring, create=True)
             ensure_head(session)
             ensure_broker_state(session)
         if engine.url.get_backend_name() == "sqlite" and engine.url.database:
@@ -182,15 +193,23 @@ def open_instance(config: dict[str, Any]) -> Instance:
             )
         keyring = FileKeyring.load(Path(config["KEYRING_PATH"]))
         sessions = make_sessionmaker(engine)
+        vault = Vault(keyring)
+        install_wrap_guard(sessions, vault)
+        seconds = float(config.get("KEY_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
+        leases = LeaseKeeper(engine, sessions, keyring, seconds)
         with sessions() as session, session.begin():
             check_keyring(session, keyring)
+            ensure_keyring_state(session, keyring, create=False)
+            leases.register(session)
+        leases.start()
         return Instance(
             config=config,
             engine=engine,
             sessions=sessions,
             keyring=keyring,
-            vault=Vault(keyring),
+            vault=vault,
             hasher=password_hasher(config),
+            leases=leases,
         )
     except Exception:
         engine.dispose()

@@ -38,8 +38,10 @@ settings.load_profile("infomediary")
 
 PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
-#: Tables emptied between tests (key fingerprints stay: the keyring lives for the session).
+#: Tables emptied between tests (key fingerprints and the keyring state stay: the keyring
+#: lives for the session).
 DATA_TABLES = (
+    "process_leases",
     "ledger_entries",
     "ledger_transactions",
     "ledger_accounts",
