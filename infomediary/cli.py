@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, LogEvent, append, verify
+from infomediary.audit.log import Actor, verify
 from infomediary.config import ConfigError, load_config
 from infomediary.crypto.keyring import KeyringError
 from infomediary.instance import (
@@ -25,11 +25,10 @@ from infomediary.instance import (
     NotInitialised,
     initialise,
     open_instance,
-    record_fingerprints,
 )
 from infomediary.logs import LOGGER_NAME
-from infomediary.models import DataKey
 from infomediary.services import Context, customers
+from infomediary.services import keys as key_service
 from infomediary.services.errors import ServiceError, ValidationFailed
 
 
@@ -353,13 +352,7 @@ def suppliers_iat(days: int, as_json: bool) -> None:
 
 @main.group()
 def keys() -> None:
-    """Key-encryption-key rotation."""
-
-
-def _pending(session: Session, active: int) -> int:
-    return int(
-        session.execute(select(func.count()).where(DataKey.kek_version != active)).scalar_one()
-    )
+    """Key-encryption-key rotation and pruning."""
 
 
 @keys.command()
@@ -367,76 +360,55 @@ def _pending(session: Session, active: int) -> int:
 @click.option("--json", "as_json", is_flag=True)
 def rotate(batch: int, as_json: bool) -> None:
     """Re-wrap every data key under a new KEK. Resumable: a rerun finishes an interrupted one."""
-    inst = _open()
-    ring = inst.keyring
     try:
-        with inst.sessions() as session:
-            active = ring.active_kek_version
-            pending = _pending(session, active)
-            if pending == 0:
-                active = ring.add_kek()
-                record_fingerprints(session, ring)
-                session.commit()
-                pending = _pending(session, active)
-                click.echo(f"new KEK version {active} is active", err=True)
-            else:
-                click.echo(f"resuming rotation to KEK version {active}", err=True)
-            session.rollback()
-            done = 0
-            with click.progressbar(
-                length=pending, label="re-wrapping data keys", file=sys.stderr
-            ) as bar:
-                while (
-                    rows := session.execute(
-                        select(DataKey)
-                        .where(DataKey.kek_version != active)
-                        .order_by(DataKey.customer_id)
-                        .limit(batch)
-                    )
-                    .scalars()
-                    .all()
-                ):
-                    for row in rows:
-                        row.wrapped_key = inst.vault.rewrap(
-                            row.wrapped_key, row.kek_version, active
-                        )
-                        row.kek_version = active
-                    session.commit()
-                    done += len(rows)
-                    bar.update(len(rows))
-            append(
-                session,
-                LogEvent(
-                    actor=Actor.system("cli"),
-                    action="update",
-                    customer_id=None,
-                    reason=f"{done} data keys re-wrapped under KEK version {active}",
-                ),
+        with _using() as (inst, session):
+            rotation = key_service.start_rotation(session, inst)
+            version = rotation.active_kek
+            click.echo(
+                f"resuming rotation to KEK version {version}"
+                if rotation.resumed
+                else f"new KEK version {version} is active",
+                err=True,
             )
-            session.commit()
-    finally:
-        inst.close()
-    unused = [v for v in ring.kek_versions() if v != active]
+            with click.progressbar(
+                length=rotation.pending, label="re-wrapping data keys", file=sys.stderr
+            ) as bar:
+                for count in key_service.rewrap(session, inst, rotation, batch=batch):
+                    bar.update(count)
+            report = key_service.finish_rotation(session, inst, rotation)
+    except KeyringError as exc:
+        _fail(str(exc))
+        return
     _emit(
         as_json,
-        {"active_kek": active, "rewrapped": done, "removable": unused},
-        f"{done} data keys re-wrapped under KEK version {active}; "
-        f"removable with `infomediary keys prune`: {unused or 'none'}",
+        {"active_kek": version, "rewrapped": report.rewrapped, "removable": report.removable},
+        f"{report.rewrapped} data keys re-wrapped under KEK version {version}; "
+        f"removable with `infomediary keys prune`: {report.removable or 'none'}",
     )
 
 
 @keys.command()
 @click.option("--json", "as_json", is_flag=True)
 def prune(as_json: bool) -> None:
-    """Remove KEK versions that no data key uses any more."""
-    with _using() as (inst, session):
-        used = set(session.execute(select(DataKey.kek_version).distinct()).scalars())
-        removed = []
-        for version in inst.keyring.kek_versions():
-            if version != inst.keyring.active_kek_version and version not in used:
-                inst.keyring.remove_kek(version)
-                removed.append(version)
-    _emit(as_json, {"removed": removed}, f"removed KEK versions: {removed or 'none'}")
+    """Remove KEK versions no data key uses, unless a running process may still wrap with them."""
+    try:
+        with _using() as (inst, session):
+            report = key_service.prune(session, inst)
+    except KeyringError as exc:
+        _fail(str(exc))
+        return
+    kept = "".join(
+        f"; KEK version {v} still wraps {n} data key(s): finish with `infomediary keys rotate`"
+        for v, n in sorted(report.still_wrapping.items())
+    )
+    _emit(
+        as_json,
+        {
+            "removed": report.removed,
+            "still_wrapping": {str(v): n for v, n in report.still_wrapping.items()},
+        },
+        f"removed KEK versions: {report.removed or 'none'}{kept}",
+    )
 
 
 @main.group()

@@ -170,6 +170,7 @@ def test_keys_rotate_is_resumable_and_prune_removes_old_kek(env, inst, base_conf
             row.wrapped_key = inst.vault.rewrap(row.wrapped_key, row.kek_version, new)
             row.kek_version = new
         session.commit()
+    inst.close()  # the interrupted process is gone, and its lease with it
     code, out = run("keys", "rotate", "--batch", "7", "--json")
     assert code == 0, out
     data = json.loads(out.splitlines()[-1])
