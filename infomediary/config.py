@@ -43,7 +43,23 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "SESSION_MAX_HOURS": (12, "A dashboard session ends this long after login, whatever happens."),
     "LOGIN_RATE_LIMIT": (
         "5 per minute;30 per hour",
-        "Login and sign-up attempts per client address, and login attempts per account.",
+        "Login, sign-up and account-link requests per client address; failed logins per "
+        "device cookie.",
+    ),
+    "LOGIN_ACCOUNT_RATE_LIMIT": (
+        "5 per minute;30 per hour",
+        "Failed logins per account from browsers without that account's device cookie "
+        "(its owner's known browsers are not held back by them).",
+    ),
+    "SMTP_URL": (
+        None,
+        "Mail server for account e-mail: `smtp://[user:password@]host[:port]` (STARTTLS when "
+        "offered) or `smtps://...`. Unset: messages go to the instance's `outbox/` folder.",
+    ),
+    "MAIL_FROM": ("Infomediary <no-reply@infomediary.invalid>", "Sender of account e-mail."),
+    "MAIL_RATE_LIMIT": (
+        "5 per hour",
+        "Account e-mails per recipient address; past it the pages answer as usual but send none.",
     ),
     "RATELIMIT_STORAGE_URI": (
         "memory://",
@@ -155,6 +171,9 @@ def validate(config: Mapping[str, Any]) -> None:
                 f"{PREFIX}{name} must be a rate limit such as '5 per minute;30 per hour', "
                 f"not {config[name]!r}"
             )
+    smtp_url = str(config.get("SMTP_URL") or "")
+    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
+        raise ConfigError(f"{PREFIX}SMTP_URL must start with smtp:// or smtps://")
     if not config["PRODUCTION"]:
         return
     secret = config.get("SECRET_KEY") or ""
@@ -173,4 +192,9 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{PREFIX}RATELIMIT_STORAGE_URI must name a shared store (redis://...) in production: "
             "in-memory limits are per process and easy to evade"
+        )
+    if not smtp_url:
+        raise ConfigError(
+            f"{PREFIX}SMTP_URL must be set in production: without a mail server, sign-up, "
+            "password reset and address-change links only reach the instance's outbox folder"
         )

@@ -89,6 +89,29 @@ class Customer(Base):
     synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the customer proved they read mail at the address (a link from the outbox or SMTP);
+    #: until then they may fill in their profile but neither grant consents nor get offers.
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EmailToken(Base):
+    """A single-use link sent by e-mail: verify the address, reset the password, or change it.
+
+    Only the SHA-256 of the 256-bit token is stored. For an address change the new address is
+    sealed under the customer's DEK (record id: the token hash in hex), never in plaintext.
+    """
+
+    __tablename__ = "email_tokens"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))
+    new_email: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DataKey(Base):

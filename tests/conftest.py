@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,9 @@ from infomediary.broker.members import ensure_broker_state
 from infomediary.config import load_config
 from infomediary.db import make_engine
 from infomediary.instance import Instance, initialise, open_instance
+from infomediary.mail import outbox_path
 from infomediary.models import Base
+from tests.outbox import TOKEN_FIELD_RE, newest_link
 
 # Property tests check invariants, not speed: no per-example deadline (a busy 2-core machine
 # would otherwise fail them at random); speed is for bench/.
@@ -59,6 +62,7 @@ DATA_TABLES = (
     "consent_grants",
     "customer_policies",
     "initial_access_tokens",
+    "email_tokens",
     "web_sessions",
     "profiles",
     "data_keys",
@@ -118,6 +122,10 @@ def base_config(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     return config
 
 
+def empty_outbox(config: dict[str, Any]) -> None:
+    shutil.rmtree(outbox_path(config), ignore_errors=True)
+
+
 def empty_tables(inst: Instance) -> None:
     with inst.sessions() as session, session.begin():
         if inst.engine.dialect.name == "postgresql":
@@ -133,6 +141,7 @@ def empty_tables(inst: Instance) -> None:
 def inst(base_config: dict[str, Any]) -> Iterator[Instance]:
     instance = open_instance(base_config)
     empty_tables(instance)
+    empty_outbox(base_config)
     try:
         yield instance
     finally:
@@ -152,6 +161,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+FORM_RE = re.compile(r'<form method="post" action="([^"]+)"')
 
 
 def csrf(client: FlaskClient, path: str = "/login") -> str:
@@ -171,8 +181,12 @@ class Auth:
         email: str = "ada@example.org",
         password: str = "correct horse battery",
         name: str | None = "Ada Lovelace",
+        *,
+        verify: bool = True,
     ) -> Any:
-        return self.client.post(
+        """Sign up and, unless ``verify=False``, follow the link the outbox got: the answer
+        is then the verification's (a redirect to the profile, logged in)."""
+        response = self.client.post(
             "/signup",
             data={
                 "csrf_token": csrf(self.client, "/signup"),
@@ -181,6 +195,25 @@ class Auth:
                 "name": name or "",
                 "accept_notice": "yes",
             },
+        )
+        if not verify or response.status_code != 302:
+            return response
+        link = newest_link(self.client.application.config, email, "/signup/verify")
+        return self.follow(link) if link else response
+
+    def follow(self, link: str) -> Any:
+        """Open an e-mailed link's page and press its button (which POSTs the token)."""
+        page = self.client.get(link)
+        assert page.status_code == 200, page.status_code
+        body = page.get_data(as_text=True)
+        field = TOKEN_FIELD_RE.search(body)
+        assert field, "no confirmation form on the linked page"
+        forms = [m for m in FORM_RE.finditer(body) if m.start() < field.start()]
+        token = CSRF_RE.search(body)
+        assert forms
+        assert token
+        return self.client.post(
+            forms[-1].group(1), data={"csrf_token": token.group(1), "token": field.group(1)}
         )
 
     def login(self, email: str = "ada@example.org", password: str = "correct horse battery") -> Any:

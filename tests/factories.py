@@ -15,9 +15,13 @@ def make_customer(
     *,
     password: str | None = "correct horse battery",
     profile: dict[str, Any] | None = None,
+    verified: bool = True,
     **overrides: Any,
 ) -> str:
-    """Register a customer (unique email unless given) and optionally fill the profile."""
+    """Register a customer (unique email unless given) and optionally fill the profile.
+
+    The operator's path: the address counts as confirmed unless ``verified=False``.
+    """
     email = overrides.pop("email", f"c-{uuid.uuid4().hex[:12]}@example.org")
     name = overrides.pop("name", "Test Customer")
     with inst.sessions() as session:
@@ -28,6 +32,7 @@ def make_customer(
             password=password,
             name=name,
             ctx=Context(Actor.system("test")),
+            verified=verified,
         )
         if profile:
             customers.update_profile(

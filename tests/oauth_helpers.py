@@ -16,6 +16,7 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from infomediary.instance import Instance
 from infomediary.services.suppliers import create_supplier
+from tests.outbox import TOKEN_FIELD_RE, newest_link
 
 REDIRECT = "https://shop.example/callback"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -76,8 +77,9 @@ def browser_login(base: str, email: str, password: str) -> requests.Session:
 
 
 def browser_signup(
-    base: str, email: str, password: str = "correct horse battery"
+    base: str, inst: Instance, email: str, password: str = "correct horse battery"
 ) -> requests.Session:
+    """Sign up over HTTP and follow the link the instance's outbox got: logged in."""
     browser = requests.Session()
     page = browser.get(f"{base}/signup")
     token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
@@ -93,6 +95,19 @@ def browser_signup(
         allow_redirects=False,
     )
     assert response.status_code == 302, response.text
+    link = newest_link(inst.config, email, "/signup/verify")
+    assert link, "no verification link in the outbox"
+    confirm = browser.get(f"{base}{link}")
+    assert confirm.status_code == 200, confirm.status_code
+    verified = browser.post(
+        f"{base}/signup/verify",
+        data={
+            "csrf_token": CSRF_RE.search(confirm.text).group(1),  # type: ignore[union-attr]
+            "token": TOKEN_FIELD_RE.search(confirm.text).group(1),  # type: ignore[union-attr]
+        },
+        allow_redirects=False,
+    )
+    assert verified.status_code == 302, verified.text
     return browser
 
 

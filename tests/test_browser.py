@@ -23,6 +23,7 @@ from playwright.sync_api import Locator, Page, expect
 from infomediary.instance import Instance
 from infomediary.services import customers
 from tests.browser_support import BaseTab, open_tab, screenshot
+from tests.outbox import newest_link
 
 pytestmark = [
     pytest.mark.browser,
@@ -76,6 +77,18 @@ def sign_up(tab: Tab, *, accept_notice: bool = True) -> None:
     page.get_by_role("button", name="Create account").click()
 
 
+def confirm_from_outbox(tab: Tab, inst: Instance) -> None:
+    """After signing up: "check your e-mail", then the outbox's link and its button."""
+    page = tab.page
+    expect(page).to_have_url(tab.url("/check-email?sent=signup"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your e-mail")
+    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    assert link, "no verification link in the outbox"
+    tab.goto(link)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your e-mail address")
+    page.get_by_role("button", name="Confirm my address").click()
+
+
 def log_in(tab: Tab, email: str = EMAIL, password: str = PASSWORD) -> None:
     page = tab.page
     tab.goto("/login")
@@ -98,7 +111,7 @@ def assert_logged_out(tab: Tab) -> None:
 # --- tests ---------------------------------------------------------------------------------
 
 
-def test_signup_requires_the_privacy_notice(tab: Tab) -> None:
+def test_signup_requires_the_privacy_notice(tab: Tab, inst: Instance) -> None:
     page = tab.page
     assert_logged_out(tab)
 
@@ -119,6 +132,7 @@ def test_signup_requires_the_privacy_notice(tab: Tab) -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     checkbox.check()
     page.get_by_role("button", name="Create account").click()
+    confirm_from_outbox(tab, inst)
     expect(page).to_have_url(tab.url("/profile"))
     expect(page.get_by_label("Full name")).to_have_value(NAME)
     tab.assert_clean()
@@ -132,8 +146,9 @@ def test_customer_journey(tab: Tab, inst: Instance, tmp_path: Path) -> None:
             session, inst, email="bob@example.org", password="bobs own passphrase", name="Bob"
         )
 
-    # Sign up: straight to the profile page.
+    # Sign up, then open the e-mailed link: on to the profile page, logged in.
     sign_up(tab)
+    confirm_from_outbox(tab, inst)
     expect(page).to_have_url(tab.url("/profile"))
     expect(page.get_by_role("heading", level=1)).to_have_text("My profile")
     expect(page.get_by_role("status")).to_contain_text("Welcome.")

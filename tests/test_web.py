@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from infomediary.models import AccessLogEntry, Customer, Profile, WebSession
 from tests.conftest import Auth, csrf
+from tests.outbox import messages_to, newest_link
 
 PASSWORD = "correct horse battery"
 
@@ -27,15 +28,23 @@ def entries(inst, **where) -> list[AccessLogEntry]:
         return list(session.execute(query).scalars())
 
 
-def test_signup_logs_in_and_records_the_creation(client, auth, inst) -> None:
-    response = auth.signup()
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/profile"
-    assert client.get("/dashboard").status_code == 200
+def test_signup_logs_in_only_through_the_emailed_link_and_records_the_creation(
+    client, auth, inst
+) -> None:
+    signed_up = auth.signup(verify=False)
+    assert signed_up.status_code == 302
+    assert signed_up.headers["Location"] == "/check-email?sent=signup"
+    assert client.get("/dashboard").status_code == 302  # not logged in by signing up
     created = entries(inst, action="create")
     assert len(created) == 1
     assert created[0].actor_type == "customer"
     assert "identity" in created[0].categories
+    link = newest_link(inst.config, "ada@example.org", "/signup/verify")
+    assert link is not None
+    response = auth.follow(link)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/profile"
+    assert client.get("/dashboard").status_code == 200
 
 
 def test_profile_edit_round_trip_and_log(client, auth, inst) -> None:
@@ -119,12 +128,21 @@ def test_signup_validation(client, inst) -> None:
     assert count(inst, Customer) == 0
 
 
-def test_duplicate_signup_is_409(client, auth) -> None:
-    auth.signup()
+def test_duplicate_signup_answers_like_a_new_one_and_tells_the_owner(client, auth, inst) -> None:
+    first = auth.signup(verify=False)
+    auth.follow(newest_link(inst.config, "ada@example.org", "/signup/verify"))
     auth.logout()
-    response = auth.signup()
-    assert response.status_code == 409
-    assert "already exists" in response.get_data(as_text=True)
+    again = auth.signup(verify=False)
+    assert (again.status_code, again.headers["Location"]) == (
+        first.status_code,
+        first.headers["Location"],
+    )
+    assert "already exists" not in again.get_data(as_text=True)
+    assert count(inst, Customer) == 1
+    assert client.get("/dashboard").status_code == 302
+    owner_mail = messages_to(inst.config, "ada@example.org")[-1]
+    assert owner_mail["subject"] == "Someone tried to sign up with your address"
+    assert "/signup/verify" not in owner_mail["body"]
 
 
 def test_login_failures_are_uniform_and_logged_for_the_account(client, auth, inst) -> None:
@@ -305,7 +323,10 @@ def test_activity_is_paginated_filtered_and_own_only(app, client, auth, inst) ->
     assert client.get("/activity?action=drop-tables").status_code == 400
     assert client.get("/activity?page=-1").status_code == 400
     b_page = other.get("/activity").get_data(as_text=True)
-    assert b_page.count('class="entry') == 1  # B sees only B's own creation
+    # B sees only B's own creation and the confirmation of B's address
+    assert b_page.count('class="entry') == 2
+    assert "account created" in b_page
+    assert "e-mail address verified" in b_page
 
 
 @pytest.mark.parametrize("path", ["/dashboard", "/profile", "/activity", "/account"])

@@ -23,6 +23,7 @@ from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
     ConsentReceipt,
+    Customer,
     CustomerPolicy,
     OAuthToken,
     Supplier,
@@ -30,8 +31,8 @@ from infomediary.models import (
 )
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
 from infomediary.services import Context
-from infomediary.services.customers import customer_key
-from infomediary.services.errors import NotFound, ValidationFailed
+from infomediary.services.customers import customer_key, is_verified
+from infomediary.services.errors import EmailNotVerified, NotFound, ValidationFailed
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate_policy
 from policies.model import (
@@ -311,6 +312,36 @@ def _receipt(
     return receipt
 
 
+def _require_verified(
+    session: Session, customer_id: str, supplier: Supplier, purpose: str, ctx: Context
+) -> None:
+    """Only a customer whose address is confirmed may grant: an unverified account could be
+    anyone's. The refusal is logged in a transaction of its own; nothing is granted."""
+    customer = session.get(Customer, customer_id)
+    if customer is not None and is_verified(customer):
+        return
+    name = supplier.name
+    session.rollback()
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="consent",
+            customer_id=customer_id,
+            categories=frozenset({"account"}),
+            purpose=purpose,
+            allowed=False,
+            reason=f"consent for supplier {name} refused: e-mail address not yet confirmed",
+            request_id=ctx.request_id,
+        ),
+    )
+    session.commit()
+    raise EmailNotVerified(
+        "Please confirm your e-mail address first: open the link we sent you when you signed "
+        "up, or ask for a new one. Until then nothing of yours can be shared."
+    )
+
+
 def grant_consent(
     session: Session,
     inst: Instance,
@@ -324,6 +355,7 @@ def grant_consent(
     base_url: str,
 ) -> ConsentGrant:
     """Record the customer's approval (a new grant, or a change of the active one)."""
+    _require_verified(session, customer_id, supplier, purpose, ctx)
     unknown = [s for s in scopes if s not in CUSTOMER_SCOPES]
     if not scopes or unknown:
         raise ValidationFailed({"scope": "Choose at least one of the requested kinds of data."})

@@ -46,7 +46,7 @@ def _dummy_hash(inst: Instance) -> str:
     return str(cached)
 
 
-def _log_wrong_password(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
+def log_refusal(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
     append(
         session,
         LogEvent(
@@ -62,10 +62,11 @@ def _log_wrong_password(session: Session, customer_id: str, ctx: Context, reason
     session.commit()
 
 
-def _sync(session: Session, inst: Instance, customer_id: str) -> None:
-    from infomediary.services.matching import sync_member
+def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
+    """Recompute the customer's broker match entry (inside the caller's transaction)."""
+    from infomediary.services import matching
 
-    sync_member(session, inst, customer_id)
+    matching.sync_member(session, inst, customer_id)
 
 
 def customer_key(session: Session, inst: Instance, customer_id: str) -> CustomerKey:
@@ -115,19 +116,31 @@ def open_detail(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> 
         return None
 
 
-def register(
+def is_verified(customer: Customer) -> bool:
+    """Whether the customer may grant consents and be counted or reached by the broker.
+
+    Synthetic customers (the demo population) cannot log in and count as verified for the
+    broker; everyone else needs a confirmed address (operator-created accounts are confirmed
+    at creation).
+    """
+    return customer.synthetic or customer.verified_at is not None
+
+
+def create(
     session: Session,
     inst: Instance,
+    customer_id: str,
     *,
     email: str,
     password: str | None,
-    name: str | None = None,
-    ctx: Context | None = None,
-    request_id: str = "-",
-) -> str:
-    """Create a customer with a fresh DEK; ``password=None`` makes an account that cannot log in.
+    name: str | None,
+    verified: bool,
+    ctx: Context,
+) -> None:
+    """Insert a customer with a fresh DEK and log it, without committing (the caller does).
 
-    Without ``ctx`` the new customer is the actor (self sign-up).
+    Raises :class:`EmailTaken` if the address has an account (checked and, for a concurrent
+    insert, enforced by the unique blind index).
     """
     errors: dict[str, str] = {}
     if message := validate_email(email):
@@ -141,8 +154,8 @@ def register(
     index = inst.vault.email_index(email)
     if session.execute(select(Customer.id).where(Customer.email_index == index)).first():
         raise EmailTaken("An account with this email address already exists.")
-    customer_id = str(uuid.uuid4())
     key, kek_version, wrapped = inst.vault.new_data_key(customer_id)
+    now = utcnow()
     session.add(
         Customer(
             id=customer_id,
@@ -150,6 +163,8 @@ def register(
             email=inst.vault.seal(key, "customers", customer_id, "email", email.strip()),
             password_hash=inst.hasher.hash(password) if password is not None else None,
             synthetic=password is None,
+            created_at=now,
+            verified_at=now if verified else None,
         )
     )
     session.add(DataKey(customer_id=customer_id, kek_version=kek_version, wrapped_key=wrapped))
@@ -157,7 +172,6 @@ def register(
     for field, value in values.items():
         setattr(profile, field, inst.vault.seal(key, "profiles", customer_id, field, value))
     session.add(profile)
-    ctx = ctx or Context(Actor.customer(customer_id), request_id)
     try:
         session.flush()
     except IntegrityError:
@@ -174,7 +188,39 @@ def register(
             request_id=ctx.request_id,
         ),
     )
-    _sync(session, inst, customer_id)
+    sync_member(session, inst, customer_id)
+
+
+def register(
+    session: Session,
+    inst: Instance,
+    *,
+    email: str,
+    password: str | None,
+    name: str | None = None,
+    ctx: Context | None = None,
+    request_id: str = "-",
+    verified: bool = True,
+) -> str:
+    """Create a customer the operator (or the demo) vouches for; ``password=None`` makes an
+    account that cannot log in.
+
+    Such accounts count as verified unless ``verified=False``; self sign-up goes through
+    :func:`infomediary.services.accounts.sign_up` instead, which proves the address first.
+    Without ``ctx`` the new customer is the actor.
+    """
+    customer_id = str(uuid.uuid4())
+    ctx = ctx or Context(Actor.customer(customer_id), request_id)
+    create(
+        session,
+        inst,
+        customer_id,
+        email=email,
+        password=password,
+        name=name,
+        verified=verified,
+        ctx=ctx,
+    )
     session.commit()
     return customer_id
 
@@ -303,7 +349,7 @@ def update_profile(
             ),
         ),
     )
-    _sync(session, inst, customer_id)
+    sync_member(session, inst, customer_id)
     session.commit()
     return changed
 
@@ -318,7 +364,7 @@ def change_password(
     try:
         inst.hasher.verify(customer.password_hash, current)
     except (VerificationError, InvalidHashError):
-        _log_wrong_password(session, customer_id, ctx, "password change refused: wrong password")
+        log_refusal(session, customer_id, ctx, "password change refused: wrong password")
         raise ValidationFailed({"current_password": "This is not your current password."}) from None
     key = customer_key(session, inst, customer_id)
     email = inst.vault.open(key, "customers", customer_id, "email", customer.email)
@@ -327,6 +373,10 @@ def change_password(
     customer.password_hash = inst.hasher.hash(new)
     customer.password_changed_at = utcnow()
     session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
+    from infomediary.services.email_tokens import CHANGE, RESET, retire
+
+    for purpose in (CHANGE, RESET):  # a pending address change or reset link dies with it
+        retire(session, customer_id, purpose)
     append(
         session,
         LogEvent(
@@ -458,7 +508,7 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
         try:
             inst.hasher.verify(customer.password_hash, password)
         except (VerificationError, InvalidHashError):
-            _log_wrong_password(session, customer_id, ctx, "erasure refused: wrong password")
+            log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
             raise ValidationFailed({"password": "This is not your password."}) from None
     append(
         session,

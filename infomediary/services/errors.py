@@ -37,3 +37,24 @@ class InvalidCredentials(ServiceError):
 class NotFound(ServiceError):
     code = "not_found"
     status = 404
+
+
+class EmailNotVerified(ServiceError):
+    """An unverified account asked for something that needs a confirmed address."""
+
+    code = "email_unverified"
+    status = 403
+
+
+class InvalidLink(ServiceError):
+    """An e-mailed link that is unknown, used, expired or meant for something else."""
+
+    code = "invalid_link"
+    status = 400
+
+
+class MailUnavailable(ServiceError):
+    """The mail backend did not take a message; nothing the customer did is lost."""
+
+    code = "mail_unavailable"
+    status = 503

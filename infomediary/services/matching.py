@@ -11,16 +11,26 @@ from sqlalchemy.orm import Session
 
 from infomediary.broker.members import clear_entry, member_texts, member_tokens, store_entry
 from infomediary.instance import Instance
-from infomediary.models import Profile, SupplierBlock, utcnow
+from infomediary.models import Customer, Profile, SupplierBlock, utcnow
 from infomediary.services.profile import FIELD_NAMES
 
 
 def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
+    """Store the customer's tokens; an unverified customer's entry holds none.
+
+    An entry without tokens is outside every bitmap and the live set, so until the address
+    is confirmed the customer is neither counted nor sent offers. Verification calls this
+    again and the tokens appear at the next index refresh.
+    """
     from infomediary.services.consents import load_policy
-    from infomediary.services.customers import customer_key
+    from infomediary.services.customers import customer_key, is_verified
 
     profile = session.get(Profile, customer_id)
-    if profile is None:
+    customer = session.get(Customer, customer_id)
+    if profile is None or customer is None:
+        return
+    if not is_verified(customer):
+        store_entry(session, customer_id, b"")
         return
     key = customer_key(session, inst, customer_id)
     values = {

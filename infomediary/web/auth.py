@@ -1,4 +1,12 @@
-"""Sign up, log in, log out."""
+"""Sign up, confirm the address, ask for a new link, log in, log out.
+
+Sign-up never logs in and never says whether the address has an account: it always sends
+the visitor to "check your e-mail" (the service mails a link, or tells the address's owner
+someone tried). The link opens a page whose button POSTs the token, so a mail scanner that
+fetches links cannot use it up; the POST confirms the address and logs the customer in.
+Login attempts are slowed per account only for browsers that are not a known device of it
+(:mod:`infomediary.web.devices`), so nobody can lock a known customer out.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +23,32 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
-from infomediary.services import customers
-from infomediary.services.errors import EmailTaken, InvalidCredentials, ValidationFailed
-from infomediary.web import db, limiter
+from infomediary.models import Customer
+from infomediary.services import accounts, customers, email_tokens
+from infomediary.services.errors import (
+    EmailNotVerified,
+    InvalidCredentials,
+    InvalidLink,
+    ValidationFailed,
+)
+from infomediary.web import account_links, db, devices, limiter
+from infomediary.web.mailer import deliver, site_url, start_session
 from infomediary.web.security import context, current_customer_id, instance
 from infomediary.web.sessions import ServerSession
 
 bp = Blueprint("auth", __name__)
+bp.register_blueprint(account_links.bp)
+SENT = ("signup", "resend", "reset")
 
 
 def _login_limit() -> str:
     return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
+def _account_limit() -> str:
+    return str(current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"])
 
 
 def _email_key() -> str:
@@ -34,11 +56,14 @@ def _email_key() -> str:
     return "login:" + instance().vault.email_index(request.form.get("email", "")).hex()
 
 
-def _start_session(customer_id: str) -> None:
-    sess = cast(ServerSession, session)
-    sess.clear()
-    sess.rotate()
-    sess["customer_id"] = customer_id
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+@bp.app_errorhandler(EmailNotVerified)
+def verify_first(exc: EmailNotVerified) -> ResponseReturnValue:
+    """A friendly page wherever an unverified account tried to share (consent, inbox)."""
+    return render_template("verify_first.html", message=exc.message), 403
 
 
 @bp.get("/signup")
@@ -50,25 +75,75 @@ def signup_form() -> ResponseReturnValue:
 @limiter.limit(_login_limit)
 def signup() -> ResponseReturnValue:
     form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
-    if request.form.get("accept_notice") != "yes":
-        errors = {"accept_notice": "Please read and accept the privacy notice."}
-        return render_template("signup.html", errors=errors, form=form), 400
     try:
-        customer_id = customers.register(
+        accounts.sign_up(
             db(),
             instance(),
+            deliver,
             email=form["email"],
             password=request.form.get("password", ""),
             name=form["name"] or None,
+            accepted_notice=request.form.get("accept_notice") == "yes",
+            base_url=site_url(),
             request_id=context().request_id,
         )
     except ValidationFailed as exc:
         return render_template("signup.html", errors=exc.errors, form=form), 400
-    except EmailTaken as exc:
-        return render_template("signup.html", errors={"email": exc.message}, form=form), 409
-    _start_session(customer_id)
-    flash("Welcome. Your profile is encrypted with a key of its own.")
+    return redirect(url_for("auth.check_email", sent="signup"))
+
+
+@bp.get("/check-email")
+def check_email() -> ResponseReturnValue:
+    sent = request.args.get("sent", "")
+    return render_template("check_email.html", sent=sent if sent in SENT else "signup")
+
+
+@bp.get("/signup/verify")
+def verify_form() -> ResponseReturnValue:
+    """The page a verification link opens: it changes nothing, its button does."""
+    token = request.args.get("token", "")
+    try:
+        email_tokens.find(db(), token, email_tokens.VERIFY)
+    except InvalidLink as exc:
+        return render_template("verify.html", token=None, error=exc.message), 400
+    return render_template("verify.html", token=token, error=None)
+
+
+@bp.post("/signup/verify")
+@limiter.limit(_login_limit)
+def verify() -> ResponseReturnValue:
+    try:
+        customer_id = accounts.verify_email(
+            db(), instance(), request.form.get("token", ""), context().request_id
+        )
+    except InvalidLink as exc:
+        return render_template("verify.html", token=None, error=exc.message), 400
+    start_session(customer_id)
+    flash("Welcome. Your address is confirmed and your profile is encrypted with a key of its own.")
     return redirect(url_for("dashboard.profile"))
+
+
+@bp.get("/signup/resend")
+def resend_form() -> ResponseReturnValue:
+    return render_template("resend.html", errors={}, form={})
+
+
+@bp.post("/signup/resend")
+@limiter.limit(_login_limit)
+def resend() -> ResponseReturnValue:
+    form = {"email": request.form.get("email", "")}
+    try:
+        accounts.resend_verification(
+            db(),
+            instance(),
+            deliver,
+            email=form["email"],
+            base_url=site_url(),
+            request_id=context().request_id,
+        )
+    except ValidationFailed as exc:
+        return render_template("resend.html", errors=exc.errors, form=form), 400
+    return redirect(url_for("auth.check_email", sent="resend"))
 
 
 @bp.get("/login")
@@ -80,7 +155,15 @@ def login_form() -> ResponseReturnValue:
 
 @bp.post("/login")
 @limiter.limit(_login_limit)
-@limiter.limit(_login_limit, key_func=_email_key)
+@limiter.limit(
+    _login_limit,
+    key_func=devices.device_key,
+    exempt_when=devices.is_untrusted,
+    deduct_when=_failed,
+)
+@limiter.limit(
+    _account_limit, key_func=_email_key, exempt_when=devices.is_trusted, deduct_when=_failed
+)
 def login() -> ResponseReturnValue:
     form = {"email": request.form.get("email", "")}
     try:
@@ -89,13 +172,31 @@ def login() -> ResponseReturnValue:
         )
     except InvalidCredentials as exc:
         return render_template("login.html", error=exc.message, form=form), 401
-    _start_session(customer_id)
+    start_session(customer_id)
     from infomediary.web.oauth_views import login_next_target
 
-    return redirect(login_next_target(request.args.get("next")) or url_for("dashboard.overview"))
+    response = redirect(
+        login_next_target(request.args.get("next")) or url_for("dashboard.overview")
+    )
+    devices.remember(response, form["email"])
+    return response
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     cast(ServerSession, session).destroy()
     return redirect(url_for("auth.login", logged_out=1))
+
+
+@bp.post("/account/verification")
+@limiter.limit(_login_limit)
+def send_link_again() -> ResponseReturnValue:
+    """From the Account page: a new verification link for the logged-in, unverified customer."""
+    customer_id = current_customer_id()
+    if customer_id is None:
+        return redirect(url_for("auth.login"))
+    customer = db().get(Customer, customer_id)
+    if customer is not None and not customers.is_verified(customer):
+        accounts.send_verification(db(), instance(), deliver, customer_id, site_url())
+    flash("We sent a new confirmation link to your address. It works for 24 hours.")
+    return redirect(url_for("dashboard.account"))

@@ -19,7 +19,8 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from infomediary.services import access_log, customers
+from infomediary.models import Customer
+from infomediary.services import access_log, accounts, customers
 from infomediary.services.errors import ValidationFailed
 from infomediary.services.profile import (
     CONTACT_CHANNELS,
@@ -30,6 +31,7 @@ from infomediary.services.profile import (
 )
 from infomediary.web import db, limiter
 from infomediary.web.auth import _login_limit
+from infomediary.web.mailer import deliver, site_url
 from infomediary.web.security import context, instance, login_required
 from infomediary.web.sessions import ServerSession
 
@@ -130,10 +132,17 @@ def activity() -> ResponseReturnValue:
     )
 
 
+def _account_page(errors: dict[str, str], status: int = 200, **form: str) -> ResponseReturnValue:
+    customer = db().get(Customer, _customer_id())
+    verified = customer is not None and customers.is_verified(customer)
+    db().rollback()
+    return render_template("account.html", errors=errors, verified=verified, form=form), status
+
+
 @bp.get("/account")
 @login_required
 def account() -> ResponseReturnValue:
-    return render_template("account.html", errors={})
+    return _account_page({})
 
 
 @bp.post("/account/export")
@@ -168,7 +177,7 @@ def change_password() -> ResponseReturnValue:
             context(),
         )
     except ValidationFailed as exc:
-        return render_template("account.html", errors=exc.errors), 400
+        return _account_page(exc.errors, 400)
     sess = cast(ServerSession, session)
     sess.clear()
     sess.rotate()
@@ -177,18 +186,49 @@ def change_password() -> ResponseReturnValue:
     return redirect(url_for("dashboard.account"))
 
 
+@bp.post("/account/email")
+@login_required
+@limiter.limit(_login_limit, key_func=_account_key)
+def change_email() -> ResponseReturnValue:
+    """Ask to move the account to another address: confirmed from a link sent there."""
+    new_email = request.form.get("new_email", "")
+    try:
+        accounts.request_email_change(
+            db(),
+            instance(),
+            deliver,
+            _customer_id(),
+            password=request.form.get("email_current_password", ""),
+            new_email=new_email,
+            base_url=site_url(),
+            ctx=context(),
+        )
+    except ValidationFailed as exc:
+        # this form's password field has its own id on a page with two password forms
+        errors = {
+            "email_current_password" if name == "current_password" else name: message
+            for name, message in exc.errors.items()
+        }
+        return _account_page(errors, 400, new_email=new_email)
+    flash(
+        "We sent a confirmation link to the new address; your address changes when you open "
+        "it. Until then, log in with the current one."
+    )
+    return redirect(url_for("dashboard.account"))
+
+
 @bp.post("/account/delete")
 @login_required
 @limiter.limit(_login_limit, key_func=_account_key)
 def delete_account() -> ResponseReturnValue:
     if request.form.get("confirm") != "DELETE":
-        return render_template("account.html", errors={"confirm": "Type DELETE to confirm."}), 400
+        return _account_page({"confirm": "Type DELETE to confirm."}, 400)
     try:
         customers.erase(
             db(), instance(), _customer_id(), request.form.get("password", ""), context()
         )
     except ValidationFailed as exc:
-        return render_template("account.html", errors=exc.errors), 400
+        return _account_page(exc.errors, 400)
     sess = cast(ServerSession, session)
     sess.clear()
     sess.rotate()

@@ -1,0 +1,348 @@
+"""Account e-mail flows: sign-up, verification, a new link, password reset, a new address.
+
+None of them tells anyone whether an address has an account (OWASP Authentication Cheat
+Sheet, "Authentication and Error Messages"; Forgot Password Cheat Sheet). Each answers the
+same, and sends exactly one message to the address it was given: a link when there is
+something to confirm, otherwise a note saying what was asked and that nothing happened. A
+sign-up with a taken address does the same cryptographic work as a new one (argon2id, a
+fresh data key, sealed fields) so that its timing tells nothing either. Sign-up never logs
+in: following the link does. Until then the account may fill in its profile but neither
+grant consents nor be counted or reached by the broker (:func:`customers.is_verified`).
+
+Mail goes out after the commit through ``deliver`` (:func:`sender` for the configured
+backend), so a slow mail server holds no database lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from infomediary import mail
+from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.instance import Instance
+from infomediary.logs import get_logger
+from infomediary.models import Customer, WebSession, utcnow
+from infomediary.services import Context, account_mail, customers, email_tokens
+from infomediary.services.email_tokens import CHANGE, RESET, VERIFY
+from infomediary.services.errors import (
+    EmailTaken,
+    InvalidLink,
+    MailUnavailable,
+    NotFound,
+    ValidationFailed,
+)
+from infomediary.services.profile import clean_profile, validate_email, validate_password
+
+Deliver = Callable[[mail.Mail], None]
+log = get_logger("accounts")
+ACCOUNT = frozenset({"account"})
+
+
+def sender(config: Mapping[str, Any]) -> Deliver:
+    """Deliver through the configured backend; a failure is :class:`MailUnavailable`."""
+
+    def deliver(message: mail.Mail) -> None:
+        try:
+            mail.send(config, message)
+        except mail.MailError as exc:
+            log.warning("account mail not sent: %s", exc)
+            raise MailUnavailable(
+                "We could not send the e-mail just now. Please try again in a few minutes."
+            ) from None
+
+    return deliver
+
+
+def _event(actor: Actor, customer_id: str, reason: str, request_id: str, **kw: Any) -> LogEvent:
+    return LogEvent(
+        actor=actor,
+        action=kw.pop("action", "update"),
+        customer_id=customer_id,
+        categories=kw.pop("categories", ACCOUNT),
+        reason=reason,
+        request_id=request_id,
+        **kw,
+    )
+
+
+def _by_address(session: Session, inst: Instance, address: str) -> Customer | None:
+    """The account that can use this address (synthetic customers cannot log in)."""
+    found = session.execute(
+        select(Customer).where(Customer.email_index == inst.vault.email_index(address))
+    ).scalar_one_or_none()
+    return None if found is None or found.synthetic else found
+
+
+def _decoy(inst: Instance, address: str, password: str, name: str | None) -> None:
+    """The cryptography a new account costs, spent for a sign-up whose address is taken."""
+    inst.hasher.hash(password)
+    key, _, _ = inst.vault.new_data_key(str(uuid.uuid4()))
+    inst.vault.seal(key, "customers", key.customer_id, "email", address)
+    if name:
+        inst.vault.seal(key, "profiles", key.customer_id, "name", name)
+
+
+def sign_up(
+    session: Session,
+    inst: Instance,
+    deliver: Deliver,
+    *,
+    email: str,
+    password: str,
+    name: str | None,
+    accepted_notice: bool,
+    base_url: str,
+    request_id: str = "-",
+) -> None:
+    """Create an unverified account and mail its link, or tell the address's owner someone
+    tried; the caller answers "check your e-mail" either way. Reports every field error."""
+    errors: dict[str, str] = {}
+    if message := validate_email(email):
+        errors["email"] = message
+    if message := validate_password(password, email if isinstance(email, str) else None):
+        errors["password"] = message
+    errors.update(clean_profile({"name": name} if name else {}, current_year=utcnow().year)[1])
+    if not accepted_notice:
+        errors["accept_notice"] = "Please read and accept the privacy notice."
+    if errors:
+        raise ValidationFailed(errors)
+    address = email.strip()
+    customer_id = str(uuid.uuid4())
+    try:
+        customers.create(
+            session,
+            inst,
+            customer_id,
+            email=address,
+            password=password,
+            name=name,
+            verified=False,
+            ctx=Context(Actor.customer(customer_id), request_id),
+        )
+        token = email_tokens.issue(session, inst, customer_id, VERIFY)
+        session.commit()
+        outgoing = account_mail.verify(address, base_url, token)
+    except EmailTaken:
+        session.rollback()
+        _decoy(inst, address, password, name)
+        owner = session.execute(
+            select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
+        ).scalar_one_or_none()
+        if owner is not None:
+            reason = "sign-up refused: this address already has an account"
+            append(
+                session,
+                _event(
+                    Actor.system("web"), owner, reason, request_id, action="create", allowed=False
+                ),
+            )
+        session.commit()
+        outgoing = account_mail.already_registered(address, base_url)
+    deliver(outgoing)
+
+
+def send_verification(
+    session: Session, inst: Instance, deliver: Deliver, customer_id: str, base_url: str
+) -> None:
+    """A fresh verification link for an unverified account (earlier links stop working)."""
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("No such customer.")
+    key = customers.customer_key(session, inst, customer_id)
+    address = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
+    token = email_tokens.issue(session, inst, customer_id, VERIFY)
+    session.commit()
+    deliver(account_mail.verify(address, base_url, token))
+
+
+def verify_email(session: Session, inst: Instance, token: str, request_id: str = "-") -> str:
+    """Use a verification link: the address is confirmed and the caller logs the customer in."""
+    row = email_tokens.consume(session, token, VERIFY)
+    customer = session.get(Customer, row.customer_id)
+    if customer is None:
+        raise InvalidLink(email_tokens.EXPIRED)
+    customer.verified_at = customer.verified_at or utcnow()
+    reason = "e-mail address verified; logged in"
+    append(
+        session,
+        _event(Actor.customer(customer.id), customer.id, reason, request_id, action="login"),
+    )
+    session.flush()
+    customers.sync_member(session, inst, customer.id)
+    session.commit()
+    return customer.id
+
+
+def resend_verification(
+    session: Session,
+    inst: Instance,
+    deliver: Deliver,
+    *,
+    email: str,
+    base_url: str,
+    request_id: str = "-",
+) -> None:
+    if message := validate_email(email):
+        raise ValidationFailed({"email": message})
+    address = email.strip()
+    customer = _by_address(session, inst, address)
+    if customer is None:
+        session.commit()
+        deliver(account_mail.no_account(address, base_url, "a new confirmation link"))
+    elif customers.is_verified(customer):
+        session.commit()
+        deliver(account_mail.already_verified(address, base_url))
+    else:
+        reason = "confirmation link sent again"
+        append(session, _event(Actor.system("web"), customer.id, reason, request_id))
+        send_verification(session, inst, deliver, customer.id, base_url)
+
+
+def request_password_reset(
+    session: Session,
+    inst: Instance,
+    deliver: Deliver,
+    *,
+    email: str,
+    base_url: str,
+    request_id: str = "-",
+) -> None:
+    if message := validate_email(email):
+        raise ValidationFailed({"email": message})
+    address = email.strip()
+    customer = _by_address(session, inst, address)
+    if customer is None or customer.password_hash is None:
+        session.commit()
+        deliver(account_mail.no_account(address, base_url, "a password reset"))
+        return
+    token = email_tokens.issue(session, inst, customer.id, RESET)
+    append(
+        session, _event(Actor.system("web"), customer.id, "password reset link sent", request_id)
+    )
+    session.commit()
+    deliver(account_mail.reset(address, base_url, token))
+
+
+def reset_password(
+    session: Session, inst: Instance, *, token: str, new_password: str, request_id: str = "-"
+) -> None:
+    """Set a new password from a reset link; every session and every other link ends.
+
+    The link proves the customer reads mail at the address, so it also verifies it.
+    """
+    row = email_tokens.find(session, token, RESET)
+    customer = session.get(Customer, row.customer_id)
+    if customer is None:
+        raise InvalidLink(email_tokens.EXPIRED)
+    key = customers.customer_key(session, inst, customer.id)
+    address = inst.vault.open(key, "customers", customer.id, "email", customer.email)
+    if message := validate_password(new_password, address):
+        session.rollback()
+        raise ValidationFailed({"new_password": message})
+    email_tokens.consume(session, token, RESET)
+    now = utcnow()
+    customer.password_hash = inst.hasher.hash(new_password)
+    customer.password_changed_at = now
+    customer.verified_at = customer.verified_at or now
+    email_tokens.retire(session, customer.id)
+    session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+    reason = "password reset by e-mail link; all sessions ended"
+    append(session, _event(Actor.customer(customer.id), customer.id, reason, request_id))
+    session.flush()
+    customers.sync_member(session, inst, customer.id)
+    session.commit()
+
+
+def request_email_change(
+    session: Session,
+    inst: Instance,
+    deliver: Deliver,
+    customer_id: str,
+    *,
+    password: str,
+    new_email: str,
+    base_url: str,
+    ctx: Context,
+) -> None:
+    """Ask to move the account to ``new_email``: a link to the new address confirms it, the
+    old address hears of it. A taken new address gets a note instead, and nothing changes;
+    the database work, the log entry and this function's answer are the same either way."""
+    customer = session.get(Customer, customer_id)
+    if customer is None or customer.password_hash is None:
+        raise NotFound("No such customer.")
+    errors: dict[str, str] = {}
+    if message := validate_email(new_email):
+        errors["new_email"] = message
+    elif inst.vault.email_index(new_email) == customer.email_index:
+        errors["new_email"] = "This is already your address."
+    try:
+        inst.hasher.verify(customer.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        customers.log_refusal(session, customer_id, ctx, "e-mail change refused: wrong password")
+        errors["current_password"] = "This is not your current password."  # noqa: S105
+    if errors:
+        session.rollback()
+        raise ValidationFailed(errors)
+    address = new_email.strip()
+    key = customers.customer_key(session, inst, customer_id)
+    old = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
+    taken = session.execute(
+        select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
+    ).first()
+    token = email_tokens.issue(session, inst, customer_id, CHANGE, new_email=address)
+    reason = "e-mail address change requested; confirmation sent to the new address"
+    append(session, _event(ctx.actor, customer_id, reason, ctx.request_id))
+    session.commit()
+    deliver(account_mail.change_announced(old, base_url, address))
+    if taken:
+        deliver(account_mail.change_taken(address, base_url))
+    else:
+        deliver(account_mail.change_confirm(address, base_url, token))
+
+
+def confirm_email_change(
+    session: Session, inst: Instance, token: str, request_id: str = "-"
+) -> str:
+    """Use a link sent to the new address: the blind index and the sealed address change."""
+    row = email_tokens.consume(session, token, CHANGE)
+    address = email_tokens.new_email_of(inst, session, row)
+    customer = session.get(Customer, row.customer_id)
+    if customer is None:
+        raise InvalidLink(email_tokens.EXPIRED)
+    index = inst.vault.email_index(address)
+    unusable = InvalidLink("This address cannot be used for your account any more.")
+    if session.execute(
+        select(Customer.id).where(Customer.email_index == index, Customer.id != customer.id)
+    ).first():
+        session.commit()  # the link is used up all the same
+        raise unusable
+    key = customers.customer_key(session, inst, customer.id)
+    customer.email_index = index
+    customer.email = inst.vault.seal(key, "customers", customer.id, "email", address)
+    customer.verified_at = customer.verified_at or utcnow()
+    reason = "e-mail address changed (confirmed from the new address)"
+    append(
+        session,
+        _event(
+            Actor.customer(customer.id),
+            customer.id,
+            reason,
+            request_id,
+            categories=frozenset({"account", "identity"}),
+        ),
+    )
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise unusable from None
+    customers.sync_member(session, inst, customer.id)
+    session.commit()
+    return customer.id

@@ -1,0 +1,124 @@
+"""Password reset and confirming a new address: the pages e-mailed links open.
+
+A reset request always answers "if an account exists, we sent a link" (OWASP Forgot
+Password Cheat Sheet). Every link opens a page that changes nothing; its form POSTs the
+token, so mail scanners that prefetch links cannot use them up. Registered under the
+``auth`` blueprint (endpoints ``auth.links.*``).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+
+from infomediary.services import accounts, email_tokens
+from infomediary.services.errors import InvalidLink, ValidationFailed
+from infomediary.web import db, limiter
+from infomediary.web.mailer import deliver, site_url
+from infomediary.web.security import context, current_customer_id, instance
+from infomediary.web.sessions import ServerSession
+
+bp = Blueprint("links", __name__)
+
+
+def _limit() -> str:
+    return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
+@bp.get("/password/reset")
+def reset_request_form() -> ResponseReturnValue:
+    return render_template("password_reset.html", errors={}, form={})
+
+
+@bp.post("/password/reset")
+@limiter.limit(_limit)
+def reset_request() -> ResponseReturnValue:
+    form = {"email": request.form.get("email", "")}
+    try:
+        accounts.request_password_reset(
+            db(),
+            instance(),
+            deliver,
+            email=form["email"],
+            base_url=site_url(),
+            request_id=context().request_id,
+        )
+    except ValidationFailed as exc:
+        return render_template("password_reset.html", errors=exc.errors, form=form), 400
+    return redirect(url_for("auth.check_email", sent="reset"))
+
+
+def _new_password_page(
+    token: str | None, errors: dict[str, str], status: int = 200
+) -> ResponseReturnValue:
+    return render_template("password_new.html", token=token, errors=errors), status
+
+
+@bp.get("/password/reset/new")
+def new_password_form() -> ResponseReturnValue:
+    token = request.args.get("token", "")
+    try:
+        email_tokens.find(db(), token, email_tokens.RESET)
+    except InvalidLink as exc:
+        return _new_password_page(None, {"token": exc.message}, 400)
+    return _new_password_page(token, {})
+
+
+@bp.post("/password/reset/new")
+@limiter.limit(_limit)
+def new_password() -> ResponseReturnValue:
+    token = request.form.get("token", "")
+    try:
+        accounts.reset_password(
+            db(),
+            instance(),
+            token=token,
+            new_password=request.form.get("new_password", ""),
+            request_id=context().request_id,
+        )
+    except InvalidLink as exc:
+        return _new_password_page(None, {"token": exc.message}, 400)
+    except ValidationFailed as exc:
+        return _new_password_page(token, exc.errors, 400)
+    # This browser's session ended too: nothing of it may be saved back after this request.
+    sess = cast(ServerSession, session)
+    sess.clear()
+    sess.rotate()
+    flash("Your password is changed and every session of your account has ended. Log in again.")
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/account/email/confirm")
+def email_confirm_form() -> ResponseReturnValue:
+    token = request.args.get("token", "")
+    try:
+        email_tokens.find(db(), token, email_tokens.CHANGE)
+    except InvalidLink as exc:
+        return render_template("email_confirm.html", token=None, error=exc.message), 400
+    return render_template("email_confirm.html", token=token, error=None)
+
+
+@bp.post("/account/email/confirm")
+@limiter.limit(_limit)
+def email_confirm() -> ResponseReturnValue:
+    try:
+        accounts.confirm_email_change(
+            db(), instance(), request.form.get("token", ""), context().request_id
+        )
+    except InvalidLink as exc:
+        return render_template("email_confirm.html", token=None, error=exc.message), 400
+    flash("Your e-mail address is changed. Log in with the new one from now on.")
+    if current_customer_id():
+        return redirect(url_for("dashboard.account"))
+    return redirect(url_for("auth.login"))

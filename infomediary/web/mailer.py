@@ -1,0 +1,51 @@
+"""What the account views share: the site's own URL for links, mail delivery with a cap per
+recipient, and starting a login session.
+
+Links in account mail are built from ``INFOMEDIARY_ISSUER`` when it is set (it must be in
+production), never from the request's ``Host`` header alone: a forged host would otherwise
+send a reset link, token and all, to someone else's server ("password reset poisoning").
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from flask import current_app, request, session
+from limits import parse_many
+
+from infomediary.logs import get_logger
+from infomediary.mail import Mail
+from infomediary.services import accounts
+from infomediary.web import limiter
+from infomediary.web.security import instance
+from infomediary.web.sessions import ServerSession
+
+log = get_logger("mail")
+
+
+def site_url() -> str:
+    issuer = str(current_app.config.get("ISSUER") or "")
+    return issuer.rstrip("/") or request.host_url.rstrip("/")
+
+
+def deliver(message: Mail) -> None:
+    """Send, unless the recipient already got ``MAIL_RATE_LIMIT`` account mails.
+
+    Past the cap the page still answers as usual (so the cap tells nothing about accounts)
+    but nothing is sent: nobody can flood an inbox through our forms.
+    """
+    key = instance().vault.email_index(message.to).hex()
+    items = parse_many(str(current_app.config["MAIL_RATE_LIMIT"]))
+    allowed = [limiter.limiter.hit(item, "account-mail", key) for item in items]
+    if not all(allowed):
+        log.info("account mail not sent: the recipient's hourly cap is reached")
+        return
+    accounts.sender(current_app.config)(message)
+
+
+def start_session(customer_id: str) -> None:
+    """Log in: a new session token (no fixation), nothing carried over from before."""
+    sess = cast(ServerSession, session)
+    sess.clear()
+    sess.rotate()
+    sess["customer_id"] = customer_id
