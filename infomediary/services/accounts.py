@@ -1,4 +1,5 @@
-"""Account e-mail flows: sign-up, verification, a new link, password reset, a new address.
+"""Account e-mail flows: sign-up, verification, a new link, password reset (a new address:
+:mod:`infomediary.services.email_change`).
 
 None of them tells anyone whether an address has an account (OWASP Authentication Cheat
 Sheet, "Authentication and Error Messages"; Forgot Password Cheat Sheet). Each answers the
@@ -19,9 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary import mail
@@ -30,7 +29,7 @@ from infomediary.instance import Instance
 from infomediary.logs import get_logger
 from infomediary.models import Customer, WebSession, utcnow
 from infomediary.services import Context, account_mail, customers, email_tokens
-from infomediary.services.email_tokens import CHANGE, RESET, VERIFY
+from infomediary.services.email_tokens import RESET, VERIFY
 from infomediary.services.errors import (
     EmailTaken,
     InvalidLink,
@@ -60,7 +59,7 @@ def sender(config: Mapping[str, Any]) -> Deliver:
     return deliver
 
 
-def _event(actor: Actor, customer_id: str, reason: str, request_id: str, **kw: Any) -> LogEvent:
+def event(actor: Actor, customer_id: str, reason: str, request_id: str, **kw: Any) -> LogEvent:
     return LogEvent(
         actor=actor,
         action=kw.pop("action", "update"),
@@ -139,7 +138,7 @@ def sign_up(
             reason = "sign-up refused: this address already has an account"
             append(
                 session,
-                _event(
+                event(
                     Actor.system("web"), owner, reason, request_id, action="create", allowed=False
                 ),
             )
@@ -172,7 +171,7 @@ def verify_email(session: Session, inst: Instance, token: str, request_id: str =
     reason = "e-mail address verified; logged in"
     append(
         session,
-        _event(Actor.customer(customer.id), customer.id, reason, request_id, action="login"),
+        event(Actor.customer(customer.id), customer.id, reason, request_id, action="login"),
     )
     session.flush()
     customers.sync_member(session, inst, customer.id)
@@ -201,7 +200,7 @@ def resend_verification(
         deliver(account_mail.already_verified(address, base_url))
     else:
         reason = "confirmation link sent again"
-        append(session, _event(Actor.system("web"), customer.id, reason, request_id))
+        append(session, event(Actor.system("web"), customer.id, reason, request_id))
         send_verification(session, inst, deliver, customer.id, base_url)
 
 
@@ -223,9 +222,7 @@ def request_password_reset(
         deliver(account_mail.no_account(address, base_url, "a password reset"))
         return
     token = email_tokens.issue(session, inst, customer.id, RESET)
-    append(
-        session, _event(Actor.system("web"), customer.id, "password reset link sent", request_id)
-    )
+    append(session, event(Actor.system("web"), customer.id, "password reset link sent", request_id))
     session.commit()
     deliver(account_mail.reset(address, base_url, token))
 
@@ -254,95 +251,7 @@ def reset_password(
     email_tokens.retire(session, customer.id)
     session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
     reason = "password reset by e-mail link; all sessions ended"
-    append(session, _event(Actor.customer(customer.id), customer.id, reason, request_id))
+    append(session, event(Actor.customer(customer.id), customer.id, reason, request_id))
     session.flush()
     customers.sync_member(session, inst, customer.id)
     session.commit()
-
-
-def request_email_change(
-    session: Session,
-    inst: Instance,
-    deliver: Deliver,
-    customer_id: str,
-    *,
-    password: str,
-    new_email: str,
-    base_url: str,
-    ctx: Context,
-) -> None:
-    """Ask to move the account to ``new_email``: a link to the new address confirms it, the
-    old address hears of it. A taken new address gets a note instead, and nothing changes;
-    the database work, the log entry and this function's answer are the same either way."""
-    customer = session.get(Customer, customer_id)
-    if customer is None or customer.password_hash is None:
-        raise NotFound("No such customer.")
-    errors: dict[str, str] = {}
-    if message := validate_email(new_email):
-        errors["new_email"] = message
-    elif inst.vault.email_index(new_email) == customer.email_index:
-        errors["new_email"] = "This is already your address."
-    try:
-        inst.hasher.verify(customer.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        customers.log_refusal(session, customer_id, ctx, "e-mail change refused: wrong password")
-        errors["current_password"] = "This is not your current password."  # noqa: S105
-    if errors:
-        session.rollback()
-        raise ValidationFailed(errors)
-    address = new_email.strip()
-    key = customers.customer_key(session, inst, customer_id)
-    old = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
-    taken = session.execute(
-        select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
-    ).first()
-    token = email_tokens.issue(session, inst, customer_id, CHANGE, new_email=address)
-    reason = "e-mail address change requested; confirmation sent to the new address"
-    append(session, _event(ctx.actor, customer_id, reason, ctx.request_id))
-    session.commit()
-    deliver(account_mail.change_announced(old, base_url, address))
-    if taken:
-        deliver(account_mail.change_taken(address, base_url))
-    else:
-        deliver(account_mail.change_confirm(address, base_url, token))
-
-
-def confirm_email_change(
-    session: Session, inst: Instance, token: str, request_id: str = "-"
-) -> str:
-    """Use a link sent to the new address: the blind index and the sealed address change."""
-    row = email_tokens.consume(session, token, CHANGE)
-    address = email_tokens.new_email_of(inst, session, row)
-    customer = session.get(Customer, row.customer_id)
-    if customer is None:
-        raise InvalidLink(email_tokens.EXPIRED)
-    index = inst.vault.email_index(address)
-    unusable = InvalidLink("This address cannot be used for your account any more.")
-    if session.execute(
-        select(Customer.id).where(Customer.email_index == index, Customer.id != customer.id)
-    ).first():
-        session.commit()  # the link is used up all the same
-        raise unusable
-    key = customers.customer_key(session, inst, customer.id)
-    customer.email_index = index
-    customer.email = inst.vault.seal(key, "customers", customer.id, "email", address)
-    customer.verified_at = customer.verified_at or utcnow()
-    reason = "e-mail address changed (confirmed from the new address)"
-    append(
-        session,
-        _event(
-            Actor.customer(customer.id),
-            customer.id,
-            reason,
-            request_id,
-            categories=frozenset({"account", "identity"}),
-        ),
-    )
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        raise unusable from None
-    customers.sync_member(session, inst, customer.id)
-    session.commit()
-    return customer.id

@@ -22,7 +22,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from infomediary.services import accounts, email_tokens
+from infomediary.services import accounts, email_change, email_tokens
 from infomediary.services.errors import InvalidLink, ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.mailer import deliver, site_url
@@ -113,7 +113,7 @@ def email_confirm_form() -> ResponseReturnValue:
 @limiter.limit(_limit)
 def email_confirm() -> ResponseReturnValue:
     try:
-        accounts.confirm_email_change(
+        email_change.confirm_email_change(
             db(), instance(), request.form.get("token", ""), context().request_id
         )
     except InvalidLink as exc:

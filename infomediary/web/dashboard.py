@@ -20,7 +20,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from infomediary.models import Customer
-from infomediary.services import access_log, accounts, customers
+from infomediary.services import access_log, customers, email_change
 from infomediary.services.errors import ValidationFailed
 from infomediary.services.profile import (
     CONTACT_CHANNELS,
@@ -193,7 +193,7 @@ def change_email() -> ResponseReturnValue:
     """Ask to move the account to another address: confirmed from a link sent there."""
     new_email = request.form.get("new_email", "")
     try:
-        accounts.request_email_change(
+        email_change.request_email_change(
             db(),
             instance(),
             deliver,

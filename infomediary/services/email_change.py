@@ -1,0 +1,113 @@
+"""Moving an account to another e-mail address: confirmed at the new address, announced at
+the old, and never a hint whether the new address already has an account.
+
+The request takes the current password. A link to the new address confirms the move, and
+only then are the blind index and the sealed address rewritten; until then the pending
+address lives sealed under the customer's data key in the link's row. A taken new address
+gets a note instead of a link, after the same database work and with the same log entry, so
+neither the answer nor the requester's own log tells them anything about it.
+"""
+
+from __future__ import annotations
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, append
+from infomediary.instance import Instance
+from infomediary.models import Customer, utcnow
+from infomediary.services import Context, account_mail, customers, email_tokens
+from infomediary.services.accounts import Deliver, event
+from infomediary.services.email_tokens import CHANGE
+from infomediary.services.errors import InvalidLink, NotFound, ValidationFailed
+from infomediary.services.profile import validate_email
+
+
+def request_email_change(
+    session: Session,
+    inst: Instance,
+    deliver: Deliver,
+    customer_id: str,
+    *,
+    password: str,
+    new_email: str,
+    base_url: str,
+    ctx: Context,
+) -> None:
+    """Ask to move the account to ``new_email``: a link to the new address confirms it, the
+    old address hears of it. A taken new address gets a note instead, and nothing changes;
+    the database work, the log entry and this function's answer are the same either way."""
+    customer = session.get(Customer, customer_id)
+    if customer is None or customer.password_hash is None:
+        raise NotFound("No such customer.")
+    errors: dict[str, str] = {}
+    if message := validate_email(new_email):
+        errors["new_email"] = message
+    elif inst.vault.email_index(new_email) == customer.email_index:
+        errors["new_email"] = "This is already your address."
+    try:
+        inst.hasher.verify(customer.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        customers.log_refusal(session, customer_id, ctx, "e-mail change refused: wrong password")
+        errors["current_password"] = "This is not your current password."  # noqa: S105
+    if errors:
+        session.rollback()
+        raise ValidationFailed(errors)
+    address = new_email.strip()
+    key = customers.customer_key(session, inst, customer_id)
+    old = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
+    taken = session.execute(
+        select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
+    ).first()
+    token = email_tokens.issue(session, inst, customer_id, CHANGE, new_email=address)
+    reason = "e-mail address change requested; confirmation sent to the new address"
+    append(session, event(ctx.actor, customer_id, reason, ctx.request_id))
+    session.commit()
+    deliver(account_mail.change_announced(old, base_url, address))
+    if taken:
+        deliver(account_mail.change_taken(address, base_url))
+    else:
+        deliver(account_mail.change_confirm(address, base_url, token))
+
+
+def confirm_email_change(
+    session: Session, inst: Instance, token: str, request_id: str = "-"
+) -> str:
+    """Use a link sent to the new address: the blind index and the sealed address change."""
+    row = email_tokens.consume(session, token, CHANGE)
+    address = email_tokens.new_email_of(inst, session, row)
+    customer = session.get(Customer, row.customer_id)
+    if customer is None:
+        raise InvalidLink(email_tokens.EXPIRED)
+    index = inst.vault.email_index(address)
+    unusable = InvalidLink("This address cannot be used for your account any more.")
+    if session.execute(
+        select(Customer.id).where(Customer.email_index == index, Customer.id != customer.id)
+    ).first():
+        session.commit()  # the link is used up all the same
+        raise unusable
+    key = customers.customer_key(session, inst, customer.id)
+    customer.email_index = index
+    customer.email = inst.vault.seal(key, "customers", customer.id, "email", address)
+    customer.verified_at = customer.verified_at or utcnow()
+    reason = "e-mail address changed (confirmed from the new address)"
+    append(
+        session,
+        event(
+            Actor.customer(customer.id),
+            customer.id,
+            reason,
+            request_id,
+            categories=frozenset({"account", "identity"}),
+        ),
+    )
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise unusable from None
+    customers.sync_member(session, inst, customer.id)
+    session.commit()
+    return customer.id
