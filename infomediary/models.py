@@ -263,6 +263,11 @@ class ConsentGrant(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set when the customer shared contact details from an offer: only such a grant releases
+    #: that offer's accepters' contacts, and it is never merged with an OAuth grant.
+    offer_id: Mapped[str | None] = mapped_column(
+        ForeignKey("offers.id", ondelete="CASCADE"), index=True
+    )
 
 
 class ConsentReceipt(Base):

@@ -409,3 +409,71 @@ def test_concurrent_acceptances_pay_once(inst, population) -> None:
     with inst.sessions() as session:
         earned = rewards.balance(session, rewards.account(session, "customer", customer).id)
     assert earned == OFFER["reward_cents"]
+
+
+def test_an_earlier_grant_never_ties_an_offer_response_to_identity(
+    live_server, inst, population, app
+) -> None:
+    """A customer who already let the supplier read their identity for marketing, and clicks
+    only "Accept", stays a pseudonym for the offer until they share for that very offer."""
+    from datetime import timedelta
+
+    from infomediary.audit.log import Actor
+    from infomediary.models import ConsentGrant, Customer, utcnow
+    from infomediary.services import Context, consents
+
+    client, creds = _client(live_server, inst)
+    with inst.sessions() as session, app.test_request_context():
+        customer = session.execute(
+            select(Customer).where(Customer.synthetic.is_(False))
+        ).scalar_one()
+        earlier = consents.grant_consent(
+            session,
+            inst,
+            customer.id,
+            session.get(Supplier, creds.id),
+            scopes=["profile.identity:read", "profile.interests:read"],
+            purpose="marketing",
+            expires_at=utcnow() + timedelta(days=30),
+            ctx=Context(Actor.customer(customer.id), "test"),
+            base_url="http://localhost",
+        )
+        earlier_id, earlier_expiry = earlier.id, earlier.expires_at
+        session.commit()
+    sent = client.post(
+        f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
+    ).json()
+    browser = browser_login(live_server, *CUSTOMER)
+    token = browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1]
+    token = token.split('"')[0]
+    browser.post(f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token})
+    view = client.get(f"{live_server}/api/v1/offers/{sent['id']}").json()
+    sub = view["accepted"][0]["sub"]
+    assert view["accepted"][0]["contact_shared"] is False
+    refused = client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}")
+    assert refused.status_code == 403, refused.text
+    assert "identity" not in refused.json()
+    # The share page tells the truth: the supplier can already read the identity elsewhere.
+    page = browser.get(f"{live_server}/inbox/{sent['id']}/share").text
+    assert "only knows you by a pseudonym" not in page
+    assert "can already read your name and contact details" in page
+    shared = browser.post(
+        f"{live_server}/inbox/{sent['id']}/share",
+        data={"csrf_token": token, "expiry": "never"},
+        allow_redirects=False,
+    )
+    assert shared.status_code == 302
+    contact = client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}")
+    assert contact.status_code == 200, contact.text
+    assert contact.json()["identity"]["email"] == CUSTOMER[0]
+    # The earlier grant is neither widened, narrowed nor extended by the share.
+    with inst.sessions() as session:
+        kept = session.get(ConsentGrant, earlier_id)
+        assert kept is not None
+        assert kept.scopes == "profile.identity:read profile.interests:read"
+        assert kept.expires_at == earlier_expiry
+        assert kept.offer_id is None
+        share_grant = session.execute(
+            select(ConsentGrant).where(ConsentGrant.offer_id == sent["id"])
+        ).scalar_one()
+        assert share_grant.id != earlier_id

@@ -467,21 +467,29 @@ def find_token(token_string: str, *, refresh_too: bool = False) -> TokenRef | No
     return TokenRef(row, session.get(Supplier, row.supplier_id))
 
 
-def token_is_active(session: Session, row: OAuthToken, now: datetime | None = None) -> bool:
-    """Not revoked or expired, supplier active, its consent grant neither revoked nor expired."""
+def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None) -> str | None:
+    """Why a known token may not be used now, or None: revoked or expired, supplier not
+    active, its consent grant revoked or expired."""
     now = now or utcnow()
-    if row.revoked_at is not None or row.expires_at <= now:
-        return False
+    if row.revoked_at is not None:
+        return "access token revoked"
+    if row.expires_at <= now:
+        return "access token expired"
     supplier = session.get(Supplier, row.supplier_id)
     if supplier is None or supplier.status != "active":
-        return False
+        return f"supplier {supplier.status if supplier else 'removed'}"
     if row.grant_id:
         grant = session.get(ConsentGrant, row.grant_id)
         if grant is None or grant.revoked_at is not None:
-            return False
+            return "consent revoked"
         if grant.expires_at is not None and grant.expires_at <= now:
-            return False
-    return True
+            return "consent expired"
+    return None
+
+
+def token_is_active(session: Session, row: OAuthToken, now: datetime | None = None) -> bool:
+    """Not revoked or expired, supplier active, its consent grant neither revoked nor expired."""
+    return token_refusal(session, row, now) is None
 
 
 class Validator(BearerTokenValidator):  # type: ignore[misc]

@@ -353,8 +353,13 @@ def grant_consent(
     expires_at: datetime | None,
     ctx: Context,
     base_url: str,
+    offer_id: str | None = None,
 ) -> ConsentGrant:
-    """Record the customer's approval (a new grant, or a change of the active one)."""
+    """Record the customer's approval (a new grant, or a change of the active one).
+
+    A grant made from an offer (``offer_id``) is a grant of its own, for that offer only: it
+    never changes, nor is changed by, the grants of the supplier's OAuth flow.
+    """
     _require_verified(session, customer_id, supplier, purpose, ctx)
     unknown = [s for s in scopes if s not in CUSTOMER_SCOPES]
     if not scopes or unknown:
@@ -366,6 +371,9 @@ def grant_consent(
                 ConsentGrant.supplier_id == supplier.id,
                 ConsentGrant.purpose == purpose,
                 ConsentGrant.revoked_at.is_(None),
+                ConsentGrant.offer_id.is_(None)
+                if offer_id is None
+                else ConsentGrant.offer_id == offer_id,
             )
         )
         .scalars()
@@ -389,6 +397,7 @@ def grant_consent(
             created_at=now,
             updated_at=now,
             expires_at=expires_at,
+            offer_id=offer_id,
         )
         session.add(grant)
         event = "granted"

@@ -26,6 +26,7 @@ from infomediary.audit.log import LogEvent, append
 from infomediary.db import rowcount
 from infomediary.instance import Instance
 from infomediary.models import (
+    ConsentGrant,
     MatchEntry,
     Offer,
     OfferDelivery,
@@ -47,7 +48,9 @@ from infomediary.services.broker import (
 )
 from infomediary.services.errors import NotFound, ValidationFailed
 from infomediary.services.pseudonyms import offer_pseudonym
+from infomediary.services.refusals import refuse_supplier
 from infomediary.services.rewards import escrow_offer, pay_reward, refund_escrow, require_funds
+from infomediary.text import CONTROL_MESSAGE, MULTILINE_MESSAGE, has_control_characters
 from policies.model import Mode
 
 MAX_TITLE = 120
@@ -74,8 +77,12 @@ def parse_offer(raw: Any) -> tuple[dict[str, Any], OfferInput]:
     errors = {}
     if not isinstance(title, str) or not 1 <= len(title.strip()) <= MAX_TITLE:
         errors["title"] = f"A title of 1 to {MAX_TITLE} characters is required."
+    elif has_control_characters(title):
+        errors["title"] = CONTROL_MESSAGE
     if not isinstance(body, str) or not 1 <= len(body.strip()) <= MAX_BODY:
         errors["body"] = f"A body of 1 to {MAX_BODY} characters is required."
+    elif has_control_characters(body, multiline=True):
+        errors["body"] = MULTILINE_MESSAGE
     reward = raw.get("reward_cents", 0)
     if not isinstance(reward, int) or isinstance(reward, bool) or not 0 <= reward <= 100_000:
         errors["reward_cents"] = "Reward per acceptance: whole cents, 0 to 100000."
@@ -187,11 +194,18 @@ def _customers_of(session: Session, ordinals: list[int]) -> list[str]:
 
 
 def offer_view(
-    session: Session, inst: Instance, supplier: Supplier, offer_id: str
+    session: Session, inst: Instance, supplier: Supplier, offer_id: str, request_id: str = "-"
 ) -> dict[str, Any]:
     """The supplier's view: noisy reach, noisy batched totals, accepters' pseudonyms."""
     offer = session.get(Offer, offer_id)
     if offer is None or offer.supplier_id != supplier.id:
+        refuse_supplier(
+            session,
+            supplier_id=supplier.id,
+            action="offer",
+            reason="offer view refused: no such offer of this supplier",
+            request_id=request_id,
+        )
         raise NotFound("No such offer.")
     epoch = epoch_of(utcnow(), int(inst.config["BROKER_EPOCH_HOURS"]))
     k = int(inst.config["BROKER_K"])
@@ -242,7 +256,7 @@ def offer_view(
             {
                 "sub": offer_pseudonym(inst, supplier.id, customer_id),
                 "accepted_at": at.isoformat() if at else None,
-                "contact_shared": contact_shared(session, supplier.id, customer_id, offer.purpose),
+                "contact_shared": contact_shared(session, offer.id, customer_id),
             }
             for customer_id, at in accepted
         ],
@@ -388,28 +402,46 @@ def share_contact(
         expires_at=expires_at,
         ctx=ctx,
         base_url=base_url,
+        offer_id=offer.id,
     )
     session.commit()
     return supplier.name
 
 
-def contact_shared(session: Session, supplier_id: str, customer_id: str, purpose: str) -> bool:
-    from infomediary.models import ConsentGrant
+def _active(grant: ConsentGrant, now: datetime) -> bool:
+    return grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now)
 
+
+def contact_shared(session: Session, offer_id: str, customer_id: str) -> bool:
+    """Whether the customer shared contact details *for this offer*, and still does.
+
+    Only the share made from the offer counts: a grant the customer gave the same supplier
+    through its OAuth flow is known to the supplier under another pseudonym, and using it here
+    would tie the offer's pseudonym to an identity without the customer's click.
+    """
     now = utcnow()
     grants = session.execute(
         select(ConsentGrant).where(
-            ConsentGrant.customer_id == customer_id,
-            ConsentGrant.supplier_id == supplier_id,
-            ConsentGrant.purpose == purpose,
-            ConsentGrant.revoked_at.is_(None),
+            ConsentGrant.customer_id == customer_id, ConsentGrant.offer_id == offer_id
         )
     ).scalars()
-    return any(
-        g.expires_at is None or g.expires_at > now
-        for g in grants
-        if set(CONTACT_SCOPES) <= set(g.scopes.split())
-    )
+    return any(_active(g, now) and set(CONTACT_SCOPES) <= set(g.scopes.split()) for g in grants)
+
+
+def identity_grants(session: Session, customer_id: str, supplier_id: str) -> list[ConsentGrant]:
+    """The customer's active grants that already let the supplier read their identity, for the
+    share page to tell the truth about what the supplier knows."""
+    now = utcnow()
+    grants = session.execute(
+        select(ConsentGrant)
+        .where(
+            ConsentGrant.customer_id == customer_id,
+            ConsentGrant.supplier_id == supplier_id,
+            ConsentGrant.offer_id.is_(None),
+        )
+        .order_by(ConsentGrant.created_at)
+    ).scalars()
+    return [g for g in grants if _active(g, now) and set(CONTACT_SCOPES) <= set(g.scopes.split())]
 
 
 def contact_of(
@@ -420,6 +452,7 @@ def contact_of(
 
     offer = session.get(Offer, offer_id)
     if offer is None or offer.supplier_id != supplier.id:
+        _refuse_contact(session, supplier, request_id, "no such offer of this supplier")
         raise NotFound("No such offer.")
     accepted = (
         session.execute(
@@ -432,10 +465,17 @@ def contact_of(
     )
     for customer_id in accepted:
         if offer_pseudonym(inst, supplier.id, customer_id) == sub:
-            if not contact_shared(session, supplier.id, customer_id, offer.purpose):
+            if not contact_shared(session, offer.id, customer_id):
                 from infomediary.services.resource import PolicyDenied
 
-                session.rollback()
+                _refuse_contact(
+                    session,
+                    supplier,
+                    request_id,
+                    "not shared for this offer",
+                    customer_id=customer_id,
+                    purpose=offer.purpose,
+                )
                 raise PolicyDenied(
                     "This customer has not chosen to share contact details with you.",
                     [{"category": "identity", "reason": "not shared from the offer"}],
@@ -445,4 +485,26 @@ def contact_of(
             )
             body["sub"] = sub  # keep the offer's pseudonym: no link to other relationships
             return body
+    _refuse_contact(session, supplier, request_id, "no accepter of this offer has that pseudonym")
     raise NotFound("No customer who accepted this offer has that pseudonym.")
+
+
+def _refuse_contact(
+    session: Session,
+    supplier: Supplier,
+    request_id: str,
+    why: str,
+    *,
+    customer_id: str | None = None,
+    purpose: str = "service",
+) -> None:
+    refuse_supplier(
+        session,
+        supplier_id=supplier.id,
+        action="read",
+        customer_id=customer_id,
+        categories=frozenset({"identity"}),
+        purpose=purpose,
+        reason=f"contact details refused: {why}",
+        request_id=request_id,
+    )

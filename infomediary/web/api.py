@@ -8,8 +8,9 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from infomediary.oauth.server import TokenRef, require_oauth
+from infomediary.oauth.server import TokenRef, find_token, require_oauth, token_refusal
 from infomediary.services import resource
+from infomediary.services.refusals import refuse_supplier
 from infomediary.web import db, limiter
 from infomediary.web.limits import api_rate, supplier_key
 from infomediary.web.schemas import MeResponseSchema
@@ -55,14 +56,40 @@ def json_body() -> Any:
     return data
 
 
-def bearer_token(*scopes: str) -> TokenRef:
-    """The request's valid token, or an RFC 6750 error response (401 / 403 insufficient_scope)."""
+def bearer_token(*scopes: str, action: str = "read") -> TokenRef:
+    """The request's valid token, or an RFC 6750 error response (401 / 403 insufficient_scope).
+
+    A refused token that names a supplier (revoked, expired, suspended supplier, missing
+    scope) leaves an entry with ``outcome=denied``, on the customer's timeline too when the
+    token was theirs. An unknown token names nobody and is only counted by the rate limits.
+    """
     try:
         token: TokenRef = require_oauth.acquire_token(list(scopes) or None)
     except OAuth2Error as error:
+        _log_refused_token(scopes, action)
         require_oauth.raise_error_response(error)
         raise  # raise_error_response always raises; this line is for the type checker
     return token
+
+
+def _log_refused_token(scopes: tuple[str, ...], action: str) -> None:
+    header = request.headers.get("Authorization", "")
+    found = find_token(header[7:]) if header.startswith("Bearer ") else None
+    if found is None:
+        return
+    row = found.row
+    reason = token_refusal(db(), row) or (
+        f"scope {' '.join(scopes)} not granted to this token" if scopes else "token refused"
+    )
+    refuse_supplier(
+        db(),
+        supplier_id=row.supplier_id,
+        action=action,
+        customer_id=row.customer_id,
+        purpose=row.purpose,
+        reason=reason,
+        request_id=g.get("request_id", "-"),
+    )
 
 
 @bp.get("/me")

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
 from infomediary.models import Supplier
 from infomediary.services import broker
+from infomediary.services.refusals import refuse_supplier
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
 from infomediary.web.limits import api_rate, broker_rate, budget_exhausted, supplier_key
@@ -18,13 +19,23 @@ bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
 bp.before_request(refuse_tokens_outside_the_header)
 
 
+def _refused(supplier_id: str, reason: str) -> None:
+    refuse_supplier(
+        db(),
+        supplier_id=supplier_id,
+        action="count",
+        reason=reason,
+        request_id=g.get("request_id", "-"),
+    )
+
+
 @bp.get("/attributes")
 @csrf_exempt
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def attributes() -> ResponseReturnValue:
     """Queryable attributes and values; sensitive values count only customers who allow it."""
-    bearer_token("audience:count")
+    bearer_token("audience:count", action="count")
     return jsonify(
         attributes=[
             {
@@ -46,7 +57,7 @@ def attributes() -> ResponseReturnValue:
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def count() -> ResponseReturnValue:
-    token = bearer_token("audience:count")
+    token = bearer_token("audience:count", action="count")
     session = db()
     supplier = session.get(Supplier, token.row.supplier_id)
     if supplier is None:  # pragma: no cover - token validation checked the supplier
@@ -59,9 +70,9 @@ def count() -> ResponseReturnValue:
             session, instance(), supplier, body, g.get("request_id", "-")
         )
     except broker.QueryRejected as exc:
-        session.rollback()
+        _refused(supplier.id, f"count refused: {exc.code}")
         return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
     except broker.BudgetExhausted as exc:
-        session.rollback()
+        _refused(supplier.id, "count refused: privacy budget exhausted")
         return budget_exhausted(exc.code, exc.message, exc.retry_after)
     return jsonify(CountResponseSchema().dump(answer))

@@ -12,6 +12,7 @@ from infomediary.services import offers, rewards
 from infomediary.web import db
 from infomediary.web.oauth_views import EXPIRY_CHOICES
 from infomediary.web.security import context, instance, login_required
+from policies.model import PURPOSES
 
 bp = Blueprint("inbox", __name__)
 
@@ -44,9 +45,17 @@ def share_form(offer_id: str) -> ResponseReturnValue:
     """Share contact details with an offer's supplier: the consent screen for named fields."""
     s = db()
     offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
+    known = offers.identity_grants(s, _customer_id(), supplier.id)
+    shared = offers.contact_shared(s, offer.id, _customer_id())
     s.rollback()
     return render_template(
-        "share.html", offer=offer, supplier=supplier, expiry_choices=EXPIRY_CHOICES
+        "share.html",
+        offer=offer,
+        supplier=supplier,
+        expiry_choices=EXPIRY_CHOICES,
+        identity_grants=known,
+        shared=shared,
+        purpose_labels=PURPOSES,
     )
 
 
@@ -62,6 +71,9 @@ def share(offer_id: str) -> ResponseReturnValue:
             offer=offer,
             supplier=supplier,
             expiry_choices=EXPIRY_CHOICES,
+            identity_grants=offers.identity_grants(s, _customer_id(), supplier.id),
+            shared=offers.contact_shared(s, offer.id, _customer_id()),
+            purpose_labels=PURPOSES,
             error="Choose an expiry.",
         ), 400
     days = EXPIRY_CHOICES[choice][1]

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from infomediary.models import Supplier
 from infomediary.services import broker, offers, resource
 from infomediary.services.errors import NotFound
+from infomediary.services.refusals import refuse_supplier
 from infomediary.services.rewards import InsufficientFunds
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
@@ -20,11 +21,21 @@ bp.before_request(refuse_tokens_outside_the_header)
 
 
 def _supplier() -> Supplier:
-    token = bearer_token("offers:send")
+    token = bearer_token("offers:send", action="offer")
     supplier = db().get(Supplier, token.row.supplier_id)
     if supplier is None:  # pragma: no cover - the validator checked it
         raise NotFound("No such supplier.")
     return supplier
+
+
+def _refused(supplier_id: str, reason: str) -> None:
+    refuse_supplier(
+        db(),
+        supplier_id=supplier_id,
+        action="offer",
+        reason=reason,
+        request_id=g.get("request_id", "-"),
+    )
 
 
 def _error(code: str, message: str, status: int) -> ResponseReturnValue:
@@ -45,13 +56,13 @@ def send() -> ResponseReturnValue:
     try:
         result = offers.send_offer(db(), instance(), supplier, body, g.get("request_id", "-"))
     except broker.QueryRejected as exc:
-        db().rollback()
+        _refused(supplier.id, f"offer refused: {exc.code}")
         return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
     except broker.BudgetExhausted as exc:
-        db().rollback()
+        _refused(supplier.id, "offer refused: privacy budget exhausted")
         return budget_exhausted(exc.code, exc.message, exc.retry_after)
     except InsufficientFunds as exc:
-        db().rollback()
+        _refused(supplier.id, "offer refused: insufficient funds for the escrow")
         return _error(exc.code, exc.message, 402)
     response = jsonify(OfferCreatedSchema().dump(result))
     response.status_code = 201
@@ -66,10 +77,12 @@ def view(offer_id: str) -> ResponseReturnValue:
     supplier = _supplier()
     try:
         return jsonify(
-            OfferViewSchema().dump(offers.offer_view(db(), instance(), supplier, offer_id))
+            OfferViewSchema().dump(
+                offers.offer_view(db(), instance(), supplier, offer_id, g.get("request_id", "-"))
+            )
         )
     except broker.BudgetExhausted as exc:
-        db().rollback()
+        _refused(supplier.id, "offer totals refused: privacy budget exhausted")
         return budget_exhausted(exc.code, exc.message, exc.retry_after)
 
 
