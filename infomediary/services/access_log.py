@@ -15,6 +15,7 @@ from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, DataKey, MatchEntry, Supplier
 from infomediary.services.customers import TimelineItem, customer_key, timeline_item
 from infomediary.services.errors import ValidationFailed
+from infomediary.text import parse_int
 from policies.taxonomy import CATEGORIES
 
 ACTIONS = ("create", "read", "update", "export", "erase", "login", "consent", "count", "offer")
@@ -78,9 +79,10 @@ def supplier_names(session: Session, ids: set[str]) -> dict[str, str]:
 def parse_page(raw: str | None) -> int:
     if raw is None or raw == "":
         return 1
-    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+    number = parse_int(raw, low=1, high=1_000_000)
+    if number is None:
         raise ValidationFailed({"page": "Page must be a positive whole number."}, "Unknown page.")
-    return int(raw)
+    return number
 
 
 def timeline(

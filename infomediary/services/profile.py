@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infomediary.text import CONTROL_MESSAGE, has_control_characters, parse_int
 from policies.taxonomy import INTEREST_TAGS, categories_of_interests
 
 CONTACT_CHANNELS = ("email", "sms", "post", "none")
@@ -99,7 +100,11 @@ def validate_password(password: Any, email: str | None = None) -> str | None:
 def _text(value: Any, pattern: re.Pattern[str], message: str) -> tuple[Any, str | None]:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, None
-    if not isinstance(value, str) or not pattern.match(value.strip()):
+    if not isinstance(value, str):
+        return None, message
+    if has_control_characters(value):
+        return None, CONTROL_MESSAGE
+    if not pattern.match(value.strip()):
         return None, message
     return value.strip(), None
 
@@ -109,13 +114,13 @@ def _int(value: Any, low: int, high: int, message: str) -> tuple[Any, str | None
         return None, None
     if isinstance(value, bool):
         return None, message
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None, message
-    if not low <= number <= high:
-        return None, message
-    return number, None
+    if isinstance(value, int):
+        number: int | None = value if low <= value <= high else None
+    elif isinstance(value, str):
+        number = parse_int(value.strip(), low=low, high=high)
+    else:
+        number = None
+    return (None, message) if number is None else (number, None)
 
 
 def clean_profile(

@@ -40,6 +40,11 @@ _DESCRIBED = {
         "Send the access token in the Authorization header only, never in the URL or body.",
     ),
     "form_expected": ("unsupported_media_type", "This address takes an HTML form submission."),
+    "control_characters": (
+        "control_characters",
+        "Control characters (such as NUL) are not accepted in form fields or addresses. "
+        "Nothing was changed.",
+    ),
 }
 _CSRF = {
     "csrf_failed": (
@@ -47,6 +52,12 @@ _CSRF = {
     ),
     "csrf_origin": "This request came from another site and was refused.",
 }
+
+
+#: Endpoints that answer errors in the OAuth RFCs' own shape (``error``, ``error_description``).
+OAUTH_ENDPOINTS = frozenset(
+    {"/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/register"}
+)
 
 
 def wants_json() -> bool:
@@ -86,7 +97,14 @@ def handle_http(exc: HTTPException) -> Response:
         code, message = exc.description, _CSRF[exc.description]
     elif exc.description in _DESCRIBED:
         code, message = _DESCRIBED[exc.description]
-    response = error_response(status, code, message)
+    if request.path in OAUTH_ENDPOINTS:
+        # RFC 6749 §5.2 / RFC 7591 §3.2.2 error bodies at the OAuth endpoints.
+        oauth_code = "invalid_request" if status == 400 else code
+        response = jsonify(error=oauth_code, error_description=message)
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-store"
+    else:
+        response = error_response(status, code, message)
     valid_methods = getattr(exc, "valid_methods", None)
     if status == 405 and valid_methods:
         response.headers["Allow"] = ", ".join(valid_methods)

@@ -6,11 +6,34 @@ contract suppliers read is the one the code enforces.
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from infomediary.oauth.scopes import ALL_SCOPES
 from infomediary.services.suppliers import SECTORS
+from infomediary.text import CONTROL_MESSAGE, MULTILINE_MESSAGE, has_control_characters
 from policies.model import PURPOSES
+
+
+class Text(fields.String):
+    """A string with no control characters (:mod:`infomediary.text`): NUL cannot be stored
+    by PostgreSQL, and the others have no place in a request."""
+
+    multiline = False
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if has_control_characters(text, multiline=self.multiline):
+            raise ValidationError(MULTILINE_MESSAGE if self.multiline else CONTROL_MESSAGE)
+        return text
+
+
+class MultilineText(Text):
+    """Text that may hold tabs and line breaks, such as an offer's body."""
+
+    multiline = True
+
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -80,12 +103,12 @@ class MeResponseSchema(Schema):
 
 
 class TokenRequestSchema(Schema):
-    grant_type = fields.Str(required=True, validate=validate.OneOf(GRANT_TYPES))
-    code = fields.Str()
-    redirect_uri = fields.Str()
-    code_verifier = fields.Str(metadata={"description": "PKCE verifier (RFC 7636), required."})
-    refresh_token = fields.Str()
-    scope = fields.Str()
+    grant_type = Text(required=True, validate=validate.OneOf(GRANT_TYPES))
+    code = Text()
+    redirect_uri = Text()
+    code_verifier = Text(metadata={"description": "PKCE verifier (RFC 7636), required."})
+    refresh_token = Text()
+    scope = Text()
 
 
 class TokenResponseSchema(Schema):
@@ -97,8 +120,8 @@ class TokenResponseSchema(Schema):
 
 
 class TokenActionRequestSchema(Schema):
-    token = fields.Str(required=True)
-    token_type_hint = fields.Str(validate=validate.OneOf(("access_token", "refresh_token")))
+    token = Text(required=True)
+    token_type_hint = Text(validate=validate.OneOf(("access_token", "refresh_token")))
 
 
 class IntrospectionResponseSchema(Schema):
@@ -119,19 +142,19 @@ class ClientRegistrationRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # RFC 7591 §2: unknown metadata is ignored
 
-    client_name = fields.Str(required=True, validate=validate.Length(min=1, max=120))
-    redirect_uris = fields.List(fields.Str(), load_default=list)
-    scope = fields.Str(required=True, metadata={"example": "profile.identity:read"})
-    purposes = fields.List(fields.Str(validate=validate.OneOf(tuple(PURPOSES))), load_default=list)
+    client_name = Text(required=True, validate=validate.Length(min=1, max=120))
+    redirect_uris = fields.List(Text(), load_default=list)
+    scope = Text(required=True, metadata={"example": "profile.identity:read"})
+    purposes = fields.List(Text(validate=validate.OneOf(tuple(PURPOSES))), load_default=list)
     grant_types = fields.List(
-        fields.Str(validate=validate.OneOf(GRANT_TYPES)),
+        Text(validate=validate.OneOf(GRANT_TYPES)),
         load_default=lambda: ["authorization_code", "refresh_token"],
     )
-    token_endpoint_auth_method = fields.Str(
+    token_endpoint_auth_method = Text(
         validate=validate.OneOf(AUTH_METHODS), load_default="client_secret_basic"
     )
-    policy_uri = fields.Str(allow_none=True, load_default=None)
-    sector = fields.Str(validate=validate.OneOf(SECTORS), load_default="other")
+    policy_uri = Text(allow_none=True, load_default=None)
+    sector = Text(validate=validate.OneOf(SECTORS), load_default="other")
 
 
 class ClientRegistrationResponseSchema(Schema):
@@ -186,17 +209,17 @@ SCOPE_NAMES = tuple(ALL_SCOPES)
 
 
 class CountRequestSchema(Schema):
-    purpose = fields.Str(required=True, validate=validate.OneOf(tuple(PURPOSES)))
+    purpose = Text(required=True, validate=validate.OneOf(tuple(PURPOSES)))
     where = fields.Dict(
         required=True,
-        keys=fields.Str(),
-        values=fields.List(fields.Str()),
+        keys=Text(),
+        values=fields.List(Text()),
         metadata={
             "description": "At most 5 attributes; values of one attribute are OR-ed.",
             "example": {"region": ["NSW"], "interests": ["books", "travel"]},
         },
     )
-    breakdown = fields.Str(
+    breakdown = Text(
         allow_none=True, validate=validate.OneOf(("age_band", "region", "area", "household"))
     )
 
@@ -236,8 +259,8 @@ class AttributesResponseSchema(Schema):
 
 
 class OfferRequestSchema(CountRequestSchema):
-    title = fields.Str(required=True, validate=validate.Length(min=1, max=120))
-    body = fields.Str(required=True, validate=validate.Length(min=1, max=2000))
+    title = Text(required=True, validate=validate.Length(min=1, max=120))
+    body = MultilineText(required=True, validate=validate.Length(min=1, max=2000))
     reward_cents = fields.Int(load_default=0, validate=validate.Range(min=0, max=100_000))
     max_recipients = fields.Int(required=True, validate=validate.Range(min=1, max=1_000_000))
     expires_in_days = fields.Int(load_default=14, validate=validate.Range(min=1, max=90))

@@ -22,6 +22,7 @@ from flask import Flask, Response, abort, current_app, g, redirect, request, ses
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.services import Context
+from infomediary.text import has_control_characters
 from infomediary.web.sessions import ServerSession
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,6 +76,25 @@ def check_csrf() -> None:
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not hmac.compare_digest(sent, csrf_token()):
         abort(403, description="csrf_failed")
+
+
+def refuse_control_characters() -> None:
+    """No form field may carry a control character (:mod:`infomediary.text`).
+
+    Every text a person types for us to keep arrives as a form field, so this one check at the
+    edge covers all of them before any view parses a value: NUL in a name would be refused by
+    PostgreSQL deep inside a transaction and stored by SQLite. No form of ours has a
+    multi-line field; passwords are hashed, never stored, and are left as typed. Query
+    arguments are never stored: each is parsed strictly where it is read (a page number, a
+    filter from a fixed list, a local ``next`` path), so a stray one cannot cost a login.
+    """
+    if request.routing_exception is not None or request.mimetype not in _FORM_TYPES:
+        return
+    for key, value in request.form.items(multi=True):
+        if "password" in key:
+            continue
+        if has_control_characters(key) or has_control_characters(value):
+            abort(400, description="control_characters")
 
 
 def assign_request_id() -> None:
@@ -148,5 +168,6 @@ def check_method_split(app: Flask) -> None:
 def init_app(app: Flask) -> None:
     app.before_request(assign_request_id)
     app.before_request(check_csrf)
+    app.before_request(refuse_control_characters)
     app.after_request(security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
