@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export INFOMEDIARY_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev run init demo test lint format typecheck pytest screenshots bench clean
+.PHONY: help install dev run init demo test lint format typecheck pytest screenshots bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -15,12 +15,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# The locks pin every package, with hashes, so what runs is what CI tested; the project
+# itself is installed on top without resolving anything again.
+$(VENV)/.installed: pyproject.toml requirements/app.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/app.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.dev-installed: pyproject.toml requirements/dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed ## Create the virtualenv and install the app
@@ -54,6 +58,13 @@ pytest: dev ## The test suite (PostgreSQL too when INFOMEDIARY_TEST_DATABASE_URL
 
 screenshots: dev ## Refresh the README's screenshots through the browser tests
 	INFOMEDIARY_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -m browser
+
+lock: | $(BIN)/python ## Re-resolve requirements/*.lock from pyproject.toml (needs the package index)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5,<1'
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q -o requirements/app.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -q -o requirements/dev.lock
+	@for f in requirements/app.lock requirements/dev.lock; do \
+	  sed -i '1i # Exact versions installed by `make install` / `make dev` (and so by CI), with their hashes.\n# Regenerate after changing pyproject.toml: `make lock`.' $$f; done
 
 clean: ## Remove the virtualenv, caches and the local instance
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache instance *.egg-info
