@@ -77,6 +77,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "BROKER_K": (50, "Smallest noisy count reported; below it the answer is suppressed."),
     "BROKER_EPOCH_HOURS": (24, "Data epoch: identical queries within one are answered from cache."),
     "BROKER_RATE_LIMIT": ("60 per minute", "Broker API calls per supplier."),
+    "KEY_LEASE_SECONDS": (
+        120.0,
+        "How long a process's lease on the KEK versions it may wrap with lasts unrenewed, and the "
+        "grace period `keys prune` waits, seconds.",
+    ),
     "WRITE_RATE_LIMIT": (
         "120 per minute",
         "State-changing requests (any method but GET, HEAD and OPTIONS) per client address.",
@@ -158,6 +163,7 @@ def validate(config: Mapping[str, Any]) -> None:
         "BROKER_PERIOD_DAYS",
         "BROKER_K",
         "BROKER_EPOCH_HOURS",
+        "KEY_LEASE_SECONDS",
     ):
         if float(config[name]) <= 0:
             raise ConfigError(f"{PREFIX}{name} must be positive")
