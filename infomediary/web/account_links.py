@@ -12,7 +12,6 @@ from typing import cast
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -25,15 +24,12 @@ from flask.typing import ResponseReturnValue
 from infomediary.services import accounts, email_change, email_tokens
 from infomediary.services.errors import InvalidLink, ValidationFailed
 from infomediary.web import db, limiter
+from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, site_url
 from infomediary.web.security import context, current_customer_id, instance
 from infomediary.web.sessions import ServerSession
 
 bp = Blueprint("links", __name__)
-
-
-def _limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
 @bp.get("/password/reset")
@@ -42,7 +38,7 @@ def reset_request_form() -> ResponseReturnValue:
 
 
 @bp.post("/password/reset")
-@limiter.limit(_limit)
+@limiter.limit(login_rate)
 def reset_request() -> ResponseReturnValue:
     form = {"email": request.form.get("email", "")}
     try:
@@ -76,7 +72,7 @@ def new_password_form() -> ResponseReturnValue:
 
 
 @bp.post("/password/reset/new")
-@limiter.limit(_limit)
+@limiter.limit(login_rate)
 def new_password() -> ResponseReturnValue:
     token = request.form.get("token", "")
     try:
@@ -110,7 +106,7 @@ def email_confirm_form() -> ResponseReturnValue:
 
 
 @bp.post("/account/email/confirm")
-@limiter.limit(_limit)
+@limiter.limit(login_rate)
 def email_confirm() -> ResponseReturnValue:
     try:
         email_change.confirm_email_change(

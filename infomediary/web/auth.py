@@ -34,6 +34,7 @@ from infomediary.services.errors import (
     ValidationFailed,
 )
 from infomediary.web import account_links, db, devices, limiter
+from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, site_url, start_session
 from infomediary.web.security import context, current_customer_id, instance
 from infomediary.web.sessions import ServerSession
@@ -41,10 +42,6 @@ from infomediary.web.sessions import ServerSession
 bp = Blueprint("auth", __name__)
 bp.register_blueprint(account_links.bp)
 SENT = ("signup", "resend", "reset")
-
-
-def _login_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
 def _account_limit() -> str:
@@ -72,7 +69,7 @@ def signup_form() -> ResponseReturnValue:
 
 
 @bp.post("/signup")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate)
 def signup() -> ResponseReturnValue:
     form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
     try:
@@ -110,7 +107,7 @@ def verify_form() -> ResponseReturnValue:
 
 
 @bp.post("/signup/verify")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate)
 def verify() -> ResponseReturnValue:
     try:
         customer_id = accounts.verify_email(
@@ -129,7 +126,7 @@ def resend_form() -> ResponseReturnValue:
 
 
 @bp.post("/signup/resend")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate)
 def resend() -> ResponseReturnValue:
     form = {"email": request.form.get("email", "")}
     try:
@@ -154,9 +151,9 @@ def login_form() -> ResponseReturnValue:
 
 
 @bp.post("/login")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate)
 @limiter.limit(
-    _login_limit,
+    login_rate,
     key_func=devices.device_key,
     exempt_when=devices.is_untrusted,
     deduct_when=_failed,
@@ -189,7 +186,7 @@ def logout() -> ResponseReturnValue:
 
 
 @bp.post("/account/verification")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate)
 def send_link_again() -> ResponseReturnValue:
     """From the Account page: a new verification link for the logged-in, unverified customer."""
     customer_id = current_customer_id()

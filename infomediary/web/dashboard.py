@@ -30,7 +30,7 @@ from infomediary.services.profile import (
     OFFER_FREQUENCIES,
 )
 from infomediary.web import db, limiter
-from infomediary.web.auth import _login_limit
+from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, site_url
 from infomediary.web.security import context, instance, login_required
 from infomediary.web.sessions import ServerSession
@@ -164,7 +164,7 @@ def _account_key() -> str:
 
 @bp.post("/account/password")
 @login_required
-@limiter.limit(_login_limit, key_func=_account_key)
+@limiter.limit(login_rate, key_func=_account_key)
 def change_password() -> ResponseReturnValue:
     customer_id = _customer_id()
     try:
@@ -188,7 +188,7 @@ def change_password() -> ResponseReturnValue:
 
 @bp.post("/account/email")
 @login_required
-@limiter.limit(_login_limit, key_func=_account_key)
+@limiter.limit(login_rate, key_func=_account_key)
 def change_email() -> ResponseReturnValue:
     """Ask to move the account to another address: confirmed from a link sent there."""
     new_email = request.form.get("new_email", "")
@@ -219,7 +219,7 @@ def change_email() -> ResponseReturnValue:
 
 @bp.post("/account/delete")
 @login_required
-@limiter.limit(_login_limit, key_func=_account_key)
+@limiter.limit(login_rate, key_func=_account_key)
 def delete_account() -> ResponseReturnValue:
     if request.form.get("confirm") != "DELETE":
         return _account_page({"confirm": "Type DELETE to confirm."}, 400)

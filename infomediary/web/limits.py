@@ -49,6 +49,11 @@ def api_rate() -> str:
     return str(current_app.config["API_RATE_LIMIT"])
 
 
+def login_rate() -> str:
+    """Logins, sign-ups, e-mailed links and password checks (``INFOMEDIARY_LOGIN_RATE_LIMIT``)."""
+    return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
 def write_rate() -> str:
     return str(current_app.config["WRITE_RATE_LIMIT"])
 
