@@ -34,6 +34,7 @@ from infomediary.services import Context
 from infomediary.services.customers import customer_key, is_verified
 from infomediary.services.errors import EmailNotVerified, NotFound, ValidationFailed
 from infomediary.services.pseudonyms import pairwise_pseudonym
+from infomediary.services.refusals import record_refusal
 from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate_policy
 from policies.model import (
     PURPOSES,
@@ -320,9 +321,7 @@ def _require_verified(
     customer = session.get(Customer, customer_id)
     if customer is not None and is_verified(customer):
         return
-    name = supplier.name
-    session.rollback()
-    append(
+    record_refusal(
         session,
         LogEvent(
             actor=ctx.actor,
@@ -330,12 +329,10 @@ def _require_verified(
             customer_id=customer_id,
             categories=frozenset({"account"}),
             purpose=purpose,
-            allowed=False,
-            reason=f"consent for supplier {name} refused: e-mail address not yet confirmed",
+            reason=f"consent for supplier {supplier.name} refused: address not yet confirmed",
             request_id=ctx.request_id,
         ),
     )
-    session.commit()
     raise EmailNotVerified(
         "Please confirm your e-mail address first: open the link we sent you when you signed "
         "up, or ask for a new one. Until then nothing of yours can be shared."

@@ -32,6 +32,7 @@ from infomediary.services.profile import (
     validate_email,
     validate_password,
 )
+from infomediary.services.refusals import record_refusal
 from policies.taxonomy import CATEGORIES
 
 EXPORT_FORMAT = "infomediary-export/1"
@@ -47,19 +48,18 @@ def _dummy_hash(inst: Instance) -> str:
 
 
 def log_refusal(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
-    append(
+    """A refused change to the customer's own account, logged on its own (see refusals)."""
+    record_refusal(
         session,
         LogEvent(
             actor=ctx.actor,
             action="update",
             customer_id=customer_id,
             categories=frozenset({"account"}),
-            allowed=False,
             reason=reason,
             request_id=ctx.request_id,
         ),
     )
-    session.commit()
 
 
 def sync_member(session: Session, inst: Instance, customer_id: str) -> None:

@@ -9,6 +9,8 @@ tried and was turned away; auditors see every refusal.)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
@@ -31,8 +33,7 @@ def refuse_supplier(
 
     ``categories`` must hold plaintext-safe names only (never a special category).
     """
-    session.rollback()
-    append(
+    record_refusal(
         session,
         LogEvent(
             actor=Actor(ActorType.SUPPLIER, supplier_id),
@@ -40,9 +41,14 @@ def refuse_supplier(
             customer_id=customer_id,
             categories=categories,
             purpose=purpose,
-            allowed=False,
-            reason=reason[:REASON_LENGTH],
+            reason=reason,
             request_id=request_id,
         ),
     )
+
+
+def record_refusal(session: Session, event: LogEvent) -> None:
+    """Roll back the request's work, then append ``event`` as denied and commit it alone."""
+    session.rollback()
+    append(session, replace(event, allowed=False, reason=event.reason[:REASON_LENGTH]))
     session.commit()
