@@ -230,3 +230,22 @@ def test_existing_customers_are_migrated_as_verified(tmp_path: Path) -> None:
         verified_at = conn.execute(text("SELECT verified_at FROM customers")).scalar_one()
     engine.dispose()
     assert str(verified_at).startswith("2025-01-02 03:04:05")
+
+
+def test_the_consent_screen_offers_no_allow_button_until_the_address_is_confirmed(
+    client, auth, inst
+) -> None:
+    auth.signup(verify=False)
+    assert auth.login().status_code == 302
+    supplier = make_supplier(inst)
+    query = authorize_query(supplier.client_id)
+    page = client.get(f"/oauth/authorize?{query}").get_data(as_text=True)
+    assert 'value="approve"' not in page
+    assert 'value="deny"' in page
+    assert "Please confirm your e-mail address first" in page
+    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    assert link is not None
+    assert auth.follow(link).status_code == 302
+    confirmed = client.get(f"/oauth/authorize?{query}").get_data(as_text=True)
+    assert 'value="approve"' in confirmed
+    assert "Please confirm your e-mail address first" not in confirmed

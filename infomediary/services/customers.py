@@ -126,6 +126,12 @@ def is_verified(customer: Customer) -> bool:
     return customer.synthetic or customer.verified_at is not None
 
 
+def is_confirmed(session: Session, customer_id: str) -> bool:
+    """:func:`is_verified` for the customer with this id (False if there is none)."""
+    customer = session.get(Customer, customer_id)
+    return customer is not None and is_verified(customer)
+
+
 def create(
     session: Session,
     inst: Instance,

@@ -19,7 +19,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from infomediary.models import Customer
 from infomediary.services import access_log, customers, email_change
 from infomediary.services.errors import ValidationFailed
 from infomediary.services.profile import (
@@ -133,8 +132,7 @@ def activity() -> ResponseReturnValue:
 
 
 def _account_page(errors: dict[str, str], status: int = 200, **form: str) -> ResponseReturnValue:
-    customer = db().get(Customer, _customer_id())
-    verified = customer is not None and customers.is_verified(customer)
+    verified = customers.is_confirmed(db(), _customer_id())
     db().rollback()
     return render_template("account.html", errors=errors, verified=verified, form=form), status
 

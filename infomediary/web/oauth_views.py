@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from infomediary.models import Supplier, utcnow
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
 from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
-from infomediary.services import consents, suppliers
+from infomediary.services import consents, customers, suppliers
 from infomediary.services.errors import ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.api import json_body
@@ -100,6 +100,8 @@ def _consent_context(grant: Any) -> dict[str, Any]:
         "redirect_host": suppliers.redirect_host(grant.request.payload.redirect_uri),
         "registered_on": supplier.created_at,
         "verified_on": supplier.verified_at,
+        # An unconfirmed account may look but not allow (the approval would be refused).
+        "confirmed": customers.is_confirmed(db(), current_customer_id() or ""),
     }
 
 
