@@ -31,6 +31,7 @@ from infomediary.broker.members import bump_version, member_texts, member_tokens
 from infomediary.crypto.keyring import FileKeyring
 from infomediary.crypto.vault import CustomerKey, Vault
 from infomediary.instance import Instance
+from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, MatchEntry, Profile, utcnow
 from infomediary.services import Context, customers
 from infomediary.services.consents import DEFAULT_TEMPLATE
@@ -295,9 +296,21 @@ def _rows_in_worker(
     return _rows(Vault(ring), version, ring.kek(version), seed, start, stop, year)
 
 
-def _insert_chunk(session: Session, rows: list[tuple[dict[str, Any], ...]], first: int) -> None:
-    # Core executemany on the session's connection: no ORM unit of work per row.
+def _insert_chunk(
+    session: Session, vault: Vault, rows: list[tuple[dict[str, Any], ...]], first: int
+) -> None:
+    # Core executemany on the session's connection: no ORM unit of work per row, so the
+    # session's wrap guard does not see these data keys; the same rule is applied here. A
+    # rotation since the chunk was encrypted leaves its keys under a retired KEK: re-wrap them
+    # under the KEK the database names active, read in this transaction.
     connection = session.connection()
+    active = active_kek(session, lock="share")
+    for _customer, data_key, *_rest in rows:
+        if active is not None and data_key["kek_version"] != active:
+            data_key["wrapped_key"] = vault.rewrap(
+                data_key["wrapped_key"], data_key["kek_version"], active
+            )
+            data_key["kek_version"] = active
     version = bump_version(session)
     for row in rows:
         row[2]["version"] = version
@@ -343,7 +356,8 @@ def seed_synthetic(
         kek = inst.keyring.kek(version)
         for first in starts:
             stop = min(total, first + chunk)
-            _insert_chunk(session, _rows(inst.vault, version, kek, seed, first, stop, year), first)
+            rows = _rows(inst.vault, version, kek, seed, first, stop, year)
+            _insert_chunk(session, inst.vault, rows, first)
             if progress:
                 progress(stop - first)
         return SeedReport(existing=existing, created=max(0, total - existing))
@@ -381,7 +395,7 @@ def seed_synthetic(
                         ),
                     )
                 )
-            _insert_chunk(session, rows, first)
+            _insert_chunk(session, inst.vault, rows, first)
             if progress:
                 progress(len(rows))
     return SeedReport(existing=existing, created=max(0, total - existing))

@@ -361,3 +361,27 @@ def test_a_lease_is_registered_at_open_and_removed_at_close(base_config: dict[st
             assert session.get(ProcessLease, lease_id) is None
     finally:
         check.close()
+
+
+def test_bulk_seeding_stores_a_chunk_under_the_kek_named_active_at_insert(
+    inst: Instance, base_config: dict[str, Any]
+) -> None:
+    """A chunk encrypted before a rotation and inserted after it lands under the new KEK."""
+    from infomediary import demo
+
+    old = inst.keyring.active_kek_version
+    rows = demo._rows(inst.vault, old, inst.keyring.kek(old), 7, 0, 3, utcnow().year)
+    rotator = open_instance(dict(base_config))
+    try:
+        with rotator.sessions() as session:
+            report = key_service.rotate(session, rotator)
+    finally:
+        rotator.close()
+    assert report.active_kek > old
+    with inst.sessions() as session:
+        demo._insert_chunk(session, inst.vault, rows, 0)
+    for customer, *_rest in rows:
+        assert kek_of(inst, customer["id"]) == report.active_kek
+        with inst.sessions() as session:
+            key = customers.customer_key(session, inst, customer["id"])
+            assert key.customer_id == customer["id"]
