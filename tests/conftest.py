@@ -199,9 +199,9 @@ class Auth:
         if not verify or response.status_code != 302:
             return response
         link = newest_link(self.client.application.config, email, "/signup/verify")
-        return self.follow(link) if link else response
+        return self.follow(link, password) if link else response
 
-    def follow(self, link: str) -> Any:
+    def follow(self, link: str, password: str = "correct horse battery") -> Any:
         """Open an e-mailed link's page and press its button (which POSTs the token)."""
         page = self.client.get(link)
         assert page.status_code == 200, page.status_code
@@ -212,9 +212,10 @@ class Auth:
         token = CSRF_RE.search(body)
         assert forms
         assert token
-        return self.client.post(
-            forms[-1].group(1), data={"csrf_token": token.group(1), "token": field.group(1)}
-        )
+        data = {"csrf_token": token.group(1), "token": field.group(1)}
+        if 'name="password"' in body[forms[-1].start() :]:
+            data["password"] = password  # a verification link takes the sign-up password
+        return self.client.post(forms[-1].group(1), data=data)
 
     def login(self, email: str = "ada@example.org", password: str = "correct horse battery") -> Any:
         return self.client.post(

@@ -104,6 +104,7 @@ def browser_signup(
         data={
             "csrf_token": CSRF_RE.search(confirm.text).group(1),  # type: ignore[union-attr]
             "token": TOKEN_FIELD_RE.search(confirm.text).group(1),  # type: ignore[union-attr]
+            "password": password,
         },
         allow_redirects=False,
     )

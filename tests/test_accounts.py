@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from infomediary.models import AccessLogEntry, Customer, EmailToken, WebSession, utcnow
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
-from tests.outbox import messages_to, newest_link
+from tests.outbox import TOKEN_FIELD_RE, messages_to, newest_link
 
 PASSWORD = "correct horse battery"
 EMAIL = "ada@example.org"
@@ -156,7 +156,9 @@ def test_the_link_opens_a_page_and_only_its_form_verifies_and_logs_in(client, au
     customer = customer_by_email(inst, EMAIL)
     assert customer is not None
     assert customer.verified_at is not None
-    assert reasons(inst, customer.id)[-2] == "e-mail address verified; logged in"
+    assert reasons(inst, customer.id)[-2] == (
+        "e-mail address verified; every other session ended; logged in"
+    )
 
     # single use
     again = client.post(
@@ -299,3 +301,59 @@ def test_logs_carry_no_address_and_no_token(client, auth, inst, caplog) -> None:
     assert "quiet.marker" not in text
     for token in tokens:
         assert token not in text
+
+
+def test_someone_who_signed_up_with_anothers_address_keeps_no_way_in(client, app, inst) -> None:
+    """The link alone does not confirm: it takes the sign-up password. The owner, who never
+    chose one, resets the password instead, which ends the squatter's session and login."""
+    squatter = Auth(client)
+    assert squatter.signup(email=EMAIL, password="squatters own password", verify=False)
+    assert squatter.login(password="squatters own password").status_code == 302
+    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    assert link is not None
+
+    owner = Auth(app.test_client())
+    refused = owner.follow(link, password="the owner never chose one")
+    assert refused.status_code == 400
+    assert "set a password of your own" in refused.get_data(as_text=True)
+    assert owner.client.get("/dashboard").status_code == 302
+    customer = customer_by_email(inst, EMAIL)
+    assert customer is not None
+    assert customer.verified_at is None
+    assert "address confirmation refused: wrong password" in reasons(inst, customer.id)
+
+    owner.client.post(
+        "/password/reset",
+        data={"csrf_token": csrf(owner.client, "/password/reset"), "email": EMAIL},
+    )
+    reset = newest_link(inst.config, EMAIL, "/password/reset/new")
+    assert reset is not None
+    page = owner.client.get(reset).get_data(as_text=True)
+    token = TOKEN_FIELD_RE.search(page)
+    assert token is not None
+    done = owner.client.post(
+        "/password/reset/new",
+        data={
+            "csrf_token": csrf(owner.client, "/password/reset"),
+            "token": token.group(1),
+            "new_password": "the owners own passphrase",
+        },
+    )
+    assert done.status_code == 302
+    assert client.get("/account").status_code == 302  # the squatter's session ended
+    assert Auth(app.test_client()).login(password="squatters own password").status_code == 401
+    assert owner.login(password="the owners own passphrase").status_code == 302
+    # and the first link, mailed before the reset, is dead
+    assert app.test_client().get(link).status_code == 400
+
+
+def test_confirming_the_address_ends_every_other_session(client, app, inst) -> None:
+    first = Auth(client)
+    first.signup(verify=False)
+    assert first.login().status_code == 302
+    elsewhere = app.test_client()
+    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    assert link is not None
+    assert Auth(elsewhere).follow(link).status_code == 302
+    assert elsewhere.get("/dashboard").status_code == 200
+    assert client.get("/dashboard").status_code == 302

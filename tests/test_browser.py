@@ -86,6 +86,7 @@ def confirm_from_outbox(tab: Tab, inst: Instance) -> None:
     assert link, "no verification link in the outbox"
     tab.goto(link)
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your e-mail address")
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Confirm my address").click()
 
 

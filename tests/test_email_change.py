@@ -89,9 +89,11 @@ def test_a_new_address_is_confirmed_there_and_announced_at_the_old(client, auth,
             .scalars()
             .all()[-1]
         )
-    assert changed.reason == "e-mail address changed (confirmed from the new address)"
+    assert changed.reason == (
+        "e-mail address changed (confirmed from the new address); every session ended"
+    )
     assert changed.actor_type == "customer"
-    auth.logout()
+    assert client.get("/dashboard").status_code == 302  # the change ended this session too
     assert auth.login(email=EMAIL).status_code == 401
     assert auth.login(email=NEW).status_code == 302
     token = parse_qs(urlsplit(link).query)["token"][0]
@@ -171,3 +173,34 @@ def test_a_password_change_cancels_a_pending_address_change(client, auth, inst) 
     auth.logout()
     assert auth.login(email=NEW, password="a brand new passphrase").status_code == 401
     assert Auth(client).login(email=EMAIL, password="a brand new passphrase").status_code == 302
+
+
+def test_links_sent_to_the_old_address_and_old_sessions_die_with_the_change(
+    client, auth, inst, app
+) -> None:
+    """A verification or reset link mailed to the old address, and every session opened
+    before the change, stop working once the new address is confirmed."""
+    auth.signup(verify=False)
+    old_verify = newest_link(inst.config, EMAIL, "/signup/verify")
+    assert old_verify is not None
+    assert auth.login().status_code == 302
+    other = app.test_client()  # a second browser, logged in before the change
+    assert Auth(other).login().status_code == 302
+    reset = other.post(
+        "/password/reset", data={"csrf_token": csrf(other, "/password/reset"), "email": EMAIL}
+    )
+    assert reset.status_code == 302
+    old_reset = newest_link(inst.config, EMAIL, "/password/reset/new")
+    assert old_reset is not None
+    assert ask(client, NEW).status_code == 302
+    confirm = newest_link(inst.config, NEW, "/account/email/confirm")
+    assert confirm is not None
+    assert auth.follow(confirm).status_code == 302
+
+    assert other.get("/account").status_code == 302  # logged out
+    assert client.get("/account").status_code == 302
+    stranger = app.test_client()
+    assert stranger.get(old_verify).status_code == 400
+    assert stranger.get(old_reset).status_code == 400
+    assert stranger.get("/dashboard").status_code == 302
+    assert Auth(stranger).login(email=NEW).status_code == 302

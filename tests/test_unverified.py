@@ -157,7 +157,7 @@ def test_unverified_customers_are_neither_counted_nor_reached(inst) -> None:
     link = newest_link(inst.config, "pending@example.org", "/signup/verify")
     assert link is not None
     with inst.sessions() as session:
-        accounts.verify_email(session, inst, link.split("token=")[1])
+        accounts.verify_email(session, inst, link.split("token=")[1], "correct horse battery")
     with inst.sessions() as session:
         assert index.refresh(session)
     assert index.members == 2

@@ -161,14 +161,41 @@ def send_verification(
     deliver(account_mail.verify(address, base_url, token))
 
 
-def verify_email(session: Session, inst: Instance, token: str, request_id: str = "-") -> str:
-    """Use a verification link: the address is confirmed and the caller logs the customer in."""
-    row = email_tokens.consume(session, token, VERIFY)
+WRONG_SIGNUP_PASSWORD = (  # noqa: S105 - a message, not a password
+    "That is not the password this account was created with. If you did not sign up "
+    "yourself, someone else used your address: set a password of your own instead."
+)
+
+
+def verify_email(
+    session: Session, inst: Instance, token: str, password: str, request_id: str = "-"
+) -> str:
+    """Use a verification link with the password chosen at sign-up: the address is confirmed
+    and the caller logs the customer in.
+
+    The mailbox alone is not enough. Someone may have signed up with another person's
+    address: if the link confirmed the address without the password, the one who chose it
+    would keep a working login to an account its owner then fills in. So the link takes the
+    sign-up password (the owner who did not sign up resets the password instead), and
+    confirming ends every other session and retires every other link of the account.
+    """
+    row = email_tokens.find(session, token, VERIFY)
     customer = session.get(Customer, row.customer_id)
     if customer is None:
         raise InvalidLink(email_tokens.EXPIRED)
+    if not customers.password_matches(inst, customer, password):
+        customers.log_refusal(
+            session,
+            customer.id,
+            Context(Actor.system("web"), request_id),
+            "address confirmation refused: wrong password",
+        )
+        raise ValidationFailed({"password": WRONG_SIGNUP_PASSWORD})
+    email_tokens.consume(session, token, VERIFY)
     customer.verified_at = customer.verified_at or utcnow()
-    reason = "e-mail address verified; logged in"
+    email_tokens.retire(session, customer.id)
+    session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+    reason = "e-mail address verified; every other session ended; logged in"
     append(
         session,
         event(Actor.customer(customer.id), customer.id, reason, request_id, action="login"),

@@ -126,6 +126,16 @@ def is_verified(customer: Customer) -> bool:
     return customer.synthetic or customer.verified_at is not None
 
 
+def password_matches(inst: Instance, customer: Customer, password: str) -> bool:
+    """argon2id check of the customer's password (False for an account without one)."""
+    if customer.password_hash is None:
+        return False
+    try:
+        return bool(inst.hasher.verify(customer.password_hash, password))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
 def is_confirmed(session: Session, customer_id: str) -> bool:
     """:func:`is_verified` for the customer with this id (False if there is none)."""
     customer = session.get(Customer, customer_id)

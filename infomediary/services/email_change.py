@@ -11,13 +11,13 @@ neither the answer nor the requester's own log tells them anything about it.
 from __future__ import annotations
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, append
 from infomediary.instance import Instance
-from infomediary.models import Customer, utcnow
+from infomediary.models import Customer, WebSession, utcnow
 from infomediary.services import Context, account_mail, customers, email_tokens
 from infomediary.services.accounts import Deliver, event
 from infomediary.services.email_tokens import CHANGE
@@ -92,7 +92,11 @@ def confirm_email_change(
     customer.email_index = index
     customer.email = inst.vault.seal(key, "customers", customer.id, "email", address)
     customer.verified_at = customer.verified_at or utcnow()
-    reason = "e-mail address changed (confirmed from the new address)"
+    # Whatever was sent to the old address (a reset link, a pending confirmation) and every
+    # session opened before the change stop working: the old mailbox is often why one moves.
+    email_tokens.retire(session, customer.id)
+    session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+    reason = "e-mail address changed (confirmed from the new address); every session ended"
     append(
         session,
         event(

@@ -26,7 +26,7 @@ from infomediary.services.errors import InvalidLink, ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, site_url
-from infomediary.web.security import context, current_customer_id, instance
+from infomediary.web.security import context, instance
 from infomediary.web.sessions import ServerSession
 
 bp = Blueprint("links", __name__)
@@ -114,7 +114,9 @@ def email_confirm() -> ResponseReturnValue:
         )
     except InvalidLink as exc:
         return render_template("email_confirm.html", token=None, error=exc.message), 400
-    flash("Your e-mail address is changed. Log in with the new one from now on.")
-    if current_customer_id():
-        return redirect(url_for("dashboard.account"))
+    # Every session of the account ended with the change, this browser's too.
+    sess = cast(ServerSession, session)
+    sess.clear()
+    sess.rotate()
+    flash("Your e-mail address is changed. Every session ended: log in with the new address.")
     return redirect(url_for("auth.login"))

@@ -109,12 +109,15 @@ def verify_form() -> ResponseReturnValue:
 @bp.post("/signup/verify")
 @limiter.limit(login_rate)
 def verify() -> ResponseReturnValue:
+    token = request.form.get("token", "")
     try:
         customer_id = accounts.verify_email(
-            db(), instance(), request.form.get("token", ""), context().request_id
+            db(), instance(), token, request.form.get("password", ""), context().request_id
         )
     except InvalidLink as exc:
         return render_template("verify.html", token=None, error=exc.message), 400
+    except ValidationFailed as exc:
+        return render_template("verify.html", token=token, errors=exc.errors), 400
     start_session(customer_id)
     flash("Welcome. Your address is confirmed and your profile is encrypted with a key of its own.")
     return redirect(url_for("dashboard.profile"))
