@@ -198,3 +198,48 @@ def test_offers_never_fail_whatever_the_text(
     assert response.status_code in (201, 400), response.json
     if has_control_characters(title) or has_control_characters(body, multiline=True):
         assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+def test_a_nul_in_the_basic_client_id_is_invalid_client(inst: Instance, path: str) -> None:
+    client = unlimited_app(inst).test_client()
+    basic = base64.b64encode(b"sup_\x00evil:secret").decode()
+    response = client.post(
+        path,
+        data={"grant_type": "client_credentials", "token": "x"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("name", ["client_id", "redirect_uri", "state", "scope"])
+def test_control_characters_in_an_authorization_request_are_a_400(
+    logged_in: FlaskClient, inst: Instance, name: str
+) -> None:
+    supplier = make_supplier(inst, name="Strict Authorize")
+    query = {
+        "response_type": "code",
+        "client_id": supplier.client_id,
+        "redirect_uri": supplier.redirect_uri,
+        "scope": "profile.identity:read",
+        "state": "s" * 16,
+        "code_challenge": "c" * 43,
+        "code_challenge_method": "S256",
+        "purpose": "marketing",
+    }
+    query[name] = query[name] + "\x00"
+    response = logged_in.get("/oauth/authorize", query_string=query)
+    assert response.status_code == 400
+
+
+@FIXTURES
+@given(
+    args=st.dictionaries(
+        st.sampled_from(["page", "actor_type", "action", "outcome", "x"]), st.text(max_size=12)
+    )
+)
+def test_activity_never_fails_whatever_the_query(
+    logged_in: FlaskClient, args: dict[str, str]
+) -> None:
+    assert logged_in.get("/activity", query_string=args).status_code in (200, 400)

@@ -161,7 +161,7 @@ def send_verification(
     deliver(account_mail.verify(address, base_url, token))
 
 
-WRONG_SIGNUP_PASSWORD = (  # noqa: S105 - a message, not a password
+SQUATTED_ADDRESS_MESSAGE = (
     "That is not the password this account was created with. If you did not sign up "
     "yourself, someone else used your address: set a password of your own instead."
 )
@@ -190,7 +190,7 @@ def verify_email(
             Context(Actor.system("web"), request_id),
             "address confirmation refused: wrong password",
         )
-        raise ValidationFailed({"password": WRONG_SIGNUP_PASSWORD})
+        raise ValidationFailed({"password": SQUATTED_ADDRESS_MESSAGE})
     email_tokens.consume(session, token, VERIFY)
     customer.verified_at = customer.verified_at or utcnow()
     email_tokens.retire(session, customer.id)

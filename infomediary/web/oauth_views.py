@@ -28,6 +28,7 @@ from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scop
 from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
 from infomediary.services import consents, customers, suppliers
 from infomediary.services.errors import ValidationFailed
+from infomediary.text import has_control_characters
 from infomediary.web import db, limiter
 from infomediary.web.api import json_body
 from infomediary.web.limits import (
@@ -197,7 +198,7 @@ def _malformed_client_auth() -> Response | None:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         decoded = ""
-    if ":" in decoded:
+    if ":" in decoded and not has_control_characters(decoded):
         return None
     response = jsonify(error="invalid_client", error_description="Malformed client credentials.")
     response.status_code = 401

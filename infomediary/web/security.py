@@ -78,21 +78,25 @@ def check_csrf() -> None:
         abort(403, description="csrf_failed")
 
 
-def refuse_control_characters() -> None:
-    """No form field may carry a control character (:mod:`infomediary.text`).
+#: Query arguments read leniently on purpose: ``next`` after login is reduced to a local
+#: path (``oauth_views.login_next_target``), so a hostile one costs nobody a login.
+_LENIENT_ARGS = frozenset({"next"})
 
-    Every text a person types for us to keep arrives as a form field, so this one check at the
-    edge covers all of them before any view parses a value: NUL in a name would be refused by
-    PostgreSQL deep inside a transaction and stored by SQLite. No form of ours has a
-    multi-line field; passwords are hashed, never stored, and are left as typed. Query
-    arguments are never stored: each is parsed strictly where it is read (a page number, a
-    filter from a fixed list, a local ``next`` path), so a stray one cannot cost a login.
+
+def refuse_control_characters() -> None:
+    """No form field or query argument may carry a control character (:mod:`infomediary.text`).
+
+    One check at the edge, before any view or library parses a value: NUL in a name would be
+    refused by PostgreSQL deep inside a transaction (and stored by SQLite), and in an OAuth
+    parameter it reaches a database lookup or authlib's own error building. No form of ours
+    has a multi-line field; passwords are hashed, never stored, and are left as typed.
     """
-    if request.routing_exception is not None or request.mimetype not in _FORM_TYPES:
+    if request.routing_exception is not None:
         return
-    for key, value in request.form.items(multi=True):
-        if "password" in key:
-            continue
+    values = [(k, v) for k, v in request.args.items(multi=True) if k not in _LENIENT_ARGS]
+    if request.mimetype in _FORM_TYPES:
+        values += [(k, v) for k, v in request.form.items(multi=True) if "password" not in k]
+    for key, value in values:
         if has_control_characters(key) or has_control_characters(value):
             abort(400, description="control_characters")
 
