@@ -159,3 +159,28 @@ def test_every_state_change_is_limited_per_address_and_reads_are_not(inst: Insta
 def test_a_mistyped_rate_limit_stops_the_start(name: str) -> None:
     with pytest.raises(ConfigError, match=f"INFOMEDIARY_{name}"):
         load_config(environ={f"INFOMEDIARY_{name}": "5 per minut"})
+
+
+def test_requests_failing_before_client_authentication_spend_no_client_allowance(
+    inst: Instance,
+) -> None:
+    """A wrong grant type is refused before the secret is checked: it must not count."""
+    app = app_with(
+        inst,
+        OAUTH_CLIENT_RATE_LIMIT="3 per minute",
+        OAUTH_RATE_LIMIT="1000 per minute",
+        CLIENT_AUTH_FAILURE_LIMIT="1000 per minute",
+    )
+    creds = broker_supplier(inst)
+    client = app.test_client()
+    for _ in range(10):
+        refused = client.post(
+            "/oauth/token",
+            data={"grant_type": "bogus"},
+            headers=basic(creds.client_id, "not-the-secret"),
+        )
+        assert refused.status_code == 400
+    statuses = [
+        token_request(client, creds.client_id, creds.client_secret).status_code for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]

@@ -39,7 +39,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -102,7 +102,10 @@ class Client(ClientMixin):  # type: ignore[misc]
         return redirect_uri in redirect_uris(self.supplier)  # exact string match
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return hmac.compare_digest(secret_hash(client_secret), self.supplier.client_secret_hash)
+        ok = hmac.compare_digest(secret_hash(client_secret), self.supplier.client_secret_hash)
+        if ok:  # the per-client rate limit counts only requests of the authenticated client
+            g.authenticated_client_id = self.supplier.client_id
+        return ok
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in AUTH_METHODS
@@ -181,8 +184,6 @@ def revoke_family(session: Session, family_id: str, reason: str, supplier_id: st
 
 
 def _request_id() -> str:
-    from flask import g
-
     return str(g.get("request_id", "-"))
 
 

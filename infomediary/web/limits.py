@@ -88,9 +88,10 @@ def client_key() -> str:
     return f"client:{_bounded(claimed_client_id())}"
 
 
-def client_authenticated(response: Response) -> bool:
-    """Deduct from a client's allowance only when the request got past client authentication."""
-    return response.status_code != 401
+def client_authenticated(_response: Response) -> bool:
+    """Deduct from a client's allowance only when the client proved its secret in this request
+    (whatever the answer): a stranger who merely claims its id spends none of it."""
+    return bool(g.get("authenticated_client_id") == claimed_client_id())
 
 
 def throttle_failed_client_auth(response: Response) -> Response:
