@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import select
 
 from infomediary.demo import seed_synthetic
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, ConsentGrant, Supplier
+from infomediary.models import AccessLogEntry, ConsentGrant, Supplier, utcnow
 from infomediary.services import rewards
 from infomediary.services.suppliers import suspend_supplier
 from tests.factories import make_customer
@@ -166,3 +167,43 @@ def test_contact_refusals_are_logged(live_server: str, inst: Instance) -> None:
     ]
     assert entries[0].customer_id is not None  # on the accepter's own timeline
     assert entries[0].categories == "identity"
+
+
+def test_a_suspended_client_at_the_token_endpoint_is_logged(
+    live_server: str, inst: Instance
+) -> None:
+    _client, creds = _broker(live_server, inst, "audience:count")
+    with inst.sessions() as session:
+        suspend_supplier(session, creds.id)
+        session.commit()
+    refused = requests.post(
+        f"{live_server}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds.client_id, creds.client_secret),
+        timeout=10,
+    )
+    assert refused.status_code == 401
+    [entry] = denials(inst, creds.id)
+    assert entry.reason == "client refused at /oauth/token: supplier suspended"
+
+
+def test_a_refresh_after_the_consent_was_revoked_is_logged(
+    live_server: str, inst: Instance, granted: tuple[OAuth2Session, Any, str]
+) -> None:
+    client, supplier, customer_id = granted
+    with inst.sessions() as session:
+        grant = session.execute(select(ConsentGrant)).scalar_one()
+        grant.revoked_at = utcnow()
+        session.commit()
+    refreshed = requests.post(
+        f"{live_server}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": client.token["refresh_token"]},
+        auth=(supplier.client_id, supplier.client_secret),
+        timeout=10,
+    )
+    assert refreshed.status_code == 400
+    [entry] = denials(inst, supplier.id)
+    assert (entry.customer_id, entry.reason) == (
+        customer_id,
+        "refresh token refused: consent revoked",
+    )

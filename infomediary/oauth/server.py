@@ -53,6 +53,7 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.oauth.scopes import ALL_SCOPES, BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
+from infomediary.services.refusals import refuse_supplier
 from infomediary.services.suppliers import redirect_uris, secret_hash
 
 CODE_LIFETIME = timedelta(seconds=60)
@@ -149,14 +150,38 @@ class TokenRef(TokenMixin):  # type: ignore[misc]
 
 
 def query_client(client_id: str) -> Client | None:
-    supplier = (
-        _db()
-        .execute(
-            select(Supplier).where(Supplier.client_id == client_id, Supplier.status == "active")
+    """The active client; a suspended one is refused, and its attempt logged."""
+    session = _db()
+    supplier = session.execute(
+        select(Supplier).where(Supplier.client_id == client_id)
+    ).scalar_one_or_none()
+    if supplier is None:
+        return None
+    if supplier.status != "active":
+        refuse_supplier(
+            session,
+            supplier_id=supplier.id,
+            action="login",
+            reason=f"client refused at {request.path}: supplier {supplier.status}",
+            request_id=_request_id(),
         )
-        .scalar_one_or_none()
+        return None
+    return Client(supplier)
+
+
+def _refuse_revoked_consent(
+    session: Session, row: AuthorizationCode | OAuthToken, what: str
+) -> None:
+    session.commit()  # what was claimed stays claimed
+    refuse_supplier(
+        session,
+        supplier_id=row.supplier_id,
+        action="login",
+        customer_id=row.customer_id,
+        purpose=row.purpose,
+        reason=f"{what} refused: consent revoked",
+        request_id=_request_id(),
     )
-    return Client(supplier) if supplier else None
 
 
 def revoke_family(session: Session, family_id: str, reason: str, supplier_id: str) -> int:
@@ -329,7 +354,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             raise InvalidGrantError("The authorization code has expired.")
         grant = session.get(ConsentGrant, row.grant_id)
         if grant is None or grant.revoked_at is not None:
-            session.commit()
+            _refuse_revoked_consent(session, row, "authorization code")
             return None
         session.flush()
         return CodeRef(row, row.code_challenge, row.code_challenge_method)
@@ -375,7 +400,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         grant = session.get(ConsentGrant, row.grant_id) if row.grant_id else None
         if grant is None or grant.revoked_at is not None:
-            session.commit()
+            _refuse_revoked_consent(session, row, "refresh token")
             return None
         return TokenRef(row)
 
