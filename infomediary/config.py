@@ -59,7 +59,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "MAIL_FROM": ("Infomediary <no-reply@infomediary.invalid>", "Sender of account e-mail."),
     "MAIL_RATE_LIMIT": (
         "5 per hour",
-        "Account e-mails per recipient address; past it the pages answer as usual but send none.",
+        "Account e-mails per recipient and requesting address; past it the pages answer as "
+        "usual but send none.",
+    ),
+    "MAIL_RECIPIENT_RATE_LIMIT": (
+        "30 per hour",
+        "Account e-mails per recipient from all requesting addresses together.",
     ),
     "RATELIMIT_STORAGE_URI": (
         "memory://",

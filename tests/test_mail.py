@@ -125,14 +125,32 @@ def test_config_refuses_a_mail_url_of_another_kind_and_production_without_one(tm
     assert load_config({**production, "SMTP_URL": "smtps://mail.example"}, environ={})
 
 
-def test_each_recipient_gets_at_most_the_capped_number_of_mails(client, inst) -> None:
+def _reset_request(client, address: str, remote: str):
+    return client.post(
+        "/password/reset",
+        data={"csrf_token": csrf(client, "/password/reset"), "email": address},
+        environ_base={"REMOTE_ADDR": remote},
+    )
+
+
+def test_each_recipient_gets_at_most_the_capped_number_of_mails(inst) -> None:
+    app = create_app(dict(inst.config, MAIL_RECIPIENT_RATE_LIMIT="5 per hour"), instance=inst)
+    client = app.test_client()
     answers = []
     for n in range(7):
-        response = client.post(
-            "/password/reset",
-            data={"csrf_token": csrf(client, "/password/reset"), "email": "flood@example.org"},
-            environ_base={"REMOTE_ADDR": f"203.0.113.{n + 1}"},
-        )
+        response = _reset_request(client, "flood@example.org", f"203.0.113.{n + 1}")
         answers.append((response.status_code, response.headers.get("Location")))
     assert answers == [(302, "/check-email?sent=reset")] * 7  # the page answers as usual
     assert len(messages_to(inst.config, "flood@example.org")) == 5  # 5 per hour
+
+
+def test_a_stranger_spends_only_their_own_mail_allowance(inst) -> None:
+    """Asking for mail to someone else's address from one place uses up that place's
+    allowance for the address (5 an hour), not the owner's."""
+    app = create_app(dict(inst.config, LOGIN_RATE_LIMIT="100 per minute"), instance=inst)
+    client = app.test_client()
+    for _ in range(7):
+        assert _reset_request(client, "victim@example.org", "198.51.100.7").status_code == 302
+    assert len(messages_to(inst.config, "victim@example.org")) == 5
+    assert _reset_request(client, "victim@example.org", "192.0.2.44").status_code == 302
+    assert len(messages_to(inst.config, "victim@example.org")) == 6

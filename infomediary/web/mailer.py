@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 from flask import current_app, request, session
+from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from infomediary.logs import get_logger
@@ -29,16 +30,26 @@ def site_url() -> str:
 
 
 def deliver(message: Mail) -> None:
-    """Send, unless the recipient already got ``MAIL_RATE_LIMIT`` account mails.
+    """Send, unless the recipient's cap is reached.
 
-    Past the cap the page still answers as usual (so the cap tells nothing about accounts)
-    but nothing is sent: nobody can flood an inbox through our forms.
+    Two caps: ``MAIL_RATE_LIMIT`` per recipient *and requesting address*, so a stranger who
+    asks for mail to someone else's address uses up only their own allowance, never the
+    owner's; and ``MAIL_RECIPIENT_RATE_LIMIT`` per recipient from everywhere, so nobody can
+    flood an inbox through our forms. Past a cap the page still answers as usual (so the cap
+    tells nothing about accounts) but nothing is sent.
     """
-    key = instance().vault.email_index(message.to).hex()
-    items = parse_many(str(current_app.config["MAIL_RATE_LIMIT"]))
-    allowed = [limiter.limiter.hit(item, "account-mail", key) for item in items]
-    if not all(allowed):
-        log.info("account mail not sent: the recipient's hourly cap is reached")
+    recipient = instance().vault.email_index(message.to).hex()
+    strategy = limiter.limiter
+    per_requester = [
+        strategy.hit(item, "account-mail", recipient, get_remote_address())
+        for item in parse_many(str(current_app.config["MAIL_RATE_LIMIT"]))
+    ]
+    overall = [
+        strategy.hit(item, "account-mail-all", recipient)
+        for item in parse_many(str(current_app.config["MAIL_RECIPIENT_RATE_LIMIT"]))
+    ]
+    if not all(per_requester + overall):
+        log.info("account mail not sent: the recipient's cap is reached")
         return
     accounts.sender(current_app.config)(message)
 
