@@ -206,6 +206,26 @@ def verify_email(
     return customer.id
 
 
+def _as_much_work_for_nobody(session: Session, purpose: str, what: str, request_id: str) -> None:
+    """The writes a link for an account costs (retire older links, a log entry, a commit),
+    made when there is no account to send one to, so the time taken does not tell whether
+    an address has an account. The entry names no address and no customer."""
+    email_tokens.retire(session, str(uuid.uuid4()), purpose)
+    reason = f"{what} asked for; none sent (no account waiting for one at that address)"
+    append(
+        session,
+        LogEvent(
+            actor=Actor.system("web"),
+            action="update",
+            customer_id=None,
+            categories=ACCOUNT,
+            reason=reason,
+            request_id=request_id,
+        ),
+    )
+    session.commit()
+
+
 def resend_verification(
     session: Session,
     inst: Instance,
@@ -220,10 +240,10 @@ def resend_verification(
     address = email.strip()
     customer = _by_address(session, inst, address)
     if customer is None:
-        session.commit()
+        _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
         deliver(account_mail.no_account(address, base_url, "a new confirmation link"))
     elif customers.is_verified(customer):
-        session.commit()
+        _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
         deliver(account_mail.already_verified(address, base_url))
     else:
         reason = "confirmation link sent again"
@@ -245,7 +265,7 @@ def request_password_reset(
     address = email.strip()
     customer = _by_address(session, inst, address)
     if customer is None or customer.password_hash is None:
-        session.commit()
+        _as_much_work_for_nobody(session, RESET, "password reset", request_id)
         deliver(account_mail.no_account(address, base_url, "a password reset"))
         return
     token = email_tokens.issue(session, inst, customer.id, RESET)
