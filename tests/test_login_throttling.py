@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from infomediary import create_app
+from infomediary.audit.log import Actor
+from infomediary.services import Context, customers
 from tests.conftest import csrf
 from tests.factories import make_customer
 
@@ -72,7 +76,7 @@ def test_a_device_cookie_of_one_account_is_no_pass_for_another(app, inst) -> Non
     assert statuses[-1] == 429
     # a forged cookie is no pass either
     forged = app.test_client()
-    forged.set_cookie("infomediary_device", "v1." + "A" * 22 + "." + "B" * 43)
+    forged.set_cookie("infomediary_device", "v2." + "A" * 22 + ".1999999999." + "B" * 43)
     assert attempt(forged, "guess", "198.51.100.200", "victim@example.org") == 429
     # their own account is not affected by what they tried on the other
     assert attempt(attacker, PASSWORD, "198.51.100.201") == 302
@@ -86,7 +90,7 @@ def test_device_cookie_attributes(app, inst) -> None:
         data={"csrf_token": csrf(client, "/login"), "email": EMAIL, "password": PASSWORD},
     )
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if "_device=" in c)
-    assert cookie.startswith("infomediary_device=v1.")
+    assert cookie.startswith("infomediary_device=v2.")
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert "Max-Age=31536000" in cookie
@@ -117,3 +121,36 @@ def test_production_device_cookie_is_host_prefixed_and_secure(inst) -> None:
     assert "Secure" in cookie
     assert "Path=/" in cookie
     assert "Domain" not in cookie
+
+
+def _throttle_the_account(app) -> None:
+    attacker = app.test_client()
+    statuses = [attempt(attacker, f"guess {n}", f"198.51.100.{n + 1}") for n in range(6)]
+    assert statuses[-1] == 429
+
+
+def test_a_password_change_retires_every_device_cookie(app, inst) -> None:
+    """A cookie from a lost machine stops counting as the owner's once the password changes."""
+    customer_id = make_customer(inst, email=EMAIL, password=PASSWORD)
+    lost = owner_with_device(app)
+    with inst.sessions() as session:
+        customers.change_password(
+            session,
+            inst,
+            customer_id,
+            PASSWORD,
+            "a brand new passphrase",
+            Context(Actor.system("test")),
+        )
+    _throttle_the_account(app)
+    assert attempt(lost, "a brand new passphrase", OWNER_ADDRESS) == 429
+
+
+def test_a_device_cookie_lapses_after_a_year(app, inst, monkeypatch) -> None:
+    make_customer(inst, email=EMAIL, password=PASSWORD)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 366 * 86400)
+    old = owner_with_device(app)  # its cookie says it was issued a year and a day ago
+    monkeypatch.setattr(time, "time", real_time)
+    _throttle_the_account(app)
+    assert attempt(old, PASSWORD, OWNER_ADDRESS) == 429

@@ -136,6 +136,17 @@ def password_matches(inst: Instance, customer: Customer, password: str) -> bool:
         return False
 
 
+def credential_epoch(session: Session, inst: Instance, email: str) -> str:
+    """When the password of the account at ``email`` last changed (empty if never, or if
+    there is no such account): a device cookie binds it, so a new password retires them all."""
+    changed = session.execute(
+        select(Customer.password_changed_at).where(
+            Customer.email_index == inst.vault.email_index(email)
+        )
+    ).scalar_one_or_none()
+    return changed.isoformat() if changed else ""
+
+
 def is_confirmed(session: Session, customer_id: str) -> bool:
     """:func:`is_verified` for the customer with this id (False if there is none)."""
     customer = session.get(Customer, customer_id)

@@ -2,9 +2,12 @@
 
 OWASP's "Slow Down Online Guessing Attacks with Device Cookies" (linked from the
 Authentication Cheat Sheet, "Protect Against Automated Attacks"): after a successful login
-the browser keeps a long-lived cookie ``v1.<nonce>.<mac>``, where
-``mac = HMAC-SHA256(secret, "device" || account's email blind index || nonce)``. It names
-the account without showing it and cannot be forged or moved to another account.
+the browser keeps a cookie ``v2.<nonce>.<issued>.<mac>``, where ``mac = HMAC-SHA256(secret,
+"device" || account's email blind index || nonce || issued || when the password last
+changed)``. It names the account without showing it, cannot be forged or moved to another
+account, lapses after a year (``issued`` is checked, not only the browser's ``Max-Age``),
+and dies with every password change or reset: a cookie from a lost machine stops counting
+as the owner's once they set a new password.
 
 - A login attempt that presents a valid device cookie *for the account it names* is limited
   per device cookie (failures only) and is not held back by the account's limit below.
@@ -25,28 +28,37 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 
 from flask import Flask, current_app, g, request
 from werkzeug.wrappers import Response
 
+from infomediary.services import customers
+from infomediary.web import db
 from infomediary.web.security import instance
 
 COOKIE_DAYS = 365
-_COOKIE_RE = re.compile(r"^v1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$")
+_COOKIE_RE = re.compile(r"^v2\.([A-Za-z0-9_-]{22})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
 
 
 def cookie_name(app: Flask) -> str:
     return "__Host-infomediary_device" if app.config["PRODUCTION"] else "infomediary_device"
 
 
-def _mac(email_index: bytes, nonce: str) -> str:
+def _mac(email: str, nonce: str, issued: str) -> str:
     key = hashlib.sha256(b"device-cookie\x00" + current_app.config["SECRET_KEY"].encode()).digest()
-    digest = hmac.new(key, b"device\x00" + email_index + b"\x00" + nonce.encode(), hashlib.sha256)
+    epoch = customers.credential_epoch(db(), instance(), email)
+    message = b"\x00".join(
+        (
+            b"device",
+            instance().vault.email_index(email),
+            nonce.encode(),
+            issued.encode(),
+            epoch.encode(),
+        )
+    )
+    digest = hmac.new(key, message, hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-
-
-def _email_index() -> bytes:
-    return instance().vault.email_index(request.form.get("email", ""))
 
 
 def trusted_nonce() -> str | None:
@@ -54,8 +66,11 @@ def trusted_nonce() -> str | None:
     if "device_nonce" not in g:
         match = _COOKIE_RE.match(request.cookies.get(cookie_name(current_app), ""))
         nonce = None
-        if match and hmac.compare_digest(match.group(2), _mac(_email_index(), match.group(1))):
-            nonce = match.group(1)
+        if match and int(match.group(2)) > time.time() - COOKIE_DAYS * 86400:
+            nonce_, issued, mac = match.groups()
+            email = request.form.get("email", "")
+            if hmac.compare_digest(mac, _mac(email, nonce_, issued)):
+                nonce = nonce_
         g.device_nonce = nonce
     value = g.device_nonce
     return value if isinstance(value, str) else None
@@ -75,8 +90,8 @@ def device_key() -> str:
 
 def remember(response: Response, email: str) -> None:
     """After a successful login: this browser is a known device of this account."""
-    nonce = secrets.token_urlsafe(16)
-    value = f"v1.{nonce}.{_mac(instance().vault.email_index(email), nonce)}"
+    nonce, issued = secrets.token_urlsafe(16), str(int(time.time()))
+    value = f"v2.{nonce}.{issued}.{_mac(email, nonce, issued)}"
     response.set_cookie(
         cookie_name(current_app),
         value,
