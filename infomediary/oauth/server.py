@@ -482,6 +482,16 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
 
 
 def find_token(token_string: str, *, refresh_too: bool = False) -> TokenRef | None:
+    """The token row for a presented token, looked up once per request: the rate-limit key,
+    the resource protector and the refusal log all ask for the same one."""
+    found: dict[tuple[bytes, bool], TokenRef | None] = g.setdefault("found_tokens", {})
+    key = (secret_hash(token_string), refresh_too)
+    if key not in found:
+        found[key] = _lookup_token(token_string, refresh_too=refresh_too)
+    return found[key]
+
+
+def _lookup_token(token_string: str, *, refresh_too: bool) -> TokenRef | None:
     session = _db()
     digest = secret_hash(token_string)
     condition = OAuthToken.access_token_hash == digest

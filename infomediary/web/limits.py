@@ -30,8 +30,8 @@ from flask_limiter.util import get_remote_address
 from limits import parse
 
 from infomediary.oauth.server import find_token
+from infomediary.text import has_control_characters
 from infomediary.web import limiter
-from infomediary.web.security import SAFE_METHODS
 
 
 def supplier_key() -> str:
@@ -54,27 +54,33 @@ def login_rate() -> str:
     return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
-def write_rate() -> str:
-    return str(current_app.config["WRITE_RATE_LIMIT"])
-
-
 def oauth_rate() -> str:
     return str(current_app.config["OAUTH_RATE_LIMIT"])
 
 
-def is_safe_method() -> bool:
-    return request.method in SAFE_METHODS
+def basic_credentials() -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1 client credentials from a Basic header: base64 of UTF-8 ``id:secret``
+    (each form-urlencoded), no control characters. None if the header is malformed."""
+    header = request.headers.get("Authorization", "")
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or has_control_characters(decoded):
+        return None
+    return unquote(client_id), unquote(secret)
+
+
+def has_basic_header() -> bool:
+    return request.headers.get("Authorization", "").lower().startswith("basic ")
 
 
 def claimed_client_id() -> str:
-    """The ``client_id`` a request claims (RFC 6749 §2.3.1: Basic header or form), unverified."""
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            return ""
-        return unquote(decoded.partition(":")[0])
+    """The ``client_id`` a request claims (Basic header or form), unverified."""
+    if has_basic_header():
+        credentials = basic_credentials()
+        return credentials[0] if credentials else ""
     value = request.form.get("client_id", "") if request.mimetype.endswith("urlencoded") else ""
     return value
 

@@ -3,7 +3,6 @@ metadata (RFC 8414) and the JWKS that consent receipts verify against."""
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -28,12 +27,13 @@ from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scop
 from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
 from infomediary.services import consents, customers, suppliers
 from infomediary.services.errors import ValidationFailed
-from infomediary.text import has_control_characters
 from infomediary.web import db, limiter
 from infomediary.web.api import json_body
 from infomediary.web.limits import (
+    basic_credentials,
     client_authenticated,
     client_key,
+    has_basic_header,
     oauth_rate,
     throttle_failed_client_auth,
 )
@@ -191,14 +191,7 @@ def authorize() -> ResponseReturnValue:
 def _malformed_client_auth() -> Response | None:
     """RFC 6749 §2.3.1: a Basic header must be base64 of UTF-8 ``id:secret``; anything else
     is ``invalid_client`` here rather than an error deep inside the library."""
-    header = request.headers.get("Authorization", "")
-    if not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    if ":" in decoded and not has_control_characters(decoded):
+    if not has_basic_header() or basic_credentials() is not None:
         return None
     response = jsonify(error="invalid_client", error_description="Malformed client credentials.")
     response.status_code = 401
