@@ -25,7 +25,7 @@ from infomediary.services import accounts, email_change, email_tokens
 from infomediary.services.errors import InvalidLink, ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.limits import login_rate
-from infomediary.web.mailer import deliver, site_url
+from infomediary.web.mailer import request_link
 from infomediary.web.security import context, instance
 from infomediary.web.sessions import ServerSession
 
@@ -40,19 +40,7 @@ def reset_request_form() -> ResponseReturnValue:
 @bp.post("/password/reset")
 @limiter.limit(login_rate)
 def reset_request() -> ResponseReturnValue:
-    form = {"email": request.form.get("email", "")}
-    try:
-        accounts.request_password_reset(
-            db(),
-            instance(),
-            deliver,
-            email=form["email"],
-            base_url=site_url(),
-            request_id=context().request_id,
-        )
-    except ValidationFailed as exc:
-        return render_template("password_reset.html", errors=exc.errors, form=form), 400
-    return redirect(url_for("auth.check_email", sent="reset"))
+    return request_link(accounts.request_password_reset, "password_reset.html", "reset")
 
 
 def _new_password_page(

@@ -35,7 +35,7 @@ from infomediary.services.errors import (
 )
 from infomediary.web import account_links, db, devices, limiter
 from infomediary.web.limits import login_rate
-from infomediary.web.mailer import deliver, site_url, start_session
+from infomediary.web.mailer import deliver, request_link, site_url, start_session
 from infomediary.web.security import context, current_customer_id, instance
 from infomediary.web.sessions import ServerSession
 
@@ -131,19 +131,7 @@ def resend_form() -> ResponseReturnValue:
 @bp.post("/signup/resend")
 @limiter.limit(login_rate)
 def resend() -> ResponseReturnValue:
-    form = {"email": request.form.get("email", "")}
-    try:
-        accounts.resend_verification(
-            db(),
-            instance(),
-            deliver,
-            email=form["email"],
-            base_url=site_url(),
-            request_id=context().request_id,
-        )
-    except ValidationFailed as exc:
-        return render_template("resend.html", errors=exc.errors, form=form), 400
-    return redirect(url_for("auth.check_email", sent="resend"))
+    return request_link(accounts.resend_verification, "resend.html", "resend")
 
 
 @bp.get("/login")

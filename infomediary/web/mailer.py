@@ -8,17 +8,20 @@ send a reset link, token and all, to someone else's server ("password reset pois
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
-from flask import current_app, request, session
+from flask import current_app, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from infomediary.logs import get_logger
 from infomediary.mail import Mail
 from infomediary.services import accounts
-from infomediary.web import limiter
-from infomediary.web.security import instance
+from infomediary.services.errors import ValidationFailed
+from infomediary.web import db, limiter
+from infomediary.web.security import context, instance
 from infomediary.web.sessions import ServerSession
 
 log = get_logger("mail")
@@ -60,3 +63,21 @@ def start_session(customer_id: str) -> None:
     sess.clear()
     sess.rotate()
     sess["customer_id"] = customer_id
+
+
+def request_link(ask: Callable[..., None], template: str, sent: str) -> ResponseReturnValue:
+    """A form that asks for a link by address (resend, password reset): the service mails it
+    (or a note), and the answer is the same "check your e-mail" whatever the address."""
+    form = {"email": request.form.get("email", "")}
+    try:
+        ask(
+            db(),
+            instance(),
+            deliver,
+            email=form["email"],
+            base_url=site_url(),
+            request_id=context().request_id,
+        )
+    except ValidationFailed as exc:
+        return render_template(template, errors=exc.errors, form=form), 400
+    return redirect(url_for("auth.check_email", sent=sent))
