@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import Actor, verify
 from infomediary.config import ConfigError, load_config
 from infomediary.crypto.keyring import KeyringError
+from infomediary.errors import ServiceError, ValidationFailed
 from infomediary.instance import (
     Instance,
     NotInitialised,
@@ -29,7 +30,6 @@ from infomediary.instance import (
 from infomediary.logs import LOGGER_NAME
 from infomediary.services import Context, customers
 from infomediary.services import keys as key_service
-from infomediary.services.errors import ServiceError, ValidationFailed
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -30,12 +30,12 @@ from infomediary.audit.log import Actor, LogEvent, append
 from infomediary.broker.members import bump_version, member_texts, member_tokens
 from infomediary.crypto.keyring import FileKeyring
 from infomediary.crypto.vault import CustomerKey, Vault
+from infomediary.errors import EmailTaken
 from infomediary.instance import Instance
 from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, MatchEntry, Profile, utcnow
 from infomediary.services import Context, customers
 from infomediary.services.consents import DEFAULT_TEMPLATE
-from infomediary.services.errors import EmailTaken
 from infomediary.services.profile import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
 from policies.taxonomy import INTEREST_TAGS
 from policies.templates import load_template

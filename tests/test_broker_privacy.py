@@ -33,6 +33,7 @@ from infomediary.broker.index import MatchIndex
 from infomediary.broker.members import value_text
 from infomediary.broker.noise import NoiseSource
 from infomediary.demo import seed_synthetic
+from infomediary.errors import BudgetExhausted, QueryRejected
 from infomediary.instance import Instance, open_instance
 from infomediary.models import (
     AccessLogEntry,
@@ -46,8 +47,6 @@ from infomediary.models import (
 )
 from infomediary.services import Context, consents, customers, matching
 from infomediary.services.broker import (
-    BudgetExhausted,
-    QueryRejected,
     budget_remaining,
     count_audience,
     match_index,

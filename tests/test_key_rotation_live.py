@@ -32,6 +32,7 @@ from werkzeug.serving import make_server
 from infomediary import create_app
 from infomediary.audit.log import Actor
 from infomediary.crypto.keyring import KeyringError
+from infomediary.errors import KeysInUse
 from infomediary.instance import Instance, open_instance
 from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, ProcessLease, utcnow
@@ -311,7 +312,7 @@ def test_prune_refuses_while_a_live_lease_names_the_kek_and_not_after_it_lapses(
         old = holder.keyring.active_kek_version
         with other.sessions() as session:
             key_service.rotate(session, other)
-            with pytest.raises(key_service.KeysInUse) as refused:
+            with pytest.raises(KeysInUse) as refused:
                 key_service.prune(session, other)
         assert f"[{old}]" in refused.value.message
         assert f"pid {os.getpid()} " in refused.value.message

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from infomediary import errors
 from infomediary.demo import seed_synthetic
 from infomediary.models import BudgetCharge, OfferDelivery, Supplier
 from infomediary.services import rewards
@@ -256,7 +257,7 @@ def test_ledger_always_balances(inst, steps) -> None:
                 else:
                     rewards.pay_reward(session, supplier.id, "offer-1", customer, cents)
                 session.commit()
-            except rewards.InsufficientFunds:
+            except errors.InsufficientFunds:
                 session.rollback()
             assert rewards.total_of_all_balances(session) == 0, number
             for kind_, owner in (

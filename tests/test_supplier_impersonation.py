@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from infomediary.cli import main
+from infomediary.errors import ValidationFailed
 from infomediary.models import AccessLogEntry, Supplier
-from infomediary.services.errors import ValidationFailed
 from infomediary.services.suppliers import (
     MAX_REDIRECT_URIS,
     create_supplier,

@@ -264,7 +264,7 @@ def test_rotation_rewraps_without_touching_fields(inst) -> None:
 
 def test_emails_are_unique_by_blind_index(inst) -> None:
     make_customer(inst, email="Same@Example.org")
-    from infomediary.services.errors import EmailTaken
+    from infomediary.errors import EmailTaken
 
     with pytest.raises(EmailTaken):
         make_customer(inst, email="same@example.ORG ")

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import ActorType
+from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, DataKey, MatchEntry, Supplier
 from infomediary.services.customers import TimelineItem, customer_key, timeline_item
-from infomediary.services.errors import ValidationFailed
 from infomediary.text import parse_int
 from policies.taxonomy import CATEGORIES
 

@@ -25,18 +25,18 @@ from sqlalchemy.orm import Session
 
 from infomediary import mail
 from infomediary.audit.log import Actor, LogEvent, append
-from infomediary.instance import Instance
-from infomediary.logs import get_logger
-from infomediary.models import Customer, WebSession, utcnow
-from infomediary.services import Context, account_mail, customers, email_tokens
-from infomediary.services.email_tokens import RESET, VERIFY
-from infomediary.services.errors import (
+from infomediary.errors import (
     EmailTaken,
     InvalidLink,
     MailUnavailable,
     NotFound,
     ValidationFailed,
 )
+from infomediary.instance import Instance
+from infomediary.logs import get_logger
+from infomediary.models import Customer, WebSession, utcnow
+from infomediary.services import Context, account_mail, customers, email_tokens
+from infomediary.services.email_tokens import RESET, VERIFY
 from infomediary.services.profile import clean_profile, validate_email, validate_password
 
 Deliver = Callable[[mail.Mail], None]

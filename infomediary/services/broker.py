@@ -32,32 +32,15 @@ from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.broker.index import MatchIndex
 from infomediary.broker.members import exclusion_text
 from infomediary.broker.noise import NoiseSource
+from infomediary.errors import BudgetExhausted, QueryRejected
 from infomediary.instance import Instance
 from infomediary.models import BudgetAccount, BudgetCharge, ReleasedAnswer, Supplier, utcnow
-from infomediary.services.errors import ServiceError, ValidationFailed
 from policies.model import PURPOSES, Mode
 
 MAX_PREDICATES = 5
 DISJOINT = ("age_band", "region", "area", "household")
 GLOBAL = "*"
 MICRO = 1_000_000
-
-
-class QueryRejected(ValidationFailed):
-    def __init__(self, code: str, message: str, field: str):
-        super().__init__({field: message}, message)
-        self.code = code
-
-
-class BudgetExhausted(ServiceError):
-    """``retry_after`` is the number of seconds until the budget period ends (RFC 9110 §10.2.3)."""
-
-    code = "budget_exhausted"
-    status = 429
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import LogEvent, append
 from infomediary.crypto.receipts import ReceiptFacts, ReceiptSigner
+from infomediary.errors import EmailNotVerified, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
@@ -32,7 +33,6 @@ from infomediary.models import (
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
 from infomediary.services import Context
 from infomediary.services.customers import customer_key, is_verified
-from infomediary.services.errors import EmailNotVerified, NotFound, ValidationFailed
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.refusals import record_refusal
 from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate_policy

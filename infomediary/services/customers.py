@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, LogEvent, append
 from infomediary.crypto.vault import CustomerKey, DecryptionError
+from infomediary.errors import EmailTaken, InvalidCredentials, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Customer, DataKey, Profile, WebSession, utcnow
 from infomediary.services import Context
-from infomediary.services.errors import EmailTaken, InvalidCredentials, NotFound, ValidationFailed
 from infomediary.services.profile import (
     FIELD_NAMES,
     categories_of,

@@ -16,12 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, append
+from infomediary.errors import InvalidLink, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, WebSession, utcnow
 from infomediary.services import Context, account_mail, customers, email_tokens
 from infomediary.services.accounts import Deliver, event
 from infomediary.services.email_tokens import CHANGE
-from infomediary.services.errors import InvalidLink, NotFound, ValidationFailed
 from infomediary.services.profile import validate_email
 
 

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from infomediary.errors import InvalidLink
 from infomediary.instance import Instance
 from infomediary.models import EmailToken, utcnow
-from infomediary.services.errors import InvalidLink
 
 VERIFY = "verify"
 RESET = "reset"

@@ -22,17 +22,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.errors import KeysInUse
 from infomediary.instance import Instance, record_fingerprints
 from infomediary.leases import active_kek, delete_lapsed, live_leases, set_active_kek
 from infomediary.models import DataKey, ProcessLease, utcnow
-from infomediary.services.errors import ServiceError
-
-
-class KeysInUse(ServiceError):
-    """A KEK that would be pruned may still be used by a running process."""
-
-    code = "keys_in_use"
-    status = 409
 
 
 @dataclass

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import LogEvent, append
 from infomediary.db import rowcount
+from infomediary.errors import NotFound, QueryRejected, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
@@ -37,7 +38,6 @@ from infomediary.models import (
 from infomediary.services import Context
 from infomediary.services.broker import (
     MICRO,
-    QueryRejected,
     budget_remaining,
     charge,
     epoch_of,
@@ -46,7 +46,6 @@ from infomediary.services.broker import (
     noise_source,
     parse_query,
 )
-from infomediary.services.errors import NotFound, ValidationFailed
 from infomediary.services.pseudonyms import offer_pseudonym
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.rewards import escrow_offer, pay_reward, refund_escrow, require_funds
@@ -466,7 +465,7 @@ def contact_of(
     for customer_id in accepted:
         if offer_pseudonym(inst, supplier.id, customer_id) == sub:
             if not contact_shared(session, offer.id, customer_id):
-                from infomediary.services.resource import PolicyDenied
+                from infomediary.errors import PolicyDenied
 
                 _refuse_contact(
                     session,

@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.errors import NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, parse_scopes
 from infomediary.services.consents import decide
 from infomediary.services.customers import customer_key, logged_categories
-from infomediary.services.errors import NotFound, ServiceError
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from policies.engine import describe_rule
 from policies.model import Decision, Verdict
@@ -34,15 +34,6 @@ SPECIAL_INTEREST_CATEGORIES = frozenset(
 class _Request:
     scope: str
     purpose: str
-
-
-class PolicyDenied(ServiceError):
-    code = "policy_denied"
-    status = 403
-
-    def __init__(self, message: str, withheld: list[dict[str, str]]):
-        super().__init__(message)
-        self.withheld = withheld
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,10 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from infomediary.errors import InsufficientFunds, ValidationFailed
 from infomediary.models import LedgerAccount, LedgerEntry, LedgerTransaction, Supplier
-from infomediary.services.errors import ServiceError, ValidationFailed
 
 PLATFORM = ("platform", "funding")
-
-
-class InsufficientFunds(ServiceError):
-    code = "insufficient_funds"
-    status = 402
 
 
 def account(session: Session, kind: str, owner_id: str) -> LedgerAccount:

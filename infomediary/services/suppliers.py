@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.db import rowcount
+from infomediary.errors import InvalidRedirectUri, NotFound, ValidationFailed
 from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
 from infomediary.oauth.scopes import ALL_SCOPES, BROKER_SCOPES
 from infomediary.services import Context
-from infomediary.services.errors import NotFound, ServiceError, ValidationFailed
 from infomediary.supplier_names import NameRejected, first_confusable, normalise_name
 from policies.model import PURPOSES
 
@@ -44,11 +44,6 @@ MAX_REDIRECT_URI_LENGTH = 2000
 
 def secret_hash(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
-
-
-class InvalidRedirectUri(ServiceError):
-    code = "invalid_redirect_uri"
-    status = 400
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from infomediary.errors import InvalidLink, ValidationFailed
 from infomediary.services import accounts, email_change, email_tokens
-from infomediary.services.errors import InvalidLink, ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.limits import login_rate
 from infomediary.web.mailer import request_link

@@ -8,6 +8,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, abort, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from infomediary import errors
 from infomediary.oauth.server import TokenRef, find_token, require_oauth, token_refusal
 from infomediary.services import resource
 from infomediary.services.refusals import refuse_supplier
@@ -100,7 +101,7 @@ def me() -> ResponseReturnValue:
     token = bearer_token()
     try:
         body = resource.read_me(db(), instance(), token.row, g.get("request_id", "-"))
-    except resource.PolicyDenied as exc:
+    except errors.PolicyDenied as exc:
         response = jsonify(error=exc.code, message=exc.message, withheld=exc.withheld)
         response.status_code = 403
         return response

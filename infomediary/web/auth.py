@@ -25,14 +25,14 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from infomediary.models import Customer
-from infomediary.services import accounts, customers, email_tokens
-from infomediary.services.errors import (
+from infomediary.errors import (
     EmailNotVerified,
     InvalidCredentials,
     InvalidLink,
     ValidationFailed,
 )
+from infomediary.models import Customer
+from infomediary.services import accounts, customers, email_tokens
 from infomediary.web import account_links, db, devices, limiter
 from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, request_link, site_url, start_session

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
+from infomediary import errors
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
 from infomediary.models import Supplier
 from infomediary.services import broker
@@ -69,10 +70,10 @@ def count() -> ResponseReturnValue:
         answer = broker.count_audience(
             session, instance(), supplier, body, g.get("request_id", "-")
         )
-    except broker.QueryRejected as exc:
+    except errors.QueryRejected as exc:
         _refused(supplier.id, f"count refused: {exc.code}")
         return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
-    except broker.BudgetExhausted as exc:
+    except errors.BudgetExhausted as exc:
         _refused(supplier.id, "count refused: privacy budget exhausted")
         return budget_exhausted(exc.code, exc.message, exc.retry_after)
     return jsonify(CountResponseSchema().dump(answer))

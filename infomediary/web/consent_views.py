@@ -6,9 +6,9 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from infomediary.errors import ValidationFailed
 from infomediary.models import Supplier
 from infomediary.services import consents
-from infomediary.services.errors import ValidationFailed
 from infomediary.web import db
 from infomediary.web.security import context, instance, login_required
 from policies.engine import describe_rule

@@ -19,8 +19,8 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from infomediary.errors import ValidationFailed
 from infomediary.services import access_log, customers, email_change
-from infomediary.services.errors import ValidationFailed
 from infomediary.services.profile import (
     CONTACT_CHANNELS,
     DEFAULT_PREFERENCES,

@@ -7,10 +7,42 @@ from authlib.integrations.flask_oauth2.errors import _HTTPException as _AuthlibH
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from infomediary.errors import ServiceError
 from infomediary.logs import get_logger
-from infomediary.services.errors import ServiceError
 
 log = get_logger("errors")
+
+#: The one table from a domain exception's machine-readable code to its HTTP status. A code
+#: that is not here is a bug, and ``tests`` check every code raised has a row.
+STATUS: dict[str, int] = {
+    "validation_failed": 400,
+    "invalid_query": 400,
+    "invalid_offer": 400,
+    "unknown_purpose": 400,
+    "undeclared_purpose": 400,
+    "too_many_predicates": 400,
+    "unknown_attribute": 400,
+    "invalid_values": 400,
+    "unknown_value": 400,
+    "invalid_breakdown": 400,
+    "invalid_redirect_uri": 400,
+    "invalid_link": 400,
+    "invalid_credentials": 401,
+    "insufficient_funds": 402,
+    "email_unverified": 403,
+    "policy_denied": 403,
+    "not_found": 404,
+    "email_taken": 409,
+    "keys_in_use": 409,
+    "budget_exhausted": 429,
+    "mail_unavailable": 503,
+}
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status for a domain exception, from :data:`STATUS` alone."""
+    return STATUS.get(exc.code, 500 if type(exc) is ServiceError else 400)
+
 
 _CODES = {
     400: "bad_request",
@@ -115,7 +147,7 @@ def handle_http(exc: HTTPException) -> Response:
 
 def handle_service(exc: ServiceError) -> Response:
     errors = getattr(exc, "errors", None)
-    return error_response(exc.status, exc.code, exc.message, errors)
+    return error_response(status_of(exc), exc.code, exc.message, errors)
 
 
 def handle_unexpected(exc: Exception) -> Response:

@@ -16,10 +16,10 @@ from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
+from infomediary.errors import ValidationFailed
 from infomediary.logs import get_logger
 from infomediary.mail import Mail
 from infomediary.services import accounts
-from infomediary.services.errors import ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.security import context, instance
 from infomediary.web.sessions import ServerSession

@@ -22,11 +22,12 @@ from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
+from infomediary import errors
+from infomediary.errors import ValidationFailed
 from infomediary.models import Supplier, utcnow
 from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
 from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
 from infomediary.services import consents, customers, suppliers
-from infomediary.services.errors import ValidationFailed
 from infomediary.web import db, limiter
 from infomediary.web.api import json_body
 from infomediary.web.limits import (
@@ -296,7 +297,7 @@ def register() -> ResponseReturnValue:
             sector=data["sector"],
             via="dcr",
         )
-    except suppliers.InvalidRedirectUri as exc:
+    except errors.InvalidRedirectUri as exc:
         db().rollback()
         return _registration_error("invalid_redirect_uri", exc.message)
     except ValidationFailed as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from flask.typing import ResponseReturnValue
 
+from infomediary import errors
+from infomediary.errors import InsufficientFunds, NotFound
 from infomediary.models import Supplier
-from infomediary.services import broker, offers, resource
-from infomediary.services.errors import NotFound
+from infomediary.services import offers
 from infomediary.services.refusals import refuse_supplier
-from infomediary.services.rewards import InsufficientFunds
 from infomediary.web import db, limiter
 from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
 from infomediary.web.limits import api_rate, broker_rate, budget_exhausted, supplier_key
@@ -55,10 +55,10 @@ def send() -> ResponseReturnValue:
         return _error("invalid_json", "Send a JSON object (application/json).", 400)
     try:
         result = offers.send_offer(db(), instance(), supplier, body, g.get("request_id", "-"))
-    except broker.QueryRejected as exc:
+    except errors.QueryRejected as exc:
         _refused(supplier.id, f"offer refused: {exc.code}")
         return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
-    except broker.BudgetExhausted as exc:
+    except errors.BudgetExhausted as exc:
         _refused(supplier.id, "offer refused: privacy budget exhausted")
         return budget_exhausted(exc.code, exc.message, exc.retry_after)
     except InsufficientFunds as exc:
@@ -81,7 +81,7 @@ def view(offer_id: str) -> ResponseReturnValue:
                 offers.offer_view(db(), instance(), supplier, offer_id, g.get("request_id", "-"))
             )
         )
-    except broker.BudgetExhausted as exc:
+    except errors.BudgetExhausted as exc:
         _refused(supplier.id, "offer totals refused: privacy budget exhausted")
         return budget_exhausted(exc.code, exc.message, exc.retry_after)
 
@@ -97,6 +97,6 @@ def contact(offer_id: str, sub: str) -> ResponseReturnValue:
         body = offers.contact_of(
             db(), instance(), supplier, offer_id, sub, g.get("request_id", "-")
         )
-    except resource.PolicyDenied as exc:
+    except errors.PolicyDenied as exc:
         return jsonify(error=exc.code, message=exc.message, withheld=exc.withheld), 403
     return jsonify(MeResponseSchema().dump(body))

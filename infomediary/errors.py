@@ -1,0 +1,93 @@
+"""Domain exceptions, all in one module. The web layer maps their codes to HTTP responses in
+one place (:mod:`infomediary.web.errors`); the CLI prints their message."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base: ``code`` is machine-readable and names the failure; it carries no HTTP status
+    (the edge's one table, ``infomediary.web.errors.STATUS``, maps codes to statuses)."""
+
+    code = "error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(ServiceError):
+    code = "validation_failed"
+
+    def __init__(self, errors: dict[str, str], message: str = "Some fields need attention."):
+        super().__init__(message)
+        self.errors = errors
+
+
+class EmailTaken(ServiceError):
+    code = "email_taken"
+
+
+class InvalidCredentials(ServiceError):
+    code = "invalid_credentials"
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class EmailNotVerified(ServiceError):
+    """An unverified account asked for something that needs a confirmed address."""
+
+    code = "email_unverified"
+
+
+class InvalidLink(ServiceError):
+    """An e-mailed link that is unknown, used, expired or meant for something else."""
+
+    code = "invalid_link"
+
+
+class MailUnavailable(ServiceError):
+    """The mail backend did not take a message; nothing the customer did is lost."""
+
+    code = "mail_unavailable"
+
+
+class InvalidRedirectUri(ServiceError):
+    code = "invalid_redirect_uri"
+
+
+class QueryRejected(ValidationFailed):
+    """A broker query the broker will not answer; ``code`` names why, ``errors`` the field."""
+
+    def __init__(self, code: str, message: str, field: str):
+        super().__init__({field: message}, message)
+        self.code = code
+
+
+class BudgetExhausted(ServiceError):
+    """``retry_after`` is the number of seconds until the budget period ends (RFC 9110 §10.2.3)."""
+
+    code = "budget_exhausted"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PolicyDenied(ServiceError):
+    code = "policy_denied"
+
+    def __init__(self, message: str, withheld: list[dict[str, str]]):
+        super().__init__(message)
+        self.withheld = withheld
+
+
+class KeysInUse(ServiceError):
+    """A KEK that would be pruned may still be used by a running process."""
+
+    code = "keys_in_use"
+
+
+class InsufficientFunds(ServiceError):
+    code = "insufficient_funds"
