@@ -9,10 +9,12 @@ record id is bound into each field's associated data.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
@@ -23,8 +25,22 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    column,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from infomediary.statuses import (
+    CodeChallengeMethod,
+    DeliveryStatus,
+    EmailTokenPurpose,
+    LedgerAccountKind,
+    LedgerTransactionKind,
+    OfferStatus,
+    ReceiptEvent,
+    RegisteredVia,
+    SupplierKind,
+    SupplierStatus,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -37,6 +53,15 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def one_of(name: str, values: type[StrEnum]) -> CheckConstraint:
+    """CHECK that column ``name`` holds a member of ``values``; named ``ck_<table>_<name>``.
+
+    The column stays ``String``: a new member needs a migration replacing the constraint,
+    not a type change (PostgreSQL enum types cannot drop a value).
+    """
+    return CheckConstraint(column(name).in_([member.value for member in values]), name=name)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -102,6 +127,7 @@ class EmailToken(Base):
     """
 
     __tablename__ = "email_tokens"
+    __table_args__ = (one_of("purpose", EmailTokenPurpose),)
 
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     customer_id: Mapped[str] = mapped_column(
@@ -216,19 +242,24 @@ class Supplier(Base):
     """
 
     __tablename__ = "suppliers"
+    __table_args__ = (
+        one_of("kind", SupplierKind),
+        one_of("status", SupplierStatus),
+        one_of("registered_via", RegisteredVia),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     client_secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    kind: Mapped[str] = mapped_column(String(16), default="supplier")
+    kind: Mapped[str] = mapped_column(String(16), default=SupplierKind.SUPPLIER)
     name: Mapped[str] = mapped_column(String(120))
     sector: Mapped[str] = mapped_column(String(32))
     privacy_policy_url: Mapped[str | None] = mapped_column(String(512))
     redirect_uris: Mapped[str] = mapped_column(Text, default="[]")
     scopes: Mapped[str] = mapped_column(Text, default="")
     purposes: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="active")
-    registered_via: Mapped[str] = mapped_column(String(16), default="cli")
+    status: Mapped[str] = mapped_column(String(16), default=SupplierStatus.ACTIVE)
+    registered_via: Mapped[str] = mapped_column(String(16), default=RegisteredVia.CLI)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the operator vouched for this supplier (``infomediary suppliers verify``).
@@ -274,6 +305,7 @@ class ConsentReceipt(Base):
     """A signed (JWS, Ed25519) consent receipt for a grant, change or revocation."""
 
     __tablename__ = "consent_receipts"
+    __table_args__ = (one_of("event", ReceiptEvent),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     grant_id: Mapped[str] = mapped_column(
@@ -291,6 +323,7 @@ class AuthorizationCode(Base):
     """An authorization code, stored as its SHA-256; single use, short-lived."""
 
     __tablename__ = "authorization_codes"
+    __table_args__ = (one_of("code_challenge_method", CodeChallengeMethod),)
 
     code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"))
@@ -420,6 +453,7 @@ class Offer(Base):
     """An offer a supplier sent through the broker. It never names its recipients."""
 
     __tablename__ = "offers"
+    __table_args__ = (one_of("status", OfferStatus),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"), index=True)
@@ -441,6 +475,7 @@ class OfferDelivery(Base):
     """An offer in one customer's inbox, and what they did with it."""
 
     __tablename__ = "offer_deliveries"
+    __table_args__ = (one_of("status", DeliveryStatus),)
 
     offer_id: Mapped[str] = mapped_column(
         ForeignKey("offers.id", ondelete="CASCADE"), primary_key=True
@@ -448,7 +483,7 @@ class OfferDelivery(Base):
     customer_id: Mapped[str] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default="delivered")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.DELIVERED)
     delivered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -477,13 +512,17 @@ class LedgerAccount(Base):
     owner_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_ledger_accounts_kind_owner", "kind", "owner_id", unique=True),)
+    __table_args__ = (
+        Index("ix_ledger_accounts_kind_owner", "kind", "owner_id", unique=True),
+        one_of("kind", LedgerAccountKind),
+    )
 
 
 class LedgerTransaction(Base):
     """A balanced set of entries (they sum to zero)."""
 
     __tablename__ = "ledger_transactions"
+    __table_args__ = (one_of("kind", LedgerTransactionKind),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))

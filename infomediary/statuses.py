@@ -1,0 +1,90 @@
+"""The closed sets of strings the database stores: statuses, kinds, events, purposes.
+
+Each is a :class:`enum.StrEnum`, so a member equals its string (``SupplierStatus.ACTIVE ==
+"active"``) and a row read back compares equal to the member. The columns stay ``String``;
+:mod:`infomediary.models` adds a CHECK constraint per column from these values, so the
+database refuses a value outside the set whoever writes it. Adding a member means a migration
+that replaces the column's constraint. No Flask, no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SupplierStatus(StrEnum):
+    """Whether a supplier may use its tokens (``suppliers suspend`` makes it ``suspended``)."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class SupplierKind(StrEnum):
+    """A data recipient, or a resource server allowed token introspection (RFC 7662 §4)."""
+
+    SUPPLIER = "supplier"
+    RESOURCE_SERVER = "resource_server"
+
+
+class RegisteredVia(StrEnum):
+    """How a supplier was registered: by the operator's command, or dynamically (RFC 7591)."""
+
+    CLI = "cli"
+    DCR = "dcr"
+
+
+class EmailTokenPurpose(StrEnum):
+    """What an e-mailed single-use link does."""
+
+    VERIFY = "verify"
+    RESET = "reset"
+    CHANGE = "change"
+
+
+class ReceiptEvent(StrEnum):
+    """The event a consent receipt records."""
+
+    GRANTED = "granted"
+    CHANGED = "changed"
+    REVOKED = "revoked"
+
+
+class OfferStatus(StrEnum):
+    """An offer: sent to its recipients, refused for too small a reach, or past its expiry."""
+
+    DELIVERED = "delivered"
+    TOO_SMALL = "too_small"
+    CLOSED = "closed"
+
+
+class DeliveryStatus(StrEnum):
+    """An offer in one inbox, and the customer's answer to it."""
+
+    DELIVERED = "delivered"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    BLOCKED = "blocked"
+
+
+class LedgerAccountKind(StrEnum):
+    """Whose rewards account: a supplier's, a customer's, an offer's escrow, the platform's."""
+
+    SUPPLIER = "supplier"
+    CUSTOMER = "customer"
+    ESCROW = "escrow"
+    PLATFORM = "platform"
+
+
+class LedgerTransactionKind(StrEnum):
+    """What moved money: funding a supplier, escrow for an offer, a reward, a refund."""
+
+    FUND = "fund"
+    ESCROW = "escrow"
+    REWARD = "reward"
+    REFUND = "refund"
+
+
+class CodeChallengeMethod(StrEnum):
+    """PKCE methods an authorization code may carry: S256 alone (RFC 9700 §2.1.1)."""
+
+    S256 = "S256"
