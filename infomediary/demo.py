@@ -34,9 +34,9 @@ from infomediary.errors import EmailTaken
 from infomediary.instance import Instance
 from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, MatchEntry, Profile, utcnow
-from infomediary.services import Context, customers
-from infomediary.services.consents import DEFAULT_TEMPLATE
-from infomediary.services.profile import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
+from infomediary.services import Context, customers, profiles
+from infomediary.services.policy_store import DEFAULT_TEMPLATE
+from infomediary.services.profile_fields import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
 from policies.taxonomy import INTEREST_TAGS
 from policies.templates import load_template
 
@@ -192,7 +192,7 @@ def ensure_demo_logins(session: Session, inst: Instance) -> list[tuple[str, str]
             continue
         profile = synthetic_profile(rng, year)
         profile["name"] = name
-        customers.update_profile(session, inst, customer_id, profile, ctx)
+        profiles.update_profile(session, inst, customer_id, profile, ctx)
     return [(email, password) for email, password, _ in DEMO_LOGINS]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
-from infomediary.services import Context, customers
+from infomediary.services import Context, customers, profiles
 
 
 def make_customer(
@@ -35,7 +35,7 @@ def make_customer(
             verified=verified,
         )
         if profile:
-            customers.update_profile(
+            profiles.update_profile(
                 session, inst, customer_id, profile, Context(Actor.system("test"))
             )
     return customer_id

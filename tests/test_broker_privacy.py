@@ -45,12 +45,13 @@ from infomediary.models import (
     Supplier,
     utcnow,
 )
-from infomediary.services import Context, consents, customers, matching
+from infomediary.services import Context, customer_policy, erasure, matching, profiles
 from infomediary.services.broker import (
     budget_remaining,
     count_audience,
     match_index,
 )
+from infomediary.web.errors import STATUS
 from policies.engine import evaluate
 from policies.model import AccessRequest, Mode, Policy, Recipient, Rule
 from policies.templates import load_template
@@ -421,7 +422,7 @@ def test_exhausted_budget_stops_new_releases_and_replays_old_ones_free(
     ):
         with pytest.raises(BudgetExhausted) as caught:
             count(inst, supplier, raw)
-        assert caught.value.status == 429
+        assert STATUS[caught.value.code] == 429
     # nothing was charged, computed, stored or logged for the refused queries
     assert rows(inst, BudgetCharge) == 3
     assert rows(inst, ReleasedAnswer) == 3
@@ -470,9 +471,9 @@ def test_global_budget_stops_a_second_supplier(
 def _exclude(inst: Instance, how: str, customer_id: str) -> None:
     with inst.sessions() as session:
         if how == "template_private":
-            consents.apply_template(session, inst, customer_id, "private", CTX)
+            customer_policy.apply_template(session, inst, customer_id, "private", CTX)
         elif how == "rule_never":
-            consents.set_rule(
+            customer_policy.set_rule(
                 session,
                 inst,
                 customer_id,
@@ -482,7 +483,7 @@ def _exclude(inst: Instance, how: str, customer_id: str) -> None:
                 ctx=CTX,
             )
         else:
-            customers.erase(session, inst, customer_id, "", CTX)
+            erasure.erase(session, inst, customer_id, "", CTX)
 
 
 @pytest.mark.parametrize("how", ["template_private", "rule_never", "erased"])
@@ -580,7 +581,7 @@ def test_concurrent_refreshes_never_bring_back_an_older_entry(inst: Instance) ->
         twin.load(session)
     assert shared.version == twin.version
     with inst.sessions() as session:  # version v1: still counted for marketing
-        customers.update_profile(session, inst, target, {"household_size": 2}, CTX)
+        profiles.update_profile(session, inst, target, {"household_size": 2}, CTX)
     with inst.sessions() as session:  # the slow thread reads v1, then waits for the lock
         slow = Recorder(session)
         twin.refresh(cast(Session, slow))
@@ -597,7 +598,7 @@ def test_never_rule_for_one_purpose_keeps_the_others(inst: Instance) -> None:
     target = person(inst)
     mine = ordinal_of(inst, target)
     with inst.sessions() as session:
-        consents.set_rule(
+        customer_policy.set_rule(
             session,
             inst,
             target,
@@ -628,7 +629,7 @@ def test_sensitive_interest_counts_only_where_the_special_category_is_released(
             (for_marketing, "marketing"),
             (for_research, "research"),
         ):
-            consents.set_rule(
+            customer_policy.set_rule(
                 session,
                 inst,
                 customer,
@@ -708,7 +709,7 @@ def test_bad_queries_cost_nothing_and_do_not_depend_on_the_data(inst: Instance) 
     for n in range(4):
         person(inst, household=1 + n, interests=("faith", "books"))
     with inst.sessions() as session:
-        consents.set_rule(
+        customer_policy.set_rule(
             session,
             inst,
             person(inst),
@@ -755,7 +756,7 @@ def test_cached_answer_honours_a_sector_exclusion(inst: Instance) -> None:
     with inst.sessions() as session:
         policy = load_template("balanced")
         never_finance = Rule("*", "*", Recipient.sector("finance"), Mode.NEVER)
-        consents.save_policy(
+        customer_policy.save_policy(
             session,
             inst,
             target,
@@ -793,7 +794,7 @@ def test_expired_rule_no_longer_counts_the_customer(
         monkeypatch.setattr(matching, "utcnow", lambda: now - timedelta(days=2))
     rule = Rule("demographics", "marketing", Recipient.anyone(), Mode.AGGREGATE, expires)
     with inst.sessions() as session:
-        consents.save_policy(session, inst, target, Policy(rules=(rule,)), CTX, "until then")
+        customer_policy.save_policy(session, inst, target, Policy(rules=(rule,)), CTX, "until then")
     monkeypatch.undo()
     # the policy evaluator itself says the rule no longer allows counting ...
     now = utcnow()
@@ -821,7 +822,7 @@ def test_eligibility_shortcut_never_counts_a_customer_who_withdrew(inst: Instanc
     with inst.sessions() as session:
         index.load(session)
     with inst.sessions() as session:
-        consents.apply_template(session, inst, first, "private", CTX)
+        customer_policy.apply_template(session, inst, first, "private", CTX)
     make_customer(inst, profile={"postcode": "2000", "birth_year": 1982})
     with inst.sessions() as session:
         index.refresh(session)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from infomediary.models import AccessLogEntry, CustomerPolicy
-from infomediary.services import consents
+from infomediary.services import policy_store
 from tests.conftest import csrf
 from tests.oauth_helpers import make_supplier
 
@@ -35,7 +35,7 @@ def test_applying_a_template_is_stored_encrypted_and_logged(client, inst, signed
         row = session.get(CustomerPolicy, signed_up)
         assert row is not None
         assert b"private" not in row.policy  # encrypted under the customer's key
-        assert consents.load_policy(session, inst, signed_up).template == "private"
+        assert policy_store.load_policy(session, inst, signed_up).template == "private"
         logged = session.execute(
             select(AccessLogEntry).where(
                 AccessLogEntry.customer_id == signed_up, AccessLogEntry.reason.contains("template")
@@ -79,7 +79,7 @@ def test_rule_change_shows_in_preview(client, inst, signed_up) -> None:
     )
     assert "never" in after.lower()
     with inst.sessions() as session:
-        policy = consents.load_policy(session, inst, signed_up)
+        policy = policy_store.load_policy(session, inst, signed_up)
     assert any(
         r.category == "identity" and r.purpose == "service" and r.mode == "never"
         for r in policy.rules

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import select
 
 from infomediary.models import AccessLogEntry, Customer, EmailToken
-from infomediary.services.customers import customer_key
+from infomediary.services.customer_keys import customer_key
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
 from tests.outbox import messages_to, newest_link

@@ -45,7 +45,7 @@ from infomediary.models import (
     Supplier,
     utcnow,
 )
-from infomediary.services import Context, consents
+from infomediary.services import Context, consent_grants
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
@@ -264,7 +264,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
     with app.test_request_context(), inst.sessions() as session:
         supplier = session.get(Supplier, b_supplier.id)
         assert supplier is not None
-        b_grant = consents.grant_consent(
+        b_grant = consent_grants.grant_consent(
             session,
             inst,
             b_id,

@@ -36,7 +36,7 @@ from infomediary.errors import KeysInUse
 from infomediary.instance import Instance, open_instance
 from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, ProcessLease, utcnow
-from infomediary.services import Context, customers
+from infomediary.services import Context, customer_keys, profiles
 from infomediary.services import keys as key_service
 from tests.conftest import empty_tables
 from tests.factories import make_customer
@@ -265,7 +265,7 @@ def test_live_server_keeps_serving_through_rotate_and_prune(
             ids = set(session.execute(select(Customer.id)).scalars())
             assert ids == {ada, bea, cyd}
             emails = {
-                customers.read_profile(session, fresh, cid, Context(Actor.system("test")))["email"]
+                profiles.read_profile(session, fresh, cid, Context(Actor.system("test")))["email"]
                 for cid in ids
             }
             assert emails == {"ada@example.org", "bea@example.org", "cyd@example.org"}
@@ -295,7 +295,7 @@ def test_a_process_with_an_old_keyring_wraps_under_the_database_active_kek(
         with stale.sessions() as session:
             # and it reads both, though it loaded the new KEK only when it needed it
             for customer_id in (first, second):
-                key = customers.customer_key(session, stale, customer_id)
+                key = customer_keys.customer_key(session, stale, customer_id)
                 assert key.customer_id == customer_id
     finally:
         stale.close()
@@ -384,5 +384,5 @@ def test_bulk_seeding_stores_a_chunk_under_the_kek_named_active_at_insert(
     for customer, *_rest in rows:
         assert kek_of(inst, customer["id"]) == report.active_kek
         with inst.sessions() as session:
-            key = customers.customer_key(session, inst, customer["id"])
+            key = customer_keys.customer_key(session, inst, customer["id"])
             assert key.customer_id == customer["id"]

@@ -7,6 +7,7 @@ import requests
 from sqlalchemy import select
 
 from infomediary.models import AccessLogEntry, OAuthToken
+from infomediary.services import customer_policy
 from tests.factories import make_customer
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
 
@@ -170,10 +171,10 @@ def test_no_token_or_secret_reaches_the_logs(live_server, inst, customer, caplog
 
 def test_consent_screen_blocks_what_the_policy_forbids(live_server, inst, customer) -> None:
     from infomediary.audit.log import Actor
-    from infomediary.services import Context, consents
+    from infomediary.services import Context
 
     with inst.sessions() as session:
-        consents.set_rule(
+        customer_policy.set_rule(
             session,
             inst,
             customer,

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from infomediary import errors
 from infomediary.demo import seed_synthetic
 from infomediary.models import BudgetCharge, OfferDelivery, Supplier
-from infomediary.services import rewards
+from infomediary.services import consent_grants, rewards
 from tests.factories import make_customer
 from tests.oauth_helpers import browser_login, make_supplier
 
@@ -421,14 +421,14 @@ def test_an_earlier_grant_never_ties_an_offer_response_to_identity(
 
     from infomediary.audit.log import Actor
     from infomediary.models import ConsentGrant, Customer, utcnow
-    from infomediary.services import Context, consents
+    from infomediary.services import Context
 
     client, creds = _client(live_server, inst)
     with inst.sessions() as session, app.test_request_context():
         customer = session.execute(
             select(Customer).where(Customer.synthetic.is_(False))
         ).scalar_one()
-        earlier = consents.grant_consent(
+        earlier = consent_grants.grant_consent(
             session,
             inst,
             customer.id,

@@ -14,7 +14,7 @@ from infomediary.crypto.keyring import FileKeyring, KeyringError
 from infomediary.crypto.vault import DecryptionError, Vault
 from infomediary.instance import initialise, open_instance
 from infomediary.models import Customer, DataKey, Profile
-from infomediary.services import customers
+from infomediary.services import customer_keys, exports, profiles
 from tests.factories import make_customer
 
 json_values = st.recursive(
@@ -151,7 +151,7 @@ def test_profile_field_moved_to_another_customer_fails(inst) -> None:
 
     for victim in (a, b):
         with inst.sessions() as session, pytest.raises(DecryptionError):
-            customers.read_profile(session, inst, victim, Context(Actor.system("test")))
+            profiles.read_profile(session, inst, victim, Context(Actor.system("test")))
 
 
 def test_missing_keyring_refuses_to_start(base_config, inst) -> None:
@@ -234,7 +234,7 @@ def test_nothing_personal_reaches_the_database_in_plaintext(inst) -> None:
     from infomediary.services import Context
 
     with inst.sessions() as session:  # reads and exports write log entries too
-        customers.export(session, inst, customer_id, Context(Actor.customer(customer_id)))
+        exports.export(session, inst, customer_id, Context(Actor.customer(customer_id)))
     raw = raw_database_text(inst)
     assert customer_id.encode() in raw  # the scan does see the tables' content
     for field, marker in MARKERS.items():
@@ -258,7 +258,7 @@ def test_rotation_rewraps_without_touching_fields(inst) -> None:
         row = session.get(DataKey, customer_id)
         assert row.wrapped_key != old_wrapped
         assert session.get(Profile, customer_id).phone == before
-        key = customers.customer_key(session, inst, customer_id)
+        key = customer_keys.customer_key(session, inst, customer_id)
         assert inst.vault.open(key, "profiles", customer_id, "phone", before) == "+61 400 000 001"
 
 

@@ -52,7 +52,7 @@ from infomediary.models import (
     Supplier,
     utcnow,
 )
-from infomediary.oauth.scopes import ALL_SCOPES, BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
+from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.suppliers import redirect_uris, secret_hash
 

@@ -14,7 +14,8 @@ from infomediary.audit.log import ActorType
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, DataKey, MatchEntry, Supplier
-from infomediary.services.customers import TimelineItem, customer_key, timeline_item
+from infomediary.services.customer_keys import customer_key
+from infomediary.services.exports import TimelineItem, timeline_item
 from infomediary.text import parse_int
 from policies.taxonomy import CATEGORIES
 

@@ -8,7 +8,7 @@ something to confirm, otherwise a note saying what was asked and that nothing ha
 sign-up with a taken address does the same cryptographic work as a new one (argon2id, a
 fresh data key, sealed fields) so that its timing tells nothing either. Sign-up never logs
 in: following the link does. Until then the account may fill in its profile but neither
-grant consents nor be counted or reached by the broker (:func:`customers.is_verified`).
+grant consents nor be counted or reached by the broker (:func:`customer_keys.is_verified`).
 
 Mail goes out after the commit through ``deliver`` (:func:`sender` for the configured
 backend), so a slow mail server holds no database lock.
@@ -35,9 +35,16 @@ from infomediary.errors import (
 from infomediary.instance import Instance
 from infomediary.logs import get_logger
 from infomediary.models import Customer, WebSession, utcnow
-from infomediary.services import Context, account_mail, customers, email_tokens
+from infomediary.services import (
+    Context,
+    account_mail,
+    customer_keys,
+    customers,
+    email_tokens,
+    matching,
+)
 from infomediary.services.email_tokens import RESET, VERIFY
-from infomediary.services.profile import clean_profile, validate_email, validate_password
+from infomediary.services.profile_fields import clean_profile, validate_email, validate_password
 
 Deliver = Callable[[mail.Mail], None]
 log = get_logger("accounts")
@@ -154,7 +161,7 @@ def send_verification(
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise NotFound("No such customer.")
-    key = customers.customer_key(session, inst, customer_id)
+    key = customer_keys.customer_key(session, inst, customer_id)
     address = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
     token = email_tokens.issue(session, inst, customer_id, VERIFY)
     session.commit()
@@ -201,7 +208,7 @@ def verify_email(
         event(Actor.customer(customer.id), customer.id, reason, request_id, action="login"),
     )
     session.flush()
-    customers.sync_member(session, inst, customer.id)
+    matching.sync_member(session, inst, customer.id)
     session.commit()
     return customer.id
 
@@ -242,7 +249,7 @@ def resend_verification(
     if customer is None:
         _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
         deliver(account_mail.no_account(address, base_url, "a new confirmation link"))
-    elif customers.is_verified(customer):
+    elif customer_keys.is_verified(customer):
         _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
         deliver(account_mail.already_verified(address, base_url))
     else:
@@ -285,7 +292,7 @@ def reset_password(
     customer = session.get(Customer, row.customer_id)
     if customer is None:
         raise InvalidLink(email_tokens.EXPIRED)
-    key = customers.customer_key(session, inst, customer.id)
+    key = customer_keys.customer_key(session, inst, customer.id)
     address = inst.vault.open(key, "customers", customer.id, "email", customer.email)
     if message := validate_password(new_password, address):
         session.rollback()
@@ -300,5 +307,5 @@ def reset_password(
     reason = "password reset by e-mail link; all sessions ended"
     append(session, event(Actor.customer(customer.id), customer.id, reason, request_id))
     session.flush()
-    customers.sync_member(session, inst, customer.id)
+    matching.sync_member(session, inst, customer.id)
     session.commit()

@@ -1,7 +1,8 @@
 """Audience counts: validated, budgeted, cached, differentially private, thresholded, logged.
 
 Order of a count (each step before the next):
-1. Validate the query (attributes, values, at most 5 predicates, a declared purpose).
+1. Validate the query (attributes, values, at most 5 predicates: the edge's schema; a
+   declared purpose: here).
    Nothing is charged for a rejected query, and no error depends on the data.
 2. Same canonical query in the same data epoch: return the released answer, free.
 3. Charge epsilon to the supplier's and the global budget, in an integer ledger, and
@@ -35,7 +36,7 @@ from infomediary.broker.noise import NoiseSource
 from infomediary.errors import BudgetExhausted, QueryRejected
 from infomediary.instance import Instance
 from infomediary.models import BudgetAccount, BudgetCharge, ReleasedAnswer, Supplier, utcnow
-from policies.model import PURPOSES, Mode
+from policies.model import Mode
 
 MAX_PREDICATES = 5
 DISJOINT = ("age_band", "region", "area", "household")
@@ -45,6 +46,10 @@ MICRO = 1_000_000
 
 @dataclass(frozen=True)
 class CountQuery:
+    """A count's criteria, as the edge's schema loaded them: a known purpose, 1 to
+    ``MAX_PREDICATES`` known attributes each with sorted, distinct known values, and an
+    optional ``breakdown`` among ``DISJOINT``."""
+
     purpose: str
     where: dict[str, list[str]]
     breakdown: str | None
@@ -61,58 +66,12 @@ class CountQuery:
         return hashlib.sha256(f"{scope}\n{self.canonical()}".encode()).hexdigest()
 
 
-def parse_query(raw: Any, supplier: Supplier) -> CountQuery:
-    if not isinstance(raw, dict):
-        raise QueryRejected("invalid_query", "The body must be a JSON object.", "body")
-    unknown_keys = sorted(set(raw) - {"purpose", "where", "breakdown"})
-    if unknown_keys:
-        raise QueryRejected(
-            "invalid_query", f"Unknown field(s): {', '.join(unknown_keys)}.", "body"
-        )
-    purpose = raw.get("purpose")
-    if not isinstance(purpose, str) or purpose not in PURPOSES:
-        raise QueryRejected(
-            "unknown_purpose", f"Purpose must be one of: {', '.join(PURPOSES)}.", "purpose"
-        )
-    if purpose not in supplier.purposes.split():
+def require_declared_purpose(query: CountQuery, supplier: Supplier) -> None:
+    """The one rule of a query that needs the supplier (the edge's schema checked the rest)."""
+    if query.purpose not in supplier.purposes.split():
         raise QueryRejected(
             "undeclared_purpose", "Your client did not declare this purpose.", "purpose"
         )
-    where = raw.get("where")
-    if not isinstance(where, dict) or not where:
-        raise QueryRejected("invalid_query", "'where' must name at least one attribute.", "where")
-    if len(where) > MAX_PREDICATES:
-        raise QueryRejected("too_many_predicates", f"At most {MAX_PREDICATES} attributes.", "where")
-    clean: dict[str, list[str]] = {}
-    for attribute, values in where.items():
-        if attribute not in ATTRIBUTES:
-            raise QueryRejected(
-                "unknown_attribute",
-                f"Unknown attribute {attribute!r}; see /api/v1/audiences/attributes.",
-                "where",
-            )
-        if isinstance(values, str):
-            values = [values]
-        if (
-            not isinstance(values, list)
-            or not values
-            or len(values) > len(ATTRIBUTES[attribute].values)
-        ):
-            raise QueryRejected("invalid_values", f"{attribute}: give a list of values.", "where")
-        bad = [v for v in values if not isinstance(v, str) or v not in ATTRIBUTES[attribute].values]
-        if bad:
-            raise QueryRejected(
-                "unknown_value", f"{attribute}: unknown value(s) {bad[:3]!r}.", "where"
-            )
-        clean[attribute] = sorted(set(values))
-    breakdown = raw.get("breakdown")
-    if breakdown is not None and breakdown not in DISJOINT:
-        raise QueryRejected(
-            "invalid_breakdown",
-            f"Break down by one of: {', '.join(DISJOINT)} (their values are disjoint).",
-            "breakdown",
-        )
-    return CountQuery(purpose=str(purpose), where=dict(sorted(clean.items())), breakdown=breakdown)
 
 
 def _period(now: datetime, days: int) -> int:
@@ -249,10 +208,10 @@ def log_aggregate(
 
 
 def count_audience(
-    session: Session, inst: Instance, supplier: Supplier, raw: Any, request_id: str = "-"
+    session: Session, inst: Instance, supplier: Supplier, query: CountQuery, request_id: str = "-"
 ) -> dict[str, Any]:
     config = inst.config
-    query = parse_query(raw, supplier)
+    require_declared_purpose(query, supplier)
     index = match_index(inst)
     index.refresh(session)
     # An answer may be replayed only to requesters whose exclusions are the same: suppliers of

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, select
@@ -19,23 +16,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, LogEvent, append
-from infomediary.crypto.vault import CustomerKey, DecryptionError
 from infomediary.errors import EmailTaken, InvalidCredentials, NotFound, ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, Customer, DataKey, Profile, WebSession, utcnow
-from infomediary.services import Context
-from infomediary.services.profile import (
-    FIELD_NAMES,
+from infomediary.models import Customer, DataKey, Profile, WebSession, utcnow
+from infomediary.services import Context, matching
+from infomediary.services.customer_keys import (
+    customer_key,
+)
+from infomediary.services.email_tokens import CHANGE, RESET, retire
+from infomediary.services.profile_fields import (
     categories_of,
-    categories_touched,
     clean_profile,
     validate_email,
     validate_password,
 )
 from infomediary.services.refusals import record_refusal
-from policies.taxonomy import CATEGORIES
-
-EXPORT_FORMAT = "infomediary-export/1"
 
 
 def _dummy_hash(inst: Instance) -> str:
@@ -62,70 +57,6 @@ def log_refusal(session: Session, customer_id: str, ctx: Context, reason: str) -
     )
 
 
-def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
-    """Recompute the customer's broker match entry (inside the caller's transaction)."""
-    from infomediary.services import matching
-
-    matching.sync_member(session, inst, customer_id)
-
-
-def customer_key(session: Session, inst: Instance, customer_id: str) -> CustomerKey:
-    row = session.get(DataKey, customer_id)
-    if row is None:
-        raise NotFound("No such customer.")
-    return inst.vault.unwrap(customer_id, row.dek_version, row.kek_version, row.wrapped_key)
-
-
-def seal_detail(inst: Instance, key: CustomerKey, detail: dict[str, Any]) -> bytes:
-    """Encrypt a log entry's personal detail under the customer's DEK.
-
-    The record id is the customer id (the entry's sequence number is not known until
-    the append takes the lock); the field name keeps it apart from profile fields.
-    """
-    return inst.vault.seal(key, "access_log", key.customer_id, "detail", detail)
-
-
-def logged_categories(
-    inst: Instance,
-    key: CustomerKey,
-    categories: frozenset[str],
-    detail: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A log entry's categories: special ones (health, religion, ...) never in plaintext.
-
-    The plaintext column says "interests" instead, and the exact set goes into the entry's
-    encrypted detail, so the customer still sees it and erasure leaves nothing sensitive.
-    """
-    special = {c for c in categories if CATEGORIES[c].special}
-    if not special:
-        sealed = seal_detail(inst, key, detail) if detail else None
-        return {"categories": categories, "detail": sealed}
-    full = {**(detail or {}), "categories": sorted(categories)}
-    return {
-        "categories": (categories - special) | {"interests"},
-        "detail": seal_detail(inst, key, full),
-    }
-
-
-def open_detail(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> Any:
-    if blob is None or key is None:
-        return None
-    try:
-        return inst.vault.open(key, "access_log", key.customer_id, "detail", blob)
-    except DecryptionError:
-        return None
-
-
-def is_verified(customer: Customer) -> bool:
-    """Whether the customer may grant consents and be counted or reached by the broker.
-
-    Synthetic customers (the demo population) cannot log in and count as verified for the
-    broker; everyone else needs a confirmed address (operator-created accounts are confirmed
-    at creation).
-    """
-    return customer.synthetic or customer.verified_at is not None
-
-
 def password_matches(inst: Instance, customer: Customer, password: str) -> bool:
     """argon2id check of the customer's password (False for an account without one)."""
     if customer.password_hash is None:
@@ -145,12 +76,6 @@ def credential_epoch(session: Session, inst: Instance, email: str) -> str:
         )
     ).scalar_one_or_none()
     return changed.isoformat() if changed else ""
-
-
-def is_confirmed(session: Session, customer_id: str) -> bool:
-    """:func:`is_verified` for the customer with this id (False if there is none)."""
-    customer = session.get(Customer, customer_id)
-    return customer is not None and is_verified(customer)
 
 
 def create(
@@ -215,7 +140,7 @@ def create(
             request_id=ctx.request_id,
         ),
     )
-    sync_member(session, inst, customer_id)
+    matching.sync_member(session, inst, customer_id)
 
 
 def register(
@@ -295,92 +220,6 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
     return row.id
 
 
-def _decrypt_profile(
-    inst: Instance, key: CustomerKey, customer: Customer, profile: Profile
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "email": inst.vault.open(key, "customers", customer.id, "email", customer.email)
-    }
-    for field in FIELD_NAMES:
-        blob = getattr(profile, field)
-        data[field] = (
-            None if blob is None else inst.vault.open(key, "profiles", customer.id, field, blob)
-        )
-    return data
-
-
-def read_profile(
-    session: Session, inst: Instance, customer_id: str, ctx: Context, *, purpose: str = "service"
-) -> dict[str, Any]:
-    """Decrypt the whole profile for its owner (or the system), logging the read."""
-    customer = session.get(Customer, customer_id)
-    profile = session.get(Profile, customer_id)
-    if customer is None or profile is None:
-        raise NotFound("No such customer.")
-    key = customer_key(session, inst, customer_id)
-    data = _decrypt_profile(inst, key, customer, profile)
-    append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="read",
-            customer_id=customer_id,
-            purpose=purpose,
-            reason="profile viewed",
-            request_id=ctx.request_id,
-            **logged_categories(
-                inst,
-                key,
-                frozenset({"identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
-            ),
-        ),
-    )
-    session.commit()
-    return data
-
-
-def update_profile(
-    session: Session, inst: Instance, customer_id: str, raw: dict[str, Any], ctx: Context
-) -> list[str]:
-    """Validate and write the fields in ``raw``; returns the names of fields that changed."""
-    values, errors = clean_profile(raw, current_year=utcnow().year)
-    if errors:
-        raise ValidationFailed(errors)
-    profile = session.get(Profile, customer_id)
-    if profile is None:
-        raise NotFound("No such customer.")
-    key = customer_key(session, inst, customer_id)
-    changed: list[str] = []
-    for field, value in values.items():
-        blob = getattr(profile, field)
-        old = None if blob is None else inst.vault.open(key, "profiles", customer_id, field, blob)
-        if old == value:
-            continue
-        new = None if value is None else inst.vault.seal(key, "profiles", customer_id, field, value)
-        setattr(profile, field, new)
-        changed.append(field)
-    if not changed:
-        session.rollback()
-        return []
-    profile.updated_at = utcnow()
-    append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=customer_id,
-            reason="profile edited",
-            request_id=ctx.request_id,
-            **logged_categories(
-                inst, key, categories_touched(changed, values), {"fields": changed}
-            ),
-        ),
-    )
-    sync_member(session, inst, customer_id)
-    session.commit()
-    return changed
-
-
 def change_password(
     session: Session, inst: Instance, customer_id: str, current: str, new: str, ctx: Context
 ) -> None:
@@ -400,8 +239,6 @@ def change_password(
     customer.password_hash = inst.hasher.hash(new)
     customer.password_changed_at = utcnow()
     session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
-    from infomediary.services.email_tokens import CHANGE, RESET, retire
-
     for purpose in (CHANGE, RESET):  # a pending address change or reset link dies with it
         retire(session, customer_id, purpose)
     append(
@@ -418,143 +255,3 @@ def change_password(
     session.commit()
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineItem:
-    seq: int
-    time: datetime
-    actor_type: str
-    actor_id: str
-    action: str
-    categories: tuple[str, ...]
-    purpose: str
-    outcome: str
-    reason: str
-    detail: Any
-    actor_name: str | None = None
-
-
-def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) -> TimelineItem:
-    return TimelineItem(
-        seq=row.seq,
-        time=row.created_at,
-        actor_type=row.actor_type,
-        actor_id=row.actor_id,
-        action=row.action,
-        categories=tuple(
-            detail["categories"]
-            if isinstance(detail := open_detail(inst, key, row.detail), dict)
-            and "categories" in detail
-            else (c for c in row.categories.split(",") if c)
-        ),
-        purpose=row.purpose,
-        outcome=row.outcome,
-        reason=row.reason,
-        detail=detail,
-    )
-
-
-def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> dict[str, Any]:
-    """Everything we hold about the customer, decrypted, in one document (GDPR Art. 15, 20)."""
-    customer = session.get(Customer, customer_id)
-    profile = session.get(Profile, customer_id)
-    key_row = session.get(DataKey, customer_id)
-    if customer is None or profile is None or key_row is None:
-        raise NotFound("No such customer.")
-    key = customer_key(session, inst, customer_id)
-    data = _decrypt_profile(inst, key, customer, profile)
-    entries = session.execute(
-        select(AccessLogEntry)
-        .where(AccessLogEntry.customer_id == customer_id)
-        .order_by(AccessLogEntry.seq)
-    ).scalars()
-    log = []
-    for row in entries:
-        item = timeline_item(inst, key, row)
-        log.append(
-            {
-                "seq": item.seq,
-                "time": item.time.isoformat(),
-                "actor": {"type": item.actor_type, "id": item.actor_id},
-                "action": item.action,
-                "categories": list(item.categories),
-                "purpose": item.purpose,
-                "outcome": item.outcome,
-                "reason": item.reason,
-                "detail": item.detail,
-                "leaf_hash": row.leaf_hash.hex(),
-            }
-        )
-    entry = append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="export",
-            customer_id=customer_id,
-            reason="full export downloaded",
-            request_id=ctx.request_id,
-            **logged_categories(
-                inst,
-                key,
-                frozenset({"account", "identity"})
-                | categories_of({k: data[k] for k in FIELD_NAMES}),
-            ),
-        ),
-    )
-    session.commit()
-    return {
-        "format": EXPORT_FORMAT,
-        "exported_at": entry.created_at.isoformat(),
-        "customer": {
-            "id": customer_id,
-            "email": data.pop("email"),
-            "created_at": customer.created_at.isoformat(),
-            "password_changed_at": customer.password_changed_at.isoformat()
-            if customer.password_changed_at
-            else None,
-        },
-        "profile": data,
-        "encryption": {
-            "data_key_created_at": key_row.created_at.isoformat(),
-            "data_key_version": key_row.dek_version,
-            "wrapped_by_kek_version": key_row.kek_version,
-        },
-        "access_log": log,
-    }
-
-
-def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx: Context) -> None:
-    """Erase the account: destroy the DEK (crypto-shredding), then delete the rows.
-
-    The access log keeps its entries (their hashes commit to ciphertext, so the chain
-    still verifies) but their personal detail can no longer be decrypted by anyone.
-    """
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound("No such customer.")
-    if customer.password_hash is not None:
-        try:
-            inst.hasher.verify(customer.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
-            raise ValidationFailed({"password": "This is not your password."}) from None
-    append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="erase",
-            customer_id=customer_id,
-            categories=frozenset(
-                {"account", "identity", "demographics", "interests", "preferences"}
-            ),
-            reason="account erased; data key destroyed",
-            request_id=ctx.request_id,
-        ),
-    )
-    from infomediary.services.matching import forget_member
-
-    forget_member(session, customer_id)
-    session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))
-    session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
-    session.execute(delete(Profile).where(Profile.customer_id == customer_id))
-    session.execute(delete(Customer).where(Customer.id == customer_id))
-    session.commit()

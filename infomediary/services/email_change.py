@@ -19,10 +19,17 @@ from infomediary.audit.log import Actor, append
 from infomediary.errors import InvalidLink, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, WebSession, utcnow
-from infomediary.services import Context, account_mail, customers, email_tokens
+from infomediary.services import (
+    Context,
+    account_mail,
+    customer_keys,
+    customers,
+    email_tokens,
+    matching,
+)
 from infomediary.services.accounts import Deliver, event
 from infomediary.services.email_tokens import CHANGE
-from infomediary.services.profile import validate_email
+from infomediary.services.profile_fields import validate_email
 
 
 def request_email_change(
@@ -56,7 +63,7 @@ def request_email_change(
         session.rollback()
         raise ValidationFailed(errors)
     address = new_email.strip()
-    key = customers.customer_key(session, inst, customer_id)
+    key = customer_keys.customer_key(session, inst, customer_id)
     old = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
     taken = session.execute(
         select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
@@ -88,7 +95,7 @@ def confirm_email_change(
     ).first():
         session.commit()  # the link is used up all the same
         raise unusable
-    key = customers.customer_key(session, inst, customer.id)
+    key = customer_keys.customer_key(session, inst, customer.id)
     customer.email_index = index
     customer.email = inst.vault.seal(key, "customers", customer.id, "email", address)
     customer.verified_at = customer.verified_at or utcnow()
@@ -112,6 +119,6 @@ def confirm_email_change(
     except IntegrityError:
         session.rollback()
         raise unusable from None
-    customers.sync_member(session, inst, customer.id)
+    matching.sync_member(session, inst, customer.id)
     session.commit()
     return customer.id

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from infomediary.errors import InvalidLink
 from infomediary.instance import Instance
 from infomediary.models import EmailToken, utcnow
+from infomediary.services.customer_keys import customer_key
 
 VERIFY = "verify"
 RESET = "reset"
@@ -38,8 +39,6 @@ def token_hash(raw: str) -> bytes:
 def _sealed_email(
     inst: Instance, session: Session, customer_id: str, digest: bytes, email: str
 ) -> bytes:
-    from infomediary.services.customers import customer_key
-
     key = customer_key(session, inst, customer_id)
     return inst.vault.seal(key, "email_tokens", digest.hex(), "new_email", email)
 
@@ -118,8 +117,6 @@ def consume(session: Session, raw: Any, purpose: str) -> EmailToken:
 
 
 def new_email_of(inst: Instance, session: Session, row: EmailToken) -> str:
-    from infomediary.services.customers import customer_key
-
     if row.new_email is None:
         raise InvalidLink(EXPIRED)
     key = customer_key(session, inst, row.customer_id)

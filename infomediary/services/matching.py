@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from infomediary.broker.members import clear_entry, member_texts, member_tokens, store_entry
 from infomediary.instance import Instance
 from infomediary.models import Customer, Profile, SupplierBlock, utcnow
-from infomediary.services.profile import FIELD_NAMES
+from infomediary.services.customer_keys import customer_key, is_verified
+from infomediary.services.policy_store import load_policy
+from infomediary.services.profile_fields import FIELD_NAMES
 
 
 def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
@@ -22,8 +24,6 @@ def sync_member(session: Session, inst: Instance, customer_id: str) -> None:
     is confirmed the customer is neither counted nor sent offers. Verification calls this
     again and the tokens appear at the next index refresh.
     """
-    from infomediary.services.consents import load_policy
-    from infomediary.services.customers import customer_key, is_verified
 
     profile = session.get(Profile, customer_id)
     customer = session.get(Customer, customer_id)

@@ -15,7 +15,7 @@ import json
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pyroaring import BitMap
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import LogEvent, append
 from infomediary.db import rowcount
-from infomediary.errors import NotFound, QueryRejected, ValidationFailed
+from infomediary.errors import NotFound, PolicyDenied, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
@@ -38,18 +38,21 @@ from infomediary.models import (
 from infomediary.services import Context
 from infomediary.services.broker import (
     MICRO,
+    CountQuery,
     budget_remaining,
     charge,
     epoch_of,
     log_aggregate,
     match_index,
     noise_source,
-    parse_query,
+    require_declared_purpose,
 )
+from infomediary.services.consent_grants import grant_consent
+from infomediary.services.matching import sync_member
 from infomediary.services.pseudonyms import offer_pseudonym
 from infomediary.services.refusals import refuse_supplier
+from infomediary.services.resource import release
 from infomediary.services.rewards import escrow_offer, pay_reward, refund_escrow, require_funds
-from infomediary.text import CONTROL_MESSAGE, MULTILINE_MESSAGE, has_control_characters
 from policies.model import Mode
 
 MAX_TITLE = 120
@@ -60,6 +63,11 @@ FLAG_BLOCKS = 25
 
 @dataclass(frozen=True)
 class OfferInput:
+    """An offer as the edge's schema loaded it: its audience (a count's criteria without a
+    breakdown), a stripped title and body of 1 to ``MAX_TITLE`` / ``MAX_BODY`` characters,
+    the reward per acceptance, the cap on recipients and the expiry."""
+
+    query: CountQuery
     title: str
     body: str
     reward_cents: int
@@ -67,49 +75,15 @@ class OfferInput:
     expires_at: datetime
 
 
-def parse_offer(raw: Any) -> tuple[dict[str, Any], OfferInput]:
-    if not isinstance(raw, dict):
-        raise QueryRejected("invalid_offer", "The body must be a JSON object.", "body")
-    fields = {"title", "body", "reward_cents", "expires_in_days", "max_recipients"}
-    query = {k: v for k, v in raw.items() if k not in fields}
-    title, body = raw.get("title"), raw.get("body")
-    errors = {}
-    if not isinstance(title, str) or not 1 <= len(title.strip()) <= MAX_TITLE:
-        errors["title"] = f"A title of 1 to {MAX_TITLE} characters is required."
-    elif has_control_characters(title):
-        errors["title"] = CONTROL_MESSAGE
-    if not isinstance(body, str) or not 1 <= len(body.strip()) <= MAX_BODY:
-        errors["body"] = f"A body of 1 to {MAX_BODY} characters is required."
-    elif has_control_characters(body, multiline=True):
-        errors["body"] = MULTILINE_MESSAGE
-    reward = raw.get("reward_cents", 0)
-    if not isinstance(reward, int) or isinstance(reward, bool) or not 0 <= reward <= 100_000:
-        errors["reward_cents"] = "Reward per acceptance: whole cents, 0 to 100000."
-    cap = raw.get("max_recipients")
-    if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 1_000_000:
-        errors["max_recipients"] = "Cap on recipients: a whole number from 1 to 1000000."
-    days = raw.get("expires_in_days", 14)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
-        errors["expires_in_days"] = "Expiry: 1 to 90 days."
-    if errors or not isinstance(title, str) or not isinstance(body, str):
-        field = next(iter(errors))
-        raise QueryRejected("invalid_offer", errors[field], field)
-    return query, OfferInput(
-        title.strip(),
-        body.strip(),
-        int(reward),
-        int(str(cap)),
-        utcnow() + timedelta(days=int(days)),
-    )
-
-
 def send_offer(
-    session: Session, inst: Instance, supplier: Supplier, raw: Any, request_id: str = "-"
+    session: Session,
+    inst: Instance,
+    supplier: Supplier,
+    offer_in: OfferInput,
+    request_id: str = "-",
 ) -> dict[str, Any]:
-    query_raw, offer_in = parse_offer(raw)
-    if "breakdown" in query_raw:
-        raise QueryRejected("invalid_offer", "Offers take no breakdown.", "breakdown")
-    query = parse_query(query_raw, supplier)
+    query = offer_in.query
+    require_declared_purpose(query, supplier)
     noise = noise_source(inst)
     epsilon_micro = round(noise.privacy_loss() * MICRO)
     offer_id = str(uuid.uuid4())
@@ -331,7 +305,6 @@ def respond(
         if session.get(SupplierBlock, (customer_id, supplier.id)) is None:
             session.add(SupplierBlock(customer_id=customer_id, supplier_id=supplier.id))
         session.flush()
-        from infomediary.services.matching import sync_member
 
         sync_member(session, inst, customer_id)
         reason = f"supplier {supplier.name} blocked: no more offers or counts"
@@ -388,7 +361,6 @@ def share_contact(
 ) -> str:
     """The customer chooses to reveal their identity to the offer's supplier: a consent grant
     (with its signed receipt) for identity, for the offer's purpose, under the policy."""
-    from infomediary.services.consents import grant_consent
 
     offer, supplier = accepted_offer(session, customer_id, offer_id)
     grant_consent(
@@ -447,7 +419,6 @@ def contact_of(
     session: Session, inst: Instance, supplier: Supplier, offer_id: str, sub: str, request_id: str
 ) -> dict[str, Any]:
     """An accepter's contact details, if they chose to share them and their policy allows it."""
-    from infomediary.services.resource import release
 
     offer = session.get(Offer, offer_id)
     if offer is None or offer.supplier_id != supplier.id:
@@ -465,8 +436,6 @@ def contact_of(
     for customer_id in accepted:
         if offer_pseudonym(inst, supplier.id, customer_id) == sub:
             if not contact_shared(session, offer.id, customer_id):
-                from infomediary.errors import PolicyDenied
-
                 _refuse_contact(
                     session,
                     supplier,

@@ -16,9 +16,9 @@ from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.errors import NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
-from infomediary.oauth.scopes import CUSTOMER_SCOPES, parse_scopes
-from infomediary.services.consents import decide
-from infomediary.services.customers import customer_key, logged_categories
+from infomediary.scopes import CUSTOMER_SCOPES, parse_scopes
+from infomediary.services.customer_keys import customer_key, logged_categories
+from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from policies.engine import describe_rule
 from policies.model import Decision, Verdict

@@ -28,7 +28,7 @@ from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.db import rowcount
 from infomediary.errors import InvalidRedirectUri, NotFound, ValidationFailed
 from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
-from infomediary.oauth.scopes import ALL_SCOPES, BROKER_SCOPES
+from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES
 from infomediary.services import Context
 from infomediary.supplier_names import NameRejected, first_confusable, normalise_name
 from policies.model import PURPOSES

@@ -32,7 +32,7 @@ from infomediary.errors import (
     ValidationFailed,
 )
 from infomediary.models import Customer
-from infomediary.services import accounts, customers, email_tokens
+from infomediary.services import accounts, customer_keys, customers, email_tokens
 from infomediary.web import account_links, db, devices, limiter
 from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, request_link, site_url, start_session
@@ -184,7 +184,7 @@ def send_link_again() -> ResponseReturnValue:
     if customer_id is None:
         return redirect(url_for("auth.login"))
     customer = db().get(Customer, customer_id)
-    if customer is not None and not customers.is_verified(customer):
+    if customer is not None and not customer_keys.is_verified(customer):
         accounts.send_verification(db(), instance(), deliver, customer_id, site_url())
     flash("We sent a new confirmation link to your address. It works for 24 hours.")
     return redirect(url_for("dashboard.account"))

@@ -8,7 +8,13 @@ from sqlalchemy import select
 
 from infomediary.errors import ValidationFailed
 from infomediary.models import Supplier
-from infomediary.services import consents
+from infomediary.services import (
+    consent_grants,
+    consent_receipts,
+    customer_policy,
+    decisions,
+    policy_store,
+)
 from infomediary.web import db
 from infomediary.web.security import context, instance, login_required
 from policies.engine import describe_rule
@@ -44,8 +50,8 @@ def _page(
 ) -> ResponseReturnValue:
     s = db()
     customer_id = _customer_id()
-    grants = consents.list_grants(s, customer_id)
-    policy = consents.load_policy(s, instance(), customer_id)
+    grants = consent_grants.list_grants(s, customer_id)
+    policy = policy_store.load_policy(s, instance(), customer_id)
     known = {g.supplier.id: g.supplier for g in grants}
     active_suppliers = (
         s.execute(
@@ -83,7 +89,7 @@ def index() -> ResponseReturnValue:
 @bp.post("/consents/<grant_id>/revoke")
 @login_required
 def revoke(grant_id: str) -> ResponseReturnValue:
-    consents.revoke_grant(
+    consent_grants.revoke_grant(
         db(), instance(), _customer_id(), grant_id, context(), base_url=request.host_url.rstrip("/")
     )
     flash("Consent revoked. The supplier's access ended immediately; a signed receipt was issued.")
@@ -93,7 +99,7 @@ def revoke(grant_id: str) -> ResponseReturnValue:
 @bp.get("/consents/<grant_id>/receipts/<receipt_id>.jws")
 @login_required
 def receipt(grant_id: str, receipt_id: str) -> ResponseReturnValue:
-    found = consents.receipt_of(db(), _customer_id(), receipt_id)
+    found = consent_receipts.receipt_of(db(), _customer_id(), receipt_id)
     if found.grant_id != grant_id:
         return render_template(
             "error.html", status=404, code="not_found", message="There is nothing here.", errors={}
@@ -109,7 +115,7 @@ def receipt(grant_id: str, receipt_id: str) -> ResponseReturnValue:
 @login_required
 def choose_template() -> ResponseReturnValue:
     try:
-        consents.apply_template(
+        customer_policy.apply_template(
             db(), instance(), _customer_id(), request.form.get("template", ""), context()
         )
     except ValidationFailed as exc:
@@ -122,7 +128,7 @@ def choose_template() -> ResponseReturnValue:
 @login_required
 def change_rule() -> ResponseReturnValue:
     try:
-        consents.set_rule(
+        customer_policy.set_rule(
             db(),
             instance(),
             _customer_id(),
@@ -146,7 +152,7 @@ def preview() -> ResponseReturnValue:
     if supplier is None or supplier.status != "active" or supplier.kind != "supplier":
         return _page({"supplier": "Choose a supplier."}, status=400)
     try:
-        verdict = consents.preview(s, instance(), _customer_id(), supplier, purpose)
+        verdict = decisions.preview(s, instance(), _customer_id(), supplier, purpose)
     except ValidationFailed as exc:
         return _page(exc.errors, status=400)
     return _page(preview=verdict, preview_supplier=supplier)
@@ -155,5 +161,5 @@ def preview() -> ResponseReturnValue:
 @bp.get("/consents/<grant_id>/receipts")
 @login_required
 def receipts_list(grant_id: str) -> ResponseReturnValue:
-    found = consents.receipts_of(db(), _customer_id(), grant_id)
+    found = consent_receipts.receipts_of(db(), _customer_id(), grant_id)
     return render_template("receipts.html", grant_id=grant_id, receipts=found)

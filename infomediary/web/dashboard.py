@@ -20,8 +20,16 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from infomediary.errors import ValidationFailed
-from infomediary.services import access_log, customers, email_change
-from infomediary.services.profile import (
+from infomediary.services import (
+    access_log,
+    customer_keys,
+    customers,
+    email_change,
+    erasure,
+    exports,
+    profiles,
+)
+from infomediary.services.profile_fields import (
     CONTACT_CHANNELS,
     DEFAULT_PREFERENCES,
     FIELDS,
@@ -96,7 +104,7 @@ def _render_profile(
 @bp.get("/profile")
 @login_required
 def profile() -> ResponseReturnValue:
-    values = customers.read_profile(db(), instance(), _customer_id(), context())
+    values = profiles.read_profile(db(), instance(), _customer_id(), context())
     return _render_profile(values, {}, email=values.pop("email"))
 
 
@@ -105,7 +113,7 @@ def profile() -> ResponseReturnValue:
 def edit_profile() -> ResponseReturnValue:
     raw = _profile_form()
     try:
-        changed = customers.update_profile(db(), instance(), _customer_id(), raw, context())
+        changed = profiles.update_profile(db(), instance(), _customer_id(), raw, context())
     except ValidationFailed as exc:
         # Show what was typed, so the customer can correct it; the email is not editable here.
         return _render_profile(raw, exc.errors, 400)
@@ -132,7 +140,7 @@ def activity() -> ResponseReturnValue:
 
 
 def _account_page(errors: dict[str, str], status: int = 200, **form: str) -> ResponseReturnValue:
-    verified = customers.is_confirmed(db(), _customer_id())
+    verified = customer_keys.is_confirmed(db(), _customer_id())
     db().rollback()
     return render_template("account.html", errors=errors, verified=verified, form=form), status
 
@@ -146,7 +154,7 @@ def account() -> ResponseReturnValue:
 @bp.post("/account/export")
 @login_required
 def export() -> ResponseReturnValue:
-    document = customers.export(db(), instance(), _customer_id(), context())
+    document = exports.export(db(), instance(), _customer_id(), context())
     stamp = document["exported_at"][:10].replace("-", "")
     return Response(
         json.dumps(document, indent=2, ensure_ascii=False),
@@ -222,7 +230,7 @@ def delete_account() -> ResponseReturnValue:
     if request.form.get("confirm") != "DELETE":
         return _account_page({"confirm": "Type DELETE to confirm."}, 400)
     try:
-        customers.erase(
+        erasure.erase(
             db(), instance(), _customer_id(), request.form.get("password", ""), context()
         )
     except ValidationFailed as exc:

@@ -25,9 +25,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from infomediary import errors
 from infomediary.errors import ValidationFailed
 from infomediary.models import Supplier, utcnow
-from infomediary.oauth.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
 from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
-from infomediary.services import consents, customers, suppliers
+from infomediary.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
+from infomediary.services import (
+    consent_grants,
+    consent_receipts,
+    customer_keys,
+    decisions,
+    suppliers,
+)
 from infomediary.web import db, limiter
 from infomediary.web.api import json_body
 from infomediary.web.limits import (
@@ -78,7 +84,7 @@ def _consent_context(grant: Any) -> dict[str, Any]:
     supplier: Supplier = client.supplier
     scopes = parse_scopes(grant.request.scope)
     purpose = grant.request.payload.data.get("purpose", "")
-    blocked = consents.blocked_by_policy(
+    blocked = decisions.blocked_by_policy(
         db(), instance(), current_customer_id() or "", supplier, purpose, categories_for(scopes)
     )
     rows = [
@@ -103,7 +109,7 @@ def _consent_context(grant: Any) -> dict[str, Any]:
         "registered_on": supplier.created_at,
         "verified_on": supplier.verified_at,
         # An unconfirmed account may look but not allow (the approval would be refused).
-        "confirmed": customers.is_confirmed(db(), current_customer_id() or ""),
+        "confirmed": customer_keys.is_confirmed(db(), current_customer_id() or ""),
     }
 
 
@@ -150,7 +156,7 @@ def authorize() -> ResponseReturnValue:
     if request.form.get("decision") != "approve":
         return cast(Response, server.create_authorization_response(grant_user=None, grant=grant))
     requested = set(parse_scopes(grant.request.scope))
-    blocked = consents.blocked_by_policy(
+    blocked = decisions.blocked_by_policy(
         db(),
         instance(),
         customer_id,
@@ -173,7 +179,7 @@ def authorize() -> ResponseReturnValue:
     days = EXPIRY_CHOICES[expiry][1]
     expires_at = utcnow() + timedelta(days=days) if days else None
     session = db()
-    consent = consents.grant_consent(
+    consent = consent_grants.grant_consent(
         session,
         instance(),
         customer_id,
@@ -334,7 +340,7 @@ def authorization_server_metadata() -> ResponseReturnValue:
 
 @bp.get("/.well-known/jwks.json")
 def jwks() -> ResponseReturnValue:
-    return jsonify(JwksSchema().dump(consents.signer(instance()).jwks()))
+    return jsonify(JwksSchema().dump(consent_receipts.signer(instance()).jwks()))
 
 
 def login_next_target(raw: str | None) -> str | None:

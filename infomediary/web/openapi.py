@@ -9,7 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from infomediary.oauth.scopes import ALL_SCOPES
+from infomediary.scopes import ALL_SCOPES
 from infomediary.web import schemas
 
 bp = Blueprint("openapi", __name__)

@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from infomediary.oauth.scopes import ALL_SCOPES
+from infomediary.scopes import ALL_SCOPES
 from infomediary.services.suppliers import SECTORS
 from infomediary.text import CONTROL_MESSAGE, MULTILINE_MESSAGE, has_control_characters
 from policies.model import PURPOSES

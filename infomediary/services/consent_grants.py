@@ -1,0 +1,196 @@
+"""Consent grants: a customer allows a supplier some scopes for a purpose, until an expiry, and can
+revoke it at any time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import LogEvent, append
+from infomediary.errors import EmailNotVerified, NotFound, ValidationFailed
+from infomediary.instance import Instance
+from infomediary.models import (
+    ConsentGrant,
+    Customer,
+    OAuthToken,
+    Supplier,
+    utcnow,
+)
+from infomediary.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
+from infomediary.services import Context
+from infomediary.services.consent_receipts import (
+    CONSENT_TEXT_VERSION,
+    make_receipt,
+)
+from infomediary.services.customer_keys import is_verified
+from infomediary.services.refusals import record_refusal
+
+
+@dataclass(frozen=True)
+class GrantView:
+    grant: ConsentGrant
+    supplier: Supplier
+    categories: tuple[str, ...]
+    active: bool
+
+
+def _require_verified(
+    session: Session, customer_id: str, supplier: Supplier, purpose: str, ctx: Context
+) -> None:
+    """Only a customer whose address is confirmed may grant: an unverified account could be
+    anyone's. The refusal is logged in a transaction of its own; nothing is granted."""
+    customer = session.get(Customer, customer_id)
+    if customer is not None and is_verified(customer):
+        return
+    record_refusal(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="consent",
+            customer_id=customer_id,
+            categories=frozenset({"account"}),
+            purpose=purpose,
+            reason=f"consent for supplier {supplier.name} refused: address not yet confirmed",
+            request_id=ctx.request_id,
+        ),
+    )
+    raise EmailNotVerified(
+        "Please confirm your e-mail address first: open the link we sent you when you signed "
+        "up, or ask for a new one. Until then nothing of yours can be shared."
+    )
+
+
+def grant_consent(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier: Supplier,
+    *,
+    scopes: list[str],
+    purpose: str,
+    expires_at: datetime | None,
+    ctx: Context,
+    base_url: str,
+    offer_id: str | None = None,
+) -> ConsentGrant:
+    """Record the customer's approval (a new grant, or a change of the active one).
+
+    A grant made from an offer (``offer_id``) is a grant of its own, for that offer only: it
+    never changes, nor is changed by, the grants of the supplier's OAuth flow.
+    """
+    _require_verified(session, customer_id, supplier, purpose, ctx)
+    unknown = [s for s in scopes if s not in CUSTOMER_SCOPES]
+    if not scopes or unknown:
+        raise ValidationFailed({"scope": "Choose at least one of the requested kinds of data."})
+    existing = (
+        session.execute(
+            select(ConsentGrant).where(
+                ConsentGrant.customer_id == customer_id,
+                ConsentGrant.supplier_id == supplier.id,
+                ConsentGrant.purpose == purpose,
+                ConsentGrant.revoked_at.is_(None),
+                ConsentGrant.offer_id.is_(None)
+                if offer_id is None
+                else ConsentGrant.offer_id == offer_id,
+            )
+        )
+        .scalars()
+        .first()
+    )
+    now = utcnow()
+    if existing is not None:
+        existing.scopes = " ".join(sorted(set(scopes)))
+        existing.expires_at = expires_at
+        existing.updated_at = now
+        existing.consent_text_version = CONSENT_TEXT_VERSION
+        grant, event = existing, "changed"
+    else:
+        grant = ConsentGrant(
+            id=str(uuid.uuid4()),
+            customer_id=customer_id,
+            supplier_id=supplier.id,
+            scopes=" ".join(sorted(set(scopes))),
+            purpose=purpose,
+            consent_text_version=CONSENT_TEXT_VERSION,
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+            offer_id=offer_id,
+        )
+        session.add(grant)
+        event = "granted"
+    session.flush()
+    make_receipt(session, inst, grant, supplier, event, base_url)
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="consent",
+            customer_id=customer_id,
+            categories=categories_for(parse_scopes(grant.scopes)),
+            purpose=purpose,
+            reason=f"consent {event} for supplier {supplier.name}",
+            request_id=ctx.request_id,
+        ),
+    )
+    session.flush()
+    return grant
+
+
+def revoke_grant(
+    session: Session, inst: Instance, customer_id: str, grant_id: str, ctx: Context, base_url: str
+) -> None:
+    """Revoke at once: the grant, every token issued under it, and a receipt saying so."""
+    grant = session.get(ConsentGrant, grant_id)
+    if grant is None or grant.customer_id != customer_id:
+        raise NotFound("No such consent.")
+    if grant.revoked_at is not None:
+        return
+    now = utcnow()
+    grant.revoked_at = now
+    session.execute(
+        update(OAuthToken)
+        .where(OAuthToken.grant_id == grant.id, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    supplier = session.get(Supplier, grant.supplier_id)
+    if supplier is None:
+        raise NotFound("No such supplier.")
+    make_receipt(session, inst, grant, supplier, "revoked", base_url)
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="consent",
+            customer_id=customer_id,
+            categories=categories_for(parse_scopes(grant.scopes)),
+            purpose=grant.purpose,
+            reason=f"consent revoked for supplier {supplier.name}; tokens revoked",
+            request_id=ctx.request_id,
+        ),
+    )
+    session.commit()
+
+
+def list_grants(session: Session, customer_id: str) -> list[GrantView]:
+    now = utcnow()
+    rows = session.execute(
+        select(ConsentGrant, Supplier)
+        .join(Supplier, Supplier.id == ConsentGrant.supplier_id)
+        .where(ConsentGrant.customer_id == customer_id)
+        .order_by(ConsentGrant.created_at.desc())
+    ).all()
+    return [
+        GrantView(
+            grant,
+            supplier,
+            tuple(sorted(categories_for(parse_scopes(grant.scopes)))),
+            grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now),
+        )
+        for grant, supplier in rows
+    ]

@@ -1,0 +1,78 @@
+"""A customer's data key and what it seals: log-entry details, and which categories an
+entry may name in plaintext. The lowest service module: every use case that touches
+personal data builds on it, and it builds on no other use case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from infomediary.crypto.vault import CustomerKey, DecryptionError
+from infomediary.errors import NotFound
+from infomediary.instance import Instance
+from infomediary.models import Customer, DataKey
+from policies.taxonomy import CATEGORIES
+
+
+def customer_key(session: Session, inst: Instance, customer_id: str) -> CustomerKey:
+    row = session.get(DataKey, customer_id)
+    if row is None:
+        raise NotFound("No such customer.")
+    return inst.vault.unwrap(customer_id, row.dek_version, row.kek_version, row.wrapped_key)
+
+
+def seal_detail(inst: Instance, key: CustomerKey, detail: dict[str, Any]) -> bytes:
+    """Encrypt a log entry's personal detail under the customer's DEK.
+
+    The record id is the customer id (the entry's sequence number is not known until
+    the append takes the lock); the field name keeps it apart from profile fields.
+    """
+    return inst.vault.seal(key, "access_log", key.customer_id, "detail", detail)
+
+
+def logged_categories(
+    inst: Instance,
+    key: CustomerKey,
+    categories: frozenset[str],
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A log entry's categories: special ones (health, religion, ...) never in plaintext.
+
+    The plaintext column says "interests" instead, and the exact set goes into the entry's
+    encrypted detail, so the customer still sees it and erasure leaves nothing sensitive.
+    """
+    special = {c for c in categories if CATEGORIES[c].special}
+    if not special:
+        sealed = seal_detail(inst, key, detail) if detail else None
+        return {"categories": categories, "detail": sealed}
+    full = {**(detail or {}), "categories": sorted(categories)}
+    return {
+        "categories": (categories - special) | {"interests"},
+        "detail": seal_detail(inst, key, full),
+    }
+
+
+def open_detail(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> Any:
+    if blob is None or key is None:
+        return None
+    try:
+        return inst.vault.open(key, "access_log", key.customer_id, "detail", blob)
+    except DecryptionError:
+        return None
+
+
+def is_verified(customer: Customer) -> bool:
+    """Whether the customer may grant consents and be counted or reached by the broker.
+
+    Synthetic customers (the demo population) cannot log in and count as verified for the
+    broker; everyone else needs a confirmed address (operator-created accounts are confirmed
+    at creation).
+    """
+    return customer.synthetic or customer.verified_at is not None
+
+
+def is_confirmed(session: Session, customer_id: str) -> bool:
+    """:func:`is_verified` for the customer with this id (False if there is none)."""
+    customer = session.get(Customer, customer_id)
+    return customer is not None and is_verified(customer)

@@ -1,0 +1,109 @@
+"""The customer's own policy: save it, apply a template, set one rule. Every change re-derives the
+customer's broker entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import LogEvent, append
+from infomediary.errors import ValidationFailed
+from infomediary.instance import Instance
+from infomediary.models import (
+    CustomerPolicy,
+    utcnow,
+)
+from infomediary.services import Context
+from infomediary.services.customer_keys import customer_key
+from infomediary.services.matching import sync_member
+from infomediary.services.policy_store import load_policy
+from policies.engine import policy_to_dict, validate_policy
+from policies.model import (
+    PURPOSES,
+    Mode,
+    Policy,
+    Recipient,
+    Rule,
+)
+from policies.taxonomy import CATEGORIES
+from policies.templates import TEMPLATES, load_template
+
+
+def save_policy(
+    session: Session, inst: Instance, customer_id: str, policy: Policy, ctx: Context, reason: str
+) -> None:
+    problems = validate_policy(policy)
+    if problems:
+        raise ValidationFailed({"policy": "; ".join(problems)}, "The policy is not valid.")
+    key = customer_key(session, inst, customer_id)
+    blob = inst.vault.seal(key, "customer_policies", customer_id, "policy", policy_to_dict(policy))
+    row = session.get(CustomerPolicy, customer_id)
+    if row is None:
+        session.add(CustomerPolicy(customer_id=customer_id, policy=blob))
+    else:
+        row.policy = blob
+        row.updated_at = utcnow()
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="update",
+            customer_id=customer_id,
+            categories=frozenset({"account"}),
+            reason=reason,
+            request_id=ctx.request_id,
+        ),
+    )
+    session.flush()
+
+    sync_member(session, inst, customer_id)
+    session.commit()
+
+
+def apply_template(
+    session: Session, inst: Instance, customer_id: str, name: str, ctx: Context
+) -> None:
+    if name not in TEMPLATES:
+        raise ValidationFailed({"template": f"Choose one of: {', '.join(TEMPLATES)}."})
+    save_policy(
+        session, inst, customer_id, load_template(name), ctx, f"policy set to template {name}"
+    )
+
+
+def set_rule(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    *,
+    category: str,
+    purpose: str,
+    mode: str,
+    ctx: Context,
+) -> None:
+    """Set the any-supplier rule for one category and purpose, replacing the previous one."""
+    errors = {}
+    if category not in CATEGORIES:
+        errors["category"] = "Unknown data category."
+    if purpose not in PURPOSES and purpose != "*":
+        errors["purpose"] = "Unknown purpose."
+    if mode not in {m.value for m in Mode}:
+        errors["mode"] = "Unknown mode."
+    if errors:
+        raise ValidationFailed(errors)
+    policy = load_policy(session, inst, customer_id)
+    kept = tuple(
+        r
+        for r in policy.rules
+        if not (
+            r.category == category and r.purpose == purpose and r.recipient == Recipient.anyone()
+        )
+    )
+    rule = Rule(category=category, purpose=purpose, recipient=Recipient.anyone(), mode=Mode(mode))
+    save_policy(
+        session,
+        inst,
+        customer_id,
+        Policy(rules=(*kept, rule), template=None),
+        ctx,
+        f"policy rule changed: {category} for {purpose}: {mode}",
+    )

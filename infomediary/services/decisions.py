@@ -1,0 +1,137 @@
+"""Consents (grants), the customer's policy, receipts, and the policy decision on access.
+
+A grant never exceeds the policy at the time of each access: the policy is evaluated on
+every access. The *effective* policy for a supplier is the customer's own rules plus, for
+each of that supplier's active grants, a per-supplier ``direct`` rule for the granted
+categories and purpose, expiring with the grant. The customer's ``never`` rules still
+override (deny overrides), so tightening the policy takes effect on the next call, and
+revoking a grant removes its rules at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from infomediary.errors import ValidationFailed
+from infomediary.instance import Instance
+from infomediary.models import (
+    ConsentGrant,
+    Supplier,
+    utcnow,
+)
+from infomediary.scopes import categories_for, parse_scopes
+from infomediary.services.policy_store import load_policy
+from policies.engine import evaluate
+from policies.model import (
+    PURPOSES,
+    AccessRequest,
+    Decision,
+    Mode,
+    Policy,
+    Recipient,
+    Rule,
+    Verdict,
+)
+from policies.taxonomy import CATEGORIES
+
+
+def effective_policy(
+    session: Session, inst: Instance, customer_id: str, supplier_id: str, now: datetime
+) -> Policy:
+    own = load_policy(session, inst, customer_id)
+    grants = session.execute(
+        select(ConsentGrant).where(
+            ConsentGrant.customer_id == customer_id,
+            ConsentGrant.supplier_id == supplier_id,
+            ConsentGrant.revoked_at.is_(None),
+        )
+    ).scalars()
+    derived = []
+    for grant in grants:
+        if grant.expires_at is not None and grant.expires_at <= now:
+            continue
+        for category in sorted(categories_for(parse_scopes(grant.scopes))):
+            derived.append(
+                Rule(
+                    category=category,
+                    purpose=grant.purpose,
+                    recipient=Recipient.supplier(supplier_id),
+                    mode=Mode.DIRECT,
+                    expires=grant.expires_at,
+                )
+            )
+    return Policy(rules=(*own.rules, *derived), template=own.template)
+
+
+def decide(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier: Supplier,
+    purpose: str,
+    categories: frozenset[str],
+    mode: Mode = Mode.DIRECT,
+) -> Verdict:
+    now = utcnow()
+    policy = effective_policy(session, inst, customer_id, supplier.id, now)
+    return evaluate(
+        policy,
+        AccessRequest(
+            supplier=supplier.id,
+            sector=supplier.sector,
+            purpose=purpose,
+            categories=categories,
+            mode=mode,
+        ),
+        now,
+    )
+
+
+def blocked_by_policy(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier: Supplier,
+    purpose: str,
+    categories: frozenset[str],
+) -> dict[str, str]:
+    """Categories a grant could not open, because the customer's own rules deny them anyway.
+
+    Evaluates the policy as if the grant were given (a per-supplier ``direct`` rule per
+    category): whatever is still denied is denied by the customer's rules (deny overrides),
+    so the consent screen shows it as blocked instead of offering it.
+    """
+    now = utcnow()
+    hypothetical = [
+        Rule(
+            category=c, purpose=purpose, recipient=Recipient.supplier(supplier.id), mode=Mode.DIRECT
+        )
+        for c in sorted(categories)
+    ]
+    policy = effective_policy(session, inst, customer_id, supplier.id, now)
+    verdict = evaluate(
+        Policy(rules=(*policy.rules, *hypothetical), template=policy.template),
+        AccessRequest(
+            supplier=supplier.id,
+            sector=supplier.sector,
+            purpose=purpose,
+            categories=categories,
+            mode=Mode.DIRECT,
+        ),
+        now,
+    )
+    return {v.category: v.reason for v in verdict.categories if v.decision != Decision.ALLOW}
+
+
+def preview(
+    session: Session, inst: Instance, customer_id: str, supplier: Supplier, purpose: str
+) -> Verdict:
+    """ "What can this supplier see?": every category, identified (direct) access, this purpose."""
+    if purpose not in PURPOSES:
+        raise ValidationFailed({"purpose": "Unknown purpose."})
+    return decide(
+        session, inst, customer_id, supplier, purpose, frozenset(CATEGORIES) - {"account"}
+    )

@@ -1,0 +1,52 @@
+"""Erasure: the data key goes first (crypto-shredding), then the rows; the log keeps its entries,
+unreadable.
+"""
+
+from __future__ import annotations
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import LogEvent, append
+from infomediary.errors import NotFound, ValidationFailed
+from infomediary.instance import Instance
+from infomediary.models import Customer, DataKey, Profile, WebSession
+from infomediary.services import Context, matching
+from infomediary.services.customers import log_refusal
+
+
+def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx: Context) -> None:
+    """Erase the account: destroy the DEK (crypto-shredding), then delete the rows.
+
+    The access log keeps its entries (their hashes commit to ciphertext, so the chain
+    still verifies) but their personal detail can no longer be decrypted by anyone.
+    """
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("No such customer.")
+    if customer.password_hash is not None:
+        try:
+            inst.hasher.verify(customer.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
+            raise ValidationFailed({"password": "This is not your password."}) from None
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="erase",
+            customer_id=customer_id,
+            categories=frozenset(
+                {"account", "identity", "demographics", "interests", "preferences"}
+            ),
+            reason="account erased; data key destroyed",
+            request_id=ctx.request_id,
+        ),
+    )
+    matching.forget_member(session, customer_id)
+    session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))
+    session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
+    session.execute(delete(Profile).where(Profile.customer_id == customer_id))
+    session.execute(delete(Customer).where(Customer.id == customer_id))
+    session.commit()

@@ -1,0 +1,135 @@
+"""The customer's complete export (profile, policy, grants, receipts, access log with their details
+opened) and their timeline items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import LogEvent, append
+from infomediary.crypto.vault import CustomerKey
+from infomediary.errors import NotFound
+from infomediary.instance import Instance
+from infomediary.models import AccessLogEntry, Customer, DataKey, Profile
+from infomediary.services import Context
+from infomediary.services.customer_keys import (
+    customer_key,
+    logged_categories,
+    open_detail,
+)
+from infomediary.services.profile_fields import (
+    FIELD_NAMES,
+    categories_of,
+)
+from infomediary.services.profiles import decrypt_profile
+
+EXPORT_FORMAT = "infomediary-export/1"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem:
+    seq: int
+    time: datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    categories: tuple[str, ...]
+    purpose: str
+    outcome: str
+    reason: str
+    detail: Any
+    actor_name: str | None = None
+
+
+def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) -> TimelineItem:
+    return TimelineItem(
+        seq=row.seq,
+        time=row.created_at,
+        actor_type=row.actor_type,
+        actor_id=row.actor_id,
+        action=row.action,
+        categories=tuple(
+            detail["categories"]
+            if isinstance(detail := open_detail(inst, key, row.detail), dict)
+            and "categories" in detail
+            else (c for c in row.categories.split(",") if c)
+        ),
+        purpose=row.purpose,
+        outcome=row.outcome,
+        reason=row.reason,
+        detail=detail,
+    )
+
+
+def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> dict[str, Any]:
+    """Everything we hold about the customer, decrypted, in one document (GDPR Art. 15, 20)."""
+    customer = session.get(Customer, customer_id)
+    profile = session.get(Profile, customer_id)
+    key_row = session.get(DataKey, customer_id)
+    if customer is None or profile is None or key_row is None:
+        raise NotFound("No such customer.")
+    key = customer_key(session, inst, customer_id)
+    data = decrypt_profile(inst, key, customer, profile)
+    entries = session.execute(
+        select(AccessLogEntry)
+        .where(AccessLogEntry.customer_id == customer_id)
+        .order_by(AccessLogEntry.seq)
+    ).scalars()
+    log = []
+    for row in entries:
+        item = timeline_item(inst, key, row)
+        log.append(
+            {
+                "seq": item.seq,
+                "time": item.time.isoformat(),
+                "actor": {"type": item.actor_type, "id": item.actor_id},
+                "action": item.action,
+                "categories": list(item.categories),
+                "purpose": item.purpose,
+                "outcome": item.outcome,
+                "reason": item.reason,
+                "detail": item.detail,
+                "leaf_hash": row.leaf_hash.hex(),
+            }
+        )
+    entry = append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="export",
+            customer_id=customer_id,
+            reason="full export downloaded",
+            request_id=ctx.request_id,
+            **logged_categories(
+                inst,
+                key,
+                frozenset({"account", "identity"})
+                | categories_of({k: data[k] for k in FIELD_NAMES}),
+            ),
+        ),
+    )
+    session.commit()
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": entry.created_at.isoformat(),
+        "customer": {
+            "id": customer_id,
+            "email": data.pop("email"),
+            "created_at": customer.created_at.isoformat(),
+            "password_changed_at": customer.password_changed_at.isoformat()
+            if customer.password_changed_at
+            else None,
+        },
+        "profile": data,
+        "encryption": {
+            "data_key_created_at": key_row.created_at.isoformat(),
+            "data_key_version": key_row.dek_version,
+            "wrapped_by_kek_version": key_row.kek_version,
+        },
+        "access_log": log,
+    }
