@@ -30,6 +30,7 @@ from infomediary.instance import (
 from infomediary.logs import LOGGER_NAME
 from infomediary.services import Context, customers
 from infomediary.services import keys as key_service
+from infomediary.statuses import SupplierKind
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -226,8 +227,8 @@ def suppliers_group() -> None:
 @click.option("--sector", default="retail", show_default=True)
 @click.option(
     "--kind",
-    type=click.Choice(["supplier", "resource_server"]),
-    default="supplier",
+    type=click.Choice([kind.value for kind in SupplierKind]),
+    default=SupplierKind.SUPPLIER.value,
     show_default=True,
 )
 @click.option("--json", "as_json", is_flag=True)

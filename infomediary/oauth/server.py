@@ -55,6 +55,7 @@ from infomediary.models import (
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.suppliers import redirect_uris, secret_hash
+from infomediary.statuses import CodeChallengeMethod, SupplierKind, SupplierStatus
 
 CODE_LIFETIME = timedelta(seconds=60)
 ACCESS_TOKEN_SECONDS = 3600
@@ -157,7 +158,7 @@ def query_client(client_id: str) -> Client | None:
     ).scalar_one_or_none()
     if supplier is None:
         return None
-    if supplier.status != "active":
+    if supplier.status != SupplierStatus.ACTIVE:
         refuse_supplier(
             session,
             supplier_id=supplier.id,
@@ -254,14 +255,14 @@ def save_token(token: dict[str, Any], oauth_request: Any) -> None:
 class S256Only(CodeChallenge):  # type: ignore[misc]
     """PKCE required of every client, confidential ones too, and only S256 (RFC 9700 §2.1.1)."""
 
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
-    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = [CodeChallengeMethod.S256]
+    DEFAULT_CODE_CHALLENGE_METHOD = CodeChallengeMethod.S256
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: missing 'code_challenge'.")
-        if data.get("code_challenge_method") != "S256":
+        if data.get("code_challenge_method") != CodeChallengeMethod.S256:
             raise InvalidRequestError("PKCE 'code_challenge_method' must be S256.")
         super().validate_code_challenge(grant, redirect_uri)
 
@@ -453,7 +454,7 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         return find_token(token_string, refresh_too=True)
 
     def check_permission(self, token: TokenRef, client: Client, oauth_request: Any) -> bool:
-        return client.supplier.kind == "resource_server"
+        return client.supplier.kind == SupplierKind.RESOURCE_SERVER
 
     def introspect_token(self, token: TokenRef) -> dict[str, Any]:
         row = token.row
@@ -512,7 +513,7 @@ def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None
     if row.expires_at <= now:
         return "access token expired"
     supplier = session.get(Supplier, row.supplier_id)
-    if supplier is None or supplier.status != "active":
+    if supplier is None or supplier.status != SupplierStatus.ACTIVE:
         return f"supplier {supplier.status if supplier else 'removed'}"
     if row.grant_id:
         grant = session.get(ConsentGrant, row.grant_id)
@@ -603,7 +604,7 @@ def metadata() -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
-        "code_challenge_methods_supported": ["S256"],
+        "code_challenge_methods_supported": [CodeChallengeMethod.S256],
         "authorization_response_iss_parameter_supported": True,
         "service_documentation": f"{base}/api/openapi.json",
     }

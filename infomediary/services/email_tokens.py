@@ -23,11 +23,16 @@ from infomediary.errors import InvalidLink
 from infomediary.instance import Instance
 from infomediary.models import EmailToken, utcnow
 from infomediary.services.customer_keys import customer_key
+from infomediary.statuses import EmailTokenPurpose
 
-VERIFY = "verify"
-RESET = "reset"
-CHANGE = "change"
-LIFETIMES = {VERIFY: timedelta(hours=24), RESET: timedelta(hours=1), CHANGE: timedelta(hours=24)}
+VERIFY = EmailTokenPurpose.VERIFY
+RESET = EmailTokenPurpose.RESET
+CHANGE = EmailTokenPurpose.CHANGE
+LIFETIMES: dict[str, timedelta] = {
+    VERIFY: timedelta(hours=24),
+    RESET: timedelta(hours=1),
+    CHANGE: timedelta(hours=24),
+}
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 EXPIRED = "This link has expired or was already used. Ask for a new one."
 

@@ -53,6 +53,7 @@ from infomediary.services.pseudonyms import offer_pseudonym
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.resource import release
 from infomediary.services.rewards import escrow_offer, pay_reward, refund_escrow, require_funds
+from infomediary.statuses import DeliveryStatus, OfferStatus
 from policies.model import Mode
 
 MAX_TITLE = 120
@@ -115,7 +116,7 @@ def send_offer(
         max_recipients=offer_in.max_recipients,
         noisy_reach=noisy if noisy >= k else None,
         expires_at=offer_in.expires_at,
-        status="too_small" if noisy < k else "delivered",
+        status=OfferStatus.TOO_SMALL if noisy < k else OfferStatus.DELIVERED,
     )
     session.add(offer)
     recipients = BitMap()
@@ -182,12 +183,15 @@ def offer_view(
         raise NotFound("No such offer.")
     epoch = epoch_of(utcnow(), int(inst.config["BROKER_EPOCH_HOURS"]))
     k = int(inst.config["BROKER_K"])
-    if offer.expires_at <= utcnow() and offer.status in ("delivered", "too_small"):
+    if offer.expires_at <= utcnow() and offer.status in (
+        OfferStatus.DELIVERED,
+        OfferStatus.TOO_SMALL,
+    ):
         # what was escrowed and not paid out goes back: reward x (cap - acceptances)
         refund_escrow(session, supplier.id, offer.id)
-        offer.status = "closed"
+        offer.status = OfferStatus.CLOSED
         session.commit()
-    if offer.status == "delivered" and offer.totals_epoch != epoch:
+    if offer.status == OfferStatus.DELIVERED and offer.totals_epoch != epoch:
         # one noisy release of the response totals per epoch, charged like a count
         noise = noise_source(inst)
         epsilon_micro = round(noise.privacy_loss() * MICRO)
@@ -198,20 +202,22 @@ def offer_view(
                     OfferDelivery.offer_id == offer.id, OfferDelivery.status == status
                 )
             ).scalar_one()
-            for status in ("accepted", "declined")
+            for status in (DeliveryStatus.ACCEPTED, DeliveryStatus.DECLINED)
         ]
         noisy = noise.release([int(t) for t in true])
         offer.totals = json.dumps(
             {
                 name: (v if v >= k else None)
-                for name, v in zip(("accepted", "declined"), noisy, strict=True)
+                for name, v in zip(
+                    (DeliveryStatus.ACCEPTED, DeliveryStatus.DECLINED), noisy, strict=True
+                )
             }
         )
         offer.totals_epoch = epoch
         session.commit()
     accepted = session.execute(
         select(OfferDelivery.customer_id, OfferDelivery.responded_at)
-        .where(OfferDelivery.offer_id == offer.id, OfferDelivery.status == "accepted")
+        .where(OfferDelivery.offer_id == offer.id, OfferDelivery.status == DeliveryStatus.ACCEPTED)
         .order_by(OfferDelivery.responded_at)
     ).all()
     view = {
@@ -274,7 +280,7 @@ def respond(
     if supplier is None:
         raise NotFound("No such offer in your inbox.")
     now = utcnow()
-    if action in ("accept", "decline") and delivery.status != "delivered":
+    if action in ("accept", "decline") and delivery.status != DeliveryStatus.DELIVERED:
         raise ValidationFailed({"action": "You already answered this offer."})
     if action == "accept" and offer.expires_at <= now:
         raise ValidationFailed({"action": "This offer has expired."})
@@ -286,9 +292,14 @@ def respond(
                 .where(
                     OfferDelivery.offer_id == offer_id,
                     OfferDelivery.customer_id == customer_id,
-                    OfferDelivery.status == "delivered",
+                    OfferDelivery.status == DeliveryStatus.DELIVERED,
                 )
-                .values(status="accepted" if action == "accept" else "declined", responded_at=now)
+                .values(
+                    status=DeliveryStatus.ACCEPTED
+                    if action == "accept"
+                    else DeliveryStatus.DECLINED,
+                    responded_at=now,
+                )
             )
         )
         if not claimed:
@@ -301,7 +312,11 @@ def respond(
     elif action == "decline":
         reason = "offer declined"
     else:
-        delivery.status = "blocked" if delivery.status == "delivered" else delivery.status
+        delivery.status = (
+            DeliveryStatus.BLOCKED
+            if delivery.status == DeliveryStatus.DELIVERED
+            else delivery.status
+        )
         if session.get(SupplierBlock, (customer_id, supplier.id)) is None:
             session.add(SupplierBlock(customer_id=customer_id, supplier_id=supplier.id))
         session.flush()
@@ -345,7 +360,7 @@ def accepted_offer(session: Session, customer_id: str, offer_id: str) -> tuple[O
     supplier = session.get(Supplier, offer.supplier_id) if offer else None
     if delivery is None or offer is None or supplier is None:
         raise NotFound("No such offer in your inbox.")
-    if delivery.status != "accepted":
+    if delivery.status != DeliveryStatus.ACCEPTED:
         raise ValidationFailed({"action": "Accept the offer first."})
     return offer, supplier
 
@@ -427,7 +442,7 @@ def contact_of(
     accepted = (
         session.execute(
             select(OfferDelivery.customer_id).where(
-                OfferDelivery.offer_id == offer_id, OfferDelivery.status == "accepted"
+                OfferDelivery.offer_id == offer_id, OfferDelivery.status == DeliveryStatus.ACCEPTED
             )
         )
         .scalars()

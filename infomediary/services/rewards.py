@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from infomediary.errors import InsufficientFunds, ValidationFailed
 from infomediary.models import LedgerAccount, LedgerEntry, LedgerTransaction, Supplier
+from infomediary.statuses import LedgerAccountKind, LedgerTransactionKind
 
-PLATFORM = ("platform", "funding")
+PLATFORM = (LedgerAccountKind.PLATFORM, "funding")
 
 
 def account(session: Session, kind: str, owner_id: str) -> LedgerAccount:
@@ -72,10 +73,10 @@ def fund_supplier(session: Session, supplier: Supplier, cents: int) -> int:
     """Credit a supplier's account from the platform's funding account; returns the balance."""
     if cents <= 0:
         raise ValidationFailed({"cents": "Fund with a positive whole number of cents."})
-    mine = account(session, "supplier", supplier.id)
+    mine = account(session, LedgerAccountKind.SUPPLIER, supplier.id)
     post(
         session,
-        "fund",
+        LedgerTransactionKind.FUND,
         [(account(session, *PLATFORM), -cents), (mine, cents)],
         supplier_id=supplier.id,
     )
@@ -88,20 +89,20 @@ def lock(session: Session, acct: LedgerAccount) -> None:
 
 
 def require_funds(session: Session, supplier_id: str, cents: int) -> None:
-    mine = account(session, "supplier", supplier_id)
+    mine = account(session, LedgerAccountKind.SUPPLIER, supplier_id)
     if balance(session, mine.id) < cents:
         raise InsufficientFunds("Your rewards account cannot cover this offer's rewards.")
 
 
 def refund_escrow(session: Session, supplier_id: str, offer_id: str) -> int:
-    escrow = account(session, "escrow", offer_id)
+    escrow = account(session, LedgerAccountKind.ESCROW, offer_id)
     lock(session, escrow)
     left = balance(session, escrow.id)
     if left > 0:
         post(
             session,
-            "refund",
-            [(escrow, -left), (account(session, "supplier", supplier_id), left)],
+            LedgerTransactionKind.REFUND,
+            [(escrow, -left), (account(session, LedgerAccountKind.SUPPLIER, supplier_id), left)],
             supplier_id=supplier_id,
             offer_id=offer_id,
         )
@@ -109,14 +110,14 @@ def refund_escrow(session: Session, supplier_id: str, offer_id: str) -> int:
 
 
 def escrow_offer(session: Session, supplier_id: str, offer_id: str, cents: int) -> None:
-    mine = account(session, "supplier", supplier_id)
+    mine = account(session, LedgerAccountKind.SUPPLIER, supplier_id)
     lock(session, mine)
     if balance(session, mine.id) < cents:
         raise InsufficientFunds("Your rewards account cannot cover this offer's rewards.")
     post(
         session,
-        "escrow",
-        [(mine, -cents), (account(session, "escrow", offer_id), cents)],
+        LedgerTransactionKind.ESCROW,
+        [(mine, -cents), (account(session, LedgerAccountKind.ESCROW, offer_id), cents)],
         supplier_id=supplier_id,
         offer_id=offer_id,
     )
@@ -125,14 +126,14 @@ def escrow_offer(session: Session, supplier_id: str, offer_id: str, cents: int) 
 def pay_reward(
     session: Session, supplier_id: str, offer_id: str, customer_id: str, cents: int
 ) -> None:
-    escrow = account(session, "escrow", offer_id)
+    escrow = account(session, LedgerAccountKind.ESCROW, offer_id)
     lock(session, escrow)
     if balance(session, escrow.id) < cents:
         raise InsufficientFunds("This offer's rewards are used up.")
     post(
         session,
-        "reward",
-        [(escrow, -cents), (account(session, "customer", customer_id), cents)],
+        LedgerTransactionKind.REWARD,
+        [(escrow, -cents), (account(session, LedgerAccountKind.CUSTOMER, customer_id), cents)],
         supplier_id=supplier_id,
         offer_id=offer_id,
     )
@@ -140,7 +141,7 @@ def pay_reward(
 
 def earnings_by_supplier(session: Session, customer_id: str) -> dict[str, int]:
     """What the customer earned, per supplier name."""
-    mine = account(session, "customer", customer_id)
+    mine = account(session, LedgerAccountKind.CUSTOMER, customer_id)
     rows = session.execute(
         select(Supplier.name, func.sum(LedgerEntry.amount_cents))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)

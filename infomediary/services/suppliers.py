@@ -30,11 +30,12 @@ from infomediary.errors import InvalidRedirectUri, NotFound, ValidationFailed
 from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES
 from infomediary.services import Context
+from infomediary.statuses import RegisteredVia, SupplierKind, SupplierStatus
 from infomediary.supplier_names import NameRejected, first_confusable, normalise_name
 from policies.model import PURPOSES
 
 SECTORS = ("retail", "travel", "finance", "health", "advertising", "media", "other")
-KINDS = ("supplier", "resource_server")
+KINDS = tuple(SupplierKind)
 #: Redirect URIs one supplier may register: enough for production, staging and a loopback
 #: development client, few enough that a registration cannot hide a thousand hosts.
 MAX_REDIRECT_URIS = 10
@@ -82,7 +83,7 @@ def validate_registration(
     purposes: list[str],
     privacy_policy_url: str | None,
     sector: str,
-    kind: str = "supplier",
+    kind: str = SupplierKind.SUPPLIER,
 ) -> dict[str, str]:
     errors: dict[str, str] = {}
     try:
@@ -94,19 +95,19 @@ def validate_registration(
     elif bad := [f"{u}: {p}" for u in redirect_uris if (p := check_redirect_uri(u))]:
         errors["redirect_uris"] = "; ".join(bad)
     customer_scopes = [s for s in scopes if s not in BROKER_SCOPES]
-    if customer_scopes and not redirect_uris and kind == "supplier":
+    if customer_scopes and not redirect_uris and kind == SupplierKind.SUPPLIER:
         errors["redirect_uris"] = "Customer-data scopes need at least one redirect URI."
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown:
         errors["scope"] = f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(ALL_SCOPES)}."
-    if not scopes and kind == "supplier":
+    if not scopes and kind == SupplierKind.SUPPLIER:
         errors["scope"] = "At least one scope is required."
     unknown_purposes = sorted(set(purposes) - set(PURPOSES))
     if unknown_purposes:
         errors["purpose"] = (
             f"Unknown purpose(s): {', '.join(unknown_purposes)}. Known: {', '.join(PURPOSES)}."
         )
-    if not purposes and kind == "supplier":
+    if not purposes and kind == SupplierKind.SUPPLIER:
         errors["purpose"] = "At least one purpose is required."
     if privacy_policy_url and check_redirect_uri(privacy_policy_url):
         errors["privacy_policy_url"] = "Must be an https URL."
@@ -126,8 +127,8 @@ def create_supplier(
     purposes: list[str],
     privacy_policy_url: str | None = None,
     sector: str = "retail",
-    kind: str = "supplier",
-    via: str = "cli",
+    kind: str = SupplierKind.SUPPLIER,
+    via: str = RegisteredVia.CLI,
     ctx: Context | None = None,
 ) -> NewSupplier:
     errors = validate_registration(
@@ -186,7 +187,8 @@ def _refuse_confusable_name(session: Session, name: str, via: str) -> None:
         return
     session.rollback()
     message = "Too similar to the name of a registered supplier; choose a distinct name."
-    if via != "dcr":  # the operator may see which one; a self-registering client may not
+    # the operator may see which one; a self-registering client may not
+    if via != RegisteredVia.DCR:
         message = f"Too similar to the name of the registered supplier {clash!r}."
     raise ValidationFailed({"name": message}, "The client metadata is invalid.")
 
@@ -248,7 +250,7 @@ def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> 
     """Suspend a supplier: every one of its tokens stops working at once. Returns tokens revoked."""
     supplier = find_supplier(session, ref)
     now = utcnow()
-    supplier.status = "suspended"
+    supplier.status = SupplierStatus.SUSPENDED
     supplier.suspended_at = now
     revoked = rowcount(
         session.execute(

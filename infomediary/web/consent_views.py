@@ -15,6 +15,7 @@ from infomediary.services import (
     decisions,
     policy_store,
 )
+from infomediary.statuses import SupplierKind, SupplierStatus
 from infomediary.web import db
 from infomediary.web.security import context, instance, login_required
 from policies.engine import describe_rule
@@ -56,7 +57,7 @@ def _page(
     active_suppliers = (
         s.execute(
             select(Supplier)
-            .where(Supplier.status == "active", Supplier.kind == "supplier")
+            .where(Supplier.status == SupplierStatus.ACTIVE, Supplier.kind == SupplierKind.SUPPLIER)
             .order_by(Supplier.name)
         )
         .scalars()
@@ -149,7 +150,11 @@ def preview() -> ResponseReturnValue:
     s = db()
     supplier = s.get(Supplier, request.args.get("supplier", ""))
     purpose = request.args.get("purpose", "")
-    if supplier is None or supplier.status != "active" or supplier.kind != "supplier":
+    if (
+        supplier is None
+        or supplier.status != SupplierStatus.ACTIVE
+        or supplier.kind != SupplierKind.SUPPLIER
+    ):
         return _page({"supplier": "Choose a supplier."}, status=400)
     try:
         verdict = decisions.preview(s, instance(), _customer_id(), supplier, purpose)

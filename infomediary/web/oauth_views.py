@@ -34,6 +34,7 @@ from infomediary.services import (
     decisions,
     suppliers,
 )
+from infomediary.statuses import RegisteredVia
 from infomediary.web import db, limiter
 from infomediary.web.api import json_body
 from infomediary.web.limits import (
@@ -301,7 +302,7 @@ def register() -> ResponseReturnValue:
             purposes=data["purposes"],
             privacy_policy_url=data["policy_uri"],
             sector=data["sector"],
-            via="dcr",
+            via=RegisteredVia.DCR,
         )
     except errors.InvalidRedirectUri as exc:
         db().rollback()
