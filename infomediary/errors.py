@@ -91,3 +91,22 @@ class KeysInUse(ServiceError):
 
 class InsufficientFunds(ServiceError):
     code = "insufficient_funds"
+
+
+class InvalidRequest(ValidationFailed):
+    """A request its schema refuses: ``code`` names the first failure, ``errors`` each field's."""
+
+    def __init__(self, code: str, errors: dict[str, str], message: str | None = None):
+        super().__init__(errors, message or next(iter(errors.values()), "Invalid request."))
+        self.code = code
+
+
+class TokenRefused(ServiceError):
+    """An access token the API refuses (RFC 6750 §3.1: ``invalid_token``,
+    ``insufficient_scope``, or none presented); ``challenge`` is the ``WWW-Authenticate``
+    value the answer carries."""
+
+    def __init__(self, code: str, message: str, challenge: str):
+        super().__init__(message)
+        self.code = code
+        self.challenge = challenge

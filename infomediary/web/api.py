@@ -1,23 +1,31 @@
-"""The supplier-facing resource API. Bearer tokens only from the Authorization header."""
+"""The supplier-facing resource API. Bearer tokens only from the Authorization header.
+
+Every view documents its operation in its docstring (YAML after ``---``), which
+:mod:`infomediary.web.openapi` reads through apispec's Flask plugin. Errors are raised as
+domain exceptions; :mod:`infomediary.web.errors` answers them as problem details.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Blueprint, abort, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from infomediary import errors
-from infomediary.oauth.server import TokenRef, find_token, require_oauth, token_refusal
+from infomediary.errors import InvalidRequest, TokenRefused
+from infomediary.oauth.server import TokenRef, find_token, resource_protector, token_refusal
 from infomediary.services import resource
 from infomediary.services.refusals import refuse_supplier
-from infomediary.web import db, limiter
-from infomediary.web.limits import api_rate, supplier_key
-from infomediary.web.schemas import MeResponseSchema
+from infomediary.web.db import db
+from infomediary.web.limits import api_rate, limiter, supplier_key
+from infomediary.web.schemas import MeResponseSchema, RequestSchema, load
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+REALM = "infomediary"
+HEADER_ONLY = "Send the access token in the Authorization header only, never in the URL or body."
 
 
 @bp.before_request
@@ -26,10 +34,11 @@ def refuse_tokens_outside_the_header() -> None:
     if "access_token" in request.args or (
         request.mimetype == "application/x-www-form-urlencoded" and "access_token" in request.form
     ):
-        abort(400, description="token_in_query")
+        raise InvalidRequest("invalid_request", {"access_token": HEADER_ONLY})
 
 
 MAX_JSON_DEPTH = 32
+Input = TypeVar("Input")
 
 
 def json_body() -> Any:
@@ -57,19 +66,40 @@ def json_body() -> Any:
     return data
 
 
+def json_input(schema: RequestSchema, into: type[Input]) -> Input:
+    """The request's JSON body loaded by ``schema`` into the frozen input ``into``: the one
+    validation path of API bodies (:func:`infomediary.web.schemas.load`)."""
+    body = json_body()
+    if body is None:
+        raise InvalidRequest("invalid_json", {"body": "Send a JSON object (application/json)."})
+    return load(schema, body, into)
+
+
+def _challenge(error: OAuth2Error, scopes: tuple[str, ...]) -> str:
+    """RFC 6750 §3 ``WWW-Authenticate``: no error code when no token was presented."""
+    params = [f'realm="{REALM}"']
+    if error.error != "missing_authorization":
+        description = str(error.get_error_description()).replace('"', "'")
+        params += [f'error="{error.error}"', f'error_description="{description}"']
+    if error.error == "insufficient_scope" and scopes:
+        params.append(f'scope="{" ".join(scopes)}"')
+    return "Bearer " + ", ".join(params)
+
+
 def bearer_token(*scopes: str, action: str = "read") -> TokenRef:
-    """The request's valid token, or an RFC 6750 error response (401 / 403 insufficient_scope).
+    """The request's valid token, or :class:`TokenRefused` (RFC 6750: 401 ``invalid_token``,
+    403 ``insufficient_scope``), answered as a problem with ``WWW-Authenticate``.
 
     A refused token that names a supplier (revoked, expired, suspended supplier, missing
     scope) leaves an entry with ``outcome=denied``, on the customer's timeline too when the
     token was theirs. An unknown token names nobody and is only counted by the rate limits.
     """
     try:
-        token: TokenRef = require_oauth.acquire_token(list(scopes) or None)
+        token: TokenRef = resource_protector().acquire_token(list(scopes) or None)
     except OAuth2Error as error:
         _log_refused_token(scopes, action)
-        require_oauth.raise_error_response(error)
-        raise  # raise_error_response always raises; this line is for the type checker
+        description = str(error.get_error_description() or error.description or error.error)
+        raise TokenRefused(str(error.error), description, _challenge(error, scopes)) from None
     return token
 
 
@@ -98,11 +128,33 @@ def _log_refused_token(scopes: tuple[str, ...], action: str) -> None:
 @limiter.limit(api_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def me() -> ResponseReturnValue:
+    """The customer's data this token may see now.
+    ---
+    get:
+      operationId: readMe
+      tags: [resource]
+      summary: The customer's data this token may see now
+      description: >-
+        Token check, then the customer's policy, then only the allowed fields. Tokens are
+        accepted only in the Authorization header.
+      security:
+        - oauth2: [profile.identity:read]
+      responses:
+        200:
+          description: Allowed fields; withheld categories listed with reasons
+          content:
+            application/json:
+              schema: MeResponseSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403:
+          description: policy_denied - the customer's policy denies every requested category
+          content:
+            application/problem+json:
+              schema: PolicyDeniedProblemSchema
+        404: NotBoundToCustomer
+        429: RateLimited
+    """
     token = bearer_token()
-    try:
-        body = resource.read_me(db(), instance(), token.row, g.get("request_id", "-"))
-    except errors.PolicyDenied as exc:
-        response = jsonify(error=exc.code, message=exc.message, withheld=exc.withheld)
-        response.status_code = 403
-        return response
+    body = resource.read_me(db(), instance(), token.row, g.get("request_id", "-"))
     return jsonify(MeResponseSchema().dump(body))

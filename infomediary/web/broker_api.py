@@ -9,11 +9,12 @@ from infomediary import errors
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
 from infomediary.models import Supplier
 from infomediary.services import broker
+from infomediary.services.broker import CountQuery
 from infomediary.services.refusals import refuse_supplier
-from infomediary.web import db, limiter
-from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
-from infomediary.web.limits import api_rate, broker_rate, budget_exhausted, supplier_key
-from infomediary.web.schemas import CountResponseSchema
+from infomediary.web.api import bearer_token, json_input, refuse_tokens_outside_the_header
+from infomediary.web.db import db
+from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
+from infomediary.web.schemas import CountRequestSchema, CountResponseSchema
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
@@ -35,7 +36,25 @@ def _refused(supplier_id: str, reason: str) -> None:
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def attributes() -> ResponseReturnValue:
-    """Queryable attributes and values; sensitive values count only customers who allow it."""
+    """Queryable attributes and values; sensitive values count only customers who allow it.
+    ---
+    get:
+      operationId: listAudienceAttributes
+      tags: [audiences]
+      summary: Queryable attributes and values
+      security:
+        - oauth2: [audience:count]
+      responses:
+        200:
+          description: Attributes, the most predicates a query may have, breakdowns
+          content:
+            application/json:
+              schema: AttributesResponseSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403: InsufficientScope
+        429: RateLimited
+    """
     bearer_token("audience:count", action="count")
     return jsonify(
         attributes=[
@@ -58,22 +77,57 @@ def attributes() -> ResponseReturnValue:
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def count() -> ResponseReturnValue:
+    """A differentially private, thresholded audience count.
+    ---
+    post:
+      operationId: countAudience
+      tags: [audiences]
+      summary: A differentially private, thresholded audience count
+      description: >-
+        Validated first (nothing is charged for a refused query), then answered from the
+        cache of this data epoch for free, or charged to your privacy budget and computed.
+      security:
+        - oauth2: [audience:count]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: CountRequestSchema
+            examples:
+              count:
+                summary: One attribute, two values
+                value: {purpose: marketing, where: {region: [NSW, VIC]}}
+              breakdown:
+                summary: Two attributes, broken down by age band
+                value:
+                  purpose: marketing
+                  where: {region: [NSW], interests: [books, travel]}
+                  breakdown: age_band
+      responses:
+        200:
+          description: Noisy count (or cells); null where below k
+          content:
+            application/json:
+              schema: CountResponseSchema
+        400: InvalidQuery
+        401: Unauthorized
+        403: InsufficientScope
+        429: BudgetExhausted
+    """
     token = bearer_token("audience:count", action="count")
     session = db()
     supplier = session.get(Supplier, token.row.supplier_id)
     if supplier is None:  # pragma: no cover - token validation checked the supplier
-        return jsonify(error="invalid_token"), 401
-    body = json_body()
-    if body is None:
-        return jsonify(error="invalid_json", message="Send a JSON object (application/json)."), 400
+        raise errors.NotFound("No such supplier.")
     try:
+        query = json_input(CountRequestSchema(), CountQuery)
         answer = broker.count_audience(
-            session, instance(), supplier, body, g.get("request_id", "-")
+            session, instance(), supplier, query, g.get("request_id", "-")
         )
-    except errors.QueryRejected as exc:
+    except errors.ValidationFailed as exc:
         _refused(supplier.id, f"count refused: {exc.code}")
-        return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
-    except errors.BudgetExhausted as exc:
+        raise
+    except errors.BudgetExhausted:
         _refused(supplier.id, "count refused: privacy budget exhausted")
-        return budget_exhausted(exc.code, exc.message, exc.retry_after)
+        raise
     return jsonify(CountResponseSchema().dump(answer))

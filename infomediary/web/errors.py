@@ -1,21 +1,34 @@
-"""One place maps errors to responses: JSON (``{"error": code, "message": ...}``) for API
-clients, a friendly page for people. Nothing internal (stack traces, SQL, values) leaks."""
+"""One place maps errors to responses: RFC 9457 problem details (``application/problem+json``)
+for API clients, a friendly page for people, and the OAuth RFCs' own bodies at the OAuth
+endpoints. Nothing internal (stack traces, SQL, values) leaks.
+
+A problem's ``type`` is a tag URI naming its ``code`` (RFC 4151; not meant to be dereferenced):
+``tag:infomediary.example,2026:problems/<code>``. Its ``status`` comes from :data:`STATUS`.
+"""
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import Any
+
 from authlib.integrations.flask_oauth2.errors import _HTTPException as _AuthlibHTTPException
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, json, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from infomediary.errors import ServiceError
+from infomediary.errors import BudgetExhausted, PolicyDenied, ServiceError, TokenRefused
 from infomediary.logs import get_logger
 
 log = get_logger("errors")
 
-#: The one table from a domain exception's machine-readable code to its HTTP status. A code
-#: that is not here is a bug, and ``tests`` check every code raised has a row.
+PROBLEM_TYPE = "tag:infomediary.example,2026:problems/"
+PROBLEM_MIMETYPE = "application/problem+json"
+
+#: The one table from a machine-readable code to its HTTP status: domain exceptions' codes,
+#: the codes request schemas give, RFC 6750's token errors and the edge's own. A code that is
+#: not here is a bug, and ``tests`` check every code raised has a row.
 STATUS: dict[str, int] = {
     "validation_failed": 400,
+    "invalid_json": 400,
     "invalid_query": 400,
     "invalid_offer": 400,
     "unknown_purpose": 400,
@@ -27,10 +40,14 @@ STATUS: dict[str, int] = {
     "invalid_breakdown": 400,
     "invalid_redirect_uri": 400,
     "invalid_link": 400,
+    "invalid_request": 400,
     "invalid_credentials": 401,
+    "invalid_token": 401,
+    "missing_authorization": 401,
     "insufficient_funds": 402,
     "email_unverified": 403,
     "policy_denied": 403,
+    "insufficient_scope": 403,
     "not_found": 404,
     "email_taken": 409,
     "keys_in_use": 409,
@@ -92,6 +109,10 @@ OAUTH_ENDPOINTS = frozenset(
 )
 
 
+def is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
 def wants_json() -> bool:
     if request.path.startswith(("/api/", "/oauth/", "/.well-known/")):
         return True
@@ -102,25 +123,66 @@ def wants_json() -> bool:
     )
 
 
+def title_of(code: str) -> str:
+    """A problem type's title: the same for every occurrence of the code (RFC 9457 §3.1.3)."""
+    return code.replace("_", " ").capitalize()
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    errors: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """An RFC 9457 problem details response: ``type``, ``title``, ``status``, ``detail``, plus
+    ``code``, ``errors`` (per field, when there are any) and the extension members given."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title_of(code),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = errors
+    body.update(extensions)
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+
+
 def error_response(
     status: int, code: str, message: str, errors: dict[str, str] | None = None
 ) -> Response:
     if wants_json():
-        body: dict[str, object] = {"error": code, "message": message}
-        if errors:
-            body["fields"] = errors
-        response = jsonify(body)
-        response.status_code = status
-        return response
+        return problem(status, code, message, errors)
     html = render_template(
         "error.html", status=status, code=code, message=message, errors=errors or {}
     )
     return Response(html, status=status, mimetype="text/html")
 
 
+def _authlib_problem(exc: _AuthlibHTTPException) -> Response:
+    """A resource protector's RFC 6750 error outside our own token check: problem+json,
+    keeping its ``WWW-Authenticate`` (and cache) headers."""
+    try:
+        body = json.loads(exc.get_body())
+    except (TypeError, ValueError):
+        body = {}
+    code = str(body.get("error") or _CODES.get(exc.code or 500, "error"))
+    status = STATUS.get(code, exc.code or 500)
+    detail = str(body.get("error_description") or HTTPStatus(status).phrase)
+    response = problem(status, code, detail)
+    for name, value in exc.get_headers() or []:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
 def handle_http(exc: HTTPException) -> Response:
     if isinstance(exc, _AuthlibHTTPException):
-        # RFC 6750 errors from the resource protector: keep their body and WWW-Authenticate.
+        if is_api():
+            return _authlib_problem(exc)
+        # RFC 6750 errors outside the API: keep their body and WWW-Authenticate.
         return Response(exc.get_body(), status=exc.code, headers=exc.get_headers())
     status = exc.code or 500
     code = _CODES.get(status, "error")
@@ -145,9 +207,27 @@ def handle_http(exc: HTTPException) -> Response:
     return response
 
 
+def _extensions(exc: ServiceError) -> dict[str, Any]:
+    """The extension members a problem carries beside ``code`` and ``errors``."""
+    if isinstance(exc, PolicyDenied):
+        return {"withheld": exc.withheld}
+    if isinstance(exc, BudgetExhausted):
+        return {"retry_after": exc.retry_after}
+    return {}
+
+
 def handle_service(exc: ServiceError) -> Response:
     errors = getattr(exc, "errors", None)
-    return error_response(status_of(exc), exc.code, exc.message, errors)
+    status = status_of(exc)
+    if not wants_json():
+        return error_response(status, exc.code, exc.message, errors)
+    response = problem(status, exc.code, exc.message, errors, **_extensions(exc))
+    if isinstance(exc, BudgetExhausted):
+        response.headers["Retry-After"] = str(exc.retry_after)  # RFC 9110 §10.2.3
+    if isinstance(exc, TokenRefused):
+        response.headers["WWW-Authenticate"] = exc.challenge  # RFC 6750 §3
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def handle_unexpected(exc: Exception) -> Response:

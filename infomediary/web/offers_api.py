@@ -9,11 +9,17 @@ from infomediary import errors
 from infomediary.errors import InsufficientFunds, NotFound
 from infomediary.models import Supplier
 from infomediary.services import offers
+from infomediary.services.offers import OfferInput
 from infomediary.services.refusals import refuse_supplier
-from infomediary.web import db, limiter
-from infomediary.web.api import bearer_token, json_body, refuse_tokens_outside_the_header
-from infomediary.web.limits import api_rate, broker_rate, budget_exhausted, supplier_key
-from infomediary.web.schemas import MeResponseSchema, OfferCreatedSchema, OfferViewSchema
+from infomediary.web.api import bearer_token, json_input, refuse_tokens_outside_the_header
+from infomediary.web.db import db
+from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
+from infomediary.web.schemas import (
+    MeResponseSchema,
+    OfferCreatedSchema,
+    OfferRequestSchema,
+    OfferViewSchema,
+)
 from infomediary.web.security import csrf_exempt, instance
 
 bp = Blueprint("offers_api", __name__, url_prefix="/api/v1/offers")
@@ -38,32 +44,71 @@ def _refused(supplier_id: str, reason: str) -> None:
     )
 
 
-def _error(code: str, message: str, status: int) -> ResponseReturnValue:
-    response = jsonify(error=code, message=message)
-    response.status_code = status
-    return response
-
-
 @bp.post("")
 @csrf_exempt
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def send() -> ResponseReturnValue:
+    """Send an offer to matching customers' inboxes, pseudonymously.
+    ---
+    post:
+      operationId: sendOffer
+      tags: [offers]
+      summary: Send an offer to matching customers' inboxes, pseudonymously
+      description: >-
+        The criteria are a count's (no breakdown). The rewards for the cap are escrowed and
+        epsilon is charged before anything depends on the data; below k nothing is delivered.
+      security:
+        - oauth2: [offers:send]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: OfferRequestSchema
+            examples:
+              offer:
+                summary: A rewarded offer to two regions
+                value:
+                  purpose: marketing
+                  where: {region: [NSW, VIC]}
+                  title: 10% off books
+                  body: Show this at the counter.
+                  reward_cents: 150
+                  max_recipients: 100
+                  expires_in_days: 7
+              minimal:
+                summary: Only the required fields (no reward, 14 days)
+                value:
+                  purpose: marketing
+                  where: {interests: [books]}
+                  title: New arrivals
+                  body: "Our autumn list is out.\\nSee you soon."
+                  max_recipients: 10
+      responses:
+        201:
+          description: Offer recorded (delivered, or too_small and not delivered)
+          content:
+            application/json:
+              schema: OfferCreatedSchema
+        400: InvalidOffer
+        401: Unauthorized
+        402: InsufficientFunds
+        403: InsufficientScope
+        429: BudgetExhausted
+    """
     supplier = _supplier()
-    body = json_body()
-    if body is None:
-        return _error("invalid_json", "Send a JSON object (application/json).", 400)
     try:
-        result = offers.send_offer(db(), instance(), supplier, body, g.get("request_id", "-"))
-    except errors.QueryRejected as exc:
+        offer_in = json_input(OfferRequestSchema(), OfferInput)
+        result = offers.send_offer(db(), instance(), supplier, offer_in, g.get("request_id", "-"))
+    except errors.ValidationFailed as exc:
         _refused(supplier.id, f"offer refused: {exc.code}")
-        return jsonify(error=exc.code, message=exc.message, fields=exc.errors), 400
-    except errors.BudgetExhausted as exc:
+        raise
+    except errors.BudgetExhausted:
         _refused(supplier.id, "offer refused: privacy budget exhausted")
-        return budget_exhausted(exc.code, exc.message, exc.retry_after)
-    except InsufficientFunds as exc:
+        raise
+    except InsufficientFunds:
         _refused(supplier.id, "offer refused: insufficient funds for the escrow")
-        return _error(exc.code, exc.message, 402)
+        raise
     response = jsonify(OfferCreatedSchema().dump(result))
     response.status_code = 201
     return response
@@ -74,6 +119,28 @@ def send() -> ResponseReturnValue:
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def view(offer_id: str) -> ResponseReturnValue:
+    """Your offer: noisy reach, noisy response totals, accepters' pseudonyms.
+    ---
+    get:
+      operationId: readOffer
+      tags: [offers]
+      summary: "Your offer: noisy reach, noisy response totals, accepters' pseudonyms"
+      security:
+        - oauth2: [offers:send]
+      parameters:
+        - {name: offer_id, in: path, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: The offer
+          content:
+            application/json:
+              schema: OfferViewSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403: InsufficientScope
+        404: NotFound
+        429: BudgetExhausted
+    """
     supplier = _supplier()
     try:
         return jsonify(
@@ -81,9 +148,9 @@ def view(offer_id: str) -> ResponseReturnValue:
                 offers.offer_view(db(), instance(), supplier, offer_id, g.get("request_id", "-"))
             )
         )
-    except errors.BudgetExhausted as exc:
+    except errors.BudgetExhausted:
         _refused(supplier.id, "offer totals refused: privacy budget exhausted")
-        return budget_exhausted(exc.code, exc.message, exc.retry_after)
+        raise
 
 
 @bp.get("/<offer_id>/contacts/<sub>")
@@ -91,12 +158,40 @@ def view(offer_id: str) -> ResponseReturnValue:
 @limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def contact(offer_id: str, sub: str) -> ResponseReturnValue:
-    """An accepter's contact details, only if they chose to share them (and their policy allows)."""
+    """An accepter's contact details, only if they chose to share them (and their policy allows).
+    ---
+    get:
+      operationId: readOfferContact
+      tags: [offers]
+      summary: An accepter's contact details, if they chose to share them
+      security:
+        - oauth2: [offers:send]
+      parameters:
+        - {name: offer_id, in: path, required: true, schema: {type: string}}
+        - {name: sub, in: path, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: Identity fields
+          content:
+            application/json:
+              schema: MeResponseSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403:
+          description: >-
+            insufficient_scope (with WWW-Authenticate), or policy_denied: not shared, or the
+            policy denies it (with withheld)
+          headers:
+            WWW-Authenticate: {$ref: "#/components/headers/WWW-Authenticate"}
+          content:
+            application/problem+json:
+              schema:
+                anyOf:
+                  - {$ref: "#/components/schemas/PolicyDeniedProblem"}
+                  - {$ref: "#/components/schemas/Problem"}
+        404: NotFound
+        429: RateLimited
+    """
     supplier = _supplier()
-    try:
-        body = offers.contact_of(
-            db(), instance(), supplier, offer_id, sub, g.get("request_id", "-")
-        )
-    except errors.PolicyDenied as exc:
-        return jsonify(error=exc.code, message=exc.message, withheld=exc.withheld), 403
+    body = offers.contact_of(db(), instance(), supplier, offer_id, sub, g.get("request_id", "-"))
     return jsonify(MeResponseSchema().dump(body))
