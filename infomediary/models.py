@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKey,
@@ -25,7 +26,9 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
     column,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -59,9 +62,11 @@ def one_of(name: str, values: type[StrEnum]) -> CheckConstraint:
     """CHECK that column ``name`` holds a member of ``values``; named ``ck_<table>_<name>``.
 
     The column stays ``String``: a new member needs a migration replacing the constraint,
-    not a type change (PostgreSQL enum types cannot drop a value).
+    not a type change (PostgreSQL enum types cannot drop a value). ``info["values"]`` keeps
+    the allowed values for whoever inspects the metadata.
     """
-    return CheckConstraint(column(name).in_([member.value for member in values]), name=name)
+    allowed = [member.value for member in values]
+    return CheckConstraint(column(name).in_(allowed), name=name, info={"values": tuple(allowed)})
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -299,6 +304,15 @@ class ConsentGrant(Base):
     offer_id: Mapped[str | None] = mapped_column(
         ForeignKey("offers.id", ondelete="CASCADE"), index=True
     )
+
+    def is_active(self, now: datetime) -> bool:
+        """The one rule for a live grant: not revoked, and not past its expiry (if it has one).
+        :meth:`active_at` is the same rule as a SQL condition; a test holds them equal."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @classmethod
+    def active_at(cls, now: datetime) -> ColumnElement[bool]:
+        return and_(cls.revoked_at.is_(None), or_(cls.expires_at.is_(None), cls.expires_at > now))
 
 
 class ConsentReceipt(Base):

@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    Engine,
+    Table,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 
-from infomediary.instance import schema_revision
+from infomediary.db import make_engine
+from infomediary.instance import alembic_config, schema_revision
 from infomediary.models import Base
+from infomediary.statuses import (
+    CodeChallengeMethod,
+    DeliveryStatus,
+    EmailTokenPurpose,
+    LedgerAccountKind,
+    LedgerTransactionKind,
+    OfferStatus,
+    ReceiptEvent,
+    RegisteredVia,
+    SupplierKind,
+    SupplierStatus,
+)
 
 
 def test_migrations_match_models(inst) -> None:
@@ -19,3 +53,185 @@ def test_migrations_match_models(inst) -> None:
 def test_database_is_at_head(inst) -> None:
     current, head = schema_revision(inst.engine)
     assert current == head is not None
+
+
+# -- status CHECK constraints (revision 0010) ---------------------------------------------------
+
+STATUS_REVISION = "0010"
+
+
+def model_checks() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(table, constraint name) -> allowed values, for every CHECK the models declare."""
+    return {
+        (table.name, str(check.name)): tuple(check.info["values"])
+        for table in Base.metadata.sorted_tables
+        for check in table.constraints
+        if isinstance(check, CheckConstraint)
+    }
+
+
+def filler(col: Column[Any]) -> Any:
+    """A value any column of that type takes; every string is "x", so each foreign key
+    meets the one parent row (whose id is "x" too)."""
+    kind = getattr(col.type, "impl", col.type).python_type  # a TypeDecorator names none
+    return {str: "x", bytes: b"x", int: 1, bool: False, datetime: NOW}[kind]
+
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def row_for(table: Table, **values: Any) -> dict[str, Any]:
+    """One row of ``table``: a column with a CHECK takes its first allowed value."""
+    checked = {
+        str(check.name): check.info["values"][0]
+        for check in table.constraints
+        if isinstance(check, CheckConstraint)
+    }
+    row = {}
+    for col in table.columns:
+        name = f"ck_{table.name}_{col.name}"
+        row[col.name] = checked[name] if name in checked else filler(col)
+    row.update(values)
+    return row
+
+
+def insert_one_row_everywhere(conn: Connection) -> None:
+    for table in Base.metadata.sorted_tables:
+        conn.execute(table.insert().values(row_for(table)))
+
+
+def row_counts(conn: Connection) -> dict[str, int]:
+    return {
+        table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+        for table in Base.metadata.sorted_tables
+    }
+
+
+def database_checks(engine: Engine) -> set[tuple[str, str]]:
+    found = set()
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        for check in inspector.get_check_constraints(table.name):
+            found.add((table.name, str(check["name"])))
+    return found
+
+
+def test_every_status_column_has_a_check() -> None:
+    """Each StrEnum column of the models is guarded, under the naming convention's name."""
+    assert model_checks() == {
+        ("suppliers", "ck_suppliers_kind"): tuple(SupplierKind),
+        ("suppliers", "ck_suppliers_status"): tuple(SupplierStatus),
+        ("suppliers", "ck_suppliers_registered_via"): tuple(RegisteredVia),
+        ("email_tokens", "ck_email_tokens_purpose"): tuple(EmailTokenPurpose),
+        ("consent_receipts", "ck_consent_receipts_event"): tuple(ReceiptEvent),
+        ("authorization_codes", "ck_authorization_codes_code_challenge_method"): tuple(
+            CodeChallengeMethod
+        ),
+        ("offers", "ck_offers_status"): tuple(OfferStatus),
+        ("offer_deliveries", "ck_offer_deliveries_status"): tuple(DeliveryStatus),
+        ("ledger_accounts", "ck_ledger_accounts_kind"): tuple(LedgerAccountKind),
+        ("ledger_transactions", "ck_ledger_transactions_kind"): tuple(LedgerTransactionKind),
+    }
+
+
+def test_migrated_database_has_the_models_checks(inst) -> None:
+    """Autogenerate does not compare CHECK constraints, so the names are compared here."""
+    assert database_checks(inst.engine) == set(model_checks())
+
+
+@pytest.mark.parametrize(("table_name", "check_name"), sorted(model_checks()))
+def test_database_refuses_an_unknown_value(inst, table_name: str, check_name: str) -> None:
+    table = Base.metadata.tables[table_name]
+    column = check_name.removeprefix(f"ck_{table_name}_")
+    parents = [t for t in Base.metadata.sorted_tables if t in dependencies(table)]
+    for allowed in model_checks()[table_name, check_name]:
+        with inst.engine.connect() as conn, conn.begin() as txn:
+            for parent in parents:
+                conn.execute(parent.insert().values(row_for(parent)))
+            conn.execute(table.insert().values(row_for(table, **{column: allowed})))
+            txn.rollback()
+    with inst.engine.connect() as conn, conn.begin():
+        for parent in parents:
+            conn.execute(parent.insert().values(row_for(parent)))
+        with pytest.raises(IntegrityError) as refused:
+            conn.execute(table.insert().values(row_for(table, **{column: "unknown"})))
+    assert check_name in str(refused.value)
+
+
+def dependencies(table: Table) -> set[Table]:
+    """Every table ``table``'s foreign keys lead to, transitively."""
+    found: set[Table] = set()
+    todo = [table]
+    while todo:
+        for fk in todo.pop().foreign_keys:
+            if fk.column.table not in found:
+                found.add(fk.column.table)
+                todo.append(fk.column.table)
+    return found
+
+
+@pytest.fixture
+def scratch_engine(backend: str, database_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database of the backend's kind, apart from the session's migrated one."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    schema = f"scratch_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(database_url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = make_engine(database_url, connect_args={"options": f"-c search_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def test_status_checks_upgrade_and_downgrade_keep_every_row(scratch_engine: Engine) -> None:
+    """0010 copies tables on SQLite; no row may be lost to a cascading DROP TABLE (an offer's
+    deliveries, a grant's receipts), and the downgrade takes only the constraints away."""
+    command.upgrade(alembic_config(scratch_engine), "0009")
+    with scratch_engine.begin() as conn:
+        insert_one_row_everywhere(conn)
+        before = row_counts(conn)
+    assert set(before.values()) == {1}
+    assert database_checks(scratch_engine) == set()
+
+    command.upgrade(alembic_config(scratch_engine), STATUS_REVISION)
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
+    assert database_checks(scratch_engine) == set(model_checks())
+    assert schema_revision(scratch_engine)[0] == STATUS_REVISION
+    if scratch_engine.dialect.name == "sqlite":
+        with scratch_engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+    command.downgrade(alembic_config(scratch_engine), "0009")
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
+    assert database_checks(scratch_engine) == set()
+    assert schema_revision(scratch_engine)[0] == "0009"
+
+
+def test_status_checks_upgrade_refuses_rows_holding_unknown_values(
+    scratch_engine: Engine,
+) -> None:
+    command.upgrade(alembic_config(scratch_engine), "0009")
+    suppliers = Base.metadata.tables["suppliers"]
+    with scratch_engine.begin() as conn:
+        insert_one_row_everywhere(conn)
+        conn.execute(update(suppliers).values(status="archived"))
+        before = row_counts(conn)
+    with pytest.raises(IntegrityError):
+        command.upgrade(alembic_config(scratch_engine), STATUS_REVISION)
+    assert schema_revision(scratch_engine)[0] == "0009"
+    assert database_checks(scratch_engine) == set()
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
