@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from authlib.common.urls import add_params_to_uri
@@ -34,7 +35,7 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 from authlib.oauth2.rfc6749.hooks import hooked
-from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -44,6 +45,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.config import Settings
 from infomediary.db import rowcount
 from infomediary.models import (
     AuthorizationCode,
@@ -53,25 +55,63 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
-from infomediary.services.refusals import refuse_supplier
+from infomediary.services import tokens
+from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.suppliers import redirect_uris, secret_hash
+from infomediary.services.tokens import token_is_active as token_is_active
+from infomediary.services.tokens import token_refusal as token_refusal
 from infomediary.statuses import CodeChallengeMethod, SupplierKind, SupplierStatus
 
-CODE_LIFETIME = timedelta(seconds=60)
-ACCESS_TOKEN_SECONDS = 3600
-REFRESH_LIFETIME = timedelta(days=30)
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
-def _db() -> Session:
-    from infomediary.web import db
+class OAuthServer(AuthorizationServer):  # type: ignore[misc]
+    """authlib's authorization server, built per app (:func:`init_oauth`) and kept in
+    ``app.extensions["oauth_server"]``, with the session provider its callbacks use (authlib's
+    ``sqla_oauth2`` functions take their session the same way, through a closure)."""
 
-    return db()
+    def __init__(self, sessions: Callable[[], Session]):
+        super().__init__()
+        self.sessions = sessions
+
+
+def authorization_server() -> OAuthServer:
+    server: OAuthServer = current_app.extensions["oauth_server"]
+    return server
+
+
+def resource_protector() -> ResourceProtector:
+    protector: ResourceProtector = current_app.extensions["oauth_protector"]
+    return protector
+
+
+def _db() -> Session:
+    """The session of the request being served, from the app's server."""
+    return authorization_server().sessions()
+
+
+def _refused(
+    session: Session, supplier_id: str, reason: str, customer_id: str | None = None, **entry: Any
+) -> None:
+    """A refused step of the protocol, logged in the exchange's own transaction: what the
+    exchange claimed (a code, a refresh token) stays claimed, and the refusal with it."""
+    append(
+        session,
+        LogEvent(
+            actor=Actor(ActorType.SUPPLIER, supplier_id),
+            action="login",
+            customer_id=customer_id,
+            allowed=False,
+            reason=reason,
+            request_id=_request_id(),
+            **entry,
+        ),
+    )
 
 
 def issuer() -> str:
-    configured = current_app.config.get("ISSUER")
-    return str(configured) if configured else request.host_url.rstrip("/")
+    configured: Settings = current_app.config["SETTINGS"]
+    return configured.issuer or request.host_url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -159,12 +199,8 @@ def query_client(client_id: str) -> Client | None:
     if supplier is None:
         return None
     if supplier.status != SupplierStatus.ACTIVE:
-        refuse_supplier(
-            session,
-            supplier_id=supplier.id,
-            action="login",
-            reason=f"client refused at {request.path}: supplier {supplier.status}",
-            request_id=_request_id(),
+        _refused(
+            session, supplier.id, f"client refused at {request.path}: supplier {supplier.status}"
         )
         return None
     return Client(supplier)
@@ -173,40 +209,13 @@ def query_client(client_id: str) -> Client | None:
 def _refuse_revoked_consent(
     session: Session, row: AuthorizationCode | OAuthToken, what: str
 ) -> None:
-    session.commit()  # what was claimed stays claimed
-    refuse_supplier(
+    _refused(
         session,
-        supplier_id=row.supplier_id,
-        action="login",
+        row.supplier_id,
+        f"{what} refused: consent revoked",
         customer_id=row.customer_id,
         purpose=row.purpose,
-        reason=f"{what} refused: consent revoked",
-        request_id=_request_id(),
     )
-
-
-def revoke_family(session: Session, family_id: str, reason: str, supplier_id: str) -> int:
-    """Revoke every token of a family (one authorization's lineage) and log it."""
-    now = utcnow()
-    count = rowcount(
-        session.execute(
-            update(OAuthToken)
-            .where(OAuthToken.family_id == family_id, OAuthToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-    )
-    append(
-        session,
-        LogEvent(
-            actor=Actor(ActorType.SYSTEM, "oauth"),
-            action="update",
-            customer_id=None,
-            allowed=False,
-            reason=f"{reason}: {count or 0} tokens of supplier {supplier_id} revoked",
-            request_id=_request_id(),
-        ),
-    )
-    return int(count or 0)
 
 
 def _request_id() -> str:
@@ -242,14 +251,10 @@ def save_token(token: dict[str, Any], oauth_request: Any) -> None:
         row.purpose = "broker"
         row.family_id = uuid.uuid4().hex
     if row.grant_id:
-        grant = session.get(ConsentGrant, row.grant_id)
-        limit = now + REFRESH_LIFETIME
-        if grant is not None and grant.expires_at is not None:
-            limit = min(limit, grant.expires_at)
-            row.expires_at = min(row.expires_at, grant.expires_at)
-        row.refresh_expires_at = limit if row.refresh_token_hash else None
+        row.expires_at, row.refresh_expires_at = tokens.lifetimes(
+            session, row.grant_id, now, row.expires_at, refresh=row.refresh_token_hash is not None
+        )
     session.add(row)
-    session.commit()
 
 
 class S256Only(CodeChallenge):  # type: ignore[misc]
@@ -323,10 +328,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 purpose=data["purpose"],
                 code_challenge=data["code_challenge"],
                 code_challenge_method=data["code_challenge_method"],
-                expires_at=utcnow() + CODE_LIFETIME,
+                expires_at=utcnow() + tokens.CODE_LIFETIME,
             )
         )
-        session.commit()
 
     def query_authorization_code(self, code: str, client: Client) -> CodeRef | None:
         """Consume the code atomically; a second redemption revokes what the first got."""
@@ -347,11 +351,14 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             )
         )
         if not claimed:
-            revoke_family(session, code_hash.hex(), "authorization code reused", row.supplier_id)
-            session.commit()
+            tokens.revoke_family(
+                session,
+                code_hash.hex(),
+                f"authorization code reused by supplier {row.supplier_id}",
+                _request_id(),
+            )
             return None
         if row.expires_at <= now:
-            session.commit()
             raise InvalidGrantError("The authorization code has expired.")
         grant = session.get(ConsentGrant, row.grant_id)
         if grant is None or grant.revoked_at is not None:
@@ -393,11 +400,14 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         )
         if not claimed:
             if row.rotated_at is not None:
-                revoke_family(session, row.family_id, "refresh token reused", row.supplier_id)
-            session.commit()
+                tokens.revoke_family(
+                    session,
+                    row.family_id,
+                    f"refresh token reused by supplier {row.supplier_id}",
+                    _request_id(),
+                )
             return None
         if row.refresh_expires_at is None or row.refresh_expires_at <= now:
-            session.commit()
             return None
         grant = session.get(ConsentGrant, row.grant_id) if row.grant_id else None
         if grant is None or grant.revoked_at is not None:
@@ -440,11 +450,16 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
         return find_token(token_string, refresh_too=True)
 
     def revoke_token(self, token: TokenRef, oauth_request: Any) -> None:
-        session = _db()
-        session.execute(
-            update(OAuthToken).where(OAuthToken.id == token.row.id).values(revoked_at=utcnow())
+        row = token.row
+        tokens.revoke_tokens(
+            _db(),
+            OAuthToken.id == row.id,
+            reason=f"token revoked by supplier {row.supplier_id} (RFC 7009)",
+            request_id=_request_id(),
+            actor=Actor(ActorType.SUPPLIER, row.supplier_id),
+            customer_id=row.customer_id,
+            purpose=row.purpose,
         )
-        session.commit()
 
 
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
@@ -460,10 +475,9 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         row = token.row
         session = _db()
         supplier = session.get(Supplier, row.supplier_id)
-        active = token_is_active(session, row)
+        active = tokens.token_is_active(session, row)
         if not active or supplier is None:
             return {"active": False}
-        from infomediary.services.pseudonyms import pairwise_pseudonym
 
         body: dict[str, Any] = {
             "active": True,
@@ -504,39 +518,12 @@ def _lookup_token(token_string: str, *, refresh_too: bool) -> TokenRef | None:
     return TokenRef(row, session.get(Supplier, row.supplier_id))
 
 
-def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None) -> str | None:
-    """Why a known token may not be used now, or None: revoked or expired, supplier not
-    active, its consent grant revoked or expired."""
-    now = now or utcnow()
-    if row.revoked_at is not None:
-        return "access token revoked"
-    if row.expires_at <= now:
-        return "access token expired"
-    supplier = session.get(Supplier, row.supplier_id)
-    if supplier is None or supplier.status != SupplierStatus.ACTIVE:
-        return f"supplier {supplier.status if supplier else 'removed'}"
-    if row.grant_id:
-        grant = session.get(ConsentGrant, row.grant_id)
-        if grant is None or grant.revoked_at is not None:
-            return "consent revoked"
-        if grant.expires_at is not None and grant.expires_at <= now:
-            return "consent expired"
-    return None
-
-
-def token_is_active(session: Session, row: OAuthToken, now: datetime | None = None) -> bool:
-    """Not revoked or expired, supplier active, its consent grant neither revoked nor expired."""
-    return token_refusal(session, row, now) is None
-
-
 class Validator(BearerTokenValidator):  # type: ignore[misc]
     def authenticate_token(self, token_string: str) -> TokenRef | None:
         return find_token(token_string)
 
     def validate_token(self, token: TokenRef | None, scopes: Any, oauth_request: Any) -> None:
-        from authlib.oauth2.rfc6750 import InvalidTokenError
-
-        if token is None or not token_is_active(_db(), token.row):  # unknown token: 401
+        if token is None or not tokens.token_is_active(_db(), token.row):  # unknown token: 401
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
         super().validate_token(token, scopes, oauth_request)
 
@@ -546,31 +533,31 @@ class Issuer(IssuerParameter):  # type: ignore[misc]
         return issuer()
 
 
-server = AuthorizationServer()
-require_oauth = ResourceProtector()
-
-
-def init_oauth(app: Flask) -> None:
+def init_oauth(app: Flask, sessions: Callable[[], Session]) -> None:
+    """Build this app's authorization server and resource protector (nothing is shared
+    between apps, so tests can run several side by side)."""
     app.config.setdefault("OAUTH2_REFRESH_TOKEN_GENERATOR", True)
     app.config.setdefault(
         "OAUTH2_TOKEN_EXPIRES_IN",
         {
-            "authorization_code": ACCESS_TOKEN_SECONDS,
-            "refresh_token": ACCESS_TOKEN_SECONDS,
-            "client_credentials": ACCESS_TOKEN_SECONDS,
+            "authorization_code": tokens.ACCESS_TOKEN_SECONDS,
+            "refresh_token": tokens.ACCESS_TOKEN_SECONDS,
+            "client_credentials": tokens.ACCESS_TOKEN_SECONDS,
         },
     )
     app.config.setdefault("OAUTH2_SCOPES_SUPPORTED", list(ALL_SCOPES))
+    server = OAuthServer(sessions)
     server.init_app(app, query_client=query_client, save_token=save_token)
-    if not getattr(server, "_infomediary_wired", False):
-        server.register_grant(CodeGrant, [S256Only(required=True)])
-        server.register_grant(RefreshGrant)
-        server.register_grant(BrokerCredentialsGrant)
-        server.register_endpoint(Revocation)
-        server.register_endpoint(Introspection)
-        server.register_extension(Issuer())
-        require_oauth.register_token_validator(Validator())
-        server._infomediary_wired = True
+    server.register_grant(CodeGrant, [S256Only(required=True)])
+    server.register_grant(RefreshGrant)
+    server.register_grant(BrokerCredentialsGrant)
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    server.register_extension(Issuer())
+    protector = ResourceProtector()
+    protector.register_token_validator(Validator())
+    app.extensions["oauth_server"] = server
+    app.extensions["oauth_protector"] = protector
 
 
 def error_redirect(error: OAuth2Error) -> str | None:

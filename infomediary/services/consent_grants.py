@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import LogEvent, append
@@ -22,13 +22,14 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
-from infomediary.services import Context
+from infomediary.services import Context, tokens
 from infomediary.services.consent_receipts import (
     CONSENT_TEXT_VERSION,
     make_receipt,
 )
 from infomediary.services.customer_keys import is_verified
 from infomediary.services.refusals import record_refusal
+from infomediary.statuses import ReceiptEvent
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def grant_consent(
         existing.expires_at = expires_at
         existing.updated_at = now
         existing.consent_text_version = CONSENT_TEXT_VERSION
-        grant, event = existing, "changed"
+        grant, event = existing, ReceiptEvent.CHANGED
     else:
         grant = ConsentGrant(
             id=str(uuid.uuid4()),
@@ -123,7 +124,7 @@ def grant_consent(
             offer_id=offer_id,
         )
         session.add(grant)
-        event = "granted"
+        event = ReceiptEvent.GRANTED
     session.flush()
     make_receipt(session, inst, grant, supplier, event, base_url)
     append(
@@ -153,15 +154,19 @@ def revoke_grant(
         return
     now = utcnow()
     grant.revoked_at = now
-    session.execute(
-        update(OAuthToken)
-        .where(OAuthToken.grant_id == grant.id, OAuthToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+    tokens.revoke_tokens(
+        session,
+        OAuthToken.grant_id == grant.id,
+        reason=f"consent {grant.id} revoked",
+        request_id=ctx.request_id,
+        actor=ctx.actor,
+        customer_id=customer_id,
+        purpose=grant.purpose,
     )
     supplier = session.get(Supplier, grant.supplier_id)
     if supplier is None:
         raise NotFound("No such supplier.")
-    make_receipt(session, inst, grant, supplier, "revoked", base_url)
+    make_receipt(session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url)
     append(
         session,
         LogEvent(
@@ -190,7 +195,7 @@ def list_grants(session: Session, customer_id: str) -> list[GrantView]:
             grant,
             supplier,
             tuple(sorted(categories_for(parse_scopes(grant.scopes)))),
-            grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now),
+            grant.is_active(now),
         )
         for grant, supplier in rows
     ]

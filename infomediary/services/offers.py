@@ -43,8 +43,6 @@ from infomediary.services.broker import (
     charge,
     epoch_of,
     log_aggregate,
-    match_index,
-    noise_source,
     require_declared_purpose,
 )
 from infomediary.services.consent_grants import grant_consent
@@ -85,7 +83,7 @@ def send_offer(
 ) -> dict[str, Any]:
     query = offer_in.query
     require_declared_purpose(query, supplier)
-    noise = noise_source(inst)
+    noise = inst.noise
     epsilon_micro = round(noise.privacy_loss() * MICRO)
     offer_id = str(uuid.uuid4())
     # Rewards are escrowed for the *cap*, before anything depends on the data: an amount or a
@@ -93,18 +91,18 @@ def send_offer(
     escrow = offer_in.reward_cents * offer_in.max_recipients
     if escrow:
         require_funds(session, supplier.id, escrow)
-    left = charge(session, inst.config, supplier.id, epsilon_micro, f"offer:{offer_id}")
+    left = charge(session, inst.settings, supplier.id, epsilon_micro, f"offer:{offer_id}")
     if escrow:
         escrow_offer(session, supplier.id, offer_id, escrow)
     session.commit()  # charged (and escrowed) before computing, never refunded early
 
-    index = match_index(inst)
+    index = inst.match_index
     index.refresh(session)
     selection = index.select(
         query.where, query.purpose, Mode.PSEUDONYMOUS, supplier.id, supplier.sector
     )
     noisy = noise.release([len(selection.members)])[0]
-    k = int(inst.config["BROKER_K"])
+    k = inst.settings.broker_k
     offer = Offer(
         id=offer_id,
         supplier_id=supplier.id,
@@ -181,8 +179,8 @@ def offer_view(
             request_id=request_id,
         )
         raise NotFound("No such offer.")
-    epoch = epoch_of(utcnow(), int(inst.config["BROKER_EPOCH_HOURS"]))
-    k = int(inst.config["BROKER_K"])
+    epoch = epoch_of(utcnow(), inst.settings.broker_epoch_hours)
+    k = inst.settings.broker_k
     if offer.expires_at <= utcnow() and offer.status in (
         OfferStatus.DELIVERED,
         OfferStatus.TOO_SMALL,
@@ -193,9 +191,9 @@ def offer_view(
         session.commit()
     if offer.status == OfferStatus.DELIVERED and offer.totals_epoch != epoch:
         # one noisy release of the response totals per epoch, charged like a count
-        noise = noise_source(inst)
+        noise = inst.noise
         epsilon_micro = round(noise.privacy_loss() * MICRO)
-        charge(session, inst.config, supplier.id, epsilon_micro, f"offer-totals:{offer.id}")
+        charge(session, inst.settings, supplier.id, epsilon_micro, f"offer-totals:{offer.id}")
         true = [
             session.execute(
                 select(func.count()).where(
@@ -239,7 +237,7 @@ def offer_view(
             }
             for customer_id, at in accepted
         ],
-        "budget_remaining": budget_remaining(session, inst.config, supplier.id),
+        "budget_remaining": budget_remaining(session, inst.settings, supplier.id),
     }
     session.rollback()
     return view
@@ -394,10 +392,6 @@ def share_contact(
     return supplier.name
 
 
-def _active(grant: ConsentGrant, now: datetime) -> bool:
-    return grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now)
-
-
 def contact_shared(session: Session, offer_id: str, customer_id: str) -> bool:
     """Whether the customer shared contact details *for this offer*, and still does.
 
@@ -411,7 +405,7 @@ def contact_shared(session: Session, offer_id: str, customer_id: str) -> bool:
             ConsentGrant.customer_id == customer_id, ConsentGrant.offer_id == offer_id
         )
     ).scalars()
-    return any(_active(g, now) and set(CONTACT_SCOPES) <= set(g.scopes.split()) for g in grants)
+    return any(g.is_active(now) and set(CONTACT_SCOPES) <= set(g.scopes.split()) for g in grants)
 
 
 def identity_grants(session: Session, customer_id: str, supplier_id: str) -> list[ConsentGrant]:
@@ -427,7 +421,7 @@ def identity_grants(session: Session, customer_id: str, supplier_id: str) -> lis
         )
         .order_by(ConsentGrant.created_at)
     ).scalars()
-    return [g for g in grants if _active(g, now) and set(CONTACT_SCOPES) <= set(g.scopes.split())]
+    return [g for g in grants if g.is_active(now) and set(CONTACT_SCOPES) <= set(g.scopes.split())]
 
 
 def contact_of(

@@ -29,7 +29,7 @@ from infomediary.db import rowcount
 from infomediary.errors import InvalidRedirectUri, NotFound, ValidationFailed
 from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES
-from infomediary.services import Context
+from infomediary.services import Context, tokens
 from infomediary.statuses import RegisteredVia, SupplierKind, SupplierStatus
 from infomediary.supplier_names import NameRejected, first_confusable, normalise_name
 from policies.model import PURPOSES
@@ -252,14 +252,14 @@ def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> 
     now = utcnow()
     supplier.status = SupplierStatus.SUSPENDED
     supplier.suspended_at = now
-    revoked = rowcount(
-        session.execute(
-            update(OAuthToken)
-            .where(OAuthToken.supplier_id == supplier.id, OAuthToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-    )
     ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+    revoked = tokens.revoke_tokens(
+        session,
+        OAuthToken.supplier_id == supplier.id,
+        reason=f"supplier {supplier.id} suspended",
+        request_id=ctx.request_id,
+        actor=ctx.actor,
+    )
     append(
         session,
         LogEvent(
@@ -274,12 +274,24 @@ def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> 
     return int(revoked or 0)
 
 
-def issue_initial_access_token(session: Session, *, days: int = 7) -> str:
+def issue_initial_access_token(
+    session: Session, *, days: int = 7, ctx: Context | None = None
+) -> str:
+    """An RFC 7591 initial access token for one registration; only its hash is stored, and
+    its issuance is logged like every other credential's."""
     token = "iat_" + secrets.token_urlsafe(32)
-    session.add(
-        InitialAccessToken(
-            token_hash=secret_hash(token), expires_at=utcnow() + timedelta(days=days)
-        )
+    digest = secret_hash(token)
+    session.add(InitialAccessToken(token_hash=digest, expires_at=utcnow() + timedelta(days=days)))
+    ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+    append(
+        session,
+        LogEvent(
+            actor=ctx.actor,
+            action="update",
+            customer_id=None,
+            reason=f"initial access token {digest.hex()[:12]} issued, valid {days} days",
+            request_id=ctx.request_id,
+        ),
     )
     session.commit()
     return token

@@ -4,61 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from sqlalchemy.orm import Session
+from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from infomediary.logs import get_logger
-from infomediary.web import errors, security
-from infomediary.web.sessions import DatabaseSessionInterface
-
-
-def _write_rate() -> str:
-    return str(current_app.config["WRITE_RATE_LIMIT"])
-
-
-def _is_safe_method() -> bool:
-    return request.method in security.SAFE_METHODS
-
-
-#: One limiter for the app. Every unsafe request also counts against an application-wide
-#: ceiling per address; safe methods are exempt, since no view they reach changes anything.
-limiter = Limiter(
-    key_func=get_remote_address,
-    default_limits=[],
-    application_limits=[_write_rate],
-    application_limits_exempt_when=_is_safe_method,
-    strategy="fixed-window",
+from infomediary.oauth.server import init_oauth
+from infomediary.services.profile_fields import FIELDS
+from infomediary.web import (
+    api,
+    auth,
+    broker_api,
+    consent_views,
+    dashboard,
+    db,
+    errors,
+    inbox_views,
+    oauth_views,
+    offers_api,
+    openapi,
+    pages,
+    security,
 )
+from infomediary.web.limits import limiter
+from infomediary.web.sessions import DatabaseSessionInterface
+from policies.taxonomy import CATEGORIES, INTEREST_TAGS
+
 access = get_logger("access")
-
-
-def db() -> Session:
-    """The request's database session, opened on first use and closed at teardown."""
-    if "db" not in g:
-        g.db = security.instance().sessions()
-    session: Session = g.db
-    return session
-
-
-def _close_db(_exc: BaseException | None) -> None:
-    session = g.pop("db", None)
-    if session is not None:
-        session.close()
-
-
-def _release_db(response: Any) -> Any:
-    """End any transaction a view left open before the session is saved.
-
-    Use cases commit their own work; whatever is still pending here belongs to a request
-    that failed part-way and must not be kept (nor hold SQLite's write lock).
-    """
-    session = g.get("db")
-    if session is not None and session.in_transaction():
-        session.rollback()
-    return response
 
 
 def _log_request(response: Any) -> Any:
@@ -68,32 +39,17 @@ def _log_request(response: Any) -> Any:
 
 
 def init_app(app: Flask) -> None:
-    if int(app.config["PROXY_HOPS"]) > 0:
-        hops = int(app.config["PROXY_HOPS"])
+    hops = security.settings(app).proxy_hops
+    if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.session_interface = DatabaseSessionInterface()
     security.init_app(app)
     errors.init_app(app)
     limiter.init_app(app)
-    app.teardown_appcontext(_close_db)
+    db.init_app(app)
     app.after_request(_log_request)
-    app.after_request(_release_db)
 
-    from infomediary.oauth.server import init_oauth
-    from infomediary.web import (
-        api,
-        auth,
-        broker_api,
-        consent_views,
-        dashboard,
-        inbox_views,
-        oauth_views,
-        offers_api,
-        openapi,
-        pages,
-    )
-
-    init_oauth(app)
+    init_oauth(app, db.db)
     app.register_blueprint(pages.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
@@ -105,9 +61,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(inbox_views.bp)
     app.register_blueprint(openapi.bp)
     security.check_method_split(app)
-
-    from infomediary.services.profile import FIELDS
-    from policies.taxonomy import CATEGORIES, INTEREST_TAGS
 
     app.jinja_env.globals.update(
         FIELD_LABELS={f.name: f.label for f in FIELDS},

@@ -14,7 +14,6 @@ from typing import cast
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -33,10 +32,11 @@ from infomediary.errors import (
 )
 from infomediary.models import Customer
 from infomediary.services import accounts, customer_keys, customers, email_tokens
-from infomediary.web import account_links, db, devices, limiter
-from infomediary.web.limits import login_rate
+from infomediary.web import account_links, devices
+from infomediary.web.db import db
+from infomediary.web.limits import limiter, login_rate
 from infomediary.web.mailer import deliver, request_link, site_url, start_session
-from infomediary.web.security import context, current_customer_id, instance
+from infomediary.web.security import context, current_customer_id, instance, settings
 from infomediary.web.sessions import ServerSession
 
 bp = Blueprint("auth", __name__)
@@ -45,7 +45,7 @@ SENT = ("signup", "resend", "reset")
 
 
 def _account_limit() -> str:
-    return str(current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"])
+    return settings().login_account_rate_limit
 
 
 def _email_key() -> str:

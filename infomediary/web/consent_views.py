@@ -16,7 +16,7 @@ from infomediary.services import (
     policy_store,
 )
 from infomediary.statuses import SupplierKind, SupplierStatus
-from infomediary.web import db
+from infomediary.web.db import db
 from infomediary.web.security import context, instance, login_required
 from policies.engine import describe_rule
 from policies.model import PURPOSES, Mode

@@ -36,7 +36,8 @@ from infomediary.services.profile_fields import (
     LANGUAGES,
     OFFER_FREQUENCIES,
 )
-from infomediary.web import db, limiter
+from infomediary.web.db import db
+from infomediary.web.limits import limiter
 from infomediary.web.limits import login_rate
 from infomediary.web.mailer import deliver, site_url
 from infomediary.web.security import context, instance, login_required
@@ -230,9 +231,7 @@ def delete_account() -> ResponseReturnValue:
     if request.form.get("confirm") != "DELETE":
         return _account_page({"confirm": "Type DELETE to confirm."}, 400)
     try:
-        erasure.erase(
-            db(), instance(), _customer_id(), request.form.get("password", ""), context()
-        )
+        erasure.erase(db(), instance(), _customer_id(), request.form.get("password", ""), context())
     except ValidationFailed as exc:
         return _account_page(exc.errors, 400)
     sess = cast(ServerSession, session)

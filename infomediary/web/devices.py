@@ -34,15 +34,15 @@ from flask import Flask, current_app, g, request
 from werkzeug.wrappers import Response
 
 from infomediary.services import customers
-from infomediary.web import db
-from infomediary.web.security import instance
+from infomediary.web.db import db
+from infomediary.web.security import instance, settings
 
 COOKIE_DAYS = 365
 _COOKIE_RE = re.compile(r"^v2\.([A-Za-z0-9_-]{22})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
 
 
 def cookie_name(app: Flask) -> str:
-    return "__Host-infomediary_device" if app.config["PRODUCTION"] else "infomediary_device"
+    return "__Host-infomediary_device" if settings(app).production else "infomediary_device"
 
 
 def _mac(email: str, nonce: str, issued: str) -> str:
@@ -97,7 +97,7 @@ def remember(response: Response, email: str) -> None:
         value,
         max_age=COOKIE_DAYS * 24 * 3600,
         path="/",
-        secure=bool(current_app.config["PRODUCTION"]),
+        secure=settings().production,
         httponly=True,
         samesite="Strict",
     )

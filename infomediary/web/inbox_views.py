@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from infomediary.models import utcnow
 from infomediary.services import offers, rewards
-from infomediary.web import db
+from infomediary.web.db import db
 from infomediary.web.oauth_views import EXPIRY_CHOICES
 from infomediary.web.security import context, instance, login_required
 from policies.model import PURPOSES

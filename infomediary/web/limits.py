@@ -25,13 +25,33 @@ import math
 import time
 from urllib.parse import unquote
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
+from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
 
 from infomediary.oauth.server import find_token
 from infomediary.text import has_control_characters
-from infomediary.web import limiter
+from infomediary.web.security import SAFE_METHODS, settings
+
+
+def _write_rate() -> str:
+    return settings().write_rate_limit
+
+
+def _is_safe_method() -> bool:
+    return request.method in SAFE_METHODS
+
+
+#: One limiter for the app. Every unsafe request also counts against an application-wide
+#: ceiling per address; safe methods are exempt, since no view they reach changes anything.
+limiter = Limiter(
+    key_func=get_remote_address,
+    default_limits=[],
+    application_limits=[_write_rate],
+    application_limits_exempt_when=_is_safe_method,
+    strategy="fixed-window",
+)
 
 
 def supplier_key() -> str:
@@ -42,20 +62,20 @@ def supplier_key() -> str:
 
 
 def broker_rate() -> str:
-    return str(current_app.config["BROKER_RATE_LIMIT"])
+    return settings().broker_rate_limit
 
 
 def api_rate() -> str:
-    return str(current_app.config["API_RATE_LIMIT"])
+    return settings().api_rate_limit
 
 
 def login_rate() -> str:
     """Logins, sign-ups, e-mailed links and password checks (``INFOMEDIARY_LOGIN_RATE_LIMIT``)."""
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
+    return settings().login_rate_limit
 
 
 def oauth_rate() -> str:
-    return str(current_app.config["OAUTH_RATE_LIMIT"])
+    return settings().oauth_rate_limit
 
 
 def basic_credentials() -> tuple[str, str] | None:
@@ -105,7 +125,7 @@ def throttle_failed_client_auth(response: Response) -> Response:
     if response.status_code != 401 or g.get("client_auth_counted"):
         return response
     g.client_auth_counted = True
-    limit = parse(str(current_app.config["CLIENT_AUTH_FAILURE_LIMIT"]))
+    limit = parse(settings().client_auth_failure_limit)
     parts = ("client-auth-failed", _bounded(claimed_client_id()), get_remote_address())
     strategy = limiter.limiter
     if strategy.hit(limit, *parts):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
-from flask import current_app, redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_limiter.util import get_remote_address
 from limits import parse_many
@@ -20,16 +20,16 @@ from infomediary.errors import ValidationFailed
 from infomediary.logs import get_logger
 from infomediary.mail import Mail
 from infomediary.services import accounts
-from infomediary.web import db, limiter
-from infomediary.web.security import context, instance
+from infomediary.web.db import db
+from infomediary.web.limits import limiter
+from infomediary.web.security import context, instance, settings
 from infomediary.web.sessions import ServerSession
 
 log = get_logger("mail")
 
 
 def site_url() -> str:
-    issuer = str(current_app.config.get("ISSUER") or "")
-    return issuer.rstrip("/") or request.host_url.rstrip("/")
+    return settings().issuer.rstrip("/") or request.host_url.rstrip("/")
 
 
 def deliver(message: Mail) -> None:
@@ -45,16 +45,16 @@ def deliver(message: Mail) -> None:
     strategy = limiter.limiter
     per_requester = [
         strategy.hit(item, "account-mail", recipient, get_remote_address())
-        for item in parse_many(str(current_app.config["MAIL_RATE_LIMIT"]))
+        for item in parse_many(settings().mail_rate_limit)
     ]
     overall = [
         strategy.hit(item, "account-mail-all", recipient)
-        for item in parse_many(str(current_app.config["MAIL_RECIPIENT_RATE_LIMIT"]))
+        for item in parse_many(settings().mail_recipient_rate_limit)
     ]
     if not all(per_requester + overall):
         log.info("account mail not sent: the recipient's cap is reached")
         return
-    accounts.sender(current_app.config)(message)
+    accounts.sender(settings())(message)
 
 
 def start_session(customer_id: str) -> None:

@@ -11,7 +11,6 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import (
     Blueprint,
     Response,
-    current_app,
     jsonify,
     redirect,
     render_template,
@@ -25,23 +24,28 @@ from werkzeug.wrappers import Response as BaseResponse
 from infomediary import errors
 from infomediary.errors import ValidationFailed
 from infomediary.models import Supplier, utcnow
-from infomediary.oauth.server import CustomerRef, error_redirect, metadata, server
+from infomediary.oauth.server import (
+    CustomerRef,
+    authorization_server,
+    error_redirect,
+    metadata,
+)
 from infomediary.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
 from infomediary.services import (
-    consent_grants,
-    consent_receipts,
+    authorization,
     customer_keys,
     decisions,
     suppliers,
 )
 from infomediary.statuses import RegisteredVia
-from infomediary.web import db, limiter
 from infomediary.web.api import json_body
+from infomediary.web.db import db
 from infomediary.web.limits import (
     basic_credentials,
     client_authenticated,
     client_key,
     has_basic_header,
+    limiter,
     oauth_rate,
     throttle_failed_client_auth,
 )
@@ -57,6 +61,7 @@ from infomediary.web.security import (
     csrf_exempt,
     current_customer_id,
     instance,
+    settings,
 )
 from policies.model import PURPOSES
 from policies.taxonomy import CATEGORIES
@@ -133,7 +138,11 @@ def _validated_consent_grant() -> tuple[str, Any] | BaseResponse:
     if customer_id is None:
         return redirect(url_for("auth.login", next=request.full_path))
     try:
-        return customer_id, server.get_consent_grant(end_user=CustomerRef(customer_id))
+        grant = authorization.exchange(
+            db(),
+            lambda: authorization_server().get_consent_grant(end_user=CustomerRef(customer_id)),
+        )
+        return customer_id, grant
     except OAuth2Error as error:
         return _oauth_error_page(error)
 
@@ -155,7 +164,15 @@ def authorize() -> ResponseReturnValue:
     customer_id, grant = found
     user = CustomerRef(customer_id)
     if request.form.get("decision") != "approve":
-        return cast(Response, server.create_authorization_response(grant_user=None, grant=grant))
+        return cast(
+            Response,
+            authorization.exchange(
+                db(),
+                lambda: authorization_server().create_authorization_response(
+                    grant_user=None, grant=grant
+                ),
+            ),
+        )
     requested = set(parse_scopes(grant.request.scope))
     blocked = decisions.blocked_by_policy(
         db(),
@@ -179,9 +196,17 @@ def authorize() -> ResponseReturnValue:
         return _consent_page(grant, render_template("consent.html", error=message, **ctx), 400)
     days = EXPIRY_CHOICES[expiry][1]
     expires_at = utcnow() + timedelta(days=days) if days else None
-    session = db()
-    consent = consent_grants.grant_consent(
-        session,
+    grant.request.approved_scope = " ".join(approved)
+
+    def issue_code(grant_id: str) -> Response:
+        grant.request.consent_grant_id = grant_id
+        return cast(
+            Response,
+            authorization_server().create_authorization_response(grant_user=user, grant=grant),
+        )
+
+    return authorization.approve(
+        db(),
         instance(),
         customer_id,
         grant.request.client.supplier,
@@ -190,10 +215,8 @@ def authorize() -> ResponseReturnValue:
         expires_at=expires_at,
         ctx=context(),
         base_url=request.host_url.rstrip("/"),
+        issue_code=issue_code,
     )
-    grant.request.approved_scope = " ".join(approved)
-    grant.request.consent_grant_id = consent.id
-    return cast(Response, server.create_authorization_response(grant_user=user, grant=grant))
 
 
 def _malformed_client_auth() -> Response | None:
@@ -226,7 +249,7 @@ def _throttle_client_auth(response: Response) -> Response:
 
 
 def _client_rate() -> str:
-    return str(current_app.config["OAUTH_CLIENT_RATE_LIMIT"])
+    return settings().oauth_client_rate_limit
 
 
 _per_address = limiter.limit(oauth_rate)
@@ -238,7 +261,9 @@ _per_client = limiter.limit(_client_rate, key_func=client_key, deduct_when=clien
 @_per_address
 @_per_client
 def token() -> ResponseReturnValue:
-    return cast(Response, server.create_token_response())
+    return cast(
+        Response, authorization.exchange(db(), authorization_server().create_token_response)
+    )
 
 
 @bp.post("/oauth/revoke")
@@ -246,7 +271,12 @@ def token() -> ResponseReturnValue:
 @_per_address
 @_per_client
 def revoke() -> ResponseReturnValue:
-    return cast(Response, server.create_endpoint_response("revocation"))
+    return cast(
+        Response,
+        authorization.exchange(
+            db(), lambda: authorization_server().create_endpoint_response("revocation")
+        ),
+    )
 
 
 @bp.post("/oauth/introspect")
@@ -254,7 +284,12 @@ def revoke() -> ResponseReturnValue:
 @_per_address
 @_per_client
 def introspect() -> ResponseReturnValue:
-    return cast(Response, server.create_endpoint_response("introspection"))
+    return cast(
+        Response,
+        authorization.exchange(
+            db(), lambda: authorization_server().create_endpoint_response("introspection")
+        ),
+    )
 
 
 _METADATA_NAMES = {"name": "client_name", "privacy_policy_url": "policy_uri"}
@@ -341,7 +376,7 @@ def authorization_server_metadata() -> ResponseReturnValue:
 
 @bp.get("/.well-known/jwks.json")
 def jwks() -> ResponseReturnValue:
-    return jsonify(JwksSchema().dump(consent_receipts.signer(instance()).jwks()))
+    return jsonify(JwksSchema().dump(instance().receipt_signer.jwks()))
 
 
 def login_next_target(raw: str | None) -> str | None:

@@ -14,16 +14,19 @@ import re
 import uuid
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, g, redirect, request, session, url_for
 
 from infomediary.audit.log import Actor
+from infomediary.config import Settings
 from infomediary.instance import Instance
 from infomediary.services import Context
 from infomediary.text import has_control_characters
-from infomediary.web.sessions import ServerSession
+
+if TYPE_CHECKING:
+    from infomediary.web.sessions import ServerSession
 
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
@@ -43,13 +46,19 @@ def instance() -> Instance:
     return inst
 
 
+def settings(app: Flask | None = None) -> Settings:
+    """The app's settings, parsed and checked once at start (``current_app``'s by default)."""
+    found: Settings = (app or current_app).config["SETTINGS"]
+    return found
+
+
 def csrf_exempt(view: F) -> F:
     view._csrf_exempt = True  # type: ignore[attr-defined]
     return view
 
 
 def csrf_token() -> str:
-    sess = cast(ServerSession, session)
+    sess = cast("ServerSession", session)
     sess.token_used = True
     key = current_app.config["SECRET_KEY"].encode()
     return hmac.new(key, b"csrf\x00" + sess.token.encode(), hashlib.sha256).hexdigest()
@@ -116,7 +125,7 @@ def security_headers(response: Response) -> Response:
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     headers["X-Request-ID"] = g.get("request_id", "-")
-    if current_app.config["PRODUCTION"]:
+    if settings().production:
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     if request.endpoint != "static":
         headers["Cache-Control"] = "no-store"

@@ -21,6 +21,7 @@ from werkzeug.datastructures import CallbackDict
 
 from infomediary.instance import Instance
 from infomediary.models import WebSession, utcnow
+from infomediary.web.security import settings
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _TOUCH_AFTER = timedelta(seconds=60)
@@ -32,7 +33,7 @@ def _hash(token: str) -> bytes:
 
 def cookie_name(app: Flask) -> str:
     # The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain (RFC 6265bis).
-    return "__Host-infomediary" if app.config["PRODUCTION"] else "infomediary_session"
+    return "__Host-infomediary" if settings(app).production else "infomediary_session"
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):
@@ -69,7 +70,7 @@ class DatabaseSessionInterface(SessionInterface):
         if _TOKEN_RE.match(token):
             inst = self._instance(app)
             now = utcnow()
-            idle = timedelta(minutes=int(app.config["SESSION_IDLE_MINUTES"]))
+            idle = timedelta(minutes=settings(app).session_idle_minutes)
             with inst.sessions() as db, db.begin():
                 row = db.get(WebSession, _hash(token))
                 if row is not None and row.expires_at > now and row.last_seen_at + idle > now:
@@ -89,7 +90,7 @@ class DatabaseSessionInterface(SessionInterface):
             raise TypeError("DatabaseSessionInterface saves only its own sessions")
         name = cookie_name(app)
         inst = self._instance(app)
-        secure = bool(app.config["PRODUCTION"])
+        secure = settings(app).production
         if session.destroyed or session.regenerate:
             if session.stored:
                 with inst.sessions() as db, db.begin():
@@ -129,7 +130,7 @@ class DatabaseSessionInterface(SessionInterface):
                 row = WebSession(
                     token_hash=_hash(session.token),
                     created_at=now,
-                    expires_at=now + timedelta(hours=int(app.config["SESSION_MAX_HOURS"])),
+                    expires_at=now + timedelta(hours=settings(app).session_max_hours),
                 )
                 db.add(row)
             row.customer_id = session.get("customer_id")
@@ -143,7 +144,7 @@ class DatabaseSessionInterface(SessionInterface):
             cookie_name(app),
             token,
             path="/",
-            secure=bool(app.config["PRODUCTION"]),
+            secure=settings(app).production,
             httponly=True,
             samesite="Strict",
         )

@@ -1,0 +1,114 @@
+"""OAuth tokens' rules, apart from the protocol adapter: lifetimes, when a token may be used,
+and the one way tokens are revoked (always with an access-log entry).
+
+The adapter (:mod:`infomediary.oauth.server`) speaks RFC 6749 / 7009 / 7662 through authlib;
+what a token *means* (is it active, how long it lives, what revoking it records) is decided
+here, so the API, the introspection endpoint and the rate-limit key agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.db import rowcount
+from infomediary.models import ConsentGrant, OAuthToken, Supplier, utcnow
+from infomediary.statuses import SupplierStatus
+
+#: An authorization code is redeemable for 60 s (RFC 6749 §4.1.2 recommends at most 10 min).
+CODE_LIFETIME = timedelta(seconds=60)
+ACCESS_TOKEN_SECONDS = 3600
+#: A refresh token lives 30 days, never beyond its consent grant's expiry.
+REFRESH_LIFETIME = timedelta(days=30)
+
+SYSTEM = Actor(ActorType.SYSTEM, "oauth")
+
+
+def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None) -> str | None:
+    """Why a known token may not be used now, or None: revoked or expired, supplier not
+    active, its consent grant revoked or expired."""
+    now = now or utcnow()
+    if row.revoked_at is not None:
+        return "access token revoked"
+    if row.expires_at <= now:
+        return "access token expired"
+    supplier = session.get(Supplier, row.supplier_id)
+    if supplier is None or supplier.status != SupplierStatus.ACTIVE:
+        return f"supplier {supplier.status if supplier else 'removed'}"
+    if row.grant_id:
+        grant = session.get(ConsentGrant, row.grant_id)
+        if grant is None or grant.revoked_at is not None:
+            return "consent revoked"
+        if not grant.is_active(now):
+            return "consent expired"
+    return None
+
+
+def token_is_active(session: Session, row: OAuthToken, now: datetime | None = None) -> bool:
+    """Not revoked or expired, supplier active, its consent grant active."""
+    return token_refusal(session, row, now) is None
+
+
+def lifetimes(
+    session: Session, grant_id: str | None, now: datetime, expires_at: datetime, refresh: bool
+) -> tuple[datetime, datetime | None]:
+    """An access token's expiry and its refresh token's: neither outlives the consent grant."""
+    limit = now + REFRESH_LIFETIME
+    if grant_id:
+        grant = session.get(ConsentGrant, grant_id)
+        if grant is not None and grant.expires_at is not None:
+            limit = min(limit, grant.expires_at)
+            expires_at = min(expires_at, grant.expires_at)
+    return expires_at, (limit if refresh else None)
+
+
+def revoke_tokens(
+    session: Session,
+    where: ColumnElement[bool],
+    *,
+    reason: str,
+    request_id: str,
+    actor: Actor = SYSTEM,
+    customer_id: str | None = None,
+    **entry: Any,
+) -> int:
+    """Revoke every live token matching ``where`` and record it: the one revocation path.
+
+    RFC 7009 revocation, a reused code or refresh token (the whole family), a revoked consent
+    and a suspended supplier all come here, so no token stops working without a log entry.
+    The entry is written even when nothing was live any more (the request is still an event).
+    """
+    count = rowcount(
+        session.execute(
+            update(OAuthToken)
+            .where(where, OAuthToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    )
+    append(
+        session,
+        LogEvent(
+            actor=actor,
+            action="update",
+            customer_id=customer_id,
+            reason=f"{reason}; {count} tokens revoked",
+            request_id=request_id,
+            **entry,
+        ),
+    )
+    return count
+
+
+def revoke_family(session: Session, family_id: str, reason: str, request_id: str) -> int:
+    """Revoke one authorization's lineage of tokens (a replayed code or refresh token)."""
+    return revoke_tokens(
+        session,
+        OAuthToken.family_id == family_id,
+        reason=reason,
+        request_id=request_id,
+        allowed=False,
+    )
