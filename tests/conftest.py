@@ -21,7 +21,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
-from sqlalchemy import text
+from sqlalchemy import MetaData, Table, text
 from werkzeug.serving import make_server
 
 from infomediary import create_app
@@ -41,36 +41,21 @@ settings.load_profile("infomediary")
 
 PG_ENV = "INFOMEDIARY_TEST_DATABASE_URL"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1}
-#: Tables emptied between tests (key fingerprints and the keyring state stay: the keyring
-#: lives for the session).
-DATA_TABLES = (
-    "process_leases",
-    "ledger_entries",
-    "ledger_transactions",
-    "ledger_accounts",
-    "offer_deliveries",
-    "supplier_blocks",
-    "offers",
-    "released_answers",
-    "budget_charges",
-    "budget_accounts",
-    "match_entries",
-    "broker_state",
-    "consent_receipts",
-    "authorization_codes",
-    "oauth_tokens",
-    "consent_grants",
-    "customer_policies",
-    "initial_access_tokens",
-    "email_tokens",
-    "web_sessions",
-    "profiles",
-    "data_keys",
-    "customers",
-    "suppliers",
-    "access_log",
-    "log_head",
-)
+#: Tables that keep their rows from one test to the next, each for a reason: the keyring
+#: lives for the whole session, so the fingerprints of its keys and the active KEK version
+#: that ``initialise`` wrote stay true. Every other table of the models is emptied before
+#: each test (``log_head`` and ``broker_state`` are then seeded again). ``alembic_version``
+#: is no model's table, so it stays too.
+KEPT_TABLES = {
+    "key_fingerprints": "fingerprints of the session's keyring",
+    "keyring_state": "the session's keyring's active KEK version",
+}
+
+
+def cleaned_tables(metadata: MetaData = Base.metadata) -> list[Table]:
+    """The tables emptied between tests: all of ``metadata``'s but the kept ones, children
+    before their parents (so SQLite's DELETEs never break a foreign key)."""
+    return [t for t in reversed(metadata.sorted_tables) if t.name not in KEPT_TABLES]
 
 
 def need_service(reason: str) -> None:
@@ -127,12 +112,16 @@ def empty_outbox(config: dict[str, Any]) -> None:
 
 
 def empty_tables(inst: Instance) -> None:
+    tables = cleaned_tables()
     with inst.sessions() as session, session.begin():
         if inst.engine.dialect.name == "postgresql":
-            session.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
+            names = ", ".join(
+                inst.engine.dialect.identifier_preparer.format_table(t) for t in tables
+            )
+            session.execute(text(f"TRUNCATE {names}"))
         else:
-            for table in DATA_TABLES:
-                session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+            for table in tables:
+                session.execute(table.delete())
         ensure_head(session)
         ensure_broker_state(session)
 
