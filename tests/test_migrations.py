@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic import command
@@ -14,13 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     CheckConstraint,
-    Column,
-    Connection,
     Engine,
-    Table,
-    func,
     inspect,
-    select,
     text,
     update,
 )
@@ -40,6 +33,12 @@ from infomediary.statuses import (
     RegisteredVia,
     SupplierKind,
     SupplierStatus,
+)
+from tests.table_rows import (
+    dependencies,
+    insert_one_row_everywhere,
+    row_counts,
+    row_for,
 )
 
 
@@ -67,43 +66,6 @@ def model_checks() -> dict[tuple[str, str], tuple[str, ...]]:
         for table in Base.metadata.sorted_tables
         for check in table.constraints
         if isinstance(check, CheckConstraint)
-    }
-
-
-def filler(col: Column[Any]) -> Any:
-    """A value any column of that type takes; every string is "x", so each foreign key
-    meets the one parent row (whose id is "x" too)."""
-    kind = getattr(col.type, "impl", col.type).python_type  # a TypeDecorator names none
-    return {str: "x", bytes: b"x", int: 1, bool: False, datetime: NOW}[kind]
-
-
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-def row_for(table: Table, **values: Any) -> dict[str, Any]:
-    """One row of ``table``: a column with a CHECK takes its first allowed value."""
-    checked = {
-        str(check.name): check.info["values"][0]
-        for check in table.constraints
-        if isinstance(check, CheckConstraint)
-    }
-    row = {}
-    for col in table.columns:
-        name = f"ck_{table.name}_{col.name}"
-        row[col.name] = checked[name] if name in checked else filler(col)
-    row.update(values)
-    return row
-
-
-def insert_one_row_everywhere(conn: Connection) -> None:
-    for table in Base.metadata.sorted_tables:
-        conn.execute(table.insert().values(row_for(table)))
-
-
-def row_counts(conn: Connection) -> dict[str, int]:
-    return {
-        table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-        for table in Base.metadata.sorted_tables
     }
 
 
@@ -156,18 +118,6 @@ def test_database_refuses_an_unknown_value(inst, table_name: str, check_name: st
         with pytest.raises(IntegrityError) as refused:
             conn.execute(table.insert().values(row_for(table, **{column: "unknown"})))
     assert check_name in str(refused.value)
-
-
-def dependencies(table: Table) -> set[Table]:
-    """Every table ``table``'s foreign keys lead to, transitively."""
-    found: set[Table] = set()
-    todo = [table]
-    while todo:
-        for fk in todo.pop().foreign_keys:
-            if fk.column.table not in found:
-                found.add(fk.column.table)
-                todo.append(fk.column.table)
-    return found
 
 
 @pytest.fixture
