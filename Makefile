@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export INFOMEDIARY_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev run init demo test lint format typecheck pytest screenshots bench lock clean
+.PHONY: help install dev run init demo test lint format typecheck contracts pytest screenshots bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ demo: init ## Seed the demo logins, a demo supplier and 2,000 synthetic customer
 run: demo ## Set up everything and serve the dashboard on http://127.0.0.1:5000
 	$(BIN)/infomediary serve --host 127.0.0.1 --port 5000
 
-test: dev lint typecheck pytest ## Lint, format check, type check and the whole test suite
+test: dev lint typecheck contracts pytest ## Lint, format check, type check, layer contracts and the whole test suite
 
 lint: dev ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -49,6 +49,9 @@ lint: dev ## ruff lint and format check
 format: dev ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+contracts: dev ## The layer contracts (import-linter, configured in pyproject.toml)
+	$(BIN)/lint-imports
 
 typecheck: dev ## mypy (strict for policies/ and connectors/)
 	$(BIN)/mypy

@@ -7,15 +7,18 @@ Log lines name routes, statuses, ids and counts only: no form fields, no query s
 from __future__ import annotations
 
 import logging
-
-from flask import Flask, g, has_request_context
+from contextvars import ContextVar
 
 LOGGER_NAME = "infomediary"
+
+#: The id of the request being served: set by the web edge as each request starts, "-" for
+#: commands and workers. A context variable, so this module needs no web framework.
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        record.request_id = REQUEST_ID.get()
         return True
 
 
@@ -23,11 +26,12 @@ class RequestIdFilter(logging.Filter):
 QUIET_LIBRARIES = ("authlib", "oauthlib", "requests_oauthlib", "urllib3")
 
 
-def configure_logging(app: Flask) -> None:
+def configure_logging(level: str) -> None:
+    """The application logger at ``level`` (``INFOMEDIARY_LOG_LEVEL``, checked at start)."""
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.INFO)
     logger = logging.getLogger(LOGGER_NAME)
-    logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    logger.setLevel(level)
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.addFilter(RequestIdFilter())

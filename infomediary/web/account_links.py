@@ -24,8 +24,7 @@ from flask.typing import ResponseReturnValue
 from infomediary.errors import InvalidLink, ValidationFailed
 from infomediary.services import accounts, email_change, email_tokens
 from infomediary.web.db import db
-from infomediary.web.limits import limiter
-from infomediary.web.limits import login_rate
+from infomediary.web.limits import limiter, login_rate
 from infomediary.web.mailer import request_link
 from infomediary.web.security import context, instance
 from infomediary.web.sessions import ServerSession

@@ -32,7 +32,7 @@ from infomediary.errors import (
 )
 from infomediary.models import Customer
 from infomediary.services import accounts, customer_keys, customers, email_tokens
-from infomediary.web import account_links, devices
+from infomediary.web import account_links, devices, security
 from infomediary.web.db import db
 from infomediary.web.limits import limiter, login_rate
 from infomediary.web.mailer import deliver, request_link, site_url, start_session
@@ -161,10 +161,8 @@ def login() -> ResponseReturnValue:
     except InvalidCredentials as exc:
         return render_template("login.html", error=exc.message, form=form), 401
     start_session(customer_id)
-    from infomediary.web.oauth_views import login_next_target
-
     response = redirect(
-        login_next_target(request.args.get("next")) or url_for("dashboard.overview")
+        security.login_next_target(request.args.get("next")) or url_for("dashboard.overview")
     )
     devices.remember(response, form["email"])
     return response

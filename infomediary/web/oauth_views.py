@@ -377,13 +377,3 @@ def authorization_server_metadata() -> ResponseReturnValue:
 @bp.get("/.well-known/jwks.json")
 def jwks() -> ResponseReturnValue:
     return jsonify(JwksSchema().dump(instance().receipt_signer.jwks()))
-
-
-def login_next_target(raw: str | None) -> str | None:
-    """Only a local path may follow login (no open redirect)."""
-    if not raw or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
-        return None  # browsers drop tabs and newlines: "/\t/evil" would become "//evil"
-    parts = urlsplit(raw)
-    if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw and not parts.netloc:
-        return raw
-    return None

@@ -22,6 +22,7 @@ from flask import Flask, Response, abort, current_app, g, redirect, request, ses
 from infomediary.audit.log import Actor
 from infomediary.config import Settings
 from infomediary.instance import Instance
+from infomediary.logs import REQUEST_ID
 from infomediary.services import Context
 from infomediary.text import has_control_characters
 
@@ -88,7 +89,7 @@ def check_csrf() -> None:
 
 
 #: Query arguments read leniently on purpose: ``next`` after login is reduced to a local
-#: path (``oauth_views.login_next_target``), so a hostile one costs nobody a login.
+#: path (:func:`login_next_target`), so a hostile one costs nobody a login.
 _LENIENT_ARGS = frozenset({"next"})
 
 
@@ -113,6 +114,7 @@ def refuse_control_characters() -> None:
 def assign_request_id() -> None:
     incoming = request.headers.get("X-Request-ID", "")
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    REQUEST_ID.set(g.request_id)
 
 
 def security_headers(response: Response) -> Response:
@@ -184,3 +186,13 @@ def init_app(app: Flask) -> None:
     app.before_request(refuse_control_characters)
     app.after_request(security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
+
+
+def login_next_target(raw: str | None) -> str | None:
+    """Only a local path may follow login (no open redirect)."""
+    if not raw or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        return None  # browsers drop tabs and newlines: "/\t/evil" would become "//evil"
+    parts = urlsplit(raw)
+    if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw and not parts.netloc:
+        return raw
+    return None
