@@ -38,7 +38,7 @@ from infomediary.config import load_config
 from infomediary.demo import seed_synthetic, synthetic_count
 from infomediary.instance import Instance, initialise, open_instance
 from infomediary.services import Context
-from infomediary.services.broker import count_audience, noise_source
+from infomediary.services.broker import count_audience
 from infomediary.services.suppliers import create_supplier
 from policies.model import Mode
 
@@ -200,7 +200,7 @@ def main() -> None:
     backend = inst.engine.dialect.name
     print(f"backend {backend}, {args.customers:,} customers")
 
-    index = MatchIndex(key)
+    index = inst.match_index
     before = rss_mib()
     with inst.sessions() as session:
         build = timed(lambda: index.load(session))[0]
@@ -208,7 +208,6 @@ def main() -> None:
         f"index build: {build:.1f} s, +{rss_mib() - before:.0f} MiB resident, "
         f"{index.members:,} members"
     )
-    inst.extras["match_index"] = index
 
     with inst.sessions() as session:
         supplier = create_supplier(
@@ -220,7 +219,7 @@ def main() -> None:
             sector="retail",
             ctx=Context(Actor(ActorType.OPERATOR, "bench")),
         ).supplier
-    noise = noise_source(inst)
+    noise = inst.noise
     rng = random.Random(7)
     print(
         f"{'predicates':>10} {'service median':>16} {'service p99':>14} {'in-memory':>12} "

@@ -1,43 +1,28 @@
-"""Infomediary: customers own their profile and broker it to suppliers on their own terms."""
+"""Infomediary: customers own their profile and broker it to suppliers on their own terms.
+
+Importing the package (or any pure submodule, such as an offline log verifier) loads neither
+Flask nor SQLAlchemy: ``create_app`` is resolved on first use (PEP 562 module ``__getattr__``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from infomediary.app import create_app
 
-from infomediary.config import load_config
-from infomediary.instance import Instance, open_instance, secret_key
-from infomediary.logs import configure_logging
+try:
+    __version__ = version("infomediary")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+    __version__ = "0+unknown"
 
-__all__ = ["create_app"]
+__all__ = ["__version__", "create_app"]
 
 
-def create_app(
-    config: Mapping[str, Any] | None = None, *, instance: Instance | None = None
-) -> Flask:
-    """Application factory: settings, then the instance (keyring and schema checked), then web.
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from infomediary.app import create_app
 
-    Refuses to start on unsafe production settings, a missing or foreign keyring, or an
-    unmigrated database, each with a message naming what to fix.
-    """
-    settings = load_config(config)
-    inst = instance or open_instance(settings)
-    app = Flask(
-        __name__,
-        instance_path=settings["INSTANCE_PATH"],
-        static_folder="web/static",
-        template_folder="web/templates",
-    )
-    app.config.update(settings)
-    app.config["SECRET_KEY"] = secret_key(settings, inst.keyring)
-    app.config["RATELIMIT_STORAGE_URI"] = settings["RATELIMIT_STORAGE_URI"]
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
-    app.extensions["infomediary"] = inst
-    configure_logging(app)
-
-    from infomediary import web
-
-    web.init_app(app)
-    return app
+        return create_app
+    raise AttributeError(f"module 'infomediary' has no attribute {name!r}")

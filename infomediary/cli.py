@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from sqlalchemy import select
+from sqlalchemy import make_url, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, verify
-from infomediary.config import ConfigError, load_config
+from infomediary.config import ConfigError, Settings, load_config
 from infomediary.crypto.keyring import KeyringError
 from infomediary.errors import ServiceError, ValidationFailed
 from infomediary.instance import (
@@ -38,10 +39,20 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _open() -> Instance:
+def _settings() -> Settings:
+    """The settings, checked; a wrong one ends the command with one line naming it."""
     try:
-        return open_instance(load_config())
-    except (ConfigError, KeyringError, NotInitialised) as exc:
+        return load_config()
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise AssertionError("unreachable") from exc
+
+
+def _open() -> Instance:
+    settings = _settings()
+    try:
+        return open_instance(settings)
+    except (KeyringError, NotInitialised) as exc:
         _fail(str(exc))
         raise AssertionError("unreachable") from exc
 
@@ -66,6 +77,7 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
 
 
 @click.group(help=__doc__)
+@click.version_option(package_name="infomediary", prog_name="infomediary")
 def main() -> None:
     pass
 
@@ -74,20 +86,24 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def init(as_json: bool) -> None:
     """Create the instance folder, keyring and schema (idempotent; also migrates)."""
+    settings = _settings()
     try:
-        config = load_config()
-        report = initialise(config)
-    except (ConfigError, KeyringError) as exc:
+        report = initialise(settings)
+    except KeyringError as exc:
         _fail(str(exc))
         return
+    except OperationalError as exc:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        _fail(f"cannot reach the database at {where}: {type(exc.orig).__name__}")
+        return
     data = {
-        "instance_path": config["INSTANCE_PATH"],
+        "instance_path": str(settings.instance_path),
         "created_keyring": report.created_keyring,
         "schema_from": report.migrated_from,
         "schema_to": report.migrated_to,
     }
     text = (
-        f"instance {config['INSTANCE_PATH']}: "
+        f"instance {settings.instance_path}: "
         f"{'new keyring created' if report.created_keyring else 'keyring present'}; "
         f"schema {report.migrated_from or 'empty'} -> {report.migrated_to}"
     )
@@ -174,8 +190,8 @@ def customers_create(
             verified=not unverified,
         )
         if unverified:
-            base_url = str(inst.config.get("ISSUER") or "http://127.0.0.1:5000")
-            deliver = accounts.sender(inst.config)
+            base_url = inst.settings.issuer or "http://127.0.0.1:5000"
+            deliver = accounts.sender(inst.settings)
             accounts.send_verification(session, inst, deliver, customer_id, base_url)
     data = {"id": customer_id, "verified": not unverified}
     text = f"created customer {customer_id}"
@@ -191,14 +207,10 @@ def outbox(clear: bool, as_json: bool) -> None:
     """Print the mail in the instance's outbox folder (no SMTP server set), newest last."""
     from infomediary import mail
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        _fail(str(exc))
-        return
-    messages = [m.as_dict() for m in mail.read_outbox(config)]
+    settings = _settings()
+    messages = [m.as_dict() for m in mail.read_outbox(settings)]
     if clear:
-        mail.clear_outbox(config, [m["file"] for m in messages])
+        mail.clear_outbox(settings, [m["file"] for m in messages])
     if as_json:
         click.echo(json.dumps(messages, indent=2, ensure_ascii=False))
         return

@@ -1,210 +1,320 @@
 """Settings: defaults, then ``INFOMEDIARY_*`` environment variables, then explicit overrides.
 
-Read without Flask so the CLI, the app factory and the benchmarks agree on one source.
-Unsafe production settings stop the start with a message naming the setting.
+Parsed once, without Flask, into one frozen :class:`Settings` so the CLI, the app factory and
+the benchmarks agree on one source, and checked at start: a wrong value stops the start with
+one line (:class:`ConfigError`) naming the variable and what is wrong, and an unknown
+``INFOMEDIARY_*`` variable (a typo would otherwise be silently ignored) is warned about by name.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from limits import parse_many
+from sqlalchemy.exc import ArgumentError
+
+from infomediary.db import normalise_url
+from infomediary.text import parse_int
 
 PREFIX = "INFOMEDIARY_"
+#: Variables of the test harness and CI, which share the prefix but are not settings.
+HARNESS_PREFIXES = (f"{PREFIX}TEST_",)
+HARNESS_VARIABLES = frozenset({f"{PREFIX}REQUIRE_SERVICES", f"{PREFIX}SCREENSHOT_DIR"})
+#: Database backends the schema, the locks and the tests are written for.
+BACKENDS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+log = logging.getLogger("infomediary.config")
 
 
 class ConfigError(RuntimeError):
-    """A setting is missing or invalid; the message names it."""
+    """A setting is missing or invalid; the one-line message names it."""
 
 
-#: name -> (default, description). The README's configuration table mirrors this.
-SETTINGS: dict[str, tuple[Any, str]] = {
-    "INSTANCE_PATH": ("instance", "Folder for the keyring and the SQLite database (mode 0700)."),
-    "DATABASE_URL": (
-        None,
-        "SQLAlchemy URL; default SQLite in the instance folder. "
-        "`postgresql://user@host/db` uses psycopg 3.",
-    ),
-    "SECRET_KEY": (None, "Flask secret (CSRF binding). Required in production, >= 32 characters."),
-    "ISSUER": (
-        None,
-        "OAuth issuer URL (RFC 8414/9207), e.g. https://infomediary.example. Required in "
-        "production; in development it is taken from the request's host.",
-    ),
-    "PRODUCTION": (
-        False,
-        "Production mode: `__Host-` Secure cookies, HSTS, refuses unsafe settings.",
-    ),
-    "MAX_CONTENT_LENGTH": (1024 * 1024, "Largest accepted request body, bytes."),
-    "SESSION_IDLE_MINUTES": (30, "A dashboard session ends after this long without a request."),
-    "SESSION_MAX_HOURS": (12, "A dashboard session ends this long after login, whatever happens."),
-    "LOGIN_RATE_LIMIT": (
-        "5 per minute;30 per hour",
-        "Login, sign-up and account-link requests per client address; failed logins per "
-        "device cookie.",
-    ),
-    "LOGIN_ACCOUNT_RATE_LIMIT": (
-        "5 per minute;30 per hour",
-        "Failed logins per account from browsers without that account's device cookie "
-        "(its owner's known browsers are not held back by them).",
-    ),
-    "SMTP_URL": (
-        None,
-        "Mail server for account e-mail: `smtp://[user:password@]host[:port]` (STARTTLS when "
-        "offered) or `smtps://...`. Unset: messages go to the instance's `outbox/` folder.",
-    ),
-    "MAIL_FROM": ("Infomediary <no-reply@infomediary.invalid>", "Sender of account e-mail."),
-    "MAIL_RATE_LIMIT": (
-        "5 per hour",
-        "Account e-mails per recipient and requesting address; past it the pages answer as "
-        "usual but send none.",
-    ),
-    "MAIL_RECIPIENT_RATE_LIMIT": (
-        "30 per hour",
-        "Account e-mails per recipient from all requesting addresses together.",
-    ),
-    "RATELIMIT_STORAGE_URI": (
-        "memory://",
-        "Rate-limit store: `memory://` or `redis://127.0.0.1:6379`.",
-    ),
-    "ARGON2_TIME_COST": (3, "argon2id passes."),
-    "ARGON2_MEMORY_KIB": (65536, "argon2id memory, KiB."),
-    "ARGON2_PARALLELISM": (2, "argon2id lanes."),
-    "PROXY_HOPS": (0, "Trusted reverse proxies in front (sets X-Forwarded-For handling)."),
-    "LOG_LEVEL": ("INFO", "Python log level of the application logger."),
-    "BROKER_EPSILON": (0.1, "Epsilon spent by one audience count (discrete Laplace, OpenDP)."),
-    "BROKER_BUDGET": (2.0, "Epsilon each supplier may spend per budget period."),
-    "BROKER_GLOBAL_BUDGET": (50.0, "Epsilon all suppliers together may spend per budget period."),
-    "BROKER_PERIOD_DAYS": (30, "Length of a budget period, days."),
-    "BROKER_K": (50, "Smallest noisy count reported; below it the answer is suppressed."),
-    "BROKER_EPOCH_HOURS": (24, "Data epoch: identical queries within one are answered from cache."),
-    "BROKER_RATE_LIMIT": ("60 per minute", "Broker API calls per supplier."),
-    "KEY_LEASE_SECONDS": (
-        120.0,
-        "How long a process's lease on the KEK versions it may wrap with lasts unrenewed, and the "
-        "grace period `keys prune` waits, seconds.",
-    ),
-    "WRITE_RATE_LIMIT": (
-        "120 per minute",
-        "State-changing requests (any method but GET, HEAD and OPTIONS) per client address.",
-    ),
-    "OAUTH_RATE_LIMIT": (
-        "120 per minute",
-        "Requests to the token, revocation, introspection and registration endpoints per address.",
-    ),
-    "OAUTH_CLIENT_RATE_LIMIT": (
-        "600 per minute",
-        "Authenticated requests to the token, revocation and introspection endpoints per client.",
-    ),
-    "CLIENT_AUTH_FAILURE_LIMIT": (
-        "10 per minute",
-        "Failed client authentications per claimed client_id and address before 429; "
-        "a correct secret is never refused by it.",
-    ),
-    "API_RATE_LIMIT": (
-        "600 per minute",
-        "Bearer API calls per supplier, and per address.",
-    ),
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting, typed. Field ``x`` is read from ``INFOMEDIARY_X``; the README's table
+    documents each. Build it with :func:`load_config`; tests derive variants with
+    :func:`dataclasses.replace` (which does not re-run :func:`validate`)."""
+
+    #: Folder for the keyring and the SQLite database (mode 0700); resolved to an absolute path.
+    instance_path: Path = Path("instance")
+    #: Keyring file, relative to the instance folder (not an environment variable).
+    keyring_path: Path = Path("keyring.json")
+    #: SQLAlchemy URL, sqlite or postgresql (psycopg 3); empty: SQLite in the instance folder.
+    database_url: str = ""
+    #: Flask secret (CSRF binding); empty: derived from the keyring (development only).
+    secret_key: str = ""
+    #: OAuth issuer URL (RFC 8414/9207); empty: the request's host (development only).
+    issuer: str = ""
+    #: Production mode: `__Host-` Secure cookies, HSTS, refuses unsafe settings.
+    production: bool = False
+    #: Largest accepted request body, bytes.
+    max_content_length: int = 1024 * 1024
+    #: A dashboard session ends after this long without a request.
+    session_idle_minutes: int = 30
+    #: A dashboard session ends this long after login, whatever happens.
+    session_max_hours: int = 12
+    #: Login, sign-up and account-link requests per address; failed logins per device cookie.
+    login_rate_limit: str = "5 per minute;30 per hour"
+    #: Failed logins per account from browsers without that account's device cookie.
+    login_account_rate_limit: str = "5 per minute;30 per hour"
+    #: Mail server, `smtp://[user:password@]host[:port]` or `smtps://...`; empty: the outbox.
+    smtp_url: str = ""
+    #: Sender of account e-mail.
+    mail_from: str = "Infomediary <no-reply@infomediary.invalid>"
+    #: Account e-mails per recipient and requesting address (past it: none sent).
+    mail_rate_limit: str = "5 per hour"
+    #: Account e-mails per recipient from all requesting addresses together.
+    mail_recipient_rate_limit: str = "30 per hour"
+    #: Rate-limit store: `memory://` or `redis://127.0.0.1:6379`.
+    ratelimit_storage_uri: str = "memory://"
+    #: argon2id passes.
+    argon2_time_cost: int = 3
+    #: argon2id memory, KiB.
+    argon2_memory_kib: int = 65536
+    #: argon2id lanes.
+    argon2_parallelism: int = 2
+    #: Trusted reverse proxies in front (X-Forwarded-For/Proto/Host handling).
+    proxy_hops: int = 0
+    #: Log level of the application logger.
+    log_level: str = "INFO"
+    #: Epsilon spent by one audience count (discrete Laplace, OpenDP).
+    broker_epsilon: float = 0.1
+    #: Epsilon each supplier may spend per budget period.
+    broker_budget: float = 2.0
+    #: Epsilon all suppliers together may spend per budget period.
+    broker_global_budget: float = 50.0
+    #: Length of a budget period, days.
+    broker_period_days: int = 30
+    #: Smallest noisy count reported; below it the answer is suppressed.
+    broker_k: int = 50
+    #: Data epoch: identical queries within one are answered from cache.
+    broker_epoch_hours: int = 24
+    #: Broker API calls per supplier.
+    broker_rate_limit: str = "60 per minute"
+    #: Lifetime of a process's unrenewed KEK lease, and the grace `keys prune` waits, seconds.
+    key_lease_seconds: float = 120.0
+    #: State-changing requests (any method but GET, HEAD and OPTIONS) per client address.
+    write_rate_limit: str = "120 per minute"
+    #: Token, revocation, introspection and registration requests per address.
+    oauth_rate_limit: str = "120 per minute"
+    #: Authenticated token, revocation and introspection requests per client.
+    oauth_client_rate_limit: str = "600 per minute"
+    #: Failed client authentications per claimed client_id and address before 429.
+    client_auth_failure_limit: str = "10 per minute"
+    #: Bearer API calls per supplier, and per address.
+    api_rate_limit: str = "600 per minute"
+
+    def __post_init__(self) -> None:
+        # Derived values only (no checks: see validate): absolute paths, the default database.
+        instance = Path(self.instance_path).expanduser().resolve()
+        object.__setattr__(self, "instance_path", instance)
+        object.__setattr__(self, "keyring_path", instance / Path(self.keyring_path).expanduser())
+        if not self.database_url:
+            url = f"sqlite:///{instance / 'infomediary.sqlite3'}"
+            object.__setattr__(self, "database_url", url)
+        object.__setattr__(self, "log_level", str(self.log_level).upper())
+
+
+#: Fields that are not read from the environment.
+NOT_FROM_ENVIRONMENT = frozenset({"keyring_path"})
+_TYPES: dict[str, type] = {
+    name: hint for name, hint in get_type_hints(Settings).items() if isinstance(hint, type)
 }
+#: Setting names as they follow the prefix (``LOGIN_RATE_LIMIT``); the README's table lists them.
+SETTINGS: tuple[str, ...] = tuple(
+    f.name.upper() for f in fields(Settings) if f.name not in NOT_FROM_ENVIRONMENT
+)
+#: Settings holding rate-limit strings, checked at start: a typo must not disable a limit.
+RATE_LIMITS: tuple[str, ...] = tuple(
+    f.name for f in fields(Settings) if f.name.endswith(("rate_limit", "failure_limit"))
+)
+_POSITIVE = (
+    "max_content_length",
+    "session_idle_minutes",
+    "session_max_hours",
+    "broker_epsilon",
+    "broker_budget",
+    "broker_global_budget",
+    "broker_period_days",
+    "broker_k",
+    "broker_epoch_hours",
+    "key_lease_seconds",
+    "argon2_time_cost",
+    "argon2_memory_kib",
+    "argon2_parallelism",
+)
+#: Settings whose values are never repeated in a message (they may hold credentials).
+_SECRET = frozenset({"secret_key", "database_url", "smtp_url", "ratelimit_storage_uri"})
 
 
-#: Settings that hold Flask-Limiter rate-limit strings, checked at start: a typo must not
-#: silently disable a limit.
-RATE_LIMITS = tuple(name for name in SETTINGS if name.endswith(("RATE_LIMIT", "FAILURE_LIMIT")))
+def _env(name: str) -> str:
+    return f"{PREFIX}{name.upper()}"
 
 
-def _parse(name: str, default: Any, raw: str) -> Any:
-    if isinstance(default, bool):
+def _parse(name: str, raw: str) -> Any:
+    """The typed value of one setting given as text (an environment variable)."""
+    kind = _TYPES[name]
+    shown = "the value given" if name in _SECRET else repr(raw)
+    if kind is bool:
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off", ""):
             return False
-        raise ConfigError(f"{PREFIX}{name} must be true or false, not {raw!r}")
-    if isinstance(default, float):
+        raise ConfigError(f"{_env(name)} must be true or false, not {shown}")
+    if kind is int:
+        number = parse_int(raw.strip(), low=-(2**63), high=2**63 - 1)
+        if number is None:
+            raise ConfigError(f"{_env(name)} must be a whole number, not {shown}")
+        return number
+    if kind is float:
         try:
-            return float(raw)
+            real = float(raw)
         except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be a number, not {raw!r}") from None
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be a whole number, not {raw!r}") from None
+            real = math.nan
+        if not math.isfinite(real):
+            raise ConfigError(f"{_env(name)} must be a number, not {shown}")
+        return real
+    if kind is Path:
+        return Path(raw)
     return raw
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """An override's value: text is parsed like the environment's, other values type-checked."""
+    kind = _TYPES[name]
+    if isinstance(value, str) and kind is not str:
+        return _parse(name, value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Path and isinstance(value, os.PathLike):
+        return Path(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{_env(name)} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _field_name(key: str) -> str:
+    name = key.removeprefix(PREFIX).lower()
+    if name not in _TYPES:
+        raise ConfigError(f"{key} is not a setting{_suggestion(name.upper())}")
+    return name
+
+
+def _suggestion(name: str) -> str:
+    close = difflib.get_close_matches(name, SETTINGS, n=1, cutoff=0.75)
+    return f" (did you mean {PREFIX}{close[0]}?)" if close else ""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning line per ``INFOMEDIARY_*`` variable that is not a setting."""
+    known = {_env(name) for name in SETTINGS} | HARNESS_VARIABLES
+    return [
+        f"{key} is not a setting and is ignored{_suggestion(key.removeprefix(PREFIX))}"
+        for key in sorted(environ)
+        if key.startswith(PREFIX) and key not in known and not key.startswith(HARNESS_PREFIXES)
+    ]
 
 
 def load_config(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Merge defaults, environment and overrides; derive paths; validate."""
+) -> Settings:
+    """Defaults, then the environment (``os.environ`` unless given), then ``overrides`` (keyed
+    by setting name, ``LOGIN_RATE_LIMIT``); checked. Unknown variables of the real environment
+    are logged, one warning line each."""
     env = os.environ if environ is None else environ
-    config: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
-    for name, (default, _) in SETTINGS.items():
-        if f"{PREFIX}{name}" in env:
-            config[name] = _parse(name, default, env[f"{PREFIX}{name}"])
-    if overrides:
-        config.update(overrides)
-    instance = Path(config["INSTANCE_PATH"]).expanduser().resolve()
-    config["INSTANCE_PATH"] = str(instance)
-    config["KEYRING_PATH"] = str(instance / "keyring.json")
-    if not config["DATABASE_URL"]:
-        config["DATABASE_URL"] = f"sqlite:///{instance / 'infomediary.sqlite3'}"
-    validate(config)
-    return config
+    if environ is None:
+        for line in unknown_variables(env):
+            log.warning(line)
+    values: dict[str, Any] = {
+        name.lower(): _parse(name.lower(), env[_env(name)])
+        for name in SETTINGS
+        if _env(name) in env
+    }
+    for key, value in (overrides or {}).items():
+        name = _field_name(key)
+        if value is not None:  # None: not given (the default, or the environment's value)
+            values[name] = _coerce(name, value)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
 
 
-def validate(config: Mapping[str, Any]) -> None:
-    for name in (
-        "MAX_CONTENT_LENGTH",
-        "SESSION_IDLE_MINUTES",
-        "SESSION_MAX_HOURS",
-        "BROKER_EPSILON",
-        "BROKER_BUDGET",
-        "BROKER_GLOBAL_BUDGET",
-        "BROKER_PERIOD_DAYS",
-        "BROKER_K",
-        "BROKER_EPOCH_HOURS",
-        "KEY_LEASE_SECONDS",
-    ):
-        if float(config[name]) <= 0:
-            raise ConfigError(f"{PREFIX}{name} must be positive")
+def _check_database_url(url: str) -> None:
+    where = f"{PREFIX}DATABASE_URL"
+    try:
+        parsed = normalise_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"{where} must be a database URL such as postgresql://user@host/db or "
+            "sqlite:////path/to/file.sqlite3 (the value given is not one)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in BACKENDS:
+        raise ConfigError(f"{where} names {backend}; supported: {', '.join(BACKENDS)}")
+    driver = parsed.get_driver_name()
+    if driver != BACKENDS[backend]:
+        raise ConfigError(f"{where}: {backend} is used with {BACKENDS[backend]}, not {driver}")
+
+
+def validate(settings: Settings) -> None:
+    """Raise :class:`ConfigError` naming the first setting that is wrong."""
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{_env(name)} must be positive, not {getattr(settings, name)!r}")
+    if settings.proxy_hops < 0:
+        raise ConfigError(f"{PREFIX}PROXY_HOPS must be 0 or more, not {settings.proxy_hops}")
+    if settings.argon2_memory_kib < 8 * settings.argon2_parallelism:
+        raise ConfigError(
+            f"{PREFIX}ARGON2_MEMORY_KIB must be at least 8 KiB per lane "
+            f"({PREFIX}ARGON2_PARALLELISM), not {settings.argon2_memory_kib}"
+        )
     for name in RATE_LIMITS:
+        value = getattr(settings, name)
         try:
-            parsed = parse_many(str(config[name]))
+            parsed = parse_many(value)
         except ValueError:
             parsed = []
         if not parsed:
             raise ConfigError(
-                f"{PREFIX}{name} must be a rate limit such as '5 per minute;30 per hour', "
-                f"not {config[name]!r}"
+                f"{_env(name)} must be a rate limit such as '5 per minute;30 per hour', "
+                f"not {value!r}"
             )
-    smtp_url = str(config.get("SMTP_URL") or "")
-    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
+        )
+    _check_database_url(settings.database_url)
+    if settings.smtp_url and not settings.smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError(f"{PREFIX}SMTP_URL must start with smtp:// or smtps://")
-    if not config["PRODUCTION"]:
+    if not settings.production:
         return
-    secret = config.get("SECRET_KEY") or ""
-    if len(secret) < 32:
+    if len(settings.secret_key) < 32:
         raise ConfigError(
             f"{PREFIX}SECRET_KEY must be set to at least 32 random characters in production "
             '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
         )
-    issuer = str(config.get("ISSUER") or "")
+    issuer = settings.issuer
     if not issuer.startswith("https://") or issuer.endswith("/"):
         raise ConfigError(
             f"{PREFIX}ISSUER must be set in production to the https URL suppliers use, "
             "without a trailing slash (it is compared exactly by OAuth clients)"
         )
-    if str(config["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
+    if settings.ratelimit_storage_uri.startswith("memory://"):
         raise ConfigError(
             f"{PREFIX}RATELIMIT_STORAGE_URI must name a shared store (redis://...) in production: "
             "in-memory limits are per process and easy to evade"
         )
-    if not smtp_url:
+    if not settings.smtp_url:
         raise ConfigError(
             f"{PREFIX}SMTP_URL must be set in production: without a mail server, sign-up, "
             "password reset and address-change links only reach the instance's outbox folder"

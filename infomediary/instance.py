@@ -10,9 +10,11 @@ on the KEK versions it may wrap with (:mod:`infomediary.leases`) until it is clo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -26,17 +28,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from infomediary.audit.log import ensure_head
 from infomediary.broker.members import ensure_broker_state
+from infomediary.config import Settings
 from infomediary.crypto.keyring import FileKeyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import make_engine, make_sessionmaker
 from infomediary.leases import (
-    DEFAULT_LEASE_SECONDS,
     LeaseKeeper,
     ensure_keyring_state,
     install_wrap_guard,
 )
 from infomediary.models import DataKey, KeyFingerprint
 
+if TYPE_CHECKING:
+    from infomediary.broker.index import MatchIndex
+    from infomediary.broker.noise import NoiseSource
+    from infomediary.crypto.receipts import ReceiptSigner
+
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -62,27 +70,104 @@ def schema_revision(engine: Engine) -> tuple[str | None, str | None]:
     return current, head
 
 
-def password_hasher(config: dict[str, Any]) -> PasswordHasher:
+def password_hasher(settings: Settings) -> PasswordHasher:
     """argon2id with the configured cost (RFC 9106 low-memory profile's shape)."""
     return PasswordHasher(
-        time_cost=int(config["ARGON2_TIME_COST"]),
-        memory_cost=int(config["ARGON2_MEMORY_KIB"]),
-        parallelism=int(config["ARGON2_PARALLELISM"]),
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
         hash_len=RFC_9106_LOW_MEMORY.hash_len,
         salt_len=RFC_9106_LOW_MEMORY.salt_len,
     )
 
 
-@dataclass
+class Lazy(Generic[T]):
+    """A value made on first use, once, even when threads ask together; or one given."""
+
+    def __init__(self, make: Callable[[], T], given: T | None = None) -> None:
+        self._make = make
+        self._value = given
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._make()
+                value = self._value
+        return value
+
+
 class Instance:
-    config: dict[str, Any]
-    engine: Engine
-    sessions: sessionmaker[Session]
-    keyring: FileKeyring
-    vault: Vault
-    hasher: PasswordHasher
-    leases: LeaseKeeper
-    extras: dict[str, Any] = field(default_factory=dict)
+    """What every use case needs: settings, database, keys, and the few costly objects made
+    once per process (each on first use; tests pass their own to the constructor or to
+    :func:`open_instance`)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        sessions: sessionmaker[Session],
+        keyring: FileKeyring,
+        vault: Vault,
+        hasher: PasswordHasher,
+        leases: LeaseKeeper,
+        receipt_signer: ReceiptSigner | None = None,
+        noise: NoiseSource | None = None,
+        match_index: MatchIndex | None = None,
+        dummy_hash: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = sessions
+        self.keyring = keyring
+        self.vault = vault
+        self.hasher = hasher
+        self.leases = leases
+        self._receipt_signer = Lazy(self._make_receipt_signer, receipt_signer)
+        self._noise = Lazy(self._make_noise, noise)
+        self._match_index = Lazy(self._make_match_index, match_index)
+        self._dummy_hash = Lazy(self._make_dummy_hash, dummy_hash)
+
+    @property
+    def receipt_signer(self) -> ReceiptSigner:
+        """Signs consent receipts with the keyring's ``receipt_signing`` seed (Ed25519)."""
+        return self._receipt_signer.get()
+
+    @property
+    def noise(self) -> NoiseSource:
+        """The broker's OpenDP noise at ``broker_epsilon``."""
+        return self._noise.get()
+
+    @property
+    def match_index(self) -> MatchIndex:
+        """This process's in-memory broker index (filled on its first refresh)."""
+        return self._match_index.get()
+
+    @property
+    def dummy_hash(self) -> str:
+        """A password hash to verify against for unknown addresses, so timing reveals none."""
+        return self._dummy_hash.get()
+
+    def _make_receipt_signer(self) -> ReceiptSigner:
+        from infomediary.crypto.receipts import ReceiptSigner
+
+        return ReceiptSigner(self.keyring.secret("receipt_signing"))
+
+    def _make_noise(self) -> NoiseSource:
+        from infomediary.broker.noise import NoiseSource
+
+        return NoiseSource(self.settings.broker_epsilon)
+
+    def _make_match_index(self) -> MatchIndex:
+        from infomediary.broker.index import MatchIndex
+
+        return MatchIndex(self.keyring.secret("blind_index"))
+
+    def _make_dummy_hash(self) -> str:
+        return self.hasher.hash("not a password of anyone's")
 
     def close(self) -> None:
         """Give up the lease and the connections (idempotent)."""
@@ -105,13 +190,13 @@ def _has_encrypted_data(engine: Engine) -> bool:
         return session.execute(select(DataKey.customer_id).limit(1)).first() is not None
 
 
-def initialise(config: dict[str, Any]) -> InitReport:
+def initialise(settings: Settings) -> InitReport:
     """Create the instance folder, keyring and schema where missing; migrate to head."""
-    folder = Path(config["INSTANCE_PATH"])
+    folder = settings.instance_path
     created_folder = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    keyring_path = Path(config["KEYRING_PATH"])
-    engine = make_engine(config["DATABASE_URL"])
+    keyring_path = settings.keyring_path
+    engine = make_engine(settings.database_url)
     try:
         created_keyring = False
         if keyring_path.exists():
@@ -169,13 +254,22 @@ def check_keyring(session: Session, keyring: FileKeyring) -> None:
         )
 
 
-def open_instance(config: dict[str, Any]) -> Instance:
-    """Open an initialised instance, checking schema and keyring before anything runs."""
-    if not Path(config["INSTANCE_PATH"]).is_dir():
+def open_instance(
+    settings: Settings,
+    *,
+    receipt_signer: ReceiptSigner | None = None,
+    noise: NoiseSource | None = None,
+    match_index: MatchIndex | None = None,
+) -> Instance:
+    """Open an initialised instance, checking schema and keyring before anything runs.
+
+    ``receipt_signer``, ``noise`` and ``match_index`` replace the ones the instance would make
+    (tests script the noise; the benchmark brings a prebuilt index)."""
+    if not settings.instance_path.is_dir():
         raise NotInitialised(
-            f"instance folder {config['INSTANCE_PATH']} does not exist: run `infomediary init`"
+            f"instance folder {settings.instance_path} does not exist: run `infomediary init`"
         )
-    engine = make_engine(config["DATABASE_URL"])
+    engine = make_engine(settings.database_url)
     try:
         try:
             current, head = schema_revision(engine)
@@ -191,36 +285,36 @@ def open_instance(config: dict[str, Any]) -> Instance:
                 f"the database schema is at {current} but this version needs {head}: "
                 "run `infomediary init` to migrate"
             )
-        keyring = FileKeyring.load(Path(config["KEYRING_PATH"]))
+        keyring = FileKeyring.load(settings.keyring_path)
         sessions = make_sessionmaker(engine)
         vault = Vault(keyring)
         install_wrap_guard(sessions, vault)
-        seconds = float(config.get("KEY_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
-        leases = LeaseKeeper(engine, sessions, keyring, seconds)
+        leases = LeaseKeeper(engine, sessions, keyring, settings.key_lease_seconds)
         with sessions() as session, session.begin():
             check_keyring(session, keyring)
             ensure_keyring_state(session, keyring, create=False)
             leases.register(session)
         leases.start()
         return Instance(
-            config=config,
+            settings=settings,
             engine=engine,
             sessions=sessions,
             keyring=keyring,
             vault=vault,
-            hasher=password_hasher(config),
+            hasher=password_hasher(settings),
             leases=leases,
+            receipt_signer=receipt_signer,
+            noise=noise,
+            match_index=match_index,
         )
     except Exception:
         engine.dispose()
         raise
 
 
-def secret_key(config: dict[str, Any], keyring: FileKeyring) -> str:
+def secret_key(settings: Settings, keyring: FileKeyring) -> str:
     """The configured secret, or in development one derived from the keyring (never a constant)."""
-    if config.get("SECRET_KEY"):
-        return str(config["SECRET_KEY"])
-    return keyring.secret("session").hex()
+    return settings.secret_key or keyring.secret("session").hex()
 
 
 def ensure_private(path: Path) -> None:

@@ -17,17 +17,19 @@ import secrets
 import smtplib
 import ssl
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from infomediary.logs import get_logger
+
+if TYPE_CHECKING:
+    from infomediary.config import Settings
 
 OUTBOX = "outbox"
 SMTP_TIMEOUT = 15
@@ -64,12 +66,12 @@ class Stored:
         }
 
 
-def outbox_path(config: Mapping[str, Any]) -> Path:
-    return Path(str(config["INSTANCE_PATH"])) / OUTBOX
+def outbox_path(settings: Settings) -> Path:
+    return settings.instance_path / OUTBOX
 
 
-def compose(config: Mapping[str, Any], mail: Mail) -> EmailMessage:
-    sender = str(config["MAIL_FROM"])
+def compose(settings: Settings, mail: Mail) -> EmailMessage:
+    sender = settings.mail_from
     domain = parseaddr(sender)[1].rpartition("@")[2] or "infomediary.invalid"
     message = EmailMessage()
     message["From"] = sender
@@ -82,18 +84,17 @@ def compose(config: Mapping[str, Any], mail: Mail) -> EmailMessage:
     return message
 
 
-def send(config: Mapping[str, Any], mail: Mail) -> None:
+def send(settings: Settings, mail: Mail) -> None:
     """Hand the message to the configured backend; raises :class:`MailError` if it cannot."""
     try:
-        message = compose(config, mail)
+        message = compose(settings, mail)
     except (ValueError, TypeError):
         raise MailError("the message could not be composed") from None
-    url = str(config.get("SMTP_URL") or "")
-    if url:
-        _send_smtp(url, message)
+    if settings.smtp_url:
+        _send_smtp(settings.smtp_url, message)
         log.info("mail handed to the SMTP server")
     else:
-        _write_outbox(outbox_path(config), message)
+        _write_outbox(outbox_path(settings), message)
         log.info("mail written to the outbox")
 
 
@@ -115,9 +116,9 @@ def _write_outbox(folder: Path, message: EmailMessage) -> None:
     os.replace(partial, folder / name)  # readers never see half a message
 
 
-def read_outbox(config: Mapping[str, Any]) -> list[Stored]:
+def read_outbox(settings: Settings) -> list[Stored]:
     """Every message in the outbox, oldest first (newest last)."""
-    folder = outbox_path(config)
+    folder = outbox_path(settings)
     if not folder.is_dir():
         return []
     parser = BytesParser(policy=policy.default)
@@ -129,9 +130,9 @@ def read_outbox(config: Mapping[str, Any]) -> list[Stored]:
     return stored
 
 
-def clear_outbox(config: Mapping[str, Any], names: list[str]) -> int:
+def clear_outbox(settings: Settings, names: list[str]) -> int:
     """Remove the named messages (those just shown, not any that arrived meanwhile)."""
-    folder = outbox_path(config)
+    folder = outbox_path(settings)
     removed = 0
     for name in names:
         path = folder / name

@@ -27,11 +27,12 @@ from werkzeug.serving import make_server
 from infomediary import create_app
 from infomediary.audit.log import ensure_head
 from infomediary.broker.members import ensure_broker_state
-from infomediary.config import load_config
+from infomediary.config import Settings, load_config
 from infomediary.db import make_engine
 from infomediary.instance import Instance, initialise, open_instance
 from infomediary.mail import outbox_path
 from infomediary.models import Base
+from infomediary.web.security import settings as app_settings
 from tests.outbox import TOKEN_FIELD_RE, newest_link
 
 # Property tests check invariants, not speed: no per-example deadline (a busy 2-core machine
@@ -97,7 +98,7 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def base_config(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def base_config(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     folder = tmp_path_factory.mktemp("instance")
     config = load_config(
         {"INSTANCE_PATH": str(folder), "DATABASE_URL": database_url, **FAST_ARGON2},
@@ -107,8 +108,8 @@ def base_config(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     return config
 
 
-def empty_outbox(config: dict[str, Any]) -> None:
-    shutil.rmtree(outbox_path(config), ignore_errors=True)
+def empty_outbox(settings: Settings) -> None:
+    shutil.rmtree(outbox_path(settings), ignore_errors=True)
 
 
 def empty_tables(inst: Instance) -> None:
@@ -127,7 +128,7 @@ def empty_tables(inst: Instance) -> None:
 
 
 @pytest.fixture
-def inst(base_config: dict[str, Any]) -> Iterator[Instance]:
+def inst(base_config: Settings) -> Iterator[Instance]:
     instance = open_instance(base_config)
     empty_tables(instance)
     empty_outbox(base_config)
@@ -139,7 +140,7 @@ def inst(base_config: dict[str, Any]) -> Iterator[Instance]:
 
 @pytest.fixture
 def app(inst: Instance) -> Flask:
-    flask_app = create_app(dict(inst.config), instance=inst)
+    flask_app = create_app(inst.settings, instance=inst)
     flask_app.config["TESTING"] = True
     return flask_app
 
@@ -187,7 +188,7 @@ class Auth:
         )
         if not verify or response.status_code != 302:
             return response
-        link = newest_link(self.client.application.config, email, "/signup/verify")
+        link = newest_link(app_settings(self.client.application), email, "/signup/verify")
         return self.follow(link, password) if link else response
 
     def follow(self, link: str, password: str = "correct horse battery") -> Any:

@@ -95,7 +95,7 @@ def browser_signup(
         allow_redirects=False,
     )
     assert response.status_code == 302, response.text
-    link = newest_link(inst.config, email, "/signup/verify")
+    link = newest_link(inst.settings, email, "/signup/verify")
     assert link, "no verification link in the outbox"
     confirm = browser.get(f"{base}{link}")
     assert confirm.status_code == 200, confirm.status_code

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
+from infomediary.config import Settings
 from infomediary.mail import read_outbox
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 TOKEN_FIELD_RE = re.compile(r'name="token" value="([^"]+)"')
 
 
-def messages_to(config: Mapping[str, Any], address: str) -> list[dict[str, str]]:
+def messages_to(settings: Settings, address: str) -> list[dict[str, str]]:
     """Every outbox message to ``address``, oldest first."""
-    return [m.as_dict() for m in read_outbox(config) if m.as_dict()["to"] == address]
+    return [m.as_dict() for m in read_outbox(settings) if m.as_dict()["to"] == address]
 
 
 def link_in(body: str, path: str) -> str | None:
@@ -27,7 +26,7 @@ def link_in(body: str, path: str) -> str | None:
     return f"{parts.path}?{parts.query}"
 
 
-def newest_link(config: Mapping[str, Any], address: str, path: str) -> str | None:
+def newest_link(settings: Settings, address: str, path: str) -> str | None:
     """The link to ``path`` in the newest message to ``address``, if that message has one."""
-    messages = messages_to(config, address)
+    messages = messages_to(settings, address)
     return link_in(messages[-1]["body"], path) if messages else None

@@ -96,12 +96,12 @@ def test_signup_answers_and_works_alike_whether_or_not_the_address_is_taken(
     assert "Check your e-mail" in page.get_data(as_text=True)
     assert client.get("/dashboard").status_code == 302  # neither logged in
 
-    new_mail = messages_to(inst.config, "fresh@example.org")
+    new_mail = messages_to(inst.settings, "fresh@example.org")
     assert [m["subject"] for m in new_mail] == ["Confirm your e-mail address"]
-    assert newest_link(inst.config, "fresh@example.org", "/signup/verify")
-    taken_mail = messages_to(inst.config, "taken@example.org")
+    assert newest_link(inst.settings, "fresh@example.org", "/signup/verify")
+    taken_mail = messages_to(inst.settings, "taken@example.org")
     assert [m["subject"] for m in taken_mail] == ["Someone tried to sign up with your address"]
-    assert newest_link(inst.config, "taken@example.org", "/signup/verify") is None
+    assert newest_link(inst.settings, "taken@example.org", "/signup/verify") is None
 
     created = customer_by_email(inst, "fresh@example.org")
     assert created is not None
@@ -123,12 +123,12 @@ def test_signup_reports_every_field_error_at_once(client, inst) -> None:
     body = response.get_data(as_text=True)
     for message in ("email address like", "at least 12 characters", "angle brackets", "privacy"):
         assert message in body
-    assert messages_to(inst.config, "nope") == []
+    assert messages_to(inst.settings, "nope") == []
 
 
 def test_the_link_opens_a_page_and_only_its_form_verifies_and_logs_in(client, auth, inst) -> None:
     auth.signup(verify=False)
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link is not None
     # a mail scanner fetching the link, twice, and a HEAD: nothing is used up
     assert client.get(link).status_code == 200
@@ -171,7 +171,7 @@ def test_the_link_opens_a_page_and_only_its_form_verifies_and_logs_in(client, au
 
 def test_an_expired_link_verifies_nothing(client, auth, inst) -> None:
     auth.signup(verify=False)
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link is not None
     with inst.sessions() as session:
         session.execute(update(EmailToken).values(expires_at=utcnow() - timedelta(seconds=1)))
@@ -203,11 +203,11 @@ def test_link_requests_answer_alike_for_known_and_unknown_addresses(
         response = client.post(path, data={"csrf_token": csrf(client, path), "email": address})
         answers.append((response.status_code, response.headers.get("Location")))
     assert answers == [(302, f"/check-email?sent={sent}")] * 2
-    known = messages_to(inst.config, "known@example.org")
-    unknown = messages_to(inst.config, "unknown@example.org")
+    known = messages_to(inst.settings, "known@example.org")
+    unknown = messages_to(inst.settings, "unknown@example.org")
     assert len(known) == len(unknown) == 1  # one message each, whatever the address
-    assert newest_link(inst.config, "known@example.org", link_path)
-    assert newest_link(inst.config, "unknown@example.org", link_path) is None
+    assert newest_link(inst.settings, "known@example.org", link_path)
+    assert newest_link(inst.settings, "unknown@example.org", link_path) is None
     assert unknown[0]["subject"] == "About your request to Infomediary"
     page = client.get(f"/check-email?sent={sent}").get_data(as_text=True)
     assert "If an account exists" in page or "If it has an account" in page
@@ -215,11 +215,11 @@ def test_link_requests_answer_alike_for_known_and_unknown_addresses(
 
 def test_a_new_link_replaces_the_old_one(client, auth, inst) -> None:
     auth.signup(verify=False)
-    first = newest_link(inst.config, EMAIL, "/signup/verify")
+    first = newest_link(inst.settings, EMAIL, "/signup/verify")
     client.post(
         "/signup/resend", data={"csrf_token": csrf(client, "/signup/resend"), "email": EMAIL}
     )
-    second = newest_link(inst.config, EMAIL, "/signup/verify")
+    second = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert first
     assert second
     assert first != second
@@ -235,7 +235,7 @@ def test_password_reset_ends_every_session_and_works_once(app, client, inst) -> 
     client.post(
         "/password/reset", data={"csrf_token": csrf(client, "/password/reset"), "email": EMAIL}
     )
-    link = newest_link(inst.config, EMAIL, "/password/reset/new")
+    link = newest_link(inst.settings, EMAIL, "/password/reset/new")
     assert link is not None
     assert client.get(link).status_code == 200  # the form; the link still works after
     assert client.get(link).status_code == 200
@@ -291,7 +291,7 @@ def test_logs_carry_no_address_and_no_token(client, auth, inst, caplog) -> None:
     )
     tokens = [
         token
-        for m in messages_to(inst.config, "quiet.marker@example.org")
+        for m in messages_to(inst.settings, "quiet.marker@example.org")
         for token in re.findall(r"token=([A-Za-z0-9_-]+)", m["body"])
     ]
     assert len(tokens) == 2  # the verification link's and the reset link's
@@ -309,7 +309,7 @@ def test_someone_who_signed_up_with_anothers_address_keeps_no_way_in(client, app
     squatter = Auth(client)
     assert squatter.signup(email=EMAIL, password="squatters own password", verify=False)
     assert squatter.login(password="squatters own password").status_code == 302
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link is not None
 
     owner = Auth(app.test_client())
@@ -326,7 +326,7 @@ def test_someone_who_signed_up_with_anothers_address_keeps_no_way_in(client, app
         "/password/reset",
         data={"csrf_token": csrf(owner.client, "/password/reset"), "email": EMAIL},
     )
-    reset = newest_link(inst.config, EMAIL, "/password/reset/new")
+    reset = newest_link(inst.settings, EMAIL, "/password/reset/new")
     assert reset is not None
     page = owner.client.get(reset).get_data(as_text=True)
     token = TOKEN_FIELD_RE.search(page)
@@ -352,7 +352,7 @@ def test_confirming_the_address_ends_every_other_session(client, app, inst) -> N
     first.signup(verify=False)
     assert first.login().status_code == 302
     elsewhere = app.test_client()
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link is not None
     assert Auth(elsewhere).follow(link).status_code == 302
     assert elsewhere.get("/dashboard").status_code == 200

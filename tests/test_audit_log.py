@@ -20,7 +20,7 @@ from infomediary.audit.log import (
     verify,
 )
 from infomediary.cli import main
-from infomediary.config import load_config
+from infomediary.config import Settings
 from infomediary.instance import open_instance
 from infomediary.models import AccessLogEntry, LogHead
 
@@ -139,15 +139,15 @@ def test_tampering_is_detected_and_named(inst, base_config, monkeypatch, tamper,
 
 def test_cli_verify_passes_on_intact_log(inst, base_config, monkeypatch) -> None:
     fill(inst, 3)
-    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", base_config["INSTANCE_PATH"])
-    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", base_config["DATABASE_URL"])
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(base_config.instance_path))
+    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", base_config.database_url)
     outcome = CliRunner().invoke(main, ["audit", "verify", "--json"])
     assert outcome.exit_code == 0, outcome.output
     assert '"ok": true' in outcome.output
     assert '"size": 3' in outcome.output
 
 
-def _append_many(config: dict[str, object], worker: int, count: int) -> None:
+def _append_many(config: Settings, worker: int, count: int) -> None:
     inst = open_instance(config)
     try:
         for number in range(count):
@@ -166,7 +166,7 @@ def _append_many(config: dict[str, object], worker: int, count: int) -> None:
 def test_concurrent_appends_from_several_processes(inst, base_config) -> None:
     workers, each = 4, 40
     context = multiprocessing.get_context("spawn")
-    config = load_config(dict(base_config), environ={})
+    config = base_config
     processes = [
         context.Process(target=_append_many, args=(config, w, each)) for w in range(workers)
     ]

@@ -156,7 +156,7 @@ def test_exhausted_budget_is_429(live_server, inst, population, broker_client) -
     assert response.json()["error"] == "budget_exhausted"
     assert response.json()["code"] == "budget_exhausted"
     # Retry-After: the seconds until the budget period ends.
-    days = int(inst.config["BROKER_PERIOD_DAYS"])
+    days = inst.settings.broker_period_days
     period_end = (int(time.time()) // (days * 86400) + 1) * days * 86400
     assert abs(int(response.headers["Retry-After"]) - (period_end - time.time())) <= 5
 

@@ -17,7 +17,8 @@ import base64
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -49,7 +50,6 @@ from infomediary.services import Context, customer_policy, erasure, matching, pr
 from infomediary.services.broker import (
     budget_remaining,
     count_audience,
-    match_index,
 )
 from infomediary.web.errors import STATUS
 from policies.engine import evaluate
@@ -188,9 +188,24 @@ class ScriptedNoise(NoiseSource):
 
 
 @pytest.fixture
+def scripted(inst: Instance) -> Iterator[Callable[[list[int]], Instance]]:
+    """Another open instance on the same database and keys whose noise the test scripts."""
+    opened: list[Instance] = []
+
+    def open_scripted(samples: list[int]) -> Instance:
+        noise = ScriptedNoise(inst.settings.broker_epsilon, samples)
+        opened.append(open_instance(inst.settings, noise=noise))
+        return opened[-1]
+
+    yield open_scripted
+    for other in opened:
+        other.close()
+
+
+@pytest.fixture
 def worker2(inst: Instance) -> Iterator[Instance]:
     """A second worker process: same database and keys, its own in-memory index."""
-    other = open_instance(inst.config)
+    other = open_instance(inst.settings)
     try:
         yield other
     finally:
@@ -260,9 +275,9 @@ def test_service_noise_is_the_configured_discrete_laplace(inst: Instance) -> Non
     supplier = new_supplier(inst)
     person(inst)
     answer = count(inst, supplier, {"purpose": "marketing", "where": {"region": ["TAS"]}})
-    noise = inst.extras["broker_noise"]
+    noise = inst.noise
     assert type(noise) is NoiseSource
-    assert noise.epsilon == pytest.approx(float(inst.config["BROKER_EPSILON"]))
+    assert noise.epsilon == pytest.approx(inst.settings.broker_epsilon)
     assert noise.scale == pytest.approx(1 / noise.epsilon)
     assert answer["epsilon_spent"] == pytest.approx(noise.epsilon)
     assert answer["epsilon"] == pytest.approx(noise.privacy_loss())
@@ -279,7 +294,7 @@ def test_repeated_and_equivalent_queries_are_replayed_free(
     first_supplier = new_supplier(inst, "First")
     second_supplier = new_supplier(inst, "Second")
     # show every noisy value (none suppressed), so equal counts mean something
-    monkeypatch.setitem(inst.config, "BROKER_K", -1_000_000)
+    monkeypatch.setattr(inst, "settings", replace(inst.settings, broker_k=-1_000_000))
     query = {"purpose": "marketing", "where": {"region": ["TAS", "NT"], "household": "1"}}
     first = count(inst, first_supplier, query)
     assert first["cached"] is False
@@ -307,8 +322,8 @@ def test_repeated_and_equivalent_queries_are_replayed_free(
     assert rows(inst, ReleasedAnswer) == 1
     assert len(logged_counts(inst)) == 1  # one release, one log entry
     with inst.sessions() as session:
-        assert budget_remaining(session, inst.config, first_supplier) == pytest.approx(1.9)
-        assert budget_remaining(session, inst.config, second_supplier) == pytest.approx(2.0)
+        assert budget_remaining(session, inst.settings, first_supplier) == pytest.approx(1.9)
+        assert budget_remaining(session, inst.settings, second_supplier) == pytest.approx(2.0)
     # a different query is not a cache hit
     other = count(inst, second_supplier, {"purpose": "analytics", "where": {"region": ["TAS"]}})
     assert other["cached"] is False
@@ -336,12 +351,13 @@ def sixty_in_tasmania(inst: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
         seed_synthetic(session, inst, 60, workers=1)
 
 
-def test_threshold_is_applied_to_the_noisy_count(inst: Instance, sixty_in_tasmania: None) -> None:
+def test_threshold_is_applied_to_the_noisy_count(
+    inst: Instance, sixty_in_tasmania: None, scripted: Callable[[list[int]], Instance]
+) -> None:
     supplier = new_supplier(inst)
-    k = int(inst.config["BROKER_K"])
+    k = inst.settings.broker_k
     assert k == 50
-    epsilon = float(inst.config["BROKER_EPSILON"])
-    inst.extras["broker_noise"] = ScriptedNoise(epsilon, [+1, -11])
+    inst = scripted([+1, -11])
 
     young = count(
         inst, supplier, {"purpose": "marketing", "where": {"region": ["TAS"], "age_band": "25-34"}}
@@ -377,11 +393,12 @@ def test_threshold_is_applied_to_the_noisy_count(inst: Instance, sixty_in_tasman
 
 
 def test_breakdown_cells_and_total_use_only_noisy_values(
-    inst: Instance, sixty_in_tasmania: None
+    inst: Instance, sixty_in_tasmania: None, scripted: Callable[[list[int]], Instance]
 ) -> None:
     supplier = new_supplier(inst)
     # cells 13-17, 18-24, 25-34 (true 49), 35-44, 45-54 (true 11), 55-64, 65+
-    inst.extras["broker_noise"] = ScriptedNoise(0.1, [0, 0, +1, 0, +3, 0, 0])
+    assert inst.settings.broker_epsilon == 0.1
+    inst = scripted([0, 0, +1, 0, +3, 0, 0])
     answer = count(
         inst,
         supplier,
@@ -407,7 +424,7 @@ SMALL_QUERIES = [
 def test_exhausted_budget_stops_new_releases_and_replays_old_ones_free(
     inst: Instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(inst.config, "BROKER_BUDGET", 0.3)
+    monkeypatch.setattr(inst, "settings", replace(inst.settings, broker_budget=0.3))
     person(inst)
     supplier = new_supplier(inst)
     released = [count(inst, supplier, q) for q in SMALL_QUERIES[:3]]
@@ -446,7 +463,7 @@ def test_exhausted_budget_stops_new_releases_and_replays_old_ones_free(
 def test_global_budget_stops_a_second_supplier(
     inst: Instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(inst.config, "BROKER_GLOBAL_BUDGET", 0.3)
+    monkeypatch.setattr(inst, "settings", replace(inst.settings, broker_global_budget=0.3))
     person(inst)
     first = new_supplier(inst, "First")
     second = new_supplier(inst, "Second")
@@ -457,7 +474,7 @@ def test_global_budget_stops_a_second_supplier(
     with pytest.raises(BudgetExhausted, match="platform-wide"):
         count(inst, second, SMALL_QUERIES[4])  # its own budget is untouched
     with inst.sessions() as session:
-        assert budget_remaining(session, inst.config, second) == pytest.approx(2.0)
+        assert budget_remaining(session, inst.settings, second) == pytest.approx(2.0)
     assert rows(inst, BudgetCharge) == 3
     # the second supplier may still read what was already released
     replay = count(inst, second, SMALL_QUERIES[0])
@@ -500,7 +517,7 @@ def test_excluded_customer_is_in_no_count_even_for_a_stale_worker(
     before = count(worker2, supplier, {"purpose": "marketing", "where": {"region": ["TAS"]}})
     assert before["cached"] is False
     assert mine in released_members(logged_counts(inst)[-1])
-    stale = match_index(worker2)
+    stale = worker2.match_index
     loaded_at = stale.version
     _exclude(inst, how, target)
     assert broker_version(inst) > loaded_at  # worker 2 has not seen the change
@@ -521,8 +538,8 @@ def test_excluded_customer_is_in_no_count_even_for_a_stale_worker(
 
     # and the indexes themselves: worker 2's, the first worker's, and one built from scratch
     with inst.sessions() as session:
-        match_index(inst).refresh(session)
-    for index in (stale, match_index(inst), fresh_index(inst)):
+        inst.match_index.refresh(session)
+    for index in (stale, inst.match_index, fresh_index(inst)):
         marketing = selected(index, {"region": ["TAS"]}, "marketing")
         assert mine not in marketing
         assert ordinals <= set(marketing)
@@ -574,7 +591,7 @@ def test_concurrent_refreshes_never_bring_back_an_older_entry(inst: Instance) ->
     """Two threads of one worker share its index; the slower one must not undo the faster."""
     target = person(inst, household=1)
     mine = ordinal_of(inst, target)
-    shared = match_index(inst)
+    shared = inst.match_index
     twin = MatchIndex(inst.keyring.secret("blind_index"))  # reads as ``shared`` would
     with inst.sessions() as session:
         shared.load(session)
@@ -719,7 +736,7 @@ def test_bad_queries_cost_nothing_and_do_not_depend_on_the_data(inst: Instance) 
             ctx=CTX,
         )
     with inst.sessions() as session:
-        match_index(inst).load(session)  # populated and loaded
+        inst.match_index.load(session)  # populated and loaded
     on_populated = [rejection(inst, supplier, raw) for raw in BAD_QUERIES]
     assert on_populated == on_empty
     assert len({code for _, code, _, _ in on_empty}) >= 8
@@ -814,11 +831,9 @@ def test_expired_rule_no_longer_counts_the_customer(
 def test_eligibility_shortcut_never_counts_a_customer_who_withdrew(inst: Instance) -> None:
     """A refresh that adds one customer and removes another from eligibility keeps sizes equal;
     the index must still intersect with eligibility (regression: a stale member count)."""
-    from infomediary.services.broker import match_index
-
     first = make_customer(inst, profile={"postcode": "2000", "birth_year": 1980})
     make_customer(inst, profile={"postcode": "2000", "birth_year": 1981})
-    index = match_index(inst)
+    index = inst.match_index
     with inst.sessions() as session:
         index.load(session)
     with inst.sessions() as session:

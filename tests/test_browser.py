@@ -82,7 +82,7 @@ def confirm_from_outbox(tab: Tab, inst: Instance) -> None:
     page = tab.page
     expect(page).to_have_url(tab.url("/check-email?sent=signup"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your e-mail")
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link, "no verification link in the outbox"
     tab.goto(link)
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your e-mail address")

@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from infomediary.cli import main
-from infomediary.config import load_config
 from infomediary.instance import open_instance
 from infomediary.models import Customer, DataKey
 from infomediary.services import profiles
@@ -21,8 +20,8 @@ from tests.conftest import empty_tables
 def env(base_config, inst, monkeypatch) -> dict[str, str]:
     """Point the CLI at the test instance (emptied by ``inst``)."""
     values = {
-        "INFOMEDIARY_INSTANCE_PATH": base_config["INSTANCE_PATH"],
-        "INFOMEDIARY_DATABASE_URL": base_config["DATABASE_URL"],
+        "INFOMEDIARY_INSTANCE_PATH": str(base_config.instance_path),
+        "INFOMEDIARY_DATABASE_URL": base_config.database_url,
         "INFOMEDIARY_ARGON2_TIME_COST": "1",
         "INFOMEDIARY_ARGON2_MEMORY_KIB": "1024",
         "INFOMEDIARY_ARGON2_PARALLELISM": "1",
@@ -160,7 +159,7 @@ def test_synthetic_population_is_deterministic(env, inst) -> None:
 
 def test_keys_rotate_is_resumable_and_prune_removes_old_kek(env, inst, base_config) -> None:
     run("demo", "--customers", "25")
-    ring_path = Path(base_config["KEYRING_PATH"])
+    ring_path = base_config.keyring_path
     before = json.loads(ring_path.read_text())["active_kek"]
     # simulate an interrupted rotation: a new KEK is active, few keys re-wrapped
     inst.keyring.add_kek()
@@ -183,7 +182,7 @@ def test_keys_rotate_is_resumable_and_prune_removes_old_kek(env, inst, base_conf
     assert before in json.loads(out.splitlines()[-1])["removed"]
     assert str(before) not in json.loads(ring_path.read_text())["keks"]
     # everything still decrypts with the pruned keyring
-    reopened = open_instance(load_config(dict(base_config), environ={}))
+    reopened = open_instance(base_config)
     try:
         from infomediary.audit.log import Actor
         from infomediary.services import Context

@@ -64,11 +64,11 @@ def test_a_new_address_is_confirmed_there_and_announced_at_the_old(client, auth,
         as_text=True
     )
 
-    announced = messages_to(inst.config, EMAIL)[-1]
+    announced = messages_to(inst.settings, EMAIL)[-1]
     assert announced["subject"] == "A change of your e-mail address was requested"
     assert NEW in announced["body"]
-    assert newest_link(inst.config, EMAIL, "/account/email/confirm") is None
-    link = newest_link(inst.config, NEW, "/account/email/confirm")
+    assert newest_link(inst.settings, EMAIL, "/account/email/confirm") is None
+    link = newest_link(inst.settings, NEW, "/account/email/confirm")
     assert link is not None
 
     # nothing changes until the link's form is used; the pending address is sealed
@@ -122,9 +122,9 @@ def test_a_taken_new_address_changes_nothing_and_answers_the_same(app, client, a
         csrf(client, "/account"), ""
     )
     # the owner of the taken address hears of it; no link goes there
-    bea_mail = messages_to(inst.config, "bea@example.org")
+    bea_mail = messages_to(inst.settings, "bea@example.org")
     assert [m["subject"] for m in bea_mail] == ["Someone tried to use your address"]
-    assert newest_link(inst.config, "free@example.org", "/account/email/confirm")
+    assert newest_link(inst.settings, "free@example.org", "/account/email/confirm")
     # the requester's log says the same both times
     first, second = request_reasons(inst, ada)
     assert first == second
@@ -142,7 +142,7 @@ def test_changing_the_address_needs_the_current_password(client, auth, inst) -> 
     body = response.get_data(as_text=True)
     assert "This is not your current password." in body
     assert 'id="email_current_password-error"' in body
-    assert messages_to(inst.config, NEW) == []
+    assert messages_to(inst.settings, NEW) == []
     with inst.sessions() as session:
         denied = session.execute(
             select(AccessLogEntry).where(AccessLogEntry.outcome == "denied")
@@ -159,7 +159,7 @@ def test_changing_the_address_needs_the_current_password(client, auth, inst) -> 
 def test_a_password_change_cancels_a_pending_address_change(client, auth, inst) -> None:
     auth.signup()
     ask(client, NEW)
-    link = newest_link(inst.config, NEW, "/account/email/confirm")
+    link = newest_link(inst.settings, NEW, "/account/email/confirm")
     assert link is not None
     client.post(
         "/account/password",
@@ -181,7 +181,7 @@ def test_links_sent_to_the_old_address_and_old_sessions_die_with_the_change(
     """A verification or reset link mailed to the old address, and every session opened
     before the change, stop working once the new address is confirmed."""
     auth.signup(verify=False)
-    old_verify = newest_link(inst.config, EMAIL, "/signup/verify")
+    old_verify = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert old_verify is not None
     assert auth.login().status_code == 302
     other = app.test_client()  # a second browser, logged in before the change
@@ -190,10 +190,10 @@ def test_links_sent_to_the_old_address_and_old_sessions_die_with_the_change(
         "/password/reset", data={"csrf_token": csrf(other, "/password/reset"), "email": EMAIL}
     )
     assert reset.status_code == 302
-    old_reset = newest_link(inst.config, EMAIL, "/password/reset/new")
+    old_reset = newest_link(inst.settings, EMAIL, "/password/reset/new")
     assert old_reset is not None
     assert ask(client, NEW).status_code == 302
-    confirm = newest_link(inst.config, NEW, "/account/email/confirm")
+    confirm = newest_link(inst.settings, NEW, "/account/email/confirm")
     assert confirm is not None
     assert auth.follow(confirm).status_code == 302
 

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from werkzeug.serving import make_server
 
 from infomediary import create_app
 from infomediary.audit.log import Actor
+from infomediary.config import Settings
 from infomediary.crypto.keyring import KeyringError
 from infomediary.errors import KeysInUse
 from infomediary.instance import Instance, open_instance
@@ -51,11 +53,11 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 PHONE = "+61 400 111 222"
 
 
-def cli_env(config: dict[str, Any]) -> dict[str, str]:
+def cli_env(config: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFOMEDIARY_")}
     env.update(
-        INFOMEDIARY_INSTANCE_PATH=config["INSTANCE_PATH"],
-        INFOMEDIARY_DATABASE_URL=config["DATABASE_URL"],
+        INFOMEDIARY_INSTANCE_PATH=str(config.instance_path),
+        INFOMEDIARY_DATABASE_URL=config.database_url,
         INFOMEDIARY_ARGON2_TIME_COST="1",
         INFOMEDIARY_ARGON2_MEMORY_KIB="1024",
         INFOMEDIARY_ARGON2_PARALLELISM="1",
@@ -64,7 +66,7 @@ def cli_env(config: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def cli(config: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(config: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The real ``infomediary`` command in a process of its own."""
     return subprocess.run(
         [sys.executable, "-c", "from infomediary.cli import main; main()", *args],
@@ -81,14 +83,14 @@ def last_json(output: str) -> dict[str, Any]:
     return dict(json.loads(output.strip().splitlines()[-1]))
 
 
-def keyring_versions(config: dict[str, Any]) -> set[int]:
-    return {int(v) for v in json.loads(Path(config["KEYRING_PATH"]).read_text())["keks"]}
+def keyring_versions(config: Settings) -> set[int]:
+    return {int(v) for v in json.loads(config.keyring_path.read_text())["keks"]}
 
 
 @pytest.fixture
-def inst(base_config: dict[str, Any]) -> Iterator[Instance]:
+def inst(base_config: Settings) -> Iterator[Instance]:
     """The server's instance, with a short lease."""
-    instance = open_instance(dict(base_config, KEY_LEASE_SECONDS=LEASE_SECONDS))
+    instance = open_instance(replace(base_config, key_lease_seconds=LEASE_SECONDS))
     empty_tables(instance)
     settle(instance)
     instance.leases.refresh()  # emptying the tables removed its lease row
@@ -100,7 +102,7 @@ def inst(base_config: dict[str, Any]) -> Iterator[Instance]:
 
 @pytest.fixture
 def server(inst: Instance) -> Iterator[str]:
-    app: Flask = create_app(dict(inst.config), instance=inst)
+    app: Flask = create_app(inst.settings, instance=inst)
     app.config["TESTING"] = True
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
@@ -150,7 +152,7 @@ def sign_up(base: str, email: str) -> None:
     assert answer.status_code < 400, answer.status_code
 
 
-def start_holder(config: dict[str, Any]) -> subprocess.Popen[str]:
+def start_holder(config: Settings) -> subprocess.Popen[str]:
     """A process that opens the instance with a short lease, says so, and waits to be killed."""
     script = (
         "import sys, time\n"
@@ -196,7 +198,7 @@ def customer_id_of(inst: Instance, email: str) -> str:
 
 
 def test_live_server_keeps_serving_through_rotate_and_prune(
-    inst: Instance, server: str, base_config: dict[str, Any]
+    inst: Instance, server: str, base_config: Settings
 ) -> None:
     old = inst.keyring.active_kek_version
     ada = make_customer(inst, email="ada@example.org", profile={"phone": PHONE})
@@ -259,7 +261,7 @@ def test_live_server_keeps_serving_through_rotate_and_prune(
     # a fresh process starts, and everything decrypts in it: nothing is lost
     verified = cli(base_config, "audit", "verify", "--json")
     assert verified.returncode == 0, verified.stderr
-    fresh = open_instance(dict(base_config))
+    fresh = open_instance(base_config)
     try:
         with fresh.sessions() as session:
             ids = set(session.execute(select(Customer.id)).scalars())
@@ -276,13 +278,13 @@ def test_live_server_keeps_serving_through_rotate_and_prune(
 
 
 def test_a_process_with_an_old_keyring_wraps_under_the_database_active_kek(
-    inst: Instance, base_config: dict[str, Any]
+    inst: Instance, base_config: Settings
 ) -> None:
-    stale = open_instance(dict(base_config))  # loaded before the rotation
+    stale = open_instance(base_config)  # loaded before the rotation
     try:
         old = stale.keyring.active_kek_version
         first = make_customer(stale)
-        rotator = open_instance(dict(base_config))
+        rotator = open_instance(base_config)
         try:
             with rotator.sessions() as session:
                 report = key_service.rotate(session, rotator)
@@ -302,12 +304,12 @@ def test_a_process_with_an_old_keyring_wraps_under_the_database_active_kek(
 
 
 def test_prune_refuses_while_a_live_lease_names_the_kek_and_not_after_it_lapses(
-    inst: Instance, base_config: dict[str, Any]
+    inst: Instance, base_config: Settings
 ) -> None:
     inst.leases.close()  # only the two instances below hold leases
     make_customer(inst)
-    holder = open_instance(dict(base_config))  # default lease: not refreshed during the test
-    other = open_instance(dict(base_config))
+    holder = open_instance(base_config)  # default lease: not refreshed during the test
+    other = open_instance(base_config)
     try:
         old = holder.keyring.active_kek_version
         with other.sessions() as session:
@@ -334,19 +336,19 @@ def test_prune_refuses_while_a_live_lease_names_the_kek_and_not_after_it_lapses(
 
 
 def test_a_keyring_copied_before_the_last_rotation_is_refused(
-    inst: Instance, base_config: dict[str, Any], tmp_path: Path
+    inst: Instance, base_config: Settings, tmp_path: Path
 ) -> None:
     copy = tmp_path / "before.json"
-    shutil.copy(base_config["KEYRING_PATH"], copy)
+    shutil.copy(base_config.keyring_path, copy)
     copy.chmod(0o600)
     with inst.sessions() as session:
         key_service.rotate(session, inst)
     with pytest.raises(KeyringError, match="copy the keyring from where"):
-        open_instance(dict(base_config, KEYRING_PATH=str(copy)))
+        open_instance(replace(base_config, keyring_path=copy))
 
 
-def test_a_lease_is_registered_at_open_and_removed_at_close(base_config: dict[str, Any]) -> None:
-    opened = open_instance(dict(base_config))
+def test_a_lease_is_registered_at_open_and_removed_at_close(base_config: Settings) -> None:
+    opened = open_instance(base_config)
     lease_id = opened.leases.lease_id
     with opened.sessions() as session:
         lease = session.get(ProcessLease, lease_id)
@@ -356,7 +358,7 @@ def test_a_lease_is_registered_at_open_and_removed_at_close(base_config: dict[st
         assert lease.expires_at > utcnow()
     opened.close()
     opened.close()  # idempotent
-    check = open_instance(dict(base_config))
+    check = open_instance(base_config)
     try:
         with check.sessions() as session:
             assert session.get(ProcessLease, lease_id) is None
@@ -365,14 +367,14 @@ def test_a_lease_is_registered_at_open_and_removed_at_close(base_config: dict[st
 
 
 def test_bulk_seeding_stores_a_chunk_under_the_kek_named_active_at_insert(
-    inst: Instance, base_config: dict[str, Any]
+    inst: Instance, base_config: Settings
 ) -> None:
     """A chunk encrypted before a rotation and inserted after it lands under the new KEK."""
     from infomediary import demo
 
     old = inst.keyring.active_kek_version
     rows = demo._rows(inst.vault, old, inst.keyring.kek(old), 7, 0, 3, utcnow().year)
-    rotator = open_instance(dict(base_config))
+    rotator = open_instance(base_config)
     try:
         with rotator.sessions() as session:
             report = key_service.rotate(session, rotator)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -106,8 +107,9 @@ def test_device_cookie_attributes(app, inst) -> None:
 
 def test_production_device_cookie_is_host_prefixed_and_secure(inst) -> None:
     make_customer(inst, email=EMAIL, password=PASSWORD)
-    app = create_app(dict(inst.config, SECRET_KEY="x" * 40), instance=inst)
-    app.config["PRODUCTION"] = True  # the cookie logic alone (production settings need Redis)
+    app = create_app(replace(inst.settings, secret_key="x" * 40), instance=inst)
+    # the cookie logic alone (production settings need Redis)
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], production=True)
     client = app.test_client()
     token = csrf(client, "/login")
     response = client.post(

@@ -4,12 +4,14 @@ STARTTLS, or TLS from the first byte), and a per-recipient cap."""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 
 from infomediary import create_app, mail
+from infomediary.config import Settings
 from infomediary.mail import Mail, MailError
 from tests.conftest import Auth, csrf
 from tests.outbox import messages_to
@@ -18,17 +20,17 @@ from tests.smtp_server import Mailbox, SmtpServer, self_signed, server_context
 NOTE = Mail("someone@example.org", "A subject", "A body with a link.\n")
 
 
-def config_for(tmp_path: Path, smtp_url: str | None = None) -> dict[str, object]:
-    return {
-        "INSTANCE_PATH": str(tmp_path),
-        "SMTP_URL": smtp_url,
-        "MAIL_FROM": "Infomediary <no-reply@infomediary.example>",
-    }
+def config_for(tmp_path: Path, smtp_url: str = "") -> Settings:
+    return Settings(
+        instance_path=tmp_path,
+        smtp_url=smtp_url,
+        mail_from="Infomediary <no-reply@infomediary.example>",
+    )
 
 
 def test_outbox_messages_are_private_rfc5322_files(client, auth, inst) -> None:
     auth.signup(verify=False)
-    folder = mail.outbox_path(inst.config)
+    folder = mail.outbox_path(inst.settings)
     assert folder.stat().st_mode & 0o777 == 0o700
     (path,) = folder.glob("*.eml")
     assert path.stat().st_mode & 0o777 == 0o600
@@ -37,7 +39,7 @@ def test_outbox_messages_are_private_rfc5322_files(client, auth, inst) -> None:
     assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF line ends throughout (RFC 5322 §2.1)
     message = message_from_bytes(raw, policy=policy.default)
     assert message["To"] == "ada@example.org"
-    assert message["From"] == inst.config["MAIL_FROM"]
+    assert message["From"] == inst.settings.mail_from
     assert message["Subject"] == "Confirm your e-mail address"
     assert message["Date"]
     assert message["Message-ID"].endswith("@infomediary.invalid>")
@@ -100,7 +102,7 @@ def test_an_unreachable_mail_server_is_a_friendly_503(inst) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(dict(inst.config, SMTP_URL=f"smtp://127.0.0.1:{port}"), instance=inst)
+    app = create_app(replace(inst.settings, smtp_url=f"smtp://127.0.0.1:{port}"), instance=inst)
     response = Auth(app.test_client()).signup(verify=False)
     assert response.status_code == 503
     body = response.get_data(as_text=True)
@@ -134,23 +136,23 @@ def _reset_request(client, address: str, remote: str):
 
 
 def test_each_recipient_gets_at_most_the_capped_number_of_mails(inst) -> None:
-    app = create_app(dict(inst.config, MAIL_RECIPIENT_RATE_LIMIT="5 per hour"), instance=inst)
+    app = create_app(replace(inst.settings, mail_recipient_rate_limit="5 per hour"), instance=inst)
     client = app.test_client()
     answers = []
     for n in range(7):
         response = _reset_request(client, "flood@example.org", f"203.0.113.{n + 1}")
         answers.append((response.status_code, response.headers.get("Location")))
     assert answers == [(302, "/check-email?sent=reset")] * 7  # the page answers as usual
-    assert len(messages_to(inst.config, "flood@example.org")) == 5  # 5 per hour
+    assert len(messages_to(inst.settings, "flood@example.org")) == 5  # 5 per hour
 
 
 def test_a_stranger_spends_only_their_own_mail_allowance(inst) -> None:
     """Asking for mail to someone else's address from one place uses up that place's
     allowance for the address (5 an hour), not the owner's."""
-    app = create_app(dict(inst.config, LOGIN_RATE_LIMIT="100 per minute"), instance=inst)
+    app = create_app(replace(inst.settings, login_rate_limit="100 per minute"), instance=inst)
     client = app.test_client()
     for _ in range(7):
         assert _reset_request(client, "victim@example.org", "198.51.100.7").status_code == 302
-    assert len(messages_to(inst.config, "victim@example.org")) == 5
+    assert len(messages_to(inst.settings, "victim@example.org")) == 5
     assert _reset_request(client, "victim@example.org", "192.0.2.44").status_code == 302
-    assert len(messages_to(inst.config, "victim@example.org")) == 6
+    assert len(messages_to(inst.settings, "victim@example.org")) == 6

@@ -4,6 +4,7 @@ every state change are limited, with ``Retry-After``; a correct client secret ne
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,8 +19,8 @@ from tests.factories import make_customer
 from tests.oauth_helpers import SupplierCreds, make_supplier
 
 
-def app_with(inst: Instance, **limits: str) -> Flask:
-    app = create_app(dict(inst.config, **limits), instance=inst)
+def app_with(inst: Instance, **limits: Any) -> Flask:
+    app = create_app(replace(inst.settings, **limits), instance=inst)
     app.config["TESTING"] = True
     return app
 
@@ -46,7 +47,7 @@ def token_request(client: FlaskClient, client_id: str, secret: str) -> Any:
 def test_failed_client_authentications_slow_down_but_a_correct_secret_always_passes(
     inst: Instance,
 ) -> None:
-    app = app_with(inst, CLIENT_AUTH_FAILURE_LIMIT="10 per minute")
+    app = app_with(inst, client_auth_failure_limit="10 per minute")
     creds = broker_supplier(inst)
     client = app.test_client()
     statuses = []
@@ -67,7 +68,7 @@ def test_failed_client_authentications_slow_down_but_a_correct_secret_always_pas
 
 
 def test_unknown_client_ids_are_throttled_too(inst: Instance) -> None:
-    app = app_with(inst, CLIENT_AUTH_FAILURE_LIMIT="3 per minute")
+    app = app_with(inst, client_auth_failure_limit="3 per minute")
     client = app.test_client()
     statuses = [token_request(client, "no-such-client", "guess").status_code for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
@@ -75,7 +76,7 @@ def test_unknown_client_ids_are_throttled_too(inst: Instance) -> None:
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
 def test_oauth_endpoints_are_limited_per_address(inst: Instance, path: str) -> None:
-    app = app_with(inst, OAUTH_RATE_LIMIT="3 per minute", CLIENT_AUTH_FAILURE_LIMIT="100/minute")
+    app = app_with(inst, oauth_rate_limit="3 per minute", client_auth_failure_limit="100/minute")
     creds = broker_supplier(inst)
     client = app.test_client()
     statuses = [
@@ -89,7 +90,7 @@ def test_oauth_endpoints_are_limited_per_address(inst: Instance, path: str) -> N
 
 
 def test_registration_is_limited_per_address(inst: Instance) -> None:
-    app = app_with(inst, OAUTH_RATE_LIMIT="2 per minute")
+    app = app_with(inst, oauth_rate_limit="2 per minute")
     client = app.test_client()
     statuses = [
         client.post(
@@ -103,9 +104,9 @@ def test_registration_is_limited_per_address(inst: Instance) -> None:
 def test_per_client_allowance_is_spent_only_by_the_authenticated_client(inst: Instance) -> None:
     app = app_with(
         inst,
-        OAUTH_CLIENT_RATE_LIMIT="3 per minute",
-        OAUTH_RATE_LIMIT="1000 per minute",
-        CLIENT_AUTH_FAILURE_LIMIT="1000 per minute",
+        oauth_client_rate_limit="3 per minute",
+        oauth_rate_limit="1000 per minute",
+        client_auth_failure_limit="1000 per minute",
     )
     creds = broker_supplier(inst)
     client = app.test_client()
@@ -119,7 +120,7 @@ def test_per_client_allowance_is_spent_only_by_the_authenticated_client(inst: In
 
 
 def test_bearer_api_is_limited_per_client(inst: Instance) -> None:
-    app = app_with(inst, API_RATE_LIMIT="3 per minute")
+    app = app_with(inst, api_rate_limit="3 per minute")
     creds = broker_supplier(inst)
     client = app.test_client()
     token = token_request(client, creds.client_id, creds.client_secret).json["access_token"]
@@ -131,7 +132,7 @@ def test_bearer_api_is_limited_per_client(inst: Instance) -> None:
 
 
 def test_every_state_change_is_limited_per_address_and_reads_are_not(inst: Instance) -> None:
-    app = app_with(inst, WRITE_RATE_LIMIT="4 per minute")
+    app = app_with(inst, write_rate_limit="4 per minute")
     make_customer(inst, email="limit@example.org")
     client = app.test_client()
     assert Auth(client).login(email="limit@example.org").status_code == 302  # 1
@@ -167,9 +168,9 @@ def test_requests_failing_before_client_authentication_spend_no_client_allowance
     """A wrong grant type is refused before the secret is checked: it must not count."""
     app = app_with(
         inst,
-        OAUTH_CLIENT_RATE_LIMIT="3 per minute",
-        OAUTH_RATE_LIMIT="1000 per minute",
-        CLIENT_AUTH_FAILURE_LIMIT="1000 per minute",
+        oauth_client_rate_limit="3 per minute",
+        oauth_rate_limit="1000 per minute",
+        client_auth_failure_limit="1000 per minute",
     )
     creds = broker_supplier(inst)
     client = app.test_client()

@@ -4,6 +4,8 @@ and never a server error whatever is typed (property tests over arbitrary text).
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -67,17 +69,17 @@ def test_control_characters(value: str, multiline: bool, refused: bool) -> None:
 
 
 #: Property tests send many requests: lift the limits that would otherwise answer 429.
-UNLIMITED = {
-    "API_RATE_LIMIT": "100000/minute",
-    "WRITE_RATE_LIMIT": "100000/minute",
-    "BROKER_RATE_LIMIT": "100000/minute",
-    "BROKER_BUDGET": 1000.0,
-    "BROKER_GLOBAL_BUDGET": 100000.0,
+UNLIMITED: dict[str, Any] = {
+    "api_rate_limit": "100000/minute",
+    "write_rate_limit": "100000/minute",
+    "broker_rate_limit": "100000/minute",
+    "broker_budget": 1000.0,
+    "broker_global_budget": 100000.0,
 }
 
 
 def unlimited_app(inst: Instance) -> Flask:
-    app = create_app(dict(inst.config, **UNLIMITED), instance=inst)
+    app = create_app(replace(inst.settings, **UNLIMITED), instance=inst)
     app.config["TESTING"] = True
     return app
 

@@ -44,8 +44,8 @@ METADATA: dict[str, Any] = {
 @pytest.fixture
 def env(base_config, inst, monkeypatch) -> None:
     """Point the command at the test instance (emptied by ``inst``)."""
-    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", base_config["INSTANCE_PATH"])
-    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", base_config["DATABASE_URL"])
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(base_config.instance_path))
+    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", base_config.database_url)
     for key, value in (("TIME_COST", "1"), ("MEMORY_KIB", "1024"), ("PARALLELISM", "1")):
         monkeypatch.setenv(f"INFOMEDIARY_ARGON2_{key}", value)
 

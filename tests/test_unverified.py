@@ -96,7 +96,7 @@ def test_unverified_fills_the_profile_but_cannot_grant_until_confirmed(client, a
 
     # "Send the link again" from the refusal page, then the link: the same approval works
     client.post("/account/verification", data={"csrf_token": csrf(client, "/account")})
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link is not None
     assert auth.follow(link).status_code == 302
     approved = approve(client, query)
@@ -151,10 +151,10 @@ def test_unverified_customers_are_neither_counted_nor_reached(inst) -> None:
         assert entry.tokens == b""
 
     # confirming the address re-syncs the entry: the next refresh counts them
-    deliver = accounts.sender(inst.config)
+    deliver = accounts.sender(inst.settings)
     with inst.sessions() as session:
         accounts.send_verification(session, inst, deliver, pending, "http://testserver")
-    link = newest_link(inst.config, "pending@example.org", "/signup/verify")
+    link = newest_link(inst.settings, "pending@example.org", "/signup/verify")
     assert link is not None
     with inst.sessions() as session:
         accounts.verify_email(session, inst, link.split("token=")[1], "correct horse battery")
@@ -187,8 +187,8 @@ def test_operator_customers_are_verified_unless_asked_not_to_be(env, inst) -> No
         assert session.get(Customer, created["id"]).verified_at is None
         rows = session.execute(select(Customer.verified_at)).scalars().all()
         assert sum(v is not None for v in rows) == 1
-    assert messages_to(inst.config, "op@example.org") == []
-    assert newest_link(inst.config, "later@example.org", "/signup/verify")
+    assert messages_to(inst.settings, "op@example.org") == []
+    assert newest_link(inst.settings, "later@example.org", "/signup/verify")
 
     code, out = run("outbox", "--json")
     assert code == 0, out
@@ -210,7 +210,7 @@ def test_the_demo_logins_are_verified(env, inst) -> None:  # noqa: F811
         assert people
         assert all(p.verified_at is not None for p in people)
     for login in json.loads(out)["logins"]:
-        assert messages_to(inst.config, login["email"]) == []
+        assert messages_to(inst.settings, login["email"]) == []
 
 
 def test_existing_customers_are_migrated_as_verified(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ def test_the_consent_screen_offers_no_allow_button_until_the_address_is_confirme
     assert 'value="approve"' not in page
     assert 'value="deny"' in page
     assert "Please confirm your e-mail address first" in page
-    link = newest_link(inst.config, EMAIL, "/signup/verify")
+    link = newest_link(inst.settings, EMAIL, "/signup/verify")
     assert link is not None
     assert auth.follow(link).status_code == 302
     confirmed = client.get(f"/oauth/authorize?{query}").get_data(as_text=True)

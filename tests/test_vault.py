@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,36 +157,36 @@ def test_profile_field_moved_to_another_customer_fails(inst) -> None:
 
 def test_missing_keyring_refuses_to_start(base_config, inst) -> None:
     make_customer(inst)
-    config = dict(base_config, KEYRING_PATH=str(Path(base_config["INSTANCE_PATH"]) / "absent.json"))
+    config = replace(base_config, keyring_path=base_config.instance_path / "absent.json")
     with pytest.raises(KeyringError, match="keyring not found"):
         open_instance(config)
 
 
 def test_init_refuses_to_create_keyring_over_encrypted_data(base_config, inst) -> None:
     make_customer(inst)
-    config = dict(base_config, KEYRING_PATH=str(Path(base_config["INSTANCE_PATH"]) / "new.json"))
+    config = replace(base_config, keyring_path=base_config.instance_path / "new.json")
     with pytest.raises(KeyringError, match="restore it"):
         initialise(config)
-    assert not Path(config["KEYRING_PATH"]).exists()
+    assert not config.keyring_path.exists()
 
 
 def test_foreign_keyring_refuses_to_start(base_config, inst, tmp_path: Path) -> None:
     make_customer(inst)
     foreign = FileKeyring.create(tmp_path / "foreign.json")
     with pytest.raises(KeyringError, match="another instance"):
-        open_instance(dict(base_config, KEYRING_PATH=str(foreign.path)))
+        open_instance(replace(base_config, keyring_path=foreign.path))
 
 
 def test_keyring_missing_a_used_kek_refuses_to_start(base_config, inst, tmp_path: Path) -> None:
     make_customer(inst)
-    doc = json.loads(Path(base_config["KEYRING_PATH"]).read_text())
+    doc = json.loads(base_config.keyring_path.read_text())
     doc["keks"] = {"99": doc["keks"][str(doc["active_kek"])]}
     doc["active_kek"] = 99
     path = tmp_path / "partial.json"
     path.write_text(json.dumps(doc))
     path.chmod(0o600)
     with pytest.raises(KeyringError, match=r"lacks KEK version\(s\)"):
-        open_instance(dict(base_config, KEYRING_PATH=str(path)))
+        open_instance(replace(base_config, keyring_path=path))
 
 
 MARKERS = {

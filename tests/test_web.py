@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -39,7 +40,7 @@ def test_signup_logs_in_only_through_the_emailed_link_and_records_the_creation(
     assert len(created) == 1
     assert created[0].actor_type == "customer"
     assert "identity" in created[0].categories
-    link = newest_link(inst.config, "ada@example.org", "/signup/verify")
+    link = newest_link(inst.settings, "ada@example.org", "/signup/verify")
     assert link is not None
     response = auth.follow(link)
     assert response.status_code == 302
@@ -130,7 +131,7 @@ def test_signup_validation(client, inst) -> None:
 
 def test_duplicate_signup_answers_like_a_new_one_and_tells_the_owner(client, auth, inst) -> None:
     first = auth.signup(verify=False)
-    auth.follow(newest_link(inst.config, "ada@example.org", "/signup/verify"))
+    auth.follow(newest_link(inst.settings, "ada@example.org", "/signup/verify"))
     auth.logout()
     again = auth.signup(verify=False)
     assert (again.status_code, again.headers["Location"]) == (
@@ -140,7 +141,7 @@ def test_duplicate_signup_answers_like_a_new_one_and_tells_the_owner(client, aut
     assert "already exists" not in again.get_data(as_text=True)
     assert count(inst, Customer) == 1
     assert client.get("/dashboard").status_code == 302
-    owner_mail = messages_to(inst.config, "ada@example.org")[-1]
+    owner_mail = messages_to(inst.settings, "ada@example.org")[-1]
     assert owner_mail["subject"] == "Someone tried to sign up with your address"
     assert "/signup/verify" not in owner_mail["body"]
 
@@ -238,7 +239,7 @@ def test_idle_session_expires(app, client, auth, inst) -> None:
 
     with inst.sessions() as session:
         for row in session.execute(select(WebSession)).scalars():
-            row.last_seen_at -= timedelta(minutes=app.config["SESSION_IDLE_MINUTES"] + 1)
+            row.last_seen_at -= timedelta(minutes=inst.settings.session_idle_minutes + 1)
         session.commit()
     assert client.get("/dashboard").status_code == 302
 
@@ -408,12 +409,9 @@ def test_security_headers(client) -> None:
 def test_production_cookies_are_host_prefixed_and_secure(inst) -> None:
     from infomediary import create_app
 
-    config = dict(
-        inst.config, PRODUCTION=True, SECRET_KEY="x" * 40, RATELIMIT_STORAGE_URI="memory://"
-    )
-    config["PRODUCTION"] = False  # load_config validates; flip after to test the cookie logic alone
-    app = create_app(config, instance=inst)
-    app.config["PRODUCTION"] = True
+    config = replace(inst.settings, secret_key="x" * 40, ratelimit_storage_uri="memory://")
+    app = create_app(config, instance=inst)  # checked; flip after to test the cookie logic alone
+    app.config["SETTINGS"] = replace(config, production=True)
     client = app.test_client()
     response = client.get("/login", base_url="https://localhost")
     cookie = response.headers["Set-Cookie"]
@@ -550,7 +548,7 @@ def test_rate_limit_is_shared_through_redis(inst) -> None:
         redis.Redis.from_url(url).flushdb()
     except redis.RedisError as exc:
         need_service(f"Redis at INFOMEDIARY_TEST_REDIS_URL is unreachable: {type(exc).__name__}")
-    config = dict(inst.config, RATELIMIT_STORAGE_URI=url, LOGIN_RATE_LIMIT="3 per minute")
+    config = replace(inst.settings, ratelimit_storage_uri=url, login_rate_limit="3 per minute")
     first, second = create_app(config, instance=inst), create_app(config, instance=inst)
     statuses = []
     for app in (first, second, first, second):  # two "workers" share one budget

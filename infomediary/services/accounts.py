@@ -17,7 +17,7 @@ backend), so a slow mail server holds no database lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from infomediary import mail
 from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.config import Settings
 from infomediary.errors import (
     EmailTaken,
     InvalidLink,
@@ -51,12 +52,12 @@ log = get_logger("accounts")
 ACCOUNT = frozenset({"account"})
 
 
-def sender(config: Mapping[str, Any]) -> Deliver:
+def sender(settings: Settings) -> Deliver:
     """Deliver through the configured backend; a failure is :class:`MailUnavailable`."""
 
     def deliver(message: mail.Mail) -> None:
         try:
-            mail.send(config, message)
+            mail.send(settings, message)
         except mail.MailError as exc:
             log.warning("account mail not sent: %s", exc)
             raise MailUnavailable(

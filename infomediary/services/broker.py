@@ -30,9 +30,8 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.broker.attributes import ATTRIBUTES
-from infomediary.broker.index import MatchIndex
 from infomediary.broker.members import exclusion_text
-from infomediary.broker.noise import NoiseSource
+from infomediary.config import Settings
 from infomediary.errors import BudgetExhausted, QueryRejected
 from infomediary.instance import Instance
 from infomediary.models import BudgetAccount, BudgetCharge, ReleasedAnswer, Supplier, utcnow
@@ -104,22 +103,22 @@ def _account(session: Session, supplier_id: str, period: int) -> BudgetAccount:
     return account
 
 
-def budget_remaining(session: Session, config: dict[str, Any], supplier_id: str) -> float:
-    period = _period(utcnow(), int(config["BROKER_PERIOD_DAYS"]))
+def budget_remaining(session: Session, settings: Settings, supplier_id: str) -> float:
+    period = _period(utcnow(), settings.broker_period_days)
     account = session.get(BudgetAccount, (supplier_id, period))
     spent = account.spent_micro if account else 0
-    return max(0, int(float(config["BROKER_BUDGET"]) * MICRO) - spent) / MICRO
+    return max(0, int(settings.broker_budget * MICRO) - spent) / MICRO
 
 
 def charge(
-    session: Session, config: dict[str, Any], supplier_id: str, epsilon_micro: int, query_hash: str
+    session: Session, settings: Settings, supplier_id: str, epsilon_micro: int, query_hash: str
 ) -> int:
     """Charge the supplier's and the global budget, or raise BudgetExhausted. Returns micro left."""
     now = utcnow()
-    days = int(config["BROKER_PERIOD_DAYS"])
+    days = settings.broker_period_days
     period = _period(now, days)
-    limit = int(float(config["BROKER_BUDGET"]) * MICRO)
-    global_limit = int(float(config["BROKER_GLOBAL_BUDGET"]) * MICRO)
+    limit = int(settings.broker_budget * MICRO)
+    global_limit = int(settings.broker_global_budget * MICRO)
     glob = _account(session, GLOBAL, period)  # always lock the global row first: no deadlock
     mine = _account(session, supplier_id, period)
     if mine.spent_micro + epsilon_micro > limit:
@@ -144,23 +143,6 @@ def charge(
         )
     )
     return limit - mine.spent_micro
-
-
-def noise_source(inst: Instance) -> NoiseSource:
-    epsilon = float(inst.config["BROKER_EPSILON"])
-    cached = inst.extras.get("broker_noise")
-    if not isinstance(cached, NoiseSource) or cached.epsilon != epsilon:
-        cached = NoiseSource(epsilon)
-        inst.extras["broker_noise"] = cached
-    return cached
-
-
-def match_index(inst: Instance) -> MatchIndex:
-    cached = inst.extras.get("match_index")
-    if not isinstance(cached, MatchIndex):
-        cached = MatchIndex(inst.keyring.secret("blind_index"))
-        inst.extras["match_index"] = cached
-    return cached
 
 
 def _suppress(value: int, k: int) -> tuple[int | None, bool]:
@@ -210,9 +192,9 @@ def log_aggregate(
 def count_audience(
     session: Session, inst: Instance, supplier: Supplier, query: CountQuery, request_id: str = "-"
 ) -> dict[str, Any]:
-    config = inst.config
+    settings = inst.settings
     require_declared_purpose(query, supplier)
-    index = match_index(inst)
+    index = inst.match_index
     index.refresh(session)
     # An answer may be replayed only to requesters whose exclusions are the same: suppliers of
     # one sector that no customer excluded by name share answers; an excluded supplier gets
@@ -224,8 +206,8 @@ def count_audience(
     )
     digest = query.digest(scope)
     now = utcnow()
-    epoch = epoch_of(now, int(config["BROKER_EPOCH_HOURS"]))
-    noise = noise_source(inst)
+    epoch = epoch_of(now, settings.broker_epoch_hours)
+    noise = inst.noise
     epsilon_micro = round(noise.privacy_loss() * MICRO)
     cached = session.get(ReleasedAnswer, (digest, epoch))
     if cached is not None:
@@ -233,17 +215,17 @@ def count_audience(
         replay.update(
             cached=True,
             epsilon_spent=0.0,
-            budget_remaining=budget_remaining(session, config, supplier.id),
+            budget_remaining=budget_remaining(session, settings, supplier.id),
         )
         session.rollback()
         return replay
-    left = charge(session, config, supplier.id, epsilon_micro, digest)
+    left = charge(session, settings, supplier.id, epsilon_micro, digest)
     session.commit()  # the charge stands whatever happens next
     index.refresh(session)
     selection = index.select(
         query.where, query.purpose, Mode.AGGREGATE, supplier.id, supplier.sector
     )
-    k = int(config["BROKER_K"])
+    k = settings.broker_k
     answer: dict[str, Any] = {"query_id": digest[:16], "purpose": query.purpose, "k": k}
     if query.breakdown:
         values = ATTRIBUTES[query.breakdown].values

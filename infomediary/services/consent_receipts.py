@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.crypto.receipts import ReceiptFacts, ReceiptSigner
+from infomediary.crypto.receipts import ReceiptFacts
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -30,14 +30,6 @@ CONSENT_TEXT_VERSION = "consent-screen/2026-11"
 
 
 CONTROLLER = {"name": "Infomediary", "contact": "privacy@infomediary.example", "jurisdiction": "AU"}
-
-
-def signer(inst: Instance) -> ReceiptSigner:
-    cached = inst.extras.get("receipt_signer")
-    if not isinstance(cached, ReceiptSigner):
-        cached = ReceiptSigner(inst.keyring.secret("receipt_signing"))
-        inst.extras["receipt_signer"] = cached
-    return cached
 
 
 def make_receipt(
@@ -80,7 +72,7 @@ def make_receipt(
         grant_id=grant.id,
         customer_id=grant.customer_id,
         event=event,
-        jws=signer(inst).sign(facts),
+        jws=inst.receipt_signer.sign(facts),
     )
     session.add(receipt)
     return receipt

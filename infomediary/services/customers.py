@@ -33,15 +33,6 @@ from infomediary.services.profile_fields import (
 from infomediary.services.refusals import record_refusal
 
 
-def _dummy_hash(inst: Instance) -> str:
-    """A hash to verify against for unknown emails, so timing does not reveal accounts."""
-    cached = inst.extras.get("dummy_hash")
-    if cached is None:
-        cached = inst.hasher.hash("not a password of anyone's")
-        inst.extras["dummy_hash"] = cached
-    return str(cached)
-
-
 def log_refusal(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
     """A refused change to the customer's own account, logged on its own (see refusals)."""
     record_refusal(
@@ -184,7 +175,7 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
     ).scalar_one_or_none()
     if row is None or row.password_hash is None:
         with contextlib.suppress(VerificationError):
-            inst.hasher.verify(_dummy_hash(inst), password or "")
+            inst.hasher.verify(inst.dummy_hash, password or "")
         raise InvalidCredentials("Email address or password is wrong.")
     try:
         inst.hasher.verify(row.password_hash, password)
@@ -253,5 +244,3 @@ def change_password(
         ),
     )
     session.commit()
-
-
