@@ -38,7 +38,7 @@ from infomediary.config import load_config
 from infomediary.demo import seed_synthetic, synthetic_count
 from infomediary.instance import Instance, initialise, open_instance
 from infomediary.services import Context
-from infomediary.services.broker import count_audience
+from infomediary.services.broker import CountQuery, count_audience
 from infomediary.services.suppliers import create_supplier
 from policies.model import Mode
 
@@ -230,8 +230,12 @@ def main() -> None:
         service: list[float] = []
         with inst.sessions() as session:
             for where in batch:
-                body = {"purpose": PURPOSE, "where": where}
-                service += timed(partial(count_audience, session, inst, supplier, body))
+                query = CountQuery(
+                    purpose=PURPOSE,
+                    where={a: sorted(set(v)) for a, v in sorted(where.items())},
+                    breakdown=None,
+                )
+                service += timed(partial(count_audience, session, inst, supplier, query))
         in_memory: list[float] = []
         floor: list[float] = []
         for where in batch:

@@ -94,6 +94,17 @@ def test_breakdown_cells(live_server, population, broker_client) -> None:
         ({"purpose": "marketing", "where": {"region": ["Narnia"]}}, "unknown_value"),
         ({"purpose": "research", "where": {"region": ["NSW"]}}, "undeclared_purpose"),
         ({"purpose": "marketing", "where": {}}, "invalid_query"),
+        ({"purpose": "marketing", "where": {"region": "NSW"}}, "invalid_values"),
+        ({"purpose": "marketing", "where": {"region": []}}, "invalid_values"),
+        ({"purpose": "spying", "where": {"region": ["NSW"]}}, "unknown_purpose"),
+        ({"purpose": 7, "where": {"region": ["NSW"]}}, "unknown_purpose"),
+        ({"purpose": "marketing", "where": {"region": ["NSW"]}, "limit": 5}, "invalid_query"),
+        ({"purpose": "marketing", "where": ["region"]}, "invalid_query"),
+        ({"purpose": "marketing"}, "invalid_query"),
+        (
+            {"purpose": "marketing", "where": {"region": ["NSW"]}, "breakdown": 3},
+            "invalid_breakdown",
+        ),
         (
             {"purpose": "marketing", "where": {"region": ["NSW"]}, "breakdown": "interests"},
             "invalid_breakdown",
@@ -119,7 +130,14 @@ def test_bad_queries_are_400_and_cost_nothing(live_server, inst, broker_client, 
     client, _ = broker_client
     response = client.post(f"{live_server}/api/v1/audiences/count", json=body)
     assert response.status_code == 400
-    assert response.json()["error"] == code
+    assert response.headers["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == code
+    assert problem["type"] == f"tag:infomediary.example,2026:problems/{code}"
+    assert problem["status"] == 400
+    assert problem["title"]
+    assert problem["detail"] in problem["errors"].values()
+    assert set(problem["errors"]) <= {*body, "body", "purpose", "where"}
     with inst.sessions() as session:
         assert session.execute(select(func.count()).select_from(BudgetCharge)).scalar_one() == 0
 
@@ -132,8 +150,13 @@ def test_malformed_json_and_missing_scope(live_server, inst, broker_client) -> N
         headers={"Content-Type": "application/json"},
     )
     assert bad.status_code == 400
+    assert bad.json()["code"] == "invalid_json"
+    assert bad.json()["errors"] == {"body": "Send a JSON object (application/json)."}
     anonymous = requests.post(f"{live_server}/api/v1/audiences/count", json={}, timeout=10)
     assert anonymous.status_code == 401
+    assert anonymous.headers["Content-Type"] == "application/problem+json"
+    assert anonymous.json()["code"] == "missing_authorization"
+    assert anonymous.headers["WWW-Authenticate"] == 'Bearer realm="infomediary"'
 
 
 def test_exhausted_budget_is_429(live_server, inst, population, broker_client) -> None:
@@ -153,8 +176,11 @@ def test_exhausted_budget_is_429(live_server, inst, population, broker_client) -
         statuses.append(response.status_code)
     assert statuses[:20] == [200] * 20
     assert statuses[20:] == [429, 429]
-    assert response.json()["error"] == "budget_exhausted"
+    assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "budget_exhausted"
+    assert response.json()["status"] == 429
+    # the same deadline (Flask-Limiter rewrites the header, rounding down)
+    assert abs(response.json()["retry_after"] - int(response.headers["Retry-After"])) <= 1
     # Retry-After: the seconds until the budget period ends.
     days = inst.settings.broker_period_days
     period_end = (int(time.time()) // (days * 86400) + 1) * days * 86400

@@ -34,7 +34,7 @@ from infomediary.broker.index import MatchIndex
 from infomediary.broker.members import value_text
 from infomediary.broker.noise import NoiseSource
 from infomediary.demo import seed_synthetic
-from infomediary.errors import BudgetExhausted, QueryRejected
+from infomediary.errors import BudgetExhausted, ValidationFailed
 from infomediary.instance import Instance, open_instance
 from infomediary.models import (
     AccessLogEntry,
@@ -48,10 +48,12 @@ from infomediary.models import (
 )
 from infomediary.services import Context, customer_policy, erasure, matching, profiles
 from infomediary.services.broker import (
+    CountQuery,
     budget_remaining,
     count_audience,
 )
 from infomediary.web.errors import STATUS
+from infomediary.web.schemas import CountRequestSchema, load
 from policies.engine import evaluate
 from policies.model import AccessRequest, Mode, Policy, Recipient, Rule
 from policies.templates import load_template
@@ -89,11 +91,12 @@ def count(inst: Instance, supplier_id: str, raw: Any) -> dict[str, Any]:
     with inst.sessions() as session:
         supplier = session.get(Supplier, supplier_id)
         assert supplier is not None
-        return count_audience(session, inst, supplier, raw)
+        query = load(CountRequestSchema(), raw, CountQuery)  # the API's one validation path
+        return count_audience(session, inst, supplier, query)
 
 
 def rejection(inst: Instance, supplier_id: str, raw: Any) -> tuple[str, str, str, Any]:
-    with pytest.raises(QueryRejected) as caught:
+    with pytest.raises(ValidationFailed) as caught:
         count(inst, supplier_id, raw)
     return type(caught.value).__name__, caught.value.code, caught.value.message, caught.value.errors
 

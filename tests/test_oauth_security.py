@@ -915,7 +915,7 @@ def test_tightening_the_policy_denies_the_next_call(
     assert changed.status_code == 302, changed.text
     denied = me(live_server, token["access_token"])
     assert denied.status_code == 403
-    assert denied.json()["error"] == "policy_denied"
+    assert denied.json()["code"] == "policy_denied"
     assert "identity" not in denied.json()
     with inst.sessions() as session:
         outcomes = (

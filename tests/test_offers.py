@@ -140,7 +140,9 @@ def test_insufficient_funds_is_402_and_nothing_delivered(live_server, inst, popu
     client, _ = _client(live_server, inst, fund=0)
     response = client.post(f"{live_server}/api/v1/offers", json=OFFER)
     assert response.status_code == 402
-    assert response.json()["error"] == "insufficient_funds"
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "insufficient_funds"
+    assert response.json()["status"] == 402
     with inst.sessions() as session:
         assert session.execute(select(func.count()).select_from(OfferDelivery)).scalar_one() == 0
 
@@ -160,7 +162,7 @@ def test_bad_offers_are_400_and_free(live_server, inst, population, change, fiel
     client, _ = _client(live_server, inst)
     response = client.post(f"{live_server}/api/v1/offers", json={**OFFER, **change})
     assert response.status_code == 400
-    assert field in response.json()["fields"]
+    assert field in response.json()["errors"]
     with inst.sessions() as session:
         assert session.execute(select(func.count()).select_from(BudgetCharge)).scalar_one() == 0
 
@@ -298,7 +300,10 @@ def test_contact_details_only_when_shared(live_server, inst, population) -> None
     assert view["accepted"][0]["contact_shared"] is False
     denied = client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}")
     assert denied.status_code == 403
-    assert denied.json()["error"] == "policy_denied"
+    assert denied.json()["code"] == "policy_denied"
+    assert denied.json()["withheld"] == [
+        {"category": "identity", "reason": "not shared from the offer"}
+    ]
     page = browser.get(f"{live_server}/inbox/{sent['id']}/share")
     assert "name, email, phone and postal address" in page.text
     shared = browser.post(

@@ -177,7 +177,8 @@ def test_control_characters_in_an_offer_are_a_field_error(
     response = client.post("/api/v1/offers", json=offer(title, body), headers=headers)
     assert response.status_code == 400, response.json
     problem = response.get_json()
-    assert problem["fields"] == {field: problem["message"]}
+    assert problem["errors"] == {field: problem["detail"]}
+    assert problem["code"] == "invalid_offer"
 
 
 def test_a_multiline_offer_body_keeps_its_line_breaks(

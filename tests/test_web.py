@@ -428,10 +428,17 @@ def test_unknown_route_and_wrong_method(client) -> None:
     assert "There is nothing here." in html.get_data(as_text=True)
     api = client.get("/api/v1/nothing")
     assert api.status_code == 404
-    assert api.get_json() == {"error": "not_found", "message": "There is nothing here."}
+    assert api.content_type == "application/problem+json"
+    assert api.get_json() == {
+        "type": "tag:infomediary.example,2026:problems/not_found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "There is nothing here.",
+        "code": "not_found",
+    }
     wrong = client.delete("/profile", headers={"Accept": "application/json"})
     assert wrong.status_code == 405
-    assert wrong.get_json()["error"] == "method_not_allowed"
+    assert wrong.get_json()["code"] == "method_not_allowed"
     assert "GET" in wrong.headers["Allow"]
 
 
@@ -486,7 +493,7 @@ def test_unexpected_errors_are_500_without_details(app, client, caplog) -> None:
 
     response = client.get("/boom", headers={"Accept": "application/json"})
     assert response.status_code == 500
-    assert response.get_json()["error"] == "internal_error"
+    assert response.get_json()["code"] == "internal_error"
     assert "secret internal detail" not in response.get_data(as_text=True)
 
 
