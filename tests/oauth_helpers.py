@@ -15,52 +15,10 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 from infomediary.instance import Instance
-from infomediary.services.suppliers import create_supplier
+from tests.factories import REDIRECT, SupplierCreds, make_supplier  # noqa: F401 - re-exported
 from tests.outbox import TOKEN_FIELD_RE, newest_link
 
-REDIRECT = "https://shop.example/callback"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@dataclass
-class SupplierCreds:
-    id: str
-    client_id: str
-    client_secret: str
-    redirect_uri: str
-
-
-def make_supplier(
-    inst: Instance,
-    *,
-    name: str = "Acme Books",
-    scopes: tuple[str, ...] = (
-        "profile.identity:read",
-        "profile.interests:read",
-        "profile.demographics:read",
-    ),
-    purposes: tuple[str, ...] = ("marketing", "service"),
-    redirect_uris: tuple[str, ...] = (REDIRECT,),
-    kind: str = "supplier",
-    sector: str = "retail",
-) -> SupplierCreds:
-    with inst.sessions() as session:
-        created = create_supplier(
-            session,
-            name=name,
-            redirect_uris=list(redirect_uris),
-            scopes=list(scopes),
-            purposes=list(purposes),
-            sector=sector,
-            privacy_policy_url="https://shop.example/privacy",
-            kind=kind,
-        )
-        return SupplierCreds(
-            created.supplier.id,
-            created.supplier.client_id,
-            created.client_secret,
-            redirect_uris[0] if redirect_uris else "",
-        )
 
 
 def browser_login(base: str, email: str, password: str) -> requests.Session:

@@ -35,19 +35,16 @@ from sqlalchemy import select
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
-from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
     ConsentReceipt,
     Offer,
     OfferDelivery,
-    Supplier,
     utcnow,
 )
-from infomediary.services import Context, consent_grants
 from tests.conftest import Auth, csrf
-from tests.factories import make_customer
+from tests.factories import make_customer, make_grant
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
 
 PASSWORD = "correct horse battery"
@@ -261,22 +258,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
         inst, email=b_email, password=PASSWORD, name=b_name, profile={"phone": b_phone}
     )
     b_supplier = make_supplier(inst, name="Wombat Outfitters")
-    with app.test_request_context(), inst.sessions() as session:
-        supplier = session.get(Supplier, b_supplier.id)
-        assert supplier is not None
-        b_grant = consent_grants.grant_consent(
-            session,
-            inst,
-            b_id,
-            supplier,
-            scopes=["profile.identity:read"],
-            purpose="service",
-            expires_at=None,
-            ctx=Context(Actor.customer(b_id), "idor-test"),
-            base_url="http://localhost",
-        )
-        b_grant_id = b_grant.id
-        session.commit()
+    b_grant_id = make_grant(inst, b_id, b_supplier.id, scopes=("profile.identity:read",)).id
     b_receipt_ids, b_jws = receipts(inst, b_grant_id)
 
     a_offer, b_offer = (

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from infomediary import errors
 from infomediary.demo import seed_synthetic
 from infomediary.models import BudgetCharge, OfferDelivery, Supplier
-from infomediary.services import consent_grants, rewards
-from tests.factories import make_customer
+from infomediary.services import rewards
+from tests.factories import make_customer, make_grant, make_offer
 from tests.oauth_helpers import browser_login, make_supplier
 
 CUSTOMER = ("offers@example.org", "correct horse battery")
@@ -384,13 +384,15 @@ def test_concurrent_acceptances_pay_once(inst, population) -> None:
     from infomediary.services import Context, offers
 
     creds = make_supplier(
-        inst, name="Race Co", scopes=("offers:send",), purposes=("marketing",), redirect_uris=()
+        inst,
+        name="Race Co",
+        scopes=("offers:send",),
+        purposes=("marketing",),
+        redirect_uris=(),
+        fund_cents=1_000_000,
     )
+    sent = make_offer(inst, creds.id, **{**OFFER, "max_recipients": 1000})
     with inst.sessions() as session:
-        supplier = session.get(Supplier, creds.id)
-        rewards.fund_supplier(session, supplier, 1_000_000)
-        session.commit()
-        sent = offers.send_offer(session, inst, supplier, {**OFFER, "max_recipients": 1000})
         customer = session.execute(
             select(Customer.id).where(Customer.synthetic.is_(False))
         ).scalar_one()
@@ -424,28 +426,22 @@ def test_an_earlier_grant_never_ties_an_offer_response_to_identity(
     only "Accept", stays a pseudonym for the offer until they share for that very offer."""
     from datetime import timedelta
 
-    from infomediary.audit.log import Actor
     from infomediary.models import ConsentGrant, Customer, utcnow
-    from infomediary.services import Context
 
     client, creds = _client(live_server, inst)
-    with inst.sessions() as session, app.test_request_context():
+    with inst.sessions() as session:
         customer = session.execute(
             select(Customer).where(Customer.synthetic.is_(False))
         ).scalar_one()
-        earlier = consent_grants.grant_consent(
-            session,
-            inst,
-            customer.id,
-            session.get(Supplier, creds.id),
-            scopes=["profile.identity:read", "profile.interests:read"],
-            purpose="marketing",
-            expires_at=utcnow() + timedelta(days=30),
-            ctx=Context(Actor.customer(customer.id), "test"),
-            base_url="http://localhost",
-        )
-        earlier_id, earlier_expiry = earlier.id, earlier.expires_at
-        session.commit()
+    earlier = make_grant(
+        inst,
+        customer.id,
+        creds.id,
+        scopes=("profile.identity:read", "profile.interests:read"),
+        purpose="marketing",
+        expires_at=utcnow() + timedelta(days=30),
+    )
+    earlier_id, earlier_expiry = earlier.id, earlier.expires_at
     sent = client.post(
         f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
     ).json()
