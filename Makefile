@@ -56,8 +56,8 @@ contracts: dev ## The layer contracts (import-linter, configured in pyproject.to
 typecheck: dev ## mypy (strict for policies/ and connectors/)
 	$(BIN)/mypy
 
-pytest: dev ## The test suite (PostgreSQL too when INFOMEDIARY_TEST_DATABASE_URL is set)
-	$(BIN)/pytest
+pytest: dev ## The test suite (PostgreSQL too when INFOMEDIARY_TEST_DATABASE_URL is set), with branch coverage
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 screenshots: dev ## Refresh the README's screenshots through the browser tests
 	INFOMEDIARY_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -m browser
