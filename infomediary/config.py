@@ -199,7 +199,9 @@ def _coerce(name: str, value: Any) -> Any:
     if kind is Path and isinstance(value, os.PathLike):
         return Path(value)
     if type(value) is not kind:
-        raise ConfigError(f"{_env(name)} must be a {kind.__name__}, not {type(value).__name__}")
+        raise ConfigError(
+            f"{_env(name)} must be of type {kind.__name__}, not {type(value).__name__}"
+        )
     return value
 
 
