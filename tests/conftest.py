@@ -154,10 +154,16 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 FORM_RE = re.compile(r'<form method="post" action="([^"]+)"')
 
 
-def csrf(client: FlaskClient, path: str = "/login") -> str:
-    match = CSRF_RE.search(client.get(path).get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
+def csrf_token_in(page: str, where: str = "the page") -> str:
+    """The CSRF token in a page's form: the one way tests read it, whatever fetched the page
+    (Flask's test client through :func:`csrf`, a ``requests`` browser, Playwright)."""
+    match = CSRF_RE.search(page)
+    assert match, f"no CSRF token on {where}"
     return match.group(1)
+
+
+def csrf(client: FlaskClient, path: str = "/login") -> str:
+    return csrf_token_in(client.get(path).get_data(as_text=True), path)
 
 
 class Auth:
@@ -199,10 +205,9 @@ class Auth:
         field = TOKEN_FIELD_RE.search(body)
         assert field, "no confirmation form on the linked page"
         forms = [m for m in FORM_RE.finditer(body) if m.start() < field.start()]
-        token = CSRF_RE.search(body)
+        token = csrf_token_in(body, link)
         assert forms
-        assert token
-        data = {"csrf_token": token.group(1), "token": field.group(1)}
+        data = {"csrf_token": token, "token": field.group(1)}
         if 'name="password"' in body[forms[-1].start() :]:
             data["password"] = password  # a verification link takes the sign-up password
         return self.client.post(forms[-1].group(1), data=data)

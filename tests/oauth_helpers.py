@@ -15,16 +15,18 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 from infomediary.instance import Instance
-from tests.factories import REDIRECT, SupplierCreds, make_supplier  # noqa: F401 - re-exported
+from tests.conftest import CSRF_RE as CSRF_RE  # the OAuth tests import it from here
+from tests.conftest import csrf_token_in
+from tests.factories import REDIRECT as REDIRECT
+from tests.factories import SupplierCreds as SupplierCreds
+from tests.factories import make_supplier as make_supplier
 from tests.outbox import TOKEN_FIELD_RE, newest_link
-
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def browser_login(base: str, email: str, password: str) -> requests.Session:
     browser = requests.Session()
     page = browser.get(f"{base}/login")
-    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_token_in(page.text)
     response = browser.post(
         f"{base}/login",
         data={"csrf_token": token, "email": email, "password": password},
@@ -40,7 +42,7 @@ def browser_signup(
     """Sign up over HTTP and follow the link the instance's outbox got: logged in."""
     browser = requests.Session()
     page = browser.get(f"{base}/signup")
-    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_token_in(page.text)
     response = browser.post(
         f"{base}/signup",
         data={
@@ -60,7 +62,7 @@ def browser_signup(
     verified = browser.post(
         f"{base}/signup/verify",
         data={
-            "csrf_token": CSRF_RE.search(confirm.text).group(1),  # type: ignore[union-attr]
+            "csrf_token": csrf_token_in(confirm.text),
             "token": TOKEN_FIELD_RE.search(confirm.text).group(1),  # type: ignore[union-attr]
             "password": password,
         },
@@ -108,7 +110,7 @@ def consent(
     )
     page = browser.get(url, allow_redirects=False)
     assert page.status_code == 200, page.text
-    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_token_in(page.text)
     scopes = (
         approve
         if approve is not None

@@ -12,6 +12,7 @@ from infomediary import errors
 from infomediary.demo import seed_synthetic
 from infomediary.models import BudgetCharge, OfferDelivery, Supplier
 from infomediary.services import rewards
+from tests.conftest import csrf_token_in
 from tests.factories import make_customer, make_grant, make_offer
 from tests.oauth_helpers import browser_login, make_supplier
 
@@ -80,9 +81,7 @@ def test_offer_is_delivered_pseudonymously_and_paid_on_acceptance(
     browser = browser_login(live_server, *CUSTOMER)
     inbox = browser.get(f"{live_server}/inbox").text
     assert "10% off books" in inbox
-    token = (
-        browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1].split('"')[0]
-    )
+    token = csrf_token_in(browser.get(f"{live_server}/inbox").text)
     accepted = browser.post(
         f"{live_server}/inbox/{body['id']}/accept",
         data={"csrf_token": token},
@@ -173,9 +172,7 @@ def test_block_excludes_from_later_offers_and_flags(live_server, inst, populatio
         f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
     ).json()
     browser = browser_login(live_server, *CUSTOMER)
-    token = (
-        browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1].split('"')[0]
-    )
+    token = csrf_token_in(browser.get(f"{live_server}/inbox").text)
     assert (
         browser.post(
             f"{live_server}/inbox/{first['id']}/block",
@@ -217,11 +214,7 @@ def test_other_suppliers_and_customers_cannot_reach_an_offer(live_server, inst, 
     assert other.get(f"{live_server}/api/v1/offers/{sent['id']}").status_code == 404
     make_customer(inst, email="nobody@example.org", password="correct horse battery")
     stranger = browser_login(live_server, "nobody@example.org", "correct horse battery")
-    token = (
-        stranger.get(f"{live_server}/inbox")
-        .text.split('name="csrf_token" value="')[1]
-        .split('"')[0]
-    )
+    token = csrf_token_in(stranger.get(f"{live_server}/inbox").text)
     assert (
         stranger.post(
             f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token}
@@ -284,9 +277,7 @@ def test_contact_details_only_when_shared(live_server, inst, population) -> None
         f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
     ).json()
     browser = browser_login(live_server, *CUSTOMER)
-    token = (
-        browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1].split('"')[0]
-    )
+    token = csrf_token_in(browser.get(f"{live_server}/inbox").text)
     # sharing before accepting is refused
     assert (
         browser.post(
@@ -332,7 +323,7 @@ def test_contact_details_only_when_shared(live_server, inst, population) -> None
     with inst.sessions() as session:
         grant_id = session.execute(select(ConsentGrant.id)).scalar_one()
     consents_page = browser.get(f"{live_server}/consents").text
-    token = consents_page.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_token_in(consents_page)
     browser.post(f"{live_server}/consents/{grant_id}/revoke", data={"csrf_token": token})
     assert client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}").status_code == 403
 
@@ -446,8 +437,7 @@ def test_an_earlier_grant_never_ties_an_offer_response_to_identity(
         f"{live_server}/api/v1/offers", json={**OFFER, "max_recipients": 1000}
     ).json()
     browser = browser_login(live_server, *CUSTOMER)
-    token = browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1]
-    token = token.split('"')[0]
+    token = csrf_token_in(browser.get(f"{live_server}/inbox").text)
     browser.post(f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token})
     view = client.get(f"{live_server}/api/v1/offers/{sent['id']}").json()
     sub = view["accepted"][0]["sub"]

@@ -14,6 +14,7 @@ from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, ConsentGrant, Supplier, utcnow
 from infomediary.services import rewards
 from infomediary.services.suppliers import suspend_supplier
+from tests.conftest import csrf_token_in
 from tests.factories import make_customer
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
 
@@ -72,7 +73,7 @@ def test_revoked_consent_refusal_is_logged(
     client, supplier, customer_id = granted
     browser = browser_login(live_server, EMAIL, PASSWORD)
     page = browser.get(f"{live_server}/consents").text
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_token_in(page)
     with inst.sessions() as session:
         grant_id = session.execute(select(ConsentGrant.id)).scalar_one()
     assert browser.post(f"{live_server}/consents/{grant_id}/revoke", data={"csrf_token": token}).ok
@@ -151,10 +152,8 @@ def test_contact_refusals_are_logged(live_server: str, inst: Instance) -> None:
         },
     ).json()
     browser = browser_login(live_server, EMAIL, PASSWORD)
-    token = browser.get(f"{live_server}/inbox").text.split('name="csrf_token" value="')[1]
-    browser.post(
-        f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token.split('"')[0]}
-    )
+    token = csrf_token_in(browser.get(f"{live_server}/inbox").text)
+    browser.post(f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token})
     sub = client.get(f"{live_server}/api/v1/offers/{sent['id']}").json()["accepted"][0]["sub"]
     assert client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/{sub}").status_code == 403
     assert client.get(f"{live_server}/api/v1/offers/{sent['id']}/contacts/off_x").status_code == 404
