@@ -329,7 +329,7 @@ OAUTH_OPERATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _exact_json_schema(self: Any, field: fields.Field, **_kwargs: Any) -> dict[str, Any]:
+def _exact_json_schema(self: Any, field: fields.Field[Any], **_kwargs: Any) -> dict[str, Any]:
     """A field that knows its exact JSON Schema (``json_schema()``) documents it."""
     method = getattr(field, "json_schema", None)
     return dict(method()) if callable(method) else {}
@@ -376,7 +376,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     )
     if marshmallow.converter is None:  # pragma: no cover - APISpec's init_spec sets it
         raise RuntimeError("the marshmallow plugin was not initialised")
-    marshmallow.converter.add_attribute_function(_exact_json_schema)
+    marshmallow.converter.add_attribute_function(_exact_json_schema)  # type: ignore[no-untyped-call]
     for name in SCHEMAS:
         if name not in spec.components.schemas:  # a nested schema is registered with its host
             spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
