@@ -135,7 +135,6 @@ def demo(count: int, seed: int, as_json: bool) -> None:
         logins = ensure_demo_logins(session, inst)
         supplier = ensure_demo_supplier(session)
         before = synthetic_count(session)
-        session.rollback()
         if count > before:
             with click.progressbar(
                 length=count - before, label="synthetic customers", file=sys.stderr
@@ -353,13 +352,10 @@ def suppliers_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_fund(supplier: str, cents: int, as_json: bool) -> None:
     """Credit SUPPLIER's rewards account (double-entry, from the platform's funding account)."""
-    from infomediary.services.rewards import fund_supplier
-    from infomediary.services.suppliers import find_supplier
+    from infomediary.services.rewards import fund
 
     with _using() as (_inst, session):
-        row = find_supplier(session, supplier)
-        balance = fund_supplier(session, row, cents)
-        session.commit()
+        balance = fund(session, supplier, cents)
     _emit(
         as_json,
         {"supplier": supplier, "balance_cents": balance},

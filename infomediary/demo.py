@@ -37,6 +37,7 @@ from infomediary.models import Customer, DataKey, MatchEntry, Profile, utcnow
 from infomediary.services import Context, customers, profiles
 from infomediary.services.policy_store import DEFAULT_TEMPLATE
 from infomediary.services.profile_fields import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
+from infomediary.services.uow import unit_of_work
 from policies.taxonomy import INTEREST_TAGS
 from policies.templates import load_template
 
@@ -236,9 +237,12 @@ class SeedReport:
 
 
 def synthetic_count(session: Session) -> int:
-    return int(
-        session.execute(select(func.count()).where(Customer.synthetic.is_(True))).scalar_one()
-    )
+    """How many synthetic customers exist (a read that ends its transaction, so the bulk
+    seeding that follows starts with no lock held)."""
+    with unit_of_work(session):
+        return int(
+            session.execute(select(func.count()).where(Customer.synthetic.is_(True))).scalar_one()
+        )
 
 
 def _rows(

@@ -110,3 +110,9 @@ class TokenRefused(ServiceError):
         super().__init__(message)
         self.code = code
         self.challenge = challenge
+
+
+class InvalidInitialAccessToken(ServiceError):
+    """RFC 7591 §3: registration needs an unused, unexpired initial access token."""
+
+    code = "invalid_initial_access_token"

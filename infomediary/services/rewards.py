@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from infomediary.errors import InsufficientFunds, ValidationFailed
 from infomediary.models import LedgerAccount, LedgerEntry, LedgerTransaction, Supplier
+from infomediary.services.suppliers import find_supplier
+from infomediary.services.uow import unit_of_work
 from infomediary.statuses import LedgerAccountKind, LedgerTransactionKind
 
 PLATFORM = (LedgerAccountKind.PLATFORM, "funding")
@@ -156,3 +158,11 @@ def total_of_all_balances(session: Session) -> int:
     return int(
         session.execute(select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0))).scalar_one()
     )
+
+
+def fund(session: Session, supplier_ref: str, cents: int) -> int:
+    """The operator credits a supplier's rewards account (by id or client id); its balance."""
+    with unit_of_work(session) as uow:
+        balance = fund_supplier(session, find_supplier(session, supplier_ref), cents)
+        uow.commit()
+        return balance

@@ -26,10 +26,16 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.db import rowcount
-from infomediary.errors import InvalidRedirectUri, NotFound, ValidationFailed
+from infomediary.errors import (
+    InvalidInitialAccessToken,
+    InvalidRedirectUri,
+    NotFound,
+    ValidationFailed,
+)
 from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES
 from infomediary.services import Context, tokens
+from infomediary.services.uow import unit_of_work
 from infomediary.statuses import RegisteredVia, SupplierKind, SupplierStatus
 from infomediary.supplier_names import NameRejected, first_confusable, normalise_name
 from policies.model import PURPOSES
@@ -297,6 +303,20 @@ def issue_initial_access_token(
     return token
 
 
+def initial_access_token_usable(session: Session, token: str) -> bool:
+    """Whether ``token`` is an unused, unexpired initial access token (it is spent only by
+    :func:`register_client`)."""
+    with unit_of_work(session):
+        found = session.execute(
+            select(InitialAccessToken.token_hash).where(
+                InitialAccessToken.token_hash == secret_hash(token),
+                InitialAccessToken.used_at.is_(None),
+                InitialAccessToken.expires_at > utcnow(),
+            )
+        ).first()
+        return found is not None
+
+
 def redeem_initial_access_token(session: Session, token: str) -> bool:
     """Single use: atomically mark it used; False when unknown, expired or used."""
     result = session.execute(
@@ -314,3 +334,31 @@ def redeem_initial_access_token(session: Session, token: str) -> bool:
 def redirect_uris(supplier: Supplier) -> list[str]:
     uris: list[str] = json.loads(supplier.redirect_uris)
     return uris
+
+
+def register_client(
+    session: Session,
+    initial_access_token: str,
+    *,
+    name: str,
+    redirect_uris: list[str],
+    scopes: list[str],
+    purposes: list[str],
+    privacy_policy_url: str | None,
+    sector: str,
+) -> NewSupplier:
+    """RFC 7591 dynamic registration as one use case: the initial access token is spent and
+    the client created together, or neither (a refused registration keeps its token)."""
+    with unit_of_work(session):
+        if not redeem_initial_access_token(session, initial_access_token):
+            raise InvalidInitialAccessToken("A valid initial access token is required.")
+        return create_supplier(
+            session,
+            name=name,
+            redirect_uris=redirect_uris,
+            scopes=scopes,
+            purposes=purposes,
+            privacy_policy_url=privacy_policy_url,
+            sector=sector,
+            via=RegisteredVia.DCR,
+        )

@@ -63,7 +63,6 @@ def _page(
         .scalars()
         .all()
     )
-    s.rollback()
     return render_template(
         "consents.html",
         grants=grants,

@@ -37,8 +37,7 @@ from infomediary.services.profile_fields import (
     OFFER_FREQUENCIES,
 )
 from infomediary.web.db import db
-from infomediary.web.limits import limiter
-from infomediary.web.limits import login_rate
+from infomediary.web.limits import limiter, login_rate
 from infomediary.web.mailer import deliver, site_url
 from infomediary.web.security import context, instance, login_required
 from infomediary.web.sessions import ServerSession
@@ -142,7 +141,6 @@ def activity() -> ResponseReturnValue:
 
 def _account_page(errors: dict[str, str], status: int = 200, **form: str) -> ResponseReturnValue:
     verified = customer_keys.is_confirmed(db(), _customer_id())
-    db().rollback()
     return render_template("account.html", errors=errors, verified=verified, form=form), status
 
 

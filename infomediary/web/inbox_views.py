@@ -27,7 +27,6 @@ def index() -> ResponseReturnValue:
     s = db()
     items = offers.inbox(s, _customer_id())
     earnings = rewards.earnings_by_supplier(s, _customer_id())
-    s.rollback()
     return render_template("inbox.html", items=items, earnings=earnings)
 
 
@@ -47,7 +46,6 @@ def share_form(offer_id: str) -> ResponseReturnValue:
     offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
     known = offers.identity_grants(s, _customer_id(), supplier.id)
     shared = offers.contact_shared(s, offer.id, _customer_id())
-    s.rollback()
     return render_template(
         "share.html",
         offer=offer,

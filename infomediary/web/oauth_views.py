@@ -37,7 +37,6 @@ from infomediary.services import (
     decisions,
     suppliers,
 )
-from infomediary.statuses import RegisteredVia
 from infomediary.web.api import json_body
 from infomediary.web.db import db
 from infomediary.web.limits import (
@@ -302,23 +301,25 @@ def _registration_error(code: str, description: str, status: int = 400) -> Respo
     return response
 
 
+def _missing_initial_access_token() -> Response:
+    response = _registration_error(
+        "invalid_token", "A valid initial access token is required.", 401
+    )
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
 @bp.post("/oauth/register")
 @csrf_exempt
 @_per_address
 def register() -> ResponseReturnValue:
     """RFC 7591 dynamic registration, protected by an operator-issued initial access token."""
     auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer ") or not suppliers.redeem_initial_access_token(db(), auth[7:]):
-        db().rollback()
-        response = _registration_error(
-            "invalid_token", "A valid initial access token is required.", 401
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return response
+    if not auth.startswith("Bearer ") or not suppliers.initial_access_token_usable(db(), auth[7:]):
+        return _missing_initial_access_token()
     try:
         data = ClientRegistrationRequestSchema().load(json_body() or {})
     except ValidationError as exc:
-        db().rollback()
         problems = "; ".join(
             f"{field}: {messages}"
             for field, messages in (
@@ -329,21 +330,21 @@ def register() -> ResponseReturnValue:
     grant_types = data["grant_types"]
     method = data["token_endpoint_auth_method"]
     try:
-        created = suppliers.create_supplier(
+        created = suppliers.register_client(
             db(),
+            auth[7:],
             name=data["client_name"],
             redirect_uris=data["redirect_uris"],
             scopes=parse_scopes(data["scope"]),
             purposes=data["purposes"],
             privacy_policy_url=data["policy_uri"],
             sector=data["sector"],
-            via=RegisteredVia.DCR,
         )
+    except errors.InvalidInitialAccessToken:
+        return _missing_initial_access_token()
     except errors.InvalidRedirectUri as exc:
-        db().rollback()
         return _registration_error("invalid_redirect_uri", exc.message)
     except ValidationFailed as exc:
-        db().rollback()
         return _registration_error(  # fields named as RFC 7591 §2 names the metadata
             "invalid_client_metadata",
             "; ".join(f"{_METADATA_NAMES.get(k, k)}: {v}" for k, v in exc.errors.items()),

@@ -46,7 +46,7 @@ def test_create_app_is_resolved_on_first_use() -> None:
 
 def test_an_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_thing"):
-        _ = infomediary.no_such_thing  # type: ignore[attr-defined]
+        _ = infomediary.no_such_thing
 
 
 @pytest.mark.parametrize(

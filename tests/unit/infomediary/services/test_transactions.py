@@ -1,0 +1,269 @@
+"""One transaction per use case.
+
+- The edge (views, the OAuth adapter and its callbacks, CLI commands, the app factory) never
+  commits, rolls back or begins a transaction: a scan of its source fails the build otherwise.
+- Each use case commits exactly once, and a refused one leaves nothing behind but its denial
+  entry (counted with SQLAlchemy's ``after_commit`` event on the very session it is given).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor
+from infomediary.errors import ServiceError, ValidationFailed
+from infomediary.instance import Instance
+from infomediary.models import (
+    AccessLogEntry,
+    Base,
+    ConsentGrant,
+    InitialAccessToken,
+    Supplier,
+    utcnow,
+)
+from infomediary.services import (
+    Context,
+    authorization,
+    consent_grants,
+    customer_policy,
+    customers,
+    erasure,
+    exports,
+    profiles,
+    rewards,
+    suppliers,
+)
+from infomediary.services.uow import unit_of_work
+from tests.factories import make_customer, make_grant, make_supplier
+
+ROOT = Path(__file__).resolve().parents[4] / "infomediary"
+EDGE = [ROOT / "web", ROOT / "oauth", ROOT / "cli.py", ROOT / "app.py"]
+#: The login-session store is Flask's ``SessionInterface``, not a use case: it loads and saves
+#: the browser's session row in short transactions of its own, after the view's use case has
+#: finished (docs/ARCHITECTURE.md, "Data flow of one dashboard request").
+NOT_USE_CASES = {ROOT / "web" / "sessions.py"}
+TRANSACTION_CALLS = {"commit", "rollback", "begin", "begin_nested"}
+PASSWORD = "correct horse battery"
+
+
+def transaction_calls(source: str) -> list[tuple[int, str]]:
+    """(line, method) of every ``x.commit()`` / ``rollback`` / ``begin`` in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in TRANSACTION_CALLS
+        ):
+            found.append((node.lineno, node.func.attr))
+    return found
+
+
+def edge_files() -> Iterator[Path]:
+    for path in EDGE:
+        found = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        yield from (f for f in found if f not in NOT_USE_CASES)
+
+
+def test_the_scan_finds_what_it_forbids() -> None:
+    source = "def view():\n    db().commit()\n    s.rollback()\n    s.begin_nested()\n"
+    assert transaction_calls(source) == [(2, "commit"), (3, "rollback"), (4, "begin_nested")]
+    assert transaction_calls("x.commitment()\ncommit()\n") == []
+
+
+def test_the_edge_never_commits_or_rolls_back() -> None:
+    files = list(edge_files())
+    assert len(files) > 10  # the scan sees the edge
+    offenders = [
+        f"{path.relative_to(ROOT.parent)}:{line} .{call}()"
+        for path in files
+        for line, call in transaction_calls(path.read_text())
+    ]
+    assert offenders == []
+
+
+@contextmanager
+def counting_commits(inst: Instance) -> Iterator[tuple[Session, list[int]]]:
+    commits: list[int] = []
+    with inst.sessions() as session:
+        event.listen(session, "after_commit", lambda _s: commits.append(1))
+        yield session, commits
+
+
+def snapshot(inst: Instance) -> dict[str, int]:
+    with inst.sessions() as session:
+        return {
+            table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def last_entry(inst: Instance) -> AccessLogEntry:
+    with inst.sessions() as session:
+        return session.execute(
+            select(AccessLogEntry).order_by(AccessLogEntry.seq.desc()).limit(1)
+        ).scalar_one()
+
+
+CTX = Context(Actor.system("test"))
+
+#: A use case each: (name, call) where call(session, inst, customer_id, supplier_id) runs it.
+USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
+    ("read_profile", lambda s, i, c, _p: profiles.read_profile(s, i, c, CTX)),
+    (
+        "update_profile",
+        lambda s, i, c, _p: profiles.update_profile(s, i, c, {"name": "Ada L."}, CTX),
+    ),
+    ("apply_template", lambda s, i, c, _p: customer_policy.apply_template(s, i, c, "private", CTX)),
+    ("export", lambda s, i, c, _p: exports.export(s, i, c, CTX)),
+    (
+        "change_password",
+        lambda s, i, c, _p: customers.change_password(s, i, c, PASSWORD, PASSWORD + "!", CTX),
+    ),
+    ("erase", lambda s, i, c, _p: erasure.erase(s, i, c, PASSWORD, CTX)),
+    (
+        "revoke_grant",
+        lambda s, i, c, p: consent_grants.revoke_grant(
+            s, i, c, make_grant(i, c, p).id, CTX, "https://infomediary.example"
+        ),
+    ),
+    (
+        "approve",
+        lambda s, i, c, p: authorization.approve(
+            s,
+            i,
+            c,
+            s.get_one(Supplier, p),
+            scopes=["profile.identity:read"],
+            purpose="service",
+            expires_at=None,
+            ctx=CTX,
+            base_url="https://infomediary.example",
+            issue_code=lambda grant_id: grant_id,
+        ),
+    ),
+    ("suspend_supplier", lambda s, _i, _c, p: suppliers.suspend_supplier(s, p, CTX)),
+    ("fund", lambda s, _i, _c, p: rewards.fund(s, p, 500)),
+]
+
+
+@pytest.mark.parametrize(("name", "use_case"), USE_CASES, ids=[n for n, _ in USE_CASES])
+def test_a_use_case_commits_exactly_once(
+    inst: Instance, name: str, use_case: Callable[..., Any]
+) -> None:
+    customer_id = make_customer(inst, password=PASSWORD, profile={"name": "Ada"})
+    supplier_id = make_supplier(inst).id
+    with counting_commits(inst) as (session, commits):
+        use_case(session, inst, customer_id, supplier_id)
+        assert commits == [1], name
+        assert not session.in_transaction() or not session.dirty
+
+
+def test_approval_writes_grant_receipt_entry_and_code_together(inst: Instance) -> None:
+    """If storing the code fails, the grant, its receipt and its log entry go with it."""
+    customer_id = make_customer(inst)
+    supplier_id = make_supplier(inst).id
+    before = snapshot(inst)
+
+    def failing_code(_grant_id: str) -> None:
+        raise RuntimeError("the code could not be stored")
+
+    with counting_commits(inst) as (session, commits), pytest.raises(RuntimeError):
+        authorization.approve(
+            session,
+            inst,
+            customer_id,
+            session.get_one(Supplier, supplier_id),
+            scopes=["profile.identity:read"],
+            purpose="service",
+            expires_at=None,
+            ctx=CTX,
+            base_url="https://infomediary.example",
+            issue_code=failing_code,
+        )
+    assert commits == []
+    assert snapshot(inst) == before
+    with inst.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ConsentGrant)) == 0
+
+
+REFUSED: list[tuple[str, Callable[[Session, Instance, str], Any], type[ServiceError]]] = [
+    (
+        "change_password",
+        lambda s, i, c: customers.change_password(s, i, c, "wrong password", "x" * 16, CTX),
+        ValidationFailed,
+    ),
+    ("erase", lambda s, i, c: erasure.erase(s, i, c, "wrong password", CTX), ValidationFailed),
+]
+
+
+@pytest.mark.parametrize(("name", "use_case", "error"), REFUSED, ids=[n for n, _, _ in REFUSED])
+def test_a_refused_use_case_leaves_only_its_denial_entry(
+    inst: Instance, name: str, use_case: Callable[..., Any], error: type[ServiceError]
+) -> None:
+    customer_id = make_customer(inst, password=PASSWORD)
+    before = snapshot(inst)
+    with counting_commits(inst) as (session, commits), pytest.raises(error):
+        use_case(session, inst, customer_id)
+    assert commits == [1], name  # the denial entry's own commit, and nothing else
+    after = snapshot(inst)
+    assert after.pop("access_log") == before.pop("access_log") + 1
+    after.pop("log_head", None), before.pop("log_head", None)
+    assert after == before
+    entry = last_entry(inst)
+    assert entry.outcome == "denied"
+    assert entry.customer_id == customer_id
+
+
+def test_a_unit_of_work_commits_once_and_rolls_back_otherwise(inst: Instance) -> None:
+    with counting_commits(inst) as (session, commits):
+        with unit_of_work(session) as uow:
+            uow.commit()
+            with pytest.raises(RuntimeError, match="commits once"):
+                uow.commit()
+        assert commits == [1]
+    with counting_commits(inst) as (session, commits):
+        with unit_of_work(session):
+            session.add(InitialAccessToken(token_hash=b"\x00" * 32, expires_at=utcnow()))
+            session.flush()
+        assert commits == []
+    with inst.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(InitialAccessToken)) == 0
+
+
+def test_registration_spends_its_token_only_with_the_client(inst: Instance) -> None:
+    with inst.sessions() as session:
+        token = suppliers.issue_initial_access_token(session)
+    with inst.sessions() as session, pytest.raises(ValidationFailed):
+        suppliers.register_client(
+            session,
+            token,
+            name="!!!",
+            redirect_uris=["https://shop.example/cb"],
+            scopes=["profile.identity:read"],
+            purposes=["service"],
+            privacy_policy_url=None,
+            sector="retail",
+        )
+    with inst.sessions() as session:
+        assert suppliers.initial_access_token_usable(session, token)  # still unspent
+        created = suppliers.register_client(
+            session,
+            token,
+            name="Fine Books",
+            redirect_uris=["https://shop.example/cb"],
+            scopes=["profile.identity:read"],
+            purposes=["service"],
+            privacy_policy_url=None,
+            sector="retail",
+        )
+        assert created.supplier.name == "Fine Books"
+        assert not suppliers.initial_access_token_usable(session, token)
