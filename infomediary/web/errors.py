@@ -43,6 +43,7 @@ STATUS: dict[str, int] = {
     "invalid_request": 400,
     "invalid_credentials": 401,
     "invalid_token": 401,
+    "invalid_initial_access_token": 401,
     "missing_authorization": 401,
     "insufficient_funds": 402,
     "email_unverified": 403,
