@@ -298,7 +298,7 @@ def test_repeated_and_equivalent_queries_are_replayed_free(
     second_supplier = new_supplier(inst, "Second")
     # show every noisy value (none suppressed), so equal counts mean something
     monkeypatch.setattr(inst, "settings", replace(inst.settings, broker_k=-1_000_000))
-    query = {"purpose": "marketing", "where": {"region": ["TAS", "NT"], "household": "1"}}
+    query = {"purpose": "marketing", "where": {"region": ["TAS", "NT"], "household": ["1"]}}
     first = count(inst, first_supplier, query)
     assert first["cached"] is False
     assert first["epsilon_spent"] == pytest.approx(0.1)
@@ -363,7 +363,9 @@ def test_threshold_is_applied_to_the_noisy_count(
     inst = scripted([+1, -11])
 
     young = count(
-        inst, supplier, {"purpose": "marketing", "where": {"region": ["TAS"], "age_band": "25-34"}}
+        inst,
+        supplier,
+        {"purpose": "marketing", "where": {"region": ["TAS"], "age_band": ["25-34"]}},
     )
     everyone = count(inst, supplier, {"purpose": "marketing", "where": {"region": ["TAS"]}})
     first_log, second_log = logged_counts(inst)
