@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import pytest
@@ -680,3 +681,189 @@ def test_purposes_include_the_documented_keys() -> None:
     assert {"service", "marketing", "personalisation", "analytics", "research", "rewards"} <= set(
         PURPOSES
     )
+
+
+# -- exact words of validation and parsing errors --------------------------------------------
+
+
+def test_validate_policy_reports_every_problem_of_a_rule_in_full() -> None:
+    hopeless = Rule(
+        "horoscope",
+        "harvest",
+        Recipient(RecipientKind.SECTOR),
+        "often",  # type: ignore[arg-type]
+        datetime(2027, 1, 1),  # noqa: DTZ001 (the problem under test)
+    )
+    assert validate_policy(Policy((hopeless,))) == [
+        "Rule 1: 'horoscope' is not a data category (expected '*' or one of identity, "
+        "demographics, interests, purchases, preferences, account, health, religion, politics, "
+        "sexuality, ethnicity, biometrics).",
+        "Rule 1: 'harvest' is not a purpose (expected '*' or one of service, marketing, "
+        "personalisation, analytics, research, rewards).",
+        "Rule 1: 'often' is not a mode (expected one of never, aggregate, pseudonymous, direct).",
+        "Rule 1: a rule for a sector must say which sector.",
+        "Rule 1: the expiry 2027-01-01T00:00:00 has no time zone, so we cannot tell when it "
+        "passes.",
+    ]
+
+
+RECIPIENT_PROBLEMS = [
+    (Recipient(RecipientKind.SUPPLIER), "a rule for one supplier must say which supplier."),
+    (Recipient(RecipientKind.SUPPLIER, ""), "a rule for one supplier must say which supplier."),
+    (Recipient(RecipientKind.SECTOR, " "), "a rule for a sector must say which sector."),
+    (
+        Recipient(RecipientKind.ANY, "acme"),
+        "a rule for any supplier cannot also name 'acme'; make it a supplier or sector rule "
+        "instead.",
+    ),
+    (
+        Recipient("someone", "acme"),  # type: ignore[arg-type]
+        "'someone' is not a kind of recipient (expected one of any, sector, supplier).",
+    ),
+]
+
+
+@pytest.mark.parametrize(("recipient", "words"), RECIPIENT_PROBLEMS)
+def test_validate_policy_says_what_is_wrong_with_a_recipient(
+    recipient: Recipient, words: str
+) -> None:
+    assert validate_policy(Policy((rule(), rule(recipient=recipient)))) == [f"Rule 2: {words}"]
+
+
+def test_named_recipients_are_sound() -> None:
+    named = (Recipient.anyone(), Recipient.sector("travel"), Recipient.supplier("acme"))
+    assert validate_policy(Policy(tuple(rule(recipient=r) for r in named))) == []
+
+
+BAD_INPUT_WORDS: list[tuple[object, str]] = [
+    ({"rules": [{"category": "interests"}]}, "rules[0]: missing mode, purpose, recipient"),
+    ({"rules": [], "owner": 1, "colour": 2}, "policy: unknown field(s) colour, owner"),
+    ({"rules": [{**GOOD_RULE, "category": 7}]}, "rules[0].category: expected a string, not int"),
+    ({"rules": [{**GOOD_RULE, "purpose": 7}]}, "rules[0].purpose: expected a string, not int"),
+    (
+        {"rules": [GOOD_RULE, {**GOOD_RULE, "recipient": {"kind": "any", "value": 1}}]},
+        "rules[1].recipient.value: expected a string or null, not int",
+    ),
+    (
+        {"rules": [{**GOOD_RULE, "mode": "often"}]},
+        "rules[0].mode: 'often' is not one of never, aggregate, pseudonymous, direct",
+    ),
+    (
+        {"rules": [{**GOOD_RULE, "recipient": {"kind": "me"}}]},
+        "rules[0].recipient.kind: 'me' is not one of any, sector, supplier",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "words"), BAD_INPUT_WORDS)
+def test_policy_from_dict_error_messages_in_full(data: object, words: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(words)}$"):
+        policy_from_dict(data)
+
+
+def test_a_naive_now_is_refused_with_an_example() -> None:
+    with pytest.raises(
+        ValueError, match=r"^now must be timezone-aware, for example datetime\.now\(UTC\)$"
+    ):
+        evaluate(Policy(()), request(), datetime(2026, 6, 1))  # noqa: DTZ001 (under test)
+
+
+def test_describe_rule_names_what_it_cannot_read() -> None:
+    odd = Rule("interests", "*", Recipient(RecipientKind.SECTOR), "often")  # type: ignore[arg-type]
+    assert (
+        describe_rule(odd)
+        == "Interests, for any purpose, by suppliers in the unnamed sector: 'often'"
+    )
+
+
+# -- time zones that give no offset ----------------------------------------------------------
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo whose utcoffset is None: Python counts such a datetime as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "nowhere"
+
+
+def test_a_time_zone_without_an_offset_counts_as_none() -> None:
+    nowhere = LATER.replace(tzinfo=_NoOffset())
+    with pytest.raises(ValueError, match="timezone-aware"):
+        evaluate(Policy(()), request(), NOW.replace(tzinfo=_NoOffset()))
+    # Such an expiry can deny but never allows, like any naive one.
+    assert decide([rule(expires=nowhere)]).decision is NA
+    assert decide([rule(mode=NEVER, expires=nowhere), rule(recipient=ACME)]).decision is DENY
+    assert validate_policy(Policy((rule(expires=nowhere),))) == [
+        f"Rule 1: the expiry {nowhere.isoformat()} has no time zone, so we cannot tell when it "
+        "passes."
+    ]
+    with pytest.raises(ValueError, match="has no time zone offset"):
+        policy_from_dict({"rules": [{**GOOD_RULE, "expires": nowhere}]})
+
+
+# -- names that mean two things --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "impostor",
+    [Recipient.sector("acme"), Recipient(RecipientKind.ANY, "acme")],
+    ids=["a sector named like the supplier", "an any-supplier rule naming it"],
+)
+def test_only_a_supplier_rule_names_the_supplier_for_a_special_category(
+    impostor: Recipient,
+) -> None:
+    req = AccessRequest("acme", "acme", "marketing", frozenset({"health"}), DIRECT)
+    verdict = only(decide([rule("health", recipient=impostor, mode=DIRECT)], req))
+    assert verdict.decision is DENY
+    assert verdict.permitted_mode is PSEUDO
+    allowed = only(decide([rule("health", recipient=Recipient.supplier("acme"), mode=DIRECT)], req))
+    assert allowed.decision is ALLOW
+
+
+TIES = [
+    (
+        "a sector and a supplier of the same name",
+        [rule(recipient=Recipient.sector("acme"), mode=NEVER), rule(recipient=ACME, mode=NEVER)],
+        AccessRequest("acme", "acme", "marketing", frozenset({"interests"}), PSEUDO),
+    ),
+    (
+        "any-supplier rules with different stray names",
+        [
+            rule(recipient=Recipient(RecipientKind.ANY, "x"), mode=AGG),
+            rule(recipient=Recipient(RecipientKind.ANY, "y"), mode=AGG),
+        ],
+        request(mode=AGG),
+    ),
+    (
+        "an any-supplier rule with and without a stray name",
+        [rule(mode=AGG), rule(recipient=Recipient(RecipientKind.ANY, "x"), mode=AGG)],
+        request(mode=AGG),
+    ),
+    (
+        "twins but for their expiry",
+        [rule(expires=LATER), rule(expires=NOW + timedelta(days=60))],
+        request(),
+    ),
+    ("twins, one without expiry", [rule(), rule(expires=LATER)], request()),
+    (
+        "never rules differing in purpose and category",
+        [rule(purpose="*", mode=NEVER), rule(category="*", mode=NEVER), rule(mode=NEVER)],
+        request(),
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "req"), [c[1:] for c in TIES], ids=[c[0] for c in TIES])
+def test_rules_that_decide_together_are_named_in_one_order_whatever_the_policy_says(
+    rules: list[Rule], req: AccessRequest
+) -> None:
+    verdicts = {order: evaluate(Policy(order), req, NOW) for order in itertools.permutations(rules)}
+    first = next(iter(verdicts.values()))
+    assert set(first.deciding_rules()) == set(rules)
+    assert all(v == first for v in verdicts.values())

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+import policies
+from policies import templates
 from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate_policy
 from policies.model import PURPOSES, AccessRequest, Decision, Mode
 from policies.taxonomy import CATEGORIES
 from policies.templates import (
     TEMPLATES,
     _load,
+    _load_all,
     load_template,
     template_description,
     template_title,
@@ -147,3 +153,111 @@ def test_template_expiry_may_use_toml_datetimes(tmp_path: Path) -> None:
     template = _load(dated)
     assert template.name == "dated"
     assert template.policy.rules[0].expires == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+RULE = 'recipient = { kind = "any" }\nmode = "aggregate"\n'
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_template_reads_as_its_title_and_one_paragraph(tmp_path: Path) -> None:
+    template = _load(
+        write(
+            tmp_path,
+            "plain.toml",
+            'title = "  Plain  "\ndescription = """\nOne line,\n  and   another.\n"""\n'
+            f'[[rules]]\ncategory = "interests"\npurpose = "analytics"\n{RULE}',
+        )
+    )
+    assert template.name == "plain"
+    assert template.title == "Plain"
+    assert template.description == "One line, and another."
+    assert template.policy.template == "plain"
+    assert [r.category for r in template.policy.rules] == ["interests"]
+
+
+def test_a_template_is_read_as_utf_8_whatever_the_locale(tmp_path: Path) -> None:
+    """Under an ASCII locale (no C-locale coercion, no UTF-8 mode) too: loading is portable."""
+    path = tmp_path / "accents.toml"
+    path.write_bytes('title = "Café"\ndescription = "Naïve."\nrules = []\n'.encode())
+    expected = ("Café", "Naïve.")
+    template = _load(path)
+    assert (template.title, template.description) == expected
+    program = (
+        "import sys; from pathlib import Path; from policies.templates import _load; "
+        "t = _load(Path(sys.argv[1])); print(ascii((t.title, t.description)))"
+    )
+    ascii_locale = {
+        **os.environ,
+        "LC_ALL": "C",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONUTF8": "0",
+        "PYTHONPATH": str(Path(policies.__file__).parents[1]),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", program, str(path)],
+        env=ascii_locale,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == ascii(expected)
+
+
+TEMPLATE_ERRORS = [
+    ('title = "T"\nrules = []', "needs a string title and a string description"),
+    ('title = "T"\ndescription = 3\nrules = []', "needs a string title and a string description"),
+    ('title = 3\ndescription = "D"\nrules = []', "needs a string title and a string description"),
+    ('title = "T"\ndescription = "D"', "policy: missing rules"),
+    ('title = "T"\ndescription = "D"\nowner = "me"\nrules = []', "policy: unknown field(s) owner"),
+    (
+        'title = "T"\ndescription = "D"\n'
+        f'[[rules]]\ncategory = "horoscope"\npurpose = "marketing"\n{RULE}'
+        f'[[rules]]\ncategory = "interests"\npurpose = "harvest"\n{RULE}',
+        "Rule 1: 'horoscope' is not a data category (expected '*' or one of identity, "
+        "demographics, interests, purchases, preferences, account, health, religion, politics, "
+        "sexuality, ethnicity, biometrics). Rule 2: 'harvest' is not a purpose (expected '*' or "
+        "one of service, marketing, personalisation, analytics, research, rewards).",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), TEMPLATE_ERRORS)
+def test_a_broken_template_says_exactly_what_is_wrong(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(f'policy template bad.toml: {words}')}$"):
+        _load(write(tmp_path, "bad.toml", text))
+
+
+def test_the_packaged_templates_load_in_the_order_the_dashboard_offers_them() -> None:
+    loaded = _load_all()
+    assert list(loaded) == ["private", "balanced", "rewarded"]
+    assert {name: t.policy for name, t in loaded.items()} == TEMPLATES
+    assert [t.title for t in loaded.values()] == ["Private", "Balanced", "Rewarded"]
+
+
+def test_other_template_files_follow_the_three_in_name_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only ``*.toml`` files are templates; ones beyond the known three follow, sorted."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for name in ("zesty", "rewarded", "artful", "private"):
+        write(folder, f"{name}.toml", f'title = "{name.title()}"\ndescription = "D."\nrules = []\n')
+    write(folder, "README.md", "not a template")
+    write(folder, "notes.toml.bak", "not a template either = [")
+    asked: list[str] = []
+
+    def files(package: str) -> Path:
+        asked.append(package)
+        return tmp_path
+
+    monkeypatch.setattr(templates, "files", files)
+    assert list(_load_all()) == ["private", "rewarded", "artful", "zesty"]
+    assert asked == ["policies"]

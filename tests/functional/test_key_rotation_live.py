@@ -43,7 +43,7 @@ from infomediary.services import keys as key_service
 from tests.conftest import empty_tables
 from tests.factories import make_customer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: The server's lease in these tests: short, so that waiting for it takes seconds, and
 #: longer than starting the command-line processes takes on a busy machine.
 LEASE_SECONDS = 8

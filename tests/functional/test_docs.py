@@ -8,7 +8,7 @@ from pathlib import Path
 from infomediary.cli import main
 from infomediary.config import SETTINGS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_configuration_table_lists_every_setting() -> None:

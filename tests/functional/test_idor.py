@@ -98,9 +98,9 @@ CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's st
 PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "static": "the packaged stylesheet and icon, the same for everybody",
     "offers_api.view": "a supplier's bearer-token API, not a customer page: another supplier "
-    "gets 404 (tests/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
+    "gets 404 (tests/functional/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
     "offers_api.contact": "a supplier's bearer-token API: another supplier gets 404 "
-    "(tests/test_offers.py::test_contact_details_only_when_shared)",
+    "(tests/functional/test_offers.py::test_contact_details_only_when_shared)",
 }
 #: Variable rules known today; the generated cases must include at least these.
 KNOWN_CUSTOMER_RULES = {
@@ -305,7 +305,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
 def test_every_variable_rule_has_a_filler(app: Flask) -> None:
     covered, unfillable = variable_rules(app)
     assert unfillable == [], (
-        "New routes with URL variables: add a filler to FILLERS in tests/test_idor.py "
+        "New routes with URL variables: add a filler to FILLERS in tests/functional/test_idor.py "
         "(or list the endpoint in PUBLIC_VARIABLE_RULES if it names no customer data)"
     )
     generated = {(rule.rule, method) for rule in covered for method in methods(rule)}

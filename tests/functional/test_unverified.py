@@ -26,10 +26,10 @@ from infomediary.services import accounts
 from policies.model import Mode
 from tests.conftest import csrf
 from tests.factories import make_customer
+from tests.functional.test_cli import env, run  # noqa: F401 - the CLI fixture and runner
+from tests.functional.test_idor import deliver_offer
 from tests.oauth_helpers import REDIRECT, make_supplier
 from tests.outbox import messages_to, newest_link
-from tests.test_cli import env, run  # noqa: F401 - the CLI fixture and runner
-from tests.test_idor import deliver_offer
 
 PASSWORD = "correct horse battery"
 EMAIL = "ada@example.org"

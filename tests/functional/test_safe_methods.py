@@ -31,8 +31,8 @@ from infomediary.models import AccessLogEntry, Base, ConsentGrant, ConsentReceip
 from infomediary.web.security import MixedMethods, check_method_split
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
+from tests.functional.test_idor import deliver_offer
 from tests.oauth_helpers import REDIRECT, make_supplier
-from tests.test_idor import deliver_offer
 
 PASSWORD = "correct horse battery"
 EMAIL = "hedda.head@example.org"

@@ -129,9 +129,8 @@ def test_tampering_is_detected_and_named(inst, base_config, monkeypatch, tamper,
         result = verify(session, batch=2)
     assert not result.ok
     assert result.first_bad_seq == first_bad
-    for name, value in base_config.items():
-        if name in ("INSTANCE_PATH", "DATABASE_URL"):
-            monkeypatch.setenv(f"INFOMEDIARY_{name}", str(value))
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(base_config.instance_path))
+    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", base_config.database_url)
     outcome = CliRunner().invoke(main, ["audit", "verify"])
     assert outcome.exit_code == 1
     assert f"BROKEN at entry {first_bad}" in outcome.output
