@@ -20,7 +20,7 @@ from infomediary.audit.log import Actor
 from infomediary.config import load_config
 from infomediary.demo import seed_synthetic, synthetic_profile
 from infomediary.instance import initialise, open_instance
-from infomediary.services import Context, customers
+from infomediary.services import Context, customers, profiles
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
                     customer_id = customers.register(
                         session, inst, email=f"base{number}@bench.invalid", password=None, ctx=ctx
                     )
-                    customers.update_profile(
+                    profiles.update_profile(
                         session, inst, customer_id, synthetic_profile(rng, 2026), ctx
                     )
             baseline = args.baseline / (time.perf_counter() - started)
