@@ -469,7 +469,9 @@ def test_access_token_only_in_the_authorization_header(
         )
         response = placed.get(url, headers=headers, timeout=10)
         assert response.status_code == 400, (placement, response.status_code)
-        assert response.json()["error"] == "invalid_request"
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert response.json()["code"] == "invalid_request"
+        assert "access_token" in response.json()["errors"]
     # a body that is not a form is no token either (RFC 6750 §2.2 needs the form type)
     untyped = OAuth2Session(
         supplier.client_id, supplier.client_secret, token=token, token_placement="body"
@@ -488,7 +490,7 @@ def test_access_token_only_in_the_authorization_header(
     ]
     for response in by_hand:
         assert response.status_code == 400
-        assert response.json()["error"] == "invalid_request"
+        assert response.json()["code"] == "invalid_request"
     reads = AccessLogEntry.actor_type == "supplier"
     assert count(inst, AccessLogEntry, reads) == 0  # nothing was read with those tokens
     assert me(live_server, token["refresh_token"]).status_code == 401  # not an access token
