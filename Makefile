@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export INFOMEDIARY_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev run init demo test lint format typecheck contracts pytest screenshots bench lock clean
+.PHONY: help install dev run init demo test lint format typecheck contracts pytest mutation screenshots bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,32 @@ typecheck: dev ## mypy (strict for policies/ and connectors/)
 
 pytest: dev ## The test suite (PostgreSQL too when INFOMEDIARY_TEST_DATABASE_URL is set), with branch coverage
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
+
+# Each pass starts from an empty work directory, so the score never comes from a stale cache.
+# policies/ uses [tool.mutmut] as it stands (its results stay in mutants/, for `mutmut show`);
+# connectors/ runs in build/mutation-connectors/ with that table's "policies" read as "connectors".
+mutation: dev ## Mutation testing (mutmut; slow, not in `make test`): policies/, then connectors/ once it has tests
+	@set -e; mutmut="$(abspath $(BIN))/mutmut"; python="$(abspath $(BIN))/python"; \
+	score='import json, sys; s = json.load(open(sys.argv[2])); k, t = s.pop("killed"), s.pop("total"); \
+	  others = ", ".join(f"{n} {key}" for key, n in s.items() if n); \
+	  print(f"mutation score of {sys.argv[1]}: {k} of {t} mutants killed ({100 * k / max(t, 1):.1f}%)" + (f"; {others}" if others else ""))'; \
+	one_pass() { \
+	  rm -rf mutants; mkdir mutants; \
+	  echo "mutation: mutating $$1/ under $$2/ (progress in $$PWD/mutants/run.log)"; \
+	  "$$mutmut" run > mutants/run.log 2>&1 || { tail -n 40 mutants/run.log; exit 1; }; \
+	  "$$mutmut" export-cicd-stats > /dev/null; \
+	  "$$python" -c "$$score" "$$1/" mutants/mutmut-cicd-stats.json; \
+	  "$$mutmut" results; \
+	}; \
+	one_pass policies tests/unit/policies; \
+	if [ -z "$$(find tests/unit/connectors -name 'test_*.py' 2>/dev/null)" ]; then \
+	  echo "mutation: tests/unit/connectors/ has no tests yet, so connectors/ is skipped"; \
+	else \
+	  rm -rf build/mutation-connectors; mkdir -p build/mutation-connectors; \
+	  sed '/^\[tool\.mutmut\]/,/^\[/s/policies/connectors/g' pyproject.toml > build/mutation-connectors/pyproject.toml; \
+	  ln -s ../../connectors ../../tests build/mutation-connectors/; \
+	  cd build/mutation-connectors; one_pass connectors tests/unit/connectors; \
+	fi
 
 screenshots: dev ## Refresh the README's screenshots through the browser tests
 	INFOMEDIARY_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -m browser
