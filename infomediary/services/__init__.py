@@ -1,14 +1,61 @@
-"""Use cases. Each takes a SQLAlchemy ``Session``, does its work, appends the access-log
-entry for it and commits once, so an access and its record never part."""
+"""Use cases. Each takes a SQLAlchemy ``Session``, does its work inside a unit of work
+(:mod:`infomediary.services.uow`), appends the access-log entry for it and commits once, so an
+access and its record never part."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-from infomediary.audit.log import Actor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from infomediary.audit.log import Actor, ActorType, LogEvent, append
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+#: Reasons are stored in a bounded column; a refusal's reason is cut to fit.
+REASON_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Who is acting, and the request id the log entry carries."""
+    """Who is acting, and the request id the log entry carries.
+
+    The one way a use case writes its log entry: ``ctx.log(session, "read", customer_id=...,
+    reason=...)`` is the entry of this actor, in this request, in the use case's transaction.
+    """
 
     actor: Actor
     request_id: str = "-"
+
+    @classmethod
+    def supplier(cls, supplier_id: str, request_id: str = "-") -> Context:
+        return cls(Actor(ActorType.SUPPLIER, supplier_id), request_id)
+
+    def event(
+        self, action: str, *, customer_id: str | None = None, reason: str = "", **fields: Any
+    ) -> LogEvent:
+        """This actor's entry for ``action``, not yet appended (``fields`` are LogEvent's)."""
+        return LogEvent(
+            actor=self.actor,
+            action=action,
+            customer_id=customer_id,
+            reason=reason,
+            request_id=self.request_id,
+            **fields,
+        )
+
+    def log(
+        self,
+        session: Session,
+        action: str,
+        *,
+        customer_id: str | None = None,
+        reason: str = "",
+        **fields: Any,
+    ) -> None:
+        """Append this actor's entry for ``action`` in the session's transaction."""
+        append(session, self.event(action, customer_id=customer_id, reason=reason, **fields))
+
+    def denied(self, event: LogEvent) -> LogEvent:
+        """``event`` as a refused access, its reason cut to the column."""
+        return replace(event, allowed=False, reason=event.reason[:REASON_LENGTH])

@@ -21,9 +21,7 @@ from types import TracebackType
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import LogEvent, append
-
-#: Reasons are stored in a bounded column; a refusal's reason is cut to fit.
-REASON_LENGTH = 255
+from infomediary.services import REASON_LENGTH
 
 
 class UnitOfWork:
