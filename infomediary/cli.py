@@ -369,7 +369,7 @@ def suppliers_fund(supplier: str, cents: int, as_json: bool) -> None:
 def suppliers_flagged(threshold: int, as_json: bool) -> None:
     """Suppliers blocked by at least THRESHOLD customers, for review."""
     from infomediary.models import Supplier
-    from infomediary.services.offers import flagged_suppliers
+    from infomediary.services.offer_inbox import flagged_suppliers
 
     with _using() as (_inst, session):
         flagged = flagged_suppliers(session, threshold)

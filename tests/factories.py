@@ -154,4 +154,4 @@ def make_offer(inst: Instance, supplier_id: str, **fields: Any) -> dict[str, Any
     with inst.sessions() as session:
         supplier = session.get(Supplier, supplier_id)
         assert supplier is not None, f"no supplier {supplier_id}"
-        return send_offer(session, inst, supplier, offer_in)
+        return send_offer(session, inst, supplier, offer_in, Context.supplier(supplier_id))

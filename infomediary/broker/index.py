@@ -91,7 +91,6 @@ class MatchIndex:
             self._bitmaps = bitmaps
             self.version = version
             self._all = BitMap(live)
-        session.rollback()
 
     def refresh(self, session: Session) -> bool:
         """Apply entries changed since the loaded version; True if anything changed."""

@@ -5,12 +5,14 @@ Order of a count (each step before the next):
    declared purpose: here).
    Nothing is charged for a rejected query, and no error depends on the data.
 2. Same canonical query in the same data epoch: return the released answer, free.
-3. Charge epsilon to the supplier's and the global budget, in an integer ledger, and
-   commit: charged before computing, never refunded. Exhausted: 429, nothing computed.
+3. Charge epsilon to the supplier's and the global budget, in an integer ledger, holding
+   both budget rows locked. Exhausted: 429, nothing computed.
 4. Refresh the index if another worker changed it, select, count.
 5. Add discrete Laplace noise (OpenDP); suppress any noisy value below k.
 6. Store the released answer and one access-log entry with the canonical criteria, epsilon,
    the released values and the compressed set of contributing ordinals.
+7. Commit 3 and 6 together, and only then answer: a value never leaves before its cost and
+   its record are durable, and a failed count leaves neither a charge nor an answer.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.broker.members import exclusion_text
 from infomediary.config import Settings
 from infomediary.errors import BudgetExhausted, QueryRejected
 from infomediary.instance import Instance
 from infomediary.models import BudgetAccount, BudgetCharge, ReleasedAnswer, Supplier, utcnow
+from infomediary.services import Context
+from infomediary.services.uow import unit_of_work
 from policies.model import Mode
 
 MAX_PREDICATES = 5
@@ -151,7 +154,8 @@ def _suppress(value: int, k: int) -> tuple[int | None, bool]:
 
 def log_aggregate(
     session: Session,
-    supplier: Supplier,
+    ctx: Context,
+    *,
     action: str,
     query: CountQuery,
     epsilon_micro: int,
@@ -159,7 +163,6 @@ def log_aggregate(
     k: int,
     members: BitMap,
     categories: frozenset[str],
-    request_id: str,
     **extra: Any,
 ) -> None:
     """One access-log entry per count or offer match: criteria, epsilon, the released values,
@@ -173,59 +176,88 @@ def log_aggregate(
     }
     members.run_optimize()
     label = "audience count" if action == "count" else "offer match"
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=Actor(ActorType.SUPPLIER, supplier.id),
-            action=action,
-            customer_id=None,
-            categories=categories,
-            purpose=query.purpose,
-            reason=f"{label}, epsilon {epsilon_micro / MICRO:g}",
-            request_id=request_id,
-            detail=json.dumps(detail, sort_keys=True).encode(),
-            members=members.serialize(),
-        ),
+        action,
+        categories=categories,
+        purpose=query.purpose,
+        reason=f"{label}, epsilon {epsilon_micro / MICRO:g}",
+        detail=json.dumps(detail, sort_keys=True).encode(),
+        members=members.serialize(),
     )
 
 
 def count_audience(
-    session: Session, inst: Instance, supplier: Supplier, query: CountQuery, request_id: str = "-"
+    session: Session, inst: Instance, supplier: Supplier, query: CountQuery, ctx: Context
 ) -> dict[str, Any]:
-    settings = inst.settings
-    require_declared_purpose(query, supplier)
-    index = inst.match_index
-    index.refresh(session)
-    # An answer may be replayed only to requesters whose exclusions are the same: suppliers of
-    # one sector that no customer excluded by name share answers; an excluded supplier gets
-    # its own, so nobody who said "never" to it is ever in a number it receives.
-    scope = (
-        f"supplier:{supplier.id}"
-        if index.bitmap(exclusion_text("supplier", supplier.id))
-        else f"sector:{supplier.sector}"
-    )
-    digest = query.digest(scope)
-    now = utcnow()
-    epoch = epoch_of(now, settings.broker_epoch_hours)
-    noise = inst.noise
-    epsilon_micro = round(noise.privacy_loss() * MICRO)
-    cached = session.get(ReleasedAnswer, (digest, epoch))
-    if cached is not None:
-        replay: dict[str, Any] = json.loads(cached.answer)
-        replay.update(
-            cached=True,
-            epsilon_spent=0.0,
-            budget_remaining=budget_remaining(session, settings, supplier.id),
+    """One count, one transaction (steps 1-7 above)."""
+    with unit_of_work(session) as uow:
+        settings = inst.settings
+        require_declared_purpose(query, supplier)
+        index = inst.match_index
+        index.refresh(session)
+        # An answer may be replayed only to requesters whose exclusions are the same: suppliers
+        # of one sector that no customer excluded by name share answers; an excluded supplier
+        # gets its own, so nobody who said "never" to it is ever in a number it receives.
+        scope = (
+            f"supplier:{supplier.id}"
+            if index.bitmap(exclusion_text("supplier", supplier.id))
+            else f"sector:{supplier.sector}"
         )
-        session.rollback()
-        return replay
-    left = charge(session, settings, supplier.id, epsilon_micro, digest)
-    session.commit()  # the charge stands whatever happens next
-    index.refresh(session)
+        digest = query.digest(scope)
+        epoch = epoch_of(utcnow(), settings.broker_epoch_hours)
+        cached = session.get(ReleasedAnswer, (digest, epoch))
+        if cached is not None:
+            replay: dict[str, Any] = json.loads(cached.answer)
+            replay.update(
+                cached=True,
+                epsilon_spent=0.0,
+                budget_remaining=budget_remaining(session, settings, supplier.id),
+            )
+            return replay  # a read: the unit ends without a commit
+        noise = inst.noise
+        epsilon_micro = round(noise.privacy_loss() * MICRO)
+        left = charge(session, settings, supplier.id, epsilon_micro, digest)
+        index.refresh(session)
+        answer = _release(session, inst, supplier, query, digest, epoch, epsilon_micro, ctx)
+        try:
+            uow.commit()
+        except IntegrityError:
+            # A concurrent identical query released first: its answer is the one that stands,
+            # and this one's charge, answer and entry were rolled back with the transaction,
+            # so nothing it computed leaves and nothing is charged for replaying a public value.
+            session.rollback()
+            existing = session.get(ReleasedAnswer, (digest, epoch))
+            if existing is None:
+                raise
+            answer = dict(json.loads(existing.answer))
+            answer.update(
+                cached=True,
+                epsilon_spent=0.0,
+                budget_remaining=budget_remaining(session, settings, supplier.id),
+            )
+            return answer
+        answer.update(
+            cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO
+        )
+        return answer
+
+
+def _release(
+    session: Session,
+    inst: Instance,
+    supplier: Supplier,
+    query: CountQuery,
+    digest: str,
+    epoch: int,
+    epsilon_micro: int,
+    ctx: Context,
+) -> dict[str, Any]:
+    """Select, count, add noise, suppress below k; store the released answer and its entry."""
+    index, noise, k = inst.match_index, inst.noise, inst.settings.broker_k
     selection = index.select(
         query.where, query.purpose, Mode.AGGREGATE, supplier.id, supplier.sector
     )
-    k = settings.broker_k
     answer: dict[str, Any] = {"query_id": digest[:16], "purpose": query.purpose, "k": k}
     if query.breakdown:
         values = ATTRIBUTES[query.breakdown].values
@@ -255,24 +287,13 @@ def count_audience(
     )
     log_aggregate(
         session,
-        supplier,
-        "count",
-        query,
-        epsilon_micro,
-        released_log,
-        k,
-        selection.members,
-        selection.categories,
-        request_id,
+        ctx,
+        action="count",
+        query=query,
+        epsilon_micro=epsilon_micro,
+        released=released_log,
+        k=k,
+        members=selection.members,
+        categories=selection.categories,
     )
-    try:
-        session.commit()
-    except IntegrityError:
-        # a concurrent identical query released first: its answer is the one that stands
-        session.rollback()
-        existing = session.get(ReleasedAnswer, (digest, epoch))
-        if existing is None:
-            raise
-        answer = dict(json.loads(existing.answer))
-    answer.update(cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO)
     return answer

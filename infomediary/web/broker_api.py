@@ -7,15 +7,14 @@ from flask.typing import ResponseReturnValue
 
 from infomediary import errors
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
-from infomediary.models import Supplier
-from infomediary.services import broker
+from infomediary.services import Context, broker
 from infomediary.services.broker import CountQuery
 from infomediary.services.refusals import refuse_supplier
 from infomediary.web.api import bearer_token, json_input, refuse_tokens_outside_the_header
 from infomediary.web.db import db
 from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
 from infomediary.web.schemas import CountRequestSchema, CountResponseSchema
-from infomediary.web.security import csrf_exempt, instance
+from infomediary.web.security import csrf_exempt, instance, request_id
 
 bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
 bp.before_request(refuse_tokens_outside_the_header)
@@ -114,15 +113,14 @@ def count() -> ResponseReturnValue:
         403: InsufficientScope
         429: BudgetExhausted
     """
-    token = bearer_token("audience:count", action="count")
+    supplier = bearer_token("audience:count", action="count").supplier
     session = db()
-    supplier = session.get(Supplier, token.row.supplier_id)
     if supplier is None:  # pragma: no cover - token validation checked the supplier
         raise errors.NotFound("No such supplier.")
     try:
         query = json_input(CountRequestSchema(), CountQuery)
         answer = broker.count_audience(
-            session, instance(), supplier, query, g.get("request_id", "-")
+            session, instance(), supplier, query, Context.supplier(supplier.id, request_id())
         )
     except errors.ValidationFailed as exc:
         _refused(supplier.id, f"count refused: {exc.code}")

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask.typing import ResponseReturnValue
 
 from infomediary.models import utcnow
-from infomediary.services import offers, rewards
+from infomediary.services import offer_contacts, offer_inbox, rewards
 from infomediary.web.db import db
 from infomediary.web.oauth_views import EXPIRY_CHOICES
 from infomediary.web.security import context, instance, login_required
@@ -25,7 +25,7 @@ def _customer_id() -> str:
 @login_required
 def index() -> ResponseReturnValue:
     s = db()
-    items = offers.inbox(s, _customer_id())
+    items = offer_inbox.inbox(s, _customer_id())
     earnings = rewards.earnings_by_supplier(s, _customer_id())
     return render_template("inbox.html", items=items, earnings=earnings)
 
@@ -33,7 +33,7 @@ def index() -> ResponseReturnValue:
 @bp.post("/inbox/<offer_id>/<action>")
 @login_required
 def respond(offer_id: str, action: str) -> ResponseReturnValue:
-    message = offers.respond(db(), instance(), _customer_id(), offer_id, action, context())
+    message = offer_inbox.respond(db(), instance(), _customer_id(), offer_id, action, context())
     flash(message[0].upper() + message[1:] + ".")
     return redirect(url_for("inbox.index"))
 
@@ -43,9 +43,9 @@ def respond(offer_id: str, action: str) -> ResponseReturnValue:
 def share_form(offer_id: str) -> ResponseReturnValue:
     """Share contact details with an offer's supplier: the consent screen for named fields."""
     s = db()
-    offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
-    known = offers.identity_grants(s, _customer_id(), supplier.id)
-    shared = offers.contact_shared(s, offer.id, _customer_id())
+    offer, supplier = offer_contacts.accepted_offer(s, _customer_id(), offer_id)
+    known = offer_contacts.identity_grants(s, _customer_id(), supplier.id)
+    shared = offer_contacts.contact_shared(s, offer.id, _customer_id())
     return render_template(
         "share.html",
         offer=offer,
@@ -61,7 +61,7 @@ def share_form(offer_id: str) -> ResponseReturnValue:
 @login_required
 def share(offer_id: str) -> ResponseReturnValue:
     s = db()
-    offer, supplier = offers.accepted_offer(s, _customer_id(), offer_id)
+    offer, supplier = offer_contacts.accepted_offer(s, _customer_id(), offer_id)
     choice = request.form.get("expiry", "90d")
     if choice not in EXPIRY_CHOICES:
         return render_template(
@@ -69,13 +69,13 @@ def share(offer_id: str) -> ResponseReturnValue:
             offer=offer,
             supplier=supplier,
             expiry_choices=EXPIRY_CHOICES,
-            identity_grants=offers.identity_grants(s, _customer_id(), supplier.id),
-            shared=offers.contact_shared(s, offer.id, _customer_id()),
+            identity_grants=offer_contacts.identity_grants(s, _customer_id(), supplier.id),
+            shared=offer_contacts.contact_shared(s, offer.id, _customer_id()),
             purpose_labels=PURPOSES,
             error="Choose an expiry.",
         ), 400
     days = EXPIRY_CHOICES[choice][1]
-    name = offers.share_contact(
+    name = offer_contacts.share_contact(
         s,
         instance(),
         _customer_id(),

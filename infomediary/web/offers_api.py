@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from infomediary import errors
 from infomediary.errors import InsufficientFunds, NotFound
 from infomediary.models import Supplier
-from infomediary.services import offers
+from infomediary.services import Context, offer_contacts, offers
 from infomediary.services.offers import OfferInput
 from infomediary.services.refusals import refuse_supplier
 from infomediary.web.api import bearer_token, json_input, refuse_tokens_outside_the_header
@@ -20,15 +20,14 @@ from infomediary.web.schemas import (
     OfferRequestSchema,
     OfferViewSchema,
 )
-from infomediary.web.security import csrf_exempt, instance
+from infomediary.web.security import csrf_exempt, instance, request_id
 
 bp = Blueprint("offers_api", __name__, url_prefix="/api/v1/offers")
 bp.before_request(refuse_tokens_outside_the_header)
 
 
 def _supplier() -> Supplier:
-    token = bearer_token("offers:send", action="offer")
-    supplier = db().get(Supplier, token.row.supplier_id)
+    supplier = bearer_token("offers:send", action="offer").supplier
     if supplier is None:  # pragma: no cover - the validator checked it
         raise NotFound("No such supplier.")
     return supplier
@@ -42,6 +41,10 @@ def _refused(supplier_id: str, reason: str) -> None:
         reason=reason,
         request_id=g.get("request_id", "-"),
     )
+
+
+def _ctx(supplier: Supplier) -> Context:
+    return Context.supplier(supplier.id, request_id())
 
 
 @bp.post("")
@@ -99,7 +102,7 @@ def send() -> ResponseReturnValue:
     supplier = _supplier()
     try:
         offer_in = json_input(OfferRequestSchema(), OfferInput)
-        result = offers.send_offer(db(), instance(), supplier, offer_in, g.get("request_id", "-"))
+        result = offers.send_offer(db(), instance(), supplier, offer_in, _ctx(supplier))
     except errors.ValidationFailed as exc:
         _refused(supplier.id, f"offer refused: {exc.code}")
         raise
@@ -145,7 +148,7 @@ def view(offer_id: str) -> ResponseReturnValue:
     try:
         return jsonify(
             OfferViewSchema().dump(
-                offers.offer_view(db(), instance(), supplier, offer_id, g.get("request_id", "-"))
+                offers.offer_view(db(), instance(), supplier, offer_id, _ctx(supplier))
             )
         )
     except errors.BudgetExhausted:
@@ -193,5 +196,5 @@ def contact(offer_id: str, sub: str) -> ResponseReturnValue:
         429: RateLimited
     """
     supplier = _supplier()
-    body = offers.contact_of(db(), instance(), supplier, offer_id, sub, g.get("request_id", "-"))
+    body = offer_contacts.contact_of(db(), instance(), supplier, offer_id, sub, _ctx(supplier))
     return jsonify(MeResponseSchema().dump(body))

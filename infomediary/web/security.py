@@ -111,6 +111,11 @@ def refuse_control_characters() -> None:
             abort(400, description="control_characters")
 
 
+def request_id() -> str:
+    """The id of the request being served (echoed in ``X-Request-ID``, carried by its entries)."""
+    return str(g.get("request_id", "-"))
+
+
 def assign_request_id() -> None:
     incoming = request.headers.get("X-Request-ID", "")
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex

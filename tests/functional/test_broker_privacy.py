@@ -92,7 +92,7 @@ def count(inst: Instance, supplier_id: str, raw: Any) -> dict[str, Any]:
         supplier = session.get(Supplier, supplier_id)
         assert supplier is not None
         query = load(CountRequestSchema(), raw, CountQuery)  # the API's one validation path
-        return count_audience(session, inst, supplier, query)
+        return count_audience(session, inst, supplier, query, Context.supplier(supplier_id))
 
 
 def rejection(inst: Instance, supplier_id: str, raw: Any) -> tuple[str, str, str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from infomediary import errors
 from infomediary.demo import seed_synthetic
 from infomediary.models import BudgetCharge, OfferDelivery, Supplier
-from infomediary.services import rewards
+from infomediary.services import offer_inbox, rewards
 from tests.conftest import csrf_token_in
 from tests.factories import make_customer, make_grant, make_offer
 from tests.oauth_helpers import browser_login, make_supplier
@@ -198,7 +198,7 @@ def test_block_excludes_from_later_offers_and_flags(live_server, inst, populatio
         ).all()
         assert mine  # others still receive it
         from infomediary.models import Customer
-        from infomediary.services.offers import flagged_suppliers
+        from infomediary.services.offer_inbox import flagged_suppliers
 
         ours = session.execute(
             select(Customer.id).where(Customer.synthetic.is_(False))
@@ -372,7 +372,7 @@ def test_concurrent_acceptances_pay_once(inst, population) -> None:
 
     from infomediary.audit.log import Actor
     from infomediary.models import Customer
-    from infomediary.services import Context, offers
+    from infomediary.services import Context
 
     creds = make_supplier(
         inst,
@@ -392,7 +392,7 @@ def test_concurrent_acceptances_pay_once(inst, population) -> None:
     def accept() -> None:
         with inst.sessions() as session:
             try:
-                offers.respond(
+                offer_inbox.respond(
                     session, inst, customer, sent["id"], "accept", Context(Actor.customer(customer))
                 )
                 outcomes.append("paid")

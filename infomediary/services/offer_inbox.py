@@ -1,0 +1,131 @@
+"""The customer's inbox of offers: list, accept (paying the reward), decline, block the supplier;
+and the operator's list of suppliers many customers blocked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import LogEvent, append
+from infomediary.db import rowcount
+from infomediary.errors import NotFound, ValidationFailed
+from infomediary.instance import Instance
+from infomediary.models import (
+    Offer,
+    OfferDelivery,
+    Supplier,
+    SupplierBlock,
+    utcnow,
+)
+from infomediary.services import Context
+from infomediary.services.matching import sync_member
+from infomediary.services.rewards import pay_reward
+from infomediary.services.uow import unit_of_work
+from infomediary.statuses import DeliveryStatus
+
+#: Suppliers whose offers this many customers blocked are flagged to the operator.
+FLAG_BLOCKS = 25
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    offer: Offer
+    supplier: Supplier
+    delivery: OfferDelivery
+
+
+def inbox(session: Session, customer_id: str) -> list[InboxItem]:
+    rows = session.execute(
+        select(OfferDelivery, Offer, Supplier)
+        .join(Offer, Offer.id == OfferDelivery.offer_id)
+        .join(Supplier, Supplier.id == Offer.supplier_id)
+        .where(OfferDelivery.customer_id == customer_id)
+        .order_by(OfferDelivery.delivered_at.desc())
+    ).all()
+    return [InboxItem(offer, supplier, delivery) for delivery, offer, supplier in rows]
+
+
+def respond(
+    session: Session, inst: Instance, customer_id: str, offer_id: str, action: str, ctx: Context
+) -> str:
+    """accept | decline | block. Accepting shares the pairwise pseudonym and pays the reward."""
+    with unit_of_work(session) as uow:
+        delivery = session.get(OfferDelivery, (offer_id, customer_id))
+        offer = session.get(Offer, offer_id)
+        if delivery is None or offer is None:
+            raise NotFound("No such offer in your inbox.")
+        if action not in ("accept", "decline", "block"):
+            raise ValidationFailed({"action": "Choose accept, decline or block."})
+        supplier = session.get(Supplier, offer.supplier_id)
+        if supplier is None:
+            raise NotFound("No such offer in your inbox.")
+        now = utcnow()
+        if action in ("accept", "decline") and delivery.status != DeliveryStatus.DELIVERED:
+            raise ValidationFailed({"action": "You already answered this offer."})
+        if action == "accept" and offer.expires_at <= now:
+            raise ValidationFailed({"action": "This offer has expired."})
+        if action in ("accept", "decline"):
+            # one answer per delivery, even with two concurrent requests (PostgreSQL READ COMMITTED)
+            claimed = rowcount(
+                session.execute(
+                    update(OfferDelivery)
+                    .where(
+                        OfferDelivery.offer_id == offer_id,
+                        OfferDelivery.customer_id == customer_id,
+                        OfferDelivery.status == DeliveryStatus.DELIVERED,
+                    )
+                    .values(
+                        status=DeliveryStatus.ACCEPTED
+                        if action == "accept"
+                        else DeliveryStatus.DECLINED,
+                        responded_at=now,
+                    )
+                )
+            )
+            if not claimed:
+                raise ValidationFailed({"action": "You already answered this offer."})
+        if action == "accept":
+            if offer.reward_cents:
+                pay_reward(session, supplier.id, offer.id, customer_id, offer.reward_cents)
+            reason = f"offer accepted: pseudonym shared with {supplier.name}"
+        elif action == "decline":
+            reason = "offer declined"
+        else:
+            delivery.status = (
+                DeliveryStatus.BLOCKED
+                if delivery.status == DeliveryStatus.DELIVERED
+                else delivery.status
+            )
+            if session.get(SupplierBlock, (customer_id, supplier.id)) is None:
+                session.add(SupplierBlock(customer_id=customer_id, supplier_id=supplier.id))
+            session.flush()
+
+            sync_member(session, inst, customer_id)
+            reason = f"supplier {supplier.name} blocked: no more offers or counts"
+        append(
+            session,
+            LogEvent(
+                actor=ctx.actor,
+                action="offer",
+                customer_id=customer_id,
+                categories=frozenset(),
+                purpose=offer.purpose,
+                reason=reason,
+                request_id=ctx.request_id,
+            ),
+        )
+        uow.commit()
+        return reason
+
+
+def flagged_suppliers(session: Session, threshold: int = FLAG_BLOCKS) -> dict[str, int]:
+    """Suppliers blocked by at least ``threshold`` customers: for the operator to review."""
+    rows = session.execute(
+        select(SupplierBlock.supplier_id, func.count())
+        .group_by(SupplierBlock.supplier_id)
+        .having(func.count() >= threshold)
+    ).all()
+    return {str(s): int(n) for s, n in rows}
