@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from infomediary.config import Settings
 from infomediary.mail import read_outbox
 
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 TOKEN_FIELD_RE = re.compile(r'name="token" value="([^"]+)"')
 
 

@@ -34,9 +34,9 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.services.suppliers import issue_initial_access_token, suspend_supplier
+from tests.conftest import csrf_token_in
 from tests.factories import make_customer
 from tests.oauth_helpers import (
-    CSRF_RE,
     REDIRECT,
     SupplierCreds,
     browser_login,
@@ -93,9 +93,7 @@ def me(base: str, access_token: str) -> requests.Response:
 
 
 def page_csrf(base: str, browser: requests.Session, path: str = "/dashboard") -> str:
-    match = CSRF_RE.search(browser.get(f"{base}{path}", timeout=10).text)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
+    return csrf_token_in(browser.get(f"{base}{path}", timeout=10).text, path)
 
 
 def authorize_url(
@@ -585,12 +583,11 @@ def test_consent_form_is_protected_against_csrf_and_needs_login(
     assert next_target == f"{urlsplit(url).path}?{urlsplit(url).query}"
     # logging in through that link comes back to the consent screen, not elsewhere
     fresh = requests.Session()
-    login_token = CSRF_RE.search(fresh.get(f"{live_server}/login", timeout=10).text)
-    assert login_token
+    login_token = csrf_token_in(fresh.get(f"{live_server}/login", timeout=10).text)
     back = fresh.post(
         f"{live_server}/login",
         params={"next": next_target},
-        data={"csrf_token": login_token.group(1), "email": EMAIL, "password": PASSWORD},
+        data={"csrf_token": login_token, "email": EMAIL, "password": PASSWORD},
         allow_redirects=False,
         timeout=10,
     )
@@ -872,11 +869,10 @@ def test_revoking_consent_on_the_dashboard_ends_access(
     page = browser.get(f"{live_server}/consents", timeout=10).text
     actions = re.findall(r'action="(/consents/[^"/]+/revoke)"', page)
     assert len(actions) == 1
-    csrf_match = CSRF_RE.search(page)
-    assert csrf_match
+    csrf = csrf_token_in(page)
     revoked = browser.post(
         f"{live_server}{actions[0]}",
-        data={"csrf_token": csrf_match.group(1)},
+        data={"csrf_token": csrf},
         allow_redirects=False,
         timeout=10,
     )

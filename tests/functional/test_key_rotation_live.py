@@ -40,7 +40,7 @@ from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, ProcessLease, utcnow
 from infomediary.services import Context, customer_keys, profiles
 from infomediary.services import keys as key_service
-from tests.conftest import empty_tables
+from tests.conftest import csrf_token_in, empty_tables
 from tests.factories import make_customer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 8
 #: The lease of a process killed during the rotation: it lapses before the server's.
 HOLDER_LEASE_SECONDS = 4
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 PHONE = "+61 400 111 222"
 
 
@@ -118,9 +117,7 @@ def server(inst: Instance) -> Iterator[str]:
 def token(http: requests.Session, url: str) -> str:
     page = http.get(url, timeout=30)
     assert page.status_code == 200, page.status_code
-    match = CSRF_RE.search(page.text)
-    assert match, f"no CSRF token on {url}"
-    return match.group(1)
+    return csrf_token_in(page.text, url)
 
 
 def log_in(base: str, email: str, password: str) -> requests.Session:
