@@ -31,6 +31,8 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import OKPKey
 
+from infomediary.statuses import ReceiptEvent
+
 RECEIPT_VERSION = "KI-CR-v1.1.0"
 #: JWS ``typ`` header (explicit typing, RFC 8725 section 3.11).
 RECEIPT_TYP = "consent-receipt+jwt"
@@ -38,9 +40,13 @@ RECEIPT_TYP = "consent-receipt+jwt"
 ALGORITHM = "Ed25519"
 COLLECTION_METHOD = "web dashboard consent screen"
 LANGUAGE = "en"
-EVENTS = ("granted", "changed", "revoked")
+EVENTS = tuple(ReceiptEvent)
 #: Our event names mapped to ISO/IEC TS 27560 consent event types.
-ISO_27560_EVENTS = {"granted": "given", "changed": "modified", "revoked": "withdrawn"}
+ISO_27560_EVENTS = {
+    ReceiptEvent.GRANTED: "given",
+    ReceiptEvent.CHANGED: "modified",
+    ReceiptEvent.REVOKED: "withdrawn",
+}
 ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
 SEED_SIZE = 32
 
