@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from sqlalchemy import make_url, select
+from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -324,7 +324,7 @@ def suppliers_verify(supplier: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_list(as_json: bool) -> None:
     """List suppliers (never their secrets)."""
-    from infomediary.models import Supplier
+    from infomediary.services.suppliers import all_suppliers
 
     with _using() as (_inst, session):
         rows = [
@@ -338,7 +338,7 @@ def suppliers_list(as_json: bool) -> None:
                 "purposes": s.purposes.split(),
                 "verified_at": s.verified_at.isoformat() if s.verified_at else None,
             }
-            for s in session.execute(select(Supplier).order_by(Supplier.name)).scalars()
+            for s in all_suppliers(session)
         ]
     text = "\n".join(
         f"{r['client_id']}  {r['status']:9}  {r['name']}  [{r['scope']}]" for r in rows
@@ -368,17 +368,12 @@ def suppliers_fund(supplier: str, cents: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_flagged(threshold: int, as_json: bool) -> None:
     """Suppliers blocked by at least THRESHOLD customers, for review."""
-    from infomediary.models import Supplier
     from infomediary.services.offer_inbox import flagged_suppliers
+    from infomediary.services.suppliers import names_of
 
     with _using() as (_inst, session):
         flagged = flagged_suppliers(session, threshold)
-        names = {
-            s.id: s.name
-            for s in session.execute(
-                select(Supplier).where(Supplier.id.in_(list(flagged)))
-            ).scalars()
-        }
+        names = names_of(session, flagged)
     rows = [{"id": k, "name": names.get(k, "?"), "blocks": v} for k, v in flagged.items()]
     _emit(
         as_json,

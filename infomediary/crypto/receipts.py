@@ -42,7 +42,7 @@ COLLECTION_METHOD = "web dashboard consent screen"
 LANGUAGE = "en"
 EVENTS = tuple(ReceiptEvent)
 #: Our event names mapped to ISO/IEC TS 27560 consent event types.
-ISO_27560_EVENTS = {
+ISO_27560_EVENTS: dict[str, str] = {
     ReceiptEvent.GRANTED: "given",
     ReceiptEvent.CHANGED: "modified",
     ReceiptEvent.REVOKED: "withdrawn",

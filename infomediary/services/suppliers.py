@@ -17,6 +17,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.audit.log import Actor, ActorType
 from infomediary.db import rowcount
 from infomediary.errors import (
     InvalidInitialAccessToken,
@@ -169,16 +170,7 @@ def create_supplier(
     ctx = ctx or Context(Actor(ActorType.OPERATOR, via))
     # The log append locks the log head, so concurrent registrations line up here and the
     # name check below sees every supplier committed before this one.
-    append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="create",
-            customer_id=None,
-            reason=f"supplier {supplier.id} registered",
-            request_id=ctx.request_id,
-        ),
-    )
+    ctx.log(session, "create", reason=f"supplier {supplier.id} registered")
     _refuse_confusable_name(session, name, via)
     session.add(supplier)
     session.commit()
@@ -209,16 +201,7 @@ def verify_supplier(session: Session, ref: str, ctx: Context | None = None) -> S
     if supplier.verified_at is None:
         supplier.verified_at = utcnow()
         ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-        append(
-            session,
-            LogEvent(
-                actor=ctx.actor,
-                action="update",
-                customer_id=None,
-                reason=f"supplier {supplier.id} verified",
-                request_id=ctx.request_id,
-            ),
-        )
+        ctx.log(session, "update", reason=f"supplier {supplier.id} verified")
     session.commit()
     return supplier
 
@@ -263,19 +246,9 @@ def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> 
         session,
         OAuthToken.supplier_id == supplier.id,
         reason=f"supplier {supplier.id} suspended",
-        request_id=ctx.request_id,
-        actor=ctx.actor,
+        ctx=ctx,
     )
-    append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=None,
-            reason=f"supplier {supplier.id} suspended; {revoked} tokens revoked",
-            request_id=ctx.request_id,
-        ),
-    )
+    ctx.log(session, "update", reason=f"supplier {supplier.id} suspended; {revoked} tokens revoked")
     session.commit()
     return int(revoked or 0)
 
@@ -289,15 +262,10 @@ def issue_initial_access_token(
     digest = secret_hash(token)
     session.add(InitialAccessToken(token_hash=digest, expires_at=utcnow() + timedelta(days=days)))
     ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=None,
-            reason=f"initial access token {digest.hex()[:12]} issued, valid {days} days",
-            request_id=ctx.request_id,
-        ),
+        "update",
+        reason=f"initial access token {digest.hex()[:12]} issued, valid {days} days",
     )
     session.commit()
     return token
@@ -362,3 +330,16 @@ def register_client(
             sector=sector,
             via=RegisteredVia.DCR,
         )
+
+
+def all_suppliers(session: Session) -> list[Supplier]:
+    """Every supplier, by name (the operator's list; secrets are only ever stored hashed)."""
+    return list(session.execute(select(Supplier).order_by(Supplier.name)).scalars())
+
+
+def names_of(session: Session, supplier_ids: Iterable[str]) -> dict[str, str]:
+    """Supplier names by id, for the ids given."""
+    rows = session.execute(
+        select(Supplier.id, Supplier.name).where(Supplier.id.in_(list(supplier_ids)))
+    )
+    return {str(i): str(n) for i, n in rows}
