@@ -44,7 +44,6 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.config import Settings
 from infomediary.db import rowcount
 from infomediary.models import (
@@ -55,7 +54,7 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
-from infomediary.services import tokens
+from infomediary.services import Context, tokens
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.suppliers import redirect_uris, secret_hash
 from infomediary.services.tokens import token_is_active as token_is_active
@@ -95,17 +94,8 @@ def _refused(
 ) -> None:
     """A refused step of the protocol, logged in the exchange's own transaction: what the
     exchange claimed (a code, a refresh token) stays claimed, and the refusal with it."""
-    append(
-        session,
-        LogEvent(
-            actor=Actor(ActorType.SUPPLIER, supplier_id),
-            action="login",
-            customer_id=customer_id,
-            allowed=False,
-            reason=reason,
-            request_id=_request_id(),
-            **entry,
-        ),
+    Context.supplier(supplier_id, _request_id()).log(
+        session, "login", customer_id=customer_id, reason=reason, allowed=False, **entry
     )
 
 
@@ -455,8 +445,7 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
             _db(),
             OAuthToken.id == row.id,
             reason=f"token revoked by supplier {row.supplier_id} (RFC 7009)",
-            request_id=_request_id(),
-            actor=Actor(ActorType.SUPPLIER, row.supplier_id),
+            ctx=Context.supplier(row.supplier_id, _request_id()),
             customer_id=row.customer_id,
             purpose=row.purpose,
         )

@@ -11,7 +11,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
 from infomediary.errors import EmailNotVerified, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -50,15 +49,12 @@ def _require_verified(
         return
     record_refusal(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="consent",
-            customer_id=customer_id,
-            categories=frozenset({"account"}),
-            purpose=purpose,
-            reason=f"consent for supplier {supplier.name} refused: address not yet confirmed",
-            request_id=ctx.request_id,
-        ),
+        ctx,
+        "consent",
+        customer_id=customer_id,
+        reason=f"consent for supplier {supplier.name} refused: address not yet confirmed",
+        categories=frozenset({"account"}),
+        purpose=purpose,
     )
     raise EmailNotVerified(
         "Please confirm your e-mail address first: open the link we sent you when you signed "
@@ -127,17 +123,13 @@ def grant_consent(
         event = ReceiptEvent.GRANTED
     session.flush()
     make_receipt(session, inst, grant, supplier, event, base_url)
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="consent",
-            customer_id=customer_id,
-            categories=categories_for(parse_scopes(grant.scopes)),
-            purpose=purpose,
-            reason=f"consent {event} for supplier {supplier.name}",
-            request_id=ctx.request_id,
-        ),
+        "consent",
+        customer_id=customer_id,
+        reason=f"consent {event} for supplier {supplier.name}",
+        categories=categories_for(parse_scopes(grant.scopes)),
+        purpose=purpose,
     )
     session.flush()
     return grant
@@ -158,8 +150,7 @@ def revoke_grant(
         session,
         OAuthToken.grant_id == grant.id,
         reason=f"consent {grant.id} revoked",
-        request_id=ctx.request_id,
-        actor=ctx.actor,
+        ctx=ctx,
         customer_id=customer_id,
         purpose=grant.purpose,
     )
@@ -167,17 +158,13 @@ def revoke_grant(
     if supplier is None:
         raise NotFound("No such supplier.")
     make_receipt(session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url)
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="consent",
-            customer_id=customer_id,
-            categories=categories_for(parse_scopes(grant.scopes)),
-            purpose=grant.purpose,
-            reason=f"consent revoked for supplier {supplier.name}; tokens revoked",
-            request_id=ctx.request_id,
-        ),
+        "consent",
+        customer_id=customer_id,
+        reason=f"consent revoked for supplier {supplier.name}; tokens revoked",
+        categories=categories_for(parse_scopes(grant.scopes)),
+        purpose=grant.purpose,
     )
     session.commit()
 

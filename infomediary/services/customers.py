@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.audit.log import Actor
 from infomediary.errors import EmailTaken, InvalidCredentials, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey, Profile, WebSession, utcnow
@@ -32,19 +32,13 @@ from infomediary.services.profile_fields import (
 )
 from infomediary.services.refusals import record_refusal
 
+ACCOUNT = frozenset({"account"})
+
 
 def log_refusal(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
     """A refused change to the customer's own account, logged on its own (see refusals)."""
     record_refusal(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=customer_id,
-            categories=frozenset({"account"}),
-            reason=reason,
-            request_id=ctx.request_id,
-        ),
+        session, ctx, "update", customer_id=customer_id, reason=reason, categories=ACCOUNT
     )
 
 
@@ -120,16 +114,12 @@ def create(
     except IntegrityError:
         session.rollback()
         raise EmailTaken("An account with this email address already exists.") from None
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="create",
-            customer_id=customer_id,
-            categories=frozenset({"account"}) | categories_of(values),
-            reason="account created",
-            request_id=ctx.request_id,
-        ),
+        "create",
+        customer_id=customer_id,
+        reason="account created",
+        categories=ACCOUNT | categories_of(values),
     )
     matching.sync_member(session, inst, customer_id)
 
@@ -177,36 +167,23 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
         with contextlib.suppress(VerificationError):
             inst.hasher.verify(inst.dummy_hash, password or "")
         raise InvalidCredentials("Email address or password is wrong.")
+    own = Context(Actor.customer(row.id), ctx.request_id)  # an attempt is the account's own
     try:
         inst.hasher.verify(row.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
-        append(
+        own.log(
             session,
-            LogEvent(
-                actor=Actor.customer(row.id),
-                action="login",
-                customer_id=row.id,
-                categories=frozenset({"account"}),
-                allowed=False,
-                reason="wrong password",
-                request_id=ctx.request_id,
-            ),
+            "login",
+            customer_id=row.id,
+            reason="wrong password",
+            categories=ACCOUNT,
+            allowed=False,
         )
         session.commit()
         raise InvalidCredentials("Email address or password is wrong.") from None
     if inst.hasher.check_needs_rehash(row.password_hash):
         row.password_hash = inst.hasher.hash(password)
-    append(
-        session,
-        LogEvent(
-            actor=Actor.customer(row.id),
-            action="login",
-            customer_id=row.id,
-            categories=frozenset({"account"}),
-            reason="password accepted",
-            request_id=ctx.request_id,
-        ),
-    )
+    own.log(session, "login", customer_id=row.id, reason="password accepted", categories=ACCOUNT)
     session.commit()
     return row.id
 
@@ -232,15 +209,11 @@ def change_password(
     session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
     for purpose in (CHANGE, RESET):  # a pending address change or reset link dies with it
         retire(session, customer_id, purpose)
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=customer_id,
-            categories=frozenset({"account"}),
-            reason="password changed; all sessions ended",
-            request_id=ctx.request_id,
-        ),
+        "update",
+        customer_id=customer_id,
+        reason="password changed; all sessions ended",
+        categories=ACCOUNT,
     )
     session.commit()

@@ -9,46 +9,58 @@ tried and was turned away; auditors see every refusal.)
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
-
-REASON_LENGTH = 255
+from infomediary.audit.log import append
+from infomediary.services import Context
 
 
 def refuse_supplier(
     session: Session,
+    ctx: Context | None = None,
     *,
-    supplier_id: str,
     action: str,
     reason: str,
-    request_id: str,
     customer_id: str | None = None,
     purpose: str = "service",
     categories: frozenset[str] = frozenset(),
+    supplier_id: str | None = None,
+    request_id: str = "-",
 ) -> None:
     """Roll back the request's work, then write and commit the supplier's refused access.
 
-    ``categories`` must hold plaintext-safe names only (never a special category).
+    ``ctx`` is the supplier's (:meth:`Context.supplier`); a caller without one may still
+    name ``supplier_id`` and ``request_id`` instead. ``categories`` must hold plaintext-safe
+    names only (never a special category).
     """
+    if ctx is None:
+        if supplier_id is None:
+            raise TypeError("refuse_supplier needs the supplier's Context")
+        ctx = Context.supplier(supplier_id, request_id)
     record_refusal(
         session,
-        LogEvent(
-            actor=Actor(ActorType.SUPPLIER, supplier_id),
-            action=action,
-            customer_id=customer_id,
-            categories=categories,
-            purpose=purpose,
-            reason=reason,
-            request_id=request_id,
-        ),
+        ctx,
+        action,
+        customer_id=customer_id,
+        reason=reason,
+        purpose=purpose,
+        categories=categories,
     )
 
 
-def record_refusal(session: Session, event: LogEvent) -> None:
-    """Roll back the request's work, then append ``event`` as denied and commit it alone."""
+def record_refusal(
+    session: Session,
+    ctx: Context,
+    action: str,
+    *,
+    customer_id: str | None = None,
+    reason: str,
+    **fields: Any,
+) -> None:
+    """Roll back the request's work, then append this actor's ``action`` as denied and commit
+    it alone (``fields`` are :class:`~infomediary.audit.log.LogEvent`'s)."""
     session.rollback()
-    append(session, replace(event, allowed=False, reason=event.reason[:REASON_LENGTH]))
+    append(session, ctx.denied(ctx.event(action, customer_id=customer_id, reason=reason, **fields)))
     session.commit()

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
 from infomediary.errors import NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
 from infomediary.scopes import CUSTOMER_SCOPES, parse_scopes
+from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
@@ -47,7 +47,8 @@ def _reason(verdict: Verdict) -> str:
     return (verdict.reason + (f" [rules: {rules}]" if rules else ""))[:255]
 
 
-def read_me(session: Session, inst: Instance, token: OAuthToken, request_id: str) -> dict[str, Any]:
+def read_me(session: Session, inst: Instance, token: OAuthToken, ctx: Context) -> dict[str, Any]:
+    """What ``token`` may read now; ``ctx`` is its supplier's (:meth:`Context.supplier`)."""
     supplier = session.get(Supplier, token.supplier_id)
     if supplier is None or token.customer_id is None:
         raise NotFound("This token is not bound to a customer.")
@@ -58,7 +59,7 @@ def read_me(session: Session, inst: Instance, token: OAuthToken, request_id: str
         token.customer_id,
         parse_scopes(token.scope),
         token.purpose,
-        request_id,
+        ctx,
     )
 
 
@@ -69,9 +70,15 @@ def release(
     customer_id: str,
     scopes: list[str],
     purpose: str,
-    request_id: str,
+    ctx: Context | str,
 ) -> dict[str, Any]:
-    """Policy check, decrypt only what is allowed, log, answer: every identified read."""
+    """Policy check, decrypt only what is allowed, log, answer: every identified read.
+
+    ``ctx`` is the supplier's; a bare request id stands for ``Context.supplier(supplier.id,
+    request_id)``.
+    """
+    if isinstance(ctx, str):
+        ctx = Context.supplier(supplier.id, ctx)
     token = _Request(scope=" ".join(scopes), purpose=purpose)
     customer = session.get(Customer, customer_id)
     profile = session.get(Profile, customer_id)
@@ -82,7 +89,6 @@ def release(
         for name in parse_scopes(token.scope)
         if (s := CUSTOMER_SCOPES.get(name)) and s.action == "read" and s.category
     )
-    actor = Actor(ActorType.SUPPLIER, supplier.id)
     verdict = decide(session, inst, customer_id, supplier, token.purpose, requested)
     allowed = verdict.allowed_categories()
     withheld = [
@@ -91,18 +97,14 @@ def release(
         if v.decision != Decision.ALLOW
     ]
     if not allowed:
-        append(
+        ctx.log(
             session,
-            LogEvent(
-                actor=actor,
-                action="read",
-                customer_id=customer_id,
-                categories=requested,
-                purpose=token.purpose,
-                allowed=False,
-                reason=_reason(verdict),
-                request_id=request_id,
-            ),
+            "read",
+            customer_id=customer_id,
+            reason=_reason(verdict),
+            categories=requested,
+            purpose=token.purpose,
+            allowed=False,
         )
         session.commit()
         raise PolicyDenied("The customer's policy does not allow this access now.", withheld)
@@ -155,17 +157,13 @@ def release(
     if "purchases" in allowed:
         body["purchases"] = []  # filled by the connectors feature
     body["withheld"] = withheld
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=actor,
-            action="read",
-            customer_id=customer_id,
-            purpose=token.purpose,
-            reason=_reason(verdict),
-            request_id=request_id,
-            **logged_categories(inst, key, frozenset(released)),
-        ),
+        "read",
+        customer_id=customer_id,
+        reason=_reason(verdict),
+        purpose=token.purpose,
+        **logged_categories(inst, key, frozenset(released)),
     )
     session.commit()
     return body

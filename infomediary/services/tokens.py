@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.audit.log import Actor, ActorType
 from infomediary.db import rowcount
 from infomediary.models import ConsentGrant, OAuthToken, Supplier, utcnow
+from infomediary.services import Context
 from infomediary.statuses import SupplierStatus
 
 #: An authorization code is redeemable for 60 s (RFC 6749 §4.1.2 recommends at most 10 min).
@@ -26,6 +27,8 @@ ACCESS_TOKEN_SECONDS = 3600
 REFRESH_LIFETIME = timedelta(days=30)
 
 SYSTEM = Actor(ActorType.SYSTEM, "oauth")
+#: Revocations the system makes outside any request.
+BY_SYSTEM = Context(SYSTEM)
 
 
 def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None) -> str | None:
@@ -71,8 +74,7 @@ def revoke_tokens(
     where: ColumnElement[bool],
     *,
     reason: str,
-    request_id: str,
-    actor: Actor = SYSTEM,
+    ctx: Context = BY_SYSTEM,
     customer_id: str | None = None,
     **entry: Any,
 ) -> int:
@@ -89,26 +91,23 @@ def revoke_tokens(
             .values(revoked_at=utcnow())
         )
     )
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=actor,
-            action="update",
-            customer_id=customer_id,
-            reason=f"{reason}; {count} tokens revoked",
-            request_id=request_id,
-            **entry,
-        ),
+        "update",
+        customer_id=customer_id,
+        reason=f"{reason}; {count} tokens revoked",
+        **entry,
     )
     return count
 
 
-def revoke_family(session: Session, family_id: str, reason: str, request_id: str) -> int:
-    """Revoke one authorization's lineage of tokens (a replayed code or refresh token)."""
+def revoke_family(session: Session, family_id: str, reason: str, request_id: str = "-") -> int:
+    """Revoke one authorization's lineage of tokens (a replayed code or refresh token): the
+    system's act in this request, not the supplier's."""
     return revoke_tokens(
         session,
         OAuthToken.family_id == family_id,
         reason=reason,
-        request_id=request_id,
+        ctx=Context(SYSTEM, request_id),
         allowed=False,
     )

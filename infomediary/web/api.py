@@ -10,17 +10,17 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from infomediary.errors import InvalidRequest, TokenRefused
 from infomediary.oauth.server import TokenRef, find_token, resource_protector, token_refusal
-from infomediary.services import resource
+from infomediary.services import Context, resource
 from infomediary.services.refusals import refuse_supplier
 from infomediary.web.db import db
 from infomediary.web.limits import api_rate, limiter, supplier_key
 from infomediary.web.schemas import MeResponseSchema, RequestSchema, load
-from infomediary.web.security import csrf_exempt, instance
+from infomediary.web.security import csrf_exempt, instance, request_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -86,6 +86,11 @@ def _challenge(error: OAuth2Error, scopes: tuple[str, ...]) -> str:
     return "Bearer " + ", ".join(params)
 
 
+def supplier_context(supplier_id: str) -> Context:
+    """The supplier acting in this request, for its use cases and its log entries."""
+    return Context.supplier(supplier_id, request_id())
+
+
 def bearer_token(*scopes: str, action: str = "read") -> TokenRef:
     """The request's valid token, or :class:`TokenRefused` (RFC 6750: 401 ``invalid_token``,
     403 ``insufficient_scope``), answered as a problem with ``WWW-Authenticate``.
@@ -114,12 +119,11 @@ def _log_refused_token(scopes: tuple[str, ...], action: str) -> None:
     )
     refuse_supplier(
         db(),
-        supplier_id=row.supplier_id,
+        supplier_context(row.supplier_id),
         action=action,
+        reason=reason,
         customer_id=row.customer_id,
         purpose=row.purpose,
-        reason=reason,
-        request_id=g.get("request_id", "-"),
     )
 
 
@@ -156,5 +160,5 @@ def me() -> ResponseReturnValue:
         429: RateLimited
     """
     token = bearer_token()
-    body = resource.read_me(db(), instance(), token.row, g.get("request_id", "-"))
+    body = resource.read_me(db(), instance(), token.row, supplier_context(token.row.supplier_id))
     return jsonify(MeResponseSchema().dump(body))
