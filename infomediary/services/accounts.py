@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from infomediary import mail
-from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.audit.log import Actor
 from infomediary.config import Settings
 from infomediary.errors import (
     EmailTaken,
@@ -67,16 +66,13 @@ def sender(settings: Settings) -> Deliver:
     return deliver
 
 
-def event(actor: Actor, customer_id: str, reason: str, request_id: str, **kw: Any) -> LogEvent:
-    return LogEvent(
-        actor=actor,
-        action=kw.pop("action", "update"),
-        customer_id=customer_id,
-        categories=kw.pop("categories", ACCOUNT),
-        reason=reason,
-        request_id=request_id,
-        **kw,
-    )
+def by_web(request_id: str) -> Context:
+    """The site acting for someone not (or not yet) logged in: links sent, sign-ups refused."""
+    return Context(Actor.system("web"), request_id)
+
+
+def by_customer(customer_id: str, request_id: str) -> Context:
+    return Context(Actor.customer(customer_id), request_id)
 
 
 def _by_address(session: Session, inst: Instance, address: str) -> Customer | None:
@@ -131,7 +127,7 @@ def sign_up(
             password=password,
             name=name,
             verified=False,
-            ctx=Context(Actor.customer(customer_id), request_id),
+            ctx=by_customer(customer_id, request_id),
         )
         token = email_tokens.issue(session, inst, customer_id, VERIFY)
         session.commit()
@@ -143,12 +139,13 @@ def sign_up(
             select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
         ).scalar_one_or_none()
         if owner is not None:
-            reason = "sign-up refused: this address already has an account"
-            append(
+            by_web(request_id).log(
                 session,
-                event(
-                    Actor.system("web"), owner, reason, request_id, action="create", allowed=False
-                ),
+                "create",
+                customer_id=owner,
+                reason="sign-up refused: this address already has an account",
+                categories=ACCOUNT,
+                allowed=False,
             )
         session.commit()
         outgoing = account_mail.already_registered(address, base_url)
@@ -195,7 +192,7 @@ def verify_email(
         customers.log_refusal(
             session,
             customer.id,
-            Context(Actor.system("web"), request_id),
+            by_web(request_id),
             "address confirmation refused: wrong password",
         )
         raise ValidationFailed({"password": SQUATTED_ADDRESS_MESSAGE})
@@ -203,10 +200,12 @@ def verify_email(
     customer.verified_at = customer.verified_at or utcnow()
     email_tokens.retire(session, customer.id)
     session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
-    reason = "e-mail address verified; every other session ended; logged in"
-    append(
+    by_customer(customer.id, request_id).log(
         session,
-        event(Actor.customer(customer.id), customer.id, reason, request_id, action="login"),
+        "login",
+        customer_id=customer.id,
+        reason="e-mail address verified; every other session ended; logged in",
+        categories=ACCOUNT,
     )
     session.flush()
     matching.sync_member(session, inst, customer.id)
@@ -219,17 +218,11 @@ def _as_much_work_for_nobody(session: Session, purpose: str, what: str, request_
     made when there is no account to send one to, so the time taken does not tell whether
     an address has an account. The entry names no address and no customer."""
     email_tokens.retire(session, str(uuid.uuid4()), purpose)
-    reason = f"{what} asked for; none sent (no account waiting for one at that address)"
-    append(
+    by_web(request_id).log(
         session,
-        LogEvent(
-            actor=Actor.system("web"),
-            action="update",
-            customer_id=None,
-            categories=ACCOUNT,
-            reason=reason,
-            request_id=request_id,
-        ),
+        "update",
+        reason=f"{what} asked for; none sent (no account waiting for one at that address)",
+        categories=ACCOUNT,
     )
     session.commit()
 
@@ -254,8 +247,13 @@ def resend_verification(
         _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
         deliver(account_mail.already_verified(address, base_url))
     else:
-        reason = "confirmation link sent again"
-        append(session, event(Actor.system("web"), customer.id, reason, request_id))
+        by_web(request_id).log(
+            session,
+            "update",
+            customer_id=customer.id,
+            reason="confirmation link sent again",
+            categories=ACCOUNT,
+        )
         send_verification(session, inst, deliver, customer.id, base_url)
 
 
@@ -277,7 +275,13 @@ def request_password_reset(
         deliver(account_mail.no_account(address, base_url, "a password reset"))
         return
     token = email_tokens.issue(session, inst, customer.id, RESET)
-    append(session, event(Actor.system("web"), customer.id, "password reset link sent", request_id))
+    by_web(request_id).log(
+        session,
+        "update",
+        customer_id=customer.id,
+        reason="password reset link sent",
+        categories=ACCOUNT,
+    )
     session.commit()
     deliver(account_mail.reset(address, base_url, token))
 
@@ -305,8 +309,13 @@ def reset_password(
     customer.verified_at = customer.verified_at or now
     email_tokens.retire(session, customer.id)
     session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
-    reason = "password reset by e-mail link; all sessions ended"
-    append(session, event(Actor.customer(customer.id), customer.id, reason, request_id))
+    by_customer(customer.id, request_id).log(
+        session,
+        "update",
+        customer_id=customer.id,
+        reason="password reset by e-mail link; all sessions ended",
+        categories=ACCOUNT,
+    )
     session.flush()
     matching.sync_member(session, inst, customer.id)
     session.commit()

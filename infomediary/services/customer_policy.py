@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -43,16 +42,8 @@ def save_policy(
     else:
         row.policy = blob
         row.updated_at = utcnow()
-    append(
-        session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=customer_id,
-            categories=frozenset({"account"}),
-            reason=reason,
-            request_id=ctx.request_id,
-        ),
+    ctx.log(
+        session, "update", customer_id=customer_id, reason=reason, categories=frozenset({"account"})
     )
     session.flush()
 

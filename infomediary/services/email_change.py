@@ -15,7 +15,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, append
 from infomediary.errors import InvalidLink, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, WebSession, utcnow
@@ -27,7 +26,7 @@ from infomediary.services import (
     email_tokens,
     matching,
 )
-from infomediary.services.accounts import Deliver, event
+from infomediary.services.accounts import ACCOUNT, Deliver, by_customer
 from infomediary.services.email_tokens import CHANGE
 from infomediary.services.profile_fields import validate_email
 
@@ -69,8 +68,13 @@ def request_email_change(
         select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
     ).first()
     token = email_tokens.issue(session, inst, customer_id, CHANGE, new_email=address)
-    reason = "e-mail address change requested; confirmation sent to the new address"
-    append(session, event(ctx.actor, customer_id, reason, ctx.request_id))
+    ctx.log(
+        session,
+        "update",
+        customer_id=customer_id,
+        reason="e-mail address change requested; confirmation sent to the new address",
+        categories=ACCOUNT,
+    )
     session.commit()
     deliver(account_mail.change_announced(old, base_url, address))
     if taken:
@@ -103,16 +107,12 @@ def confirm_email_change(
     # session opened before the change stop working: the old mailbox is often why one moves.
     email_tokens.retire(session, customer.id)
     session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
-    reason = "e-mail address changed (confirmed from the new address); every session ended"
-    append(
+    by_customer(customer.id, request_id).log(
         session,
-        event(
-            Actor.customer(customer.id),
-            customer.id,
-            reason,
-            request_id,
-            categories=frozenset({"account", "identity"}),
-        ),
+        "update",
+        customer_id=customer.id,
+        reason="e-mail address changed (confirmed from the new address); every session ended",
+        categories=frozenset({"account", "identity"}),
     )
     try:
         session.flush()

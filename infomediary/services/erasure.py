@@ -8,7 +8,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey, Profile, WebSession
@@ -31,18 +30,12 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
         except (VerificationError, InvalidHashError):
             log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
             raise ValidationFailed({"password": "This is not your password."}) from None
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="erase",
-            customer_id=customer_id,
-            categories=frozenset(
-                {"account", "identity", "demographics", "interests", "preferences"}
-            ),
-            reason="account erased; data key destroyed",
-            request_id=ctx.request_id,
-        ),
+        "erase",
+        customer_id=customer_id,
+        reason="account erased; data key destroyed",
+        categories=frozenset({"account", "identity", "demographics", "interests", "preferences"}),
     )
     matching.forget_member(session, customer_id)
     session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
+from infomediary.audit.log import append
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
@@ -97,14 +97,13 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
                 "leaf_hash": row.leaf_hash.hex(),
             }
         )
+    # appended here rather than through ctx.log: the export states the entry's own time
     entry = append(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="export",
+        ctx.event(
+            "export",
             customer_id=customer_id,
             reason="full export downloaded",
-            request_id=ctx.request_id,
             **logged_categories(
                 inst,
                 key,

@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.audit.log import Actor
 from infomediary.errors import KeysInUse
 from infomediary.instance import Instance, record_fingerprints
 from infomediary.leases import active_kek, delete_lapsed, live_leases, set_active_kek
 from infomediary.models import DataKey, ProcessLease, utcnow
+from infomediary.services import Context
+
+#: Who rotates and prunes: the ``keys`` command, run by the system on the operator's behalf.
+COMMAND = Context(Actor.system("cli"))
 
 
 @dataclass
@@ -95,27 +99,26 @@ def rewrap(session: Session, inst: Instance, rotation: Rotation, *, batch: int) 
         yield len(rows)
 
 
-def finish_rotation(session: Session, inst: Instance, rotation: Rotation) -> RotationReport:
-    append(
+def finish_rotation(
+    session: Session, inst: Instance, rotation: Rotation, *, ctx: Context = COMMAND
+) -> RotationReport:
+    ctx.log(
         session,
-        LogEvent(
-            actor=Actor.system("cli"),
-            action="update",
-            customer_id=None,
-            reason=f"{rotation.rewrapped} data keys re-wrapped under KEK version "
-            f"{rotation.active_kek}",
-        ),
+        "update",
+        reason=f"{rotation.rewrapped} data keys re-wrapped under KEK version {rotation.active_kek}",
     )
     session.commit()
     removable = [v for v in inst.keyring.kek_versions() if v != rotation.active_kek]
     return RotationReport(rotation.active_kek, rotation.resumed, rotation.rewrapped, removable)
 
 
-def rotate(session: Session, inst: Instance, *, batch: int = 1000) -> RotationReport:
+def rotate(
+    session: Session, inst: Instance, *, batch: int = 1000, ctx: Context = COMMAND
+) -> RotationReport:
     rotation = start_rotation(session, inst)
     for _count in rewrap(session, inst, rotation, batch=batch):
         pass
-    return finish_rotation(session, inst, rotation)
+    return finish_rotation(session, inst, rotation, ctx=ctx)
 
 
 def _refusal(blocked: list[int], leases: list[ProcessLease], now_seconds: float) -> str:
@@ -143,7 +146,7 @@ def _refusal(blocked: list[int], leases: list[ProcessLease], now_seconds: float)
     )
 
 
-def prune(session: Session, inst: Instance) -> PruneReport:
+def prune(session: Session, inst: Instance, *, ctx: Context = COMMAND) -> PruneReport:
     """Remove KEK versions nothing uses, or raise :class:`KeysInUse` naming who might."""
     ring = inst.keyring
     ring.reload()
@@ -164,15 +167,7 @@ def prune(session: Session, inst: Instance) -> PruneReport:
         raise KeysInUse(_refusal(blocked, leases, now.timestamp()))
     delete_lapsed(session, now)
     if candidates:
-        append(
-            session,
-            LogEvent(
-                actor=Actor.system("cli"),
-                action="update",
-                customer_id=None,
-                reason=f"KEK version(s) {candidates} removed from the keyring",
-            ),
-        )
+        ctx.log(session, "update", reason=f"KEK version(s) {candidates} removed from the keyring")
     session.commit()
     if candidates:
         ring.remove_keks(candidates)

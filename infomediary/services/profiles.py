@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
@@ -50,20 +49,16 @@ def read_profile(
         raise NotFound("No such customer.")
     key = customer_key(session, inst, customer_id)
     data = decrypt_profile(inst, key, customer, profile)
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="read",
-            customer_id=customer_id,
-            purpose=purpose,
-            reason="profile viewed",
-            request_id=ctx.request_id,
-            **logged_categories(
-                inst,
-                key,
-                frozenset({"identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
-            ),
+        "read",
+        customer_id=customer_id,
+        reason="profile viewed",
+        purpose=purpose,
+        **logged_categories(
+            inst,
+            key,
+            frozenset({"identity"}) | categories_of({k: data[k] for k in FIELD_NAMES}),
         ),
     )
     session.commit()
@@ -94,18 +89,12 @@ def update_profile(
         session.rollback()
         return []
     profile.updated_at = utcnow()
-    append(
+    ctx.log(
         session,
-        LogEvent(
-            actor=ctx.actor,
-            action="update",
-            customer_id=customer_id,
-            reason="profile edited",
-            request_id=ctx.request_id,
-            **logged_categories(
-                inst, key, categories_touched(changed, values), {"fields": changed}
-            ),
-        ),
+        "update",
+        customer_id=customer_id,
+        reason="profile edited",
+        **logged_categories(inst, key, categories_touched(changed, values), {"fields": changed}),
     )
     matching.sync_member(session, inst, customer_id)
     session.commit()
