@@ -142,9 +142,7 @@ def contact_of(
                 [{"category": "identity", "reason": "not shared from the offer"}],
             )
     # The read itself is the resource use case, with its own policy decision and entry.
-    body = release(
-        session, inst, supplier, customer_id, CONTACT_SCOPES, offer.purpose, ctx.request_id
-    )
+    body = release(session, inst, supplier, customer_id, CONTACT_SCOPES, offer.purpose, ctx)
     body["sub"] = sub  # keep the offer's pseudonym: no link to other relationships
     return body
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
 from infomediary.db import rowcount
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
@@ -105,18 +104,7 @@ def respond(
 
             sync_member(session, inst, customer_id)
             reason = f"supplier {supplier.name} blocked: no more offers or counts"
-        append(
-            session,
-            LogEvent(
-                actor=ctx.actor,
-                action="offer",
-                customer_id=customer_id,
-                categories=frozenset(),
-                purpose=offer.purpose,
-                reason=reason,
-                request_id=ctx.request_id,
-            ),
-        )
+        ctx.log(session, "offer", customer_id=customer_id, purpose=offer.purpose, reason=reason)
         uow.commit()
         return reason
 

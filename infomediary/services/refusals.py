@@ -19,26 +19,19 @@ from infomediary.services import Context
 
 def refuse_supplier(
     session: Session,
-    ctx: Context | None = None,
+    ctx: Context,
     *,
     action: str,
     reason: str,
     customer_id: str | None = None,
     purpose: str = "service",
     categories: frozenset[str] = frozenset(),
-    supplier_id: str | None = None,
-    request_id: str = "-",
 ) -> None:
     """Roll back the request's work, then write and commit the supplier's refused access.
 
-    ``ctx`` is the supplier's (:meth:`Context.supplier`); a caller without one may still
-    name ``supplier_id`` and ``request_id`` instead. ``categories`` must hold plaintext-safe
-    names only (never a special category).
+    ``ctx`` is the supplier's (:meth:`Context.supplier`). ``categories`` must hold
+    plaintext-safe names only (never a special category).
     """
-    if ctx is None:
-        if supplier_id is None:
-            raise TypeError("refuse_supplier needs the supplier's Context")
-        ctx = Context.supplier(supplier_id, request_id)
     record_refusal(
         session,
         ctx,

@@ -70,15 +70,10 @@ def release(
     customer_id: str,
     scopes: list[str],
     purpose: str,
-    ctx: Context | str,
+    ctx: Context,
 ) -> dict[str, Any]:
-    """Policy check, decrypt only what is allowed, log, answer: every identified read.
-
-    ``ctx`` is the supplier's; a bare request id stands for ``Context.supplier(supplier.id,
-    request_id)``.
-    """
-    if isinstance(ctx, str):
-        ctx = Context.supplier(supplier.id, ctx)
+    """Policy check, decrypt only what is allowed, log, answer: every identified read, by the
+    supplier whose ``ctx`` this is."""
     token = _Request(scope=" ".join(scopes), purpose=purpose)
     customer = session.get(Customer, customer_id)
     profile = session.get(Profile, customer_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from infomediary import errors
@@ -22,11 +22,7 @@ bp.before_request(refuse_tokens_outside_the_header)
 
 def _refused(supplier_id: str, reason: str) -> None:
     refuse_supplier(
-        db(),
-        supplier_id=supplier_id,
-        action="count",
-        reason=reason,
-        request_id=g.get("request_id", "-"),
+        db(), Context.supplier(supplier_id, request_id()), action="count", reason=reason
     )
 
 

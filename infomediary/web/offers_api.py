@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from infomediary import errors
@@ -35,11 +35,7 @@ def _supplier() -> Supplier:
 
 def _refused(supplier_id: str, reason: str) -> None:
     refuse_supplier(
-        db(),
-        supplier_id=supplier_id,
-        action="offer",
-        reason=reason,
-        request_id=g.get("request_id", "-"),
+        db(), Context.supplier(supplier_id, request_id()), action="offer", reason=reason
     )
 
 
