@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, Connection, Table, func, select
+from sqlalchemy import CheckConstraint, Column, Connection, MetaData, Table, func, inspect, select
 
 from infomediary.models import Base
 
@@ -44,6 +44,23 @@ def insert_one_row_everywhere(conn: Connection, skip: set[str] | None = None) ->
     for table in Base.metadata.sorted_tables:
         if table.name not in (skip or set()):
             conn.execute(table.insert().values(row_for(table)))
+
+
+def insert_one_row_in_the_tables_there(conn: Connection) -> set[str]:
+    """One row in every table the database holds, in the columns it holds: a database at an
+    older revision lacks some of the models' tables and columns. Returns the tables filled."""
+    present = set(inspect(conn).get_table_names())
+    filled = set()
+    for model in Base.metadata.sorted_tables:
+        if model.name not in present:
+            continue
+        table = Table(model.name, MetaData(), autoload_with=conn)  # the columns there, no defaults
+        values = row_for(model)
+        conn.execute(
+            table.insert().values({c.name: values.get(c.name, filler(c)) for c in table.columns})
+        )
+        filled.add(model.name)
+    return filled
 
 
 def row_counts(conn: Connection) -> dict[str, int]:

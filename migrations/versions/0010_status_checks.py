@@ -11,15 +11,12 @@ here, not imported: this revision must keep meaning what it meant when it was wr
 The upgrade fails, changing nothing, if a row already holds another value.
 
 On SQLite a constraint can only be added by copying the table (batch mode), and the copy
-drops the old table. With foreign keys enforced, ``DROP TABLE`` first deletes every row,
-running the ``ON DELETE CASCADE`` of the tables that refer to it (``offers`` would take
-its deliveries with it). Enforcement can only be switched between transactions, so the
-copies run in a transaction of their own with it off, and ``PRAGMA foreign_key_check``
-must find nothing dangling before that transaction commits and enforcement is back on.
+drops the old table, which with foreign keys enforced would cascade to the tables referring
+to it (``offers`` would take its deliveries with it). ``migrations/env.py`` runs every
+SQLite revision with enforcement off and checks the foreign keys before it commits.
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -52,48 +49,17 @@ def _tables() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     return tables
 
 
-@contextmanager
-def _sqlite_foreign_keys_off() -> Iterator[None]:
-    """On SQLite, run the block in a transaction of its own with foreign keys not enforced."""
-    bind = op.get_bind()
-    if bind.dialect.name != 'sqlite':
-        yield
-        return
-    raw = bind.connection.dbapi_connection
-    assert raw is not None
-    # The revisions before this one commit first; alembic's transaction carries on after.
-    raw.execute('COMMIT')
-    raw.execute('PRAGMA foreign_keys=OFF')
-    try:
-        raw.execute('BEGIN IMMEDIATE')
-        try:
-            yield
-            dangling = raw.execute('PRAGMA foreign_key_check').fetchall()
-            if dangling:
-                raise RuntimeError(f'foreign keys left dangling by the table copies: {dangling}')
-        except BaseException:
-            raw.execute('ROLLBACK')
-            raise
-        raw.execute('COMMIT')
-    finally:
-        raw.execute('PRAGMA foreign_keys=ON')
-        if not raw.in_transaction:
-            raw.execute('BEGIN IMMEDIATE')
-
-
 def upgrade() -> None:
-    with _sqlite_foreign_keys_off():
-        for table, checks in _tables().items():
-            with op.batch_alter_table(table, schema=None) as batch_op:
-                for column, values in checks:
-                    batch_op.create_check_constraint(
-                        op.f(f'ck_{table}_{column}'), sa.column(column).in_(values)
-                    )
+    for table, checks in _tables().items():
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for column, values in checks:
+                batch_op.create_check_constraint(
+                    op.f(f'ck_{table}_{column}'), sa.column(column).in_(values)
+                )
 
 
 def downgrade() -> None:
-    with _sqlite_foreign_keys_off():
-        for table, checks in _tables().items():
-            with op.batch_alter_table(table, schema=None) as batch_op:
-                for column, _ in checks:
-                    batch_op.drop_constraint(op.f(f'ck_{table}_{column}'), type_='check')
+    for table, checks in _tables().items():
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for column, _ in checks:
+                batch_op.drop_constraint(op.f(f'ck_{table}_{column}'), type_='check')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from sqlalchemy import (
     CheckConstraint,
     Engine,
@@ -20,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from infomediary.db import make_engine
-from infomediary.instance import alembic_config, schema_revision
+from infomediary.instance import MIGRATIONS, alembic_config, schema_revision
 from infomediary.models import Base
 from infomediary.statuses import (
     CodeChallengeMethod,
@@ -37,6 +39,7 @@ from infomediary.statuses import (
 from tests.table_rows import (
     dependencies,
     insert_one_row_everywhere,
+    insert_one_row_in_the_tables_there,
     row_counts,
     row_for,
 )
@@ -185,3 +188,84 @@ def test_status_checks_upgrade_refuses_rows_holding_unknown_values(
     assert database_checks(scratch_engine) == set()
     with scratch_engine.connect() as conn:
         assert row_counts(conn) == before
+
+
+# -- no migration loses or breaks a row ---------------------------------------------------------
+
+
+def test_upgrade_from_0008_to_head_keeps_every_row(scratch_engine: Engine) -> None:
+    """On SQLite a batch migration copies a table and drops the old one; with foreign keys
+    enforced the DROP would cascade to the tables referring to it (0009's copy of
+    ``consent_grants`` took the receipts, codes and tokens of every grant with it)."""
+    command.upgrade(alembic_config(scratch_engine), "0008")
+    with scratch_engine.begin() as conn:
+        filled = insert_one_row_in_the_tables_there(conn)
+    assert {"consent_grants", "consent_receipts", "authorization_codes", "oauth_tokens"} <= filled
+    assert filled == {t.name for t in Base.metadata.sorted_tables}
+
+    command.upgrade(alembic_config(scratch_engine), "head")
+    assert schema_revision(scratch_engine)[0] == schema_revision(scratch_engine)[1]
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == dict.fromkeys(filled, 1)
+        if scratch_engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+#: A revision after head that leaves rows pointing nowhere if foreign keys are not enforced.
+BREAKING_REVISION = """\
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("DELETE FROM offers")
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'dangling.sqlite3'}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_upgrade_leaving_a_dangling_foreign_key_is_refused(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """SQLite migrations run with foreign keys off (see migrations/env.py), so nothing stops
+    a bad revision from deleting a parent row under its children but the check before commit.
+    PostgreSQL enforces foreign keys throughout, so there the DELETE would just cascade."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    head = schema_revision(sqlite_engine)[1]
+    (scripts / "versions" / "9999_breaks_foreign_keys.py").write_text(
+        BREAKING_REVISION.format(head=head)
+    )
+    config = alembic_config(sqlite_engine)
+    config.set_main_option("script_location", str(scripts))
+    command.upgrade(config, str(head))
+    with sqlite_engine.begin() as conn:
+        insert_one_row_everywhere(conn)
+        before = row_counts(conn)
+
+    with pytest.raises(CommandError) as refused:
+        command.upgrade(config, "9999")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "9999" in message
+    assert "offer_deliveries" in message
+    assert schema_revision(sqlite_engine)[0] == head
+    with sqlite_engine.connect() as conn:
+        assert row_counts(conn) == before
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
