@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor
-from infomediary.errors import ServiceError, ValidationFailed
+from infomediary.errors import PolicyDenied, ServiceError, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
@@ -32,6 +32,7 @@ from infomediary.models import (
 )
 from infomediary.services import (
     Context,
+    accounts,
     authorization,
     broker,
     consent_grants,
@@ -41,6 +42,7 @@ from infomediary.services import (
     exports,
     offers,
     profiles,
+    resource,
     rewards,
     suppliers,
 )
@@ -143,6 +145,7 @@ def last_entry(inst: Instance) -> AccessLogEntry:
 CTX = Context(Actor.system("test"))
 QUERY = broker.CountQuery("marketing", {"region": ["NSW"]}, None)
 WEEK = timedelta(days=7)
+IDENTITY = ["profile.identity:read"]
 
 #: A use case each: (name, call) where call(session, inst, customer_id, supplier_id) runs it.
 USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
@@ -195,6 +198,28 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
             Context.supplier(p),
         ),
     ),
+    (
+        "release",
+        lambda s, i, c, p: (
+            make_grant(i, c, p),
+            resource.release(
+                s, i, s.get_one(Supplier, p), c, IDENTITY, "service", Context.supplier(p)
+            ),
+        ),
+    ),
+    (
+        "sign_up",
+        lambda s, i, _c, _p: accounts.sign_up(
+            s,
+            i,
+            lambda *_args, **_kw: None,
+            email="new.customer@example.com",
+            password="a long enough passphrase",
+            name=None,
+            accepted_notice=True,
+            base_url="https://infomediary.example",
+        ),
+    ),
     ("suspend_supplier", lambda s, _i, _c, p: suppliers.suspend_supplier(s, p, CTX)),
     ("fund", lambda s, _i, _c, p: rewards.fund(s, p, 500)),
 ]
@@ -240,13 +265,20 @@ def test_approval_writes_grant_receipt_entry_and_code_together(inst: Instance) -
         assert session.scalar(select(func.count()).select_from(ConsentGrant)) == 0
 
 
-REFUSED: list[tuple[str, Callable[[Session, Instance, str], Any], type[ServiceError]]] = [
+REFUSED: list[tuple[str, Callable[[Session, Instance, str, str], Any], type[ServiceError]]] = [
     (
         "change_password",
-        lambda s, i, c: customers.change_password(s, i, c, "wrong password", "x" * 16, CTX),
+        lambda s, i, c, _p: customers.change_password(s, i, c, "wrong password", "x" * 16, CTX),
         ValidationFailed,
     ),
-    ("erase", lambda s, i, c: erasure.erase(s, i, c, "wrong password", CTX), ValidationFailed),
+    ("erase", lambda s, i, c, _p: erasure.erase(s, i, c, "wrong password", CTX), ValidationFailed),
+    (
+        "release for marketing without a grant",
+        lambda s, i, c, p: resource.release(
+            s, i, s.get_one(Supplier, p), c, IDENTITY, "marketing", Context.supplier(p)
+        ),
+        PolicyDenied,
+    ),
 ]
 
 
@@ -255,9 +287,10 @@ def test_a_refused_use_case_leaves_only_its_denial_entry(
     inst: Instance, name: str, use_case: Callable[..., Any], error: type[ServiceError]
 ) -> None:
     customer_id = make_customer(inst, password=PASSWORD)
+    supplier_id = make_supplier(inst).id
     before = snapshot(inst)
     with counting_commits(inst) as (session, commits), pytest.raises(error):
-        use_case(session, inst, customer_id)
+        use_case(session, inst, customer_id, supplier_id)
     assert commits == [1], name  # the denial entry's own commit, and nothing else
     after = snapshot(inst)
     assert after.pop("access_log") == before.pop("access_log") + 1
