@@ -1,0 +1,208 @@
+"""Audience counts and offers: their requests, loaded into frozen inputs, and responses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate
+
+from infomediary.broker.attributes import ATTRIBUTES
+from infomediary.services.broker import DISJOINT, MAX_PREDICATES, CountQuery
+from infomediary.services.offers import MAX_BODY, MAX_TITLE, OfferInput
+from infomediary.web.schemas.fields import FieldError, MultilineText, Text
+from infomediary.web.schemas.loading import RequestSchema
+from policies.model import PURPOSES
+
+
+class Criteria(fields.Dict):
+    """``where``: attribute -> list of values (OR within an attribute, AND across them)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, dict) or not value:
+            raise ValidationError(
+                FieldError("invalid_query", "'where' must name at least one attribute.")
+            )
+        if len(value) > MAX_PREDICATES:
+            raise ValidationError(
+                FieldError("too_many_predicates", f"At most {MAX_PREDICATES} attributes.")
+            )
+        clean: dict[str, list[str]] = {}
+        for attribute, values in value.items():
+            known = ATTRIBUTES.get(attribute) if isinstance(attribute, str) else None
+            if known is None:
+                raise ValidationError(
+                    FieldError(
+                        "unknown_attribute",
+                        f"Unknown attribute {attribute!r}; see /api/v1/audiences/attributes.",
+                    )
+                )
+            if not isinstance(values, list) or not values or len(values) > len(known.values):
+                raise ValidationError(
+                    FieldError("invalid_values", f"{attribute}: give a list of values.")
+                )
+            bad = [v for v in values if not isinstance(v, str) or v not in known.values]
+            if bad:
+                raise ValidationError(
+                    FieldError("unknown_value", f"{attribute}: unknown value(s) {bad[:3]!r}.")
+                )
+            clean[attribute] = sorted(set(values))
+        return dict(sorted(clean.items()))
+
+    def json_schema(self) -> dict[str, Any]:
+        """The exact rules, for the OpenAPI document."""
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": MAX_PREDICATES,
+            "additionalProperties": False,
+            "properties": {
+                name: {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(a.values)},
+                    "minItems": 1,
+                    "maxItems": len(a.values),
+                }
+                for name, a in ATTRIBUTES.items()
+            },
+        }
+
+
+class AudienceSchema(RequestSchema):
+    purpose = Text(
+        required=True,
+        validate=validate.OneOf(tuple(PURPOSES)),
+        metadata={"description": "One of the purposes your client declared."},
+    )
+    where = Criteria(
+        required=True,
+        metadata={
+            "description": f"At most {MAX_PREDICATES} attributes; values of one attribute are "
+            "OR-ed, attributes AND-ed. Values are always a list.",
+            "example": {"region": ["NSW"], "interests": ["books", "travel"]},
+        },
+    )
+
+
+class CountRequestSchema(AudienceSchema):
+    default_code = "invalid_query"
+    codes = {"purpose": "unknown_purpose", "breakdown": "invalid_breakdown"}
+
+    breakdown = Text(
+        allow_none=True,
+        load_default=None,
+        validate=validate.OneOf(
+            DISJOINT,
+            error="Break down by one of: {choices} (their values are disjoint).",
+        ),
+    )
+
+    @post_load
+    def make_query(self, data: dict[str, Any], **_kwargs: Any) -> CountQuery:
+        return CountQuery(purpose=data["purpose"], where=data["where"], breakdown=data["breakdown"])
+
+
+class CellSchema(Schema):
+    value = fields.Str(required=True)
+    count = fields.Int(allow_none=True, metadata={"description": "Noisy; null when suppressed."})
+    suppressed = fields.Bool(required=True)
+
+
+class CountResponseSchema(Schema):
+    count = fields.Int(allow_none=True, metadata={"description": "Noisy count; null below k."})
+    suppressed = fields.Bool(required=True)
+    epsilon = fields.Float(metadata={"description": "Epsilon of the release."})
+    epsilon_spent = fields.Float(required=True, metadata={"description": "0 for a cached answer."})
+    budget_remaining = fields.Float(required=True)
+    cached = fields.Bool(required=True)
+    k = fields.Int(required=True)
+    purpose = fields.Str()
+    query_id = fields.Str()
+    breakdown = fields.Str()
+    cells = fields.List(fields.Nested(CellSchema))
+
+
+class AttributeSchema(Schema):
+    name = fields.Str(required=True)
+    description = fields.Str()
+    category = fields.Str()
+    values = fields.List(fields.Str())
+    sensitive_values = fields.List(fields.Str())
+
+
+class AttributesResponseSchema(Schema):
+    attributes = fields.List(fields.Nested(AttributeSchema), required=True)
+    max_predicates = fields.Int()
+    breakdowns = fields.List(fields.Str())
+
+
+class OfferRequestSchema(AudienceSchema):
+    """An offer: a count's criteria (no breakdown) and the offer itself."""
+
+    default_code = "invalid_offer"
+    codes = {"purpose": "unknown_purpose", "where": "invalid_query"}
+
+    title = Text(required=True, strip=True, validate=validate.Length(min=1, max=MAX_TITLE))
+    body = MultilineText(required=True, strip=True, validate=validate.Length(min=1, max=MAX_BODY))
+    reward_cents = fields.Int(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=0, max=100_000),
+        metadata={"description": "Reward per acceptance, in whole cents."},
+    )
+    max_recipients = fields.Int(
+        strict=True, required=True, validate=validate.Range(min=1, max=1_000_000)
+    )
+    expires_in_days = fields.Int(
+        strict=True, load_default=14, validate=validate.Range(min=1, max=90)
+    )
+
+    @post_load
+    def make_offer(self, data: dict[str, Any], **_kwargs: Any) -> OfferInput:
+        return OfferInput(
+            query=CountQuery(purpose=data["purpose"], where=data["where"], breakdown=None),
+            title=data["title"],
+            body=data["body"],
+            reward_cents=data["reward_cents"],
+            max_recipients=data["max_recipients"],
+            expires_at=datetime.now(UTC) + timedelta(days=data["expires_in_days"]),
+        )
+
+
+class OfferCreatedSchema(Schema):
+    id = fields.Str(required=True)
+    status = fields.Str(required=True, metadata={"description": "delivered or too_small"})
+    reach = fields.Int(allow_none=True, metadata={"description": "Noisy reach; null below k."})
+    suppressed = fields.Bool(required=True)
+    k = fields.Int()
+    epsilon_spent = fields.Float()
+    budget_remaining = fields.Float()
+    expires_at = fields.Str()
+
+
+class AcceptedSchema(Schema):
+    sub = fields.Str(required=True, metadata={"description": "Pairwise pseudonym of an accepter."})
+    accepted_at = fields.Str(allow_none=True)
+    contact_shared = fields.Bool(
+        metadata={
+            "description": "The customer chose to share contact details: GET .../contacts/{sub}."
+        }
+    )
+
+
+class OfferViewSchema(Schema):
+    id = fields.Str(required=True)
+    status = fields.Str()
+    title = fields.Str()
+    purpose = fields.Str()
+    criteria = fields.Dict()
+    reward_cents = fields.Int()
+    reach = fields.Int(allow_none=True)
+    suppressed = fields.Bool()
+    expires_at = fields.Str()
+    response_totals = fields.Dict(
+        allow_none=True,
+        metadata={"description": "Noisy accepted/declined totals, released once per data epoch."},
+    )
+    accepted = fields.List(fields.Nested(AcceptedSchema))
+    budget_remaining = fields.Float()
