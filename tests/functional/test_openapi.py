@@ -7,7 +7,7 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
-from infomediary.web.openapi import OAUTH_OPERATIONS
+from infomediary.web.openapi_oauth import OAUTH_OPERATIONS
 
 API_PREFIXES = ("/api/v1/", "/oauth/", "/.well-known/")
 METHODS = {"get", "post", "put", "patch", "delete"}
