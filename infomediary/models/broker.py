@@ -1,0 +1,75 @@
+"""The anonymising broker: match entries, the index version, epsilon budgets, released answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, UTCDateTime, utcnow
+
+# -- the anonymising broker --------------------------------------------------------------------
+
+
+class MatchEntry(Base):
+    """A customer's blinded match tokens, against a dense ordinal for the in-memory bitmaps.
+
+    Tokens are HMACs (index key) of coarsened attribute values and of eligibility facts
+    (category x purpose x mode the policy releases). The row outlives erasure with no tokens
+    (``customer_id`` set NULL) so every worker learns to drop the ordinal.
+    """
+
+    __tablename__ = "match_entries"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), unique=True
+    )
+    tokens: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    version: Mapped[int] = mapped_column(BigInteger, index=True, default=0)
+
+
+class BrokerState(Base):
+    """One row: the match index's version counter (bumped with every match-entry change)."""
+
+    __tablename__ = "broker_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetAccount(Base):
+    """Epsilon spent by one supplier (or ``*`` for the global cap) in one period, micro-units."""
+
+    __tablename__ = "budget_accounts"
+
+    supplier_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    spent_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetCharge(Base):
+    """Append-only ledger of epsilon charges; charged before computing, never refunded."""
+
+    __tablename__ = "budget_charges"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    period: Mapped[int] = mapped_column(Integer)
+    epsilon_micro: Mapped[int] = mapped_column(BigInteger)
+    query_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReleasedAnswer(Base):
+    """A released noisy answer, reused for the same canonical query in the same data epoch."""
+
+    __tablename__ = "released_answers"
+
+    query_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    answer: Mapped[str] = mapped_column(Text)
+    epsilon_micro: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
