@@ -4,13 +4,8 @@ Nothing here imports Flask or :mod:`infomediary`; the web app depends on this pa
 never the other way round.
 """
 
-from policies.engine import (
-    describe_rule,
-    evaluate,
-    policy_from_dict,
-    policy_to_dict,
-    validate_policy,
-)
+from policies.codec import policy_from_dict, policy_to_dict
+from policies.engine import evaluate
 from policies.model import (
     PURPOSES,
     WILDCARD,
@@ -40,6 +35,7 @@ from policies.templates import (
     template_description,
     template_title,
 )
+from policies.validation import describe_rule, validate_policy
 
 __all__ = [
     "CATEGORIES",

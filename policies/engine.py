@@ -9,10 +9,11 @@ zone) fails closed: it can deny but never allow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
 
+from policies.codec import policy_from_dict as policy_from_dict
+from policies.codec import policy_to_dict as policy_to_dict
 from policies.model import (
     PURPOSES,
     WILDCARD,
@@ -27,19 +28,18 @@ from policies.model import (
     Verdict,
 )
 from policies.taxonomy import CATEGORIES
+from policies.validation import _is_aware
+from policies.validation import describe_rule as describe_rule
+from policies.validation import validate_policy as validate_policy
 
-#: Version of the dictionary form written by :func:`policy_to_dict`.
-FORMAT_VERSION = 1
+# The storage form (policies.codec) and rules in words (policies.validation) live in their own
+# modules; their names are re-exported here, where callers import them from.
 
 _RECIPIENT_RANK: dict[RecipientKind, int] = {
     RecipientKind.ANY: 0,
     RecipientKind.SECTOR: 1,
     RecipientKind.SUPPLIER: 2,
 }
-
-_E = TypeVar("_E", Mode, RecipientKind)
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -230,206 +230,6 @@ def _your_rules(rules: Sequence[Rule], *, lower: bool = False) -> str:
     else:
         text = f"Your rules {', '.join(quoted[:-1])} and {quoted[-1]}"
     return text[0].lower() + text[1:] if lower else text
-
-
-# -- description and validation -----------------------------------------------------------
-
-
-def describe_rule(rule: Rule) -> str:
-    """A rule in plain words, e.g. "Interests, for marketing, by any supplier: never"."""
-    if rule.category == WILDCARD:
-        what = "All your data except special categories"
-    elif rule.category in CATEGORIES:
-        what = CATEGORIES[rule.category].label
-    else:
-        what = f"{rule.category!r}"
-    if rule.purpose == WILDCARD:
-        why = "any purpose"
-    else:
-        why = PURPOSES.get(rule.purpose, f"{rule.purpose!r}")
-    mode = rule.mode.label if isinstance(rule.mode, Mode) else f"{rule.mode!r}"
-    text = f"{what}, for {why}, by {_describe_recipient(rule.recipient)}: {mode}"
-    if rule.expires is not None:
-        when = rule.expires
-        text += f" (until {when.day} {_MONTHS[when.month - 1]} {when.year})"
-    return text
-
-
-def _describe_recipient(recipient: Recipient) -> str:
-    if recipient.kind == RecipientKind.SECTOR:
-        return f"suppliers in the {recipient.value or 'unnamed'} sector"
-    if recipient.kind == RecipientKind.SUPPLIER:
-        return f"supplier {recipient.value}" if recipient.value else "an unnamed supplier"
-    return "any supplier"
-
-
-def validate_policy(policy: Policy) -> list[str]:
-    """Every problem in ``policy``, in words a customer can act on; empty if it is sound."""
-    problems: list[str] = []
-    for number, rule in enumerate(policy.rules, start=1):
-        at = f"Rule {number}"
-        if rule.category != WILDCARD and rule.category not in CATEGORIES:
-            problems.append(
-                f"{at}: {rule.category!r} is not a data category "
-                f"(expected '*' or one of {_listing(CATEGORIES)})."
-            )
-        if rule.purpose != WILDCARD and rule.purpose not in PURPOSES:
-            problems.append(
-                f"{at}: {rule.purpose!r} is not a purpose (expected '*' or one of "
-                f"{_listing(PURPOSES)})."
-            )
-        if not isinstance(rule.mode, Mode):
-            problems.append(
-                f"{at}: {rule.mode!r} is not a mode (expected one of {_listing(Mode)})."
-            )
-        problems.extend(f"{at}: {problem}" for problem in _recipient_problems(rule.recipient))
-        if rule.expires is not None and not _is_aware(rule.expires):
-            problems.append(
-                f"{at}: the expiry {rule.expires.isoformat()} has no time zone, so we cannot "
-                "tell when it passes."
-            )
-    return problems
-
-
-def _recipient_problems(recipient: Recipient) -> list[str]:
-    if not isinstance(recipient.kind, RecipientKind):
-        return [
-            f"{recipient.kind!r} is not a kind of recipient "
-            f"(expected one of {_listing(RecipientKind)})."
-        ]
-    named = recipient.value is not None and recipient.value.strip() != ""
-    if recipient.kind == RecipientKind.SUPPLIER and not named:
-        return ["a rule for one supplier must say which supplier."]
-    if recipient.kind == RecipientKind.SECTOR and not named:
-        return ["a rule for a sector must say which sector."]
-    if recipient.kind == RecipientKind.ANY and recipient.value is not None:
-        return [
-            f"a rule for any supplier cannot also name {recipient.value!r}; "
-            "make it a supplier or sector rule instead."
-        ]
-    return []
-
-
-def _listing(keys: Iterable[str]) -> str:
-    return ", ".join(str(k) for k in keys)
-
-
-# -- dictionary form ----------------------------------------------------------------------
-
-
-def policy_to_dict(policy: Policy) -> dict[str, Any]:
-    """A JSON-safe form of ``policy`` (datetimes as ISO 8601); inverse of policy_from_dict."""
-    return {
-        "version": FORMAT_VERSION,
-        "template": policy.template,
-        "rules": [
-            {
-                "category": rule.category,
-                "purpose": rule.purpose,
-                "recipient": {
-                    "kind": str(rule.recipient.kind),
-                    "value": rule.recipient.value,
-                },
-                "mode": str(rule.mode),
-                "expires": None if rule.expires is None else rule.expires.isoformat(),
-            }
-            for rule in policy.rules
-        ],
-    }
-
-
-def policy_from_dict(data: object) -> Policy:
-    """Parse the form written by :func:`policy_to_dict` (or a template's TOML).
-
-    Raises :class:`ValueError` naming the offending field. Only the structure is checked
-    here; :func:`validate_policy` reports unknown categories and purposes, so a stored policy
-    still loads after the taxonomy changes.
-    """
-    fields = _mapping(data, "policy", required={"rules"}, optional={"version", "template"})
-    version = fields.get("version", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
-        raise ValueError(f"policy.version: {version!r} is not supported (expected 1)")
-    template = fields.get("template")
-    if template is not None and not isinstance(template, str):
-        raise ValueError(f"policy.template: expected a string or null, not {_kind(template)}")
-    rules = fields["rules"]
-    if not isinstance(rules, list | tuple):
-        raise ValueError(f"policy.rules: expected a list of rules, not {_kind(rules)}")
-    return Policy(
-        tuple(_rule_from_dict(item, f"rules[{index}]") for index, item in enumerate(rules)),
-        template,
-    )
-
-
-def _rule_from_dict(data: object, at: str) -> Rule:
-    fields = _mapping(
-        data, at, required={"category", "purpose", "recipient", "mode"}, optional={"expires"}
-    )
-    recipient = _mapping(
-        fields["recipient"], f"{at}.recipient", required={"kind"}, optional={"value"}
-    )
-    value = recipient.get("value")
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{at}.recipient.value: expected a string or null, not {_kind(value)}")
-    return Rule(
-        category=_string(fields["category"], f"{at}.category"),
-        purpose=_string(fields["purpose"], f"{at}.purpose"),
-        recipient=Recipient(_enum(RecipientKind, recipient["kind"], f"{at}.recipient.kind"), value),
-        mode=_enum(Mode, fields["mode"], f"{at}.mode"),
-        expires=_datetime(fields.get("expires"), f"{at}.expires"),
-    )
-
-
-def _mapping(
-    data: object, at: str, *, required: set[str], optional: set[str]
-) -> Mapping[str, object]:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{at}: expected a mapping, not {_kind(data)}")
-    keys = set(data)
-    if missing := required - keys:
-        raise ValueError(f"{at}: missing {', '.join(sorted(missing))}")
-    if unknown := keys - required - optional:
-        raise ValueError(f"{at}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-    return data
-
-
-def _string(value: object, at: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{at}: expected a string, not {_kind(value)}")
-    return value
-
-
-def _enum(kind: type[_E], value: object, at: str) -> _E:
-    text = _string(value, at)
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{at}: {text!r} is not one of {_listing(kind)}") from None
-
-
-def _datetime(value: object, at: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        parsed = value  # TOML has native datetimes
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{at}: {value!r} is not an ISO 8601 date and time") from None
-    else:
-        raise ValueError(f"{at}: expected an ISO 8601 string or null, not {_kind(value)}")
-    if not _is_aware(parsed):
-        raise ValueError(f"{at}: {value!s} has no time zone offset (add one, e.g. +00:00)")
-    return parsed
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _is_aware(moment: datetime) -> bool:
-    return moment.tzinfo is not None and moment.utcoffset() is not None
 
 
 def _rule_key(rule: Rule) -> tuple[str, str, str, bool, str, str, str]:

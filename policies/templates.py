@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-from policies.engine import policy_from_dict, validate_policy
+from policies.codec import policy_from_dict
 from policies.model import Policy
+from policies.validation import validate_policy
 
 #: Least to most generous, the order the dashboard offers them in; other files follow.
 _ORDER = ("private", "balanced", "rewarded")

@@ -12,13 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.engine import (
-    describe_rule,
-    evaluate,
-    policy_from_dict,
-    policy_to_dict,
-    validate_policy,
-)
+from policies.codec import policy_from_dict, policy_to_dict
+from policies.engine import evaluate
 from policies.model import (
     PURPOSES,
     AccessRequest,
@@ -32,6 +27,7 @@ from policies.model import (
     Verdict,
 )
 from policies.taxonomy import CATEGORIES
+from policies.validation import describe_rule, validate_policy
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=1)

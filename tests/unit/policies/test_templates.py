@@ -14,7 +14,8 @@ import pytest
 
 import policies
 from policies import templates
-from policies.engine import evaluate, policy_from_dict, policy_to_dict, validate_policy
+from policies.codec import policy_from_dict, policy_to_dict
+from policies.engine import evaluate
 from policies.model import PURPOSES, AccessRequest, Decision, Mode
 from policies.taxonomy import CATEGORIES
 from policies.templates import (
@@ -25,6 +26,7 @@ from policies.templates import (
     template_description,
     template_title,
 )
+from policies.validation import validate_policy
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 ASKABLE = (Mode.AGGREGATE, Mode.PSEUDONYMOUS, Mode.DIRECT)
