@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from infomediary.broker.attributes import ATTRIBUTES, household_bucket, value_category
 from infomediary.models import BrokerState, MatchEntry
-from policies.engine import evaluate, policy_to_dict
+from policies.codec import policy_to_dict
+from policies.engine import evaluate
 from policies.model import PURPOSES, AccessRequest, Mode, Policy, RecipientKind
 from policies.taxonomy import age_band, region_for_postcode
 
@@ -93,7 +94,7 @@ def _eligibility(policy_json: str, now_iso: str) -> tuple[tuple[str, str, Mode],
 
 @lru_cache(maxsize=256)
 def _eligibility_cached(policy_json: str, hour: str) -> tuple[tuple[str, str, Mode], ...]:
-    from policies.engine import policy_from_dict
+    from policies.codec import policy_from_dict
 
     policy = policy_from_dict(json.loads(policy_json))
     now = datetime.fromisoformat(hour + ":00:00+00:00")

@@ -11,7 +11,7 @@ from infomediary.models import (
     CustomerPolicy,
 )
 from infomediary.services.customer_keys import customer_key
-from policies.engine import policy_from_dict
+from policies.codec import policy_from_dict
 from policies.model import (
     Policy,
 )

@@ -18,10 +18,10 @@ from infomediary.services import (
 from infomediary.statuses import SupplierKind, SupplierStatus
 from infomediary.web.db import db
 from infomediary.web.security import context, instance, login_required
-from policies.engine import describe_rule
 from policies.model import PURPOSES, Mode
 from policies.taxonomy import CATEGORIES
 from policies.templates import TEMPLATES, template_description
+from policies.validation import describe_rule
 
 bp = Blueprint("consents", __name__)
 
