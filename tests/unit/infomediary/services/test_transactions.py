@@ -50,7 +50,7 @@ from infomediary.services.uow import unit_of_work
 from tests.factories import make_customer, make_grant, make_supplier
 
 ROOT = Path(__file__).resolve().parents[4] / "infomediary"
-EDGE = [ROOT / "web", ROOT / "oauth", ROOT / "cli.py", ROOT / "app.py"]
+EDGE = [ROOT / "web", ROOT / "oauth", ROOT / "cli", ROOT / "app.py"]
 #: The login-session store is Flask's ``SessionInterface``, not a use case: it loads and saves
 #: the browser's session row in short transactions of its own, after the view's use case has
 #: finished (docs/ARCHITECTURE.md, "Data flow of one dashboard request").
