@@ -94,6 +94,9 @@ def rewrap(session: Session, inst: Instance, rotation: Rotation, *, batch: int) 
         for row in rows:
             row.wrapped_key = inst.vault.rewrap(row.wrapped_key, row.kek_version, target)
             row.kek_version = target
+        # Rotation is the one use case that commits many times, on purpose: each batch of
+        # re-wrapped keys is durable on its own, so an interrupted rotation resumes where it
+        # stopped and never holds a lock over every data key at once.
         session.commit()
         rotation.rewrapped += len(rows)
         yield len(rows)
