@@ -28,11 +28,11 @@ from pyroaring import BitMap
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from infomediary import demo
 from infomediary.audit.log import Actor
 from infomediary.broker.index import MatchIndex
 from infomediary.broker.members import value_text
 from infomediary.broker.noise import NoiseSource
+from infomediary.demo import population as demo
 from infomediary.demo import seed_synthetic
 from infomediary.errors import BudgetExhausted, ValidationFailed
 from infomediary.instance import Instance, open_instance

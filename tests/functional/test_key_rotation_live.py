@@ -367,7 +367,7 @@ def test_bulk_seeding_stores_a_chunk_under_the_kek_named_active_at_insert(
     inst: Instance, base_config: Settings
 ) -> None:
     """A chunk encrypted before a rotation and inserted after it lands under the new KEK."""
-    from infomediary import demo
+    from infomediary.demo import population as demo
 
     old = inst.keyring.active_kek_version
     rows = demo._rows(inst.vault, old, inst.keyring.kek(old), 7, 0, 3, utcnow().year)

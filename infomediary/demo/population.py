@@ -1,10 +1,5 @@
-"""Demo data: a few customers who can log in, and a bulk path for synthetic populations.
-
-Synthetic customers are deterministic for a seed (same names, ages, interests and ids for
-the same index), have no password, and are numbered: ``demo --customers N`` tops the
-population up to N, so it is idempotent and resumable. The bulk path encrypts exactly as
-the single path does (own DEK, AES-GCM fields, blind-indexed email) but inserts in chunks
-with one access-log entry per chunk.
+"""The bulk path for synthetic populations: chunks encrypted in worker processes, inserted
+here with one access-log entry per chunk.
 """
 
 from __future__ import annotations
@@ -30,204 +25,18 @@ from infomediary.audit.log import Actor, LogEvent, append
 from infomediary.broker.members import bump_version, member_texts, member_tokens
 from infomediary.crypto.keyring import FileKeyring
 from infomediary.crypto.vault import CustomerKey, Vault
-from infomediary.errors import EmailTaken
+from infomediary.demo.synthetic import synthetic_profile
 from infomediary.instance import Instance
 from infomediary.leases import active_kek
 from infomediary.models import Customer, DataKey, MatchEntry, Profile, utcnow
-from infomediary.services import Context, customers, profiles
 from infomediary.services.policy_store import DEFAULT_TEMPLATE
-from infomediary.services.profile_fields import CONTACT_CHANNELS, LANGUAGES, OFFER_FREQUENCIES
 from infomediary.services.uow import unit_of_work
-from policies.taxonomy import INTEREST_TAGS
 from policies.templates import load_template
-
-GIVEN = (
-    "Olivia",
-    "Noah",
-    "Charlotte",
-    "Oliver",
-    "Amelia",
-    "William",
-    "Isla",
-    "Jack",
-    "Mia",
-    "Leo",
-    "Ava",
-    "Lucas",
-    "Grace",
-    "Henry",
-    "Chloe",
-    "Thomas",
-    "Zoe",
-    "James",
-    "Ruby",
-    "Ethan",
-    "Priya",
-    "Wei",
-    "Aisha",
-    "Nguyen",
-    "Giulia",
-    "Dimitri",
-    "Fatima",
-    "Hiro",
-    "Maya",
-    "Sam",
-)
-FAMILY = (
-    "Smith",
-    "Jones",
-    "Williams",
-    "Brown",
-    "Wilson",
-    "Taylor",
-    "Nguyen",
-    "Johnson",
-    "Martin",
-    "White",
-    "Anderson",
-    "Walker",
-    "Thompson",
-    "Chen",
-    "Singh",
-    "Kelly",
-    "Rossi",
-    "Papadopoulos",
-    "Li",
-    "Ahmed",
-    "Campbell",
-    "Lee",
-    "Harris",
-    "Ryan",
-    "Patel",
-    "Murphy",
-    "Clarke",
-    "King",
-)
-STREETS = (
-    "George St",
-    "King St",
-    "Victoria Rd",
-    "Church St",
-    "High St",
-    "Park Ave",
-    "Station St",
-    "Bridge Rd",
-    "Beach Rd",
-    "Railway Pde",
-    "Queen St",
-    "Elizabeth St",
-)
-# (locality, postcode, relative population weight)
-PLACES = (
-    ("Sydney", "2000", 9),
-    ("Parramatta", "2150", 5),
-    ("Newcastle", "2300", 3),
-    ("Wollongong", "2500", 2),
-    ("Canberra", "2600", 2),
-    ("Melbourne", "3000", 8),
-    ("Geelong", "3220", 2),
-    ("Ballarat", "3350", 1),
-    ("Brisbane", "4000", 6),
-    ("Gold Coast", "4217", 3),
-    ("Cairns", "4870", 1),
-    ("Adelaide", "5000", 4),
-    ("Perth", "6000", 5),
-    ("Fremantle", "6160", 1),
-    ("Hobart", "7000", 1),
-    ("Launceston", "7250", 1),
-    ("Darwin", "0800", 1),
-    ("Alice Springs", "0870", 1),
-)
-_TAGS = tuple(INTEREST_TAGS)
-# special-category interests are rarer than everyday ones
-_TAG_WEIGHTS = tuple(1 if INTEREST_TAGS[t].category != "interests" else 8 for t in _TAGS)
-_PLACE_WEIGHTS = tuple(p[2] for p in PLACES)
 
 # Insert order: customers first (foreign keys), then keys, match entries, profiles.
 _TABLES = tuple(cast(Table, m.__table__) for m in (Customer, DataKey, MatchEntry, Profile))
 
-DEMO_LOGINS: tuple[tuple[str, str, str], ...] = (
-    ("alice@example.com", "alice-demo-passphrase", "Alice Nguyen"),
-    ("bob@example.com", "bob-demo-passphrase", "Bob Smith"),
-)
 SYNTHETIC_DOMAIN = "synthetic.invalid"
-
-
-def _phone(rng: random.Random) -> str:
-    middle, last = rng.randint(0, 999), rng.randint(0, 999)
-    return f"+61 4{rng.randint(0, 99):02d} {middle:03d} {last:03d}"
-
-
-def synthetic_profile(rng: random.Random, current_year: int) -> dict[str, Any]:
-    """One varied, realistic Australian profile drawn from ``rng``."""
-    locality, postcode, _ = rng.choices(PLACES, _PLACE_WEIGHTS)[0]
-    interests = sorted(set(rng.choices(_TAGS, _TAG_WEIGHTS, k=rng.randint(1, 6))))
-    return {
-        "name": f"{rng.choice(GIVEN)} {rng.choice(FAMILY)}",
-        "phone": _phone(rng),
-        "street_address": f"{rng.randint(1, 250)} {rng.choice(STREETS)}",
-        "locality": locality,
-        "postcode": postcode,
-        "birth_year": current_year - min(95, max(18, int(rng.gauss(42, 16)))),
-        "household_size": rng.choices((1, 2, 3, 4, 5, 6), (25, 33, 16, 15, 7, 4))[0],
-        "interests": interests,
-        "preferences": {
-            "contact_channel": rng.choice(CONTACT_CHANNELS),
-            "offer_frequency": rng.choice(OFFER_FREQUENCIES),
-            "language": rng.choices(tuple(LANGUAGES), (70, 6, 4, 4, 4, 4, 4, 4))[0],
-        },
-    }
-
-
-def ensure_demo_logins(session: Session, inst: Instance) -> list[tuple[str, str]]:
-    """Create the demo customers that can log in (idempotent); returns (email, password)."""
-    rng = random.Random(7)
-    ctx = Context(Actor.system("demo"))
-    year = utcnow().year
-    for email, password, name in DEMO_LOGINS:
-        try:
-            customer_id = customers.register(
-                session, inst, email=email, password=password, name=name, ctx=ctx
-            )
-        except EmailTaken:
-            continue
-        profile = synthetic_profile(rng, year)
-        profile["name"] = name
-        profiles.update_profile(session, inst, customer_id, profile, ctx)
-    return [(email, password) for email, password, _ in DEMO_LOGINS]
-
-
-DEMO_SUPPLIER = "Demo Books"
-
-
-def ensure_demo_supplier(session: Session) -> dict[str, str] | None:
-    """A funded, operator-verified demo supplier (idempotent); returns its credentials only
-    when just created."""
-    from infomediary.models import Supplier
-    from infomediary.services.rewards import fund_supplier
-    from infomediary.services.suppliers import create_supplier, verify_supplier
-
-    if session.execute(select(Supplier.id).where(Supplier.name == DEMO_SUPPLIER)).first():
-        session.rollback()
-        return None
-    created = create_supplier(
-        session,
-        name=DEMO_SUPPLIER,
-        sector="retail",
-        redirect_uris=["http://127.0.0.1:8000/callback"],
-        scopes=["profile.identity:read", "profile.interests:read", "audience:count", "offers:send"],
-        purposes=["marketing", "service", "analytics"],
-        privacy_policy_url="https://books.example/privacy",
-        ctx=Context(Actor.system("demo")),
-    )
-    fund_supplier(session, created.supplier, 100_000)
-    session.commit()
-    verify_supplier(session, created.supplier.id, Context(Actor.system("demo")))
-    return {
-        "name": DEMO_SUPPLIER,
-        "client_id": created.supplier.client_id,
-        "client_secret": created.client_secret,
-    }
 
 
 @dataclass(frozen=True)
