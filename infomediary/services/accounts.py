@@ -45,6 +45,7 @@ from infomediary.services import (
 )
 from infomediary.services.email_tokens import RESET, VERIFY
 from infomediary.services.profile_fields import clean_profile, validate_email, validate_password
+from infomediary.services.uow import unit_of_work
 
 Deliver = Callable[[mail.Mail], None]
 log = get_logger("accounts")
@@ -106,64 +107,66 @@ def sign_up(
 ) -> None:
     """Create an unverified account and mail its link, or tell the address's owner someone
     tried; the caller answers "check your e-mail" either way. Reports every field error."""
-    errors: dict[str, str] = {}
-    if message := validate_email(email):
-        errors["email"] = message
-    if message := validate_password(password, email if isinstance(email, str) else None):
-        errors["password"] = message
-    errors.update(clean_profile({"name": name} if name else {}, current_year=utcnow().year)[1])
-    if not accepted_notice:
-        errors["accept_notice"] = "Please read and accept the privacy notice."
-    if errors:
-        raise ValidationFailed(errors)
-    address = email.strip()
-    customer_id = str(uuid.uuid4())
-    try:
-        customers.create(
-            session,
-            inst,
-            customer_id,
-            email=address,
-            password=password,
-            name=name,
-            verified=False,
-            ctx=by_customer(customer_id, request_id),
-        )
-        token = email_tokens.issue(session, inst, customer_id, VERIFY)
-        session.commit()
-        outgoing = account_mail.verify(address, base_url, token)
-    except EmailTaken:
-        session.rollback()
-        _decoy(inst, address, password, name)
-        owner = session.execute(
-            select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
-        ).scalar_one_or_none()
-        if owner is not None:
-            by_web(request_id).log(
+    with unit_of_work(session) as uow:
+        errors: dict[str, str] = {}
+        if message := validate_email(email):
+            errors["email"] = message
+        if message := validate_password(password, email if isinstance(email, str) else None):
+            errors["password"] = message
+        errors.update(clean_profile({"name": name} if name else {}, current_year=utcnow().year)[1])
+        if not accepted_notice:
+            errors["accept_notice"] = "Please read and accept the privacy notice."
+        if errors:
+            raise ValidationFailed(errors)
+        address = email.strip()
+        customer_id = str(uuid.uuid4())
+        try:
+            customers.create(
                 session,
-                "create",
-                customer_id=owner,
-                reason="sign-up refused: this address already has an account",
-                categories=ACCOUNT,
-                allowed=False,
+                inst,
+                customer_id,
+                email=address,
+                password=password,
+                name=name,
+                verified=False,
+                ctx=by_customer(customer_id, request_id),
             )
-        session.commit()
-        outgoing = account_mail.already_registered(address, base_url)
-    deliver(outgoing)
+            token = email_tokens.issue(session, inst, customer_id, VERIFY)
+            uow.commit()
+            outgoing = account_mail.verify(address, base_url, token)
+        except EmailTaken:
+            session.rollback()
+            _decoy(inst, address, password, name)
+            owner = session.execute(
+                select(Customer.id).where(Customer.email_index == inst.vault.email_index(address))
+            ).scalar_one_or_none()
+            if owner is not None:
+                by_web(request_id).log(
+                    session,
+                    "create",
+                    customer_id=owner,
+                    reason="sign-up refused: this address already has an account",
+                    categories=ACCOUNT,
+                    allowed=False,
+                )
+            uow.commit()
+            outgoing = account_mail.already_registered(address, base_url)
+        deliver(outgoing)
 
 
 def send_verification(
     session: Session, inst: Instance, deliver: Deliver, customer_id: str, base_url: str
 ) -> None:
     """A fresh verification link for an unverified account (earlier links stop working)."""
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound("No such customer.")
-    key = customer_keys.customer_key(session, inst, customer_id)
-    address = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
-    token = email_tokens.issue(session, inst, customer_id, VERIFY)
-    session.commit()
-    deliver(account_mail.verify(address, base_url, token))
+    with unit_of_work(session) as uow:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound("No such customer.")
+        key = customer_keys.customer_key(session, inst, customer_id)
+        address = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
+        token = email_tokens.issue(session, inst, customer_id, VERIFY)
+        uow.commit()
+        deliver(account_mail.verify(address, base_url, token))
 
 
 SQUATTED_ADDRESS_MESSAGE = (
@@ -184,47 +187,49 @@ def verify_email(
     sign-up password (the owner who did not sign up resets the password instead), and
     confirming ends every other session and retires every other link of the account.
     """
-    row = email_tokens.find(session, token, VERIFY)
-    customer = session.get(Customer, row.customer_id)
-    if customer is None:
-        raise InvalidLink(email_tokens.EXPIRED)
-    if not customers.password_matches(inst, customer, password):
-        customers.log_refusal(
+    with unit_of_work(session) as uow:
+        row = email_tokens.find(session, token, VERIFY)
+        customer = session.get(Customer, row.customer_id)
+        if customer is None:
+            raise InvalidLink(email_tokens.EXPIRED)
+        if not customers.password_matches(inst, customer, password):
+            customers.log_refusal(
+                session,
+                customer.id,
+                by_web(request_id),
+                "address confirmation refused: wrong password",
+            )
+            raise ValidationFailed({"password": SQUATTED_ADDRESS_MESSAGE})
+        email_tokens.consume(session, token, VERIFY)
+        customer.verified_at = customer.verified_at or utcnow()
+        email_tokens.retire(session, customer.id)
+        session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+        by_customer(customer.id, request_id).log(
             session,
-            customer.id,
-            by_web(request_id),
-            "address confirmation refused: wrong password",
+            "login",
+            customer_id=customer.id,
+            reason="e-mail address verified; every other session ended; logged in",
+            categories=ACCOUNT,
         )
-        raise ValidationFailed({"password": SQUATTED_ADDRESS_MESSAGE})
-    email_tokens.consume(session, token, VERIFY)
-    customer.verified_at = customer.verified_at or utcnow()
-    email_tokens.retire(session, customer.id)
-    session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
-    by_customer(customer.id, request_id).log(
-        session,
-        "login",
-        customer_id=customer.id,
-        reason="e-mail address verified; every other session ended; logged in",
-        categories=ACCOUNT,
-    )
-    session.flush()
-    matching.sync_member(session, inst, customer.id)
-    session.commit()
-    return customer.id
+        session.flush()
+        matching.sync_member(session, inst, customer.id)
+        uow.commit()
+        return customer.id
 
 
 def _as_much_work_for_nobody(session: Session, purpose: str, what: str, request_id: str) -> None:
     """The writes a link for an account costs (retire older links, a log entry, a commit),
     made when there is no account to send one to, so the time taken does not tell whether
     an address has an account. The entry names no address and no customer."""
-    email_tokens.retire(session, str(uuid.uuid4()), purpose)
-    by_web(request_id).log(
-        session,
-        "update",
-        reason=f"{what} asked for; none sent (no account waiting for one at that address)",
-        categories=ACCOUNT,
-    )
-    session.commit()
+    with unit_of_work(session) as uow:
+        email_tokens.retire(session, str(uuid.uuid4()), purpose)
+        by_web(request_id).log(
+            session,
+            "update",
+            reason=f"{what} asked for; none sent (no account waiting for one at that address)",
+            categories=ACCOUNT,
+        )
+        uow.commit()
 
 
 def resend_verification(
@@ -266,24 +271,25 @@ def request_password_reset(
     base_url: str,
     request_id: str = "-",
 ) -> None:
-    if message := validate_email(email):
-        raise ValidationFailed({"email": message})
-    address = email.strip()
-    customer = _by_address(session, inst, address)
-    if customer is None or customer.password_hash is None:
-        _as_much_work_for_nobody(session, RESET, "password reset", request_id)
-        deliver(account_mail.no_account(address, base_url, "a password reset"))
-        return
-    token = email_tokens.issue(session, inst, customer.id, RESET)
-    by_web(request_id).log(
-        session,
-        "update",
-        customer_id=customer.id,
-        reason="password reset link sent",
-        categories=ACCOUNT,
-    )
-    session.commit()
-    deliver(account_mail.reset(address, base_url, token))
+    with unit_of_work(session) as uow:
+        if message := validate_email(email):
+            raise ValidationFailed({"email": message})
+        address = email.strip()
+        customer = _by_address(session, inst, address)
+        if customer is None or customer.password_hash is None:
+            _as_much_work_for_nobody(session, RESET, "password reset", request_id)
+            deliver(account_mail.no_account(address, base_url, "a password reset"))
+            return
+        token = email_tokens.issue(session, inst, customer.id, RESET)
+        by_web(request_id).log(
+            session,
+            "update",
+            customer_id=customer.id,
+            reason="password reset link sent",
+            categories=ACCOUNT,
+        )
+        uow.commit()
+        deliver(account_mail.reset(address, base_url, token))
 
 
 def reset_password(
@@ -293,29 +299,30 @@ def reset_password(
 
     The link proves the customer reads mail at the address, so it also verifies it.
     """
-    row = email_tokens.find(session, token, RESET)
-    customer = session.get(Customer, row.customer_id)
-    if customer is None:
-        raise InvalidLink(email_tokens.EXPIRED)
-    key = customer_keys.customer_key(session, inst, customer.id)
-    address = inst.vault.open(key, "customers", customer.id, "email", customer.email)
-    if message := validate_password(new_password, address):
-        session.rollback()
-        raise ValidationFailed({"new_password": message})
-    email_tokens.consume(session, token, RESET)
-    now = utcnow()
-    customer.password_hash = inst.hasher.hash(new_password)
-    customer.password_changed_at = now
-    customer.verified_at = customer.verified_at or now
-    email_tokens.retire(session, customer.id)
-    session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
-    by_customer(customer.id, request_id).log(
-        session,
-        "update",
-        customer_id=customer.id,
-        reason="password reset by e-mail link; all sessions ended",
-        categories=ACCOUNT,
-    )
-    session.flush()
-    matching.sync_member(session, inst, customer.id)
-    session.commit()
+    with unit_of_work(session) as uow:
+        row = email_tokens.find(session, token, RESET)
+        customer = session.get(Customer, row.customer_id)
+        if customer is None:
+            raise InvalidLink(email_tokens.EXPIRED)
+        key = customer_keys.customer_key(session, inst, customer.id)
+        address = inst.vault.open(key, "customers", customer.id, "email", customer.email)
+        if message := validate_password(new_password, address):
+            session.rollback()
+            raise ValidationFailed({"new_password": message})
+        email_tokens.consume(session, token, RESET)
+        now = utcnow()
+        customer.password_hash = inst.hasher.hash(new_password)
+        customer.password_changed_at = now
+        customer.verified_at = customer.verified_at or now
+        email_tokens.retire(session, customer.id)
+        session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+        by_customer(customer.id, request_id).log(
+            session,
+            "update",
+            customer_id=customer.id,
+            reason="password reset by e-mail link; all sessions ended",
+            categories=ACCOUNT,
+        )
+        session.flush()
+        matching.sync_member(session, inst, customer.id)
+        uow.commit()

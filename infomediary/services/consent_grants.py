@@ -28,6 +28,7 @@ from infomediary.services.consent_receipts import (
 )
 from infomediary.services.customer_keys import is_verified
 from infomediary.services.refusals import record_refusal
+from infomediary.services.uow import unit_of_work
 from infomediary.statuses import ReceiptEvent
 
 
@@ -139,34 +140,35 @@ def revoke_grant(
     session: Session, inst: Instance, customer_id: str, grant_id: str, ctx: Context, base_url: str
 ) -> None:
     """Revoke at once: the grant, every token issued under it, and a receipt saying so."""
-    grant = session.get(ConsentGrant, grant_id)
-    if grant is None or grant.customer_id != customer_id:
-        raise NotFound("No such consent.")
-    if grant.revoked_at is not None:
-        return
-    now = utcnow()
-    grant.revoked_at = now
-    tokens.revoke_tokens(
-        session,
-        OAuthToken.grant_id == grant.id,
-        reason=f"consent {grant.id} revoked",
-        ctx=ctx,
-        customer_id=customer_id,
-        purpose=grant.purpose,
-    )
-    supplier = session.get(Supplier, grant.supplier_id)
-    if supplier is None:
-        raise NotFound("No such supplier.")
-    make_receipt(session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url)
-    ctx.log(
-        session,
-        "consent",
-        customer_id=customer_id,
-        reason=f"consent revoked for supplier {supplier.name}; tokens revoked",
-        categories=categories_for(parse_scopes(grant.scopes)),
-        purpose=grant.purpose,
-    )
-    session.commit()
+    with unit_of_work(session) as uow:
+        grant = session.get(ConsentGrant, grant_id)
+        if grant is None or grant.customer_id != customer_id:
+            raise NotFound("No such consent.")
+        if grant.revoked_at is not None:
+            return
+        now = utcnow()
+        grant.revoked_at = now
+        tokens.revoke_tokens(
+            session,
+            OAuthToken.grant_id == grant.id,
+            reason=f"consent {grant.id} revoked",
+            ctx=ctx,
+            customer_id=customer_id,
+            purpose=grant.purpose,
+        )
+        supplier = session.get(Supplier, grant.supplier_id)
+        if supplier is None:
+            raise NotFound("No such supplier.")
+        make_receipt(session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url)
+        ctx.log(
+            session,
+            "consent",
+            customer_id=customer_id,
+            reason=f"consent revoked for supplier {supplier.name}; tokens revoked",
+            categories=categories_for(parse_scopes(grant.scopes)),
+            purpose=grant.purpose,
+        )
+        uow.commit()
 
 
 def list_grants(session: Session, customer_id: str) -> list[GrantView]:

@@ -16,6 +16,7 @@ from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.matching import sync_member
 from infomediary.services.policy_store import load_policy
+from infomediary.services.uow import unit_of_work
 from policies.engine import policy_to_dict, validate_policy
 from policies.model import (
     PURPOSES,
@@ -31,24 +32,31 @@ from policies.templates import TEMPLATES, load_template
 def save_policy(
     session: Session, inst: Instance, customer_id: str, policy: Policy, ctx: Context, reason: str
 ) -> None:
-    problems = validate_policy(policy)
-    if problems:
-        raise ValidationFailed({"policy": "; ".join(problems)}, "The policy is not valid.")
-    key = customer_key(session, inst, customer_id)
-    blob = inst.vault.seal(key, "customer_policies", customer_id, "policy", policy_to_dict(policy))
-    row = session.get(CustomerPolicy, customer_id)
-    if row is None:
-        session.add(CustomerPolicy(customer_id=customer_id, policy=blob))
-    else:
-        row.policy = blob
-        row.updated_at = utcnow()
-    ctx.log(
-        session, "update", customer_id=customer_id, reason=reason, categories=frozenset({"account"})
-    )
-    session.flush()
+    with unit_of_work(session) as uow:
+        problems = validate_policy(policy)
+        if problems:
+            raise ValidationFailed({"policy": "; ".join(problems)}, "The policy is not valid.")
+        key = customer_key(session, inst, customer_id)
+        blob = inst.vault.seal(
+            key, "customer_policies", customer_id, "policy", policy_to_dict(policy)
+        )
+        row = session.get(CustomerPolicy, customer_id)
+        if row is None:
+            session.add(CustomerPolicy(customer_id=customer_id, policy=blob))
+        else:
+            row.policy = blob
+            row.updated_at = utcnow()
+        ctx.log(
+            session,
+            "update",
+            customer_id=customer_id,
+            reason=reason,
+            categories=frozenset({"account"}),
+        )
+        session.flush()
 
-    sync_member(session, inst, customer_id)
-    session.commit()
+        sync_member(session, inst, customer_id)
+        uow.commit()
 
 
 def apply_template(

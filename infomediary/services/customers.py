@@ -31,6 +31,7 @@ from infomediary.services.profile_fields import (
     validate_password,
 )
 from infomediary.services.refusals import record_refusal
+from infomediary.services.uow import unit_of_work
 
 ACCOUNT = frozenset({"account"})
 
@@ -142,78 +143,85 @@ def register(
     :func:`infomediary.services.accounts.sign_up` instead, which proves the address first.
     Without ``ctx`` the new customer is the actor.
     """
-    customer_id = str(uuid.uuid4())
-    ctx = ctx or Context(Actor.customer(customer_id), request_id)
-    create(
-        session,
-        inst,
-        customer_id,
-        email=email,
-        password=password,
-        name=name,
-        verified=verified,
-        ctx=ctx,
-    )
-    session.commit()
-    return customer_id
+    with unit_of_work(session) as uow:
+        customer_id = str(uuid.uuid4())
+        ctx = ctx or Context(Actor.customer(customer_id), request_id)
+        create(
+            session,
+            inst,
+            customer_id,
+            email=email,
+            password=password,
+            name=name,
+            verified=verified,
+            ctx=ctx,
+        )
+        uow.commit()
+        return customer_id
 
 
 def authenticate(session: Session, inst: Instance, email: str, password: str, ctx: Context) -> str:
     """Return the customer id for a correct email and password; log every attempt on an account."""
-    row = session.execute(
-        select(Customer).where(Customer.email_index == inst.vault.email_index(email or ""))
-    ).scalar_one_or_none()
-    if row is None or row.password_hash is None:
-        with contextlib.suppress(VerificationError):
-            inst.hasher.verify(inst.dummy_hash, password or "")
-        raise InvalidCredentials("Email address or password is wrong.")
-    own = Context(Actor.customer(row.id), ctx.request_id)  # an attempt is the account's own
-    try:
-        inst.hasher.verify(row.password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    with unit_of_work(session) as uow:
+        row = session.execute(
+            select(Customer).where(Customer.email_index == inst.vault.email_index(email or ""))
+        ).scalar_one_or_none()
+        if row is None or row.password_hash is None:
+            with contextlib.suppress(VerificationError):
+                inst.hasher.verify(inst.dummy_hash, password or "")
+            raise InvalidCredentials("Email address or password is wrong.")
+        own = Context(Actor.customer(row.id), ctx.request_id)  # an attempt is the account's own
+        try:
+            inst.hasher.verify(row.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            own.log(
+                session,
+                "login",
+                customer_id=row.id,
+                reason="wrong password",
+                categories=ACCOUNT,
+                allowed=False,
+            )
+            uow.commit()
+            raise InvalidCredentials("Email address or password is wrong.") from None
+        if inst.hasher.check_needs_rehash(row.password_hash):
+            row.password_hash = inst.hasher.hash(password)
         own.log(
-            session,
-            "login",
-            customer_id=row.id,
-            reason="wrong password",
-            categories=ACCOUNT,
-            allowed=False,
+            session, "login", customer_id=row.id, reason="password accepted", categories=ACCOUNT
         )
-        session.commit()
-        raise InvalidCredentials("Email address or password is wrong.") from None
-    if inst.hasher.check_needs_rehash(row.password_hash):
-        row.password_hash = inst.hasher.hash(password)
-    own.log(session, "login", customer_id=row.id, reason="password accepted", categories=ACCOUNT)
-    session.commit()
-    return row.id
+        uow.commit()
+        return row.id
 
 
 def change_password(
     session: Session, inst: Instance, customer_id: str, current: str, new: str, ctx: Context
 ) -> None:
     """Change the password and end every session of the customer (the caller opens a new one)."""
-    customer = session.get(Customer, customer_id)
-    if customer is None or customer.password_hash is None:
-        raise NotFound("No such customer.")
-    try:
-        inst.hasher.verify(customer.password_hash, current)
-    except (VerificationError, InvalidHashError):
-        log_refusal(session, customer_id, ctx, "password change refused: wrong password")
-        raise ValidationFailed({"current_password": "This is not your current password."}) from None
-    key = customer_key(session, inst, customer_id)
-    email = inst.vault.open(key, "customers", customer_id, "email", customer.email)
-    if message := validate_password(new, email):
-        raise ValidationFailed({"new_password": message})
-    customer.password_hash = inst.hasher.hash(new)
-    customer.password_changed_at = utcnow()
-    session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
-    for purpose in (CHANGE, RESET):  # a pending address change or reset link dies with it
-        retire(session, customer_id, purpose)
-    ctx.log(
-        session,
-        "update",
-        customer_id=customer_id,
-        reason="password changed; all sessions ended",
-        categories=ACCOUNT,
-    )
-    session.commit()
+    with unit_of_work(session) as uow:
+        customer = session.get(Customer, customer_id)
+        if customer is None or customer.password_hash is None:
+            raise NotFound("No such customer.")
+        try:
+            inst.hasher.verify(customer.password_hash, current)
+        except (VerificationError, InvalidHashError):
+            log_refusal(session, customer_id, ctx, "password change refused: wrong password")
+            raise ValidationFailed(
+                {"current_password": "This is not your current password."}
+            ) from None
+        key = customer_key(session, inst, customer_id)
+        email = inst.vault.open(key, "customers", customer_id, "email", customer.email)
+        if message := validate_password(new, email):
+            raise ValidationFailed({"new_password": message})
+        customer.password_hash = inst.hasher.hash(new)
+        customer.password_changed_at = utcnow()
+        session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
+        for purpose in (CHANGE, RESET):  # a pending address change or reset link dies with it
+            retire(session, customer_id, purpose)
+        ctx.log(
+            session,
+            "update",
+            customer_id=customer_id,
+            reason="password changed; all sessions ended",
+            categories=ACCOUNT,
+        )
+        uow.commit()

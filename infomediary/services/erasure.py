@@ -13,6 +13,7 @@ from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey, Profile, WebSession
 from infomediary.services import Context, matching
 from infomediary.services.customers import log_refusal
+from infomediary.services.uow import unit_of_work
 
 
 def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx: Context) -> None:
@@ -21,25 +22,28 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
     The access log keeps its entries (their hashes commit to ciphertext, so the chain
     still verifies) but their personal detail can no longer be decrypted by anyone.
     """
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise NotFound("No such customer.")
-    if customer.password_hash is not None:
-        try:
-            inst.hasher.verify(customer.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
-            raise ValidationFailed({"password": "This is not your password."}) from None
-    ctx.log(
-        session,
-        "erase",
-        customer_id=customer_id,
-        reason="account erased; data key destroyed",
-        categories=frozenset({"account", "identity", "demographics", "interests", "preferences"}),
-    )
-    matching.forget_member(session, customer_id)
-    session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))
-    session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
-    session.execute(delete(Profile).where(Profile.customer_id == customer_id))
-    session.execute(delete(Customer).where(Customer.id == customer_id))
-    session.commit()
+    with unit_of_work(session) as uow:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise NotFound("No such customer.")
+        if customer.password_hash is not None:
+            try:
+                inst.hasher.verify(customer.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
+                raise ValidationFailed({"password": "This is not your password."}) from None
+        ctx.log(
+            session,
+            "erase",
+            customer_id=customer_id,
+            reason="account erased; data key destroyed",
+            categories=frozenset(
+                {"account", "identity", "demographics", "interests", "preferences"}
+            ),
+        )
+        matching.forget_member(session, customer_id)
+        session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))
+        session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
+        session.execute(delete(Profile).where(Profile.customer_id == customer_id))
+        session.execute(delete(Customer).where(Customer.id == customer_id))
+        uow.commit()

@@ -27,6 +27,7 @@ from infomediary.services.profile_fields import (
     categories_of,
 )
 from infomediary.services.profiles import decrypt_profile
+from infomediary.services.uow import unit_of_work
 
 EXPORT_FORMAT = "infomediary-export/1"
 
@@ -68,67 +69,68 @@ def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) 
 
 def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> dict[str, Any]:
     """Everything we hold about the customer, decrypted, in one document (GDPR Art. 15, 20)."""
-    customer = session.get(Customer, customer_id)
-    profile = session.get(Profile, customer_id)
-    key_row = session.get(DataKey, customer_id)
-    if customer is None or profile is None or key_row is None:
-        raise NotFound("No such customer.")
-    key = customer_key(session, inst, customer_id)
-    data = decrypt_profile(inst, key, customer, profile)
-    entries = session.execute(
-        select(AccessLogEntry)
-        .where(AccessLogEntry.customer_id == customer_id)
-        .order_by(AccessLogEntry.seq)
-    ).scalars()
-    log = []
-    for row in entries:
-        item = timeline_item(inst, key, row)
-        log.append(
-            {
-                "seq": item.seq,
-                "time": item.time.isoformat(),
-                "actor": {"type": item.actor_type, "id": item.actor_id},
-                "action": item.action,
-                "categories": list(item.categories),
-                "purpose": item.purpose,
-                "outcome": item.outcome,
-                "reason": item.reason,
-                "detail": item.detail,
-                "leaf_hash": row.leaf_hash.hex(),
-            }
-        )
-    # appended here rather than through ctx.log: the export states the entry's own time
-    entry = append(
-        session,
-        ctx.event(
-            "export",
-            customer_id=customer_id,
-            reason="full export downloaded",
-            **logged_categories(
-                inst,
-                key,
-                frozenset({"account", "identity"})
-                | categories_of({k: data[k] for k in FIELD_NAMES}),
+    with unit_of_work(session) as uow:
+        customer = session.get(Customer, customer_id)
+        profile = session.get(Profile, customer_id)
+        key_row = session.get(DataKey, customer_id)
+        if customer is None or profile is None or key_row is None:
+            raise NotFound("No such customer.")
+        key = customer_key(session, inst, customer_id)
+        data = decrypt_profile(inst, key, customer, profile)
+        entries = session.execute(
+            select(AccessLogEntry)
+            .where(AccessLogEntry.customer_id == customer_id)
+            .order_by(AccessLogEntry.seq)
+        ).scalars()
+        log = []
+        for row in entries:
+            item = timeline_item(inst, key, row)
+            log.append(
+                {
+                    "seq": item.seq,
+                    "time": item.time.isoformat(),
+                    "actor": {"type": item.actor_type, "id": item.actor_id},
+                    "action": item.action,
+                    "categories": list(item.categories),
+                    "purpose": item.purpose,
+                    "outcome": item.outcome,
+                    "reason": item.reason,
+                    "detail": item.detail,
+                    "leaf_hash": row.leaf_hash.hex(),
+                }
+            )
+        # appended here rather than through ctx.log: the export states the entry's own time
+        entry = append(
+            session,
+            ctx.event(
+                "export",
+                customer_id=customer_id,
+                reason="full export downloaded",
+                **logged_categories(
+                    inst,
+                    key,
+                    frozenset({"account", "identity"})
+                    | categories_of({k: data[k] for k in FIELD_NAMES}),
+                ),
             ),
-        ),
-    )
-    session.commit()
-    return {
-        "format": EXPORT_FORMAT,
-        "exported_at": entry.created_at.isoformat(),
-        "customer": {
-            "id": customer_id,
-            "email": data.pop("email"),
-            "created_at": customer.created_at.isoformat(),
-            "password_changed_at": customer.password_changed_at.isoformat()
-            if customer.password_changed_at
-            else None,
-        },
-        "profile": data,
-        "encryption": {
-            "data_key_created_at": key_row.created_at.isoformat(),
-            "data_key_version": key_row.dek_version,
-            "wrapped_by_kek_version": key_row.kek_version,
-        },
-        "access_log": log,
-    }
+        )
+        uow.commit()
+        return {
+            "format": EXPORT_FORMAT,
+            "exported_at": entry.created_at.isoformat(),
+            "customer": {
+                "id": customer_id,
+                "email": data.pop("email"),
+                "created_at": customer.created_at.isoformat(),
+                "password_changed_at": customer.password_changed_at.isoformat()
+                if customer.password_changed_at
+                else None,
+            },
+            "profile": data,
+            "encryption": {
+                "data_key_created_at": key_row.created_at.isoformat(),
+                "data_key_version": key_row.dek_version,
+                "wrapped_by_kek_version": key_row.kek_version,
+            },
+            "access_log": log,
+        }

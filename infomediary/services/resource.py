@@ -20,6 +20,7 @@ from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
+from infomediary.services.uow import unit_of_work
 from policies.engine import describe_rule
 from policies.model import Decision, Verdict
 from policies.taxonomy import CATEGORIES, INTEREST_TAGS, age_band, region_for_postcode
@@ -74,91 +75,94 @@ def release(
 ) -> dict[str, Any]:
     """Policy check, decrypt only what is allowed, log, answer: every identified read, by the
     supplier whose ``ctx`` this is."""
-    token = _Request(scope=" ".join(scopes), purpose=purpose)
-    customer = session.get(Customer, customer_id)
-    profile = session.get(Profile, customer_id)
-    if customer is None or profile is None:
-        raise NotFound("The customer no longer exists.")
-    requested = frozenset(
-        s.category
-        for name in parse_scopes(token.scope)
-        if (s := CUSTOMER_SCOPES.get(name)) and s.action == "read" and s.category
-    )
-    verdict = decide(session, inst, customer_id, supplier, token.purpose, requested)
-    allowed = verdict.allowed_categories()
-    withheld = [
-        {"category": v.category, "reason": v.reason}
-        for v in verdict.categories
-        if v.decision != Decision.ALLOW
-    ]
-    if not allowed:
+    with unit_of_work(session) as uow:
+        token = _Request(scope=" ".join(scopes), purpose=purpose)
+        customer = session.get(Customer, customer_id)
+        profile = session.get(Profile, customer_id)
+        if customer is None or profile is None:
+            raise NotFound("The customer no longer exists.")
+        requested = frozenset(
+            s.category
+            for name in parse_scopes(token.scope)
+            if (s := CUSTOMER_SCOPES.get(name)) and s.action == "read" and s.category
+        )
+        verdict = decide(session, inst, customer_id, supplier, token.purpose, requested)
+        allowed = verdict.allowed_categories()
+        withheld = [
+            {"category": v.category, "reason": v.reason}
+            for v in verdict.categories
+            if v.decision != Decision.ALLOW
+        ]
+        if not allowed:
+            ctx.log(
+                session,
+                "read",
+                customer_id=customer_id,
+                reason=_reason(verdict),
+                categories=requested,
+                purpose=token.purpose,
+                allowed=False,
+            )
+            uow.commit()
+            raise PolicyDenied("The customer's policy does not allow this access now.", withheld)
+
+        key = customer_key(session, inst, customer_id)
+
+        def field(name: str) -> Any:
+            blob = getattr(profile, name)
+            return (
+                None if blob is None else inst.vault.open(key, "profiles", customer_id, name, blob)
+            )
+
+        body: dict[str, Any] = {
+            "sub": pairwise_pseudonym(inst, supplier.id, customer_id),
+            "purpose": token.purpose,
+        }
+        released = set(allowed)
+        if "identity" in allowed:
+            body["identity"] = {
+                "name": field("name"),
+                "email": inst.vault.open(key, "customers", customer_id, "email", customer.email),
+                "phone": field("phone"),
+                "address": {
+                    "street": field("street_address"),
+                    "locality": field("locality"),
+                    "postcode": field("postcode"),
+                },
+            }
+        if "demographics" in allowed:
+            birth_year, postcode = field("birth_year"), field("postcode")
+            body["demographics"] = {
+                "age_band": age_band(birth_year, utcnow().year) if birth_year else None,
+                "region": region_for_postcode(postcode) if postcode else None,
+                "household_size": field("household_size"),
+            }
+        if "interests" in allowed:
+            # Special-category tags need a rule of the customer's own for this supplier. Which of
+            # them the customer holds is exactly what the supplier may not learn, so the decision
+            # covers every special category whether or not the customer has such a tag, and a
+            # refused one is dropped silently: `withheld` names only categories the supplier
+            # asked for, the same for every customer whatever their interests.
+            special_ok = decide(
+                session, inst, customer_id, supplier, token.purpose, SPECIAL_INTEREST_CATEGORIES
+            ).allowed_categories()
+            tags = field("interests") or []
+            body["interests"] = [
+                t for t in tags if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
+            ]
+            released |= {INTEREST_TAGS[t].category for t in body["interests"]}
+        if "preferences" in allowed:
+            body["preferences"] = field("preferences")
+        if "purchases" in allowed:
+            body["purchases"] = []  # filled by the connectors feature
+        body["withheld"] = withheld
         ctx.log(
             session,
             "read",
             customer_id=customer_id,
             reason=_reason(verdict),
-            categories=requested,
             purpose=token.purpose,
-            allowed=False,
+            **logged_categories(inst, key, frozenset(released)),
         )
-        session.commit()
-        raise PolicyDenied("The customer's policy does not allow this access now.", withheld)
-
-    key = customer_key(session, inst, customer_id)
-
-    def field(name: str) -> Any:
-        blob = getattr(profile, name)
-        return None if blob is None else inst.vault.open(key, "profiles", customer_id, name, blob)
-
-    body: dict[str, Any] = {
-        "sub": pairwise_pseudonym(inst, supplier.id, customer_id),
-        "purpose": token.purpose,
-    }
-    released = set(allowed)
-    if "identity" in allowed:
-        body["identity"] = {
-            "name": field("name"),
-            "email": inst.vault.open(key, "customers", customer_id, "email", customer.email),
-            "phone": field("phone"),
-            "address": {
-                "street": field("street_address"),
-                "locality": field("locality"),
-                "postcode": field("postcode"),
-            },
-        }
-    if "demographics" in allowed:
-        birth_year, postcode = field("birth_year"), field("postcode")
-        body["demographics"] = {
-            "age_band": age_band(birth_year, utcnow().year) if birth_year else None,
-            "region": region_for_postcode(postcode) if postcode else None,
-            "household_size": field("household_size"),
-        }
-    if "interests" in allowed:
-        # Special-category tags need a rule of the customer's own for this supplier. Which of
-        # them the customer holds is exactly what the supplier may not learn, so the decision
-        # covers every special category whether or not the customer has such a tag, and a
-        # refused one is dropped silently: `withheld` names only categories the supplier
-        # asked for, the same for every customer whatever their interests.
-        special_ok = decide(
-            session, inst, customer_id, supplier, token.purpose, SPECIAL_INTEREST_CATEGORIES
-        ).allowed_categories()
-        tags = field("interests") or []
-        body["interests"] = [
-            t for t in tags if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
-        ]
-        released |= {INTEREST_TAGS[t].category for t in body["interests"]}
-    if "preferences" in allowed:
-        body["preferences"] = field("preferences")
-    if "purchases" in allowed:
-        body["purchases"] = []  # filled by the connectors feature
-    body["withheld"] = withheld
-    ctx.log(
-        session,
-        "read",
-        customer_id=customer_id,
-        reason=_reason(verdict),
-        purpose=token.purpose,
-        **logged_categories(inst, key, frozenset(released)),
-    )
-    session.commit()
-    return body
+        uow.commit()
+        return body

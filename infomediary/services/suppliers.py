@@ -138,43 +138,44 @@ def create_supplier(
     via: str = RegisteredVia.CLI,
     ctx: Context | None = None,
 ) -> NewSupplier:
-    errors = validate_registration(
-        name=name,
-        redirect_uris=redirect_uris,
-        scopes=scopes,
-        purposes=purposes,
-        privacy_policy_url=privacy_policy_url,
-        sector=sector,
-        kind=kind,
-    )
-    if errors:
-        too_many = len(set(redirect_uris)) > MAX_REDIRECT_URIS
-        if set(errors) == {"redirect_uris"} and not too_many:
-            raise InvalidRedirectUri(errors["redirect_uris"])
-        raise ValidationFailed(errors, "The client metadata is invalid.")
-    name = normalise_name(name)
-    secret = secrets.token_urlsafe(32)
-    supplier = Supplier(
-        id=str(uuid.uuid4()),
-        client_id="sup_" + secrets.token_urlsafe(18),
-        client_secret_hash=secret_hash(secret),
-        kind=kind,
-        name=name,
-        sector=sector,
-        privacy_policy_url=privacy_policy_url,
-        redirect_uris=json.dumps(sorted(set(redirect_uris))),
-        scopes=" ".join(sorted(set(scopes))),
-        purposes=" ".join(sorted(set(purposes))),
-        registered_via=via,
-    )
-    ctx = ctx or Context(Actor(ActorType.OPERATOR, via))
-    # The log append locks the log head, so concurrent registrations line up here and the
-    # name check below sees every supplier committed before this one.
-    ctx.log(session, "create", reason=f"supplier {supplier.id} registered")
-    _refuse_confusable_name(session, name, via)
-    session.add(supplier)
-    session.commit()
-    return NewSupplier(supplier, secret)
+    with unit_of_work(session) as uow:
+        errors = validate_registration(
+            name=name,
+            redirect_uris=redirect_uris,
+            scopes=scopes,
+            purposes=purposes,
+            privacy_policy_url=privacy_policy_url,
+            sector=sector,
+            kind=kind,
+        )
+        if errors:
+            too_many = len(set(redirect_uris)) > MAX_REDIRECT_URIS
+            if set(errors) == {"redirect_uris"} and not too_many:
+                raise InvalidRedirectUri(errors["redirect_uris"])
+            raise ValidationFailed(errors, "The client metadata is invalid.")
+        name = normalise_name(name)
+        secret = secrets.token_urlsafe(32)
+        supplier = Supplier(
+            id=str(uuid.uuid4()),
+            client_id="sup_" + secrets.token_urlsafe(18),
+            client_secret_hash=secret_hash(secret),
+            kind=kind,
+            name=name,
+            sector=sector,
+            privacy_policy_url=privacy_policy_url,
+            redirect_uris=json.dumps(sorted(set(redirect_uris))),
+            scopes=" ".join(sorted(set(scopes))),
+            purposes=" ".join(sorted(set(purposes))),
+            registered_via=via,
+        )
+        ctx = ctx or Context(Actor(ActorType.OPERATOR, via))
+        # The log append locks the log head, so concurrent registrations line up here and the
+        # name check below sees every supplier committed before this one.
+        ctx.log(session, "create", reason=f"supplier {supplier.id} registered")
+        _refuse_confusable_name(session, name, via)
+        session.add(supplier)
+        uow.commit()
+        return NewSupplier(supplier, secret)
 
 
 def _refuse_confusable_name(session: Session, name: str, via: str) -> None:
@@ -197,13 +198,14 @@ def verify_supplier(session: Session, ref: str, ctx: Context | None = None) -> S
     Idempotent: a supplier verified before keeps its first ``verified_at``. The consent
     screen shows the date, and "Not verified by Infomediary" until there is one.
     """
-    supplier = find_supplier(session, ref)
-    if supplier.verified_at is None:
-        supplier.verified_at = utcnow()
-        ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-        ctx.log(session, "update", reason=f"supplier {supplier.id} verified")
-    session.commit()
-    return supplier
+    with unit_of_work(session) as uow:
+        supplier = find_supplier(session, ref)
+        if supplier.verified_at is None:
+            supplier.verified_at = utcnow()
+            ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+            ctx.log(session, "update", reason=f"supplier {supplier.id} verified")
+        uow.commit()
+        return supplier
 
 
 def redirect_host(uri: str) -> str:
@@ -237,20 +239,23 @@ def find_supplier(session: Session, ref: str) -> Supplier:
 
 def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> int:
     """Suspend a supplier: every one of its tokens stops working at once. Returns tokens revoked."""
-    supplier = find_supplier(session, ref)
-    now = utcnow()
-    supplier.status = SupplierStatus.SUSPENDED
-    supplier.suspended_at = now
-    ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-    revoked = tokens.revoke_tokens(
-        session,
-        OAuthToken.supplier_id == supplier.id,
-        reason=f"supplier {supplier.id} suspended",
-        ctx=ctx,
-    )
-    ctx.log(session, "update", reason=f"supplier {supplier.id} suspended; {revoked} tokens revoked")
-    session.commit()
-    return int(revoked or 0)
+    with unit_of_work(session) as uow:
+        supplier = find_supplier(session, ref)
+        now = utcnow()
+        supplier.status = SupplierStatus.SUSPENDED
+        supplier.suspended_at = now
+        ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+        revoked = tokens.revoke_tokens(
+            session,
+            OAuthToken.supplier_id == supplier.id,
+            reason=f"supplier {supplier.id} suspended",
+            ctx=ctx,
+        )
+        ctx.log(
+            session, "update", reason=f"supplier {supplier.id} suspended; {revoked} tokens revoked"
+        )
+        uow.commit()
+        return int(revoked or 0)
 
 
 def issue_initial_access_token(
@@ -258,17 +263,20 @@ def issue_initial_access_token(
 ) -> str:
     """An RFC 7591 initial access token for one registration; only its hash is stored, and
     its issuance is logged like every other credential's."""
-    token = "iat_" + secrets.token_urlsafe(32)
-    digest = secret_hash(token)
-    session.add(InitialAccessToken(token_hash=digest, expires_at=utcnow() + timedelta(days=days)))
-    ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-    ctx.log(
-        session,
-        "update",
-        reason=f"initial access token {digest.hex()[:12]} issued, valid {days} days",
-    )
-    session.commit()
-    return token
+    with unit_of_work(session) as uow:
+        token = "iat_" + secrets.token_urlsafe(32)
+        digest = secret_hash(token)
+        session.add(
+            InitialAccessToken(token_hash=digest, expires_at=utcnow() + timedelta(days=days))
+        )
+        ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+        ctx.log(
+            session,
+            "update",
+            reason=f"initial access token {digest.hex()[:12]} issued, valid {days} days",
+        )
+        uow.commit()
+        return token
 
 
 def initial_access_token_usable(session: Session, token: str) -> bool:

@@ -48,9 +48,13 @@ class UnitOfWork:
         self.done = True
 
     def commit(self) -> None:
-        """The use case's one commit point."""
+        """The use case's one commit point (a commit that fails is rolled back)."""
         self._finish()
-        self.session.commit()
+        try:
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
 
     def refuse(self, event: LogEvent) -> None:
         """Drop the use case's work and commit only ``event``, as a denied access."""
