@@ -10,7 +10,7 @@ from infomediary.broker.attributes import ATTRIBUTES, special, value_category
 from infomediary.services import Context, broker
 from infomediary.services.broker import CountQuery
 from infomediary.services.refusals import refuse_supplier
-from infomediary.web.api import bearer_token, json_input, refuse_tokens_outside_the_header
+from infomediary.web.bearer import bearer_token, json_input, refuse_tokens_outside_the_header
 from infomediary.web.db import db
 from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
 from infomediary.web.schemas import CountRequestSchema, CountResponseSchema

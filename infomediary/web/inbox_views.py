@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from infomediary.models import utcnow
 from infomediary.services import offer_contacts, offer_inbox, rewards
 from infomediary.web.db import db
-from infomediary.web.oauth_views import EXPIRY_CHOICES
+from infomediary.web.forms import EXPIRY_CHOICES
 from infomediary.web.security import context, instance, login_required
 from policies.model import PURPOSES
 

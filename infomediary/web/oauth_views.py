@@ -37,8 +37,9 @@ from infomediary.services import (
     decisions,
     suppliers,
 )
-from infomediary.web.api import json_body
+from infomediary.web.bearer import json_body
 from infomediary.web.db import db
+from infomediary.web.forms import EXPIRY_CHOICES
 from infomediary.web.limits import (
     basic_credentials,
     client_authenticated,
@@ -66,13 +67,6 @@ from policies.model import PURPOSES
 from policies.taxonomy import CATEGORIES
 
 bp = Blueprint("oauth", __name__)
-
-EXPIRY_CHOICES = {
-    "30d": ("30 days", 30),
-    "90d": ("90 days", 90),
-    "365d": ("1 year", 365),
-    "never": ("until I revoke it", None),
-}
 
 
 def _oauth_error_page(error: OAuth2Error) -> BaseResponse:

@@ -11,7 +11,7 @@ from infomediary.models import Supplier
 from infomediary.services import Context, offer_contacts, offers
 from infomediary.services.offers import OfferInput
 from infomediary.services.refusals import refuse_supplier
-from infomediary.web.api import bearer_token, json_input, refuse_tokens_outside_the_header
+from infomediary.web.bearer import bearer_token, json_input, refuse_tokens_outside_the_header
 from infomediary.web.db import db
 from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
 from infomediary.web.schemas import (
