@@ -235,7 +235,16 @@ def main() -> None:
                     where={a: sorted(set(v)) for a, v in sorted(where.items())},
                     breakdown=None,
                 )
-                service += timed(partial(count_audience, session, inst, supplier, query))
+                service += timed(
+                    partial(
+                        count_audience,
+                        session,
+                        inst,
+                        supplier,
+                        query,
+                        Context.supplier(supplier.id),
+                    )
+                )
         in_memory: list[float] = []
         floor: list[float] = []
         for where in batch:
