@@ -83,14 +83,20 @@ def new_password() -> ResponseReturnValue:
     return redirect(url_for("auth.login"))
 
 
-@bp.get("/account/email/confirm")
-def email_confirm_form() -> ResponseReturnValue:
+def link_page(template: str, purpose: str) -> ResponseReturnValue:
+    """The page an e-mailed link opens: it checks the link and changes nothing (its form's
+    button does), or says why the link cannot be used."""
     token = request.args.get("token", "")
     try:
-        email_tokens.find(db(), token, email_tokens.CHANGE)
+        email_tokens.find(db(), token, purpose)
     except InvalidLink as exc:
-        return render_template("email_confirm.html", token=None, error=exc.message), 400
-    return render_template("email_confirm.html", token=token, error=None)
+        return render_template(template, token=None, error=exc.message), 400
+    return render_template(template, token=token, error=None)
+
+
+@bp.get("/account/email/confirm")
+def email_confirm_form() -> ResponseReturnValue:
+    return link_page("email_confirm.html", email_tokens.CHANGE)
 
 
 @bp.post("/account/email/confirm")

@@ -98,12 +98,7 @@ def check_email() -> ResponseReturnValue:
 @bp.get("/signup/verify")
 def verify_form() -> ResponseReturnValue:
     """The page a verification link opens: it changes nothing, its button does."""
-    token = request.args.get("token", "")
-    try:
-        email_tokens.find(db(), token, email_tokens.VERIFY)
-    except InvalidLink as exc:
-        return render_template("verify.html", token=None, error=exc.message), 400
-    return render_template("verify.html", token=token, error=None)
+    return account_links.link_page("verify.html", email_tokens.VERIFY)
 
 
 @bp.post("/signup/verify")
