@@ -88,7 +88,7 @@ class Settings:
     log_level: str = "INFO"
     #: Epsilon spent by one audience count (discrete Laplace, OpenDP).
     broker_epsilon: float = 0.1
-    #: Epsilon each supplier may spend per budget period.
+    #: Epsilon each organisation (all its clients together) may spend per budget period.
     broker_budget: float = 2.0
     #: Epsilon all suppliers together may spend per budget period.
     broker_global_budget: float = 50.0
@@ -98,6 +98,14 @@ class Settings:
     broker_k: int = 50
     #: Data epoch: identical queries within one are answered from cache.
     broker_epoch_hours: int = 24
+    #: Epsilon any one customer may lose, over all releases, within the rolling window.
+    broker_customer_budget: float = 10.0
+    #: The rolling window of the per-customer budget, days.
+    broker_customer_window_days: int = 365
+    #: Delta of an offer's delivery decision: it is (epsilon, delta)-differentially private.
+    broker_delta: float = 1e-6
+    #: Smallest true audience of verified accounts an offer is ever delivered to.
+    broker_offer_min_audience: int = 50
     #: Broker API calls per supplier.
     broker_rate_limit: str = "60 per minute"
     #: Lifetime of a process's unrenewed KEK lease, and the grace `keys prune` waits, seconds.
@@ -147,6 +155,10 @@ _POSITIVE = (
     "broker_period_days",
     "broker_k",
     "broker_epoch_hours",
+    "broker_customer_budget",
+    "broker_customer_window_days",
+    "broker_delta",
+    "broker_offer_min_audience",
     "key_lease_seconds",
     "argon2_time_cost",
     "argon2_memory_kib",
@@ -273,6 +285,8 @@ def validate(settings: Settings) -> None:
     for name in _POSITIVE:
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{_env(name)} must be positive, not {getattr(settings, name)!r}")
+    if settings.broker_delta >= 0.5:
+        raise ConfigError(f"{PREFIX}BROKER_DELTA must be below 0.5, not {settings.broker_delta!r}")
     if settings.proxy_hops < 0:
         raise ConfigError(f"{PREFIX}PROXY_HOPS must be 0 or more, not {settings.proxy_hops}")
     if settings.argon2_memory_kib < 8 * settings.argon2_parallelism:

@@ -41,6 +41,7 @@ from infomediary.models import DataKey, KeyFingerprint
 
 if TYPE_CHECKING:
     from infomediary.broker.index import MatchIndex
+    from infomediary.broker.ledger import Ledger
     from infomediary.broker.noise import NoiseSource
     from infomediary.crypto.receipts import ReceiptSigner
 
@@ -117,6 +118,7 @@ class Instance:
         receipt_signer: ReceiptSigner | None = None,
         noise: NoiseSource | None = None,
         match_index: MatchIndex | None = None,
+        privacy_ledger: Ledger | None = None,
         dummy_hash: str | None = None,
     ) -> None:
         self.settings = settings
@@ -129,6 +131,7 @@ class Instance:
         self._receipt_signer = Lazy(self._make_receipt_signer, receipt_signer)
         self._noise = Lazy(self._make_noise, noise)
         self._match_index = Lazy(self._make_match_index, match_index)
+        self._privacy_ledger = Lazy(self._make_privacy_ledger, privacy_ledger)
         self._dummy_hash = Lazy(self._make_dummy_hash, dummy_hash)
 
     @property
@@ -165,6 +168,19 @@ class Instance:
         from infomediary.broker.index import MatchIndex
 
         return MatchIndex(self.keyring.secret("blind_index"))
+
+    @property
+    def privacy_ledger(self) -> Ledger:
+        """The per-customer privacy ledger in memory (folded from ``releases`` rows)."""
+        return self._privacy_ledger.get()
+
+    def _make_privacy_ledger(self) -> Ledger:
+        from infomediary.broker.ledger import Ledger
+
+        return Ledger(
+            quantum_micro=round(self.noise.privacy_loss() * 1_000_000),
+            cap_micro=round(self.settings.broker_customer_budget * 1_000_000),
+        )
 
     def _make_dummy_hash(self) -> str:
         return self.hasher.hash("not a password of anyone's")

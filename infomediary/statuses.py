@@ -88,3 +88,13 @@ class CodeChallengeMethod(StrEnum):
     """PKCE methods an authorization code may carry: S256 alone (RFC 9700 §2.1.1)."""
 
     S256 = "S256"
+
+
+class ReleaseKind(StrEnum):
+    """What a differentially private release was: a count, a breakdown, an offer's reach (its
+    delivery decision), an offer's noisy response totals."""
+
+    COUNT = "count"
+    BREAKDOWN = "breakdown"
+    OFFER_REACH = "offer_reach"
+    OFFER_TOTALS = "offer_totals"

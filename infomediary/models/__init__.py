@@ -12,7 +12,15 @@ foreign keys name their tables by string).
 
 from .access_log import AccessLogEntry, LogHead
 from .base import NAMING_CONVENTION, Base, UTCDateTime, one_of, utcnow
-from .broker import BrokerState, BudgetAccount, BudgetCharge, MatchEntry, ReleasedAnswer
+from .broker import (
+    BrokerState,
+    BudgetAccount,
+    BudgetCharge,
+    MatchEntry,
+    Release,
+    ReleasedAnswer,
+    ReleaseReplay,
+)
 from .consents import ConsentGrant, ConsentReceipt
 from .customers import Customer, CustomerPolicy, DataKey, EmailToken, Profile, WebSession
 from .offers import (
@@ -53,6 +61,8 @@ __all__ = [
     "OfferDelivery",
     "ProcessLease",
     "Profile",
+    "Release",
+    "ReleaseReplay",
     "ReleasedAnswer",
     "Supplier",
     "SupplierBlock",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from infomediary.statuses import ReleaseKind
+
+from .base import Base, UTCDateTime, one_of, utcnow
 
 # -- the anonymising broker --------------------------------------------------------------------
 
@@ -72,4 +74,47 @@ class ReleasedAnswer(Base):
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     answer: Mapped[str] = mapped_column(Text)
     epsilon_micro: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The release that computed this answer (its replays are recorded against it).
+    release_seq: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Release(Base):
+    """One differentially private release and the customers it charged: the per-customer
+    privacy ledger's durable form.
+
+    ``members`` is the serialized roaring bitmap of the ordinals whose data could change the
+    release (those it counted, suppressed answers included); each of them lost
+    ``epsilon_micro``. Every worker folds these rows, in ``seq`` order, into its in-memory
+    ledger (:mod:`infomediary.broker.ledger`), so one row per release, never one per customer,
+    is what a release writes. Releases are inserted while the global budget row is locked, so
+    ``seq`` order is commit order and ``created_at`` never goes backwards along it.
+    """
+
+    __tablename__ = "releases"
+    __table_args__ = (one_of("kind", ReleaseKind), Index("ix_releases_created_at", "created_at"))
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+    #: The canonical criteria (JSON), as the access-log entry records them.
+    criteria: Mapped[str] = mapped_column(Text)
+    epsilon_micro: Mapped[int] = mapped_column(BigInteger)
+    members: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The cache key of a count (its replays refer to it), or ``None``.
+    query_hash: Mapped[str | None] = mapped_column(String(64))
+    offer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class ReleaseReplay(Base):
+    """A released answer served again, free, to a supplier of the same organisation: the
+    customers it counted see to whom their count went, with no new charge."""
+
+    __tablename__ = "release_replays"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    release_seq: Mapped[int] = mapped_column(ForeignKey("releases.seq"), index=True)
+    supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

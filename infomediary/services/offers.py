@@ -33,14 +33,12 @@ from infomediary.models import (
 )
 from infomediary.services import Context
 from infomediary.services.broker import (
-    MICRO,
     CountQuery,
-    budget_remaining,
-    charge,
     epoch_of,
     log_aggregate,
     require_declared_purpose,
 )
+from infomediary.services.budgets import MICRO, budget_remaining, charge
 from infomediary.services.offer_contacts import contact_shared
 from infomediary.services.pseudonyms import offer_pseudonym
 from infomediary.services.rewards import escrow_offer, refund_escrow, require_funds

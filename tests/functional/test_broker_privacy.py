@@ -47,11 +47,8 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.services import Context, customer_policy, erasure, matching, profiles
-from infomediary.services.broker import (
-    CountQuery,
-    budget_remaining,
-    count_audience,
-)
+from infomediary.services.broker import CountQuery, count_audience
+from infomediary.services.budgets import budget_remaining
 from infomediary.web.errors import STATUS
 from infomediary.web.schemas import CountRequestSchema, load
 from policies.engine import evaluate

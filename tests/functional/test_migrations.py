@@ -33,6 +33,7 @@ from infomediary.statuses import (
     OfferStatus,
     ReceiptEvent,
     RegisteredVia,
+    ReleaseKind,
     SupplierKind,
     SupplierStatus,
 )
@@ -75,7 +76,10 @@ def model_checks() -> dict[tuple[str, str], tuple[str, ...]]:
 def database_checks(engine: Engine) -> set[tuple[str, str]]:
     found = set()
     inspector = inspect(engine)
+    present = set(inspector.get_table_names())
     for table in Base.metadata.sorted_tables:
+        if table.name not in present:
+            continue
         for check in inspector.get_check_constraints(table.name):
             found.add((table.name, str(check["name"])))
     return found
@@ -96,6 +100,7 @@ def test_every_status_column_has_a_check() -> None:
         ("offer_deliveries", "ck_offer_deliveries_status"): tuple(DeliveryStatus),
         ("ledger_accounts", "ck_ledger_accounts_kind"): tuple(LedgerAccountKind),
         ("ledger_transactions", "ck_ledger_transactions_kind"): tuple(LedgerTransactionKind),
+        ("releases", "ck_releases_kind"): tuple(ReleaseKind),
     }
 
 
@@ -152,7 +157,7 @@ def test_status_checks_upgrade_and_downgrade_keep_every_row(scratch_engine: Engi
     deliveries, a grant's receipts), and the downgrade takes only the constraints away."""
     command.upgrade(alembic_config(scratch_engine), "0009")
     with scratch_engine.begin() as conn:
-        insert_one_row_everywhere(conn)
+        insert_one_row_in_the_tables_there(conn)
         before = row_counts(conn)
     assert set(before.values()) == {1}
     assert database_checks(scratch_engine) == set()
@@ -160,7 +165,7 @@ def test_status_checks_upgrade_and_downgrade_keep_every_row(scratch_engine: Engi
     command.upgrade(alembic_config(scratch_engine), STATUS_REVISION)
     with scratch_engine.connect() as conn:
         assert row_counts(conn) == before
-    assert database_checks(scratch_engine) == set(model_checks())
+    assert database_checks(scratch_engine) == {c for c in model_checks() if c[0] in before}
     assert schema_revision(scratch_engine)[0] == STATUS_REVISION
     if scratch_engine.dialect.name == "sqlite":
         with scratch_engine.connect() as conn:
@@ -179,7 +184,7 @@ def test_status_checks_upgrade_refuses_rows_holding_unknown_values(
     command.upgrade(alembic_config(scratch_engine), "0009")
     suppliers = Base.metadata.tables["suppliers"]
     with scratch_engine.begin() as conn:
-        insert_one_row_everywhere(conn)
+        insert_one_row_in_the_tables_there(conn)
         conn.execute(update(suppliers).values(status="archived"))
         before = row_counts(conn)
     with pytest.raises(IntegrityError):
@@ -201,12 +206,12 @@ def test_upgrade_from_0008_to_head_keeps_every_row(scratch_engine: Engine) -> No
     with scratch_engine.begin() as conn:
         filled = insert_one_row_in_the_tables_there(conn)
     assert {"consent_grants", "consent_receipts", "authorization_codes", "oauth_tokens"} <= filled
-    assert filled == {t.name for t in Base.metadata.sorted_tables}
-
     command.upgrade(alembic_config(scratch_engine), "head")
     assert schema_revision(scratch_engine)[0] == schema_revision(scratch_engine)[1]
     with scratch_engine.connect() as conn:
-        assert row_counts(conn) == dict.fromkeys(filled, 1)
+        counts = row_counts(conn)
+        assert {t: n for t, n in counts.items() if t in filled} == dict.fromkeys(filled, 1)
+        assert set(counts) == {t.name for t in Base.metadata.sorted_tables}
         if scratch_engine.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 

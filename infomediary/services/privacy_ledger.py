@@ -1,0 +1,175 @@
+"""Individual privacy accounting: every release charges the customers whose data could change
+it, and a customer who would pass their cap is left out (an individual privacy filter).
+
+The guarantee (pure epsilon-DP, basic composition, neighbours differ by one customer added or
+removed): over any rolling window of ``broker_customer_window_days``, the releases of every
+supplier together, counts, breakdowns, offer reaches and offer totals, are
+``broker_customer_budget``-differentially private for each customer. A release charges a
+customer only if adding or removing them could change it (they are in the selection it counted;
+a breakdown cell; an offer's eligible audience; a response total they answered into), which is
+their individual sensitivity; the decision to leave a customer out depends only on their own
+past charges, so it reveals nothing about anyone else (Feldman and Zrnic, "Individual Privacy
+Accounting via a Renyi Filter", NeurIPS 2021, here in its pure-epsilon form). The bound is per
+window, not for a lifetime: a release older than the window no longer counts against the cap.
+
+Durable form: one ``releases`` row per release with its member set, inserted in the release's
+own transaction while the global budget row is locked (:func:`budgets.charge` takes it first),
+so releases are serialised and each sees every earlier one. In memory: bit-sliced counters
+(:mod:`infomediary.broker.ledger`) that every worker folds the rows into, in ``seq`` order,
+before it filters; rows leaving the window are subtracted again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pyroaring import BitMap
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from infomediary.broker.ledger import Ledger
+from infomediary.instance import Instance
+from infomediary.models import MatchEntry, Release, utcnow
+from infomediary.statuses import ReleaseKind
+
+BATCH = 500
+
+
+def window_start(inst: Instance, now: datetime) -> datetime:
+    return now - timedelta(days=inst.settings.broker_customer_window_days)
+
+
+def refresh(session: Session, inst: Instance, now: datetime | None = None) -> Ledger:
+    """Fold releases committed since the last refresh into the worker's ledger, and take back
+    those that left the window. Cheap when nothing changed (one indexed read)."""
+    ledger = inst.privacy_ledger
+    cutoff = window_start(inst, now or utcnow())
+    with ledger.lock:
+        newest = session.execute(select(func.max(Release.seq))).scalar_one() or 0
+        if newest < ledger.added_through:  # the table was emptied (a test, a restore): rebuild
+            ledger.clear()
+        if ledger.added_through == 0 and ledger.expired_through == 0:
+            before = session.execute(
+                select(func.max(Release.seq)).where(Release.created_at < cutoff)
+            ).scalar_one()
+            ledger.added_through = ledger.expired_through = before or 0
+        while ledger.added_through < newest:
+            rows = _rows(session, Release.seq > ledger.added_through)
+            if not rows:
+                break
+            for seq, epsilon_micro, blob, _ in rows:
+                ledger.add(BitMap.deserialize(blob), ledger.units(epsilon_micro))
+                ledger.added_through = seq
+        while ledger.expired_through < ledger.added_through:
+            rows = _rows(
+                session,
+                Release.seq > ledger.expired_through,
+                Release.seq <= ledger.added_through,
+            )
+            expired = _until_recent(rows, cutoff)
+            for seq, epsilon_micro, blob, _ in expired:
+                ledger.subtract(BitMap.deserialize(blob), ledger.units(epsilon_micro))
+                ledger.expired_through = seq
+            if len(expired) < len(rows) or not rows:
+                break
+    return ledger
+
+
+def _rows(session: Session, *where: object) -> list[tuple[int, int, bytes, datetime]]:
+    return [
+        (int(seq), int(eps), bytes(blob), at)
+        for seq, eps, blob, at in session.execute(
+            select(Release.seq, Release.epsilon_micro, Release.members, Release.created_at)
+            .where(*where)  # type: ignore[arg-type]
+            .order_by(Release.seq)
+            .limit(BATCH)
+        ).all()
+    ]
+
+
+def _until_recent(
+    rows: list[tuple[int, int, bytes, datetime]], cutoff: datetime
+) -> list[tuple[int, int, bytes, datetime]]:
+    taken = []
+    for row in rows:
+        if row[3] >= cutoff:
+            break
+        taken.append(row)
+    return taken
+
+
+def admit(session: Session, inst: Instance, members: BitMap, epsilon_micro: int) -> BitMap:
+    """The members a charge of ``epsilon_micro`` keeps within their cap: the filter.
+
+    Call after :func:`budgets.charge`, which holds the global budget row: no release can
+    commit between this refresh and the caller's commit, so the filter sees every charge.
+    """
+    ledger = refresh(session, inst)
+    with ledger.lock:
+        return ledger.admit(members, ledger.units(epsilon_micro))
+
+
+def record(
+    session: Session,
+    *,
+    kind: ReleaseKind,
+    supplier_id: str,
+    purpose: str,
+    criteria: object,
+    epsilon_micro: int,
+    members: BitMap,
+    query_hash: str | None = None,
+    offer_id: str | None = None,
+) -> Release:
+    """The release's durable ledger row, in the caller's transaction (``seq`` assigned)."""
+    members.run_optimize()
+    release = Release(
+        created_at=utcnow(),
+        kind=kind,
+        supplier_id=supplier_id,
+        purpose=purpose,
+        criteria=criteria if isinstance(criteria, str) else json.dumps(criteria, sort_keys=True),
+        epsilon_micro=epsilon_micro,
+        members=members.serialize(),
+        query_hash=query_hash,
+        offer_id=offer_id,
+    )
+    session.add(release)
+    session.flush()
+    return release
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One customer's loss in the current window, and what is left of their cap."""
+
+    spent: float
+    budget: float
+    window_days: int
+    #: The epsilon of one release: below it left, the customer is at their cap.
+    quantum: float
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.budget - self.spent)
+
+    @property
+    def at_cap(self) -> bool:
+        return self.remaining + 1e-9 < self.quantum
+
+
+def standing(session: Session, inst: Instance, customer_id: str) -> Standing:
+    ledger = refresh(session, inst)
+    ordinal = session.execute(
+        select(MatchEntry.ordinal).where(MatchEntry.customer_id == customer_id)
+    ).scalar_one_or_none()
+    with ledger.lock:
+        spent = ledger.spent_micro(ordinal) if ordinal is not None else 0
+    return Standing(
+        spent=spent / 1_000_000,
+        budget=inst.settings.broker_customer_budget,
+        window_days=inst.settings.broker_customer_window_days,
+        quantum=ledger.quantum_micro / 1_000_000,
+    )

@@ -1,0 +1,24 @@
+"""organisations: suppliers share a budget and a cache scope per organisation
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-02 00:45:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = '0011'
+down_revision: str | None = '0010'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
