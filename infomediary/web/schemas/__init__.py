@@ -8,7 +8,6 @@ contract suppliers read is the one the code enforces. Each job has its module: `
 
 from __future__ import annotations
 
-from infomediary.web.schemas.broker import AcceptedSchema as AcceptedSchema
 from infomediary.web.schemas.broker import AttributeSchema as AttributeSchema
 from infomediary.web.schemas.broker import AttributesResponseSchema as AttributesResponseSchema
 from infomediary.web.schemas.broker import AudienceSchema as AudienceSchema
@@ -16,9 +15,6 @@ from infomediary.web.schemas.broker import CellSchema as CellSchema
 from infomediary.web.schemas.broker import CountRequestSchema as CountRequestSchema
 from infomediary.web.schemas.broker import CountResponseSchema as CountResponseSchema
 from infomediary.web.schemas.broker import Criteria as Criteria
-from infomediary.web.schemas.broker import OfferCreatedSchema as OfferCreatedSchema
-from infomediary.web.schemas.broker import OfferRequestSchema as OfferRequestSchema
-from infomediary.web.schemas.broker import OfferViewSchema as OfferViewSchema
 from infomediary.web.schemas.fields import FieldError as FieldError
 from infomediary.web.schemas.fields import MultilineText as MultilineText
 from infomediary.web.schemas.fields import Text as Text
@@ -41,6 +37,10 @@ from infomediary.web.schemas.oauth import OAuthErrorSchema as OAuthErrorSchema
 from infomediary.web.schemas.oauth import TokenActionRequestSchema as TokenActionRequestSchema
 from infomediary.web.schemas.oauth import TokenRequestSchema as TokenRequestSchema
 from infomediary.web.schemas.oauth import TokenResponseSchema as TokenResponseSchema
+from infomediary.web.schemas.offers import AcceptedSchema as AcceptedSchema
+from infomediary.web.schemas.offers import OfferCreatedSchema as OfferCreatedSchema
+from infomediary.web.schemas.offers import OfferRequestSchema as OfferRequestSchema
+from infomediary.web.schemas.offers import OfferViewSchema as OfferViewSchema
 from infomediary.web.schemas.problems import (
     BudgetExhaustedProblemSchema as BudgetExhaustedProblemSchema,
 )
