@@ -90,3 +90,9 @@ def charge(
         )
     )
     return limit - mine.spent_micro
+
+
+def lock_global(session: Session, settings: Settings) -> None:
+    """Take the global budget row's lock (held to the end of the transaction): every release
+    takes it, through :func:`charge` or here, so releases are serialised."""
+    _account(session, GLOBAL, _period(utcnow(), settings.broker_period_days))

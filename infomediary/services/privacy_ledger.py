@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from infomediary.broker.ledger import Ledger
 from infomediary.instance import Instance
 from infomediary.models import MatchEntry, Release, utcnow
+from infomediary.services.budgets import lock_global
 from infomediary.statuses import ReleaseKind
 
 BATCH = 500
@@ -103,9 +104,11 @@ def _until_recent(
 def admit(session: Session, inst: Instance, members: BitMap, epsilon_micro: int) -> BitMap:
     """The members a charge of ``epsilon_micro`` keeps within their cap: the filter.
 
-    Call after :func:`budgets.charge`, which holds the global budget row: no release can
-    commit between this refresh and the caller's commit, so the filter sees every charge.
+    Takes the global budget row's lock first (already held after :func:`budgets.charge`): no
+    release can commit between this refresh and the caller's commit, so the filter sees every
+    charge before it.
     """
+    lock_global(session, inst.settings)
     ledger = refresh(session, inst)
     with ledger.lock:
         return ledger.admit(members, ledger.units(epsilon_micro))
