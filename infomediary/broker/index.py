@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyroaring import BitMap
@@ -131,8 +132,12 @@ class MatchIndex:
         mode: Mode,
         supplier_id: str,
         sector: str | None,
+        *,
+        others: Iterable[tuple[str, str | None]] = (),
     ) -> Selection:
-        """Members matching every attribute (any of its values), eligible for this use.
+        """Members matching every attribute (any of its values), eligible for this use, minus
+        whoever excluded the supplier, its sector, or any of ``others`` (the other clients of its
+        organisation, with their sectors: an answer may be replayed to each of them).
 
         Operands that cannot change the result are skipped rather than combined: an
         eligibility bitmap holding every member (the common case, as most customers keep a
@@ -160,15 +165,37 @@ class MatchIndex:
             stored = stored or any(matched is m for m in maps)
         if result is None:
             return Selection(BitMap(), frozenset())
-        excluded = self.bitmap(exclusion_text("supplier", supplier_id))
-        if sector:
-            by_sector = self.bitmap(exclusion_text("sector", sector))
-            excluded = excluded | by_sector if excluded else by_sector
+        excluded = self.excluded(supplier_id, sector, others)
         if excluded:
             result = result - excluded
         elif stored and len(where) == 1:
             result = result.copy()
         return Selection(result, frozenset(categories))
+
+    def excluded(
+        self, supplier_id: str, sector: str | None, others: Iterable[tuple[str, str | None]] = ()
+    ) -> BitMap:
+        """Everyone who said "never" to the supplier, to its sector, or to one of ``others``."""
+        maps = []
+        for who, where in ((supplier_id, sector), *others):
+            maps.append(self.bitmap(exclusion_text("supplier", who)))
+            if where:
+                maps.append(self.bitmap(exclusion_text("sector", where)))
+        found = [m for m in maps if m]
+        if not found:
+            return _EMPTY
+        return found[0] if len(found) == 1 else BitMap.union(*found)
+
+    def cell_members(
+        self, selection: BitMap, attribute: str, values: tuple[str, ...], purpose: str, mode: Mode
+    ) -> BitMap:
+        """The members of ``selection`` that fall in some cell of a breakdown (each in one)."""
+        cells = [
+            self.bitmap(value_text(attribute, value))
+            & self.bitmap(eligibility_text(value_category(attribute, value), purpose, mode))
+            for value in values
+        ]
+        return selection & BitMap.union(*cells) if cells else BitMap()
 
     def cells(
         self, selection: BitMap, attribute: str, values: tuple[str, ...], purpose: str, mode: Mode

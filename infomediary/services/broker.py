@@ -4,13 +4,17 @@ Order of a count (each step before the next):
 1. Validate the query (attributes, values, at most 5 predicates: the edge's schema; a
    declared purpose: here).
    Nothing is charged for a rejected query, and no error depends on the data.
-2. Same canonical query in the same data epoch: return the released answer, free.
-3. Charge epsilon to the supplier's and the global budget, in an integer ledger, holding
+2. Same canonical query in the same data epoch and the same organisation: replay the
+   released answer, free; the replay is recorded against its release and logged.
+3. Charge epsilon to the organisation's and the global budget, in an integer ledger, holding
    both budget rows locked. Exhausted: 429, nothing computed.
-4. Refresh the index if another worker changed it, select, count.
+4. Refresh the index if another worker changed it; select, leaving out every customer who
+   excluded any client of the organisation; leave out every customer whose loss in the window
+   would pass their cap (the individual privacy filter, :mod:`.privacy_ledger`); count.
 5. Add discrete Laplace noise (OpenDP); suppress any noisy value below k.
-6. Store the released answer and one access-log entry with the canonical criteria, epsilon,
-   the released values and the compressed set of contributing ordinals.
+6. Store the released answer, the release's ledger row (the customers it charged) and one
+   access-log entry with the canonical criteria, epsilon, the released values and the
+   compressed set of contributing ordinals.
 7. Commit 3 and 6 together, and only then answer: a value never leaves before its cost and
    its record are durable, and a failed count leaves neither a charge nor an answer.
 """
@@ -24,17 +28,18 @@ from datetime import datetime
 from typing import Any
 
 from pyroaring import BitMap
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.broker.attributes import ATTRIBUTES
-from infomediary.broker.members import exclusion_text
 from infomediary.errors import QueryRejected
 from infomediary.instance import Instance
-from infomediary.models import ReleasedAnswer, Supplier, utcnow
-from infomediary.services import Context
+from infomediary.models import ReleasedAnswer, ReleaseReplay, Supplier, utcnow
+from infomediary.services import Context, privacy_ledger
 from infomediary.services.budgets import MICRO, budget_remaining, charge
-from infomediary.services.uow import unit_of_work
+from infomediary.services.uow import UnitOfWork, unit_of_work
+from infomediary.statuses import ReleaseKind
 from policies.model import Mode
 
 MAX_PREDICATES = 5
@@ -121,53 +126,77 @@ def count_audience(
     with unit_of_work(session) as uow:
         settings = inst.settings
         require_declared_purpose(query, supplier)
-        index = inst.match_index
-        index.refresh(session)
-        # An answer may be replayed only to requesters whose exclusions are the same: suppliers
-        # of one sector that no customer excluded by name share answers; an excluded supplier
-        # gets its own, so nobody who said "never" to it is ever in a number it receives.
-        scope = (
-            f"supplier:{supplier.id}"
-            if index.bitmap(exclusion_text("supplier", supplier.id))
-            else f"sector:{supplier.sector}"
-        )
-        digest = query.digest(scope)
+        # The cache scope is the organisation, whatever the data: every client of one
+        # organisation is answered from the same releases, and each release leaves out every
+        # customer who excluded any of them, so no client receives a number that depends on
+        # a customer who said "never" to it.
+        digest = query.digest(cache_scope(supplier))
         epoch = epoch_of(utcnow(), settings.broker_epoch_hours)
         cached = session.get(ReleasedAnswer, (digest, epoch))
         if cached is not None:
-            replay: dict[str, Any] = json.loads(cached.answer)
-            replay.update(
-                cached=True,
-                epsilon_spent=0.0,
-                budget_remaining=budget_remaining(session, settings, supplier.id),
-            )
-            return replay  # a read: the unit ends without a commit
+            return _replay(session, inst, supplier, query, cached, ctx, uow)
         noise = inst.noise
         epsilon_micro = round(noise.privacy_loss() * MICRO)
         left = charge(session, settings, supplier.id, epsilon_micro, digest)
-        index.refresh(session)
+        inst.match_index.refresh(session)
         answer = _release(session, inst, supplier, query, digest, epoch, epsilon_micro, ctx)
         try:
             uow.commit()
         except IntegrityError:
             # A concurrent identical query released first: its answer is the one that stands,
-            # and this one's charge, answer and entry were rolled back with the transaction,
-            # so nothing it computed leaves and nothing is charged for replaying a public value.
+            # and this one's charge, answer, release and entry were rolled back with the
+            # transaction, so nothing it computed leaves and nothing is charged twice.
             session.rollback()
             existing = session.get(ReleasedAnswer, (digest, epoch))
             if existing is None:
                 raise
-            answer = dict(json.loads(existing.answer))
-            answer.update(
-                cached=True,
-                epsilon_spent=0.0,
-                budget_remaining=budget_remaining(session, settings, supplier.id),
-            )
-            return answer
+            return _replay(session, inst, supplier, query, existing, ctx, uow)
         answer.update(
             cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO
         )
         return answer
+
+
+def cache_scope(supplier: Supplier) -> str:
+    return f"organisation:{getattr(supplier, 'organisation_id', None) or supplier.id}"
+
+
+def _replay(
+    session: Session,
+    inst: Instance,
+    supplier: Supplier,
+    query: CountQuery,
+    cached: ReleasedAnswer,
+    ctx: Context,
+    uow: UnitOfWork,
+) -> dict[str, Any]:
+    """A released answer served again, free: recorded against its release and logged, so the
+    customers it counted see who received it."""
+    answer: dict[str, Any] = json.loads(cached.answer)
+    if cached.release_seq is not None:
+        session.add(ReleaseReplay(release_seq=cached.release_seq, supplier_id=supplier.id))
+    ctx.log(
+        session,
+        "count",
+        purpose=query.purpose,
+        reason="audience count replayed from an earlier release, epsilon 0",
+        detail=json.dumps(
+            {
+                "criteria": json.loads(query.canonical()),
+                "epsilon": 0.0,
+                "replay_of": cached.release_seq,
+                "released": answer.get("count"),
+            },
+            sort_keys=True,
+        ).encode(),
+    )
+    uow.commit()
+    answer.update(
+        cached=True,
+        epsilon_spent=0.0,
+        budget_remaining=budget_remaining(session, inst.settings, supplier.id),
+    )
+    return answer
 
 
 def _release(
@@ -180,16 +209,26 @@ def _release(
     epsilon_micro: int,
     ctx: Context,
 ) -> dict[str, Any]:
-    """Select, count, add noise, suppress below k; store the released answer and its entry."""
+    """Select, leave out customers at their cap, count, add noise, suppress below k; store the
+    released answer, its ledger row and its entry."""
     index, noise, k = inst.match_index, inst.noise, inst.settings.broker_k
     selection = index.select(
-        query.where, query.purpose, Mode.AGGREGATE, supplier.id, supplier.sector
+        query.where,
+        query.purpose,
+        Mode.AGGREGATE,
+        supplier.id,
+        supplier.sector,
+        others=organisation_clients(session, supplier),
     )
+    members = privacy_ledger.admit(session, inst, selection.members, epsilon_micro)
     answer: dict[str, Any] = {"query_id": digest[:16], "purpose": query.purpose, "k": k}
     if query.breakdown:
         values = ATTRIBUTES[query.breakdown].values
+        counted = index.cell_members(
+            members, query.breakdown, values, query.purpose, Mode.AGGREGATE
+        )
         noisy = noise.release(
-            index.cells(selection.members, query.breakdown, values, query.purpose, Mode.AGGREGATE)
+            index.cells(members, query.breakdown, values, query.purpose, Mode.AGGREGATE)
         )
         cells: list[dict[str, Any]] = []
         for value, released in zip(values, noisy, strict=True):
@@ -202,14 +241,29 @@ def _release(
         )
         released_log: Any = [c["count"] for c in cells]
     else:
-        released = noise.release([len(selection.members)])[0]
+        counted = members
+        released = noise.release([len(members)])[0]
         shown, suppressed = _suppress(released, k)
         answer.update(count=shown, suppressed=suppressed)
         released_log = shown
     answer.update(epsilon=epsilon_micro / MICRO)
+    release = privacy_ledger.record(
+        session,
+        kind=ReleaseKind.BREAKDOWN if query.breakdown else ReleaseKind.COUNT,
+        supplier_id=supplier.id,
+        purpose=query.purpose,
+        criteria=query.canonical(),
+        epsilon_micro=epsilon_micro,
+        members=counted,
+        query_hash=digest,
+    )
     session.add(
         ReleasedAnswer(
-            query_hash=digest, epoch=epoch, answer=json.dumps(answer), epsilon_micro=epsilon_micro
+            query_hash=digest,
+            epoch=epoch,
+            answer=json.dumps(answer),
+            epsilon_micro=epsilon_micro,
+            release_seq=release.seq,
         )
     )
     log_aggregate(
@@ -220,7 +274,22 @@ def _release(
         epsilon_micro=epsilon_micro,
         released=released_log,
         k=k,
-        members=selection.members,
+        members=counted,
         categories=selection.categories,
+        release=release.seq,
     )
     return answer
+
+
+def organisation_clients(session: Session, supplier: Supplier) -> list[tuple[str, str]]:
+    """The other clients of the supplier's organisation, with their sectors: a release for one
+    leaves out whoever excluded any of them, as it may be replayed to each."""
+    organisation = getattr(Supplier, "organisation_id", None)
+    if organisation is None:
+        return []
+    rows = session.execute(
+        select(Supplier.id, Supplier.sector).where(
+            organisation == getattr(supplier, "organisation_id", None), Supplier.id != supplier.id
+        )
+    ).all()
+    return [(str(i), str(s)) for i, s in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -64,9 +65,12 @@ def test_count_is_noisy_budgeted_cached_and_logged(
             .scalars()
             .all()
         )
-    assert len(counts) == 1
-    assert counts[0].customer_id is None
-    assert counts[0].members is not None  # the contributing ordinals, hashed into the chain
+    assert len(counts) == 2  # the release, then its replay
+    release, replay = sorted(counts, key=lambda e: e.seq)
+    assert release.customer_id is None
+    assert release.members is not None  # the contributing ordinals, hashed into the chain
+    assert replay.members is None  # a replay refers to its release and charges nobody
+    assert json.loads(replay.detail or b"{}")["epsilon"] == 0
 
 
 def test_breakdown_cells(live_server, population, broker_client) -> None:
