@@ -61,7 +61,7 @@ class Ledger:
         carry = members
         j = bit
         while carry:
-            if j == len(self._slices):
+            while j >= len(self._slices):
                 self._slices.append(BitMap())
             current = self._slices[j]
             self._slices[j] = current ^ carry
