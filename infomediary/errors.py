@@ -116,3 +116,11 @@ class InvalidInitialAccessToken(ServiceError):
     """RFC 7591 §3: registration needs an unused, unexpired initial access token."""
 
     code = "invalid_initial_access_token"
+
+
+class BrokerNotApproved(ServiceError):
+    """A client the operator has not approved for the broker (``infomediary suppliers
+    approve-broker``) called one of its operations: refused before anything depends on the
+    data, nothing charged."""
+
+    code = "broker_not_approved"

@@ -2,7 +2,8 @@
 
 Suppliers code against these names; they are part of the public contract
 (see docs/suppliers.md). Customer-data scopes are granted by a customer through the
-authorization-code flow; broker scopes only through client credentials.
+authorization-code flow; broker scopes only through client credentials, and only to a client
+the operator approved (:data:`OPERATOR_GATED`).
 """
 
 from __future__ import annotations
@@ -60,9 +61,19 @@ BROKER_SCOPES: dict[str, Scope] = {
 
 ALL_SCOPES: dict[str, Scope] = {**CUSTOMER_SCOPES, **BROKER_SCOPES}
 
+#: Scopes only the operator grants (``infomediary suppliers approve-broker``): a client never
+#: obtains one by registering (RFC 7591) or by asking, a token carries one only if the
+#: client's row holds it, and every request re-checks that it still does.
+OPERATOR_GATED: frozenset[str] = frozenset(BROKER_SCOPES)
+
 
 def parse_scopes(text: str | None) -> list[str]:
     return sorted({part for part in (text or "").split() if part})
+
+
+def gated_scopes(names: list[str]) -> list[str]:
+    """The operator-gated scopes among ``names``, sorted."""
+    return sorted({name for name in names if name in OPERATOR_GATED})
 
 
 def unknown_scopes(names: list[str]) -> list[str]:

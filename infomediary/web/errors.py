@@ -49,6 +49,7 @@ STATUS: dict[str, int] = {
     "email_unverified": 403,
     "policy_denied": 403,
     "insufficient_scope": 403,
+    "broker_not_approved": 403,
     "not_found": 404,
     "email_taken": 409,
     "keys_in_use": 409,
