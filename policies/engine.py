@@ -27,7 +27,7 @@ from policies.model import (
     Rule,
     Verdict,
 )
-from policies.taxonomy import CATEGORIES
+from policies.taxonomy import CATEGORIES, Category
 from policies.validation import _is_aware
 from policies.validation import describe_rule as describe_rule
 from policies.validation import validate_policy as validate_policy
@@ -83,7 +83,7 @@ def _evaluate_category(
     who = request.supplier
 
     # Step 1: the rules that apply to this category, purpose, recipient and instant.
-    applicable = tuple(r for r in rules if _applies(r, request, category, info.special, now))
+    applicable = tuple(r for r in rules if _applies(r, request, category, info, now))
 
     # Step 2: default deny.
     if not applicable:
@@ -146,10 +146,13 @@ def _evaluate_category(
 
 
 def _applies(
-    rule: Rule, request: AccessRequest, category: str, special: bool, now: datetime
+    rule: Rule, request: AccessRequest, category: str, info: Category, now: datetime
 ) -> bool:
-    # "*" never covers a special category.
-    covers = not special if rule.category == WILDCARD else rule.category == category
+    # "*" never covers a special category, and covers an explicit one only to deny it.
+    if rule.category == WILDCARD:
+        covers = not info.special and (not info.explicit or rule.mode == Mode.NEVER)
+    else:
+        covers = rule.category == category
     return (
         covers
         and rule.purpose in (WILDCARD, request.purpose)

@@ -4,6 +4,10 @@ Category keys are ours and short (they appear in OAuth scopes such as
 ``profile.identity:read``); each carries the matching fideslang data-category label so an
 auditor can map them onto a standard vocabulary. Special categories are those of GDPR
 Art. 9: they are never released in identified form without an explicit per-supplier rule.
+*Explicit* categories (the postal district) are released only by a rule that names them: a
+``"*"`` rule can deny them but never releases them, so no template and no broad rule turns
+them on. A category that *refines* another (the postal district refines demographics) is a
+finer view of the same data: whoever uses it learns the coarser one too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ class Category:
     description: str
     fideslang: str
     special: bool = False
+    #: Released only by a rule naming it: ``"*"`` may deny it, never release it.
+    explicit: bool = False
+    #: The coarser category this one is a finer view of (its use reveals that one too).
+    refines: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,15 @@ _CATEGORY_LIST: tuple[Category, ...] = (
         "Demographics",
         "Your age band, region and household size (never your exact birth date or address).",
         "user.demographic",
+    ),
+    Category(
+        "district",
+        "Postal district",
+        "The first two digits of your postcode, for anonymous counts only, and only if you "
+        "said yes.",
+        "user.location.imprecise",
+        explicit=True,
+        refines="demographics",
     ),
     Category("interests", "Interests", "Topics you told us you like.", "user.behavior"),
     Category(

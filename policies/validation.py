@@ -31,6 +31,9 @@ def describe_rule(rule: Rule) -> str:
     """A rule in plain words, e.g. "Interests, for marketing, by any supplier: never"."""
     if rule.category == WILDCARD:
         what = "All your data except special categories"
+        if rule.mode != Mode.NEVER:  # "*" denies an explicit category but never releases it
+            explicit = [c.label.lower() for c in CATEGORIES.values() if c.explicit]
+            what += "".join(f" and your {label}" for label in explicit)
     elif rule.category in CATEGORIES:
         what = CATEGORIES[rule.category].label
     else:

@@ -4,10 +4,15 @@ Tokens are ``HMAC-SHA256(index key, text)[:16]`` of texts such as ``v|region|NSW
 or ``e|interests|marketing|aggregate`` (the policy releases interests for marketing in
 aggregate form). Only values of categories the policy releases in *some* aggregate or
 pseudonymous form are stored; eligibility is then checked per query (category x purpose x
-mode). A ``never`` rule naming a sector or a supplier becomes an exclusion token
-(``x|sector|finance``, ``x|supplier|<id>``). The entry is recomputed in the same
-transaction as every profile or policy change and the index version is bumped, so every
-worker refreshes before its next answer.
+mode). A category that refines another (``district``, the postal district, refines
+``demographics``) is eligible for a purpose and mode only where the policy releases both, so
+whoever is counted by district is also counted by state: the broker asks the policy engine for
+the two together. The postal district is an explicit category (no template and no ``"*"``
+rule releases it), so the entry of a customer who has not said yes to it holds neither its
+eligibility token nor the ``v|area|..`` value token. A ``never`` rule naming a sector or a
+supplier becomes an exclusion token (``x|sector|finance``, ``x|supplier|<id>``). The entry
+is recomputed in the same transaction as every profile or policy change and the index version
+is bumped, so every worker refreshes before its next answer.
 """
 
 from __future__ import annotations
@@ -23,17 +28,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from infomediary.broker.attributes import ATTRIBUTES, household_bucket, value_category
+from infomediary.broker.attributes import ATTRIBUTES, area_of, household_bucket, value_category
 from infomediary.models import BrokerState, MatchEntry
 from policies.codec import policy_to_dict
 from policies.engine import evaluate
 from policies.model import PURPOSES, AccessRequest, Mode, Policy, RecipientKind
-from policies.taxonomy import age_band, region_for_postcode
+from policies.taxonomy import CATEGORIES, age_band, region_for_postcode
 
 TOKEN_BYTES = 16
 BROKER_MODES = (Mode.AGGREGATE, Mode.PSEUDONYMOUS)
 BROKER_CATEGORIES = (
     "demographics",
+    "district",
     "interests",
     "purchases",
     "health",
@@ -71,10 +77,12 @@ def coarsen(profile: dict[str, Any], current_year: int) -> dict[str, list[str]]:
         if band:
             values["age_band"] = [band]
     if profile.get("postcode"):
-        region = region_for_postcode(str(profile["postcode"]))
+        postcode = str(profile["postcode"])
+        region, area = region_for_postcode(postcode), area_of(postcode)
         if region:
             values["region"] = [region]
-            values["area"] = [str(profile["postcode"])[:2]]
+        if area:
+            values["area"] = [area]
     if profile.get("household_size"):
         values["household"] = [household_bucket(int(profile["household_size"]))]
     if profile.get("interests"):
@@ -100,6 +108,8 @@ def _eligibility_cached(policy_json: str, hour: str) -> tuple[tuple[str, str, Mo
     now = datetime.fromisoformat(hour + ":00:00+00:00")
     allowed = []
     for category in BROKER_CATEGORIES:
+        coarser = CATEGORIES[category].refines
+        asked = frozenset({category} if coarser is None else {category, coarser})
         for purpose in PURPOSES:
             for mode in BROKER_MODES:
                 verdict = evaluate(
@@ -108,7 +118,7 @@ def _eligibility_cached(policy_json: str, hour: str) -> tuple[tuple[str, str, Mo
                         supplier=BROKER_REQUESTER,
                         sector=None,
                         purpose=purpose,
-                        categories=frozenset({category}),
+                        categories=asked,
                         mode=mode,
                     ),
                     now,

@@ -33,6 +33,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.broker.attributes import ATTRIBUTES
+from infomediary.broker.canonical import DISJOINT as DISJOINT
+from infomediary.broker.canonical import MAX_PREDICATES as MAX_PREDICATES
+from infomediary.broker.canonical import canonical_json, canonical_where, check_purpose
 from infomediary.errors import QueryRejected
 from infomediary.instance import Instance
 from infomediary.models import ReleasedAnswer, ReleaseReplay, Supplier, utcnow
@@ -42,26 +45,25 @@ from infomediary.services.uow import UnitOfWork, unit_of_work
 from infomediary.statuses import ReleaseKind
 from policies.model import Mode
 
-MAX_PREDICATES = 5
-DISJOINT = ("age_band", "region", "area", "household")
-
 
 @dataclass(frozen=True)
 class CountQuery:
-    """A count's criteria, as the edge's schema loaded them: a known purpose, 1 to
-    ``MAX_PREDICATES`` known attributes each with sorted, distinct known values, and an
-    optional ``breakdown`` among ``DISJOINT``."""
+    """A count's criteria in canonical form (:mod:`infomediary.broker.canonical`): a known
+    purpose, 1 to ``MAX_PREDICATES`` known attributes each with sorted, distinct known values,
+    no predicate that another implies for every customer, and an optional ``breakdown`` among
+    ``DISJOINT``. Every construction canonicalises (``InvalidQuery`` for criteria that are no
+    query), so spellings equivalent for every customer are one query with one cache key."""
 
     purpose: str
     where: dict[str, list[str]]
     breakdown: str | None
 
+    def __post_init__(self) -> None:
+        check_purpose(self.purpose)
+        object.__setattr__(self, "where", canonical_where(self.where, self.breakdown))
+
     def canonical(self) -> str:
-        return json.dumps(
-            {"purpose": self.purpose, "where": self.where, "breakdown": self.breakdown},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        return canonical_json(self.purpose, self.where, self.breakdown)
 
     def digest(self, scope: str = "") -> str:
         """The cache key: the canonical query within a scope of exclusions (see count_audience)."""
