@@ -7,14 +7,19 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from infomediary.broker.attributes import ATTRIBUTES
-from infomediary.services.broker import DISJOINT, MAX_PREDICATES, CountQuery
+from infomediary.broker.canonical import DISJOINT, MAX_PREDICATES, InvalidQuery
+from infomediary.services.broker import CountQuery
 from infomediary.web.schemas.fields import FieldError, Text
 from infomediary.web.schemas.loading import RequestSchema
 from policies.model import PURPOSES
 
 
 class Criteria(fields.Dict):
-    """``where``: attribute -> list of values (OR within an attribute, AND across them)."""
+    """``where``: attribute -> list of values (OR within an attribute, AND across them).
+
+    Refuses what is no query, with a code, before anything is charged; the ``CountQuery`` it
+    becomes is then put in canonical form (:mod:`infomediary.broker.canonical`), so spellings
+    equivalent for every customer are one query."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, dict) or not value:
@@ -97,7 +102,12 @@ class CountRequestSchema(AudienceSchema):
 
     @post_load
     def make_query(self, data: dict[str, Any], **_kwargs: Any) -> CountQuery:
-        return CountQuery(purpose=data["purpose"], where=data["where"], breakdown=data["breakdown"])
+        try:
+            return CountQuery(
+                purpose=data["purpose"], where=data["where"], breakdown=data["breakdown"]
+            )
+        except InvalidQuery as error:  # the fields above refuse all of it first
+            raise ValidationError(FieldError("invalid_query", str(error)), "where") from None
 
 
 class CellSchema(Schema):

@@ -692,7 +692,7 @@ def test_validate_policy_reports_every_problem_of_a_rule_in_full() -> None:
     )
     assert validate_policy(Policy((hopeless,))) == [
         "Rule 1: 'horoscope' is not a data category (expected '*' or one of identity, "
-        "demographics, interests, purchases, preferences, account, health, religion, politics, "
+        "demographics, district, interests, purchases, preferences, account, health, religion, politics, "
         "sexuality, ethnicity, biometrics).",
         "Rule 1: 'harvest' is not a purpose (expected '*' or one of service, marketing, "
         "personalisation, analytics, research, rewards).",

@@ -222,8 +222,8 @@ TEMPLATE_ERRORS = [
         f'[[rules]]\ncategory = "horoscope"\npurpose = "marketing"\n{RULE}'
         f'[[rules]]\ncategory = "interests"\npurpose = "harvest"\n{RULE}',
         "Rule 1: 'horoscope' is not a data category (expected '*' or one of identity, "
-        "demographics, interests, purchases, preferences, account, health, religion, politics, "
-        "sexuality, ethnicity, biometrics). Rule 2: 'harvest' is not a purpose (expected '*' or "
+        "demographics, district, interests, purchases, preferences, account, health, religion, "
+        "politics, sexuality, ethnicity, biometrics). Rule 2: 'harvest' is not a purpose (expected '*' or "
         "one of service, marketing, personalisation, analytics, research, rewards).",
     ),
 ]
