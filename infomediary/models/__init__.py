@@ -19,6 +19,7 @@ from .broker import (
     MatchEntry,
     Release,
     ReleasedAnswer,
+    ReleasePosting,
     ReleaseReplay,
 )
 from .consents import ConsentGrant, ConsentReceipt
@@ -62,6 +63,7 @@ __all__ = [
     "ProcessLease",
     "Profile",
     "Release",
+    "ReleasePosting",
     "ReleaseReplay",
     "ReleasedAnswer",
     "Supplier",

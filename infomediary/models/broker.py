@@ -40,6 +40,8 @@ class BrokerState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Releases up to this seq are in ``release_postings``; later ones are read from the releases.
+    postings_through: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class BudgetAccount(Base):
@@ -118,3 +120,16 @@ class ReleaseReplay(Base):
     release_seq: Mapped[int] = mapped_column(ForeignKey("releases.seq"), index=True)
     supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReleasePosting(Base):
+    """The index from a customer to the releases that charged them: for one ordinal and one
+    block of 4,096 release seqs, the serialized roaring bitmap of those it is in. One row per
+    customer per block (not per release), written after the release by the indexing job, so a
+    customer's page of releases reads a few rows instead of every release's member set."""
+
+    __tablename__ = "release_postings"
+
+    ordinal: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seqs: Mapped[bytes] = mapped_column(LargeBinary)

@@ -274,3 +274,38 @@ def test_sqlite_upgrade_leaving_a_dangling_foreign_key_is_refused(
         assert row_counts(conn) == before
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+
+
+# -- 0012: counts logged before the ledger become releases -------------------------------------
+
+
+def test_ledger_upgrade_turns_logged_counts_into_releases(scratch_engine: Engine) -> None:
+    from pyroaring import BitMap
+
+    command.upgrade(alembic_config(scratch_engine), "0011")
+    with scratch_engine.begin() as conn:
+        insert_one_row_in_the_tables_there(conn)
+        supplier_id = conn.execute(text("SELECT id FROM suppliers")).scalar_one()
+        members = BitMap([3, 5, 8]).serialize()
+        conn.execute(
+            text(
+                "UPDATE access_log SET customer_id = NULL, action = 'count', actor_id = :s,"
+                " purpose = 'marketing', members = :m, detail = :d"
+            ),
+            {
+                "s": supplier_id,
+                "m": members,
+                "d": b'{"criteria": {"breakdown": "region", "purpose": "marketing",'
+                b' "where": {"interests": ["books"]}}, "epsilon": 0.1}',
+            },
+        )
+    command.upgrade(alembic_config(scratch_engine), "0012")
+    with scratch_engine.connect() as conn:
+        release = conn.execute(
+            text("SELECT kind, supplier_id, epsilon_micro, members, criteria FROM releases")
+        ).one()
+    assert release[0] == "breakdown"
+    assert release[1] == supplier_id
+    assert release[2] == 100_000
+    assert BitMap.deserialize(bytes(release[3])) == BitMap([3, 5, 8])
+    assert '"interests":["books"]' in release[4]
