@@ -61,6 +61,7 @@ class SupplierCreds:
     client_id: str
     client_secret: str
     redirect_uri: str
+    organisation_id: str = ""
 
 
 def make_supplier(
@@ -77,8 +78,11 @@ def make_supplier(
     kind: str = SupplierKind.SUPPLIER,
     sector: str = "retail",
     fund_cents: int = 0,
+    organisation: str | None = None,
 ) -> SupplierCreds:
-    """Register a supplier as the operator does (and credit its rewards account, if asked)."""
+    """Register a supplier as the operator does (and credit its rewards account, if asked):
+    in a new organisation of its own, or in ``organisation`` (an existing one's id or name).
+    Broker scopes are granted as ``suppliers create`` grants them, through the approval."""
     with inst.sessions() as session:
         created = create_supplier(
             session,
@@ -89,12 +93,14 @@ def make_supplier(
             sector=sector,
             privacy_policy_url="https://shop.example/privacy",
             kind=kind,
+            organisation=organisation,
         )
         creds = SupplierCreds(
             created.supplier.id,
             created.supplier.client_id,
             created.client_secret,
             redirect_uris[0] if redirect_uris else "",
+            created.supplier.organisation_id,
         )
         if fund_cents:
             fund_supplier(session, created.supplier, fund_cents)

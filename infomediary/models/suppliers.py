@@ -1,4 +1,5 @@
-"""Suppliers and their OAuth credentials: initial access tokens, authorization codes, tokens."""
+"""Organisations, suppliers and their OAuth credentials: initial access tokens, authorization
+codes, tokens."""
 
 from __future__ import annotations
 
@@ -14,12 +15,29 @@ from .base import Base, UTCDateTime, one_of, utcnow
 # -- suppliers, OAuth and consent -----------------------------------------------------------
 
 
+class Organisation(Base):
+    """Who runs one or more suppliers (OAuth clients). Its clients draw on one privacy budget
+    and share the broker's answers; a supplier is created in an organisation of its own unless
+    the operator names one."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Supplier(Base):
     """A supplier and its OAuth client registration (one client per supplier).
 
     ``kind`` is ``supplier`` for data recipients and ``resource_server`` for the services
     allowed to call token introspection (RFC 7662 §4: introspection is for protected
     resources, not for clients).
+
+    ``sector`` and the operator-gated scopes in ``scopes`` (``infomediary.scopes.OPERATOR_GATED``)
+    are the operator's to set (``infomediary suppliers approve-broker``); a client registered
+    dynamically is in sector ``other`` and holds none of those scopes until then, and what it
+    asked for is kept in ``claimed_sector`` and ``requested_scopes`` for the operator to see.
     """
 
     __tablename__ = "suppliers"
@@ -30,6 +48,7 @@ class Supplier(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     client_secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     kind: Mapped[str] = mapped_column(String(16), default=SupplierKind.SUPPLIER)
@@ -45,6 +64,10 @@ class Supplier(Base):
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the operator vouched for this supplier (``infomediary suppliers verify``).
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The sector a dynamically registered client named for itself; it decides nothing.
+    claimed_sector: Mapped[str | None] = mapped_column(String(32))
+    #: Operator-gated scopes the client asked for at registration and was not given.
+    requested_scopes: Mapped[str] = mapped_column(Text, default="")
 
 
 class InitialAccessToken(Base):

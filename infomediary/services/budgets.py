@@ -1,6 +1,11 @@
 """The suppliers' privacy budgets: an integer ledger per budget holder and period, and the
 platform-wide cap beside it.
 
+The holder is the supplier's organisation: every client of one organisation draws on one
+budget (``budget_accounts.supplier_id`` holds the organisation's id), so an organisation
+cannot multiply its budget by registering more clients. Callers name the supplier; its
+organisation is looked up here, and ``budget_charges`` keeps which client spent.
+
 Every charge locks the global row first and then the holder's, inside the release's own
 transaction, so concurrent releases are serialised (the per-customer filter relies on it)
 and a failed release leaves no charge.
@@ -17,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.config import Settings
-from infomediary.errors import BudgetExhausted
-from infomediary.models import BudgetAccount, BudgetCharge, utcnow
+from infomediary.errors import BudgetExhausted, NotFound
+from infomediary.models import BudgetAccount, BudgetCharge, Supplier, utcnow
 
 GLOBAL = "*"
 MICRO = 1_000_000
@@ -34,25 +39,36 @@ def seconds_until_next_period(now: datetime, days: int) -> int:
     return max(1, math.ceil(end - now.timestamp()))
 
 
-def _account(session: Session, supplier_id: str, period: int) -> BudgetAccount:
+def _account(session: Session, holder_id: str, period: int) -> BudgetAccount:
     account = session.execute(
         select(BudgetAccount)
-        .where(BudgetAccount.supplier_id == supplier_id, BudgetAccount.period == period)
+        .where(BudgetAccount.supplier_id == holder_id, BudgetAccount.period == period)
         .with_for_update()
     ).scalar_one_or_none()
     if account is None:
         try:
             with session.begin_nested():  # a savepoint: losing the race keeps the outer locks
-                account = BudgetAccount(supplier_id=supplier_id, period=period, spent_micro=0)
+                account = BudgetAccount(supplier_id=holder_id, period=period, spent_micro=0)
                 session.add(account)
         except IntegrityError:  # another worker created it first
-            return _account(session, supplier_id, period)
+            return _account(session, holder_id, period)
     return account
 
 
+def budget_holder(session: Session, supplier_id: str) -> str:
+    """The id of the budget ``supplier_id`` draws on: its organisation's."""
+    holder = session.execute(
+        select(Supplier.organisation_id).where(Supplier.id == supplier_id)
+    ).scalar_one_or_none()
+    if holder is None:
+        raise NotFound("No such supplier.")
+    return holder
+
+
 def budget_remaining(session: Session, settings: Settings, supplier_id: str) -> float:
+    """What is left this period of the budget of ``supplier_id``'s organisation."""
     period = _period(utcnow(), settings.broker_period_days)
-    account = session.get(BudgetAccount, (supplier_id, period))
+    account = session.get(BudgetAccount, (budget_holder(session, supplier_id), period))
     spent = account.spent_micro if account else 0
     return max(0, int(settings.broker_budget * MICRO) - spent) / MICRO
 
@@ -60,17 +76,20 @@ def budget_remaining(session: Session, settings: Settings, supplier_id: str) -> 
 def charge(
     session: Session, settings: Settings, supplier_id: str, epsilon_micro: int, query_hash: str
 ) -> int:
-    """Charge the supplier's and the global budget, or raise BudgetExhausted. Returns micro left."""
+    """Charge the budget of the supplier's organisation and the global one, or raise
+    BudgetExhausted. Returns micro left of the organisation's."""
     now = utcnow()
     days = settings.broker_period_days
     period = _period(now, days)
     limit = int(settings.broker_budget * MICRO)
     global_limit = int(settings.broker_global_budget * MICRO)
+    holder = budget_holder(session, supplier_id)
     glob = _account(session, GLOBAL, period)  # always lock the global row first: no deadlock
-    mine = _account(session, supplier_id, period)
+    mine = _account(session, holder, period)
     if mine.spent_micro + epsilon_micro > limit:
         raise BudgetExhausted(
-            "Your privacy budget for this period is spent; no more counts until the next period.",
+            "Your organisation's privacy budget for this period is spent; no more counts until "
+            "the next period.",
             seconds_until_next_period(now, days),
         )
     if glob.spent_micro + epsilon_micro > global_limit:

@@ -1,4 +1,5 @@
-"""Supplier (OAuth client) registration, verification, suspension and initial access tokens.
+"""Supplier (OAuth client) registration, verification, suspension, broker approval and initial
+access tokens.
 
 Client secrets, initial access tokens, codes and tokens are 256-bit random values, so a
 plain SHA-256 is an adequate one-way store (no password stretching needed); the value
@@ -9,6 +10,15 @@ checked by :mod:`infomediary.supplier_names` (no invisible characters, nothing c
 with a registered supplier's name, UTS #39), and a registration holds at most
 ``MAX_REDIRECT_URIS`` redirect URIs. The operator vouches for a supplier with
 ``verify_supplier``; the consent screen says whether they did.
+
+Every supplier belongs to an organisation (a new one of its own unless the operator names
+one): its clients share one privacy budget and the broker's answers. The broker's scopes
+(``infomediary.scopes.OPERATOR_GATED``) and the sector are the operator's to grant, through
+:func:`approve_broker` alone (``suppliers create`` with a broker scope goes through it too):
+a client registered dynamically gets neither, whatever it asks for, and counts as sector
+``other`` (customers' sector rules follow the sector the operator vouched for, never one a
+client claimed). :func:`revoke_broker` takes the scopes back and revokes the tokens carrying
+them.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ from infomediary.errors import (
     ValidationFailed,
 )
 from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
-from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES
+from infomediary.models.suppliers import Organisation
+from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, OPERATOR_GATED, gated_scopes, parse_scopes
 from infomediary.services import Context, tokens
 from infomediary.services.uow import unit_of_work
 from infomediary.statuses import RegisteredVia, SupplierKind, SupplierStatus
@@ -42,6 +53,9 @@ from infomediary.supplier_names import NameRejected, first_confusable, normalise
 from policies.model import PURPOSES
 
 SECTORS = ("retail", "travel", "finance", "health", "advertising", "media", "other")
+#: The sector of every supplier the operator has not given one: what a client registered
+#: dynamically counts as, whatever it claimed.
+UNVETTED_SECTOR = "other"
 KINDS = tuple(SupplierKind)
 #: Redirect URIs one supplier may register: enough for production, staging and a loopback
 #: development client, few enough that a registration cannot hide a thousand hosts.
@@ -137,7 +151,15 @@ def create_supplier(
     kind: str = SupplierKind.SUPPLIER,
     via: str = RegisteredVia.CLI,
     ctx: Context | None = None,
+    organisation: str | None = None,
 ) -> NewSupplier:
+    """A new supplier, in ``organisation`` (id or name) or a new organisation of its own.
+
+    Registered by the operator (``via`` ``cli``), operator-gated scopes asked for are granted
+    through the broker approval (:func:`approve_broker`'s path and entry) with ``sector``.
+    Registered dynamically (``dcr``), the client gets none of them and sector ``other``; what
+    it asked for is kept for the operator to see.
+    """
     with unit_of_work(session) as uow:
         errors = validate_registration(
             name=name,
@@ -154,6 +176,9 @@ def create_supplier(
                 raise InvalidRedirectUri(errors["redirect_uris"])
             raise ValidationFailed(errors, "The client metadata is invalid.")
         name = normalise_name(name)
+        home = find_organisation(session, organisation) if organisation else None
+        gated = gated_scopes(scopes)
+        self_registered = via == RegisteredVia.DCR
         secret = secrets.token_urlsafe(32)
         supplier = Supplier(
             id=str(uuid.uuid4()),
@@ -161,10 +186,12 @@ def create_supplier(
             client_secret_hash=secret_hash(secret),
             kind=kind,
             name=name,
-            sector=sector,
+            sector=UNVETTED_SECTOR if self_registered else sector,
+            claimed_sector=sector if self_registered else None,
             privacy_policy_url=privacy_policy_url,
             redirect_uris=json.dumps(sorted(set(redirect_uris))),
-            scopes=" ".join(sorted(set(scopes))),
+            scopes=" ".join(sorted(set(scopes) - OPERATOR_GATED)),
+            requested_scopes=" ".join(gated) if self_registered else "",
             purposes=" ".join(sorted(set(purposes))),
             registered_via=via,
         )
@@ -173,7 +200,14 @@ def create_supplier(
         # name check below sees every supplier committed before this one.
         ctx.log(session, "create", reason=f"supplier {supplier.id} registered")
         _refuse_confusable_name(session, name, via)
+        if home is None:
+            home = Organisation(id=str(uuid.uuid4()), name=name, created_at=utcnow())
+            session.add(home)
+            session.flush()  # the organisation's row first: the supplier's refers to it
+        supplier.organisation_id = home.id
         session.add(supplier)
+        if gated and not self_registered:
+            _approve(session, supplier, gated, sector, ctx)
         uow.commit()
         return NewSupplier(supplier, secret)
 
@@ -228,13 +262,145 @@ def redirect_host(uri: str) -> str:
 
 
 def find_supplier(session: Session, ref: str) -> Supplier:
-    """By id or client_id."""
+    """By id, client_id or (exact) name."""
     supplier = session.execute(
         select(Supplier).where((Supplier.id == ref) | (Supplier.client_id == ref))
     ).scalar_one_or_none()
-    if supplier is None:
-        raise NotFound(f"No supplier with id or client_id {ref!r}.")
-    return supplier
+    if supplier is not None:
+        return supplier
+    named = list(session.execute(select(Supplier).where(Supplier.name == ref)).scalars())
+    if len(named) > 1:
+        raise NotFound(f"Several suppliers are named {ref!r}; give an id or client_id.")
+    if not named:
+        raise NotFound(f"No supplier with id, client_id or name {ref!r}.")
+    return named[0]
+
+
+def find_organisation(session: Session, ref: str) -> Organisation:
+    """An existing organisation, by id or (exact) name."""
+    found = session.get(Organisation, ref)
+    if found is not None:
+        return found
+    named = list(session.execute(select(Organisation).where(Organisation.name == ref)).scalars())
+    if len(named) > 1:
+        raise NotFound(f"Several organisations are named {ref!r}; give its id.")
+    if not named:
+        raise NotFound(f"No organisation with id or name {ref!r}.")
+    return named[0]
+
+
+def organisation_names(session: Session, organisation_ids: Iterable[str]) -> dict[str, str]:
+    """Organisation names by id, for the ids given."""
+    rows = session.execute(
+        select(Organisation.id, Organisation.name).where(
+            Organisation.id.in_(list(organisation_ids))
+        )
+    )
+    return {str(i): str(n) for i, n in rows}
+
+
+def broker_approved(supplier: Supplier) -> bool:
+    """Whether the operator approved ``supplier`` for the broker: it holds one of the broker's
+    scopes, which only :func:`approve_broker` grants."""
+    return any(scope in BROKER_SCOPES for scope in parse_scopes(supplier.scopes))
+
+
+def approve_broker(
+    session: Session,
+    ref: str,
+    *,
+    sector: str,
+    organisation: str | None = None,
+    scopes: Iterable[str] | None = None,
+    ctx: Context | None = None,
+) -> Supplier:
+    """The operator approves SUPPLIER (id, client_id or name) for the broker: it holds the
+    broker's scopes (all of them, or ``scopes``), counts as ``sector`` and, given
+    ``organisation`` (an existing one's id or name), moves into it. Logged; a scope it held
+    and no longer does takes its tokens with it."""
+    with unit_of_work(session) as uow:
+        supplier = find_supplier(session, ref)
+        home = find_organisation(session, organisation) if organisation else None
+        ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+        _approve(session, supplier, list(scopes or BROKER_SCOPES), sector, ctx, home)
+        uow.commit()
+        return supplier
+
+
+def _approve(
+    session: Session,
+    supplier: Supplier,
+    scopes: list[str],
+    sector: str,
+    ctx: Context,
+    organisation: Organisation | None = None,
+) -> None:
+    """The one path by which a supplier gets a broker scope and a sector from the operator."""
+    errors: dict[str, str] = {}
+    if sector not in SECTORS:
+        errors["sector"] = f"Unknown sector {sector!r}; choose one of: {', '.join(SECTORS)}."
+    granted = sorted(set(scopes))
+    if not granted or any(scope not in BROKER_SCOPES for scope in granted):
+        errors["scope"] = f"Choose among the broker's scopes: {', '.join(BROKER_SCOPES)}."
+    if supplier.kind != SupplierKind.SUPPLIER:
+        errors["supplier"] = "A resource server does not use the broker."
+    if errors:
+        raise ValidationFailed(errors, "The broker approval is invalid.")
+    held = parse_scopes(supplier.scopes)
+    taken = [scope for scope in held if scope in BROKER_SCOPES and scope not in granted]
+    supplier.scopes = " ".join(sorted({s for s in held if s not in BROKER_SCOPES} | set(granted)))
+    supplier.requested_scopes = ""
+    supplier.sector = sector
+    if organisation is not None:
+        supplier.organisation_id = organisation.id
+    ctx.log(
+        session,
+        "update",
+        reason=f"supplier {supplier.id} approved for the broker: scope {' '.join(granted)}, "
+        f"sector {sector}, organisation {supplier.organisation_id}",
+    )
+    if taken:
+        _revoke_scoped_tokens(session, supplier, taken, ctx, f"scope {' '.join(taken)} taken back")
+
+
+def revoke_broker(session: Session, ref: str, ctx: Context | None = None) -> int:
+    """The operator takes the broker's scopes back from SUPPLIER: every token carrying one
+    stops working at once (its other tokens, and its sector, stay). Returns tokens revoked."""
+    with unit_of_work(session) as uow:
+        supplier = find_supplier(session, ref)
+        ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
+        held = parse_scopes(supplier.scopes)
+        supplier.scopes = " ".join(scope for scope in held if scope not in BROKER_SCOPES)
+        supplier.requested_scopes = ""
+        revoked = _revoke_scoped_tokens(
+            session, supplier, list(BROKER_SCOPES), ctx, "broker approval revoked"
+        )
+        ctx.log(
+            session,
+            "update",
+            reason=f"supplier {supplier.id} no longer approved for the broker; "
+            f"{revoked} tokens revoked",
+        )
+        uow.commit()
+        return revoked
+
+
+def _revoke_scoped_tokens(
+    session: Session, supplier: Supplier, scopes: list[str], ctx: Context, why: str
+) -> int:
+    """Revoke the supplier's live tokens that carry any of ``scopes`` (logged)."""
+    live = session.execute(
+        select(OAuthToken.id, OAuthToken.scope).where(
+            OAuthToken.supplier_id == supplier.id, OAuthToken.revoked_at.is_(None)
+        )
+    ).all()
+    ids = [token_id for token_id, scope in live if set(parse_scopes(scope)) & set(scopes)]
+    return tokens.revoke_tokens(
+        session,
+        OAuthToken.id.in_(ids),
+        reason=f"supplier {supplier.id}: {why}",
+        ctx=ctx,
+    )
 
 
 def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> int:

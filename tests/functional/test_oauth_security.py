@@ -967,9 +967,12 @@ def test_dynamic_registration_needs_a_single_use_initial_access_token(live_serve
     body = created.json()
     assert body["client_id"]
     assert body["client_secret"]
+    assert body["scope"] == "profile.identity:read"  # broker scopes: the operator's to grant
     session = OAuth2Session(body["client_id"], body["client_secret"], scope="audience:count")
-    token = session.fetch_token(f"{live_server}/oauth/token", grant_type="client_credentials")
-    assert token["scope"] == "audience:count"
+    error = oauth_error(
+        session.fetch_token, f"{live_server}/oauth/token", grant_type="client_credentials"
+    )
+    assert error == "unauthorized_client"  # the secret works; the grant is not this client's
     wrong = OAuth2Session(body["client_id"], "not-the-secret", scope="audience:count")
     error = oauth_error(
         wrong.fetch_token, f"{live_server}/oauth/token", grant_type="client_credentials"

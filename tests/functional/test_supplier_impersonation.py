@@ -241,7 +241,7 @@ def test_cli_verify_sets_a_timestamp_once_and_lists_it(env, inst) -> None:
     assert reasons.count(f"supplier {creds.id} verified") == 1
     code, out = run("suppliers", "verify", "sup_nobody")
     assert code == 1
-    assert out.strip() == "error: No supplier with id or client_id 'sup_nobody'."
+    assert out.strip() == "error: No supplier with id, client_id or name 'sup_nobody'."
 
 
 def test_demo_supplier_is_verified_and_cannot_be_impersonated(env, inst, live_server) -> None:
