@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,13 +14,20 @@ from infomediary.logs import configure_logging
 
 
 def create_app(
-    config: Settings | Mapping[str, Any] | None = None, *, instance: Instance | None = None
+    config: Settings | Mapping[str, Any] | None = None,
+    *,
+    instance: Instance | None = None,
+    run_jobs: bool | None = None,
 ) -> Flask:
     """Application factory: settings, then the instance (keyring and schema checked), then web.
 
     ``config`` is a :class:`Settings` (checked again here) or overrides for
     :func:`load_config`. Refuses to start on an invalid or unsafe setting, a missing or
     foreign keyring, or an unmigrated database, each with a message naming what to fix.
+
+    ``run_jobs`` starts the in-process job worker (``app.extensions["infomediary.jobs"]``,
+    stopped at exit or by its ``stop()``). By default an app runs jobs for the instance it
+    opens itself; one given an ``instance`` (tests, embedding) leaves them to its caller.
     """
     if isinstance(config, Settings):
         settings = config
@@ -47,4 +55,10 @@ def create_app(
     from infomediary import web
 
     web.init_app(app)
+    if instance is None if run_jobs is None else run_jobs:
+        from infomediary.services.jobs import Worker
+
+        worker = Worker(inst).start()
+        app.extensions["infomediary.jobs"] = worker
+        atexit.register(worker.stop)
     return app

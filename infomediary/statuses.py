@@ -50,11 +50,13 @@ class ReceiptEvent(StrEnum):
 
 
 class OfferStatus(StrEnum):
-    """An offer: sent to its recipients, refused for too small a reach, or past its expiry."""
+    """An offer: waiting for its delivery job, sent to its recipients, refused for too small a
+    reach, or past its expiry."""
 
     DELIVERED = "delivered"
     TOO_SMALL = "too_small"
     CLOSED = "closed"
+    QUEUED = "queued"
 
 
 class DeliveryStatus(StrEnum):
@@ -98,3 +100,13 @@ class ReleaseKind(StrEnum):
     BREAKDOWN = "breakdown"
     OFFER_REACH = "offer_reach"
     OFFER_TOTALS = "offer_totals"
+
+
+class JobStatus(StrEnum):
+    """A background job: waiting (or due again), claimed by a worker, finished, or given up
+    after its last attempt."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"

@@ -1,4 +1,4 @@
-"""The ``infomediary`` command: init, demo, customers, keys, audit, serve.
+"""The ``infomediary`` command: init, demo, customers, keys, audit, jobs, serve.
 
 Every command reads the same ``INFOMEDIARY_*`` settings as the web app. Errors print one
 clear line on stderr and exit non-zero; ``--json`` prints machine-readable results.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from infomediary.cli import accounts, audit, instance, keys, suppliers
+from infomediary.cli import accounts, audit, instance, jobs, keys, suppliers
 
 
 @click.group(help=__doc__)
@@ -24,4 +24,5 @@ main.add_command(accounts.outbox)
 main.add_command(suppliers.suppliers_group)
 main.add_command(keys.keys)
 main.add_command(audit.audit)
+main.add_command(jobs.jobs_group)
 main.add_command(instance.serve)

@@ -24,6 +24,7 @@ from .broker import (
 )
 from .consents import ConsentGrant, ConsentReceipt
 from .customers import Customer, CustomerPolicy, DataKey, EmailToken, Profile, WebSession
+from .jobs import Job
 from .offers import (
     LedgerAccount,
     LedgerEntry,
@@ -50,6 +51,7 @@ __all__ = [
     "DataKey",
     "EmailToken",
     "InitialAccessToken",
+    "Job",
     "KeyFingerprint",
     "KeyringState",
     "LedgerAccount",

@@ -23,7 +23,10 @@ class Offer(Base):
     """An offer a supplier sent through the broker. It never names its recipients."""
 
     __tablename__ = "offers"
-    __table_args__ = (one_of("status", OfferStatus),)
+    __table_args__ = (
+        one_of("status", OfferStatus),
+        Index("ix_offers_supplier_id_created_at", "supplier_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     supplier_id: Mapped[str] = mapped_column(ForeignKey("suppliers.id"), index=True)
@@ -39,6 +42,8 @@ class Offer(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     totals_epoch: Mapped[int | None] = mapped_column(Integer)
     totals: Mapped[str | None] = mapped_column(Text)
+    #: When the totals were last released ("as of"): a spent budget leaves them as they were.
+    totals_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OfferDelivery(Base):

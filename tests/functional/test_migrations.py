@@ -28,6 +28,7 @@ from infomediary.statuses import (
     CodeChallengeMethod,
     DeliveryStatus,
     EmailTokenPurpose,
+    JobStatus,
     LedgerAccountKind,
     LedgerTransactionKind,
     OfferStatus,
@@ -101,6 +102,7 @@ def test_every_status_column_has_a_check() -> None:
         ("ledger_accounts", "ck_ledger_accounts_kind"): tuple(LedgerAccountKind),
         ("ledger_transactions", "ck_ledger_transactions_kind"): tuple(LedgerTransactionKind),
         ("releases", "ck_releases_kind"): tuple(ReleaseKind),
+        ("jobs", "ck_jobs_status"): tuple(JobStatus),
     }
 
 
@@ -193,6 +195,42 @@ def test_status_checks_upgrade_refuses_rows_holding_unknown_values(
     assert database_checks(scratch_engine) == set()
     with scratch_engine.connect() as conn:
         assert row_counts(conn) == before
+
+
+# -- jobs and queued offers (revision 0013) -------------------------------------------------------
+
+
+def test_queued_offers_upgrade_and_downgrade_keep_every_row(scratch_engine: Engine) -> None:
+    """0013 replaces the offers' status CHECK (a table copy on SQLite) to allow ``queued``:
+    no offer or delivery is lost either way, and the downgrade refuses while one is queued."""
+    offers = Base.metadata.tables["offers"]
+    command.upgrade(alembic_config(scratch_engine), "0012")
+    with scratch_engine.begin() as conn:
+        insert_one_row_in_the_tables_there(conn)
+        before = row_counts(conn)
+    with pytest.raises(IntegrityError), scratch_engine.begin() as conn:
+        conn.execute(update(offers).values(status="queued"))  # not yet allowed
+
+    command.upgrade(alembic_config(scratch_engine), "0013")
+    with scratch_engine.connect() as conn:
+        after = row_counts(conn)
+        assert after.pop("jobs") == 0
+        assert after == before
+    assert ("jobs", "ck_jobs_status") in database_checks(scratch_engine)
+    with scratch_engine.begin() as conn:
+        conn.execute(update(offers).values(status="queued"))
+    with pytest.raises(RuntimeError, match="still queued"):
+        command.downgrade(alembic_config(scratch_engine), "0012")
+    assert schema_revision(scratch_engine)[0] == "0013"
+
+    with scratch_engine.begin() as conn:
+        conn.execute(update(offers).values(status="delivered"))
+    command.downgrade(alembic_config(scratch_engine), "0012")
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
+    assert "jobs" not in inspect(scratch_engine).get_table_names()
+    with pytest.raises(IntegrityError), scratch_engine.begin() as conn:
+        conn.execute(update(offers).values(status="queued"))
 
 
 # -- no migration loses or breaks a row ---------------------------------------------------------
