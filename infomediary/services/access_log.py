@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from datetime import datetime
 
-from pyroaring import BitMap
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import ActorType
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, DataKey, MatchEntry, Supplier
+from infomediary.models import AccessLogEntry, DataKey, Supplier
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.exports import TimelineItem, timeline_item
 from infomediary.text import parse_int
@@ -126,70 +123,3 @@ def timeline(
     ]
     session.rollback()
     return TimelinePage(items, page, pages, total)
-
-
-@dataclass(frozen=True, slots=True)
-class AggregateUse:
-    seq: int
-    time: datetime
-    supplier: str
-    action: str
-    purpose: str
-    epsilon: float
-    criteria: dict[str, object]
-
-
-@dataclass(frozen=True, slots=True)
-class Exposure:
-    uses: list[AggregateUse]
-    epsilon_by_supplier: dict[str, float]
-
-
-def aggregate_exposure(session: Session, customer_id: str, limit: int = 1000) -> Exposure:
-    """Counts and offer matches the customer was part of, from the entries' member sets.
-
-    One log entry per count holds the compressed set of contributing ordinals, so no
-    per-customer row is written per query; this reads the newest ``limit`` such entries.
-    """
-    ordinal = session.execute(
-        select(MatchEntry.ordinal).where(MatchEntry.customer_id == customer_id)
-    ).scalar_one_or_none()
-    if ordinal is None:
-        return Exposure([], {})
-    rows = (
-        session.execute(
-            select(AccessLogEntry)
-            .where(
-                AccessLogEntry.customer_id.is_(None), AccessLogEntry.action.in_(("count", "offer"))
-            )
-            .order_by(AccessLogEntry.seq.desc())
-            .limit(limit)
-        )
-        .scalars()
-        .all()
-    )
-    names = supplier_names(session, {r.actor_id for r in rows})
-    uses: list[AggregateUse] = []
-    totals: dict[str, float] = {}
-    for row in rows:
-        if not row.detail or row.members is None:
-            continue
-        if ordinal not in BitMap.deserialize(row.members):
-            continue
-        detail = json.loads(row.detail)
-        supplier = names.get(row.actor_id, "a supplier that has left")
-        epsilon = float(detail.get("epsilon", 0.0))
-        uses.append(
-            AggregateUse(
-                row.seq,
-                row.created_at,
-                supplier,
-                row.action,
-                row.purpose,
-                epsilon,
-                detail.get("criteria", {}),
-            )
-        )
-        totals[supplier] = totals.get(supplier, 0.0) + epsilon
-    session.rollback()
-    return Exposure(uses, totals)

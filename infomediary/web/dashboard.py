@@ -27,6 +27,8 @@ from infomediary.services import (
     email_change,
     erasure,
     exports,
+    exposure,
+    privacy_ledger,
     profiles,
 )
 from infomediary.services.profile_fields import (
@@ -128,15 +130,32 @@ def activity() -> ResponseReturnValue:
     filters = access_log.TimelineFilter.parse(args)
     page_number = access_log.parse_page(args.get("page"))
     page = access_log.timeline(db(), instance(), _customer_id(), filters, page_number)
-    exposure = access_log.aggregate_exposure(db(), _customer_id())
+    standing = privacy_ledger.standing(db(), instance(), _customer_id())
+    db().rollback()
     return render_template(
         "activity.html",
         page=page,
-        exposure=exposure,
+        standing=standing,
         filters=filters,
         actions=access_log.ACTIONS,
         outcomes=access_log.OUTCOMES,
     )
+
+
+@bp.get("/counts")
+@login_required
+def counts() -> ResponseReturnValue:
+    """Every release that used the customer's data, newest first, with totals and their cap."""
+    before = _cursor(request.args.get("before"))
+    page = exposure.exposure_page(db(), instance(), _customer_id(), before)
+    return render_template("counts.html", exposure=page, first_page=before is None)
+
+
+def _cursor(raw: str | None) -> int | None:
+    """A page cursor from the query string; anything else is the first page."""
+    if raw is None or not raw.isdigit() or len(raw) > 18:
+        return None
+    return int(raw)
 
 
 def _account_page(errors: dict[str, str], status: int = 200, **form: str) -> ResponseReturnValue:
