@@ -13,9 +13,9 @@ from sqlalchemy import update
 from infomediary.instance import Instance, open_instance
 from infomediary.models import Release
 from infomediary.services import exposure
-from tests.functional.test_broker_privacy import ScriptedNoise, count, new_supplier, person
 from tests.conftest import Auth
 from tests.factories import make_customer
+from tests.functional.test_broker_privacy import ScriptedNoise, count, new_supplier, person
 
 TAS = {"purpose": "marketing", "where": {"region": ["TAS"]}}
 
