@@ -34,7 +34,9 @@ def broker(inst: Instance) -> Iterator[Callable[..., Instance]]:
         other.close()
 
 
-def page(inst: Instance, customer_id: str, before: int | None = None, size: int = 50):  # type: ignore[no-untyped-def]
+def page(
+    inst: Instance, customer_id: str, before: int | None = None, size: int = 50
+) -> exposure.ExposurePage:
     with inst.sessions() as session:
         return exposure.exposure_page(session, inst, customer_id, before, size)
 
