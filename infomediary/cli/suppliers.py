@@ -1,6 +1,9 @@
-"""``suppliers ...``: register, verify, suspend, list, fund and review suppliers."""
+"""``suppliers ...``: register, verify, suspend, approve for the broker, list, fund and review
+suppliers."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -28,6 +31,9 @@ def suppliers_group() -> None:
     default=SupplierKind.SUPPLIER.value,
     show_default=True,
 )
+@click.option(
+    "--organisation", default=None, help="An existing organisation's id or name (default: new)."
+)
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_create(
     name: str,
@@ -37,9 +43,14 @@ def suppliers_create(
     privacy_policy_url: str | None,
     sector: str,
     kind: str,
+    organisation: str | None,
     as_json: bool,
 ) -> None:
-    """Register a supplier; prints client_id and client_secret (shown once, stored hashed)."""
+    """Register a supplier; prints client_id and client_secret (shown once, stored hashed).
+
+    A broker scope (audience:count, offers:send) is granted as approve-broker grants it, with
+    --sector, and logged as an approval.
+    """
     from infomediary.services.suppliers import create_supplier
 
     with _using() as (_inst, session):
@@ -52,12 +63,15 @@ def suppliers_create(
             privacy_policy_url=privacy_policy_url,
             sector=sector,
             kind=kind,
+            organisation=organisation,
         )
         supplier = created.supplier
     data = {
         "id": supplier.id,
         "client_id": supplier.client_id,
         "client_secret": created.client_secret,
+        "organisation_id": supplier.organisation_id,
+        "sector": supplier.sector,
         "scope": supplier.scopes,
         "purposes": supplier.purposes.split(),
     }
@@ -106,13 +120,79 @@ def suppliers_verify(supplier: str, as_json: bool) -> None:
     )
 
 
+@suppliers_group.command("approve-broker")
+@click.argument("supplier")
+@click.option("--sector", required=True, help="The sector the operator vouches for.")
+@click.option(
+    "--organisation", default=None, help="Move it into this existing organisation (id or name)."
+)
+@click.option(
+    "--scope", "scopes", multiple=True, help="Broker scope to grant; repeatable (default: all)."
+)
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_approve_broker(
+    supplier: str, sector: str, organisation: str | None, scopes: tuple[str, ...], as_json: bool
+) -> None:
+    """Approve SUPPLIER (id, client_id or name) for the broker: it gets the broker's scopes
+    and counts as SECTOR; with --organisation it draws on that organisation's budget."""
+    from infomediary.services.suppliers import approve_broker, organisation_names
+
+    with _using() as (_inst, session):
+        row = approve_broker(
+            session,
+            supplier,
+            sector=sector,
+            organisation=organisation,
+            scopes=[p for s in scopes for p in s.split()] or None,
+        )
+        data = {
+            "id": row.id,
+            "client_id": row.client_id,
+            "name": row.name,
+            "organisation_id": row.organisation_id,
+            "organisation": organisation_names(session, [row.organisation_id]).get(
+                row.organisation_id
+            ),
+            "sector": row.sector,
+            "scope": row.scopes,
+        }
+    _emit(
+        as_json,
+        data,
+        f"approved {data['client_id']} ({data['name']}) for the broker: [{data['scope']}], "
+        f"sector {data['sector']}, organisation {data['organisation']}",
+    )
+
+
+@suppliers_group.command("revoke-broker")
+@click.argument("supplier")
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_revoke_broker(supplier: str, as_json: bool) -> None:
+    """Take the broker's scopes back from SUPPLIER (id, client_id or name): its tokens carrying
+    them stop working at once."""
+    from infomediary.services.suppliers import find_supplier, revoke_broker
+
+    with _using() as (_inst, session):
+        revoked = revoke_broker(session, supplier)
+        row = find_supplier(session, supplier)
+        data = {"id": row.id, "client_id": row.client_id, "scope": row.scopes}
+    _emit(
+        as_json,
+        {**data, "tokens_revoked": revoked},
+        f"{data['client_id']} no longer approved for the broker; {revoked} tokens revoked",
+    )
+
+
 @suppliers_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_list(as_json: bool) -> None:
-    """List suppliers (never their secrets)."""
-    from infomediary.services.suppliers import all_suppliers
+    """List suppliers (never their secrets), with their organisation and sector, and what a
+    dynamically registered client asked for and was not given."""
+    from infomediary.services.suppliers import all_suppliers, broker_approved, organisation_names
 
     with _using() as (_inst, session):
+        found = all_suppliers(session)
+        organisations = organisation_names(session, {s.organisation_id for s in found})
         rows = [
             {
                 "id": s.id,
@@ -120,16 +200,31 @@ def suppliers_list(as_json: bool) -> None:
                 "name": s.name,
                 "kind": s.kind,
                 "status": s.status,
+                "organisation_id": s.organisation_id,
+                "organisation": organisations.get(s.organisation_id),
+                "sector": s.sector,
+                "claimed_sector": s.claimed_sector,
+                "broker_approved": broker_approved(s),
                 "scope": s.scopes,
+                "requested_scope": s.requested_scopes,
                 "purposes": s.purposes.split(),
                 "verified_at": s.verified_at.isoformat() if s.verified_at else None,
             }
-            for s in all_suppliers(session)
+            for s in found
         ]
-    text = "\n".join(
-        f"{r['client_id']}  {r['status']:9}  {r['name']}  [{r['scope']}]" for r in rows
+    _emit(as_json, {"suppliers": rows}, "\n".join(map(_line, rows)) or "no suppliers")
+
+
+def _line(row: dict[str, Any]) -> str:
+    line = (
+        f"{row['client_id']}  {row['status']:9}  {row['name']}  [{row['scope']}]  "
+        f"organisation {row['organisation']}  sector {row['sector']}"
     )
-    _emit(as_json, {"suppliers": rows}, text or "no suppliers")
+    if row["claimed_sector"] and row["claimed_sector"] != row["sector"]:
+        line += f" (claimed {row['claimed_sector']})"
+    if row["requested_scope"]:
+        line += f"  asks for [{row['requested_scope']}]: approve-broker grants it"
+    return line
 
 
 @suppliers_group.command("fund")

@@ -39,31 +39,37 @@ def ensure_demo_logins(session: Session, inst: Instance) -> list[tuple[str, str]
 
 
 DEMO_SUPPLIER = "Demo Books"
+DEMO_BROKER_SCOPES = ("audience:count", "offers:send")
 
 
 def ensure_demo_supplier(session: Session) -> dict[str, str] | None:
-    """A funded, operator-verified demo supplier (idempotent); returns its credentials only
-    when just created."""
+    """A funded, operator-verified demo supplier approved for the broker (idempotent);
+    returns its credentials only when just created."""
     from infomediary.models import Supplier
     from infomediary.services.rewards import fund_supplier
-    from infomediary.services.suppliers import create_supplier, verify_supplier
+    from infomediary.services.suppliers import approve_broker, create_supplier, verify_supplier
 
     if session.execute(select(Supplier.id).where(Supplier.name == DEMO_SUPPLIER)).first():
         session.rollback()
         return None
+    ctx = Context(Actor.system("demo"))
     created = create_supplier(
         session,
         name=DEMO_SUPPLIER,
         sector="retail",
         redirect_uris=["http://127.0.0.1:8000/callback"],
-        scopes=["profile.identity:read", "profile.interests:read", "audience:count", "offers:send"],
+        scopes=["profile.identity:read", "profile.interests:read"],
         purposes=["marketing", "service", "analytics"],
         privacy_policy_url="https://books.example/privacy",
-        ctx=Context(Actor.system("demo")),
+        ctx=ctx,
+    )
+    # the broker's scopes and the sector as the operator grants them (suppliers approve-broker)
+    approve_broker(
+        session, created.supplier.id, sector="retail", scopes=DEMO_BROKER_SCOPES, ctx=ctx
     )
     fund_supplier(session, created.supplier, 100_000)
     session.commit()
-    verify_supplier(session, created.supplier.id, Context(Actor.system("demo")))
+    verify_supplier(session, created.supplier.id, ctx)
     return {
         "name": DEMO_SUPPLIER,
         "client_id": created.supplier.client_id,

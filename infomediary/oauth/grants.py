@@ -1,6 +1,11 @@
 """The grants: authorization code with PKCE S256 for every client (codes single use, consumed
 atomically; a replay revokes the family), rotating refresh tokens (reuse revokes the family),
 client credentials for broker scopes only; and the token store (hashes only).
+
+An operator-gated scope (``infomediary.scopes.OPERATOR_GATED``) reaches a token only when the
+client's row holds it, which only the operator's approval writes: the client credentials grant
+hands out no other, and the token store refuses any token that would carry one the client
+does not hold, whichever grant made it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from infomediary.models import (
 )
 from infomediary.oauth.clients import Client, CustomerRef, TokenRef
 from infomediary.oauth.context import AUTH_METHODS, refused, request_id, request_session
-from infomediary.scopes import BROKER_SCOPES, CUSTOMER_SCOPES, parse_scopes
+from infomediary.scopes import BROKER_SCOPES, CUSTOMER_SCOPES, OPERATOR_GATED, parse_scopes
 from infomediary.services import tokens
 from infomediary.services.suppliers import secret_hash
 from infomediary.services.tokens import token_is_active as token_is_active
@@ -54,6 +59,9 @@ def save_token(token: dict[str, Any], oauth_request: Any) -> None:
     """Store hashes only. Called by authlib after a successful token request."""
     session = request_session()
     client: Client = oauth_request.client
+    held = set(parse_scopes(client.supplier.scopes))
+    if any(s in OPERATOR_GATED and s not in held for s in parse_scopes(token.get("scope"))):
+        raise InvalidScopeError("Broker scopes are granted to a client by the operator only.")
     now = utcnow()
     grant_type = oauth_request.payload.grant_type
     row = OAuthToken(
@@ -259,7 +267,9 @@ class BrokerCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         requested = parse_scopes(self.request.payload.scope)
         allowed = [s for s in parse_scopes(client.supplier.scopes) if s in BROKER_SCOPES]
         if any(s not in allowed for s in requested):
-            raise InvalidScopeError("Client credentials carry only the client's broker scopes.")
+            raise InvalidScopeError(
+                "Client credentials carry only the broker scopes the operator granted this client."
+            )
         # No scope asked for: all the client's broker scopes (RFC 6749 §3.3 default). The
         # request's form is immutable, so the resolved scope lives on ``request.scope``.
         self.request.scope = " ".join(requested or allowed)

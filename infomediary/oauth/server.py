@@ -8,7 +8,9 @@
   issued from it (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
 - Refresh tokens rotate on every use; reuse of an old one revokes the whole family
   (RFC 9700 §4.14.2).
-- Client credentials only for broker scopes. No implicit or password grant.
+- Client credentials only for broker scopes, and only those the operator granted the client
+  (``suppliers approve-broker``; never through dynamic registration). No implicit or
+  password grant.
 - Codes, access and refresh tokens are stored as SHA-256 hashes; token responses carry
   ``Cache-Control: no-store`` (authlib's default headers).
 - ``iss`` in authorization responses (RFC 9207).

@@ -109,12 +109,19 @@ RESPONSES: dict[str, dict[str, Any]] = {
         headers=("WWW-Authenticate",),
     ),
     "InsufficientScope": _problem(
-        "insufficient_scope: the token lacks the operation's scope",
+        "insufficient_scope: the token lacks the operation's scope; or, at the broker's "
+        "operations (audiences, offers), broker_not_approved: the operator has not approved "
+        "this client for the broker (whatever its token carries; nothing is charged)",
         {
             "insufficient_scope": _example(
                 "insufficient_scope",
                 "The request requires higher privileges than provided by the access token.",
-            )
+            ),
+            "broker_not_approved": _example(
+                "broker_not_approved",
+                "This client is not approved for the broker: its scopes (audience:count, "
+                "offers:send) and its sector are granted by the operator only.",
+            ),
         },
         headers=("WWW-Authenticate",),
     ),
@@ -140,8 +147,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         {
             "budget_exhausted": _example(
                 "budget_exhausted",
-                "Your privacy budget for this period is spent; no more counts until the "
-                "next period.",
+                "Your organisation's privacy budget for this period is spent; no more counts "
+                "until the next period.",
                 retry_after=86400,
             ),
             **_RATE_LIMITED,
