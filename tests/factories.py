@@ -9,10 +9,11 @@ from typing import Any
 
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
-from infomediary.models import ConsentGrant, Supplier
+from infomediary.models import ConsentGrant, Offer, Supplier
 from infomediary.services import Context, customers, profiles
 from infomediary.services.consent_grants import grant_consent
-from infomediary.services.offers import OfferInput, send_offer
+from infomediary.services.jobs import run_pending
+from infomediary.services.offers import DELIVER, OfferInput, send_offer
 from infomediary.services.rewards import fund_supplier
 from infomediary.services.suppliers import create_supplier
 from infomediary.statuses import SupplierKind
@@ -144,8 +145,8 @@ def make_offer(inst: Instance, supplier_id: str, **fields: Any) -> dict[str, Any
 
     ``fields`` override the request's: by default a marketing offer to everyone, 150 cents a
     reward, 100 recipients at most, open for 7 days. The supplier needs ``offers:send``,
-    the purpose declared and the funds for the escrow. Returns the service's answer (``id``,
-    ``status``, ...)."""
+    the purpose declared and the funds for the escrow. Runs the delivery job, and returns the
+    service's answer (``id``, ...) with the decided ``status`` and ``reach``."""
     request = {
         "purpose": "marketing",
         "where": EVERYWHERE,
@@ -160,4 +161,8 @@ def make_offer(inst: Instance, supplier_id: str, **fields: Any) -> dict[str, Any
     with inst.sessions() as session:
         supplier = session.get(Supplier, supplier_id)
         assert supplier is not None, f"no supplier {supplier_id}"
-        return send_offer(session, inst, supplier, offer_in, Context.supplier(supplier_id))
+        sent = send_offer(session, inst, supplier, offer_in, Context.supplier(supplier_id))
+    run_pending(inst, kinds=[DELIVER])  # the delivery job decides, as the worker would
+    with inst.sessions() as session:
+        offer = session.get_one(Offer, sent["id"])
+        return {**sent, "status": offer.status, "reach": offer.noisy_reach}

@@ -122,9 +122,8 @@ def contact_of(
             .scalars()
             .all()
         )
-        customer_id = next(
-            (c for c in accepted if offer_pseudonym(inst, supplier.id, c) == sub), None
-        )
+        # each accepter answers this offer under a pseudonym of its own (offer and customer)
+        customer_id = next((c for c in accepted if offer_pseudonym(inst, offer.id, c) == sub), None)
         if customer_id is None:
             uow.refuse(_refusal(ctx, "no accepter of this offer has that pseudonym"))
             raise NotFound("No customer who accepted this offer has that pseudonym.")
@@ -143,7 +142,7 @@ def contact_of(
             )
     # The read itself is the resource use case, with its own policy decision and entry.
     body = release(session, inst, supplier, customer_id, CONTACT_SCOPES, offer.purpose, ctx)
-    body["sub"] = sub  # keep the offer's pseudonym: no link to other relationships
+    body["sub"] = sub  # keep the offer's pseudonym: no link to other offers or relationships
     return body
 
 

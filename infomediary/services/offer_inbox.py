@@ -1,14 +1,18 @@
-"""The customer's inbox of offers: list, accept (paying the reward), decline, block the supplier;
-and the operator's list of suppliers many customers blocked.
+"""The customer's inbox of offers: list (each with what it was targeted on, in words), accept
+(paying the reward), decline, block the supplier; and the operator's list of suppliers many
+customers blocked.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.db import rowcount
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
@@ -24,9 +28,66 @@ from infomediary.services.matching import sync_member
 from infomediary.services.rewards import pay_reward
 from infomediary.services.uow import unit_of_work
 from infomediary.statuses import DeliveryStatus
+from policies.model import PURPOSES
+from policies.taxonomy import INTEREST_TAGS
 
 #: Suppliers whose offers this many customers blocked are flagged to the operator.
 FLAG_BLOCKS = 25
+
+
+@dataclass(frozen=True)
+class Targeting:
+    """What an offer was targeted on, in words, and so what accepting it tells the supplier:
+    that someone matching every one of these predicates, for this purpose, accepted."""
+
+    supplier: str
+    #: (attribute's label, its values in words) for every predicate of the criteria.
+    predicates: tuple[tuple[str, str], ...]
+    purpose: str
+
+    @property
+    def matching(self) -> str:
+        return ", ".join(f"{label} = {values}" for label, values in self.predicates)
+
+    @property
+    def reveals(self) -> str:
+        return (
+            f"{self.supplier} will know that someone matching: {self.matching} "
+            f"accepted this offer, sent for {self.purpose}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "criteria": [{"attribute": a, "values": v} for a, v in self.predicates],
+            "purpose": self.purpose,
+            "accepting_reveals": self.reveals,
+        }
+
+
+def attribute_label(name: str) -> str:
+    """An attribute's human label: its description up to the first explanation."""
+    description = ATTRIBUTES[name].description if name in ATTRIBUTES else name
+    return description.split(",")[0].split(":")[0].strip()
+
+
+def value_label(attribute: str, value: str) -> str:
+    if attribute == "interests" and value in INTEREST_TAGS:
+        return INTEREST_TAGS[value].label
+    if attribute == "area":
+        return f"postcodes {value}xx"
+    return value
+
+
+def targeting(offer: Offer, supplier: Supplier) -> Targeting:
+    """The offer's criteria and purpose in words, every predicate of them."""
+    stored = json.loads(offer.criteria)
+    where: dict[str, list[str]] = stored.get("where", {})
+    predicates = tuple(
+        (attribute_label(attribute), " or ".join(value_label(attribute, v) for v in values))
+        for attribute, values in where.items()
+    )
+    purpose = stored.get("purpose", offer.purpose)
+    return Targeting(supplier.name, predicates, PURPOSES.get(purpose, purpose))
 
 
 @dataclass(frozen=True)
@@ -34,6 +95,20 @@ class InboxItem:
     offer: Offer
     supplier: Supplier
     delivery: OfferDelivery
+    targeting: Targeting
+
+    def as_dict(self) -> dict[str, Any]:
+        """The offer as the customer may receive it in JSON, with what accepting reveals."""
+        return {
+            "id": self.offer.id,
+            "supplier": self.supplier.name,
+            "title": self.offer.title,
+            "body": self.offer.body,
+            "reward_cents": self.offer.reward_cents,
+            "expires_at": self.offer.expires_at.isoformat(),
+            "status": self.delivery.status,
+            "targeting": self.targeting.as_dict(),
+        }
 
 
 def inbox(session: Session, customer_id: str) -> list[InboxItem]:
@@ -44,13 +119,17 @@ def inbox(session: Session, customer_id: str) -> list[InboxItem]:
         .where(OfferDelivery.customer_id == customer_id)
         .order_by(OfferDelivery.delivered_at.desc())
     ).all()
-    return [InboxItem(offer, supplier, delivery) for delivery, offer, supplier in rows]
+    return [
+        InboxItem(offer, supplier, delivery, targeting(offer, supplier))
+        for delivery, offer, supplier in rows
+    ]
 
 
 def respond(
     session: Session, inst: Instance, customer_id: str, offer_id: str, action: str, ctx: Context
 ) -> str:
-    """accept | decline | block. Accepting shares the pairwise pseudonym and pays the reward."""
+    """accept | decline | block. Accepting shares the customer's pseudonym for this offer (and
+    so that someone matching its criteria accepted) and pays the reward."""
     with unit_of_work(session) as uow:
         delivery = session.get(OfferDelivery, (offer_id, customer_id))
         offer = session.get(Offer, offer_id)
@@ -89,7 +168,7 @@ def respond(
         if action == "accept":
             if offer.reward_cents:
                 pay_reward(session, supplier.id, offer.id, customer_id, offer.reward_cents)
-            reason = f"offer accepted: pseudonym shared with {supplier.name}"
+            reason = f"offer accepted: this offer's pseudonym shared with {supplier.name}"
         elif action == "decline":
             reason = "offer declined"
         else:

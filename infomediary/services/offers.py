@@ -1,37 +1,48 @@
 """Pseudonymous offers: delivered by the broker to eligible inboxes, never to named people.
 
-Sending: validate like a count -> charge epsilon (the reach released is a noisy count) ->
-select customers whose policy allows *pseudonymous* use of every category the criteria
-touch, for the offer's purpose, minus those who blocked the supplier -> if the noisy reach
-is below k nothing is delivered -> else deliver to at most ``max_recipients`` (a random
-sample), escrow the rewards, write one access-log entry with the member set.
-The supplier sees the noisy reach, batched noisy response totals, and the pairwise
-pseudonyms of customers who accepted; never who received the offer.
+Sending is two steps, so that nothing the supplier can time depends on the data:
+
+1. The request (:func:`send_offer`): validate like a count, check the funds and escrow the
+   rewards of the *cap*, charge epsilon to the supplier's budget, store the offer ``queued``
+   with its delivery job; all data-independent, so a ``402`` or ``429`` stays synchronous.
+2. The delivery job (:func:`deliver_offer`): select the customers whose policy allows
+   *pseudonymous* use of every category the criteria touch, for the offer's purpose, minus
+   those who blocked the supplier; keep those the per-customer ledger admits; add discrete
+   Laplace noise to their number. The offer is delivered only if the noisy reach reaches
+   :func:`delivery_threshold` *and* the admitted audience is at least
+   ``broker_offer_min_audience`` (both refusals are the same ``too_small``). Every admitted
+   customer is charged in the ledger, delivered or not; at most ``max_recipients`` of them (a
+   random sample) receive it. One access-log entry holds the admitted member set.
+
+Later, jobs again: once per broker epoch the noisy totals the supplier cannot otherwise see
+(declines, inboxes reached) are released (:func:`release_totals`), and at expiry the offer is
+closed and its unpaid escrow refunded (:func:`close_offer`). Reading an offer is free. The
+supplier sees the noisy reach, the noisy totals and, one by one, the pseudonyms of customers
+who accepted (a pseudonym of their own for each offer); never who received the offer.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pyroaring import BitMap
-from sqlalchemy import func, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from infomediary.errors import NotFound
+from infomediary.broker.attributes import value_category
+from infomediary.config import Settings
+from infomediary.errors import BudgetExhausted, InvalidRequest, NotFound
 from infomediary.instance import Instance
-from infomediary.models import (
-    MatchEntry,
-    Offer,
-    OfferDelivery,
-    Supplier,
-    utcnow,
-)
-from infomediary.services import Context
+from infomediary.models import MatchEntry, Offer, OfferDelivery, Supplier, utcnow
+from infomediary.services import Context, jobs, privacy_ledger
 from infomediary.services.broker import (
     CountQuery,
     epoch_of,
@@ -43,11 +54,18 @@ from infomediary.services.offer_contacts import contact_shared
 from infomediary.services.pseudonyms import offer_pseudonym
 from infomediary.services.rewards import escrow_offer, refund_escrow, require_funds
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import DeliveryStatus, OfferStatus
+from infomediary.statuses import DeliveryStatus, OfferStatus, ReleaseKind
 from policies.model import Mode
 
 MAX_TITLE = 120
 MAX_BODY = 2000
+#: Offers per page of the supplier's list, by default and at most.
+PAGE = 20
+MAX_PAGE = 100
+
+DELIVER = "offer.deliver"
+TOTALS = "offer.totals"
+CLOSE = "offer.close"
 
 
 @dataclass(frozen=True)
@@ -64,17 +82,65 @@ class OfferInput:
     expires_at: datetime
 
 
+# -- the delivery decision -----------------------------------------------------------------------
+
+
+def tail_probability(epsilon: float, t: int) -> float:
+    """``P[Z >= t]`` for the discrete Laplace ``Z`` of scale ``1/epsilon`` and ``t >= 0``.
+
+    Its pmf is ``(1 - q) / (1 + q) * q**|z|`` with ``q = exp(-epsilon)``, so the tail from
+    ``t`` is the geometric sum ``q**t / (1 + q)``."""
+    if t < 0:
+        raise ValueError("the closed form holds for t >= 0")
+    q = math.exp(-epsilon)
+    return q**t / (1 + q)
+
+
+def delivery_threshold(settings: Settings) -> int:
+    """The smallest noisy reach that delivers: ``floor + t``, where ``floor`` is the larger of
+    ``broker_k`` and ``broker_offer_min_audience`` and ``t`` the smallest integer with
+    ``P[Z >= t] <= broker_delta``. That ``t`` is ``ceil(ln(1 / (delta (1 + e^-eps))) / eps)``,
+    never below the continuous Laplace's ``ln(1 / (2 delta)) / eps``: with the defaults
+    (k 50, epsilon 0.1, delta 1e-6) the threshold is 182, past 50 + ln(500000)/0.1 = 181.2."""
+    epsilon, delta = settings.broker_epsilon, settings.broker_delta
+    floor = max(settings.broker_k, settings.broker_offer_min_audience)
+    t = max(0, math.ceil(math.log(1 / (delta * (1 + math.exp(-epsilon)))) / epsilon))
+    while t > 0 and tail_probability(epsilon, t - 1) <= delta:  # float rounding, downwards
+        t -= 1
+    while tail_probability(epsilon, t) > delta:  # and upwards: P[Z >= t] <= delta, exactly
+        t += 1
+    return floor + t
+
+
+def delivery_delta(settings: Settings) -> float:
+    """The delta the decision spends: the chance of delivering to an audience just below the
+    minimum's neighbour, ``P[floor + Z >= threshold]`` (at most ``broker_delta``)."""
+    floor = max(settings.broker_k, settings.broker_offer_min_audience)
+    return tail_probability(settings.broker_epsilon, delivery_threshold(settings) - floor)
+
+
+def decide(noisy_reach: int, admitted: int, settings: Settings) -> bool:
+    """Deliver only past the noisy threshold and, as a second line, to a true eligible
+    audience of at least ``broker_offer_min_audience`` verified accounts."""
+    return (
+        noisy_reach >= delivery_threshold(settings)
+        and admitted >= settings.broker_offer_min_audience
+    )
+
+
+# -- sending: the request ------------------------------------------------------------------------
+
+
 def send_offer(
     session: Session, inst: Instance, supplier: Supplier, offer_in: OfferInput, ctx: Context
 ) -> dict[str, Any]:
-    """One offer, one transaction: funds checked, epsilon charged and the cap's rewards
-    escrowed, the audience selected, the offer and its deliveries stored, one log entry; all
-    committed together before the supplier hears anything."""
+    """One request, one transaction, none of it depending on the data: the declared purpose,
+    the funds for the cap's rewards (escrowed), the epsilon charged, the offer stored
+    ``queued`` with its delivery job. The supplier is answered at once; the job decides."""
     with unit_of_work(session) as uow:
         query = offer_in.query
         require_declared_purpose(query, supplier)
-        noise = inst.noise
-        epsilon_micro = round(noise.privacy_loss() * MICRO)
+        epsilon_micro = round(inst.noise.privacy_loss() * MICRO)
         offer_id = str(uuid.uuid4())
         # Rewards are escrowed for the *cap*, before anything depends on the data: an amount or
         # a refusal that depended on how many customers match would leak the true count.
@@ -84,13 +150,6 @@ def send_offer(
         left = charge(session, inst.settings, supplier.id, epsilon_micro, f"offer:{offer_id}")
         if escrow:
             escrow_offer(session, supplier.id, offer_id, escrow)
-        index = inst.match_index
-        index.refresh(session)
-        selection = index.select(
-            query.where, query.purpose, Mode.PSEUDONYMOUS, supplier.id, supplier.sector
-        )
-        noisy = noise.release([len(selection.members)])[0]
-        k = inst.settings.broker_k
         offer = Offer(
             id=offer_id,
             supplier_id=supplier.id,
@@ -100,42 +159,134 @@ def send_offer(
             body=offer_in.body,
             reward_cents=offer_in.reward_cents,
             max_recipients=offer_in.max_recipients,
-            noisy_reach=noisy if noisy >= k else None,
+            noisy_reach=None,
+            created_at=utcnow(),
             expires_at=offer_in.expires_at,
-            status=OfferStatus.TOO_SMALL if noisy < k else OfferStatus.DELIVERED,
+            status=OfferStatus.QUEUED,
         )
         session.add(offer)
-        recipients = BitMap()
-        if noisy >= k:
-            ordinals = list(selection.members)
-            if len(ordinals) > offer_in.max_recipients:
-                ordinals = random.SystemRandom().sample(ordinals, offer_in.max_recipients)
-            recipients = BitMap(ordinals)
-            customer_ids = _customers_of(session, ordinals)
-            session.add_all(OfferDelivery(offer_id=offer_id, customer_id=c) for c in customer_ids)
-        log_aggregate(
+        session.flush()
+        jobs.enqueue(
             session,
-            ctx,
-            action="offer",
-            query=query,
-            epsilon_micro=epsilon_micro,
-            released=offer.noisy_reach,
-            k=k,
-            members=recipients,
-            categories=selection.categories,
-            offer_id=offer_id,
+            DELIVER,
+            {"offer_id": offer_id, "request_id": ctx.request_id},
+            key=f"{DELIVER}:{offer_id}",
         )
         uow.commit()
         return {
             "id": offer_id,
-            "status": offer.status,
-            "reach": offer.noisy_reach,
-            "suppressed": offer.noisy_reach is None,
-            "k": k,
+            "status": OfferStatus.QUEUED,
             "epsilon_spent": epsilon_micro / MICRO,
             "budget_remaining": left / MICRO,
+            "created_at": offer.created_at.isoformat(),
             "expires_at": offer.expires_at.isoformat(),
         }
+
+
+# -- the jobs ------------------------------------------------------------------------------------
+
+
+def _locked_offer(session: Session, offer_id: object) -> Offer | None:
+    if not isinstance(offer_id, str):
+        return None
+    return session.execute(
+        select(Offer)
+        .where(Offer.id == offer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _query_of(offer: Offer) -> CountQuery:
+    stored = json.loads(offer.criteria)
+    return CountQuery(purpose=stored["purpose"], where=stored["where"], breakdown=None)
+
+
+def _categories(query: CountQuery) -> frozenset[str]:
+    return frozenset(value_category(a, v) for a, values in query.where.items() for v in values)
+
+
+def _epoch_start(epoch: int, hours: int) -> datetime:
+    return datetime.fromtimestamp(epoch * hours * 3600, UTC)
+
+
+def _job_context(supplier_id: str, run: jobs.JobRun) -> Context:
+    request_id = run.payload.get("request_id")
+    return Context.supplier(supplier_id, request_id if isinstance(request_id, str) else "-")
+
+
+def deliver_offer(session: Session, inst: Instance, run: jobs.JobRun) -> None:
+    """The delivery job: one transaction that selects, filters, adds noise, decides, records
+    the release, delivers (or refunds the escrow), logs, and completes the job, so a retry
+    after a crash finds the offer decided and changes nothing."""
+    with unit_of_work(session) as uow:
+        offer = _locked_offer(session, run.payload.get("offer_id"))
+        supplier = session.get(Supplier, offer.supplier_id) if offer else None
+        if offer is None or supplier is None or offer.status != OfferStatus.QUEUED:
+            jobs.complete(session, run)
+            uow.commit()
+            return
+        settings, noise, index = inst.settings, inst.noise, inst.match_index
+        query = _query_of(offer)
+        epsilon_micro = round(noise.privacy_loss() * MICRO)
+        index.refresh(session)
+        selection = index.select(
+            query.where, query.purpose, Mode.PSEUDONYMOUS, supplier.id, supplier.sector
+        )
+        admitted = privacy_ledger.admit(session, inst, selection.members, epsilon_micro)
+        noisy = noise.release([len(admitted)])[0]
+        delivered = decide(noisy, len(admitted), settings)
+        release = privacy_ledger.record(
+            session,
+            kind=ReleaseKind.OFFER_REACH,
+            supplier_id=supplier.id,
+            purpose=query.purpose,
+            criteria=query.canonical(),
+            epsilon_micro=epsilon_micro,
+            members=admitted,
+            offer_id=offer.id,
+        )
+        if delivered:
+            ordinals = list(admitted)
+            if len(ordinals) > offer.max_recipients:
+                ordinals = random.SystemRandom().sample(ordinals, offer.max_recipients)
+            now = utcnow()
+            session.add_all(
+                OfferDelivery(offer_id=offer.id, customer_id=c, delivered_at=now)
+                for c in _customers_of(session, ordinals)
+            )
+            offer.status = OfferStatus.DELIVERED
+            offer.noisy_reach = noisy
+            hours = settings.broker_epoch_hours
+            jobs.enqueue(
+                session, CLOSE, {"offer_id": offer.id}, offer.expires_at, key=f"{CLOSE}:{offer.id}"
+            )
+            jobs.enqueue(
+                session,
+                TOTALS,
+                {"offer_id": offer.id},
+                _epoch_start(epoch_of(run.now, hours) + 1, hours),
+                key=f"{TOTALS}:{offer.id}",
+            )
+        else:
+            offer.status = OfferStatus.TOO_SMALL
+            refund_escrow(session, supplier.id, offer.id)  # nothing was delivered
+        log_aggregate(
+            session,
+            _job_context(supplier.id, run),
+            action="offer",
+            query=query,
+            epsilon_micro=epsilon_micro,
+            released=offer.noisy_reach,
+            k=settings.broker_k,
+            members=admitted,
+            categories=selection.categories,
+            offer_id=offer.id,
+            release=release.seq,
+            threshold=delivery_threshold(settings),
+        )
+        jobs.complete(session, run)
+        uow.commit()
 
 
 def _customers_of(session: Session, ordinals: list[int]) -> list[str]:
@@ -152,15 +303,116 @@ def _customers_of(session: Session, ordinals: list[int]) -> list[str]:
     return found
 
 
+def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> datetime | None:
+    """Once per broker epoch, while the offer is open and once after it closed: the noisy
+    number of inboxes it reached and of declines, charged once to the supplier's budget and,
+    through the ledger, to every recipient it counts. A spent budget leaves the totals as they
+    were (with their "as of") and the job tries again next epoch. Returns the next run."""
+    hours = inst.settings.broker_epoch_hours
+    epoch = epoch_of(run.now, hours)
+    with unit_of_work(session) as uow:
+        offer = _locked_offer(session, run.payload.get("offer_id"))
+        supplier = session.get(Supplier, offer.supplier_id) if offer else None
+        if offer is None or supplier is None:
+            return None
+        if offer.status not in (OfferStatus.DELIVERED, OfferStatus.CLOSED):
+            return None
+        following = None if run.now >= offer.expires_at else _epoch_start(epoch + 1, hours)
+        if offer.totals_epoch == epoch:
+            return following
+        ctx = _job_context(supplier.id, run)
+        settings, noise, k = inst.settings, inst.noise, inst.settings.broker_k
+        epsilon_micro = round(noise.privacy_loss() * MICRO)
+        try:
+            charge(session, settings, supplier.id, epsilon_micro, f"offer-totals:{offer.id}")
+        except BudgetExhausted:
+            uow.refuse(
+                ctx.event(
+                    "offer",
+                    purpose=offer.purpose,
+                    reason="offer totals not refreshed: privacy budget exhausted",
+                )
+            )
+            return following
+        answers = session.execute(
+            select(MatchEntry.ordinal, OfferDelivery.status)
+            .join(MatchEntry, MatchEntry.customer_id == OfferDelivery.customer_id)
+            .where(OfferDelivery.offer_id == offer.id)
+        ).all()
+        recipients = BitMap(int(ordinal) for ordinal, _ in answers)
+        admitted = privacy_ledger.admit(session, inst, recipients, epsilon_micro)
+        # Two disjoint cells (each recipient is in exactly one): sensitivity 1, one epsilon.
+        declined = sum(1 for o, s in answers if o in admitted and s == DeliveryStatus.DECLINED)
+        others = sum(1 for o, s in answers if o in admitted and s != DeliveryStatus.DECLINED)
+        noisy_declined, noisy_others = noise.release([declined, others])
+        reached = noisy_declined + noisy_others  # post-processing of the noisy cells
+        totals = {
+            "declined": noisy_declined if noisy_declined >= k else None,
+            "reached": reached if reached >= k else None,
+        }
+        query = _query_of(offer)
+        release = privacy_ledger.record(
+            session,
+            kind=ReleaseKind.OFFER_TOTALS,
+            supplier_id=supplier.id,
+            purpose=offer.purpose,
+            criteria=offer.criteria,
+            epsilon_micro=epsilon_micro,
+            members=admitted,
+            offer_id=offer.id,
+        )
+        log_aggregate(
+            session,
+            ctx,
+            action="offer",
+            query=query,
+            epsilon_micro=epsilon_micro,
+            released=totals,
+            k=k,
+            members=admitted,
+            categories=_categories(query),
+            offer_id=offer.id,
+            release=release.seq,
+            totals_epoch=epoch,
+        )
+        offer.totals = json.dumps(totals, sort_keys=True)
+        offer.totals_epoch = epoch
+        offer.totals_at = run.now
+        jobs.complete(session, run, following)
+        uow.commit()
+        return following
+
+
+def close_offer(session: Session, inst: Instance, run: jobs.JobRun) -> datetime | None:
+    """At expiry: the offer closes and what was escrowed and not paid out goes back
+    (reward x (cap - acceptances)), with the job's completion in one transaction."""
+    with unit_of_work(session) as uow:
+        offer = _locked_offer(session, run.payload.get("offer_id"))
+        if offer is None or offer.status != OfferStatus.DELIVERED:
+            return None
+        if offer.expires_at > run.now:
+            return offer.expires_at
+        refund_escrow(session, offer.supplier_id, offer.id)
+        offer.status = OfferStatus.CLOSED
+        jobs.complete(session, run)
+        uow.commit()
+        return None
+
+
+jobs.register(DELIVER, deliver_offer, max_attempts=5)
+jobs.register(TOTALS, release_totals, max_attempts=5)
+jobs.register(CLOSE, close_offer, max_attempts=10)
+
+
+# -- the supplier's views: reads, free -----------------------------------------------------------
+
+
 def offer_view(
     session: Session, inst: Instance, supplier: Supplier, offer_id: str, ctx: Context
 ) -> dict[str, Any]:
-    """The supplier's view: noisy reach, noisy batched totals, accepters' pseudonyms.
-
-    One transaction: closing an expired offer (its unpaid escrow refunded) and this epoch's
-    one noisy release of the response totals (charged like a count) commit together, before
-    the view is answered; a view that changes nothing ends without a commit.
-    """
+    """The supplier's view of its offer: status, noisy reach, the last noisy totals with their
+    "as of", accepters' pseudonyms. A read: nothing is charged or committed, whatever the
+    budget; only a refusal (someone else's offer, or none) leaves its denied entry."""
     with unit_of_work(session) as uow:
         offer = session.get(Offer, offer_id)
         if offer is None or offer.supplier_id != supplier.id:
@@ -168,47 +420,7 @@ def offer_view(
                 ctx.event("offer", reason="offer view refused: no such offer of this supplier")
             )
             raise NotFound("No such offer.")
-        now = utcnow()
-        changed = False
-        if offer.expires_at <= now and offer.status in (
-            OfferStatus.DELIVERED,
-            OfferStatus.TOO_SMALL,
-        ):
-            # what was escrowed and not paid out goes back: reward x (cap - acceptances)
-            refund_escrow(session, supplier.id, offer.id)
-            offer.status = OfferStatus.CLOSED
-            changed = True
-        epoch = epoch_of(now, inst.settings.broker_epoch_hours)
-        if offer.status == OfferStatus.DELIVERED and offer.totals_epoch != epoch:
-            _release_totals(session, inst, supplier, offer, epoch)
-            changed = True
-        view = _view(session, inst, supplier, offer)
-        if changed:
-            uow.commit()
-        return view
-
-
-def _release_totals(
-    session: Session, inst: Instance, supplier: Supplier, offer: Offer, epoch: int
-) -> None:
-    """One noisy release of the response totals per epoch, charged like a count."""
-    noise, k = inst.noise, inst.settings.broker_k
-    epsilon_micro = round(noise.privacy_loss() * MICRO)
-    charge(session, inst.settings, supplier.id, epsilon_micro, f"offer-totals:{offer.id}")
-    answers = (DeliveryStatus.ACCEPTED, DeliveryStatus.DECLINED)
-    true = [
-        session.execute(
-            select(func.count()).where(
-                OfferDelivery.offer_id == offer.id, OfferDelivery.status == status
-            )
-        ).scalar_one()
-        for status in answers
-    ]
-    noisy = noise.release([int(t) for t in true])
-    offer.totals = json.dumps(
-        {name: (v if v >= k else None) for name, v in zip(answers, noisy, strict=True)}
-    )
-    offer.totals_epoch = epoch
+        return _view(session, inst, supplier, offer)
 
 
 def _view(session: Session, inst: Instance, supplier: Supplier, offer: Offer) -> dict[str, Any]:
@@ -218,19 +430,16 @@ def _view(session: Session, inst: Instance, supplier: Supplier, offer: Offer) ->
         .order_by(OfferDelivery.responded_at)
     ).all()
     return {
-        "id": offer.id,
-        "status": offer.status,
-        "title": offer.title,
+        **_summary(offer),
         "purpose": offer.purpose,
         "criteria": json.loads(offer.criteria),
         "reward_cents": offer.reward_cents,
-        "reach": offer.noisy_reach,
-        "suppressed": offer.noisy_reach is None,
-        "expires_at": offer.expires_at.isoformat(),
+        "suppressed": offer.status == OfferStatus.TOO_SMALL,
         "response_totals": json.loads(offer.totals) if offer.totals else None,
+        "totals_as_of": offer.totals_at.isoformat() if offer.totals_at else None,
         "accepted": [
             {
-                "sub": offer_pseudonym(inst, supplier.id, customer_id),
+                "sub": offer_pseudonym(inst, offer.id, customer_id),
                 "accepted_at": at.isoformat() if at else None,
                 "contact_shared": contact_shared(session, offer.id, customer_id),
             }
@@ -240,7 +449,63 @@ def _view(session: Session, inst: Instance, supplier: Supplier, offer: Offer) ->
     }
 
 
-# -- the customer's inbox ------------------------------------------------------------------
+def _summary(offer: Offer) -> dict[str, Any]:
+    return {
+        "id": offer.id,
+        "status": offer.status,
+        "title": offer.title,
+        "created_at": offer.created_at.isoformat(),
+        "expires_at": offer.expires_at.isoformat(),
+        "reach": offer.noisy_reach,
+    }
 
 
-# -- "share my contact details": the normal consent, started from an accepted offer ----------
+@dataclass(frozen=True)
+class OfferPage:
+    """A page of the supplier's offers: at most ``limit`` (1 to ``MAX_PAGE``), after
+    ``cursor`` (the ``next_cursor`` of the page before), newest first."""
+
+    limit: int = PAGE
+    cursor: str | None = None
+
+
+def _cursor(offer: Offer) -> str:
+    raw = json.dumps([offer.created_at.isoformat(), offer.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def _after(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, offer_id = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or not isinstance(offer_id, str):
+            raise ValueError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest(
+            "invalid_request", {"cursor": "Unknown cursor: pass a next_cursor unchanged."}
+        ) from None
+    return at, offer_id
+
+
+def list_offers(session: Session, supplier: Supplier, page: OfferPage) -> dict[str, Any]:
+    """The supplier's own offers, newest first, a page at a time (a read)."""
+    query = select(Offer).where(Offer.supplier_id == supplier.id)
+    if page.cursor is not None:
+        created, offer_id = _after(page.cursor)
+        query = query.where(
+            or_(
+                Offer.created_at < created,
+                and_(Offer.created_at == created, Offer.id < offer_id),
+            )
+        )
+    rows = list(
+        session.execute(
+            query.order_by(Offer.created_at.desc(), Offer.id.desc()).limit(page.limit + 1)
+        ).scalars()
+    )
+    shown = rows[: page.limit]
+    return {
+        "offers": [_summary(offer) for offer in shown],
+        "next_cursor": _cursor(shown[-1]) if len(rows) > page.limit else None,
+    }

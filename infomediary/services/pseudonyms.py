@@ -1,8 +1,16 @@
-"""Pairwise pseudonyms: ``HMAC-SHA256(pseudonym_key, supplier_id || 0x00 || customer_id)``.
+"""Pseudonyms, each an HMAC-SHA256 under the keyring's pseudonym key, apart from the
+blind-index key, in a domain of its own:
 
-Stable for one supplier, unlinkable across suppliers (like OIDC pairwise subject
-identifiers, OpenID Connect Core §8.1). The key lives in the keyring, apart from the
-blind-index key.
+- ``psn_``: ``HMAC(key, "identified" || 0x00 || supplier_id || 0x00 || customer_id)``, the
+  pairwise subject a supplier knows a customer by through its grants: stable for one
+  supplier, unlinkable across suppliers (like OIDC pairwise subject identifiers, OpenID
+  Connect Core §8.1).
+- ``off_``: ``HMAC(key, "offer-response" || 0x00 || offer_id || 0x00 || customer_id)``, the
+  one a customer answers *one offer* under: unlinkable across offers, even of one supplier
+  (so accepting several offers does not tell the supplier that one person matched all their
+  criteria), and to ``psn_``.
+
+No identifier holds a 0x00, so the messages of different domains never coincide.
 """
 
 from __future__ import annotations
@@ -14,16 +22,17 @@ import hmac
 from infomediary.instance import Instance
 
 
-def pairwise_pseudonym(
-    inst: Instance, supplier_id: str, customer_id: str, domain: str = "identified"
-) -> str:
-    """``domain`` keeps pseudonyms of different relationships apart: the one an offer's
-    accepter shows a supplier cannot be joined to the one a direct grant shows it."""
-    message = domain.encode() + b"\x00" + supplier_id.encode() + b"\x00" + customer_id.encode()
+def _pseudonym(inst: Instance, prefix: str, *parts: str) -> str:
+    message = b"\x00".join(part.encode() for part in parts)
     digest = hmac.new(inst.keyring.secret("pseudonym"), message, hashlib.sha256).digest()
-    prefix = "psn_" if domain == "identified" else "off_"
     return prefix + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def offer_pseudonym(inst: Instance, supplier_id: str, customer_id: str) -> str:
-    return pairwise_pseudonym(inst, supplier_id, customer_id, domain="offer")
+def pairwise_pseudonym(inst: Instance, supplier_id: str, customer_id: str) -> str:
+    """The customer's ``psn_`` subject for the supplier."""
+    return _pseudonym(inst, "psn_", "identified", supplier_id, customer_id)
+
+
+def offer_pseudonym(inst: Instance, offer_id: str, customer_id: str) -> str:
+    """The customer's ``off_`` pseudonym for one offer."""
+    return _pseudonym(inst, "off_", "offer-response", offer_id, customer_id)

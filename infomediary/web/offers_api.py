@@ -1,15 +1,15 @@
-"""The offers API (scope ``offers:send``): send an offer, read its noisy outcome."""
+"""The offers API (scope ``offers:send``): send an offer, list them, read one's noisy outcome."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from infomediary import errors
 from infomediary.errors import InsufficientFunds, NotFound
 from infomediary.models import Supplier
 from infomediary.services import Context, offer_contacts, offers
-from infomediary.services.offers import OfferInput
+from infomediary.services.offers import OfferInput, OfferPage
 from infomediary.services.refusals import refuse_supplier
 from infomediary.web.bearer import bearer_token, json_input, refuse_tokens_outside_the_header
 from infomediary.web.db import db
@@ -17,8 +17,11 @@ from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
 from infomediary.web.schemas import (
     MeResponseSchema,
     OfferCreatedSchema,
+    OfferListRequestSchema,
+    OfferListSchema,
     OfferRequestSchema,
     OfferViewSchema,
+    load,
 )
 from infomediary.web.security import csrf_exempt, instance, request_id
 
@@ -55,8 +58,14 @@ def send() -> ResponseReturnValue:
       tags: [offers]
       summary: Send an offer to matching customers' inboxes, pseudonymously
       description: >-
-        The criteria are a count's (no breakdown). The rewards for the cap are escrowed and
-        epsilon is charged before anything depends on the data; below k nothing is delivered.
+        The criteria are a count's (no breakdown). Answered at once with 202 and status
+        queued, in a time that does not depend on the audience: the request only validates,
+        checks the funds and escrows the rewards for the cap, and charges epsilon (so 400, 402
+        and 429 come back here, and a refused request costs nothing). A delivery job then
+        selects the audience and decides: the offer becomes delivered only if its noisy reach
+        passes k + ln(1/(2 delta))/epsilon and its true eligible audience is at least the
+        minimum; otherwise too_small, its escrow refunded. Both refusals look the same. Read
+        the offer (GET /api/v1/offers/{offer_id}) for the outcome.
       security:
         - oauth2: [offers:send]
       requestBody:
@@ -84,8 +93,8 @@ def send() -> ResponseReturnValue:
                   body: "Our autumn list is out.\\nSee you soon."
                   max_recipients: 10
       responses:
-        201:
-          description: Offer recorded (delivered, or too_small and not delivered)
+        202:
+          description: Offer queued; its delivery job decides delivered or too_small
           content:
             application/json:
               schema: OfferCreatedSchema
@@ -109,21 +118,60 @@ def send() -> ResponseReturnValue:
         _refused(supplier.id, "offer refused: insufficient funds for the escrow")
         raise
     response = jsonify(OfferCreatedSchema().dump(result))
-    response.status_code = 201
+    response.status_code = 202
     return response
+
+
+@bp.get("")
+@csrf_exempt
+@limiter.limit(api_rate)
+def index() -> ResponseReturnValue:
+    """Your offers, newest first, a page at a time.
+    ---
+    get:
+      operationId: listOffers
+      tags: [offers]
+      summary: Your offers, newest first, a page at a time
+      description: >-
+        Each offer with its status, title, creation and expiry times and noisy reach. Free:
+        listing never charges the privacy budget. Follow next_cursor for the next page.
+      security:
+        - oauth2: [offers:send]
+      parameters:
+        - in: query
+          schema: OfferListRequestSchema
+      responses:
+        200:
+          description: A page of offers
+          content:
+            application/json:
+              schema: OfferListSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403: InsufficientScope
+        429: RateLimited
+    """
+    supplier = _supplier()
+    page = load(OfferListRequestSchema(), request.args.to_dict(), OfferPage)
+    return jsonify(OfferListSchema().dump(offers.list_offers(db(), supplier, page)))
 
 
 @bp.get("/<offer_id>")
 @csrf_exempt
-@limiter.limit(broker_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def view(offer_id: str) -> ResponseReturnValue:
-    """Your offer: noisy reach, noisy response totals, accepters' pseudonyms.
+    """Your offer: status, noisy reach, noisy response totals, accepters' pseudonyms.
     ---
     get:
       operationId: readOffer
       tags: [offers]
-      summary: "Your offer: noisy reach, noisy response totals, accepters' pseudonyms"
+      summary: "Your offer: status, noisy reach, noisy response totals, accepters' pseudonyms"
+      description: >-
+        Free, however often it is read, and readable with the privacy budget spent: a view
+        never releases anything new. Acceptances appear one by one, each under the accepter's
+        pseudonym for this offer alone. What the list cannot show (declines, inboxes
+        reached) is released as noisy totals once per broker epoch by a scheduled job, with
+        totals_as_of; when the budget is spent they stay as of their last release.
       security:
         - oauth2: [offers:send]
       parameters:
@@ -138,18 +186,14 @@ def view(offer_id: str) -> ResponseReturnValue:
         401: Unauthorized
         403: InsufficientScope
         404: NotFound
-        429: BudgetExhausted
+        429: RateLimited
     """
     supplier = _supplier()
-    try:
-        return jsonify(
-            OfferViewSchema().dump(
-                offers.offer_view(db(), instance(), supplier, offer_id, _ctx(supplier))
-            )
+    return jsonify(
+        OfferViewSchema().dump(
+            offers.offer_view(db(), instance(), supplier, offer_id, _ctx(supplier))
         )
-    except errors.BudgetExhausted:
-        _refused(supplier.id, "offer totals refused: privacy budget exhausted")
-        raise
+    )
 
 
 @bp.get("/<offer_id>/contacts/<sub>")

@@ -13,6 +13,7 @@ from infomediary.demo import seed_synthetic
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, ConsentGrant, Supplier, utcnow
 from infomediary.services import rewards
+from infomediary.services.jobs import run_pending
 from infomediary.services.suppliers import suspend_supplier
 from tests.conftest import csrf_token_in
 from tests.factories import make_customer
@@ -151,6 +152,7 @@ def test_contact_refusals_are_logged(live_server: str, inst: Instance) -> None:
             "expires_in_days": 7,
         },
     ).json()
+    run_pending(inst)  # the offer's delivery job
     browser = browser_login(live_server, EMAIL, PASSWORD)
     token = csrf_token_in(browser.get(f"{live_server}/inbox").text)
     browser.post(f"{live_server}/inbox/{sent['id']}/accept", data={"csrf_token": token})

@@ -39,7 +39,11 @@ from infomediary.web.schemas.oauth import TokenRequestSchema as TokenRequestSche
 from infomediary.web.schemas.oauth import TokenResponseSchema as TokenResponseSchema
 from infomediary.web.schemas.offers import AcceptedSchema as AcceptedSchema
 from infomediary.web.schemas.offers import OfferCreatedSchema as OfferCreatedSchema
+from infomediary.web.schemas.offers import OfferListRequestSchema as OfferListRequestSchema
+from infomediary.web.schemas.offers import OfferListSchema as OfferListSchema
 from infomediary.web.schemas.offers import OfferRequestSchema as OfferRequestSchema
+from infomediary.web.schemas.offers import OfferSummarySchema as OfferSummarySchema
+from infomediary.web.schemas.offers import OfferTotalsSchema as OfferTotalsSchema
 from infomediary.web.schemas.offers import OfferViewSchema as OfferViewSchema
 from infomediary.web.schemas.problems import (
     BudgetExhaustedProblemSchema as BudgetExhaustedProblemSchema,
