@@ -17,6 +17,7 @@ This module holds no database: :mod:`infomediary.services.privacy_ledger` folds 
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from pyroaring import BitMap
 
@@ -35,12 +36,15 @@ class Ledger:
         #: The highest release seq added, and the highest subtracted on leaving the window.
         self.added_through = 0
         self.expired_through = 0
+        #: When the services last took expired releases back (``None``: not since loading).
+        self.checked_at: datetime | None = None
         self.lock = threading.RLock()
 
     def clear(self) -> None:
         """Forget every charge (the durable rows are folded in again from the start)."""
         self._slices = []
         self.added_through = self.expired_through = 0
+        self.checked_at = None
 
     # -- units ---------------------------------------------------------------------------------
     def units(self, epsilon_micro: int) -> int:

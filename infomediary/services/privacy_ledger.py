@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pyroaring import BitMap
 from sqlalchemy import func, select
@@ -36,6 +37,8 @@ from infomediary.services.budgets import lock_global
 from infomediary.statuses import ReleaseKind
 
 BATCH = 500
+#: How often a worker looks for releases that left the window, seconds.
+EXPIRY_SECONDS = 60
 
 
 def window_start(inst: Instance, now: datetime) -> datetime:
@@ -44,61 +47,53 @@ def window_start(inst: Instance, now: datetime) -> datetime:
 
 def refresh(session: Session, inst: Instance, now: datetime | None = None) -> Ledger:
     """Fold releases committed since the last refresh into the worker's ledger, and take back
-    those that left the window. Cheap when nothing changed (one indexed read)."""
+    those that left the window. One indexed read when nothing changed; the window is looked
+    at once every ``EXPIRY_SECONDS`` (a release leaves it that much late, never early)."""
     ledger = inst.privacy_ledger
-    cutoff = window_start(inst, now or utcnow())
+    moment = now or utcnow()
+    cutoff = window_start(inst, moment)
     with ledger.lock:
-        newest = session.execute(select(func.max(Release.seq))).scalar_one() or 0
-        if newest < ledger.added_through:  # the table was emptied (a test, a restore): rebuild
-            ledger.clear()
         if ledger.added_through == 0 and ledger.expired_through == 0:
             before = session.execute(
                 select(func.max(Release.seq)).where(Release.created_at < cutoff)
             ).scalar_one()
             ledger.added_through = ledger.expired_through = before or 0
-        while ledger.added_through < newest:
+        while True:
             rows = _rows(session, Release.seq > ledger.added_through)
-            if not rows:
-                break
-            for seq, epsilon_micro, blob, _ in rows:
+            for seq, epsilon_micro, blob in rows:
                 ledger.add(BitMap.deserialize(blob), ledger.units(epsilon_micro))
                 ledger.added_through = seq
-        while ledger.expired_through < ledger.added_through:
-            rows = _rows(
-                session,
-                Release.seq > ledger.expired_through,
-                Release.seq <= ledger.added_through,
-            )
-            expired = _until_recent(rows, cutoff)
-            for seq, epsilon_micro, blob, _ in expired:
-                ledger.subtract(BitMap.deserialize(blob), ledger.units(epsilon_micro))
-                ledger.expired_through = seq
-            if len(expired) < len(rows) or not rows:
+            if len(rows) < BATCH:
                 break
+        if ledger.checked_at is None or (moment - ledger.checked_at).total_seconds() >= (
+            EXPIRY_SECONDS
+        ):
+            while True:
+                rows = _rows(
+                    session,
+                    Release.seq > ledger.expired_through,
+                    Release.seq <= ledger.added_through,
+                    Release.created_at < cutoff,
+                )
+                for seq, epsilon_micro, blob in rows:
+                    ledger.subtract(BitMap.deserialize(blob), ledger.units(epsilon_micro))
+                    ledger.expired_through = seq
+                if len(rows) < BATCH:
+                    break
+            ledger.checked_at = moment
     return ledger
 
 
-def _rows(session: Session, *where: object) -> list[tuple[int, int, bytes, datetime]]:
+def _rows(session: Session, *where: Any) -> list[tuple[int, int, bytes]]:
     return [
-        (int(seq), int(eps), bytes(blob), at)
-        for seq, eps, blob, at in session.execute(
-            select(Release.seq, Release.epsilon_micro, Release.members, Release.created_at)
-            .where(*where)  # type: ignore[arg-type]
+        (int(seq), int(eps), bytes(blob))
+        for seq, eps, blob in session.execute(
+            select(Release.seq, Release.epsilon_micro, Release.members)
+            .where(*where)
             .order_by(Release.seq)
             .limit(BATCH)
         ).all()
     ]
-
-
-def _until_recent(
-    rows: list[tuple[int, int, bytes, datetime]], cutoff: datetime
-) -> list[tuple[int, int, bytes, datetime]]:
-    taken = []
-    for row in rows:
-        if row[3] >= cutoff:
-            break
-        taken.append(row)
-    return taken
 
 
 def admit(session: Session, inst: Instance, members: BitMap, epsilon_micro: int) -> BitMap:
