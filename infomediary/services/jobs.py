@@ -55,6 +55,8 @@ DEFAULT_LEASE_SECONDS = 300
 BACKOFF_SECONDS = 5
 MAX_BACKOFF_SECONDS = 3600
 ERROR_LENGTH = 255
+#: The soonest a recurring job runs again after a run.
+MIN_INTERVAL = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +247,9 @@ def _completion(run: JobRun, run_after: datetime | None) -> dict[str, Any]:
     release = {"locked_until": None, "locked_by": None, "finished_at": run.now}
     if run_after is None:
         return {**release, "status": JobStatus.DONE, "last_error": None}
-    return {**release, "status": JobStatus.QUEUED, "run_after": run_after, "attempts": 0}
+    # a recurring job runs again no sooner than MIN_INTERVAL: never in a loop in one call
+    again = max(run_after, run.now + MIN_INTERVAL)
+    return {**release, "status": JobStatus.QUEUED, "run_after": again, "attempts": 0}
 
 
 def complete(session: Session, run: JobRun, run_after: datetime | None = None) -> None:
