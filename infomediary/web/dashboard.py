@@ -67,7 +67,9 @@ def overview() -> ResponseReturnValue:
     recent = access_log.timeline(
         db(), instance(), _customer_id(), access_log.TimelineFilter(), 1, 5
     )
-    return render_template("dashboard.html", recent=recent)
+    standing = privacy_ledger.standing(db(), instance(), _customer_id())
+    db().rollback()
+    return render_template("dashboard.html", recent=recent, standing=standing)
 
 
 def _profile_form() -> dict[str, Any]:

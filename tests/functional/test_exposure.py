@@ -155,3 +155,5 @@ def test_the_counts_page_names_suppliers_and_the_budget(inst: Instance, auth: Au
     activity = auth.client.get("/activity").get_data(as_text=True)
     assert "See every count you were part of" in activity
     assert auth.client.get("/counts?before=not-a-number").status_code == 200
+    overview = auth.client.get("/dashboard").get_data(as_text=True)
+    assert "9.9 of 10.0 left for the last" in overview
