@@ -15,7 +15,10 @@ from alembic.util import CommandError
 from sqlalchemy import (
     CheckConstraint,
     Engine,
+    MetaData,
+    Table,
     inspect,
+    select,
     text,
     update,
 )
@@ -347,3 +350,84 @@ def test_ledger_upgrade_turns_logged_counts_into_releases(scratch_engine: Engine
     assert release[2] == 100_000
     assert BitMap.deserialize(bytes(release[3])) == BitMap([3, 5, 8])
     assert '"interests":["books"]' in release[4]
+
+
+# -- organisations (revision 0011) -------------------------------------------------------------
+
+
+def test_organisations_upgrade_gives_each_supplier_an_organisation_of_its_own(
+    scratch_engine: Engine,
+) -> None:
+    """0011: one organisation per supplier, named after it, holding its budget rows; a
+    self-registered client's broker scopes and sector become requests for the operator."""
+    command.upgrade(alembic_config(scratch_engine), "0010")
+    with scratch_engine.begin() as conn:
+        insert_one_row_in_the_tables_there(conn)  # supplier "x" (operator-made), budget row "x"
+        suppliers = Table("suppliers", MetaData(), autoload_with=conn)
+        budgets = Table("budget_accounts", MetaData(), autoload_with=conn)
+        base = dict(conn.execute(select(suppliers)).mappings().one())
+        for supplier_id, via, sector in (("op", "cli", "travel"), ("dcr", "dcr", "finance")):
+            conn.execute(
+                suppliers.insert().values(
+                    {
+                        **base,
+                        "id": supplier_id,
+                        "client_id": f"sup_{supplier_id}",
+                        "name": f"Supplier {supplier_id}",
+                        "scopes": "audience:count offers:send profile.identity:read",
+                        "sector": sector,
+                        "registered_via": via,
+                    }
+                )
+            )
+        conn.execute(
+            budgets.insert(),
+            [
+                {"supplier_id": "op", "period": 7, "spent_micro": 300_000},
+                {"supplier_id": "*", "period": 7, "spent_micro": 900_000},
+            ],
+        )
+        before = row_counts(conn)
+
+    command.upgrade(alembic_config(scratch_engine), "0011")
+    with scratch_engine.connect() as conn:
+        organisations = Table("organisations", MetaData(), autoload_with=conn)
+        suppliers = Table("suppliers", MetaData(), autoload_with=conn)
+        budgets = Table("budget_accounts", MetaData(), autoload_with=conn)
+        named = dict(conn.execute(select(organisations.c.id, organisations.c.name)).all())
+        found = {r.id: r for r in conn.execute(select(suppliers))}
+        spent = {(r.supplier_id, r.period): r.spent_micro for r in conn.execute(select(budgets))}
+        counts = row_counts(conn)
+    assert {t: n for t, n in counts.items() if t in before} == before  # no row lost
+    assert len(named) == len(found) == 3
+    assert {row.organisation_id for row in found.values()} == set(named)  # one each
+    assert all(named[row.organisation_id] == row.name for row in found.values())
+    assert spent == {
+        (found["op"].organisation_id, 7): 300_000,
+        (found["x"].organisation_id, 1): 1,
+        ("*", 7): 900_000,
+    }
+    operator, registered = found["op"], found["dcr"]
+    assert (operator.scopes, operator.sector) == (
+        "audience:count offers:send profile.identity:read",
+        "travel",
+    )
+    assert (operator.claimed_sector, operator.requested_scopes) == (None, "")
+    assert (registered.scopes, registered.requested_scopes) == (
+        "profile.identity:read",
+        "audience:count offers:send",
+    )
+    assert (registered.sector, registered.claimed_sector) == ("other", "finance")
+    with pytest.raises(IntegrityError), scratch_engine.begin() as conn:
+        conn.execute(update(suppliers).where(suppliers.c.id == "op").values(organisation_id=None))
+
+    command.downgrade(alembic_config(scratch_engine), "0010")
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
+        budgets = Table("budget_accounts", MetaData(), autoload_with=conn)
+        assert {(r.supplier_id, r.spent_micro) for r in conn.execute(select(budgets))} == {
+            ("x", 1),
+            ("op", 300_000),
+            ("*", 900_000),
+        }
+    assert schema_revision(scratch_engine)[0] == "0010"
