@@ -16,7 +16,7 @@ from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Customer, DataKey, Profile
-from infomediary.services import Context
+from infomediary.services import Context, exposure
 from infomediary.services.customer_keys import (
     customer_key,
     logged_categories,
@@ -99,6 +99,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
                     "leaf_hash": row.leaf_hash.hex(),
                 }
             )
+        releases = exposure.export_releases(session, inst, customer_id)
         # appended here rather than through ctx.log: the export states the entry's own time
         entry = append(
             session,
@@ -133,4 +134,5 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
                 "wrapped_by_kek_version": key_row.kek_version,
             },
             "access_log": log,
+            "counts_you_were_part_of": releases,
         }

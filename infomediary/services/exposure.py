@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pyroaring import BitMap
 from sqlalchemy import func, insert, select, update
@@ -207,7 +208,7 @@ def exposure_page(
     by_name: dict[str, float] = defaultdict(float)
     for supplier_id, micro in totals.items():
         by_name[names.get(supplier_id, LEFT)] += micro / 1_000_000
-    session.rollback()
+    session.rollback()  # a read: nothing to keep
     return ExposurePage(
         uses=uses,
         older=page[-1] if rest and page else None,
@@ -216,6 +217,49 @@ def exposure_page(
         epsilon_by_supplier=dict(sorted(by_name.items(), key=lambda kv: -kv[1])),
         standing=standing,
     )
+
+
+def export_releases(session: Session, inst: Instance, customer_id: str) -> dict[str, Any]:
+    """Every release that used the customer's data and their standing, for their export (in
+    the export's own transaction: this only reads)."""
+    standing = privacy_ledger.standing(session, inst, customer_id)
+    ordinal = ordinal_of(session, customer_id)
+    seqs = list(release_seqs(session, ordinal)) if ordinal is not None else []
+    uses: list[ReleaseUse] = []
+    for chunk in _chunks(seqs):
+        names = names_of(
+            session, _release_suppliers(session, chunk) | _suppliers_of(session, chunk)
+        )
+        uses += _uses(session, customer_id, chunk, names)
+    return {
+        "budget": {
+            "epsilon_spent": standing.spent,
+            "epsilon_remaining": standing.remaining,
+            "epsilon_cap": standing.budget,
+            "window_days": standing.window_days,
+        },
+        "releases": [
+            {
+                "seq": u.seq,
+                "time": u.time.isoformat(),
+                "supplier": u.supplier,
+                "kind": u.kind,
+                "purpose": u.purpose,
+                "epsilon": u.epsilon,
+                "criteria": u.criteria,
+                "replayed_to": [
+                    {"supplier": r.supplier, "time": r.time.isoformat()} for r in u.replays
+                ],
+                **({"offer_reached_you": u.delivered} if u.delivered is not None else {}),
+            }
+            for u in uses
+        ],
+    }
+
+
+def _release_suppliers(session: Session, seqs: list[int]) -> set[str]:
+    found = session.execute(select(Release.supplier_id).where(Release.seq.in_(seqs))).scalars()
+    return {str(s) for s in found}
 
 
 def _chunks(values: list[int]) -> Iterable[list[int]]:

@@ -157,3 +157,23 @@ def test_the_counts_page_names_suppliers_and_the_budget(inst: Instance, auth: Au
     assert auth.client.get("/counts?before=not-a-number").status_code == 200
     overview = auth.client.get("/dashboard").get_data(as_text=True)
     assert "9.9 of 10.0 left for the last" in overview
+
+
+def test_the_export_holds_every_release_and_the_budget(broker: Callable[..., Instance]) -> None:
+    from infomediary.audit.log import Actor
+    from infomediary.services import Context, exports
+
+    inst = broker()
+    target = person(inst)
+    supplier = new_supplier(inst, "Acme Books")
+    count(inst, supplier, TAS)
+    count(inst, supplier, TAS)
+    with inst.sessions() as session:
+        document = exports.export(session, inst, target, Context(Actor.customer(target)))
+    part = document["counts_you_were_part_of"]
+    assert part["budget"]["epsilon_spent"] == pytest.approx(0.1)
+    assert part["budget"]["epsilon_cap"] == pytest.approx(10.0)
+    [release] = part["releases"]
+    assert release["supplier"] == "Acme Books"
+    assert release["kind"] == "count"
+    assert [r["supplier"] for r in release["replayed_to"]] == ["Acme Books"]
