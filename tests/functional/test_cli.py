@@ -302,6 +302,142 @@ def test_suppliers_create_rejects_bad_input(env, inst, args, message) -> None:
         assert session.execute(select(func.count()).select_from(Supplier)).scalar_one() == 0
 
 
+def _create(name: str, *extra: str) -> dict:
+    code, out = run(
+        "suppliers",
+        "create",
+        "--name",
+        name,
+        "--redirect-uri",
+        "https://shop.example/cb",
+        "--scope",
+        "profile.identity:read",
+        "--purpose",
+        "marketing",
+        *extra,
+        "--json",
+    )
+    assert code == 0, out
+    created: dict = json.loads(out)
+    return created
+
+
+def _reasons(inst) -> list[str]:
+    from infomediary.models import AccessLogEntry
+
+    with inst.sessions() as session:
+        return list(
+            session.execute(select(AccessLogEntry.reason).order_by(AccessLogEntry.seq)).scalars()
+        )
+
+
+def test_suppliers_approve_broker_and_revoke_broker(env, inst) -> None:
+    acme = _create("Acme")
+    beta = _create("Beta")
+    assert acme["organisation_id"] != beta["organisation_id"]  # one of its own each
+    assert acme["scope"] == "profile.identity:read"
+    refused = {
+        ("no-such-supplier", "--sector", "retail"): "No supplier with id, client_id or name",
+        ("Acme", "--sector", "crypto"): (
+            "sector: Unknown sector 'crypto'; choose one of: retail, travel, finance, health, "
+            "advertising, media, other."
+        ),
+        ("Acme", "--sector", "retail", "--organisation", "Nobody"): "No organisation",
+        ("Acme", "--sector", "retail", "--scope", "purchases:read"): "broker's scopes",
+    }
+    for args, message in refused.items():
+        code, out = run("suppliers", "approve-broker", *args)
+        assert code == 1, args
+        assert message in out
+        assert out.count("\n") == 1, out  # one line
+        assert out.startswith("error: "), out
+    code, out = run("suppliers", "list", "--json")
+    assert [s["broker_approved"] for s in json.loads(out)["suppliers"]] == [False, False]
+
+    code, out = run(
+        "suppliers",
+        "approve-broker",
+        "Acme",
+        "--sector",
+        "finance",
+        "--organisation",
+        "Beta",
+        "--json",
+    )
+    assert code == 0, out
+    approved = json.loads(out)
+    assert approved["scope"] == "audience:count offers:send profile.identity:read"
+    assert (approved["sector"], approved["organisation"]) == ("finance", "Beta")
+    assert approved["organisation_id"] == beta["organisation_id"]
+    code, out = run("suppliers", "list", "--json")
+    listed = {s["name"]: s for s in json.loads(out)["suppliers"]}
+    assert listed["Acme"]["organisation_id"] == beta["organisation_id"]
+    assert listed["Acme"]["organisation"] == "Beta"
+    assert (listed["Acme"]["sector"], listed["Acme"]["broker_approved"]) == ("finance", True)
+    assert listed["Beta"]["broker_approved"] is False
+    code, out = run("suppliers", "list")
+    assert "organisation Beta  sector finance" in out.splitlines()[0]
+    assert (
+        f"supplier {acme['id']} approved for the broker: scope audience:count offers:send, "
+        f"sector finance, organisation {beta['organisation_id']}"
+    ) in _reasons(inst)
+
+    code, out = run("suppliers", "revoke-broker", acme["client_id"], "--json")
+    assert code == 0, out
+    assert json.loads(out) == {
+        "id": acme["id"],
+        "client_id": acme["client_id"],
+        "scope": "profile.identity:read",
+        "tokens_revoked": 0,
+    }
+    assert f"supplier {acme['id']} no longer approved for the broker; 0 tokens revoked" in (
+        _reasons(inst)
+    )
+    code, out = run("suppliers", "revoke-broker", "no-such-supplier")
+    assert (code, out.count("\n")) == (1, 1)
+    assert run("audit", "verify")[0] == 0
+
+
+def test_suppliers_create_grants_a_broker_scope_through_the_approval(env, inst) -> None:
+    created = _create("Counter", "--scope", "audience:count", "--sector", "travel")
+    assert created["scope"] == "audience:count profile.identity:read"
+    assert created["sector"] == "travel"
+    assert (
+        f"supplier {created['id']} approved for the broker: scope audience:count, "
+        f"sector travel, organisation {created['organisation_id']}"
+    ) in _reasons(inst)
+
+
+def test_suppliers_list_shows_what_a_self_registered_client_asked_for(env, inst) -> None:
+    from infomediary.services.suppliers import issue_initial_access_token, register_client
+
+    with inst.sessions() as session:
+        register_client(
+            session,
+            issue_initial_access_token(session),
+            name="Self Made",
+            redirect_uris=["https://self.example/cb"],
+            scopes=["profile.identity:read", "audience:count", "offers:send"],
+            purposes=["marketing"],
+            privacy_policy_url=None,
+            sector="finance",
+        )
+    code, out = run("suppliers", "list")
+    assert code == 0, out
+    assert "[profile.identity:read]" in out
+    assert "sector other (claimed finance)" in out
+    assert "asks for [audience:count offers:send]: approve-broker grants it" in out
+    code, out = run("suppliers", "list", "--json")
+    (row,) = json.loads(out)["suppliers"]
+    assert (row["sector"], row["claimed_sector"], row["broker_approved"]) == (
+        "other",
+        "finance",
+        False,
+    )
+    assert row["requested_scope"] == "audience:count offers:send"
+    assert row["organisation"] == "Self Made"
+
+
 def test_initial_access_token_is_printed_once(env) -> None:
     code, out = run("suppliers", "initial-access-token", "--days", "2", "--json")
     assert code == 0
