@@ -223,6 +223,8 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         ),
     ),
     ("suspend_supplier", lambda s, _i, _c, p: suppliers.suspend_supplier(s, p, CTX)),
+    ("approve_broker", lambda s, _i, _c, p: suppliers.approve_broker(s, p, sector="media")),
+    ("revoke_broker", lambda s, _i, _c, p: suppliers.revoke_broker(s, p, CTX)),
     ("fund", lambda s, _i, _c, p: rewards.fund(s, p, 500)),
 ]
 
