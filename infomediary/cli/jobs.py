@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from infomediary.cli.common import _emit, _open, _using
-from infomediary.services import offers  # noqa: F401 - registers the offers' job handlers
+from infomediary.services import exposure, offers  # noqa: F401 - register their job handlers
 from infomediary.services.jobs import list_jobs, registered, run_pending
 from infomediary.statuses import JobStatus
 

@@ -251,6 +251,7 @@ def _release(
     answer.update(epsilon=epsilon_micro / MICRO)
     release = privacy_ledger.record(
         session,
+        inst,
         kind=ReleaseKind.BREAKDOWN if query.breakdown else ReleaseKind.COUNT,
         supplier_id=supplier.id,
         purpose=query.purpose,

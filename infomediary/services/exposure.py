@@ -15,7 +15,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pyroaring import BitMap
@@ -30,12 +30,17 @@ from infomediary.models import (
     Release,
     ReleasePosting,
     ReleaseReplay,
+    utcnow,
 )
-from infomediary.services import privacy_ledger
+from infomediary.services import jobs, privacy_ledger
 from infomediary.services.suppliers import names_of
 from infomediary.services.uow import unit_of_work
 
 BLOCK_BITS = 12  # 4,096 release seqs per posting row
+INDEX_JOB = privacy_ledger.INDEX_JOB
+#: How often the indexing job runs, and how many batches of releases it folds in per run.
+INDEX_SECONDS = 10
+INDEX_BATCHES = 20
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 CHUNK = 500
@@ -105,6 +110,18 @@ def index_releases(session: Session, max_releases: int = 100) -> int:
         state.postings_through = int(rows[-1][0])
         uow.commit()
         return len(rows)
+
+
+def _index_job(session: Session, inst: Instance, run: jobs.JobRun) -> datetime:
+    """The recurring job that keeps the postings up to date (idempotent: each batch commits
+    with its ``postings_through``). It stays queued, running every ``INDEX_SECONDS``."""
+    for _ in range(INDEX_BATCHES):
+        if not index_releases(session):
+            break
+    return utcnow() + timedelta(seconds=INDEX_SECONDS)
+
+
+jobs.register(INDEX_JOB, _index_job, max_attempts=10)
 
 
 def _by_block(additions: dict[tuple[int, int], list[int]]) -> dict[int, list[int]]:

@@ -238,6 +238,7 @@ def deliver_offer(session: Session, inst: Instance, run: jobs.JobRun) -> None:
         delivered = decide(noisy, len(admitted), settings)
         release = privacy_ledger.record(
             session,
+            inst,
             kind=ReleaseKind.OFFER_REACH,
             supplier_id=supplier.id,
             purpose=query.purpose,
@@ -353,6 +354,7 @@ def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> dateti
         query = _query_of(offer)
         release = privacy_ledger.record(
             session,
+            inst,
             kind=ReleaseKind.OFFER_TOTALS,
             supplier_id=supplier.id,
             purpose=offer.purpose,

@@ -22,6 +22,7 @@ before it filters; rows leaving the window are subtracted again.
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 from infomediary.broker.ledger import Ledger
 from infomediary.instance import Instance
 from infomediary.models import MatchEntry, Release, utcnow
+from infomediary.services import jobs
 from infomediary.services.budgets import lock_global
 from infomediary.statuses import ReleaseKind
 
@@ -111,6 +113,7 @@ def admit(session: Session, inst: Instance, members: BitMap, epsilon_micro: int)
 
 def record(
     session: Session,
+    inst: Instance,
     *,
     kind: ReleaseKind,
     supplier_id: str,
@@ -136,7 +139,22 @@ def record(
     )
     session.add(release)
     session.flush()
+    schedule_indexing(session, inst)
     return release
+
+
+#: The job that folds releases into the index from customers to releases
+#: (:mod:`infomediary.services.exposure` registers its handler).
+INDEX_JOB = "index_releases"
+_SCHEDULED: weakref.WeakSet[Instance] = weakref.WeakSet()
+
+
+def schedule_indexing(session: Session, inst: Instance) -> None:
+    """Make sure the recurring indexing job exists (in the caller's transaction); once per
+    process and instance, so a release costs no extra statement after the first."""
+    if inst not in _SCHEDULED:
+        jobs.enqueue(session, INDEX_JOB, {}, key=INDEX_JOB)
+        _SCHEDULED.add(inst)
 
 
 @dataclass(frozen=True, slots=True)

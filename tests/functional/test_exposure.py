@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from infomediary.instance import Instance, open_instance
 from infomediary.models import Release
@@ -177,3 +177,23 @@ def test_the_export_holds_every_release_and_the_budget(broker: Callable[..., Ins
     assert release["supplier"] == "Acme Books"
     assert release["kind"] == "count"
     assert [r["supplier"] for r in release["replayed_to"]] == ["Acme Books"]
+
+
+def test_the_indexing_job_keeps_the_postings_up_to_date(broker: Callable[..., Instance]) -> None:
+    from infomediary.models import BrokerState, Job
+    from infomediary.services import jobs
+
+    inst = broker()
+    target = person(inst)
+    supplier = new_supplier(inst)
+    count(inst, supplier, TAS)
+    count(inst, supplier, {"purpose": "analytics", "where": {"region": ["TAS"]}})
+    assert jobs.run_pending(inst) >= 1
+    with inst.sessions() as session:
+        state = session.get(BrokerState, 1)
+        assert state is not None
+        newest = session.execute(select(func.max(Release.seq))).scalar_one()
+        assert state.postings_through == newest
+        job = session.query(Job).filter(Job.kind == exposure.INDEX_JOB).one()
+        assert job.status == "queued"  # recurring: it stays scheduled
+    assert len(page(inst, target).uses) == 2
