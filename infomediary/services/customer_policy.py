@@ -1,11 +1,15 @@
-"""The customer's own policy: save it, apply a template, set one rule. Every change re-derives the
-customer's broker entry in the same transaction.
+"""The customer's own policy: save it, apply a template, set one rule, say yes or no to being
+counted by postal district. Every change re-derives the customer's broker entry in the same
+transaction.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
 
+from infomediary.broker.members import eligibility
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -20,6 +24,7 @@ from infomediary.services.uow import unit_of_work
 from policies.engine import policy_to_dict, validate_policy
 from policies.model import (
     PURPOSES,
+    WILDCARD,
     Mode,
     Policy,
     Recipient,
@@ -105,4 +110,54 @@ def set_rule(
         Policy(rules=(*kept, rule), template=None),
         ctx,
         f"policy rule changed: {category} for {purpose}: {mode}",
+    )
+
+
+#: The explicit category of the postal district (the first two digits of the postcode).
+DISTRICT = "district"
+
+
+@dataclass(frozen=True)
+class DistrictCounting:
+    """The customer's yes or no to being counted by postal district, and what it does: the
+    purposes the broker counts them by district for (none without a yes; with one, those for
+    which the policy counts their demographics too, as a district lies in a state)."""
+
+    allowed: bool
+    purposes: tuple[str, ...]
+
+
+def _releases_district(rule: Rule) -> bool:
+    return rule.category == DISTRICT and rule.mode != Mode.NEVER
+
+
+def district_counting(policy: Policy) -> DistrictCounting:
+    counted = {
+        purpose
+        for category, purpose, mode in eligibility(policy, utcnow())
+        if category == DISTRICT and mode == Mode.AGGREGATE
+    }
+    return DistrictCounting(
+        allowed=any(_releases_district(r) for r in policy.rules),
+        purposes=tuple(p for p in PURPOSES if p in counted),
+    )
+
+
+def set_district_counting(
+    session: Session, inst: Instance, customer_id: str, *, allowed: bool, ctx: Context
+) -> None:
+    """Yes: one rule releasing the postal district, for anonymous counts only, for any purpose
+    (the customer's own ``never`` rules still win). No: no rule releasing it at all (``never``
+    rules naming it stay). The broker entry follows in the same transaction."""
+    policy = load_policy(session, inst, customer_id)
+    kept = tuple(r for r in policy.rules if not _releases_district(r))
+    if allowed:
+        kept += (Rule(DISTRICT, WILDCARD, Recipient.anyone(), Mode.AGGREGATE),)
+    save_policy(
+        session,
+        inst,
+        customer_id,
+        Policy(rules=kept, template=policy.template),
+        ctx,
+        f"counting by postal district turned {'on' if allowed else 'off'}",
     )

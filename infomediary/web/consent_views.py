@@ -77,6 +77,7 @@ def _page(
         preview=preview,
         preview_supplier=preview_supplier,
         CATEGORIES=CATEGORIES,
+        district=customer_policy.district_counting(policy),
     ), status
 
 
@@ -141,6 +142,21 @@ def change_rule() -> ResponseReturnValue:
         return _page(exc.errors, status=400)
     flash("Rule saved. It takes effect on the very next access.")
     return redirect(url_for("consents.index"))
+
+
+@bp.post("/policy/district")
+@login_required
+def choose_district_counting() -> ResponseReturnValue:
+    """The postal-district control: a checked box sends ``district=yes``, an unchecked one
+    nothing."""
+    choice = request.form.get("district")
+    if choice not in (None, "yes"):
+        return _page({"district": "Tick the box or leave it empty."}, status=400)
+    customer_policy.set_district_counting(
+        db(), instance(), _customer_id(), allowed=choice == "yes", ctx=context()
+    )
+    flash("Your choice is saved. It takes effect on the very next count.")
+    return redirect(url_for("consents.index") + "#district")
 
 
 @bp.get("/consents/preview")

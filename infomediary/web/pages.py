@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
+from infomediary.broker.attributes import customer_attributes
 from infomediary.web.security import current_customer_id
 
 bp = Blueprint("pages", __name__)
@@ -19,12 +20,12 @@ def index() -> ResponseReturnValue:
 
 @bp.get("/privacy")
 def privacy() -> ResponseReturnValue:
-    return render_template("privacy.html")
+    return render_template("privacy.html", attributes=customer_attributes())
 
 
 @bp.get("/counting")
 def counting() -> ResponseReturnValue:
-    return render_template("counting.html")
+    return render_template("counting.html", attributes=customer_attributes())
 
 
 @bp.get("/healthz")

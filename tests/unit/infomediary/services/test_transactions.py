@@ -157,6 +157,10 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         lambda s, i, c, _p: profiles.update_profile(s, i, c, {"name": "Ada L."}, CTX),
     ),
     ("apply_template", lambda s, i, c, _p: customer_policy.apply_template(s, i, c, "private", CTX)),
+    (
+        "set_district_counting",
+        lambda s, i, c, _p: customer_policy.set_district_counting(s, i, c, allowed=True, ctx=CTX),
+    ),
     ("export", lambda s, i, c, _p: exports.export(s, i, c, CTX)),
     (
         "change_password",
