@@ -160,7 +160,7 @@ def count_audience(
 
 
 def cache_scope(supplier: Supplier) -> str:
-    return f"organisation:{getattr(supplier, 'organisation_id', None) or supplier.id}"
+    return f"organisation:{supplier.organisation_id}"
 
 
 def _replay(
@@ -287,12 +287,9 @@ def _release(
 def organisation_clients(session: Session, supplier: Supplier) -> list[tuple[str, str]]:
     """The other clients of the supplier's organisation, with their sectors: a release for one
     leaves out whoever excluded any of them, as it may be replayed to each."""
-    organisation = getattr(Supplier, "organisation_id", None)
-    if organisation is None:
-        return []
     rows = session.execute(
         select(Supplier.id, Supplier.sector).where(
-            organisation == getattr(supplier, "organisation_id", None), Supplier.id != supplier.id
+            Supplier.organisation_id == supplier.organisation_id, Supplier.id != supplier.id
         )
     ).all()
     return [(str(i), str(s)) for i, s in rows]
