@@ -46,7 +46,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit reaches the disk before it returns. With WAL, NORMAL would keep the
+        # last commits only in the WAL's page cache until a checkpoint, so a power cut could lose
+        # an access-log entry or a privacy-ledger charge whose answer has already left.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
