@@ -34,7 +34,7 @@ from .offers import (
     SupplierBlock,
 )
 from .operations import KeyFingerprint, KeyringState, ProcessLease
-from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Supplier
+from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organisation, Supplier
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -62,6 +62,7 @@ __all__ = [
     "OAuthToken",
     "Offer",
     "OfferDelivery",
+    "Organisation",
     "ProcessLease",
     "Profile",
     "Release",

@@ -43,8 +43,7 @@ from infomediary.errors import (
     NotFound,
     ValidationFailed,
 )
-from infomediary.models import InitialAccessToken, OAuthToken, Supplier, utcnow
-from infomediary.models.suppliers import Organisation
+from infomediary.models import InitialAccessToken, OAuthToken, Organisation, Supplier, utcnow
 from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, OPERATOR_GATED, gated_scopes, parse_scopes
 from infomediary.services import Context, tokens
 from infomediary.services.uow import unit_of_work

@@ -304,6 +304,7 @@ def test_a_self_registered_client_gets_no_broker_scope_until_the_operator_approv
         session.post(f"{api}/audiences/count", json={"purpose": "no such purpose"}),
         session.post(f"{api}/audiences/count", data="not json"),
         session.get(f"{api}/audiences/attributes"),
+        session.get(f"{api}/offers"),
         session.post(f"{api}/offers", json={"purpose": "marketing"}),
         session.get(f"{api}/offers/any"),
         session.get(f"{api}/offers/any/contacts/psn_x"),
