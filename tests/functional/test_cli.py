@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -302,7 +303,7 @@ def test_suppliers_create_rejects_bad_input(env, inst, args, message) -> None:
         assert session.execute(select(func.count()).select_from(Supplier)).scalar_one() == 0
 
 
-def _create(name: str, *extra: str) -> dict:
+def _create(name: str, *extra: str) -> dict[str, Any]:
     code, out = run(
         "suppliers",
         "create",
@@ -318,7 +319,7 @@ def _create(name: str, *extra: str) -> dict:
         "--json",
     )
     assert code == 0, out
-    created: dict = json.loads(out)
+    created: dict[str, Any] = json.loads(out)
     return created
 
 
