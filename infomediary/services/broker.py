@@ -222,7 +222,7 @@ def _release(
         supplier.sector,
         others=organisation_clients(session, supplier),
     )
-    members = privacy_ledger.admit(session, inst, selection.members, epsilon_micro)
+    members = privacy_ledger.admit(session, inst, selection.members, epsilon_micro, locked=True)
     answer: dict[str, Any] = {"query_id": digest[:16], "purpose": query.purpose, "k": k}
     if query.breakdown:
         values = ATTRIBUTES[query.breakdown].values

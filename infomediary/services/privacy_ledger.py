@@ -98,14 +98,18 @@ def _rows(session: Session, *where: Any) -> list[tuple[int, int, bytes]]:
     ]
 
 
-def admit(session: Session, inst: Instance, members: BitMap, epsilon_micro: int) -> BitMap:
+def admit(
+    session: Session, inst: Instance, members: BitMap, epsilon_micro: int, *, locked: bool = False
+) -> BitMap:
     """The members a charge of ``epsilon_micro`` keeps within their cap: the filter.
 
     Takes the global budget row's lock first (already held after :func:`budgets.charge`): no
     release can commit between this refresh and the caller's commit, so the filter sees every
-    charge before it.
+    charge before it. ``locked``: the caller's transaction already holds that lock (it just
+    charged a budget), so it is not taken again.
     """
-    lock_global(session, inst.settings)
+    if not locked:
+        lock_global(session, inst.settings)
     ledger = refresh(session, inst)
     with ledger.lock:
         return ledger.admit(members, ledger.units(epsilon_micro))
