@@ -207,11 +207,11 @@ def exposure_page(
     inst: Instance,
     customer_id: str,
     before: int | None = None,
-    size: int = PAGE_SIZE,
+    size: int | None = None,
 ) -> ExposurePage:
     """A page of the releases that used the customer's data, newest first, older than
     ``before``; with the totals over all of them and the customer's standing. A read."""
-    size = max(1, min(size, MAX_PAGE_SIZE))
+    size = max(1, min(size or PAGE_SIZE, MAX_PAGE_SIZE))
     standing = privacy_ledger.standing(session, inst, customer_id)
     ordinal = ordinal_of(session, customer_id)
     if ordinal is None:
