@@ -472,3 +472,53 @@ def test_an_earlier_grant_never_ties_an_offer_response_to_identity(
             select(ConsentGrant).where(ConsentGrant.offer_id == sent["id"])
         ).scalar_one()
         assert share_grant.id != earlier_id
+
+
+def test_the_inbox_names_every_predicate_and_the_purpose(inst, population) -> None:
+    """What accepting reveals is the offer's whole targeting, in the attributes' words, in
+    the page and in the JSON form of an inbox item."""
+    from infomediary.models import Customer
+    from infomediary.services.broker import CountQuery
+
+    where = {"age_band": ["45-54"], "area": ["20"], "interests": ["books", "travel"]}
+    offer = Offer(criteria=CountQuery("marketing", where, None).canonical(), purpose="marketing")
+    targeting = offer_inbox.targeting(offer, Supplier(name="Acme Books"))
+    assert targeting.predicates == (
+        ("Age band", "45-54"),
+        ("Postal district", "postcodes 20xx"),
+        ("Declared interests", "Books or Travel"),
+    )
+    assert targeting.reveals == (
+        "Acme Books will know that someone matching: Age band = 45-54, Postal district = "
+        "postcodes 20xx, Declared interests = Books or Travel accepted this offer, sent for "
+        "marketing"
+    )
+    creds = make_supplier(
+        inst,
+        name="Acme Books",
+        scopes=("offers:send",),
+        purposes=("marketing",),
+        redirect_uris=(),
+        fund_cents=1_000_000,
+    )
+    sent = make_offer(inst, creds.id, max_recipients=1000)
+    assert sent["status"] == "delivered"
+    with inst.sessions() as session:
+        customer = session.execute(
+            select(Customer.id).where(Customer.synthetic.is_(False))
+        ).scalar_one()
+        (item,) = offer_inbox.inbox(session, customer)
+    shown = item.as_dict()
+    assert shown["targeting"] == {
+        "criteria": [
+            {
+                "attribute": "State or territory",
+                "values": "ACT or NSW or NT or QLD or SA or TAS or VIC or WA",
+            }
+        ],
+        "purpose": "marketing",
+        "accepting_reveals": "Acme Books will know that someone matching: State or territory "
+        "= ACT or NSW or NT or QLD or SA or TAS or VIC or WA accepted this offer, sent for "
+        "marketing",
+    }
+    assert shown["id"] == sent["id"]
