@@ -68,7 +68,6 @@ def overview() -> ResponseReturnValue:
         db(), instance(), _customer_id(), access_log.TimelineFilter(), 1, 5
     )
     standing = privacy_ledger.standing(db(), instance(), _customer_id())
-    db().rollback()
     return render_template("dashboard.html", recent=recent, standing=standing)
 
 
@@ -133,7 +132,6 @@ def activity() -> ResponseReturnValue:
     page_number = access_log.parse_page(args.get("page"))
     page = access_log.timeline(db(), instance(), _customer_id(), filters, page_number)
     standing = privacy_ledger.standing(db(), instance(), _customer_id())
-    db().rollback()
     return render_template(
         "activity.html",
         page=page,

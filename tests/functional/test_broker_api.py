@@ -226,12 +226,16 @@ def test_customers_see_the_counts_they_were_part_of(
     )
     assert response.status_code == 200
     counted = browser_login(live_server, "counted@example.org", "correct horse battery")
-    page = counted.get(f"{live_server}/activity").text
+    page = counted.get(f"{live_server}/counts").text
     assert "Counting Co" in page
     assert "region = NSW" in page
-    assert "0.10" in page
+    assert "epsilon 0.1" in page
+    assert "0.1</strong> of your <strong>10.0</strong>" in page
     outside = browser_login(live_server, "elsewhere@example.org", "correct horse battery")
-    assert "You have not been part of any count yet." in outside.get(f"{live_server}/activity").text
+    assert (
+        "You have not been part of any count or offer yet."
+        in outside.get(f"{live_server}/counts").text
+    )
 
 
 def test_counting_page_explains_in_plain_words(client) -> None:
