@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from authlib.integrations.requests_client import OAuth2Session
 from hypothesis import HealthCheck, given, settings
@@ -62,7 +64,7 @@ def _client(live_server, inst, name="Offer Co", fund=1_000_000):
     return client, creds
 
 
-def _send(live_server, client, inst, body) -> dict:
+def _send(live_server, client, inst, body) -> dict[str, Any]:
     """POST an offer (202, queued), let the due jobs run, and read the offer back."""
     response = client.post(f"{live_server}/api/v1/offers", json=body)
     assert response.status_code == 202, response.text
@@ -70,7 +72,7 @@ def _send(live_server, client, inst, body) -> dict:
     run_pending(inst)
     view = client.get(f"{live_server}/api/v1/offers/{response.json()['id']}")
     assert view.status_code == 200, view.text
-    return view.json()
+    return dict(view.json())
 
 
 def _ledger_total(inst) -> int:
