@@ -34,11 +34,16 @@ class NoiseSource:
         )
         self._batch = batch
         self._pool: list[int] = []
+        self._losses: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def privacy_loss(self, sensitivity: int = 1) -> float:
-        """Epsilon spent by one release of integers whose L1 sensitivity is ``sensitivity``."""
-        return float(self._measurement.map(sensitivity))
+        """Epsilon spent by one release of integers whose L1 sensitivity is ``sensitivity``
+        (OpenDP's privacy map, asked once per sensitivity: the call costs as much as a count)."""
+        loss = self._losses.get(sensitivity)
+        if loss is None:
+            loss = self._losses[sensitivity] = float(self._measurement.map(sensitivity))
+        return loss
 
     def _samples(self, count: int) -> list[int]:
         with self._lock:

@@ -57,12 +57,10 @@ def _account(session: Session, holder_id: str, period: int) -> BudgetAccount:
 
 def budget_holder(session: Session, supplier_id: str) -> str:
     """The id of the budget ``supplier_id`` draws on: its organisation's."""
-    holder = session.execute(
-        select(Supplier.organisation_id).where(Supplier.id == supplier_id)
-    ).scalar_one_or_none()
-    if holder is None:
+    supplier = session.get(Supplier, supplier_id)  # no query when the caller loaded it
+    if supplier is None:
         raise NotFound("No such supplier.")
-    return holder
+    return supplier.organisation_id
 
 
 def budget_remaining(session: Session, settings: Settings, supplier_id: str) -> float:
