@@ -41,8 +41,8 @@ What is *not* equivalent, and stays a distinct query (charged as such):
 - The same criteria for another purpose: eligibility is per purpose.
 
 Queries that differ in meaning select different sets, and each is answered fresh: they
-compose within the supplier's budget and each customer's cap (docs/ARCHITECTURE.md, "What
-the noise can and cannot do").
+compose within the organisation's budget and each customer's cap (docs/ARCHITECTURE.md, "What
+the broker's noise can and cannot do").
 """
 
 from __future__ import annotations
