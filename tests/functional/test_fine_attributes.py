@@ -140,6 +140,8 @@ def test_an_area_counts_the_customer_who_said_yes_and_not_their_twin(inst: Insta
     say(inst, yes, True)
     assert holds(inst, yes, AREA_TOKEN)
     assert holds(inst, yes, eligibility_text("district", "analytics", Mode.AGGREGATE))
+    # counts only: no offer reaches anyone by their district
+    assert not holds(inst, yes, eligibility_text("district", "marketing", Mode.PSEUDONYMOUS))
     assert not holds(inst, no, AREA_TOKEN)
     assert not [
         p
