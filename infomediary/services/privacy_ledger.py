@@ -25,10 +25,11 @@ import json
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pyroaring import BitMap
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
 from infomediary.broker.ledger import Ledger
@@ -127,24 +128,64 @@ def record(
     members: BitMap,
     query_hash: str | None = None,
     offer_id: str | None = None,
-) -> Release:
-    """The release's durable ledger row, in the caller's transaction (``seq`` assigned)."""
+) -> Recorded:
+    """The release's durable ledger row, in the caller's transaction (``seq`` assigned).
+
+    Once the transaction commits, the release is folded into this worker's ledger at once (if
+    it is the next seq), so the next refresh need not read its member set back."""
     members.run_optimize()
-    release = Release(
-        created_at=utcnow(),
-        kind=kind,
-        supplier_id=supplier_id,
-        purpose=purpose,
-        criteria=criteria if isinstance(criteria, str) else json.dumps(criteria, sort_keys=True),
-        epsilon_micro=epsilon_micro,
-        members=members.serialize(),
-        query_hash=query_hash,
-        offer_id=offer_id,
-    )
-    session.add(release)
-    session.flush()
+    blob = members.serialize()
+    seq = session.execute(
+        insert(Release)
+        .values(
+            created_at=utcnow(),
+            kind=kind,
+            supplier_id=supplier_id,
+            purpose=purpose,
+            criteria=criteria
+            if isinstance(criteria, str)
+            else json.dumps(criteria, sort_keys=True),
+            epsilon_micro=epsilon_micro,
+            members=blob,
+            query_hash=query_hash,
+            offer_id=offer_id,
+        )
+        .returning(Release.seq)
+    ).scalar_one()
     schedule_indexing(session, inst)
-    return release
+    pending = session.info.setdefault(_PENDING, [])
+    if not pending:
+        ledger = inst.privacy_ledger
+        event.listen(session, "after_commit", partial(_fold_committed, ledger), once=True)
+        event.listen(session, "after_rollback", _forget_pending, once=True)
+    pending.append((int(seq), epsilon_micro, members))
+    return Recorded(int(seq))
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A release's row, as its transaction wrote it."""
+
+    seq: int
+
+
+_PENDING = "infomediary.ledger.pending"
+
+
+def _fold_committed(ledger: Ledger, session: Session) -> None:
+    """After the commit: fold this transaction's releases in, each only if it is the next seq
+    (otherwise another worker's release lies between, and the next refresh reads them all)."""
+    pending = session.info.pop(_PENDING, [])
+    with ledger.lock:
+        for seq, epsilon_micro, members in pending:
+            if seq != ledger.added_through + 1:
+                break
+            ledger.add(members, ledger.units(epsilon_micro))
+            ledger.added_through = seq
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 #: The job that folds releases into the index from customers to releases

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from pyroaring import BitMap
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from infomediary.broker.ledger import Ledger
 from infomediary.broker.noise import NoiseSource
@@ -204,3 +204,33 @@ def test_the_filter_bounds_a_differencing_attack_over_many_queries() -> None:
     # without the filter the same attack is far stronger: the check can fail
     unfiltered = _vote_attack(noise, _included(0.3, filtered=False))
     assert unfiltered > _bound(0.3) + 2 * tolerance
+
+
+def test_a_committed_release_is_folded_in_at_once_and_a_rolled_back_one_never(
+    capped: Callable[..., Instance],
+) -> None:
+    from infomediary.statuses import ReleaseKind
+
+    broker = capped(budget=10.0)
+    target = person(broker)
+    supplier = new_supplier(broker)
+    count(broker, supplier, EVERYONE)
+    ledger = broker.privacy_ledger
+    with broker.sessions() as session:
+        newest = session.execute(select(func.max(Release.seq))).scalar_one()
+    assert ledger.added_through == newest  # folded after the commit, not read back
+    assert ledger.spent_micro(ordinal_of(broker, target)) == 100_000
+    with broker.sessions() as session:
+        privacy_ledger.record(
+            session,
+            broker,
+            kind=ReleaseKind.COUNT,
+            supplier_id=supplier,
+            purpose="marketing",
+            criteria={},
+            epsilon_micro=100_000,
+            members=BitMap([ordinal_of(broker, target)]),
+        )
+        session.rollback()
+    assert ledger.added_through == newest
+    assert spent(broker, target) == pytest.approx(0.1)
