@@ -113,6 +113,10 @@ def admit(
         lock_global(session, inst.settings)
     ledger = refresh(session, inst)
     with ledger.lock:
+        if _SNAPSHOT not in session.info:
+            session.info[_SNAPSHOT] = ledger.added_through
+            event.listen(session, "after_commit", partial(_fold_committed, ledger), once=True)
+            event.listen(session, "after_rollback", _forget_pending, once=True)
         return ledger.admit(members, ledger.units(epsilon_micro))
 
 
@@ -153,13 +157,33 @@ def record(
         .returning(Release.seq)
     ).scalar_one()
     schedule_indexing(session, inst)
-    pending = session.info.setdefault(_PENDING, [])
-    if not pending:
-        ledger = inst.privacy_ledger
-        event.listen(session, "after_commit", partial(_fold_committed, ledger), once=True)
-        event.listen(session, "after_rollback", _forget_pending, once=True)
-    pending.append((int(seq), epsilon_micro, members))
+    if _SNAPSHOT in session.info:  # the ledger was refreshed under the lock in this transaction
+        session.info.setdefault(_PENDING, []).append((int(seq), epsilon_micro, members))
     return Recorded(int(seq))
+
+
+_PENDING = "infomediary.ledger.pending"
+_SNAPSHOT = "infomediary.ledger.snapshot"
+
+
+def _fold_committed(ledger: Ledger, session: Session) -> None:
+    """After the commit: fold this transaction's releases in. The transaction held the global
+    lock from its refresh to its commit, so no other release committed in between: if the
+    ledger still stands where that refresh left it, these are exactly the next releases (seqs
+    may have gaps: a rolled-back insert uses one up). Otherwise the next refresh reads them."""
+    pending = session.info.pop(_PENDING, [])
+    snapshot = session.info.pop(_SNAPSHOT, None)
+    with ledger.lock:
+        if snapshot is None or ledger.added_through != snapshot:
+            return
+        for seq, epsilon_micro, members in pending:
+            ledger.add(members, ledger.units(epsilon_micro))
+            ledger.added_through = seq
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_SNAPSHOT, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,25 +191,6 @@ class Recorded:
     """A release's row, as its transaction wrote it."""
 
     seq: int
-
-
-_PENDING = "infomediary.ledger.pending"
-
-
-def _fold_committed(ledger: Ledger, session: Session) -> None:
-    """After the commit: fold this transaction's releases in, each only if it is the next seq
-    (otherwise another worker's release lies between, and the next refresh reads them all)."""
-    pending = session.info.pop(_PENDING, [])
-    with ledger.lock:
-        for seq, epsilon_micro, members in pending:
-            if seq != ledger.added_through + 1:
-                break
-            ledger.add(members, ledger.units(epsilon_micro))
-            ledger.added_through = seq
-
-
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 #: The job that folds releases into the index from customers to releases
