@@ -25,12 +25,11 @@ import json
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from pyroaring import BitMap
 from sqlalchemy import event, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from infomediary.broker.ledger import Ledger
 from infomediary.instance import Instance
@@ -114,9 +113,11 @@ def admit(
     ledger = refresh(session, inst)
     with ledger.lock:
         if _SNAPSHOT not in session.info:
-            session.info[_SNAPSHOT] = ledger.added_through
-            event.listen(session, "after_commit", partial(_fold_committed, ledger), once=True)
-            event.listen(session, "after_rollback", _forget_pending, once=True)
+            session.info[_SNAPSHOT] = (ledger, ledger.added_through)
+            if not session.info.get(_LISTENING):
+                session.info[_LISTENING] = True  # for the session's life: it is short
+                event.listen(session, "after_commit", _fold_committed)
+                event.listen(session, "after_transaction_end", _forget_pending)
         return ledger.admit(members, ledger.units(epsilon_micro))
 
 
@@ -164,24 +165,35 @@ def record(
 
 _PENDING = "infomediary.ledger.pending"
 _SNAPSHOT = "infomediary.ledger.snapshot"
+_LISTENING = "infomediary.ledger.listening"
 
 
-def _fold_committed(ledger: Ledger, session: Session) -> None:
+def _fold_committed(session: Session) -> None:
     """After the commit: fold this transaction's releases in. The transaction held the global
     lock from its refresh to its commit, so no other release committed in between: if the
     ledger still stands where that refresh left it, these are exactly the next releases (seqs
-    may have gaps: a rolled-back insert uses one up). Otherwise the next refresh reads them."""
+    may have gaps: a rolled-back insert uses one up). Otherwise the next refresh reads them.
+    A savepoint's commit is not the transaction's."""
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop(_PENDING, [])
     snapshot = session.info.pop(_SNAPSHOT, None)
+    if snapshot is None:
+        return
+    ledger, where = snapshot
     with ledger.lock:
-        if snapshot is None or ledger.added_through != snapshot:
+        if ledger.added_through != where:
             return
         for seq, epsilon_micro, members in pending:
             ledger.add(members, ledger.units(epsilon_micro))
             ledger.added_through = seq
 
 
-def _forget_pending(session: Session) -> None:
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    """When the transaction ends (committed, and folded, or rolled back), nothing it recorded
+    may linger for the next one. A savepoint ending is not the transaction ending."""
+    if transaction.parent is not None:
+        return
     session.info.pop(_PENDING, None)
     session.info.pop(_SNAPSHOT, None)
 
