@@ -128,11 +128,13 @@ def count_audience(
     with unit_of_work(session) as uow:
         settings = inst.settings
         require_declared_purpose(query, supplier)
-        # The cache scope is the organisation, whatever the data: every client of one
-        # organisation is answered from the same releases, and each release leaves out every
-        # customer who excluded any of them, so no client receives a number that depends on
-        # a customer who said "never" to it.
-        digest = query.digest(cache_scope(supplier))
+        # The cache scope is the organisation as it stands, whatever the data: every client of
+        # one organisation is answered from the same releases, and each release leaves out
+        # every customer who excluded any of them, so no client receives a number that
+        # depends on a customer who said "never" to it. A client joining, leaving or changing
+        # sector makes a new scope, since earlier releases did not leave out its excluders.
+        others = organisation_clients(session, supplier)
+        digest = query.digest(cache_scope(supplier, others))
         epoch = epoch_of(utcnow(), settings.broker_epoch_hours)
         cached = session.get(ReleasedAnswer, (digest, epoch))
         if cached is not None:
@@ -141,26 +143,35 @@ def count_audience(
         epsilon_micro = round(noise.privacy_loss() * MICRO)
         left = charge(session, settings, supplier.id, epsilon_micro, digest)
         inst.match_index.refresh(session)
-        answer = _release(session, inst, supplier, query, digest, epoch, epsilon_micro, ctx)
         try:
+            answer = _release(
+                session, inst, supplier, others, query, digest, epoch, epsilon_micro, ctx
+            )
             uow.commit()
-        except IntegrityError:
-            # A concurrent identical query released first: its answer is the one that stands,
-            # and this one's charge, answer, release and entry were rolled back with the
-            # transaction, so nothing it computed leaves and nothing is charged twice.
+        except IntegrityError as exc:
+            # A concurrent identical query released first (its answer's key is taken): its
+            # answer is the one that stands, and this one's charge, answer, release and entry
+            # are rolled back with the transaction, so nothing it computed leaves and nothing
+            # is charged twice. The replay is a unit of work of its own.
             session.rollback()
-            existing = session.get(ReleasedAnswer, (digest, epoch))
-            if existing is None:
-                raise
-            return _replay(session, inst, supplier, query, existing, ctx, uow)
-        answer.update(
-            cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO
-        )
-        return answer
+            lost_race = exc
+        else:
+            answer.update(
+                cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO
+            )
+            return answer
+    with unit_of_work(session) as replay_uow:
+        existing = session.get(ReleasedAnswer, (digest, epoch))
+        if existing is None:
+            raise lost_race
+        return _replay(session, inst, supplier, query, existing, ctx, replay_uow)
 
 
-def cache_scope(supplier: Supplier) -> str:
-    return f"organisation:{supplier.organisation_id}"
+def cache_scope(supplier: Supplier, others: list[tuple[str, str]]) -> str:
+    """The organisation and, as a digest, its clients with their sectors."""
+    clients = sorted([(supplier.id, supplier.sector), *others])
+    members = hashlib.sha256(json.dumps(clients).encode()).hexdigest()[:16]
+    return f"organisation:{supplier.organisation_id}:{members}"
 
 
 def _replay(
@@ -205,6 +216,7 @@ def _release(
     session: Session,
     inst: Instance,
     supplier: Supplier,
+    others: list[tuple[str, str]],
     query: CountQuery,
     digest: str,
     epoch: int,
@@ -220,7 +232,7 @@ def _release(
         Mode.AGGREGATE,
         supplier.id,
         supplier.sector,
-        others=organisation_clients(session, supplier),
+        others=others,
     )
     members = privacy_ledger.admit(session, inst, selection.members, epsilon_micro, locked=True)
     answer: dict[str, Any] = {"query_id": digest[:16], "purpose": query.purpose, "k": k}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,58 @@ def test_the_scope_does_not_depend_on_the_data(broker: Instance) -> None:
     count(broker, first, TAS)
     never_to(broker, target, second)
     assert count(broker, second, TAS)["cached"] is True
+
+
+def test_a_client_joining_later_is_not_answered_from_earlier_releases(broker: Instance) -> None:
+    """Releases made before B joined did not leave out B's excluders: B gets a fresh one."""
+    from infomediary.services.suppliers import approve_broker
+
+    target = person(broker)
+    for _ in range(3):
+        person(broker)
+    first = client(broker, "Acme Web")
+    second = client(broker, "Other Shop")  # in an organisation of its own, for now
+    never_to(broker, target, second)
+    assert count(broker, first, TAS)["count"] == 4
+    with broker.sessions() as session:
+        approve_broker(
+            session, second, sector="retail", organisation=organisation_of(broker, first)
+        )
+    joined = count(broker, second, TAS)
+    assert joined["cached"] is False
+    assert joined["count"] == 3  # the customer who excluded it is left out
+    again = count(broker, first, TAS)
+    assert again["cached"] is True  # the organisation's new scope: this fresh release
+    assert again["count"] == 3
+
+
+def test_an_identical_count_that_loses_the_race_is_a_free_replay(
+    broker: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two identical counts at once: both miss the cache, the second's answer key is taken
+    when it writes. It is answered from the first's release, charged nothing, not a 500."""
+    from sqlalchemy.orm import Session
+
+    from infomediary.models import ReleasedAnswer
+    from infomediary.services.budgets import budget_remaining
+
+    for _ in range(3):
+        person(broker)
+    first = client(broker, "Acme Web")
+    answer = count(broker, first, TAS)
+    real_get = Session.get
+    missed: list[bool] = []
+
+    def miss_once(self: Session, entity: Any, ident: Any, **kw: Any) -> Any:
+        if entity is ReleasedAnswer and not missed:
+            missed.append(True)
+            return None  # as if the other request had not committed yet
+        return real_get(self, entity, ident, **kw)
+
+    monkeypatch.setattr(Session, "get", miss_once)
+    replay = count(broker, first, TAS)
+    assert missed == [True]
+    assert replay["cached"] is True
+    assert replay["count"] == answer["count"]
+    with broker.sessions() as session:
+        assert budget_remaining(session, broker.settings, first) == pytest.approx(1.9)
