@@ -17,7 +17,7 @@ import math
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,6 +82,7 @@ def charge(
     limit = int(settings.broker_budget * MICRO)
     global_limit = int(settings.broker_global_budget * MICRO)
     holder = budget_holder(session, supplier_id)
+    serialise_releases(session)
     glob = _account(session, GLOBAL, period)  # always lock the global row first: no deadlock
     mine = _account(session, holder, period)
     if mine.spent_micro + epsilon_micro > limit:
@@ -110,6 +111,21 @@ def charge(
 
 
 def lock_global(session: Session, settings: Settings) -> None:
-    """Take the global budget row's lock (held to the end of the transaction): every release
-    takes it, through :func:`charge` or here, so releases are serialised."""
+    """Serialise with every other release and take the global budget row's lock (both held to
+    the end of the transaction): every release does, through :func:`charge` or here."""
+    serialise_releases(session)
     _account(session, GLOBAL, _period(utcnow(), settings.broker_period_days))
+
+
+#: The PostgreSQL advisory lock that serialises releases (an arbitrary constant of this app).
+RELEASE_LOCK = 0x1F0_3ED1A
+
+
+def serialise_releases(session: Session) -> None:
+    """One release at a time, whatever the budget period: a release that began just before a
+    period ended and one that began just after lock different budget rows, so the budget row
+    alone would let both filter against the same ledger. On PostgreSQL a transaction-level
+    advisory lock; SQLite transactions begin ``IMMEDIATE`` and hold the database's write
+    lock already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELEASE_LOCK})

@@ -234,3 +234,34 @@ def test_a_committed_release_is_folded_in_at_once_and_a_rolled_back_one_never(
         session.rollback()
     assert ledger.added_through == newest
     assert spent(broker, target) == pytest.approx(0.1)
+
+
+def test_releases_are_serialised_whatever_the_budget_period(inst: Instance) -> None:
+    """A release holds a lock no other release can take until it ends, not only its period's
+    budget row: one at the end of a period and one at the start of the next cannot both
+    filter against the same ledger."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from infomediary.services.budgets import RELEASE_LOCK, lock_global
+
+    with inst.sessions() as session:
+        lock_global(session, inst.settings)
+        if inst.engine.dialect.name == "postgresql":
+            with inst.engine.connect() as other:
+                taken = other.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELEASE_LOCK}
+                ).scalar_one()
+                other.rollback()
+            assert taken is False
+        else:
+            path = inst.engine.url.database
+            assert path
+            other_db = sqlite3.connect(path, timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other_db.execute("BEGIN IMMEDIATE")
+            finally:
+                other_db.close()
+        session.rollback()
