@@ -54,7 +54,7 @@ from infomediary.services.offer_contacts import contact_shared
 from infomediary.services.pseudonyms import offer_pseudonym
 from infomediary.services.rewards import escrow_offer, refund_escrow, require_funds
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import DeliveryStatus, OfferStatus, ReleaseKind
+from infomediary.statuses import DeliveryStatus, OfferStatus, ReleaseKind, SupplierStatus
 from policies.model import Mode
 
 MAX_TITLE = 120
@@ -226,6 +226,21 @@ def deliver_offer(session: Session, inst: Instance, run: jobs.JobRun) -> None:
             jobs.complete(session, run)
             uow.commit()
             return
+        if not may_send(supplier):
+            # suspended, or its broker approval taken back, since it asked: nobody is selected,
+            # charged or reached, and the escrow goes back
+            offer.status = OfferStatus.TOO_SMALL
+            refund_escrow(session, supplier.id, offer.id)
+            ctx = _job_context(supplier.id, run)
+            ctx.log(
+                session,
+                "offer",
+                purpose=offer.purpose,
+                reason="offer not delivered: the supplier may no longer send offers",
+            )
+            jobs.complete(session, run)
+            uow.commit()
+            return
         settings, noise, index = inst.settings, inst.noise, inst.match_index
         query = _query_of(offer)
         epsilon_micro = round(noise.privacy_loss() * MICRO)
@@ -290,6 +305,11 @@ def deliver_offer(session: Session, inst: Instance, run: jobs.JobRun) -> None:
         uow.commit()
 
 
+def may_send(supplier: Supplier) -> bool:
+    """Whether the supplier may still send offers: active, and holding the operator's grant."""
+    return supplier.status == SupplierStatus.ACTIVE and "offers:send" in supplier.scopes.split()
+
+
 def _customers_of(session: Session, ordinals: list[int]) -> list[str]:
     found: list[str] = []
     for start in range(0, len(ordinals), 5000):
@@ -318,6 +338,8 @@ def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> dateti
             return None
         if offer.status not in (OfferStatus.DELIVERED, OfferStatus.CLOSED):
             return None
+        if not may_send(supplier):
+            return None  # no more totals for a supplier that may no longer send offers
         following = None if run.now >= offer.expires_at else _epoch_start(epoch + 1, hours)
         if offer.totals_epoch == epoch:
             return following
@@ -341,7 +363,17 @@ def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> dateti
             .where(OfferDelivery.offer_id == offer.id)
         ).all()
         recipients = BitMap(int(ordinal) for ordinal, _ in answers)
-        admitted = privacy_ledger.admit(session, inst, recipients, epsilon_micro)
+        # only recipients who still allow pseudonymous use and have not excluded or blocked
+        # the supplier since: a total must not depend on anyone who said "never" to it
+        index = inst.match_index
+        index.refresh(session)
+        query = _query_of(offer)
+        eligible = index.select(
+            query.where, query.purpose, Mode.PSEUDONYMOUS, supplier.id, supplier.sector
+        ).members
+        admitted = privacy_ledger.admit(
+            session, inst, recipients & eligible, epsilon_micro, locked=True
+        )
         # Two disjoint cells (each recipient is in exactly one): sensitivity 1, one epsilon.
         declined = sum(1 for o, s in answers if o in admitted and s == DeliveryStatus.DECLINED)
         others = sum(1 for o, s in answers if o in admitted and s != DeliveryStatus.DECLINED)
@@ -351,7 +383,6 @@ def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> dateti
             "declined": noisy_declined if noisy_declined >= k else None,
             "reached": reached if reached >= k else None,
         }
-        query = _query_of(offer)
         release = privacy_ledger.record(
             session,
             inst,

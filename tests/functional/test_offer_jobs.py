@@ -443,3 +443,49 @@ def test_the_app_runs_jobs_in_its_own_worker(inst: Instance) -> None:
     with inst.sessions() as session:
         assert session.get_one(Offer, sent["id"]).status == OfferStatus.TOO_SMALL
     assert count(inst, OfferDelivery, OfferDelivery.status == DeliveryStatus.DELIVERED) == 0
+
+
+def test_totals_leave_out_recipients_who_blocked_the_supplier_since(
+    inst: Instance, island: None, supplier: Supplier, worker
+) -> None:
+    sent = supplier.send()
+    runner = worker([1_000, 0, 0])
+    jobs.run_pending(runner, kinds=KINDS)
+    with inst.sessions() as session:
+        blocker = session.scalars(
+            select(OfferDelivery.customer_id).where(OfferDelivery.offer_id == sent["id"])
+        ).first()
+    assert blocker is not None
+    with inst.sessions() as session:
+        offer_inbox.respond(
+            session, inst, blocker, sent["id"], "block", Context(Actor.customer(blocker))
+        )
+    assert jobs.run_pending(runner, next_epoch(inst, utcnow()), kinds=KINDS) == 1
+    assert supplier.view(sent["id"])["response_totals"] == {
+        "declined": None,
+        "reached": AUDIENCE - 1,  # noise 0: the one who blocked it is not in the number
+    }
+    with inst.sessions() as session:
+        from pyroaring import BitMap
+
+        release = session.execute(
+            select(Release).where(Release.kind == ReleaseKind.OFFER_TOTALS)
+        ).scalar_one()
+        assert len(BitMap.deserialize(release.members)) == AUDIENCE - 1
+
+
+def test_an_offer_queued_before_its_approval_was_taken_back_is_not_delivered(
+    inst: Instance, island: None, supplier: Supplier, worker
+) -> None:
+    from infomediary.services.suppliers import revoke_broker
+
+    sent = supplier.send()
+    with inst.sessions() as session:
+        revoke_broker(session, supplier.id)
+    assert jobs.run_pending(worker([1_000]), kinds=KINDS) == 1
+    assert count(inst, OfferDelivery) == 0
+    assert count(inst, Release) == 0  # nobody selected, nobody charged
+    with inst.sessions() as session:
+        offer = session.get(Offer, sent["id"])
+        assert offer is not None
+        assert offer.status == OfferStatus.TOO_SMALL
