@@ -444,8 +444,9 @@ def offer_view(
     session: Session, inst: Instance, supplier: Supplier, offer_id: str, ctx: Context
 ) -> dict[str, Any]:
     """The supplier's view of its offer: status, noisy reach, the last noisy totals with their
-    "as of", accepters' pseudonyms. A read: nothing is charged or committed, whatever the
-    budget; only a refusal (someone else's offer, or none) leaves its denied entry."""
+    "as of", accepters' pseudonyms. Free: nothing is charged, whatever the budget. The view is
+    logged, allowed (it shows accepters' pseudonyms) or refused (someone else's offer, or
+    none)."""
     with unit_of_work(session) as uow:
         offer = session.get(Offer, offer_id)
         if offer is None or offer.supplier_id != supplier.id:
@@ -453,7 +454,15 @@ def offer_view(
                 ctx.event("offer", reason="offer view refused: no such offer of this supplier")
             )
             raise NotFound("No such offer.")
-        return _view(session, inst, supplier, offer)
+        view = _view(session, inst, supplier, offer)
+        ctx.log(
+            session,
+            "offer",
+            purpose=offer.purpose,
+            reason=f"offer viewed: {len(view['accepted'])} accepters' offer pseudonyms, epsilon 0",
+        )
+        uow.commit()
+        return view
 
 
 def _view(session: Session, inst: Instance, supplier: Supplier, offer: Offer) -> dict[str, Any]:

@@ -203,7 +203,13 @@ def test_a_crashed_delivery_is_retried_and_delivers_once(
         offers.deliver_offer(session, again, crashed)
     assert count(inst, OfferDelivery) == AUDIENCE
     assert count(inst, Release, Release.offer_id == sent["id"]) == 1
-    assert count(inst, AccessLogEntry, AccessLogEntry.action == "offer") == 1
+    delivered_entries = count(
+        inst,
+        AccessLogEntry,
+        AccessLogEntry.action == "offer",
+        AccessLogEntry.reason.not_like("offer viewed%"),  # the supplier's views log apart
+    )
+    assert delivered_entries == 1
     assert count(inst, BudgetCharge) == 1  # the request's, once
 
 
@@ -240,6 +246,20 @@ def spend_budget(inst: Instance, supplier_id: str) -> None:
         left = round(budget_remaining(session, inst.settings, supplier_id) * MICRO)
         charge(session, inst.settings, supplier_id, left, "spent by the test")
         session.commit()
+
+
+def test_viewing_is_logged(inst: Instance, island: None, supplier: Supplier, worker) -> None:
+    sent = supplier.send()
+    jobs.run_pending(worker([1_000]), kinds=KINDS)
+    supplier.view(sent["id"])
+    with inst.sessions() as session:
+        entry = session.execute(
+            select(AccessLogEntry).order_by(AccessLogEntry.seq.desc()).limit(1)
+        ).scalar_one()
+    assert entry.action == "offer"
+    assert entry.outcome == "allowed"
+    assert entry.actor_id == supplier.id
+    assert entry.reason.startswith("offer viewed: 0 accepters")
 
 
 def test_viewing_is_free_and_works_with_the_budget_spent(
