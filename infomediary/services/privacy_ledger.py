@@ -114,10 +114,7 @@ def admit(
     with ledger.lock:
         if _SNAPSHOT not in session.info:
             session.info[_SNAPSHOT] = (ledger, ledger.added_through)
-            if not session.info.get(_LISTENING):
-                session.info[_LISTENING] = True  # for the session's life: it is short
-                event.listen(session, "after_commit", _fold_committed)
-                event.listen(session, "after_transaction_end", _forget_pending)
+            _listen(session)
         return ledger.admit(members, ledger.units(epsilon_micro))
 
 
@@ -166,6 +163,14 @@ def record(
 _PENDING = "infomediary.ledger.pending"
 _SNAPSHOT = "infomediary.ledger.snapshot"
 _LISTENING = "infomediary.ledger.listening"
+_SCHEDULING = "infomediary.ledger.scheduling"
+
+
+def _listen(session: Session) -> None:
+    if not session.info.get(_LISTENING):
+        session.info[_LISTENING] = True  # for the session's life: it is short
+        event.listen(session, "after_commit", _fold_committed)
+        event.listen(session, "after_transaction_end", _forget_pending)
 
 
 def _fold_committed(session: Session) -> None:
@@ -176,6 +181,9 @@ def _fold_committed(session: Session) -> None:
     A savepoint's commit is not the transaction's."""
     if session.in_nested_transaction():
         return
+    scheduled = session.info.pop(_SCHEDULING, None)
+    if scheduled is not None:
+        _SCHEDULED.add(scheduled)  # the job's row is committed: no need to look again
     pending = session.info.pop(_PENDING, [])
     snapshot = session.info.pop(_SNAPSHOT, None)
     if snapshot is None:
@@ -196,6 +204,7 @@ def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
         return
     session.info.pop(_PENDING, None)
     session.info.pop(_SNAPSHOT, None)
+    session.info.pop(_SCHEDULING, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +222,12 @@ _SCHEDULED: weakref.WeakSet[Instance] = weakref.WeakSet()
 
 def schedule_indexing(session: Session, inst: Instance) -> None:
     """Make sure the recurring indexing job exists (in the caller's transaction); once per
-    process and instance, so a release costs no extra statement after the first."""
+    process and instance once a transaction that enqueued it committed, so a release costs no
+    extra statement after that."""
     if inst not in _SCHEDULED:
         jobs.enqueue(session, INDEX_JOB, {}, key=INDEX_JOB)
-        _SCHEDULED.add(inst)
+        session.info[_SCHEDULING] = inst  # remembered once this transaction commits
+        _listen(session)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
+from pyroaring import BitMap
 from sqlalchemy import func, select, update
 
 from infomediary.instance import Instance, open_instance
@@ -197,3 +198,30 @@ def test_the_indexing_job_keeps_the_postings_up_to_date(broker: Callable[..., In
         job = session.query(Job).filter(Job.kind == exposure.INDEX_JOB).one()
         assert job.status == "queued"  # recurring: it stays scheduled
     assert len(page(inst, target).uses) == 2
+
+
+def test_a_rolled_back_first_release_does_not_stop_the_indexing_job(
+    broker: Callable[..., Instance],
+) -> None:
+    from infomediary.models import Job
+    from infomediary.services import privacy_ledger
+    from infomediary.statuses import ReleaseKind
+
+    inst = broker()
+    supplier = new_supplier(inst)
+    with inst.sessions() as session:
+        privacy_ledger.record(
+            session,
+            inst,
+            kind=ReleaseKind.COUNT,
+            supplier_id=supplier,
+            purpose="marketing",
+            criteria={},
+            epsilon_micro=100_000,
+            members=BitMap([1]),
+        )
+        session.rollback()  # the release failed, and its job row with it
+    person(inst)
+    count(inst, supplier, TAS)  # the next release schedules it again
+    with inst.sessions() as session:
+        assert session.query(Job).filter(Job.kind == exposure.INDEX_JOB).count() == 1
