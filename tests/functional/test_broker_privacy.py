@@ -56,6 +56,8 @@ from policies.model import AccessRequest, Mode, Policy, Recipient, Rule
 from policies.templates import load_template
 from tests.factories import make_customer
 from tests.oauth_helpers import make_supplier
+from tests.scripted_noise import ScriptedNoise as ScriptedNoise
+from tests.scripted_noise import scripted_instances
 
 CTX = Context(Actor.system("test"))
 TAS = "7000"  # a Tasmanian postcode: region TAS
@@ -176,32 +178,11 @@ def broker_version(inst: Instance) -> int:
         return state.version
 
 
-class ScriptedNoise(NoiseSource):
-    """A NoiseSource whose samples are known in advance (same epsilon, same accounting)."""
-
-    def __init__(self, epsilon: float, samples: list[int]):
-        super().__init__(epsilon)
-        self.script = list(samples)
-
-    def _samples(self, count: int) -> list[int]:
-        assert len(self.script) >= count, "the test scripted too few noise samples"
-        taken, self.script = self.script[:count], self.script[count:]
-        return taken
-
-
 @pytest.fixture
 def scripted(inst: Instance) -> Iterator[Callable[[list[int]], Instance]]:
     """Another open instance on the same database and keys whose noise the test scripts."""
-    opened: list[Instance] = []
-
-    def open_scripted(samples: list[int]) -> Instance:
-        noise = ScriptedNoise(inst.settings.broker_epsilon, samples)
-        opened.append(open_instance(inst.settings, noise=noise))
-        return opened[-1]
-
-    yield open_scripted
-    for other in opened:
-        other.close()
+    with scripted_instances() as open_scripted:
+        yield lambda samples: open_scripted(inst.settings, samples)
 
 
 @pytest.fixture

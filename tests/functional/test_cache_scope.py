@@ -15,7 +15,8 @@ from infomediary.services import Context, customer_policy
 from policies.model import Mode, Policy, Recipient, Rule
 from policies.templates import load_template
 from tests.factories import make_supplier
-from tests.functional.test_broker_privacy import ScriptedNoise, count, person
+from tests.functional.test_broker_privacy import count, person
+from tests.scripted_noise import ScriptedNoise
 
 TAS = {"purpose": "marketing", "where": {"region": ["TAS"]}}
 

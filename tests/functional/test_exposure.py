@@ -16,7 +16,8 @@ from infomediary.models import Release
 from infomediary.services import exposure
 from tests.conftest import Auth
 from tests.factories import make_customer
-from tests.functional.test_broker_privacy import ScriptedNoise, count, new_supplier, person
+from tests.functional.test_broker_privacy import count, new_supplier, person
+from tests.scripted_noise import ScriptedNoise
 
 TAS = {"purpose": "marketing", "where": {"region": ["TAS"]}}
 

@@ -18,10 +18,9 @@ from sqlalchemy import func, select
 
 from infomediary import create_app
 from infomediary.audit.log import Actor
-from infomediary.broker.noise import NoiseSource
 from infomediary.demo import population as demo
 from infomediary.demo import seed_synthetic
-from infomediary.instance import Instance, open_instance
+from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
     BudgetCharge,
@@ -36,6 +35,7 @@ from infomediary.services.broker import epoch_of
 from infomediary.services.budgets import MICRO, budget_remaining, charge
 from infomediary.statuses import DeliveryStatus, JobStatus, OfferStatus, ReleaseKind
 from tests.factories import make_supplier
+from tests.scripted_noise import scripted_instances
 
 TAS = "7000"
 AUDIENCE = 60
@@ -53,29 +53,11 @@ FUNDS = 1_000_000
 KINDS = [offers.DELIVER, offers.TOTALS, offers.CLOSE]
 
 
-class ScriptedNoise(NoiseSource):
-    def __init__(self, epsilon: float, samples: list[int]):
-        super().__init__(epsilon)
-        self.script = list(samples)
-
-    def _samples(self, count: int) -> list[int]:
-        assert len(self.script) >= count, "the test scripted too few noise samples"
-        taken, self.script = self.script[:count], self.script[count:]
-        return taken
-
-
 @pytest.fixture
 def worker(inst: Instance) -> Iterator[Callable[[list[int]], Instance]]:
     """A job worker's instance on the same database, whose noise the test scripts."""
-    opened: list[Instance] = []
-
-    def open_worker(samples: list[int]) -> Instance:
-        opened.append(open_instance(inst.settings, noise=ScriptedNoise(0.1, samples)))
-        return opened[-1]
-
-    yield open_worker
-    for other in opened:
-        other.close()
+    with scripted_instances() as open_scripted:
+        yield lambda samples: open_scripted(inst.settings, samples)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from infomediary.config import Settings
 from infomediary.demo import population as demo
 from infomediary.demo import seed_synthetic
 from infomediary.errors import NotFound, PolicyDenied
-from infomediary.instance import Instance, open_instance
+from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
     BudgetCharge,
@@ -59,6 +59,7 @@ from infomediary.statuses import OfferStatus, ReleaseKind
 from infomediary.web.schemas import OfferRequestSchema, load
 from tests.factories import make_customer, make_supplier
 from tests.functional.supplier_api import supplier_api
+from tests.scripted_noise import scripted_instances
 
 TAS, NT = "7000", "0800"
 OFFER: dict[str, Any] = {
@@ -72,31 +73,11 @@ OFFER: dict[str, Any] = {
 }
 
 
-class ScriptedNoise(NoiseSource):
-    """A NoiseSource whose samples are known in advance (same epsilon, same accounting)."""
-
-    def __init__(self, epsilon: float, samples: list[int]):
-        super().__init__(epsilon)
-        self.script = list(samples)
-
-    def _samples(self, count: int) -> list[int]:
-        assert len(self.script) >= count, "the test scripted too few noise samples"
-        taken, self.script = self.script[:count], self.script[count:]
-        return taken
-
-
 @pytest.fixture
 def scripted(inst: Instance) -> Iterator[Callable[[list[int]], Instance]]:
     """Another open instance on the same database and keys whose noise the test scripts."""
-    opened: list[Instance] = []
-
-    def open_scripted(samples: list[int]) -> Instance:
-        opened.append(open_instance(inst.settings, noise=ScriptedNoise(0.1, samples)))
-        return opened[-1]
-
-    yield open_scripted
-    for other in opened:
-        other.close()
+    with scripted_instances() as open_scripted:
+        yield lambda samples: open_scripted(inst.settings, samples)
 
 
 @pytest.fixture

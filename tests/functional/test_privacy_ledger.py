@@ -18,13 +18,8 @@ from infomediary.broker.noise import NoiseSource
 from infomediary.instance import Instance, open_instance
 from infomediary.models import Release, utcnow
 from infomediary.services import privacy_ledger
-from tests.functional.test_broker_privacy import (
-    ScriptedNoise,
-    count,
-    new_supplier,
-    ordinal_of,
-    person,
-)
+from tests.functional.test_broker_privacy import count, new_supplier, ordinal_of, person
+from tests.scripted_noise import ScriptedNoise
 
 EVERYONE = {"purpose": "marketing", "where": {"region": ["TAS"]}}
 
