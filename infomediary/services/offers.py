@@ -172,6 +172,11 @@ def send_offer(
             {"offer_id": offer_id, "request_id": ctx.request_id},
             key=f"{DELIVER}:{offer_id}",
         )
+        # closed at expiry whatever happens to the delivery: an offer whose delivery job gave up
+        # does not keep its escrow
+        jobs.enqueue(
+            session, CLOSE, {"offer_id": offer_id}, offer_in.expires_at, key=f"{CLOSE}:{offer_id}"
+        )
         uow.commit()
         return {
             "id": offer_id,
@@ -418,13 +423,16 @@ def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> dateti
 
 def close_offer(session: Session, inst: Instance, run: jobs.JobRun) -> datetime | None:
     """At expiry: the offer closes and what was escrowed and not paid out goes back
-    (reward x (cap - acceptances)), with the job's completion in one transaction."""
+    (reward x (cap - acceptances)), with the job's completion in one transaction. Enqueued
+    when the offer is sent, so an offer whose delivery never happened closes too."""
     with unit_of_work(session) as uow:
         offer = _locked_offer(session, run.payload.get("offer_id"))
-        if offer is None or offer.status != OfferStatus.DELIVERED:
+        if offer is None or offer.status not in (OfferStatus.DELIVERED, OfferStatus.QUEUED):
             return None
         if offer.expires_at > run.now:
             return offer.expires_at
+        # delivered: what was not paid out goes back; still queued (its delivery job gave up):
+        # all of it, and the offer is closed undelivered
         refund_escrow(session, offer.supplier_id, offer.id)
         offer.status = OfferStatus.CLOSED
         jobs.complete(session, run)

@@ -491,3 +491,24 @@ def test_an_offer_queued_before_its_approval_was_taken_back_is_not_delivered(
         offer = session.get(Offer, sent["id"])
         assert offer is not None
         assert offer.status == OfferStatus.TOO_SMALL
+
+
+def test_an_offer_whose_delivery_gave_up_closes_at_expiry_with_its_escrow_back(
+    inst: Instance, island: None, supplier: Supplier
+) -> None:
+    sent = supplier.send(max_recipients=100)
+    with inst.sessions() as session:  # the delivery job used up its attempts
+        job = session.get(Job, job_of(inst, offers.DELIVER, sent["id"]).id)
+        assert job is not None
+        job.status = JobStatus.FAILED
+        session.commit()
+    expiry = datetime.fromisoformat(sent["expires_at"])
+    assert jobs.run_pending(inst, expiry + timedelta(seconds=1), kinds=[offers.CLOSE]) == 1
+    with inst.sessions() as session:
+        offer = session.get(Offer, sent["id"])
+        assert offer is not None
+        assert offer.status == OfferStatus.CLOSED
+        mine = rewards.balance(session, rewards.account(session, "supplier", supplier.id).id)
+        assert rewards.total_of_all_balances(session) == 0
+    assert mine == FUNDS  # the whole escrow came back
+    assert count(inst, OfferDelivery) == 0
