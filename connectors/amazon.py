@@ -183,11 +183,10 @@ def _read(stream: BinaryIO, source: str, fmt: _Format) -> Iterator[PurchaseLine 
                 names = [name.strip() for name in values]
                 missing = [column for column in fmt.required if column not in names]
                 if missing:
-                    yield ParseError(
-                        source,
-                        start,
-                        f"not the header of {fmt.label}: no column {', '.join(missing)}",
+                    shown = ", ".join(missing[:4]) + (
+                        f" and {len(missing) - 4} more" if len(missing) > 4 else ""
                     )
+                    yield ParseError(source, start, f"not the header of {fmt.label}: no {shown}")
                     return
                 index = {name: at for at, name in reversed(list(enumerate(names)))}
                 width = len(names)
