@@ -27,11 +27,15 @@ NOT_UTF8 = (
 class Row(NamedTuple):
     line_number: int
     cells: list[str]
+    #: Why the row cannot be read (its bytes are not UTF-8); its cells are then shown only to
+    #: tell which order it belongs to.
+    error: str | None = None
 
 
 def read_rows(stream: BinaryIO, source: str, delimiter: str = ",") -> Iterator[Row | ParseError]:
-    """The non-blank rows of ``stream``; a :class:`ParseError` for each row that cannot be
-    read. ``stream`` is left open."""
+    """The non-blank rows of ``stream``: a :class:`ParseError` for a row the CSV reader cannot
+    split, a :class:`Row` with its ``error`` for a row that is not UTF-8. ``stream`` is left
+    open."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
         reader = csv.reader(text, delimiter=delimiter, strict=True)
@@ -46,10 +50,9 @@ def read_rows(stream: BinaryIO, source: str, delimiter: str = ",") -> Iterator[R
                 continue
             if not cells or cells == [""]:
                 continue
-            if not all(cell.isascii() for cell in cells) and any(
-                _UNDECODED.search(cell) for cell in cells
-            ):
-                yield ParseError(source, start, NOT_UTF8)
+            joined = "".join(cells)
+            if not joined.isascii() and _UNDECODED.search(joined):
+                yield Row(start, cells, NOT_UTF8)
                 continue
             yield Row(start, cells)
     finally:

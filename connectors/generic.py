@@ -176,6 +176,9 @@ class _Reader:
         if isinstance(header, ParseError):
             yield header
             return
+        if header.error is not None:
+            yield ParseError(source, header.line_number, header.error)
+            return
         names = [cell.strip().casefold() for cell in header.cells]
         missing = [col for col in mapping.columns.values() if col.strip().casefold() not in names]
         if missing:
@@ -190,6 +193,9 @@ class _Reader:
         for row in rows:
             if isinstance(row, ParseError):
                 yield row
+                continue
+            if row.error is not None:
+                yield ParseError(source, row.line_number, row.error)
                 continue
             if len(row.cells) != width:
                 yield ParseError(

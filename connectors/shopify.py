@@ -115,6 +115,9 @@ class OrdersExport:
         if isinstance(header, ParseError):
             yield header
             return
+        if header.error is not None:
+            yield ParseError(source, header.line_number, header.error)
+            return
         names = [cell.strip() for cell in header.cells]
         missing = [column for column in READ if column not in names]
         if missing:
@@ -134,12 +137,14 @@ class OrdersExport:
             if isinstance(row, ParseError):
                 yield row
                 continue
-            line, cells = row
+            line, cells, error = row
             name = cells[at["Name"]].strip() if len(cells) > at["Name"] else ""
-            if len(cells) != width:
+            if error is None and len(cells) != width:
+                error = f"{len(cells)} columns where the header has {width}"
+            if error is not None:
                 if order is not None and name == order.name:
-                    position += 1
-                yield ParseError(source, line, f"{len(cells)} columns where the header has {width}")
+                    position += 1  # the order's next lines keep their keys
+                yield ParseError(source, line, error)
                 continue
             if not name:
                 yield ParseError(source, line, "no order Name")
