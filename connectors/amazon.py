@@ -168,9 +168,10 @@ def _read(stream: BinaryIO, source: str, fmt: _Format) -> Iterator[PurchaseLine 
                 yield ParseError(source, start, f"the row cannot be read as CSV: {exc}")
                 continue
             previous = reader.line_num
-            if not any(value.strip() for value in values):
+            joined = "".join(values)
+            if not joined.strip():
                 continue
-            if any(_NOT_TEXT.search(value) for value in values):
+            if _NOT_TEXT.search(joined):
                 yield ParseError(
                     source,
                     start,
