@@ -177,7 +177,7 @@ def _order_lines(order: object, source: str, first: int) -> Iterator[PurchaseLin
                 raise ValueError("no productInfo.name")
             product_id = text_value(info.get("productId"))
             parts: tuple[str, ...] = ("line", str(position + 1))
-            if product_id:
+            if product_id:  # a product id is kept as it is: its case may matter
                 seen[product_id] = seen.get(product_id, 0) + 1
                 parts = ("product", product_id)
                 if seen[product_id] > 1:  # the same product on two lines: by position
@@ -196,7 +196,7 @@ def _order_lines(order: object, source: str, first: int) -> Iterator[PurchaseLin
             yield PurchaseLine(
                 retailer=retailer,
                 order_id=order_id,
-                line_key=key(retailer, order_id, *parts),
+                line_key=key(retailer, order_id, exact=parts),
                 ordered_at=ordered_at,
                 product_name=name,
                 product_id=product_id,

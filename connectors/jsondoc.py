@@ -70,9 +70,10 @@ def fold(text: str) -> str:
     return " ".join(folded.split())
 
 
-def key(*parts: str) -> str:
-    """An unambiguous key of folded parts (a JSON array: no part can run into the next)."""
-    return json.dumps([fold(part) for part in parts], ensure_ascii=False)
+def key(*parts: str, exact: tuple[str, ...] = ()) -> str:
+    """An unambiguous key (a JSON array: no part can run into the next) of ``parts``
+    folded, then of ``exact`` as they are (identifiers whose case matters)."""
+    return json.dumps([fold(part) for part in parts] + list(exact), ensure_ascii=False)
 
 
 def text_value(value: object) -> str | None:

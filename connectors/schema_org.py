@@ -95,22 +95,16 @@ class _JsonLdScripts(HTMLParser):
             self.blocks.append("".join(self._current))
             self._current = None
 
-    def finish(self) -> list[str]:
-        if self._current is not None:
-            self.blocks.append("".join(self._current))
-            self._current = None
-        return self.blocks
-
 
 def extract_json_ld(html: str) -> list[str]:
     """The texts of the ``<script type="application/ld+json">`` blocks of ``html``, in
-    document order (an unclosed block at the end counts)."""
+    document order."""
     scripts = _JsonLdScripts()
     # html.parser gives up (AssertionError) on some malformed declarations: keep what it read.
     with suppress(AssertionError):
         scripts.feed(html)
         scripts.close()
-    return [block for block in scripts.finish() if block.strip()]
+    return [block for block in scripts.blocks if block.strip()]
 
 
 def _looks_like_email(data: bytes) -> bool:
@@ -240,7 +234,10 @@ class _Order:
             raise ValueError(f"orderDate is not an ISO 8601 time: {raw!r}") from exc
         if when.tzinfo is None:
             return when.replace(tzinfo=UTC)
-        return when.astimezone(UTC)
+        try:
+            return when.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError(f"orderDate is out of range in UTC: {raw!r}") from exc
 
     def status(self) -> LineStatus:
         raw = self.resolve(self.node.get("orderStatus"))
@@ -359,7 +356,7 @@ class OrderJsonLd:
             line_number = first + position
             try:
                 yield _line(order, offer, head, seen, source, line_number)
-            except (ValueError, AmountError) as exc:
+            except ValueError as exc:
                 yield ParseError(source, line_number, f"order {head.order_id}: {exc}")
 
 
@@ -401,10 +398,14 @@ def _line(
         currency_raw = order.node.get("priceCurrency")
     if not isinstance(currency_raw, str):
         raise ValueError(f"{name!r}: no priceCurrency")
-    currency = currency_code(currency_raw)
     price = decimal_text(price_raw)
     if price is None:
         raise ValueError(f"{name!r}: no price")
+    try:
+        currency = currency_code(currency_raw)
+        unit_price_minor = to_minor(price, currency)
+    except AmountError as exc:
+        raise ValueError(f"{name!r}: {exc}") from exc
     ids = (text_value(product.get(field)) for field in _PRODUCT_IDS)
     line_key = key(head.retailer, head.order_id, name)
     seen[line_key] = seen.get(line_key, 0) + 1
@@ -419,7 +420,7 @@ def _line(
         product_id=next((value for value in ids if value), None),
         category=_category(product),
         quantity=_quantity(offer),
-        unit_price_minor=to_minor(price, currency),
+        unit_price_minor=unit_price_minor,
         currency=currency,
         status=head.status,
         source=source,
