@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from connectors.lines import LineStatus, ParseError, PurchaseLine
-from connectors.money import SYMBOLS, AmountError, currency_code, to_minor
+from connectors.money import SYMBOLS, currency_code, to_minor
 
 #: What Amazon writes where a value is absent (compared case-insensitively).
 PLACEHOLDERS = frozenset({"", "not available", "not applicable", "n/a"})
@@ -201,7 +201,7 @@ def _read(stream: BinaryIO, source: str, fmt: _Format) -> Iterator[PurchaseLine 
                 continue
             try:
                 yield fmt.line(_Row(index, values), source, start)
-            except (_RowError, AmountError) as exc:
+            except ValueError as exc:  # _RowError, AmountError, or a value out of range
                 yield ParseError(source, start, str(exc))
     finally:
         text.detach()  # the caller's stream stays open
@@ -228,7 +228,10 @@ def _iso_time(raw: str, column: str) -> datetime:
         raise _RowError(f"{column} is not an ISO 8601 time: {raw!r}") from None
     if value.tzinfo is None:
         raise _RowError(f"{column} has no time zone: {raw!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise _RowError(f"{column} is out of range: {raw!r}") from None
 
 
 def _us_date(raw: str, column: str) -> datetime:
@@ -246,7 +249,7 @@ def _us_date(raw: str, column: str) -> datetime:
 
 
 def _quantity(raw: str) -> int:
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise _RowError(f"Quantity is not a whole number of items: {raw!r}")
     return int(raw)
 

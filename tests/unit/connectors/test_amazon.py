@@ -340,6 +340,9 @@ def retail_csv(rows: list[dict[str, str]], columns: tuple[str, ...] = RETAIL_COL
         ({"Unit Price": "three"}, "amount"),
         ({"Quantity": "two"}, "Quantity"),
         ({"Quantity": "-1"}, "Quantity"),
+        ({"Quantity": "²"}, "Quantity"),
+        ({"Quantity": "9" * 5000}, "Quantity"),
+        ({"Order Date": "0001-01-01T00:00:00+01:00"}, "out of range"),
         ({"Order Status": "Lost", "Shipment Status": "Adrift"}, "Lost"),
         ({"Product Name": "Not Available", "ASIN": "Not Applicable"}, "Product Name"),
     ],
@@ -652,3 +655,53 @@ def test_a_large_file_is_read_a_row_at_a_time() -> None:
     assert (count, errors, last) == (ROWS, 0, ROWS + 1)
     assert raw.size > 80 * 1024 * 1024  # far more than the peak allowed below
     assert peak < 20 * 1024 * 1024, peak
+
+
+# --- Whatever the bytes, lines or errors ------------------------------------------------------
+
+
+def results_are_lines_or_errors(data: bytes) -> list[list[PurchaseLine | ParseError]]:
+    """What each parser makes of ``data``: only lines and errors, never an exception."""
+    per_parser = []
+    for parser in (RETAIL, LEGACY):
+        assert parser.detect(data[:HEAD_BYTES]) in (True, False)
+        results = list(parser.parse(io.BytesIO(data), "fuzz.csv"))
+        assert all(isinstance(r, PurchaseLine | ParseError) for r in results)
+        per_parser.append(results)
+    return per_parser
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_are_lines_or_errors(data: bytes) -> None:
+    results_are_lines_or_errors(data)
+
+
+cells = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["Not Available", "0", "99999999999", "1e5", "$1.00", "'-1'", "2024-03-05"]),
+    st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "١٢", "²"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([RETAIL_COLUMNS_2024, LEGACY_COLUMNS]),
+    st.lists(st.lists(cells, min_size=25, max_size=38), max_size=4),
+    st.sampled_from(["utf-8", "utf-8-sig", "latin-1", "utf-16"]),
+)
+def test_any_rows_under_a_real_header_are_lines_or_errors(
+    columns: tuple[str, ...], rows: list[list[str]], encoding: str
+) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    data = buffer.getvalue().encode(encoding, errors="replace")
+    for results in results_are_lines_or_errors(data):
+        # The header is read as the parser's own or refused; each row is one result at most.
+        assert len(results) <= len(rows) + 1
+        header_refused = [r for r in results if isinstance(r, ParseError) and r.line_number == 1]
+        assert len(header_refused) == (1 if header_refused else 0)
+        if header_refused:
+            assert len(results) == 1
