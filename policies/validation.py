@@ -33,7 +33,8 @@ def describe_rule(rule: Rule) -> str:
         what = "All your data except special categories"
         if rule.mode != Mode.NEVER:  # "*" denies an explicit category but never releases it
             explicit = [c.label.lower() for c in CATEGORIES.values() if c.explicit]
-            what += "".join(f" and your {label}" for label in explicit)
+            for label in explicit:
+                what += f" and your {label}"
     elif rule.category in CATEGORIES:
         what = CATEGORIES[rule.category].label
     else:
