@@ -359,3 +359,13 @@ def test_line_keys_are_unique_and_the_same_on_a_second_reading(
     for line, (order, product, isbn) in zip(first, rows, strict=True):
         assert (line.order_id, line.product_name, line.product_id) == (order, product, isbn or None)
         assert line.line_key.startswith(f"{order}:{isbn or product}:")
+
+
+@given(st.binary(max_size=400))
+def test_any_bytes_after_the_header_are_lines_or_errors(tail: bytes) -> None:
+    parser = GenericCsv.from_mapping(MINIMAL)
+    items = list(parser.parse(io.BytesIO(f"{HEADER}\n".encode() + tail), "x.csv"))
+    assert all(isinstance(item, PurchaseLine | ParseError) for item in items)
+    for item in items:
+        assert item.source == "x.csv"
+        assert item.line_number >= 2

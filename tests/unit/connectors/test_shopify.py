@@ -597,3 +597,13 @@ def test_a_large_export_is_streamed(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert (lines, errors) == (ROWS, 0)
     assert peak < 20 * 2**20
+
+
+@given(st.binary(max_size=400), st.booleans())
+def test_any_bytes_after_the_header_are_lines_or_errors(tail: bytes, header: bool) -> None:
+    data = (",".join(HEADER).encode() + b"\n" if header else b"") + tail
+    items = parse_bytes(data)
+    assert all(isinstance(item, PurchaseLine | ParseError) for item in items)
+    assert isinstance(OrdersExport().detect(data), bool)
+    if not header:
+        assert lines_of(items) == []
