@@ -54,6 +54,7 @@ FIELDS: dict[str, str] = {
 }
 REQUIRED = ("order_id", "ordered_at", "product_name", "quantity", "unit_price")
 KEYS = ("retailer", "currency", "date_format", "timezone", "delimiter", "columns", "statuses")
+_QUANTITY = re.compile(r"^[0-9]{1,9}$")
 _OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?$")
 
 
@@ -220,9 +221,9 @@ class _Reader:
             raise ValueError(f"{_column(mapping, 'product_name')}: empty")
         currency = self._currency(cells.get("currency", ""))
         quantity = cells["quantity"]
-        if not quantity.isdecimal() or int(quantity) < 1:
+        if not _QUANTITY.match(quantity) or int(quantity) < 1:
             raise ValueError(
-                f"{_column(mapping, 'quantity')}: not a whole number above 0: {quantity!r}"
+                f"{_column(mapping, 'quantity')}: not a whole number above 0: {quantity[:20]!r}"
             )
         try:
             price = to_minor(cells["unit_price"], currency)
@@ -272,7 +273,12 @@ class _Reader:
             ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=mapping.timezone)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"{_column(mapping, 'ordered_at')}: {cell!r} is out of range in UTC"
+            ) from None
 
     def _status(self, cells: dict[str, str]) -> LineStatus:
         if "status" not in cells:

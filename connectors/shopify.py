@@ -12,6 +12,7 @@ and shipping names and addresses, the e-mail address and phone numbers are never
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from connectors.lines import LineStatus, ParseError, PurchaseLine
 from connectors.money import AmountError, currency_code, to_minor
 
 DEFAULT_RETAILER = "Shopify store"
+_QUANTITY = re.compile(r"^[0-9]{1,9}$")
 
 #: The columns of the export, in Shopify's order.
 HEADER: tuple[str, ...] = (
@@ -57,7 +59,6 @@ READ: tuple[str, ...] = (
     "Lineitem fulfillment status",
     "Cancelled at",
 )
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 
 def utc_time(raw: str) -> datetime:
@@ -65,16 +66,18 @@ def utc_time(raw: str) -> datetime:
     :class:`ValueError` for a time without an offset or no time at all."""
     text = raw.strip()
     try:
-        return datetime.strptime(text, _TIME_FORMAT).astimezone(UTC)
+        parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not a time: {raw!r}") from None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not a time: {raw!r}") from None
     if parsed.tzinfo is None:
         raise ValueError(f"a time without its offset from UTC: {raw!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"a time out of range in UTC: {raw!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +202,10 @@ class OrdersExport:
         if not product:
             raise ValueError("no Lineitem name")
         raw_quantity = cells[at["Lineitem quantity"]].strip()
-        if not raw_quantity.isdecimal() or int(raw_quantity) < 1:
-            raise ValueError(f"Lineitem quantity: not a whole number above 0: {raw_quantity!r}")
+        if not _QUANTITY.match(raw_quantity) or int(raw_quantity) < 1:
+            raise ValueError(
+                f"Lineitem quantity: not a whole number above 0: {raw_quantity[:20]!r}"
+            )
         try:
             price = to_minor(cells[at["Lineitem price"]], order.currency)
         except AmountError as exc:

@@ -257,12 +257,16 @@ def test_an_empty_file_a_utf16_file_and_a_truncated_field() -> None:
         ("A-1,2025-12-07,,1,9.99", "'Item'"),
         ("A-1,2025-12-07,Book,one,9.99", "'Qty'"),
         ("A-1,2025-12-07,Book,0,9.99", "'Qty'"),
+        ("A-1,2025-12-07,Book,\u0663,9.99", "'Qty'"),
+        ("A-1,2025-12-07,Book,-1,9.99", "'Qty'"),
+        ("A-1,0001-01-01,Book,1,9.99", "out of range"),
         ("A-1,2025-12-07,Book,1,free", "'Price'"),
         ("A-1,7 December,Book,1,9.99", "'Date'"),
     ],
 )
 def test_a_cell_that_cannot_be_read(row: str, column: str) -> None:
-    error, line = parse_text(MINIMAL, f"{HEADER}\n{row}\nA-2,2025-12-07,Good,1,1.00\n")
+    mapping = MINIMAL.replace('currency = "AUD"', 'currency = "AUD"\ntimezone = "+10:00"')
+    error, line = parse_text(mapping, f"{HEADER}\n{row}\nA-2,2025-12-07,Good,1,1.00\n")
     assert isinstance(error, ParseError)
     assert error.line_number == 2
     assert column in error.message

@@ -330,6 +330,9 @@ def test_a_header_only_export_has_no_lines() -> None:
     [
         ({"Lineitem quantity": "two"}, "Lineitem quantity"),
         ({"Lineitem quantity": "0"}, "Lineitem quantity"),
+        ({"Lineitem quantity": "\u0663"}, "Lineitem quantity"),  # an Arabic-Indic three
+        ({"Lineitem quantity": "1" * 5000}, "Lineitem quantity"),
+        ({"Created at": "9999-12-31 23:59:59 -0100"}, "out of range"),
         ({"Lineitem price": "free"}, "Lineitem price"),
         ({"Lineitem name": " "}, "Lineitem name"),
         ({"Currency": "dollars"}, "Currency"),
@@ -397,7 +400,15 @@ def test_times(raw: str, utc: datetime) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "yesterday", "2025-12-07 19:08:25", "2025-13-07 19:08:25 +0000"]
+    "raw",
+    [
+        "",
+        "yesterday",
+        "2025-12-07 19:08:25",
+        "2025-13-07 19:08:25 +0000",
+        "9999-12-31 23:59:59 -0100",
+        "0001-01-01 00:00:00 +0100",
+    ],
 )
 def test_what_is_not_a_time(raw: str) -> None:
     with pytest.raises(ValueError, match="time"):
