@@ -8,7 +8,7 @@ them (module and class), so a format is found, listed in messages and chosen wit
 from __future__ import annotations
 
 from importlib import import_module
-from typing import cast
+from typing import Any, cast
 
 from connectors.lines import Parser, UnknownFormat
 
@@ -23,13 +23,14 @@ FORMATS: dict[str, str] = {
 }
 
 
-def parser(name: str) -> Parser:
-    """The parser of a format by its name; :class:`UnknownFormat` naming the formats known."""
+def parser(name: str, **options: Any) -> Parser:
+    """The parser of a format by its name, made with ``options`` (a Shopify export's
+    ``retailer``, say); :class:`UnknownFormat` naming the formats known."""
     target = FORMATS.get(name)
     if target is None:
         raise UnknownFormat(f"unknown format {name!r}: the formats known are {known()}")
     module, cls = target.split(":")
-    return cast(Parser, getattr(import_module(module), cls)())
+    return cast(Parser, getattr(import_module(module), cls)(**options))
 
 
 def known() -> str:
