@@ -120,6 +120,8 @@ class Settings:
     client_auth_failure_limit: str = "10 per minute"
     #: Bearer API calls per supplier, and per address.
     api_rate_limit: str = "600 per minute"
+    #: Largest purchase file `infomediary import` reads, bytes (refused by its size first).
+    import_max_bytes: int = 200 * 1024 * 1024
 
     def __post_init__(self) -> None:
         # Derived values only (no checks: see validate): absolute paths, the default database.
@@ -163,6 +165,7 @@ _POSITIVE = (
     "argon2_time_cost",
     "argon2_memory_kib",
     "argon2_parallelism",
+    "import_max_bytes",
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
 _SECRET = frozenset({"secret_key", "database_url", "smtp_url", "ratelimit_storage_uri"})

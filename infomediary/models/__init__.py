@@ -34,6 +34,7 @@ from .offers import (
     SupplierBlock,
 )
 from .operations import KeyFingerprint, KeyringState, ProcessLease
+from .purchases import Purchase, PurchaseImport, PurchaseImportStatus
 from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organisation, Supplier
 
 __all__ = [
@@ -65,6 +66,9 @@ __all__ = [
     "Organisation",
     "ProcessLease",
     "Profile",
+    "Purchase",
+    "PurchaseImport",
+    "PurchaseImportStatus",
     "Release",
     "ReleasePosting",
     "ReleaseReplay",

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from infomediary.db import make_engine
 from infomediary.instance import MIGRATIONS, alembic_config, schema_revision
-from infomediary.models import Base
+from infomediary.models import Base, PurchaseImportStatus
 from infomediary.statuses import (
     CodeChallengeMethod,
     DeliveryStatus,
@@ -106,6 +106,7 @@ def test_every_status_column_has_a_check() -> None:
         ("ledger_transactions", "ck_ledger_transactions_kind"): tuple(LedgerTransactionKind),
         ("releases", "ck_releases_kind"): tuple(ReleaseKind),
         ("jobs", "ck_jobs_status"): tuple(JobStatus),
+        ("purchase_imports", "ck_purchase_imports_status"): tuple(PurchaseImportStatus),
     }
 
 
