@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from infomediary.cli import accounts, audit, instance, jobs, keys, suppliers
+from infomediary.cli import accounts, audit, instance, jobs, keys, purchases, suppliers
 
 
 @click.group(help=__doc__)
@@ -19,10 +19,12 @@ def main() -> None:
 
 main.add_command(instance.init)
 main.add_command(instance.demo)
+accounts.customers_group.add_command(purchases.customers_export)
 main.add_command(accounts.customers_group)
 main.add_command(accounts.outbox)
 main.add_command(suppliers.suppliers_group)
 main.add_command(keys.keys)
 main.add_command(audit.audit)
 main.add_command(jobs.jobs_group)
+main.add_command(purchases.import_purchases)
 main.add_command(instance.serve)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey, Profile, WebSession
-from infomediary.services import Context, matching
+from infomediary.services import Context, matching, purchases
 from infomediary.services.customers import log_refusal
 from infomediary.services.uow import unit_of_work
 
@@ -38,12 +38,13 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
             customer_id=customer_id,
             reason="account erased; data key destroyed",
             categories=frozenset(
-                {"account", "identity", "demographics", "interests", "preferences"}
+                {"account", "identity", "demographics", "interests", "preferences", "purchases"}
             ),
         )
         matching.forget_member(session, customer_id)
         session.execute(delete(DataKey).where(DataKey.customer_id == customer_id))
         session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
         session.execute(delete(Profile).where(Profile.customer_id == customer_id))
+        purchases.forget_customer(session, customer_id)
         session.execute(delete(Customer).where(Customer.id == customer_id))
         uow.commit()

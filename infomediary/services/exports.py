@@ -16,7 +16,7 @@ from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Customer, DataKey, Profile
-from infomediary.services import Context, exposure
+from infomediary.services import Context, exposure, purchases
 from infomediary.services.customer_keys import (
     customer_key,
     logged_categories,
@@ -100,6 +100,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
                 }
             )
         releases = exposure.export_releases(session, inst, customer_id)
+        bought = purchases.open_purchases(session, inst, key)
         # appended here rather than through ctx.log: the export states the entry's own time
         entry = append(
             session,
@@ -110,7 +111,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
                 **logged_categories(
                     inst,
                     key,
-                    frozenset({"account", "identity"})
+                    frozenset({"account", "identity"} | ({"purchases"} if bought else set()))
                     | categories_of({k: data[k] for k in FIELD_NAMES}),
                 ),
             ),
@@ -135,4 +136,5 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             },
             "access_log": log,
             "counts_you_were_part_of": releases,
+            "purchases": bought,
         }
