@@ -110,7 +110,15 @@ KNOWN_CUSTOMER_RULES = {
     ("/inbox/<offer_id>/<action>", "POST"),
 }
 #: Dashboard pages that must be recognised as needing a login.
-KNOWN_LOGIN_PAGES = {"/dashboard", "/profile", "/activity", "/counts", "/account", "/consents"}
+KNOWN_LOGIN_PAGES = {
+    "/dashboard",
+    "/profile",
+    "/activity",
+    "/counts",
+    "/account",
+    "/consents",
+    "/purchases",
+}
 #: The consents page lists every active supplier in the "What can a supplier see?" picker: a
 #: public directory, not a sign of anybody's grant. Supplier names are looked for elsewhere.
 SUPPLIER_PICKER_RE = re.compile(r'<select id="preview-supplier".*?</select>', re.DOTALL)

@@ -1,0 +1,211 @@
+"""The customer's purchases: the lines imported from retailers' files, the imports, an upload
+form and deleting a line, an import or a retailer's lines.
+
+Like the rest of the dashboard, every view acts on the logged-in customer only and no URL
+names a purchase: the line, import or retailer to delete is a form field, and the service
+answers "not found" for anything that is not the customer's.
+
+An upload has its own size limit, ``import_max_bytes`` (``INFOMEDIARY_IMPORT_MAX_BYTES``),
+apart from the app's ``MAX_CONTENT_LENGTH``: the request's limit is raised for this one route
+before anything reads the body (the CSRF check reads the form first), and the file itself is
+measured against the import limit. A body over it gets a friendly page, never a bare 413.
+A reverse proxy in front of the app must allow bodies that large too (nginx:
+``client_max_body_size``).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, BinaryIO, cast
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connectors.money import exponent
+from infomediary.errors import ValidationFailed
+from infomediary.services import purchases as purchase_service
+from infomediary.text import has_control_characters
+from infomediary.web.db import db
+from infomediary.web.errors import error_response
+from infomediary.web.security import context, instance, login_required, settings
+
+bp = Blueprint("purchases", __name__)
+
+#: Purchase lines shown per page.
+PAGE_SIZE = 50
+#: Room in an upload's body for the form's other fields and the multipart framing.
+FORM_ALLOWANCE = 64 * 1024
+_UPLOAD_ENDPOINT = "purchases.upload"
+_MAX_PAGE_DIGITS = 6
+
+
+def _customer_id() -> str:
+    return str(session["customer_id"])
+
+
+def _allow_large_upload() -> None:
+    """Raise the body limit for the upload route only, before the CSRF check parses it."""
+    if request.endpoint == _UPLOAD_ENDPOINT:
+        request.max_content_length = settings().import_max_bytes + FORM_ALLOWANCE
+
+
+@bp.record_once
+def _install_upload_limit(state: BlueprintSetupState) -> None:
+    # First of the app's before-request functions: whatever reads the form comes after it.
+    state.app.before_request_funcs.setdefault(None, []).insert(0, _allow_large_upload)
+
+
+def _too_large_message() -> str:
+    limit = settings().import_max_bytes
+    return (
+        f"That file is too large to import here: the limit is {_size_words(limit)}. "
+        "Nothing was imported. Split the file, or ask the operator to import it."
+    )
+
+
+def _size_words(size: int) -> str:
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> Response:
+    return error_response(413, "payload_too_large", _too_large_message())
+
+
+def _page_number(raw: str | None) -> int:
+    if raw is None or not raw.isdigit() or len(raw) > _MAX_PAGE_DIGITS:
+        return 1
+    return max(int(raw), 1)
+
+
+def _price(minor: int | None, currency: str | None) -> str:
+    if minor is None or not currency:
+        return ""
+    digits = exponent(currency)
+    value = abs(minor) / (10**digits) if digits else abs(minor)
+    sign = "-" if minor < 0 else ""
+    return f"{sign}{value:,.{digits}f} {currency}"
+
+
+def _shown(line: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **line,
+        "date": str(line.get("ordered_at", ""))[:10],
+        "price": _price(line.get("unit_price_minor"), line.get("currency")),
+    }
+
+
+def _render(status: int = 200, **extra: Any) -> ResponseReturnValue:
+    s, inst, customer_id = db(), instance(), _customer_id()
+    lines = purchase_service.list_purchases(s, inst, customer_id, context())
+    imports = purchase_service.list_imports(s, inst, customer_id, context())
+    pages = max((len(lines) + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(_page_number(request.args.get("page")), pages)
+    start = (page - 1) * PAGE_SIZE
+    retailers = sorted({line["retailer"] for line in lines}, key=str.casefold)
+    return render_template(
+        "purchases.html",
+        lines=[_shown(line) for line in lines[start : start + PAGE_SIZE]],
+        total=len(lines),
+        page=page,
+        pages=pages,
+        imports=imports,
+        retailers=retailers,
+        limit=_size_words(settings().import_max_bytes),
+        **extra,
+    ), status
+
+
+@bp.get("/purchases")
+@login_required
+def index() -> ResponseReturnValue:
+    return _render()
+
+
+def _source_name(filename: str | None) -> str:
+    """The uploaded file's own name, without any folder the browser sent (it is sealed)."""
+    raw = filename or ""
+    name = PureWindowsPath(PurePosixPath(raw).name).name.strip()[:200]
+    return name if name and not has_control_characters(name) else "upload"
+
+
+def _size_of(stream: BinaryIO) -> int:
+    start = stream.tell()
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(start)
+    return size
+
+
+@bp.post("/purchases/import")
+@login_required
+def upload() -> ResponseReturnValue:
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _render(400, upload_error="Choose a file to import.")
+    stream = cast(BinaryIO, upload.stream)
+    if _size_of(stream) > settings().import_max_bytes:
+        return error_response(413, "payload_too_large", _too_large_message())
+    skip = request.form.get("skip_invalid") == "yes"
+    try:
+        result = purchase_service.import_file(
+            db(),
+            instance(),
+            _customer_id(),
+            stream,
+            _source_name(upload.filename),
+            skip_invalid=skip,
+            ctx=context(),
+        )
+    except purchase_service.ImportRefused as refused:
+        return _render(400, refused=refused.result)
+    except ValidationFailed as exc:
+        return _render(400, upload_error=exc.message)
+    message = (
+        f"Imported {result.imported} new line{'' if result.imported == 1 else 's'} "
+        f"({result.format}); {result.duplicates} already held"
+    )
+    if result.rejected:
+        message += f"; {result.rejected} skipped because they cannot be read"
+    flash(message + ".")
+    for error in result.errors:
+        flash(f"Skipped: {error}")
+    return redirect(url_for("purchases.index"))
+
+
+def _lines_word(count: int) -> str:
+    return f"{count} line{'' if count == 1 else 's'}"
+
+
+@bp.post("/purchases/delete")
+@login_required
+def delete_line() -> ResponseReturnValue:
+    count = purchase_service.delete_purchase(
+        db(), instance(), _customer_id(), request.form.get("purchase", ""), context()
+    )
+    flash(f"Deleted {_lines_word(count)}.")
+    return redirect(url_for("purchases.index"))
+
+
+@bp.post("/purchases/imports/delete")
+@login_required
+def delete_import() -> ResponseReturnValue:
+    count = purchase_service.delete_import(
+        db(), instance(), _customer_id(), request.form.get("import", ""), context()
+    )
+    flash(f"Deleted the import and its {_lines_word(count)}.")
+    return redirect(url_for("purchases.index"))
+
+
+@bp.post("/purchases/retailers/delete")
+@login_required
+def delete_retailer() -> ResponseReturnValue:
+    retailer = request.form.get("retailer", "")
+    count = purchase_service.delete_retailer(db(), instance(), _customer_id(), retailer, context())
+    flash(f"Deleted {_lines_word(count)} from {retailer}.")
+    return redirect(url_for("purchases.index"))
