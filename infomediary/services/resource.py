@@ -7,12 +7,16 @@ same transaction -> response.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from infomediary.errors import NotFound, PolicyDenied
+from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
 from infomediary.scopes import CUSTOMER_SCOPES, parse_scopes
@@ -20,6 +24,7 @@ from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
+from infomediary.services.purchases import open_purchases
 from infomediary.services.uow import unit_of_work
 from policies.engine import describe_rule
 from policies.model import Decision, Verdict
@@ -153,8 +158,9 @@ def release(
             released |= {INTEREST_TAGS[t].category for t in body["interests"]}
         if "preferences" in allowed:
             body["preferences"] = field("preferences")
-        if "purchases" in allowed:
-            body["purchases"] = []  # filled by the connectors feature
+        # Purchases are read a page at a time from /api/v1/purchases, never here: /me releases
+        # none, and its log entry does not name them.
+        released.discard("purchases")
         body["withheld"] = withheld
         ctx.log(
             session,
@@ -166,3 +172,134 @@ def release(
         )
         uow.commit()
         return body
+
+
+#: Purchase lines per page: the default, and the most a page holds.
+PURCHASE_PAGE = 50
+MAX_PURCHASE_PAGE = 200
+PURCHASES = frozenset({"purchases"})
+#: The fields of a line a supplier reads (its source file and line number stay the customer's).
+PURCHASE_FIELDS = (
+    "retailer",
+    "order_id",
+    "line_key",
+    "ordered_at",
+    "product_name",
+    "product_id",
+    "category",
+    "quantity",
+    "unit_price_minor",
+    "currency",
+    "status",
+)
+_BAD_CURSOR = {"cursor": "Unknown cursor: pass the cursor of a next link unchanged."}
+
+
+@dataclass(frozen=True)
+class PurchaseQuery:
+    """A page of the customer's purchases: ordered on ``since`` to ``until`` (UTC days, both
+    included), of ``retailer`` (case folded), at most ``limit``, after ``cursor`` (the
+    position a ``next`` link carries), newest first."""
+
+    since: date | None = None
+    until: date | None = None
+    retailer: str | None = None
+    limit: int = PURCHASE_PAGE
+    cursor: str | None = None
+
+
+_Position = tuple[datetime, str, str]
+
+
+def _position(line: dict[str, Any]) -> _Position:
+    """A line's place in the order, newest first: its time, then retailer and line key (a
+    customer's line is one per retailer and key)."""
+    return (line["ordered_at"], line["retailer"], line["line_key"])
+
+
+def purchase_cursor(line: dict[str, Any]) -> str:
+    at, retailer, line_key = _position(line)
+    raw = json.dumps([at.isoformat(), retailer, line_key], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def _after(cursor: str) -> _Position:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, retailer, line_key = json.loads(raw)
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or not isinstance(retailer, str) or not isinstance(line_key, str):
+            raise ValueError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest("invalid_request", _BAD_CURSOR) from None
+    return moment.astimezone(UTC), retailer, line_key
+
+
+def _released_line(record: dict[str, Any]) -> dict[str, Any]:
+    line = {name: record.get(name) for name in PURCHASE_FIELDS}
+    line["ordered_at"] = datetime.fromisoformat(record["ordered_at"]).astimezone(UTC)
+    return line
+
+
+def read_purchases(
+    session: Session, inst: Instance, token: OAuthToken, query: PurchaseQuery, ctx: Context
+) -> dict[str, Any]:
+    """A page of the purchases ``token`` may read now (it holds ``purchases:read``): the
+    customer's policy decides the ``purchases`` category for the grant's purpose, identified,
+    as for every other category; one log entry, allowed (with the lines released) or denied.
+
+    ``{"purchases": [...], "next": cursor or None}``, newest first; ``ordered_at`` is an aware
+    UTC datetime."""
+    supplier = session.get(Supplier, token.supplier_id)
+    if supplier is None or token.customer_id is None:
+        raise NotFound("This token is not bound to a customer.")
+    customer_id, purpose = token.customer_id, token.purpose
+    after = _after(query.cursor) if query.cursor is not None else None
+    with unit_of_work(session) as uow:
+        if session.get(Customer, customer_id) is None:
+            raise NotFound("The customer no longer exists.")
+        verdict = decide(session, inst, customer_id, supplier, purpose, PURCHASES)
+        if "purchases" not in verdict.allowed_categories():
+            withheld = [
+                {"category": v.category, "reason": v.reason}
+                for v in verdict.categories
+                if v.decision != Decision.ALLOW
+            ]
+            ctx.log(
+                session,
+                "read",
+                customer_id=customer_id,
+                reason=_reason(verdict),
+                categories=PURCHASES,
+                purpose=purpose,
+                allowed=False,
+            )
+            uow.commit()
+            raise PolicyDenied("The customer's policy does not allow this access now.", withheld)
+        key = customer_key(session, inst, customer_id)
+        lines = [
+            _released_line(record)
+            for record in open_purchases(session, inst, key, retailer=query.retailer)
+        ]
+        lines = [
+            line
+            for line in lines
+            if (query.since is None or line["ordered_at"].date() >= query.since)
+            and (query.until is None or line["ordered_at"].date() <= query.until)
+            and (after is None or _position(line) < after)
+        ]
+        lines.sort(key=_position, reverse=True)
+        page = lines[: query.limit]
+        ctx.log(
+            session,
+            "read",
+            customer_id=customer_id,
+            reason=f"purchases: {len(page)} line(s) released; {_reason(verdict)}"[:255],
+            purpose=purpose,
+            **logged_categories(inst, key, PURCHASES, {"purchases_released": len(page)}),
+        )
+        uow.commit()
+    return {
+        "purchases": page,
+        "next": purchase_cursor(page[-1]) if len(lines) > query.limit else None,
+    }

@@ -49,6 +49,14 @@ from infomediary.web.schemas.problems import (
     BudgetExhaustedProblemSchema as BudgetExhaustedProblemSchema,
 )
 from infomediary.web.schemas.problems import ProblemSchema as ProblemSchema
+from infomediary.web.schemas.purchases import PurchaseLineSchema as PurchaseLineSchema
+from infomediary.web.schemas.purchases import (
+    PurchaseListRequestSchema as PurchaseListRequestSchema,
+)
+from infomediary.web.schemas.purchases import PurchaseListSchema as PurchaseListSchema
+from infomediary.web.schemas.purchases import (
+    PurchasesRefusedProblemSchema as PurchasesRefusedProblemSchema,
+)
 from infomediary.web.schemas.resource import AddressSchema as AddressSchema
 from infomediary.web.schemas.resource import DemographicsSchema as DemographicsSchema
 from infomediary.web.schemas.resource import IdentitySchema as IdentitySchema

@@ -53,5 +53,4 @@ class MeResponseSchema(Schema):
     demographics = fields.Nested(DemographicsSchema)
     interests = fields.List(fields.Str())
     preferences = fields.Nested(PreferencesSchema, allow_none=True)
-    purchases = fields.List(fields.Dict())
     withheld = fields.List(fields.Nested(WithheldSchema), required=True)
