@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from connectors.generic import GenericCsv
+from connectors.lines import Parser
 from infomediary.audit.log import Actor
 from infomediary.cli.common import _emit, _fail, _settings, _using
 from infomediary.services import Context
@@ -43,15 +45,37 @@ def _terminal() -> bool:
 @click.argument("file", metavar="FILE")
 @click.option("--customer", "email", required=True, help="The customer's e-mail address.")
 @click.option("--format", "format_name", default=None, help="The file's format (detected if not).")
+@click.option(
+    "--mapping",
+    "mapping_file",
+    default=None,
+    help="A TOML file describing the columns of any other retailer's CSV (format generic-csv).",
+)
 @click.option("--skip-invalid", is_flag=True, help="Import the good lines, report the others.")
 @click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def import_purchases(
-    file: str, email: str, format_name: str | None, skip_invalid: bool, batch: int, as_json: bool
+    file: str,
+    email: str,
+    format_name: str | None,
+    mapping_file: str | None,
+    skip_invalid: bool,
+    batch: int,
+    as_json: bool,
 ) -> None:
     """Import a retailer's purchase file into a customer's purchases (all-or-nothing unless
     --skip-invalid; lines already held are counted as duplicates)."""
     size = _size_checked(file)
+    chosen: str | Parser | None = format_name
+    if mapping_file is not None:
+        if format_name not in (None, "generic-csv"):
+            _fail("--mapping describes a generic CSV: leave --format out or name generic-csv")
+        try:
+            chosen = GenericCsv.from_mapping(Path(mapping_file))
+        except (OSError, ValueError) as exc:
+            _fail(f"the mapping {mapping_file}: {exc}")
+    elif format_name == "generic-csv":
+        _fail("a generic CSV needs --mapping FILE describing its columns")
     shown = _terminal()
     with _using() as (inst, session):
         customer_id = purchase_service.customer_by_email(session, inst, email)
@@ -69,7 +93,7 @@ def import_purchases(
                     customer_id,
                     stream,
                     Path(file).name,
-                    format=format_name,
+                    format=chosen,
                     skip_invalid=skip_invalid,
                     ctx=Context(Actor.system("cli")),
                     batch=batch,

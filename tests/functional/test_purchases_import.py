@@ -589,3 +589,39 @@ def test_cli_progress_is_shown_on_a_terminal(env, inst, tmp_path: Path, monkeypa
     assert "\r5 lines read" in err
     assert "\r12 lines read (100%)" in err
     assert out.startswith("imported 12 purchase line(s)")
+
+
+def test_cli_import_of_any_csv_with_its_column_mapping(env, inst) -> None:
+    make_customer(inst, email=EMAIL)
+    generic = FIXTURES / "generic"
+    code, out, err = cli(
+        "import",
+        str(generic / "corner_books.csv"),
+        "--customer",
+        EMAIL,
+        "--mapping",
+        str(generic / "corner_books.toml"),
+        "--skip-invalid",  # the file holds three lines it cannot read, on purpose
+        "--json",
+    )
+    assert code == 0, (out, err)
+    result = json.loads(out)
+    assert result["format"] == "generic-csv"
+    assert result["imported"] > 0
+    assert result["rejected"] == 3
+    code, _, err = cli(
+        "import", str(generic / "corner_books.csv"), "--customer", EMAIL, "--format", "generic-csv"
+    )
+    assert code == 1
+    assert err.strip() == "error: a generic CSV needs --mapping FILE describing its columns"
+    code, _, err = cli(
+        "import",
+        str(generic / "corner_books.csv"),
+        "--customer",
+        EMAIL,
+        "--mapping",
+        str(generic / "bad_status.toml"),
+    )
+    assert code == 1
+    assert err.startswith("error: the mapping ")
+    assert len(err.strip().splitlines()) == 1
