@@ -59,6 +59,19 @@ def read_rows(stream: BinaryIO, source: str, delimiter: str = ",") -> Iterator[R
         text.detach()
 
 
+def read_header(rows: Iterator[Row | ParseError], source: str, empty: str) -> Row | ParseError:
+    """The first of ``rows`` as a header, or the error that stops the file there: ``empty``
+    for a file without a first row, or the first row's own error."""
+    header = next(rows, None)
+    if header is None:
+        return ParseError(source, 1, empty)
+    if isinstance(header, ParseError):
+        return header
+    if header.error is not None:
+        return ParseError(source, header.line_number, header.error)
+    return header
+
+
 def first_row(head: bytes, delimiter: str = ",") -> list[str] | None:
     """The cells of the first line of ``head`` (a header), or None when it is empty or not
     UTF-8 text."""

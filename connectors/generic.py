@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.csv_rows import read_rows
+from connectors.csv_rows import read_header, read_rows
 from connectors.lines import LineStatus, ParseError, PurchaseLine
 from connectors.money import AmountError, currency_code, to_minor
 
@@ -170,15 +170,9 @@ class _Reader:
     def lines(self, stream: BinaryIO) -> Iterator[PurchaseLine | ParseError]:
         source, mapping = self.source, self.mapping
         rows = read_rows(stream, source, mapping.delimiter)
-        header = next(rows, None)
-        if header is None:
-            yield ParseError(source, 1, "the file is empty: the mapping needs a header row")
-            return
+        header = read_header(rows, source, "the file is empty: the mapping needs a header row")
         if isinstance(header, ParseError):
             yield header
-            return
-        if header.error is not None:
-            yield ParseError(source, header.line_number, header.error)
             return
         names = [cell.strip().casefold() for cell in header.cells]
         missing = [col for col in mapping.columns.values() if col.strip().casefold() not in names]

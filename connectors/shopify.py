@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from connectors.csv_rows import first_row, read_rows
+from connectors.csv_rows import first_row, read_header, read_rows
 from connectors.lines import LineStatus, ParseError, PurchaseLine
 from connectors.money import AmountError, currency_code, to_minor
 
@@ -111,15 +111,11 @@ class OrdersExport:
 
     def parse(self, stream: BinaryIO, source: str) -> Iterator[PurchaseLine | ParseError]:
         rows = read_rows(stream, source)
-        header = next(rows, None)
-        if header is None:
-            yield ParseError(source, 1, "the file is empty: a Shopify orders export has a header")
-            return
+        header = read_header(
+            rows, source, "the file is empty: a Shopify orders export has a header"
+        )
         if isinstance(header, ParseError):
             yield header
-            return
-        if header.error is not None:
-            yield ParseError(source, header.line_number, header.error)
             return
         names = [cell.strip() for cell in header.cells]
         missing = [column for column in READ if column not in names]
