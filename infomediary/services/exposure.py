@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from infomediary.instance import Instance
 from infomediary.models import (
     BrokerState,
-    MatchEntry,
     OfferDelivery,
     Release,
     ReleasePosting,
@@ -195,13 +194,6 @@ class ExposurePage:
     standing: privacy_ledger.Standing
 
 
-def ordinal_of(session: Session, customer_id: str) -> int | None:
-    found = session.execute(
-        select(MatchEntry.ordinal).where(MatchEntry.customer_id == customer_id)
-    ).scalar_one_or_none()
-    return int(found) if found is not None else None
-
-
 def exposure_page(
     session: Session,
     inst: Instance,
@@ -213,7 +205,7 @@ def exposure_page(
     ``before``; with the totals over all of them and the customer's standing. A read."""
     size = max(1, min(size or PAGE_SIZE, MAX_PAGE_SIZE))
     standing = privacy_ledger.standing(session, inst, customer_id)
-    ordinal = ordinal_of(session, customer_id)
+    ordinal = privacy_ledger.ordinal_of(session, customer_id)
     if ordinal is None:
         return ExposurePage([], None, 0, 0.0, {}, standing)
     every = list(release_seqs(session, ordinal))
@@ -240,7 +232,7 @@ def export_releases(session: Session, inst: Instance, customer_id: str) -> dict[
     """Every release that used the customer's data and their standing, for their export (in
     the export's own transaction: this only reads)."""
     standing = privacy_ledger.standing(session, inst, customer_id)
-    ordinal = ordinal_of(session, customer_id)
+    ordinal = privacy_ledger.ordinal_of(session, customer_id)
     seqs = list(release_seqs(session, ordinal)) if ordinal is not None else []
     uses: list[ReleaseUse] = []
     for chunk in _chunks(seqs):

@@ -249,11 +249,17 @@ class Standing:
         return self.remaining + 1e-9 < self.quantum
 
 
-def standing(session: Session, inst: Instance, customer_id: str) -> Standing:
-    ledger = refresh(session, inst)
-    ordinal = session.execute(
+def ordinal_of(session: Session, customer_id: str) -> int | None:
+    """The customer's broker ordinal (what releases record), or ``None`` without an entry."""
+    found = session.execute(
         select(MatchEntry.ordinal).where(MatchEntry.customer_id == customer_id)
     ).scalar_one_or_none()
+    return int(found) if found is not None else None
+
+
+def standing(session: Session, inst: Instance, customer_id: str) -> Standing:
+    ledger = refresh(session, inst)
+    ordinal = ordinal_of(session, customer_id)
     with ledger.lock:
         spent = ledger.spent_micro(ordinal) if ordinal is not None else 0
     return Standing(
