@@ -34,7 +34,18 @@ from .offers import (
     SupplierBlock,
 )
 from .operations import KeyFingerprint, KeyringState, ProcessLease
-from .purchases import Purchase, PurchaseImport, PurchaseImportStatus
+from .purchases import (
+    DerivedInterests,
+    IdempotencyKey,
+    Purchase,
+    PurchaseImport,
+    PurchaseImportStatus,
+    PurchaseOrderReview,
+    PurchaseUpload,
+    PurchaseUploadChunk,
+    PurchaseUploadOrigin,
+    PurchaseUploadStatus,
+)
 from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organisation, Supplier
 
 __all__ = [
@@ -50,7 +61,9 @@ __all__ = [
     "Customer",
     "CustomerPolicy",
     "DataKey",
+    "DerivedInterests",
     "EmailToken",
+    "IdempotencyKey",
     "InitialAccessToken",
     "Job",
     "KeyFingerprint",
@@ -69,6 +82,11 @@ __all__ = [
     "Purchase",
     "PurchaseImport",
     "PurchaseImportStatus",
+    "PurchaseOrderReview",
+    "PurchaseUpload",
+    "PurchaseUploadChunk",
+    "PurchaseUploadOrigin",
+    "PurchaseUploadStatus",
     "Release",
     "ReleasePosting",
     "ReleaseReplay",

@@ -39,7 +39,7 @@ from infomediary.errors import NotFound, ServiceError, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.leases import live_leases
 from infomediary.models import Customer, Purchase, PurchaseImport, PurchaseImportStatus, utcnow
-from infomediary.services import Context
+from infomediary.services import Context, derived_interests
 from infomediary.services.customer_keys import customer_key, seal_detail
 from infomediary.services.uow import unit_of_work
 
@@ -113,6 +113,10 @@ def _token(inst: Instance, domain: str, *parts: str) -> bytes:
 
 def retailer_token(inst: Instance, customer_id: str, retailer: str) -> bytes:
     return _token(inst, "purchases/retailer/v1", customer_id, _fold(retailer))
+
+
+def order_token(inst: Instance, customer_id: str, retailer: str, order_id: str) -> bytes:
+    return _token(inst, "purchases/order/v1", customer_id, _fold(retailer), order_id.strip())
 
 
 def line_token(inst: Instance, customer_id: str, line: PurchaseLine) -> bytes:
@@ -226,7 +230,12 @@ def _drop_imports(session: Session, import_ids: list[str]) -> None:
 
 
 def _start(
-    session: Session, inst: Instance, customer_id: str, format_name: str, source_name: str
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    format_name: str,
+    source_name: str,
+    supplier_id: str | None = None,
 ) -> tuple[str, CustomerKey]:
     """Clear the customer's abandoned imports and create a staging one (a unit of work)."""
     with unit_of_work(session) as uow:
@@ -244,6 +253,7 @@ def _start(
                 rejected=0,
                 detail=_seal_import(inst, key, import_id, {"source": source_name}),
                 lease_id=inst.leases.lease_id,
+                supplier_id=supplier_id,
             )
         )
         _RUNNING.add(import_id)
@@ -283,8 +293,10 @@ def _stage(
     key: CustomerKey,
     import_id: str,
     lines: list[PurchaseLine],
+    evidence: derived_interests.Accumulator,
 ) -> tuple[int, int]:
-    """Write one batch under the staging import (a unit of work); (new, duplicates)."""
+    """Write one batch under the staging import (a unit of work); (new, duplicates). The new
+    lines are added to ``evidence`` (what they suggest), published with the import."""
     customer_id = key.customer_id
     with unit_of_work(session) as uow:
         tokens: dict[bytes, PurchaseLine] = {}
@@ -311,9 +323,11 @@ def _stage(
                     "import_id": import_id,
                     "line_token": token,
                     "retailer_token": retailer_token(inst, customer_id, line.retailer),
+                    "order_token": order_token(inst, customer_id, line.retailer, line.order_id),
                     "sealed": inst.vault.seal(key, LINES, purchase_id, "record", record_of(line)),
                 }
             )
+            evidence.add(line)
         if rows:
             _insert_ignoring_duplicates(session, rows)
         uow.commit()
@@ -344,8 +358,10 @@ def _publish(
     retailers: set[str],
     result: ImportResult,
     ctx: Context,
+    evidence: derived_interests.Accumulator,
 ) -> None:
-    """Make the staging import ``done`` and log it: the import's one visible commit."""
+    """Make the staging import ``done``, add what its lines suggest to the customer's derived
+    interests (and so their broker entry), and log it: the import's one visible commit."""
     with unit_of_work(session) as uow:
         sealed = _seal_import(
             inst, key, import_id, {"source": source_name, "retailers": sorted(retailers)}
@@ -371,6 +387,7 @@ def _publish(
             raise ImportInterrupted(
                 "the import was interrupted and its lines were removed: import the file again"
             )
+        derived_interests.add_evidence(session, inst, key, evidence)
         ctx.log(
             session,
             "import",
@@ -417,16 +434,47 @@ def import_file(
     imported and the others reported. Lines already held are counted as duplicates.
     ``progress`` is called with the number of lines read after each batch.
     """
+    parser, source = _open_source(stream, format)
+    return import_lines(
+        session,
+        inst,
+        customer_id,
+        _lines(parser, source, source_name),
+        parser.name,
+        source_name,
+        skip_invalid=skip_invalid,
+        ctx=ctx,
+        batch=batch,
+        progress=progress,
+    )
+
+
+def import_lines(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    items: Iterable[PurchaseLine | ParseError],
+    format_name: str,
+    source_name: str,
+    *,
+    skip_invalid: bool = False,
+    ctx: Context,
+    batch: int = 5000,
+    progress: Progress | None = None,
+    supplier_id: str | None = None,
+) -> ImportResult:
+    """Import normalised lines (a parsed file, or a retailer's pushed batch when
+    ``supplier_id`` names it), as :func:`import_file` describes."""
     if batch < 1:
         raise ValueError("batch must be positive")
-    parser, source = _open_source(stream, format)
-    import_id, key = _start(session, inst, customer_id, parser.name, source_name)
+    import_id, key = _start(session, inst, customer_id, format_name, source_name, supplier_id)
     imported = duplicates = rejected = read = 0
     errors: list[str] = []
     retailers: set[str] = set()
     pending: list[PurchaseLine] = []
+    evidence = derived_interests.Accumulator()
     try:
-        for item in _lines(parser, source, source_name):
+        for item in items:
             read += 1
             if isinstance(item, ParseError):
                 rejected += 1
@@ -442,26 +490,26 @@ def import_file(
             retailers.add(item.retailer)
             pending.append(item)
             if len(pending) >= batch:
-                new, dup = _stage(session, inst, key, import_id, pending)
+                new, dup = _stage(session, inst, key, import_id, pending, evidence)
                 imported, duplicates = imported + new, duplicates + dup
                 pending = []
                 if progress is not None:
                     progress(read)
         if rejected and not skip_invalid:
-            result = ImportResult(parser.name, 0, 0, rejected, tuple(errors))
+            result = ImportResult(format_name, 0, 0, rejected, tuple(errors))
             _discard(
                 session,
                 import_id,
                 ctx,
                 customer_id,
-                f"purchase import refused ({parser.name}): {rejected} line(s) cannot be read",
+                f"purchase import refused ({format_name}): {rejected} line(s) cannot be read",
             )
             raise ImportRefused(result)
         if pending:
-            new, dup = _stage(session, inst, key, import_id, pending)
+            new, dup = _stage(session, inst, key, import_id, pending, evidence)
             imported, duplicates = imported + new, duplicates + dup
-        result = ImportResult(parser.name, imported, duplicates, rejected, tuple(errors), import_id)
-        _publish(session, inst, key, import_id, source_name, retailers, result, ctx)
+        result = ImportResult(format_name, imported, duplicates, rejected, tuple(errors), import_id)
+        _publish(session, inst, key, import_id, source_name, retailers, result, ctx, evidence)
         if progress is not None:
             progress(read)
         return result
@@ -472,6 +520,9 @@ def import_file(
         raise
     finally:
         _RUNNING.discard(import_id)
+        close = getattr(items, "close", None)
+        if close is not None:  # a generator left early: close it while its source is open
+            close()
 
 
 def _lines(parser: Parser, source: BinaryIO, name: str) -> Iterator[PurchaseLine | ParseError]:

@@ -26,7 +26,12 @@ from sqlalchemy.exc import IntegrityError
 
 from infomediary.db import make_engine
 from infomediary.instance import MIGRATIONS, alembic_config, schema_revision
-from infomediary.models import Base, PurchaseImportStatus
+from infomediary.models import (
+    Base,
+    PurchaseImportStatus,
+    PurchaseUploadOrigin,
+    PurchaseUploadStatus,
+)
 from infomediary.statuses import (
     CodeChallengeMethod,
     DeliveryStatus,
@@ -107,6 +112,8 @@ def test_every_status_column_has_a_check() -> None:
         ("releases", "ck_releases_kind"): tuple(ReleaseKind),
         ("jobs", "ck_jobs_status"): tuple(JobStatus),
         ("purchase_imports", "ck_purchase_imports_status"): tuple(PurchaseImportStatus),
+        ("purchase_uploads", "ck_purchase_uploads_status"): tuple(PurchaseUploadStatus),
+        ("purchase_uploads", "ck_purchase_uploads_origin"): tuple(PurchaseUploadOrigin),
     }
 
 
