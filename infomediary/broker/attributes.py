@@ -6,6 +6,14 @@ postcode), reveals the explicit category ``district``, which no template and no 
 releases: it counts only customers who said yes to it. Interest tags of special categories
 are queryable only for customers whose policy releases that special category.
 
+Two attributes come from purchases, through the customer's interests derived from them
+(:mod:`infomediary.services.derived_interests`): ``bought`` (each interest the customer's
+purchases of the last 12 months suggest, and the customer kept) and ``spend`` (per such
+interest, a band of what was spent on it in those 12 months, in the broker's currency). They
+reveal ``purchases``; a value whose interest tag is of a special category reveals that
+category too, so it counts only customers whose policy releases both (an eligibility key
+``"purchases+health"``: :func:`categories_of`).
+
 Everything a customer is told about what can be asked (the counting page, the privacy
 notice) is generated from :data:`ATTRIBUTES` by :func:`customer_attributes`.
 """
@@ -17,6 +25,34 @@ from dataclasses import dataclass
 from policies.taxonomy import AGE_BANDS, CATEGORIES, INTEREST_TAGS, REGIONS, region_for_postcode
 
 HOUSEHOLDS = ("1", "2", "3", "4", "5+")
+#: Bands of a year's spend on one interest, in the broker's currency, as (name, lower bound
+#: in minor units); a band runs up to the next one's bound.
+SPEND_BANDS: tuple[tuple[str, int], ...] = (
+    ("under-50", 1),
+    ("50-199", 5_000),
+    ("200-499", 20_000),
+    ("500-plus", 50_000),
+)
+#: The currency spend bands are in: lines in another currency count for ``bought``, never
+#: for ``spend`` (no exchange rate is guessed).
+BROKER_CURRENCY = "AUD"
+#: Attributes computed from purchases.
+PURCHASE_ATTRIBUTES = frozenset({"bought", "spend"})
+#: Joins the categories of an eligibility key that names more than one.
+CATEGORY_JOIN = "+"
+
+
+def spend_band(minor: int) -> str | None:
+    """The band of a year's spend of ``minor`` units (``None`` for nothing spent)."""
+    found = None
+    for name, lower in SPEND_BANDS:
+        if minor >= lower:
+            found = name
+    return found
+
+
+def spend_value(tag: str, band: str) -> str:
+    return f"{tag}:{band}"
 
 
 def area_of(postcode: str) -> str | None:
@@ -91,15 +127,44 @@ ATTRIBUTES: dict[str, Attribute] = {
             "Declared interests",
             "each interest you listed",
         ),
+        Attribute(
+            "bought",
+            "purchases",
+            tuple(INTEREST_TAGS),
+            "Interests bought from in the last 12 months, from purchases",
+            "each interest your purchases of the last 12 months suggest, unless you removed it "
+            "(never a product, a shop or a date)",
+        ),
+        Attribute(
+            "spend",
+            "purchases",
+            tuple(spend_value(t, band) for t in INTEREST_TAGS for band, _ in SPEND_BANDS),
+            "Spend band per interest over the last 12 months ("
+            + ", ".join(band for band, _ in SPEND_BANDS)
+            + f" {BROKER_CURRENCY}), as interest:band",
+            "for each interest your purchases of the last 12 months suggest, a band of what you "
+            f"spent on it ({', '.join(band for band, _ in SPEND_BANDS)} {BROKER_CURRENCY}), "
+            "never an amount",
+        ),
     )
 }
 
 
 def value_category(attribute: str, value: str) -> str:
-    """The category a single value reveals (a special one for sensitive interest tags)."""
+    """The eligibility key of a single value: the category it reveals (a special one for
+    sensitive interest tags), or, for a purchase attribute of a special tag, ``purchases``
+    and that category joined by ``+`` (both must be released)."""
     if attribute == "interests":
         return INTEREST_TAGS[value].category
+    if attribute in PURCHASE_ATTRIBUTES:
+        category = INTEREST_TAGS[value.split(":", 1)[0]].category
+        return "purchases" if category == "interests" else f"purchases{CATEGORY_JOIN}{category}"
     return ATTRIBUTES[attribute].category
+
+
+def categories_of(key: str) -> frozenset[str]:
+    """The categories an eligibility key names."""
+    return frozenset(key.split(CATEGORY_JOIN))
 
 
 def household_bucket(size: int) -> str:
@@ -107,7 +172,8 @@ def household_bucket(size: int) -> str:
 
 
 def special(category: str) -> bool:
-    return CATEGORIES[category].special
+    """Whether a category (or any category of an eligibility key) is special."""
+    return any(CATEGORIES[c].special for c in categories_of(category))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +196,7 @@ def customer_attributes() -> list[CustomerAttribute]:
             tuple(
                 INTEREST_TAGS[v].label
                 for v in a.values
-                if a.name == "interests" and special(value_category(a.name, v))
+                if a.name in ("interests", "bought") and special(value_category(a.name, v))
             ),
         )
         for a in ATTRIBUTES.values()

@@ -17,7 +17,7 @@ from pyroaring import BitMap
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.broker.attributes import value_category
+from infomediary.broker.attributes import categories_of, value_category
 from infomediary.broker.members import (
     STATE_ID,
     TOKEN_BYTES,
@@ -153,7 +153,7 @@ class MatchIndex:
                 by_category[value_category(attribute, value)].append(value)
             parts = []
             for category, group in by_category.items():
-                categories.add(category)
+                categories |= categories_of(category)
                 maps = [self.bitmap(value_text(attribute, v)) for v in group]
                 union = maps[0] if len(maps) == 1 else BitMap.union(*maps)
                 eligible = self.bitmap(eligibility_text(category, purpose, mode))

@@ -28,7 +28,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from infomediary.broker.attributes import ATTRIBUTES, area_of, household_bucket, value_category
+from infomediary.broker.attributes import (
+    ATTRIBUTES,
+    BROKER_CURRENCY,
+    CATEGORY_JOIN,
+    area_of,
+    categories_of,
+    household_bucket,
+    spend_band,
+    spend_value,
+    value_category,
+)
 from infomediary.models import BrokerState, MatchEntry
 from policies.codec import policy_to_dict
 from policies.engine import evaluate
@@ -47,6 +57,12 @@ BROKER_CATEGORIES = (
     "politics",
     "sexuality",
     "ethnicity",
+)
+#: Eligibility keys of purchase attributes of special interest tags: both must be released.
+COMPOUND_KEYS = tuple(
+    f"purchases{CATEGORY_JOIN}{category}"
+    for category in BROKER_CATEGORIES
+    if CATEGORIES[category].special
 )
 STATE_ID = 1
 #: The requester the broker evaluates eligibility for: any supplier, no sector.
@@ -70,7 +86,9 @@ def exclusion_text(kind: str, value: str) -> str:
 
 
 def coarsen(profile: dict[str, Any], current_year: int) -> dict[str, list[str]]:
-    """Profile values -> queryable attribute values (never the raw ones)."""
+    """Profile values -> queryable attribute values (never the raw ones). ``profile["bought"]``
+    maps each interest the purchases of the last 12 months suggest to the spend on it per
+    currency (minor units)."""
     values: dict[str, list[str]] = {}
     if profile.get("birth_year"):
         band = age_band(int(profile["birth_year"]), current_year)
@@ -88,6 +106,15 @@ def coarsen(profile: dict[str, Any], current_year: int) -> dict[str, list[str]]:
     if profile.get("interests"):
         values["interests"] = sorted(
             t for t in profile["interests"] if t in ATTRIBUTES["interests"].values
+        )
+    bought: dict[str, dict[str, int]] = profile.get("bought") or {}
+    if bought:
+        values["bought"] = sorted(t for t in bought if t in ATTRIBUTES["bought"].values)
+        values["spend"] = sorted(
+            spend_value(t, band)
+            for t, spend in bought.items()
+            if t in ATTRIBUTES["bought"].values
+            and (band := spend_band(spend.get(BROKER_CURRENCY, 0))) is not None
         )
     return values
 
@@ -107,9 +134,11 @@ def _eligibility_cached(policy_json: str, hour: str) -> tuple[tuple[str, str, Mo
     policy = policy_from_dict(json.loads(policy_json))
     now = datetime.fromisoformat(hour + ":00:00+00:00")
     allowed = []
-    for category in BROKER_CATEGORIES:
-        coarser = CATEGORIES[category].refines
-        asked = frozenset({category} if coarser is None else {category, coarser})
+    for category in (*BROKER_CATEGORIES, *COMPOUND_KEYS):
+        parts = categories_of(category)
+        asked = parts | {
+            coarser for part in parts if (coarser := CATEGORIES[part].refines) is not None
+        }
         for purpose in PURPOSES:
             for mode in BROKER_MODES:
                 verdict = evaluate(

@@ -23,19 +23,25 @@ the import's final commit); deleting lines recomputes the record from the lines 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.interests import EXCLUDED_STATUSES, Rules, load_rules
 from connectors.lines import PurchaseLine
 from infomediary.crypto.vault import CustomerKey
+from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import DerivedInterests, utcnow
+from infomediary.models import DerivedInterests, Profile, utcnow
+from infomediary.services import Context, jobs
+from infomediary.services.customer_keys import customer_key, logged_categories
+from infomediary.services.uow import unit_of_work
 from policies.taxonomy import INTEREST_TAGS
 
 TABLE = "derived_interests"
@@ -129,6 +135,7 @@ def add_evidence(session: Session, inst: Instance, key: CustomerKey, evidence: A
     record = load(session, inst, key)
     _merge(record, evidence)
     _store(session, inst, key, record)
+    schedule_refresh(session, inst)
     _sync(session, inst, key.customer_id)
 
 
@@ -147,7 +154,226 @@ def recompute(
     _sync(session, inst, key.customer_id)
 
 
-def _sync(session: Session, inst: Instance, customer_id: str) -> None:
+def _sync(session: Session, inst: Instance, customer_id: str, now: datetime | None = None) -> bool:
     from infomediary.services.matching import sync_member
 
-    sync_member(session, inst, customer_id)
+    return sync_member(session, inst, customer_id, now)
+
+
+def update_profile(
+    session: Session, inst: Instance, customer_id: str, raw: dict[str, Any], ctx: Context
+) -> list[str]:
+    from infomediary.services.profiles import update_profile as update
+
+    return update(session, inst, customer_id, raw, ctx)
+
+
+# -- what the record says ---------------------------------------------------------------------
+def _window_months(now: datetime) -> frozenset[str]:
+    """This month and the eleven before it: the broker's "last 12 months"."""
+    months = []
+    year, month = now.year, now.month
+    for _ in range(12):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return frozenset(months)
+
+
+def kept(record: dict[str, Any]) -> list[str]:
+    """The tags the purchases suggest that the customer has not removed, sorted."""
+    removed = set(record.get("removed", []))
+    return sorted(t for t in record.get("evidence", {}) if t in INTEREST_TAGS and t not in removed)
+
+
+def bought(record: dict[str, Any], now: datetime) -> dict[str, dict[str, int]]:
+    """Kept tags with evidence in the last 12 months -> spend on them then, per currency."""
+    window = _window_months(now)
+    found: dict[str, dict[str, int]] = {}
+    for tag in kept(record):
+        spend: dict[str, int] = {}
+        seen = False
+        for month, cell in record["evidence"][tag].items():
+            if month not in window:
+                continue
+            seen = True
+            for currency, amount in cell.get("spend", {}).items():
+                spend[currency] = spend.get(currency, 0) + int(amount)
+        if seen:
+            found[tag] = spend
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedInterest:
+    """One interest as the customer sees it on their profile."""
+
+    tag: str
+    label: str
+    category: str
+    special: bool
+    lines: int
+    latest_month: str
+    recent: bool  # evidence in the last 12 months: what the broker may count
+    removed: bool
+    declared: bool  # also among the interests the customer declared
+
+
+def view(record: dict[str, Any], declared: Iterable[str], now: datetime) -> list[DerivedInterest]:
+    """Every tag the purchases suggest, removed ones included, by label."""
+    from policies.taxonomy import CATEGORIES
+
+    window = _window_months(now)
+    removed = set(record.get("removed", []))
+    mine = set(declared)
+    found = []
+    for tag, months in record.get("evidence", {}).items():
+        info = INTEREST_TAGS.get(tag)
+        if info is None or not months:
+            continue
+        found.append(
+            DerivedInterest(
+                tag=tag,
+                label=info.label,
+                category=info.category,
+                special=CATEGORIES[info.category].special,
+                lines=sum(int(cell["lines"]) for cell in months.values()),
+                latest_month=max(months),
+                recent=any(month in window for month in months),
+                removed=tag in removed,
+                declared=tag in mine,
+            )
+        )
+    return sorted(found, key=lambda d: d.label)
+
+
+def export(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the customer's export holds it."""
+    return {
+        "evidence": record.get("evidence", {}),
+        "removed": sorted(record.get("removed", [])),
+        "mapping": "connectors/interests.toml",
+    }
+
+
+# -- the customer's use cases ------------------------------------------------------------------
+ACTIONS = ("remove", "restore", "adopt")
+
+
+def _declared(session: Session, inst: Instance, key: CustomerKey) -> list[str]:
+    profile = session.get(Profile, key.customer_id)
+    if profile is None or profile.interests is None:
+        return []
+    tags = inst.vault.open(key, "profiles", key.customer_id, "interests", profile.interests)
+    return list(tags or [])
+
+
+def customer_view(
+    session: Session, inst: Instance, customer_id: str, ctx: Context
+) -> list[DerivedInterest]:
+    """The customer's interests from purchases, for their profile page; logged."""
+    with unit_of_work(session) as uow:
+        key = customer_key(session, inst, customer_id)
+        record = load(session, inst, key)
+        found = view(record, _declared(session, inst, key), utcnow())
+        if found:
+            ctx.log(
+                session,
+                "read",
+                customer_id=customer_id,
+                reason="interests from purchases viewed",
+                **logged_categories(
+                    inst, key, frozenset({"interests", "purchases"} | {d.category for d in found})
+                ),
+            )
+            uow.commit()
+        return found
+
+
+def choose(
+    session: Session, inst: Instance, customer_id: str, tag: str, action: str, ctx: Context
+) -> None:
+    """The customer removes a derived interest (never used again until restored), restores
+    one, or adopts one into their declared interests. NotFound for a tag their purchases do
+    not suggest."""
+    if action not in ACTIONS:
+        raise ValidationFailed({"action": f"one of {', '.join(ACTIONS)}"})
+    with unit_of_work(session) as uow:
+        key = customer_key(session, inst, customer_id)
+        record = load(session, inst, key)
+        if tag not in record.get("evidence", {}) or tag not in INTEREST_TAGS:
+            raise NotFound("Your purchases suggest no such interest.")
+        removed = set(record.get("removed", []))
+        if action == "adopt":
+            declared = _declared(session, inst, key)
+            uow.commit()  # nothing written: the profile's own use case writes and logs
+            if tag not in declared:
+                update_profile(session, inst, customer_id, {"interests": [*declared, tag]}, ctx)
+            return
+        if (action == "remove") == (tag in removed):
+            return  # already so
+        if action == "remove":
+            removed.add(tag)
+        else:
+            removed.discard(tag)
+        record["removed"] = sorted(removed)
+        _store(session, inst, key, record)
+        ctx.log(
+            session,
+            "update",
+            customer_id=customer_id,
+            reason=f"interest from purchases {'removed' if action == 'remove' else 'restored'}",
+            **logged_categories(
+                inst,
+                key,
+                frozenset({"interests", "purchases", INTEREST_TAGS[tag].category}),
+                {"interest": tag, "action": action},
+            ),
+        )
+        _sync(session, inst, customer_id)
+        uow.commit()
+
+
+# -- the daily refresh -------------------------------------------------------------------------
+#: The recurring job that moves the broker's "last 12 months" on, once a day.
+REFRESH_JOB = "refresh_purchase_attributes"
+REFRESH_EVERY = timedelta(days=1)
+_REFRESH_BATCH = 500
+_SCHEDULED: weakref.WeakSet[Instance] = weakref.WeakSet()
+
+
+def schedule_refresh(session: Session, inst: Instance) -> None:
+    """Make sure the daily refresh exists (in the caller's transaction; once per process)."""
+    if inst not in _SCHEDULED:
+        jobs.enqueue(session, REFRESH_JOB, {}, utcnow() + REFRESH_EVERY, key=REFRESH_JOB)
+        _SCHEDULED.add(inst)
+
+
+def refresh_all(session: Session, inst: Instance, now: datetime | None = None) -> int:
+    """Re-derive the broker entry of every customer with interests from purchases, in short
+    units of work of a batch of customers; returns how many entries changed."""
+    changed = 0
+    after = ""
+    while True:
+        with unit_of_work(session) as uow:
+            ids = list(
+                session.execute(
+                    select(DerivedInterests.customer_id)
+                    .where(DerivedInterests.customer_id > after)
+                    .order_by(DerivedInterests.customer_id)
+                    .limit(_REFRESH_BATCH)
+                ).scalars()
+            )
+            if not ids:
+                return changed
+            for customer_id in ids:
+                changed += bool(_sync(session, inst, customer_id, now))
+            uow.commit()
+        after = ids[-1]
+
+
+def _refresh_job(session: Session, inst: Instance, run: jobs.JobRun) -> datetime:
+    refresh_all(session, inst, run.now)
+    return run.now + REFRESH_EVERY
+
+
+jobs.register(REFRESH_JOB, _refresh_job, max_attempts=10, lease_seconds=3600)

@@ -37,7 +37,7 @@ from pyroaring import BitMap
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from infomediary.broker.attributes import value_category
+from infomediary.broker.attributes import categories_of, value_category
 from infomediary.config import Settings
 from infomediary.errors import BudgetExhausted, InvalidRequest, NotFound
 from infomediary.instance import Instance
@@ -208,7 +208,12 @@ def _query_of(offer: Offer) -> CountQuery:
 
 
 def _categories(query: CountQuery) -> frozenset[str]:
-    return frozenset(value_category(a, v) for a, values in query.where.items() for v in values)
+    return frozenset(
+        category
+        for a, values in query.where.items()
+        for v in values
+        for category in categories_of(value_category(a, v))
+    )
 
 
 def _epoch_start(epoch: int, hours: int) -> datetime:

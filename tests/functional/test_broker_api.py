@@ -196,9 +196,13 @@ def test_attributes_listing(live_server, broker_client) -> None:
     response = client.get(f"{live_server}/api/v1/audiences/attributes")
     assert response.status_code == 200
     names = {a["name"] for a in response.json()["attributes"]}
-    assert names == {"age_band", "region", "area", "household", "interests"}
-    interests = next(a for a in response.json()["attributes"] if a["name"] == "interests")
-    assert "faith" in interests["sensitive_values"]
+    assert names == {"age_band", "region", "area", "household", "interests", "bought", "spend"}
+    listed = {a["name"]: a for a in response.json()["attributes"]}
+    assert "faith" in listed["interests"]["sensitive_values"]
+    assert "faith" in listed["bought"]["sensitive_values"]
+    assert "faith:50-199" in listed["spend"]["sensitive_values"]
+    assert "books:50-199" in listed["spend"]["values"]
+    assert "books:50-199" not in listed["spend"]["sensitive_values"]
 
 
 def test_customers_see_the_counts_they_were_part_of(
