@@ -27,18 +27,35 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from connectors import formats
-from connectors.lines import HEAD_BYTES, ParseError, Parser, PurchaseLine, UnknownFormat
+from connectors.lines import (
+    HEAD_BYTES,
+    LineStatus,
+    ParseError,
+    Parser,
+    PurchaseLine,
+    UnknownFormat,
+)
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound, ServiceError, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.leases import live_leases
-from infomediary.models import Customer, Purchase, PurchaseImport, PurchaseImportStatus, utcnow
+from infomediary.models import (
+    Customer,
+    DerivedInterests,
+    Purchase,
+    PurchaseImport,
+    PurchaseImportStatus,
+    PurchaseOrderReview,
+    PurchaseUpload,
+    utcnow,
+)
 from infomediary.services import Context, derived_interests
 from infomediary.services.customer_keys import customer_key, seal_detail
 from infomediary.services.uow import unit_of_work
@@ -140,6 +157,32 @@ def record_of(line: PurchaseLine) -> dict[str, Any]:
         "source": line.source,
         "line_number": line.line_number,
     }
+
+
+def line_of(record: dict[str, Any]) -> PurchaseLine:
+    """The normalised line a sealed record holds (the inverse of :func:`record_of`)."""
+    return PurchaseLine(
+        retailer=record["retailer"],
+        order_id=record["order_id"],
+        line_key=record["line_key"],
+        ordered_at=datetime.fromisoformat(record["ordered_at"]),
+        product_name=record["product_name"],
+        product_id=record.get("product_id"),
+        category=record.get("category"),
+        quantity=int(record["quantity"]),
+        unit_price_minor=int(record["unit_price_minor"]),
+        currency=record["currency"],
+        status=LineStatus(record["status"]),
+        source=record.get("source", ""),
+        line_number=int(record.get("line_number", 0)),
+    )
+
+
+def held_lines(session: Session, inst: Instance, key: CustomerKey) -> Iterator[PurchaseLine]:
+    """Every visible line the customer holds, opened one at a time (no log entry)."""
+    query = _visible(key.customer_id, Purchase).execution_options(yield_per=1000)
+    for row in session.execute(query).scalars():
+        yield line_of(inst.vault.open(key, LINES, row.id, "record", row.sealed))
 
 
 def _seal_import(inst: Instance, key: CustomerKey, import_id: str, detail: dict[str, Any]) -> bytes:
@@ -664,6 +707,7 @@ def _delete_where(
         for chunk in range(0, len(ids), _LOOKUP_CHUNK):
             part = ids[chunk : chunk + _LOOKUP_CHUNK]
             session.execute(delete(Purchase).where(Purchase.id.in_(part)))
+        derived_interests.recompute(session, inst, key, held_lines(session, inst, key))
         ctx.log(
             session,
             "delete",
@@ -705,6 +749,7 @@ def delete_import(
         )
         session.execute(delete(Purchase).where(Purchase.import_id == import_id))
         session.execute(delete(PurchaseImport).where(PurchaseImport.id == import_id))
+        derived_interests.recompute(session, inst, key, held_lines(session, inst, key))
         ctx.log(
             session,
             "delete",
@@ -738,3 +783,8 @@ def forget_customer(session: Session, customer_id: str) -> None:
     caller's transaction; their records are already unreadable once the DEK is gone)."""
     session.execute(delete(Purchase).where(Purchase.customer_id == customer_id))
     session.execute(delete(PurchaseImport).where(PurchaseImport.customer_id == customer_id))
+    session.execute(delete(PurchaseUpload).where(PurchaseUpload.customer_id == customer_id))
+    session.execute(
+        delete(PurchaseOrderReview).where(PurchaseOrderReview.customer_id == customer_id)
+    )
+    session.execute(delete(DerivedInterests).where(DerivedInterests.customer_id == customer_id))
