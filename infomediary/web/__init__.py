@@ -23,6 +23,7 @@ from infomediary.web import (
     offers_api,
     openapi,
     pages,
+    purchase_duplicates_views,
     purchases_views,
     security,
 )
@@ -61,6 +62,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(offers_api.bp)
     app.register_blueprint(inbox_views.bp)
     app.register_blueprint(purchases_views.bp)
+    app.register_blueprint(purchase_duplicates_views.bp)
     app.register_blueprint(openapi.bp)
     security.check_method_split(app)
 
