@@ -111,6 +111,7 @@ def _store(session: Session, inst: Instance, key: CustomerKey, record: dict[str,
         session.add(
             DerivedInterests(customer_id=key.customer_id, sealed=sealed, updated_at=utcnow())
         )
+        session.flush()  # Session.get does not autoflush: the next load must see the row
     else:
         row.sealed = sealed
         row.updated_at = utcnow()

@@ -20,7 +20,7 @@ from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
 from infomediary.scopes import CUSTOMER_SCOPES, parse_scopes
-from infomediary.services import Context
+from infomediary.services import Context, derived_interests
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
@@ -158,9 +158,19 @@ def release(
             released |= {INTEREST_TAGS[t].category for t in body["interests"]}
         if "preferences" in allowed:
             body["preferences"] = field("preferences")
-        # Purchases are read a page at a time from /api/v1/purchases, never here: /me releases
-        # none, and its log entry does not name them.
-        released.discard("purchases")
+        if "interests" in allowed and "purchases" in allowed:
+            # Interests the customer's purchases suggest (and they kept) depend on purchases
+            # as much as on interests: released only to a grant the policy allows both, and
+            # special tags exactly as declared ones above.
+            suggested = derived_interests.kept(derived_interests.load(session, inst, key))
+            body["interests_from_purchases"] = [
+                t for t in suggested if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
+            ]
+            released |= {INTEREST_TAGS[t].category for t in body["interests_from_purchases"]}
+        else:
+            # Purchases are read a page at a time from /api/v1/purchases, never here: without
+            # interests /me releases nothing of them, and its log entry does not name them.
+            released.discard("purchases")
         body["withheld"] = withheld
         ctx.log(
             session,

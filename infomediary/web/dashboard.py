@@ -19,11 +19,12 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from infomediary.errors import ValidationFailed
+from infomediary.errors import NotFound, ValidationFailed
 from infomediary.services import (
     access_log,
     customer_keys,
     customers,
+    derived_interests,
     email_change,
     erasure,
     exports,
@@ -91,9 +92,11 @@ def _profile_form() -> dict[str, Any]:
 def _render_profile(
     values: dict[str, Any], errors: dict[str, str], status: int = 200, email: str | None = None
 ) -> ResponseReturnValue:
+    derived = derived_interests.customer_view(db(), instance(), _customer_id(), context())
     return render_template(
         "profile.html",
         email=email,
+        derived=derived,
         values=values,
         errors=errors,
         fields=FIELDS,
@@ -122,6 +125,29 @@ def edit_profile() -> ResponseReturnValue:
         return _render_profile(raw, exc.errors, 400)
     flash("Profile saved." if changed else "Nothing changed.")
     return redirect(url_for("dashboard.profile"))
+
+
+@bp.post("/profile/from-purchases")
+@login_required
+def choose_derived() -> ResponseReturnValue:
+    """Remove, restore or adopt one interest the customer's purchases suggest."""
+    tag, action = request.form.get("interest", ""), request.form.get("action", "")
+    try:
+        derived_interests.choose(db(), instance(), _customer_id(), tag, action, context())
+    except NotFound:
+        flash("Your purchases suggest no such interest.")
+        return redirect(url_for("dashboard.profile", _anchor="from-purchases")), 303
+    except ValidationFailed:
+        flash("Choose remove, restore or add to my interests.")
+        return redirect(url_for("dashboard.profile", _anchor="from-purchases")), 303
+    flash(
+        {
+            "remove": "Removed: it will not be used until you restore it.",
+            "restore": "Restored.",
+            "adopt": "Added to your interests.",
+        }[action]
+    )
+    return redirect(url_for("dashboard.profile", _anchor="from-purchases"))
 
 
 @bp.get("/activity")

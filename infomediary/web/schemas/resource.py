@@ -52,5 +52,12 @@ class MeResponseSchema(Schema):
     identity = fields.Nested(IdentitySchema)
     demographics = fields.Nested(DemographicsSchema)
     interests = fields.List(fields.Str())
+    interests_from_purchases = fields.List(
+        fields.Str(),
+        metadata={
+            "description": "Interests the customer's purchases suggest and they kept: only with "
+            "both an interests scope and purchases:read, where the policy allows both."
+        },
+    )
     preferences = fields.Nested(PreferencesSchema, allow_none=True)
     withheld = fields.List(fields.Nested(WithheldSchema), required=True)
