@@ -64,7 +64,8 @@ def import_purchases(
     as_json: bool,
 ) -> None:
     """Import a retailer's purchase file into a customer's purchases (all-or-nothing unless
-    --skip-invalid; lines already held are counted as duplicates)."""
+    --skip-invalid; lines already held are counted as duplicates). FILE may be a zip of
+    purchase files, such as Amazon's "Request my data" download: one import of them all."""
     size = _size_checked(file)
     chosen: str | Parser | None = format_name
     if mapping_file is not None:

@@ -34,6 +34,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from connectors import formats
+from connectors.archive import Archive, ArchiveError, Limits, is_archive
 from connectors.lines import (
     HEAD_BYTES,
     LineStatus,
@@ -227,10 +228,48 @@ def _open_source(stream: BinaryIO, format: str | Parser | None) -> tuple[Parser,
     else:
         head = stream.read(HEAD_BYTES)
         stream = io.BufferedReader(_Prefixed(head, stream))
+        if is_archive(head):
+            message = "a zip archive is imported from a file (this stream cannot seek)"
+            raise ValidationFailed({"file": message}, message)
     try:
         return formats.detect(head), stream
     except UnknownFormat as exc:
         raise ValidationFailed({"format": str(exc)}, str(exc)) from None
+
+
+def _open_archive(inst: Instance, stream: BinaryIO, format: str | Parser | None) -> Archive | None:
+    """The zip archive a seekable ``stream`` holds, its purchase files chosen (read with
+    ``format`` when named), bounded by the import limit; ``None`` for any other file."""
+    if not stream.seekable():
+        return None  # _open_source refuses a zip it cannot seek in
+    start = stream.tell()
+    magic = stream.read(len(b"PK\x03\x04"))
+    stream.seek(start)
+    if not is_archive(magic):
+        return None
+    try:
+        named = formats.parser(format) if isinstance(format, str) else format
+    except UnknownFormat as exc:
+        raise ValidationFailed({"format": str(exc)}, str(exc)) from None
+    try:
+        return Archive(stream, Limits(max_total_bytes=inst.settings.import_max_bytes), named)
+    except ArchiveError as exc:
+        raise ValidationFailed({"file": str(exc)}, str(exc)) from None
+
+
+def _archive_lines(opened: Archive, source_name: str) -> Iterator[PurchaseLine | ParseError]:
+    """The lines of each of the archive's purchase files in turn, their source
+    ``archive.zip/member``; a limit broken while it is read refuses the whole import."""
+    try:
+        for member, stream in opened.streams():
+            for item in _lines(member.parser, stream, f"{source_name}/{member.name}"):
+                if opened.refused is not None:  # whatever the parser made of it
+                    raise opened.refused
+                yield item
+            if opened.refused is not None:
+                raise opened.refused
+    except ArchiveError as exc:
+        raise ValidationFailed({"file": str(exc)}, str(exc)) from None
 
 
 # -- staging -----------------------------------------------------------------------------------
@@ -476,7 +515,26 @@ def import_file(
     :data:`MAX_ERRORS` lines), leaving nothing; with ``skip_invalid`` the good lines are
     imported and the others reported. Lines already held are counted as duplicates.
     ``progress`` is called with the number of lines read after each batch.
+
+    A zip archive (Amazon's "Request my data" download) is one import of the lines of each
+    of its purchase files in turn (:mod:`connectors.archive` says which, and its limits:
+    all it inflates is bounded by ``import_max_bytes``), all-or-nothing across the archive.
     """
+    opened = _open_archive(inst, stream, format)
+    if opened is not None:
+        with opened:
+            return import_lines(
+                session,
+                inst,
+                customer_id,
+                _archive_lines(opened, source_name),
+                opened.format_name,
+                source_name,
+                skip_invalid=skip_invalid,
+                ctx=ctx,
+                batch=batch,
+                progress=progress,
+            )
     parser, source = _open_source(stream, format)
     return import_lines(
         session,
