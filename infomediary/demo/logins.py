@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors.lines import LineStatus, PurchaseLine
 from infomediary.audit.log import Actor
 from infomediary.demo.synthetic import synthetic_profile
 from infomediary.errors import EmailTaken
 from infomediary.instance import Instance
 from infomediary.models import utcnow
-from infomediary.services import Context, customers, profiles
+from infomediary.services import Context, customers, profiles, purchases
 
 DEMO_LOGINS: tuple[tuple[str, str, str], ...] = (
     ("alice@example.com", "alice-demo-passphrase", "Alice Nguyen"),
@@ -35,7 +37,46 @@ def ensure_demo_logins(session: Session, inst: Instance) -> list[tuple[str, str]
         profile = synthetic_profile(rng, year)
         profile["name"] = name
         profiles.update_profile(session, inst, customer_id, profile, ctx)
+        purchases.import_lines(
+            session, inst, customer_id, demo_lines(rng), "demo", "demo order history", ctx=ctx
+        )
     return [(email, password) for email, password, _ in DEMO_LOGINS]
+
+
+#: What the demo customers bought: (product, the retailer's category, price in cents).
+_DEMO_PRODUCTS: tuple[tuple[str, str, int], ...] = (
+    ("The Overstory: A Novel", "Books", 2_499),
+    ("Cast Iron Skillet, 26 cm", "Kitchen & Dining", 5_995),
+    ("Heirloom Tomato Seeds", "Patio, Lawn & Garden", 450),
+    ("Travel Adapter, Universal", "Luggage & Travel Gear", 2_999),
+    ("Wireless Headphones", "Electronics", 12_900),
+)
+
+
+def demo_lines(rng: random.Random) -> list[PurchaseLine]:
+    """A few months of orders from one retailer, for the "My purchases" page and the broker."""
+    now = utcnow()
+    found = []
+    for n, (name, category, price) in enumerate(_DEMO_PRODUCTS):
+        when = now - timedelta(days=rng.randrange(5, 300))
+        found.append(
+            PurchaseLine(
+                retailer="Demo Market",
+                order_id=f"DM-{rng.randrange(10**6, 10**7)}",
+                line_key=f"demo-{n}",
+                ordered_at=when,
+                product_name=name,
+                product_id=None,
+                category=category,
+                quantity=1 + rng.randrange(2),
+                unit_price_minor=price,
+                currency="AUD",
+                status=LineStatus.SHIPPED,
+                source="demo order history",
+                line_number=n + 1,
+            )
+        )
+    return found
 
 
 DEMO_SUPPLIER = "Demo Books"

@@ -129,6 +129,15 @@ def test_demo_seeds_logins_and_tops_up_synthetic_customers(env, inst) -> None:
         )
         assert len(synthetic) == 45
         assert all(c.password_hash is None for c in synthetic)
+        # the demo logins hold a few purchases, and the interests they suggest
+        from infomediary.services import purchases
+        from infomediary.services.customer_keys import customer_key
+        from infomediary.services.derived_interests import kept, load
+
+        alice = purchases.customer_by_email(session, inst, "alice@example.com")
+        key = customer_key(session, inst, alice)
+        assert len(purchases.open_purchases(session, inst, key)) == 5
+        assert {"books", "cooking", "gardening"} <= set(kept(load(session, inst, key)))
     assert run("audit", "verify")[0] == 0
 
 
