@@ -733,10 +733,13 @@ def test_bad_queries_cost_nothing_and_do_not_depend_on_the_data(inst: Instance) 
     assert logged_counts(inst) == []
 
 
-def test_a_value_nobody_has_is_an_answer_not_an_error(inst: Instance) -> None:
+def test_a_value_nobody_has_is_an_answer_not_an_error(inst: Instance, scripted) -> None:
     supplier = new_supplier(inst)
     person(inst)  # in TAS, nobody in NT
-    answer = count(inst, supplier, {"purpose": "marketing", "where": {"region": ["NT"]}})
+    # noise under k: the answer is suppressed whatever the draw (a real draw is at or above k
+    # about once in 300 runs, which would make this test flaky, not wrong)
+    broker = scripted([inst.settings.broker_k - 1])
+    answer = count(broker, supplier, {"purpose": "marketing", "where": {"region": ["NT"]}})
     assert answer["suppressed"] is True
     assert answer["count"] is None
     assert rows(inst, BudgetCharge) == 1
