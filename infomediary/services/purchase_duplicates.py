@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, distinct, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.crypto.vault import CustomerKey
@@ -331,6 +332,10 @@ def dismiss(
         key = customer_key(session, inst, customer_id)
         group = _group(session, inst, key, order_token)
         session.add(PurchaseOrderReview(customer_id=customer_id, order_token=group.order_token))
+        try:
+            session.flush()
+        except IntegrityError:  # dismissed meanwhile, by another request: rolled back
+            raise NotFound(_NO_GROUP) from None
         ctx.log(
             session,
             "update",

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from connectors.lines import PurchaseLine
+from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Purchase, PurchaseOrderReview
 from infomediary.services import derived_interests
@@ -350,3 +351,18 @@ def test_lines_without_an_order_token_are_not_reported(inst: Instance, tmp_path:
         session.execute(update(Purchase).values(order_token=None))
         session.commit()
     assert groups(inst, customer_id) == []
+
+
+def test_a_dismissal_racing_another_is_not_found(
+    inst: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer_id = make_customer(inst)
+    two_sources(inst, customer_id, tmp_path)
+    [group] = groups(inst, customer_id)
+    with inst.sessions() as session:
+        duplicates.dismiss(session, inst, CTX, customer_id, group.order_token)
+    monkeypatch.setattr(duplicates, "_group", lambda *_: group)  # read before the other's commit
+    with inst.sessions() as session, pytest.raises(NotFound):
+        duplicates.dismiss(session, inst, CTX, customer_id, group.order_token)
+    with inst.sessions() as session:
+        assert len(session.execute(select(PurchaseOrderReview)).all()) == 1
