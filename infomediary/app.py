@@ -27,7 +27,8 @@ def create_app(
 
     ``run_jobs`` starts the in-process job worker (``app.extensions["infomediary.jobs"]``,
     stopped at exit or by its ``stop()``). By default an app runs jobs for the instance it
-    opens itself; one given an ``instance`` (tests, embedding) leaves them to its caller.
+    opens itself; one given an ``instance`` (tests, embedding) leaves them to its caller. With
+    ``INFOMEDIARY_REDIS_URL`` set no worker starts: committed jobs are pushed to RQ instead.
     """
     if isinstance(config, Settings):
         settings = config
@@ -55,7 +56,11 @@ def create_app(
     from infomediary import web
 
     web.init_app(app)
-    if instance is None if run_jobs is None else run_jobs:
+    if settings.redis_url:  # jobs go to RQ; `infomediary worker` processes run them
+        from infomediary.services.jobs import use_redis
+
+        use_redis(inst, settings.redis_url)
+    elif instance is None if run_jobs is None else run_jobs:
         from infomediary.services.jobs import Worker
 
         worker = Worker(inst).start()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from sqlalchemy.exc import ArgumentError
@@ -76,6 +77,9 @@ class Settings:
     mail_recipient_rate_limit: str = "30 per hour"
     #: Rate-limit store: `memory://` or `redis://127.0.0.1:6379`.
     ratelimit_storage_uri: str = "memory://"
+    #: Redis for background jobs, `redis://[:password@]host[:port][/db]` or `rediss://...`: jobs
+    #: then run on `infomediary worker` processes (RQ), not in the app; empty: in the app.
+    redis_url: str = ""
     #: argon2id passes.
     argon2_time_cost: int = 3
     #: argon2id memory, KiB.
@@ -168,7 +172,9 @@ _POSITIVE = (
     "import_max_bytes",
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
-_SECRET = frozenset({"secret_key", "database_url", "smtp_url", "ratelimit_storage_uri"})
+_SECRET = frozenset(
+    {"secret_key", "database_url", "smtp_url", "ratelimit_storage_uri", "redis_url"}
+)
 
 
 def _env(name: str) -> str:
@@ -283,6 +289,23 @@ def _check_database_url(url: str) -> None:
         raise ConfigError(f"{where}: {backend} is used with {BACKENDS[backend]}, not {driver}")
 
 
+def _check_redis_url(url: str) -> None:
+    where = f"{PREFIX}REDIS_URL"
+    example = "such as redis://127.0.0.1:6379/0 or rediss://:password@host:6380/0"
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError(f"{where} must be a redis:// or rediss:// URL {example}")
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ConfigError(f"{where} has a port that is not a number ({example})") from None
+    if not parts.hostname:
+        raise ConfigError(f"{where} must name a host ({example})")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigError(f"{where} names database {database!r}; a Redis database is a number")
+
+
 def validate(settings: Settings) -> None:
     """Raise :class:`ConfigError` naming the first setting that is wrong."""
     for name in _POSITIVE:
@@ -315,6 +338,8 @@ def validate(settings: Settings) -> None:
     _check_database_url(settings.database_url)
     if settings.smtp_url and not settings.smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError(f"{PREFIX}SMTP_URL must start with smtp:// or smtps://")
+    if settings.redis_url:
+        _check_redis_url(settings.redis_url)
     if not settings.production:
         return
     if len(settings.secret_key) < 32:

@@ -1,4 +1,4 @@
-"""The ``infomediary`` command: init, demo, customers, keys, audit, jobs, serve.
+"""The ``infomediary`` command: init, demo, customers, keys, audit, jobs, serve, worker.
 
 Every command reads the same ``INFOMEDIARY_*`` settings as the web app. Errors print one
 clear line on stderr and exit non-zero; ``--json`` prints machine-readable results.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from infomediary.cli import accounts, audit, instance, jobs, keys, purchases, suppliers
+from infomediary.cli import accounts, audit, instance, jobs, keys, purchases, suppliers, worker
 
 
 @click.group(help=__doc__)
@@ -28,3 +28,4 @@ main.add_command(audit.audit)
 main.add_command(jobs.jobs_group)
 main.add_command(purchases.import_purchases)
 main.add_command(instance.serve)
+main.add_command(worker.worker)

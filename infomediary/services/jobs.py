@@ -12,7 +12,14 @@ The seam every feature uses, whatever runs the jobs:
   effect and the job's completion commit together; any other handler must be idempotent.
 
 Running: :func:`run_pending` runs every due job synchronously (tests, the CLI); a
-:class:`Worker` thread does the same in the background (the app starts one). A claim is one
+:class:`Worker` thread does the same in the background (the app starts one, unless
+``INFOMEDIARY_REDIS_URL`` is set). With Redis, the row is still the job; RQ only carries its id:
+after the enqueueing transaction commits, the id is pushed onto the ``infomediary`` RQ queue (at
+``run_after`` through RQ's scheduler when that is later), and :func:`deliver`, the RQ task, runs
+that one job through the same claim, so a message delivered twice runs the job once. A retry or
+a recurring job's next run pushes a message again. Messages may be lost (this Redis keeps
+nothing on disk, a push may fail): :func:`serve_rq` (``infomediary worker``) also sweeps the
+table for due jobs at start and every ``sweep_seconds``, so nothing depends on Redis. A claim is one
 conditional UPDATE of a row read ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite transactions
 are ``BEGIN IMMEDIATE``), so two workers never hold one job. A claim is a lease: a worker
 that dies leaves its job ``running`` until ``locked_until``, when another claims it again. A
@@ -26,15 +33,18 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import and_, event, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, and_, event, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from infomediary.db import rowcount
@@ -45,6 +55,9 @@ from infomediary.services.uow import unit_of_work
 from infomediary.statuses import JobStatus
 
 if TYPE_CHECKING:
+    from redis import Redis
+    from rq import Queue
+
     from infomediary.instance import Instance
 
 log = get_logger("jobs")
@@ -110,13 +123,50 @@ def registered() -> frozenset[str]:
 # -- enqueueing: in the caller's transaction ----------------------------------------------------
 
 _WAITERS: set[threading.Event] = set()
-_WAKE_FLAG = "infomediary.jobs.wake"
+#: ``session.info`` keys: the jobs to announce once the transaction commits, and whether the
+#: session's commit and rollback are listened to.
+_PENDING = "infomediary.jobs.pending"
+_LISTENING = "infomediary.jobs.listening"
 
 
-def _wake_all(session: Session) -> None:
-    session.info.pop(_WAKE_FLAG, None)
+@dataclass(frozen=True, slots=True)
+class _Announcement:
+    job_id: str
+    run_after: datetime
+    timeout: int
+
+
+def _announce(session: Session, job_id: str, kind: str, run_after: datetime) -> None:
+    """After the caller's transaction commits: wake this process's workers and push the job's
+    id to the RQ queue of the session's database, if it has one (nothing if it rolls back)."""
+    registration = _REGISTRY.get(kind)
+    lease = registration.lease if registration else timedelta(seconds=DEFAULT_LEASE_SECONDS)
+    session.info.setdefault(_PENDING, []).append(
+        _Announcement(job_id, run_after, int(lease.total_seconds()))
+    )
+    if not session.info.get(_LISTENING):
+        session.info[_LISTENING] = True
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_rollback", _after_rollback)
+
+
+def _after_commit(session: Session) -> None:
+    if session.get_nested_transaction() is not None:  # a savepoint released: not committed yet
+        return
+    pending: list[_Announcement] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
     for waiter in list(_WAITERS):
         waiter.set()
+    transport = _transport_of(session)
+    if transport is not None:
+        for announcement in pending:
+            transport.push(announcement.job_id, announcement.run_after, announcement.timeout)
+
+
+def _after_rollback(session: Session) -> None:
+    if session.get_nested_transaction() is None:  # the whole transaction: nothing to announce
+        session.info.pop(_PENDING, None)
 
 
 def enqueue(
@@ -152,10 +202,88 @@ def enqueue(
             return str(session.execute(select(Job.id).where(Job.key == key)).scalar_one())
     else:
         session.add(job)
-    if not session.info.get(_WAKE_FLAG):
-        session.info[_WAKE_FLAG] = True
-        event.listen(session, "after_commit", _wake_all, once=True)
+    _announce(session, job.id, kind, job.run_after)
     return job.id
+
+
+# -- the transport: Redis and RQ tell workers which job to run ---------------------------------
+
+QUEUE_NAME = "infomediary"
+#: How long RQ keeps a task that raised (``deliver`` records a handler's failure on the row
+#: and returns; only a lost database makes it raise).
+FAILURE_TTL = 24 * 3600
+SWEEP_SECONDS = 30.0
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, to be named in a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Transport:
+    """Pushes job ids onto an RQ queue: at once, or at ``run_after`` (RQ's scheduler moves a
+    scheduled message onto the queue when it is due). A failed push is logged, never raised:
+    the caller's transaction has committed, and the worker's sweep runs the job anyway."""
+
+    def __init__(self, url: str, queue_name: str = QUEUE_NAME) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        self.url = url
+        self.connection: Redis = Redis.from_url(url)
+        self.queue: Queue = Queue(name=queue_name, connection=self.connection)
+
+    def push(self, job_id: str, run_after: datetime, timeout: int) -> None:
+        from redis.exceptions import RedisError
+
+        options: dict[str, Any] = {
+            "job_timeout": timeout,  # RQ interrupts a handler when its lease ends
+            "result_ttl": 0,  # the row holds the outcome
+            "failure_ttl": FAILURE_TTL,
+            "description": f"infomediary job {job_id}",
+        }
+        at = run_after if run_after.tzinfo else run_after.replace(tzinfo=UTC)
+        try:
+            if at > utcnow():
+                self.queue.enqueue_at(at, deliver, job_id, **options)
+            else:
+                self.queue.enqueue(deliver, job_id, **options)
+        except RedisError as exc:
+            log.warning(
+                "job %s: not pushed to Redis at %s (%s); the sweep will run it",
+                job_id,
+                redacted(self.url),
+                type(exc).__name__,
+            )
+
+
+_TRANSPORTS: weakref.WeakKeyDictionary[Engine, Transport] = weakref.WeakKeyDictionary()
+
+
+def use_redis(
+    inst: Instance, url: str | None = None, queue_name: str = QUEUE_NAME
+) -> Transport | None:
+    """With Redis (``url``, by default ``INFOMEDIARY_REDIS_URL``), jobs committed through
+    ``inst``'s sessions are pushed to its RQ queue from now on (idempotent); the transport, or
+    ``None`` without Redis."""
+    url = inst.settings.redis_url if url is None else url
+    if not url:
+        return None
+    transport = _TRANSPORTS.get(inst.engine)
+    if transport is None or transport.url != url or transport.queue.name != queue_name:
+        transport = _TRANSPORTS[inst.engine] = Transport(url, queue_name)
+    return transport
+
+
+def _transport_of(session: Session) -> Transport | None:
+    bind = session.bind
+    engine = bind if isinstance(bind, Engine) else getattr(bind, "engine", None)
+    return _TRANSPORTS.get(engine) if engine is not None else None
 
 
 # -- claiming and finishing -----------------------------------------------------------------
@@ -168,8 +296,15 @@ def _due(now: datetime) -> Any:
     )
 
 
-def claim(session: Session, now: datetime, kinds: Iterable[str] | None = None) -> JobRun | None:
-    """Take the next due job of ``kinds`` (default: every registered kind), or ``None``.
+def claim(
+    session: Session,
+    now: datetime,
+    kinds: Iterable[str] | None = None,
+    *,
+    job_id: str | None = None,
+) -> JobRun | None:
+    """Take the next due job of ``kinds`` (default: every registered kind), or ``None``; with
+    ``job_id``, that job only, if it is due (a job already taken, done or not due is ``None``).
 
     One transaction: the row is read ``FOR UPDATE SKIP LOCKED`` and taken by an UPDATE that
     matches only if nobody changed it since, so concurrent workers never take one job. A job
@@ -180,10 +315,11 @@ def claim(session: Session, now: datetime, kinds: Iterable[str] | None = None) -
     with unit_of_work(session) as uow:
         claimed: JobRun | None = None
         changed = False
+        only = (Job.id == job_id,) if job_id is not None else ()
         for _ in range(100):
             row = session.execute(
                 select(Job.id, Job.kind, Job.payload, Job.status, Job.attempts, Job.max_attempts)
-                .where(Job.kind.in_(wanted), _due(now))
+                .where(Job.kind.in_(wanted), _due(now), *only)
                 .order_by(Job.run_after, Job.created_at, Job.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -257,17 +393,21 @@ def complete(session: Session, run: JobRun, run_after: datetime | None = None) -
     ``run_after``): its effect and its completion then commit together. Raises
     :class:`LeaseLost` if another worker holds the job now (the handler's transaction must
     then be dropped)."""
-    done = rowcount(
-        session.execute(update(Job).where(*_held(run)).values(**_completion(run, run_after)))
-    )
+    values = _completion(run, run_after)
+    done = rowcount(session.execute(update(Job).where(*_held(run)).values(**values)))
     if not done:
         raise LeaseLost(f"job {run.id} is no longer held by this run")
+    if run_after is not None:
+        _announce(session, run.id, run.kind, values["run_after"])
 
 
 def _finish(session: Session, run: JobRun, run_after: datetime | None) -> None:
     """The runner's completion after the handler returned (nothing if the handler did it)."""
     with unit_of_work(session) as uow:
-        session.execute(update(Job).where(*_held(run)).values(**_completion(run, run_after)))
+        values = _completion(run, run_after)
+        done = rowcount(session.execute(update(Job).where(*_held(run)).values(**values)))
+        if done and run_after is not None:
+            _announce(session, run.id, run.kind, values["run_after"])
         uow.commit()
 
 
@@ -296,7 +436,9 @@ def _failed(session: Session, run: JobRun, exc: BaseException) -> None:
             values.update(status=JobStatus.FAILED, finished_at=run.now)
         else:
             values.update(status=JobStatus.QUEUED, run_after=run.now + backoff(run.attempt))
-        session.execute(update(Job).where(*_held(run)).values(**values))
+        held = rowcount(session.execute(update(Job).where(*_held(run)).values(**values)))
+        if held and not last:
+            _announce(session, run.id, run.kind, values["run_after"])
         uow.commit()
     log.warning(
         "job %s (%s) attempt %d/%d: %s%s",
@@ -313,11 +455,15 @@ def _failed(session: Session, run: JobRun, exc: BaseException) -> None:
 
 
 def run_one(
-    inst: Instance, now: datetime | None = None, kinds: Iterable[str] | None = None
+    inst: Instance,
+    now: datetime | None = None,
+    kinds: Iterable[str] | None = None,
+    *,
+    job_id: str | None = None,
 ) -> bool:
-    """Claim and run one due job; ``False`` if none was due."""
+    """Claim and run one due job (with ``job_id``: that one); ``False`` if none was due."""
     with inst.sessions() as session:
-        run = claim(session, now or utcnow(), kinds)
+        run = claim(session, now or utcnow(), kinds, job_id=job_id)
     if run is None:
         return False
     registration = _REGISTRY[run.kind]
@@ -394,6 +540,113 @@ class Worker:
                 ran = 0
             if not ran:
                 self._wake.wait(self.poll_seconds)
+
+
+# -- running on RQ workers ------------------------------------------------------------------------
+
+#: The instance :func:`serve_rq` runs jobs for; a task run by another RQ worker opens its own.
+_SERVING: Instance | None = None
+
+
+def deliver(job_id: str) -> bool:
+    """The RQ task: run the job ``job_id`` through the usual claim and lease, if it is due and
+    nobody holds it (so a message delivered twice runs the job once); ``True`` if it ran.
+
+    Importable by path (``infomediary.services.jobs.deliver``). Inside ``infomediary worker``
+    it uses the worker's instance; run by any other RQ worker, it opens the instance that
+    the ``INFOMEDIARY_*`` environment names, for this one job."""
+    if _SERVING is not None:
+        return _deliver(_SERVING, job_id)
+    from infomediary.config import load_config
+    from infomediary.instance import open_instance
+
+    inst = open_instance(load_config())
+    try:
+        use_redis(inst)
+        return _deliver(inst, job_id)
+    finally:
+        inst.close()
+
+
+def _deliver(inst: Instance, job_id: str) -> bool:
+    if run_one(inst, job_id=job_id):
+        return True
+    # Not run: done, held by another worker (whose run announces what follows), or not due
+    # yet (a message early by the clocks' difference): only the last is announced again.
+    with inst.sessions() as session:
+        row = session.execute(
+            select(Job.kind, Job.status, Job.run_after).where(Job.id == job_id)
+        ).first()
+        session.rollback()
+    if row is not None and row.status == JobStatus.QUEUED and row.run_after > utcnow():
+        transport = _TRANSPORTS.get(inst.engine)
+        registration = _REGISTRY.get(row.kind)
+        if transport is not None and registration is not None:
+            transport.push(job_id, row.run_after, int(registration.lease.total_seconds()))
+    return False
+
+
+def sweep(inst: Instance, stop: threading.Event | None = None) -> int:
+    """Run every due job straight from the table (their messages may be lost); how many ran."""
+    try:
+        return run_pending(inst, stop=stop)
+    except SQLAlchemyError as exc:  # the database went away: the next sweep tries again
+        log.warning("job sweep: %s", describe(exc))
+        return 0
+
+
+def serve_rq(
+    inst: Instance,
+    *,
+    burst: bool = False,
+    sweep_seconds: float = SWEEP_SECONDS,
+    queue_name: str = QUEUE_NAME,
+) -> int:
+    """Run jobs from the RQ queue of ``INFOMEDIARY_REDIS_URL`` in this process (a
+    ``SimpleWorker``, with RQ's scheduler for messages due later), and sweep the table at start
+    and every ``sweep_seconds`` in a thread. Stops on SIGINT or SIGTERM after the job in hand
+    (RQ's warm shutdown). ``burst``: run what the queue holds, then sweep once, and return.
+    Returns how many jobs the sweeps ran. Raises ``redis.RedisError`` when Redis is unreachable."""
+    from rq import SimpleWorker
+
+    global _SERVING
+    transport = use_redis(inst, queue_name=queue_name)
+    if transport is None:
+        raise ValueError("serve_rq needs INFOMEDIARY_REDIS_URL")
+    transport.connection.ping()
+    worker = SimpleWorker([transport.queue], connection=transport.connection)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = threading.Event()
+    sweeper: threading.Thread | None = None
+    _SERVING = inst
+    try:
+        if burst:
+            worker.work(burst=True, with_scheduler=True)
+            return sweep(inst)
+        swept: list[int] = []
+        sweeper = threading.Thread(
+            target=lambda: swept.append(_sweeping_count(inst, stop, sweep_seconds)),
+            name="infomediary-sweep",
+            daemon=True,
+        )
+        sweeper.start()
+        worker.work(with_scheduler=True)
+        stop.set()
+        sweeper.join(60)
+        return sum(swept)
+    finally:
+        stop.set()
+        _SERVING = None
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _sweeping_count(inst: Instance, stop: threading.Event, every: float) -> int:
+    ran = 0
+    while not stop.is_set():
+        ran += sweep(inst, stop)
+        stop.wait(every)
+    return ran
 
 
 # -- reading ------------------------------------------------------------------------------------
