@@ -35,6 +35,7 @@ import json
 import secrets
 import signal
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -213,6 +214,9 @@ QUEUE_NAME = "infomediary"
 #: and returns; only a lost database makes it raise).
 FAILURE_TTL = 24 * 3600
 SWEEP_SECONDS = 30.0
+#: Seconds a push may wait for Redis, and seconds no push is tried after one failed.
+PUSH_TIMEOUT = 5.0
+PUSH_PAUSE = 30.0
 
 
 def redacted(url: str) -> str:
@@ -228,18 +232,29 @@ def redacted(url: str) -> str:
 class Transport:
     """Pushes job ids onto an RQ queue: at once, or at ``run_after`` (RQ's scheduler moves a
     scheduled message onto the queue when it is due). A failed push is logged, never raised:
-    the caller's transaction has committed, and the worker's sweep runs the job anyway."""
+    the caller's transaction has committed, and the worker's sweep runs the job anyway. Pushes
+    happen in the committing request, so they wait at most ``PUSH_TIMEOUT`` seconds, and after
+    a failure none is tried for ``PUSH_PAUSE`` seconds (a Redis that is away costs one wait)."""
 
     def __init__(self, url: str, queue_name: str = QUEUE_NAME) -> None:
         from redis import Redis
         from rq import Queue
 
         self.url = url
-        self.connection: Redis = Redis.from_url(url)
+        self.connection: Redis = Redis.from_url(
+            url, socket_connect_timeout=PUSH_TIMEOUT, socket_timeout=PUSH_TIMEOUT
+        )
         self.queue: Queue = Queue(name=queue_name, connection=self.connection)
+        self._paused_until = 0.0
 
     def push(self, job_id: str, run_after: datetime, timeout: int) -> None:
         from redis.exceptions import RedisError
+
+        if time.monotonic() < self._paused_until:
+            log.info(
+                "job %s: not pushed, Redis was unreachable just now; the sweep runs it", job_id
+            )
+            return
 
         options: dict[str, Any] = {
             "job_timeout": timeout,  # RQ interrupts a handler when its lease ends
@@ -254,6 +269,7 @@ class Transport:
             else:
                 self.queue.enqueue(deliver, job_id, **options)
         except RedisError as exc:
+            self._paused_until = time.monotonic() + PUSH_PAUSE
             log.warning(
                 "job %s: not pushed to Redis at %s (%s); the sweep will run it",
                 job_id,
@@ -613,8 +629,13 @@ def serve_rq(
     transport = use_redis(inst, queue_name=queue_name)
     if transport is None:
         raise ValueError("serve_rq needs INFOMEDIARY_REDIS_URL")
-    transport.connection.ping()
-    worker = SimpleWorker([transport.queue], connection=transport.connection)
+    from redis import Redis
+    from rq import Queue
+
+    # The worker's own connection: its blocking pops outlast the pushes' socket timeout.
+    connection = Redis.from_url(transport.url, socket_connect_timeout=PUSH_TIMEOUT)
+    connection.ping()
+    worker = SimpleWorker([Queue(name=queue_name, connection=connection)], connection=connection)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     stop = threading.Event()
     sweeper: threading.Thread | None = None
@@ -637,6 +658,7 @@ def serve_rq(
     finally:
         stop.set()
         _SERVING = None
+        connection.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
