@@ -41,12 +41,15 @@ from infomediary.instance import Instance
 from infomediary.models import DerivedInterests, Profile, utcnow
 from infomediary.services import Context, jobs
 from infomediary.services.customer_keys import customer_key, logged_categories
+from infomediary.services.derived_record import (
+    FIELD,
+    TABLE,
+    load,
+    window_months,
+)
 from infomediary.services.uow import unit_of_work
 from policies.taxonomy import INTEREST_TAGS
 
-TABLE = "derived_interests"
-FIELD = "record"
-VERSION = 1
 #: The window of the broker's purchase attributes.
 WINDOW = timedelta(days=365)
 
@@ -90,18 +93,6 @@ class Accumulator:
 
     def __bool__(self) -> bool:
         return bool(self.months)
-
-
-def _empty() -> dict[str, Any]:
-    return {"v": VERSION, "evidence": {}, "removed": []}
-
-
-def load(session: Session, inst: Instance, key: CustomerKey) -> dict[str, Any]:
-    row = session.get(DerivedInterests, key.customer_id)
-    if row is None:
-        return _empty()
-    record = inst.vault.open(key, TABLE, key.customer_id, FIELD, row.sealed)
-    return record if isinstance(record, dict) else _empty()
 
 
 def _store(session: Session, inst: Instance, key: CustomerKey, record: dict[str, Any]) -> None:
@@ -170,40 +161,6 @@ def update_profile(
 
 
 # -- what the record says ---------------------------------------------------------------------
-def _window_months(now: datetime) -> frozenset[str]:
-    """This month and the eleven before it: the broker's "last 12 months"."""
-    months = []
-    year, month = now.year, now.month
-    for _ in range(12):
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    return frozenset(months)
-
-
-def kept(record: dict[str, Any]) -> list[str]:
-    """The tags the purchases suggest that the customer has not removed, sorted."""
-    removed = set(record.get("removed", []))
-    return sorted(t for t in record.get("evidence", {}) if t in INTEREST_TAGS and t not in removed)
-
-
-def bought(record: dict[str, Any], now: datetime) -> dict[str, dict[str, int]]:
-    """Kept tags with evidence in the last 12 months -> spend on them then, per currency."""
-    window = _window_months(now)
-    found: dict[str, dict[str, int]] = {}
-    for tag in kept(record):
-        spend: dict[str, int] = {}
-        seen = False
-        for month, cell in record["evidence"][tag].items():
-            if month not in window:
-                continue
-            seen = True
-            for currency, amount in cell.get("spend", {}).items():
-                spend[currency] = spend.get(currency, 0) + int(amount)
-        if seen:
-            found[tag] = spend
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class DerivedInterest:
     """One interest as the customer sees it on their profile."""
@@ -223,7 +180,7 @@ def view(record: dict[str, Any], declared: Iterable[str], now: datetime) -> list
     """Every tag the purchases suggest, removed ones included, by label."""
     from policies.taxonomy import CATEGORIES
 
-    window = _window_months(now)
+    window = window_months(now)
     removed = set(record.get("removed", []))
     mine = set(declared)
     found = []

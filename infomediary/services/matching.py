@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from infomediary.broker.members import clear_entry, member_texts, member_tokens, store_entry
 from infomediary.instance import Instance
 from infomediary.models import Customer, MatchEntry, Profile, SupplierBlock, utcnow
-from infomediary.services import derived_interests
+from infomediary.services import derived_record
 from infomediary.services.customer_keys import customer_key, is_verified
 from infomediary.services.policy_store import load_policy
 from infomediary.services.profile_fields import FIELD_NAMES
@@ -27,7 +27,7 @@ def sync_member(
     customer's entry holds none. Returns whether the entry changed.
 
     The interests the customer's purchases suggest, as of ``now``, are part of the entry
-    (``bought`` and ``spend``: :mod:`infomediary.services.derived_interests`).
+    (``bought`` and ``spend``: :mod:`infomediary.services.derived_record`).
 
     An entry without tokens is outside every bitmap and the live set, so until the address
     is confirmed the customer is neither counted nor sent offers. Verification calls this
@@ -47,7 +47,7 @@ def sync_member(
         for name in FIELD_NAMES
         if (blob := getattr(profile, name)) is not None
     }
-    values["bought"] = derived_interests.bought(derived_interests.load(session, inst, key), now)
+    values["bought"] = derived_record.bought(derived_record.load(session, inst, key), now)
     policy = load_policy(session, inst, customer_id)
     blocked = session.execute(
         select(SupplierBlock.supplier_id).where(SupplierBlock.customer_id == customer_id)

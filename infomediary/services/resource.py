@@ -20,7 +20,7 @@ from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
 from infomediary.scopes import CUSTOMER_SCOPES, parse_scopes
-from infomediary.services import Context, derived_interests
+from infomediary.services import Context, derived_record
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
@@ -162,7 +162,7 @@ def release(
             # Interests the customer's purchases suggest (and they kept) depend on purchases
             # as much as on interests: released only to a grant the policy allows both, and
             # special tags exactly as declared ones above.
-            suggested = derived_interests.kept(derived_interests.load(session, inst, key))
+            suggested = derived_record.kept(derived_record.load(session, inst, key))
             body["interests_from_purchases"] = [
                 t for t in suggested if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
             ]

@@ -132,7 +132,7 @@ def test_demo_seeds_logins_and_tops_up_synthetic_customers(env, inst) -> None:
         # the demo logins hold a few purchases, and the interests they suggest
         from infomediary.services import purchases
         from infomediary.services.customer_keys import customer_key
-        from infomediary.services.derived_interests import kept, load
+        from infomediary.services.derived_record import kept, load
 
         alice = purchases.customer_by_email(session, inst, "alice@example.com")
         key = customer_key(session, inst, alice)

@@ -23,6 +23,7 @@ from infomediary.services import (
     Context,
     customer_policy,
     derived_interests,
+    derived_record,
     erasure,
     exports,
     profiles,
@@ -78,7 +79,7 @@ def bring(inst: Instance, customer_id: str, lines: Iterable[PurchaseLine]) -> An
 
 def record(inst: Instance, customer_id: str) -> dict[str, Any]:
     with inst.sessions() as session:
-        return derived_interests.load(session, inst, customer_key(session, inst, customer_id))
+        return derived_record.load(session, inst, customer_key(session, inst, customer_id))
 
 
 def shown(inst: Instance, customer_id: str) -> dict[str, derived_interests.DerivedInterest]:
