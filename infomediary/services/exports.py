@@ -16,7 +16,7 @@ from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Customer, DataKey, Profile
-from infomediary.services import Context, derived_interests, exposure, purchases
+from infomediary.services import Context, derived_interests, derived_record, exposure, purchases
 from infomediary.services.customer_keys import (
     customer_key,
     logged_categories,
@@ -101,7 +101,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             )
         releases = exposure.export_releases(session, inst, customer_id)
         bought = purchases.open_purchases(session, inst, key)
-        derived = derived_interests.load(session, inst, key)
+        derived = derived_record.load(session, inst, key)
         # appended here rather than through ctx.log: the export states the entry's own time
         entry = append(
             session,
