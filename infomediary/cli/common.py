@@ -15,6 +15,7 @@ from infomediary.config import ConfigError, Settings, load_config
 from infomediary.crypto.keyring import KeyringError
 from infomediary.errors import ServiceError, ValidationFailed
 from infomediary.instance import Instance, NotInitialised, open_instance
+from infomediary.services.jobs import use_redis
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -34,10 +35,12 @@ def _settings() -> Settings:
 def _open() -> Instance:
     settings = _settings()
     try:
-        return open_instance(settings)
+        inst = open_instance(settings)
     except (KeyringError, NotInitialised) as exc:
         _fail(str(exc))
         raise AssertionError("unreachable") from exc
+    use_redis(inst)  # with INFOMEDIARY_REDIS_URL, jobs a command commits go to the RQ workers
+    return inst
 
 
 @contextmanager

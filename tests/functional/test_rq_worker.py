@@ -398,3 +398,14 @@ def test_the_worker_stops_cleanly_on_sigterm(transport, env, request) -> None:
             child.communicate()
     assert child.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["transport"] == transport
+
+
+def test_a_command_s_instance_pushes_the_jobs_it_commits(rq_env, queue) -> None:
+    from infomediary.cli.common import _open
+
+    opened = _open()
+    try:
+        job_id = enqueue(opened)
+    finally:
+        opened.close()
+    assert [message.args for message in queue.get_jobs()] == [(job_id,)]
