@@ -126,6 +126,10 @@ class Settings:
     api_rate_limit: str = "600 per minute"
     #: Largest purchase file `infomediary import` reads, bytes (refused by its size first).
     import_max_bytes: int = 200 * 1024 * 1024
+    #: A purchase file uploaded on the dashboard above this size is imported by a job, bytes.
+    upload_job_bytes: int = 5 * 1024 * 1024
+    #: A pushed batch of more lines than this is imported by a job (202), not at once (201).
+    push_job_lines: int = 100
 
     def __post_init__(self) -> None:
         # Derived values only (no checks: see validate): absolute paths, the default database.
@@ -170,6 +174,8 @@ _POSITIVE = (
     "argon2_memory_kib",
     "argon2_parallelism",
     "import_max_bytes",
+    "upload_job_bytes",
+    "push_job_lines",
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
 _SECRET = frozenset(

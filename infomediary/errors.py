@@ -124,3 +124,28 @@ class BrokerNotApproved(ServiceError):
     data, nothing charged."""
 
     code = "broker_not_approved"
+
+
+class InvalidPurchases(ValidationFailed):
+    """A pushed batch of purchase lines with a line (or more) its schema refuses: ``errors``
+    names each, by JSON Pointer (``/3/quantity``); nothing is written."""
+
+    code = "invalid_purchases"
+
+
+class TooManyLines(ValidationFailed):
+    """A pushed batch holding more lines than one request may carry."""
+
+    code = "too_many_lines"
+
+
+class IdempotencyKeyReused(ServiceError):
+    """An ``Idempotency-Key`` already used by this client for another request."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(ServiceError):
+    """A request with this ``Idempotency-Key`` is still being processed."""
+
+    code = "idempotency_key_in_use"

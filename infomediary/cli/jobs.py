@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from infomediary.cli.common import _emit, _open, _using
-from infomediary.services import exposure, offers  # noqa: F401 - register their job handlers
+from infomediary.services import (  # noqa: F401 - register their job handlers
+    exposure,
+    offers,
+    purchase_push,
+    purchase_uploads,
+)
 from infomediary.services.jobs import list_jobs, registered, run_pending
 from infomediary.statuses import JobStatus
 

@@ -16,7 +16,14 @@ from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Customer, DataKey, Profile
-from infomediary.services import Context, derived_interests, derived_record, exposure, purchases
+from infomediary.services import (
+    Context,
+    derived_interests,
+    derived_record,
+    exposure,
+    purchase_uploads,
+    purchases,
+)
 from infomediary.services.customer_keys import (
     customer_key,
     logged_categories,
@@ -101,6 +108,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             )
         releases = exposure.export_releases(session, inst, customer_id)
         bought = purchases.open_purchases(session, inst, key)
+        uploads = purchase_uploads.export_uploads(session, customer_id)
         derived = derived_record.load(session, inst, key)
         # appended here rather than through ctx.log: the export states the entry's own time
         entry = append(
@@ -139,4 +147,5 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             "counts_you_were_part_of": releases,
             "purchases": bought,
             "interests_from_purchases": derived_interests.export(derived),
+            "purchase_uploads": uploads,
         }

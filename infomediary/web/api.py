@@ -7,15 +7,19 @@ domain exceptions; :mod:`infomediary.web.errors` answers them as problem details
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from infomediary.services import resource
+from infomediary.errors import InvalidRequest
+from infomediary.services import purchase_push, resource
+from infomediary.services.purchase_push import PushRequest
 from infomediary.services.resource import PurchaseQuery
 from infomediary.web.bearer import (
     bearer_token,
+    json_body,
     refuse_tokens_outside_the_header,
     supplier_context,
 )
@@ -26,9 +30,11 @@ from infomediary.web.schemas import (
     MeResponseSchema,
     PurchaseListRequestSchema,
     PurchaseListSchema,
+    PushJobSchema,
     load,
+    load_push,
 )
-from infomediary.web.security import csrf_exempt, instance
+from infomediary.web.security import csrf_exempt, instance, settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(refuse_tokens_outside_the_header)
@@ -129,3 +135,229 @@ def purchases() -> ResponseReturnValue:
         args = {k: v for k, v in request.args.items() if k != "cursor"} | {"cursor": page["next"]}
         following = f"{site_url()}{request.path}?{urlencode(args)}"
     return jsonify(PurchaseListSchema().dump({"purchases": page["purchases"], "next": following}))
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}\Z")
+_KEY_MESSAGE = (
+    "Send an Idempotency-Key header: 1 to 255 printable ASCII characters, new for every "
+    "batch (a UUID will do)."
+)
+
+
+def _idempotency_key() -> str:
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None or not _IDEMPOTENCY_KEY.match(value) or not value.strip():
+        raise InvalidRequest("invalid_idempotency_key", {IDEMPOTENCY_HEADER: _KEY_MESSAGE})
+    return value
+
+
+@bp.post("/purchases")
+@csrf_exempt
+@limiter.limit(api_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
+def push_purchases() -> ResponseReturnValue:
+    """Add a batch of purchase lines to the customer's purchases, once per Idempotency-Key.
+    ---
+    post:
+      operationId: pushPurchases
+      tags: [resource]
+      summary: Add a batch of purchase lines to the customer's purchases
+      description: >-
+        Token check (purchases:write, through the customer's consent), then the customer's
+        policy for the purchases category and the grant's purpose (a denial is logged and
+        writes nothing), then the batch: a JSON array of 1 to 1000 lines in the normalised
+        shape, every field checked and unknown fields refused; one bad line refuses the
+        whole batch (422, each bad line named by JSON Pointer in errors). Lines the customer
+        already holds (same retailer and line_key) are counted as duplicates, not added
+        again. Up to 100 lines are imported at once (201); a larger batch is kept encrypted
+        under the customer's key and imported by a job (202; poll status_url). The
+        Idempotency-Key header is required and scoped to your client for 24 hours: the same
+        key with the same body is answered again as first answered, writing nothing; the same
+        key with another body is refused (422 idempotency_key_reused); a request whose key is
+        still being processed gets 409. The lines' source is your client's name, their
+        format push, and the customer sees the import under your name.
+      security:
+        - oauth2: [purchases:write]
+      parameters:
+        - in: header
+          name: Idempotency-Key
+          required: true
+          description: 1 to 255 printable ASCII characters, new for every batch.
+          schema:
+            type: string
+            minLength: 1
+            maxLength: 255
+            pattern: "^[ -~]+$"
+          example: 6f1c1a52-8d0e-4c5b-9a57-3d0f8f4b2e10
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: array
+              minItems: 1
+              maxItems: 1000
+              items: PushLineSchema
+            examples:
+              one_line:
+                summary: One line, only the required fields
+                value:
+                  - retailer: Corner Books
+                    order_id: CB-10442
+                    line_key: CB-10442/1
+                    ordered_at: "2024-03-05T18:22:41+01:00"
+                    product_name: The Left Hand of Darkness
+                    quantity: 1
+                    unit_price_minor: 1299
+                    currency: EUR
+                    status: shipped
+              order:
+                summary: An order of two lines, one of them returned
+                value:
+                  - retailer: Corner Books
+                    order_id: CB-10443
+                    line_key: CB-10443/1
+                    ordered_at: "2024-04-01T09:00:00Z"
+                    product_name: A Wizard of Earthsea
+                    product_id: "9780547773742"
+                    category: Books
+                    quantity: 2
+                    unit_price_minor: 899
+                    currency: EUR
+                    status: shipped
+                  - retailer: Corner Books
+                    order_id: CB-10443
+                    line_key: CB-10443/2
+                    ordered_at: "2024-04-01T09:00:00Z"
+                    product_name: Reading Lamp
+                    category: Home
+                    quantity: 1
+                    unit_price_minor: 2450
+                    currency: EUR
+                    status: returned
+      responses:
+        201:
+          description: Imported at once; the counts and the import's id
+          content:
+            application/json:
+              schema: PushImportedSchema
+        202:
+          description: Kept encrypted and queued for a job; poll status_url
+          content:
+            application/json:
+              schema: PushQueuedSchema
+        400:
+          description: >-
+            invalid_idempotency_key (the header is missing or not 1 to 255 printable ASCII
+            characters), invalid_json (the body is not JSON) or invalid_request (an access
+            token in the URL or body)
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        401: Unauthorized
+        403:
+          description: >-
+            insufficient_scope - the token lacks purchases:write; or policy_denied - the
+            customer's policy does not allow purchases for this purpose now (withheld gives
+            the reason)
+          content:
+            application/problem+json:
+              schema: PurchasesRefusedProblemSchema
+        404: NotBoundToCustomer
+        409:
+          description: >-
+            idempotency_key_in_use - a request with this key is still being processed;
+            retry later
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        413:
+          description: >-
+            too_many_lines (more than 1000 lines) or payload_too_large (a body over the
+            server's limit); nothing written
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        422:
+          description: >-
+            invalid_purchases - a line is refused (errors names each bad field by JSON
+            Pointer, /3/quantity; /3 for a line that is not an object), or the body is not an
+            array of 1 to 1000 lines; or idempotency_key_reused - the key was used for another
+            request. Nothing written.
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        429: RateLimited
+    """
+    token = bearer_token("purchases:write", action="import")
+    key = _idempotency_key()
+    body = json_body()
+    if body is None:
+        raise InvalidRequest("invalid_json", {"body": "Send a JSON array (application/json)."})
+    lines = load_push(body)
+    answer = purchase_push.push(
+        db(),
+        instance(),
+        token.row,
+        PushRequest(
+            lines=lines,
+            idempotency_key=key,
+            method=request.method,
+            path=request.path,
+            canonical_body=purchase_push.canonical_json(body),
+        ),
+        supplier_context(token.row.supplier_id),
+        job_lines=settings().push_job_lines,
+        status_url=f"{site_url()}{request.path}/jobs/",
+    )
+    response = jsonify(answer.body)
+    response.status_code = answer.status
+    if answer.status == 202:
+        response.headers["Location"] = answer.body["status_url"]
+    return response
+
+
+@bp.get("/purchases/jobs/<job_id>")
+@csrf_exempt
+@limiter.limit(api_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
+def push_job(job_id: str) -> ResponseReturnValue:
+    """A pushed batch's job: its status, and the counts once it ended.
+    ---
+    get:
+      operationId: readPushJob
+      tags: [resource]
+      summary: A pushed batch's job, its status and counts
+      description: >-
+        Only the client that pushed the batch, with a token of the same customer, reads it
+        (anyone else gets 404). queued, then running (read counts the lines read so far),
+        then done (the counts and the import's id) or failed (error, a code; nothing is
+        visible to the customer).
+      security:
+        - oauth2: [purchases:write]
+      parameters:
+        - in: path
+          name: job_id
+          required: true
+          schema:
+            type: string
+      responses:
+        200:
+          description: The job's status
+          content:
+            application/json:
+              schema: PushJobSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403: InsufficientScope
+        404:
+          description: not_found - no such job of this client and customer
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        429: RateLimited
+    """
+    token = bearer_token("purchases:write")
+    found = purchase_push.job_status(db(), token.row, job_id)
+    return jsonify(PushJobSchema().dump(found))

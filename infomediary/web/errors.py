@@ -41,6 +41,7 @@ STATUS: dict[str, int] = {
     "invalid_redirect_uri": 400,
     "invalid_link": 400,
     "invalid_request": 400,
+    "invalid_idempotency_key": 400,
     "invalid_credentials": 401,
     "invalid_token": 401,
     "invalid_initial_access_token": 401,
@@ -53,6 +54,10 @@ STATUS: dict[str, int] = {
     "not_found": 404,
     "email_taken": 409,
     "keys_in_use": 409,
+    "idempotency_key_in_use": 409,
+    "too_many_lines": 413,
+    "invalid_purchases": 422,
+    "idempotency_key_reused": 422,
     "budget_exhausted": 429,
     "mail_unavailable": 503,
 }

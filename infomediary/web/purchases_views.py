@@ -11,6 +11,12 @@ before anything reads the body (the CSRF check reads the form first), and the fi
 measured against the import limit. A body over it gets a friendly page, never a bare 413.
 A reverse proxy in front of the app must allow bodies that large too (nginx:
 ``client_max_body_size``).
+
+A file above ``upload_job_bytes`` (``INFOMEDIARY_UPLOAD_JOB_BYTES``) is not imported in the
+request: it is kept sealed in chunks and imported by a job
+(:mod:`infomediary.services.purchase_uploads`), whose status the page lists; while one is
+queued or running the page asks the browser to reload it (a ``Refresh`` header: no script,
+nothing the Content-Security-Policy forbids). Imports a retailer pushed are shown under its name.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connectors.money import exponent
 from infomediary.errors import ValidationFailed
+from infomediary.services import purchase_uploads
 from infomediary.services import purchases as purchase_service
 from infomediary.text import has_control_characters
 from infomediary.web.db import db
@@ -39,6 +46,8 @@ PAGE_SIZE = 50
 FORM_ALLOWANCE = 64 * 1024
 _UPLOAD_ENDPOINT = "purchases.upload"
 _MAX_PAGE_DIGITS = 6
+#: Seconds before the page reloads itself while an upload is queued or running.
+REFRESH_SECONDS = 5
 
 
 def _customer_id() -> str:
@@ -104,21 +113,28 @@ def _render(status: int = 200, **extra: Any) -> ResponseReturnValue:
     s, inst, customer_id = db(), instance(), _customer_id()
     lines = purchase_service.list_purchases(s, inst, customer_id, context())
     imports = purchase_service.list_imports(s, inst, customer_id, context())
+    pushed_by = purchase_uploads.supplier_names(s, [item["id"] for item in imports])
+    uploads = purchase_uploads.list_uploads(s, inst, customer_id)
     pages = max((len(lines) + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     page = min(_page_number(request.args.get("page")), pages)
     start = (page - 1) * PAGE_SIZE
     retailers = sorted({line["retailer"] for line in lines}, key=str.casefold)
-    return render_template(
+    html = render_template(
         "purchases.html",
         lines=[_shown(line) for line in lines[start : start + PAGE_SIZE]],
         total=len(lines),
         page=page,
         pages=pages,
-        imports=imports,
+        imports=[{**item, "pushed_by": pushed_by.get(item["id"])} for item in imports],
+        uploads=uploads,
+        refresh=REFRESH_SECONDS if purchase_uploads.active(uploads) else None,
         retailers=retailers,
         limit=_size_words(settings().import_max_bytes),
+        job_size=_size_words(settings().upload_job_bytes),
         **extra,
-    ), status
+    )
+    headers = {"Refresh": str(REFRESH_SECONDS)} if purchase_uploads.active(uploads) else {}
+    return html, status, headers
 
 
 @bp.get("/purchases")
@@ -152,6 +168,21 @@ def upload() -> ResponseReturnValue:
     if _size_of(stream) > settings().import_max_bytes:
         return error_response(413, "payload_too_large", _too_large_message())
     skip = request.form.get("skip_invalid") == "yes"
+    if _size_of(stream) > settings().upload_job_bytes:
+        purchase_uploads.queue_file(
+            db(),
+            instance(),
+            _customer_id(),
+            stream,
+            _source_name(upload.filename),
+            skip_invalid=skip,
+            ctx=context(),
+        )
+        flash(
+            "Your file is large, so it is being imported in the background: its progress is "
+            "under Uploads below, and its lines appear once the whole file is read."
+        )
+        return redirect(url_for("purchases.index"))
     try:
         result = purchase_service.import_file(
             db(),

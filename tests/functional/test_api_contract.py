@@ -53,6 +53,8 @@ def _bodies(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], di
             content = operation.get("requestBody", {}).get("content", {})
             if path.startswith("/api/") and "application/json" in content:
                 schema = _resolve(document, content["application/json"]["schema"])
+                if schema.get("type") == "array":
+                    continue  # a batch of purchase lines: test_purchases_push.py checks it
                 found.append((path, method, operation, schema))
     return found
 

@@ -3,7 +3,8 @@
 The OpenAPI document at ``/api/openapi.json`` is generated from these same classes, so the
 contract suppliers read is the one the code enforces. Each job has its module: ``fields``
 (strict text), ``loading`` (the request base and :func:`load`), ``problems``, ``resource``,
-``oauth`` and ``broker`` (counts and offers); every name is re-exported here.
+``oauth``, ``broker`` (counts and offers), ``purchases`` (reading them) and
+``purchase_push`` (pushing them); every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ from infomediary.web.schemas.problems import (
     BudgetExhaustedProblemSchema as BudgetExhaustedProblemSchema,
 )
 from infomediary.web.schemas.problems import ProblemSchema as ProblemSchema
+from infomediary.web.schemas.purchase_push import PushImportedSchema as PushImportedSchema
+from infomediary.web.schemas.purchase_push import PushJobSchema as PushJobSchema
+from infomediary.web.schemas.purchase_push import PushLineSchema as PushLineSchema
+from infomediary.web.schemas.purchase_push import PushQueuedSchema as PushQueuedSchema
+from infomediary.web.schemas.purchase_push import load_push as load_push
 from infomediary.web.schemas.purchases import PurchaseLineSchema as PurchaseLineSchema
 from infomediary.web.schemas.purchases import (
     PurchaseListRequestSchema as PurchaseListRequestSchema,
