@@ -18,7 +18,7 @@ next import, which then imports those lines again.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import io
 import os
@@ -116,6 +116,7 @@ class ImportInterrupted(ServiceError):
 
 
 # -- keyed hashes and records ------------------------------------------------------------------
+@functools.lru_cache(maxsize=1024)
 def _fold(retailer: str) -> str:
     return unicodedata.normalize("NFKC", retailer).strip().casefold()
 
@@ -126,7 +127,7 @@ def _token(inst: Instance, domain: str, *parts: str) -> bytes:
     for part in parts:
         raw = part.encode()
         message += len(raw).to_bytes(4, "big") + raw
-    return hmac.new(inst.keyring.secret("purchase_index"), bytes(message), hashlib.sha256).digest()
+    return hmac.digest(inst.keyring.secret("purchase_index"), bytes(message), "sha256")
 
 
 def retailer_token(inst: Instance, customer_id: str, retailer: str) -> bytes:
@@ -347,26 +348,22 @@ def _start(
     return import_id, key
 
 
-def _chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows whose line token the customer does not hold yet (one Core statement,
+    executed many times, no ORM); the ids of the rows inserted."""
+    table: Any = Purchase.__table__
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        pg = pg_insert(Purchase).on_conflict_do_nothing(
-            index_elements=["customer_id", "line_token"]
-        )
-        session.execute(pg, rows)
+        statement: Any = pg_insert(table)
     else:
         from sqlalchemy.dialects.sqlite import insert as lite_insert
 
-        lite = lite_insert(Purchase).on_conflict_do_nothing(
-            index_elements=["customer_id", "line_token"]
-        )
-        session.execute(lite, rows)
+        statement = lite_insert(table)
+    statement = statement.on_conflict_do_nothing(
+        index_elements=["customer_id", "line_token"]
+    ).returning(table.c.id)
+    return set(session.execute(statement, rows).scalars())
 
 
 def _stage(
@@ -378,42 +375,42 @@ def _stage(
     evidence: derived_interests.Accumulator,
 ) -> tuple[int, int]:
     """Write one batch under the staging import (a unit of work); (new, duplicates). The new
-    lines are added to ``evidence`` (what they suggest), published with the import."""
+    lines are added to ``evidence`` (what they suggest), published with the import.
+
+    Every distinct line of the batch is sealed and offered to the insert, which keeps those
+    whose token the customer does not hold (on conflict do nothing) and returns their ids:
+    they are the new lines, whatever another import wrote meanwhile, with no lookup first."""
     customer_id = key.customer_id
     with unit_of_work(session) as uow:
         tokens: dict[bytes, PurchaseLine] = {}
         for line in lines:
             tokens.setdefault(line_token(inst, customer_id, line), line)
-        existing: set[bytes] = set()
-        for chunk in _chunks(list(tokens), _LOOKUP_CHUNK):
-            existing.update(
-                session.execute(
-                    select(Purchase.line_token).where(
-                        Purchase.customer_id == customer_id, Purchase.line_token.in_(chunk)
-                    )
-                ).scalars()
-            )
+        retailers: dict[str, bytes] = {}
         rows = []
         for token, line in tokens.items():
-            if token in existing:
-                continue
             purchase_id = str(uuid.uuid4())
+            retailer = retailers.get(line.retailer)
+            if retailer is None:
+                retailer = retailers[line.retailer] = retailer_token(
+                    inst, customer_id, line.retailer
+                )
             rows.append(
                 {
                     "id": purchase_id,
                     "customer_id": customer_id,
                     "import_id": import_id,
                     "line_token": token,
-                    "retailer_token": retailer_token(inst, customer_id, line.retailer),
+                    "retailer_token": retailer,
                     "order_token": order_token(inst, customer_id, line.retailer, line.order_id),
                     "sealed": inst.vault.seal(key, LINES, purchase_id, "record", record_of(line)),
                 }
             )
-            evidence.add(line)
-        if rows:
-            _insert_ignoring_duplicates(session, rows)
+        inserted = _insert_ignoring_duplicates(session, rows) if rows else set()
+        for row, line in zip(rows, tokens.values(), strict=True):
+            if row["id"] in inserted:
+                evidence.add(line)
         uow.commit()
-    return len(rows), len(lines) - len(rows)
+    return len(inserted), len(lines) - len(inserted)
 
 
 def _discard(session: Session, import_id: str, ctx: Context, customer_id: str, reason: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from connectors import formats
 from infomediary.audit.log import Actor
 from infomediary.cli import main
 from infomediary.errors import ValidationFailed
@@ -219,3 +220,31 @@ def test_a_format_named_for_an_archive_reads_its_files_so(inst, tmp_path: Path) 
         purchases.import_file(
             session, inst, customer_id, stream, path.name, format="ebay", **options
         )
+
+
+def test_duplicates_are_counted_by_the_insert_within_and_across_batches(
+    inst, tmp_path: Path
+) -> None:
+    """A line repeated in the same batch, in a later batch, in another member, and lines the
+    customer already holds: each counted once as a duplicate, none written twice."""
+    customer_id = make_customer(inst)
+    header, *rows = AMAZON.split(b"\r\n" if b"\r\n" in AMAZON else b"\n")
+    rows = [row for row in rows if row]
+    repeated = header + b"\r\n" + b"\r\n".join([*rows, rows[0], rows[1], *rows[:3]]) + b"\r\n"
+    path = write_zip(tmp_path / "orders.zip", {FIRST: repeated, SECOND: AMAZON})
+    alone = fixture_lines(inst, tmp_path)
+    with inst.sessions() as session, path.open("rb") as stream:
+        result = purchases.import_file(
+            session, inst, customer_id, stream, path.name, ctx=CTX, batch=4
+        )
+    parser = formats.parser("amazon-retail")
+    read = sum(len(list(parser.parse(io.BytesIO(data), "x"))) for data in (repeated, AMAZON))
+    assert read > 2 * alone + 4
+    assert (result.imported, result.rejected) == (alone, 0)
+    assert result.imported + result.duplicates == read
+    assert counts(inst)[0] == 2 * alone  # this customer's and fixture_lines' customer's
+    with inst.sessions() as session, path.open("rb") as stream:
+        again = purchases.import_file(
+            session, inst, customer_id, stream, path.name, ctx=CTX, batch=3
+        )
+    assert (again.imported, again.duplicates) == (0, read)
