@@ -6,6 +6,7 @@ reads; every call logged."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import func, select
 
+from infomediary import create_app
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -406,3 +408,22 @@ def test_the_documented_examples_are_accepted(live_server, inst, customer, clien
     for name, example in examples.items():
         response = _push(live_server, supplier, example["value"], key=f"example-{name}")
         assert response.status_code == 201, (name, response.text)
+
+
+def test_pushes_are_rate_limited_and_need_no_csrf_token(live_server, inst, customer) -> None:
+    client = _client(live_server, inst)
+    token = client.token["access_token"]
+    limited = create_app(replace(inst.settings, api_rate_limit="2 per minute"), instance=inst)
+    api = limited.test_client()
+    headers = {"Authorization": f"Bearer {token}", "Origin": "https://elsewhere.example"}
+    answers = [
+        api.post(
+            "/api/v1/purchases", json=[line(n)], headers={**headers, "Idempotency-Key": f"r-{n}"}
+        )
+        for n in range(3)
+    ]
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[2].content_type == PROBLEM
+    assert answers[2].get_json()["code"] == "rate_limited"
+    assert "Retry-After" in answers[2].headers
+    assert _count(inst, Purchase) == 2
