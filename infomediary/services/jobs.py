@@ -623,22 +623,19 @@ def serve_rq(
     and every ``sweep_seconds`` in a thread. Stops on SIGINT or SIGTERM after the job in hand
     (RQ's warm shutdown). ``burst``: run what the queue holds, then sweep once, and return.
     Returns how many jobs the sweeps ran. Raises ``redis.RedisError`` when Redis is unreachable."""
-    from rq import SimpleWorker
+    from redis import Redis
+    from rq import Queue, SimpleWorker
 
     global _SERVING
     transport = use_redis(inst, queue_name=queue_name)
     if transport is None:
         raise ValueError("serve_rq needs INFOMEDIARY_REDIS_URL")
-    from redis import Redis
-    from rq import Queue
-
     # The worker's own connection: its blocking pops outlast the pushes' socket timeout.
     connection = Redis.from_url(transport.url, socket_connect_timeout=PUSH_TIMEOUT)
     connection.ping()
     worker = SimpleWorker([Queue(name=queue_name, connection=connection)], connection=connection)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     stop = threading.Event()
-    sweeper: threading.Thread | None = None
     _SERVING = inst
     try:
         if burst:
