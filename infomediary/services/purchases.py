@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import String, any_, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from connectors import formats
@@ -350,9 +350,12 @@ def _start(
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the rows whose line token the customer does not hold yet (one Core statement,
-    executed many times, no ORM); the ids of the rows inserted."""
+    executed many times, no ORM); the ids of the rows inserted. Their number is the
+    driver's row count where it gives one (SQLite); when it does not (psycopg reports -1),
+    or some rows were not inserted, the ids written are looked up (they are new uuids)."""
     table: Any = Purchase.__table__
-    if session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         statement: Any = pg_insert(table)
@@ -360,10 +363,21 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
         from sqlalchemy.dialects.sqlite import insert as lite_insert
 
         statement = lite_insert(table)
-    statement = statement.on_conflict_do_nothing(
-        index_elements=["customer_id", "line_token"]
-    ).returning(table.c.id)
-    return set(session.execute(statement, rows).scalars())
+    statement = statement.on_conflict_do_nothing(index_elements=["customer_id", "line_token"])
+    written = session.execute(statement, rows)
+    ids = [row["id"] for row in rows]
+    if getattr(written, "rowcount", -1) == len(ids):
+        return set(ids)
+    if postgresql:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        found = bindparam("ids", ids, type_=ARRAY(String))
+        return set(session.execute(select(table.c.id).where(table.c.id == any_(found))).scalars())
+    inserted: set[str] = set()
+    for at in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[at : at + _LOOKUP_CHUNK]
+        inserted.update(session.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+    return inserted
 
 
 def _stage(
