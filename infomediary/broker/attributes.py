@@ -10,9 +10,9 @@ Two attributes come from purchases, through the customer's interests derived fro
 (:mod:`infomediary.services.derived_interests`): ``bought`` (each interest the customer's
 purchases of the last 12 months suggest, and the customer kept) and ``spend`` (per such
 interest, a band of what was spent on it in those 12 months, in the broker's currency). They
-reveal ``purchases``; a value whose interest tag is of a special category reveals that
-category too, so it counts only customers whose policy releases both (an eligibility key
-``"purchases+health"``: :func:`categories_of`).
+reveal ``purchases`` and the category of their interest tag (``interests``, or a special one
+such as ``health``), so a value counts only customers whose policy releases both (an
+eligibility key ``"purchases+interests"`` or ``"purchases+health"``: :func:`categories_of`).
 
 Everything a customer is told about what can be asked (the counting page, the privacy
 notice) is generated from :data:`ATTRIBUTES` by :func:`customer_attributes`.
@@ -152,13 +152,13 @@ ATTRIBUTES: dict[str, Attribute] = {
 
 def value_category(attribute: str, value: str) -> str:
     """The eligibility key of a single value: the category it reveals (a special one for
-    sensitive interest tags), or, for a purchase attribute of a special tag, ``purchases``
-    and that category joined by ``+`` (both must be released)."""
+    sensitive interest tags), or, for a purchase attribute, ``purchases`` and its tag's
+    category (``interests``, or a special one) joined by ``+``: both must be released."""
     if attribute == "interests":
         return INTEREST_TAGS[value].category
     if attribute in PURCHASE_ATTRIBUTES:
         category = INTEREST_TAGS[value.split(":", 1)[0]].category
-        return "purchases" if category == "interests" else f"purchases{CATEGORY_JOIN}{category}"
+        return f"purchases{CATEGORY_JOIN}{category}"
     return ATTRIBUTES[attribute].category
 
 
@@ -194,9 +194,12 @@ def customer_attributes() -> list[CustomerAttribute]:
             a.granularity,
             CATEGORIES[a.category].explicit,
             tuple(
-                INTEREST_TAGS[v].label
-                for v in a.values
-                if a.name in ("interests", "bought") and special(value_category(a.name, v))
+                dict.fromkeys(
+                    INTEREST_TAGS[v.split(":", 1)[0]].label
+                    for v in a.values
+                    if a.name in ("interests", *PURCHASE_ATTRIBUTES)
+                    and special(value_category(a.name, v))
+                )
             ),
         )
         for a in ATTRIBUTES.values()

@@ -23,6 +23,9 @@ The canonical form (:func:`canonical_where`, :func:`canonical_json`):
    for everyone: a customer's area and state come from one postcode, and an area counts a
    customer for a purpose only where their policy releases both the postal district and
    demographics (``district`` refines ``demographics``), which is exactly what the state needs.
+   Likewise a ``bought`` predicate is dropped when every listed ``spend`` band's interest is
+   among its values: a band is derived from the same record as ``bought``, under the same
+   eligibility key, so whoever has a band of an interest has bought from it.
 4. **The breakdown's own attribute.** With a ``breakdown``, a ``where`` predicate on the same
    attribute listing *every* value is dropped (when another predicate remains): each cell
    already requires its own value, so the predicate removes only customers who are in no
@@ -92,6 +95,11 @@ def canonical_where(where: Mapping[str, Any], breakdown: str | None = None) -> d
         regions = set(clean["region"])
         if all(IMPLIED_REGION.get(area) in regions for area in clean["area"]):
             del clean["region"]
+    if "spend" in clean and "bought" in clean:
+        # a spend band of a tag implies the tag was bought (one record, one eligibility key):
+        # when every band's tag is among the bought ones, ``bought`` selects no one fewer
+        if {value.split(":", 1)[0] for value in clean["spend"]} <= set(clean["bought"]):
+            del clean["bought"]
     if (
         breakdown is not None
         and len(clean) > 1

@@ -58,11 +58,12 @@ BROKER_CATEGORIES = (
     "sexuality",
     "ethnicity",
 )
-#: Eligibility keys of purchase attributes of special interest tags: both must be released.
+#: Eligibility keys of purchase attributes (``bought``, ``spend``): purchases and the category
+#: of the interest tag, both released.
 COMPOUND_KEYS = tuple(
     f"purchases{CATEGORY_JOIN}{category}"
     for category in BROKER_CATEGORIES
-    if CATEGORIES[category].special
+    if category == "interests" or CATEGORIES[category].special
 )
 STATE_ID = 1
 #: The requester the broker evaluates eligibility for: any supplier, no sector.

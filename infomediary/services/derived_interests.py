@@ -30,15 +30,16 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from connectors.interests import EXCLUDED_STATUSES, Rules, load_rules
 from connectors.lines import PurchaseLine
-from infomediary.crypto.vault import CustomerKey
+from infomediary.crypto.vault import CustomerKey, DecryptionError
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import DerivedInterests, Profile, utcnow
+from infomediary.logs import get_logger
+from infomediary.models import Customer, DerivedInterests, Job, Profile, utcnow
 from infomediary.services import Context, jobs
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.derived_record import (
@@ -48,10 +49,10 @@ from infomediary.services.derived_record import (
     window_months,
 )
 from infomediary.services.uow import unit_of_work
+from infomediary.statuses import JobStatus
 from policies.taxonomy import INTEREST_TAGS
 
-#: The window of the broker's purchase attributes.
-WINDOW = timedelta(days=365)
+log = get_logger("derived_interests")
 
 
 @lru_cache(maxsize=1)
@@ -95,6 +96,25 @@ class Accumulator:
         return bool(self.months)
 
 
+def _locked(session: Session, inst: Instance, key: CustomerKey) -> dict[str, Any]:
+    """The customer's record, read under a row lock of the customer held to the commit, so
+    writers of it (an import publishing, a delete re-deriving, the customer's choice) take
+    turns instead of writing back what they read before another's commit (PostgreSQL; an
+    SQLite write transaction holds the database's lock anyway)."""
+    session.execute(
+        select(Customer.id).where(Customer.id == key.customer_id).with_for_update()
+    ).scalar_one_or_none()
+    row = session.execute(
+        select(DerivedInterests)
+        .where(DerivedInterests.customer_id == key.customer_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if row is None:
+        return load(session, inst, key)
+    record = inst.vault.open(key, TABLE, key.customer_id, FIELD, row.sealed)
+    return record if isinstance(record, dict) else load(session, inst, key)
+
+
 def _store(session: Session, inst: Instance, key: CustomerKey, record: dict[str, Any]) -> None:
     sealed = inst.vault.seal(key, TABLE, key.customer_id, FIELD, record)
     row = session.get(DerivedInterests, key.customer_id)
@@ -124,7 +144,7 @@ def add_evidence(session: Session, inst: Instance, key: CustomerKey, evidence: A
     caller's unit of work)."""
     if not evidence:
         return
-    record = load(session, inst, key)
+    record = _locked(session, inst, key)
     _merge(record, evidence)
     _store(session, inst, key, record)
     schedule_refresh(session, inst)
@@ -135,8 +155,9 @@ def recompute(
     session: Session, inst: Instance, key: CustomerKey, lines: Iterable[PurchaseLine]
 ) -> None:
     """Rebuild the evidence from ``lines`` (every line the customer still holds), keeping
-    what the customer removed (in the caller's unit of work)."""
-    record = load(session, inst, key)
+    what the customer removed (in the caller's unit of work). The record is locked before the
+    lines are read, so an import publishing meanwhile merges into what this writes."""
+    record = _locked(session, inst, key)
     accumulator = Accumulator()
     for line in lines:
         accumulator.add(line)
@@ -257,7 +278,7 @@ def choose(
         raise ValidationFailed({"action": f"one of {', '.join(ACTIONS)}"})
     with unit_of_work(session) as uow:
         key = customer_key(session, inst, customer_id)
-        record = load(session, inst, key)
+        record = _locked(session, inst, key)
         if tag not in record.get("evidence", {}) or tag not in INTEREST_TAGS:
             raise NotFound("Your purchases suggest no such interest.")
         removed = set(record.get("removed", []))
@@ -299,11 +320,45 @@ _REFRESH_BATCH = 500
 _SCHEDULED: weakref.WeakSet[Instance] = weakref.WeakSet()
 
 
+_SCHEDULING = "infomediary.derived_interests.scheduling"
+_LISTENING = "infomediary.derived_interests.listening"
+
+
 def schedule_refresh(session: Session, inst: Instance) -> None:
-    """Make sure the daily refresh exists (in the caller's transaction; once per process)."""
-    if inst not in _SCHEDULED:
+    """Make sure the daily refresh exists, and is not given up (in the caller's transaction).
+
+    Once per process and instance *after a transaction that did so committed*: a rolled-back
+    one leaves the next to try again. A refresh that failed (its attempts used up) is queued
+    again, so the 12-month window never stops moving."""
+    if inst in _SCHEDULED:
+        return
+    row = session.execute(select(Job.id, Job.status).where(Job.key == REFRESH_JOB)).first()
+    if row is None:
         jobs.enqueue(session, REFRESH_JOB, {}, utcnow() + REFRESH_EVERY, key=REFRESH_JOB)
+    elif row.status == JobStatus.FAILED:
+        session.execute(
+            update(Job)
+            .where(Job.id == row.id, Job.status == JobStatus.FAILED)
+            .values(status=JobStatus.QUEUED, attempts=0, run_after=utcnow(), locked_until=None)
+        )
+    session.info[_SCHEDULING] = inst
+    if not session.info.get(_LISTENING):
+        session.info[_LISTENING] = True  # for the session's life: it is short
+        event.listen(session, "after_commit", _scheduled)
+        event.listen(session, "after_rollback", _not_scheduled)
+
+
+def _scheduled(session: Session) -> None:
+    if session.get_nested_transaction() is not None:  # a savepoint released: not committed
+        return
+    inst = session.info.pop(_SCHEDULING, None)
+    if inst is not None:
         _SCHEDULED.add(inst)
+
+
+def _not_scheduled(session: Session) -> None:
+    if session.get_nested_transaction() is None:
+        session.info.pop(_SCHEDULING, None)
 
 
 def refresh_all(session: Session, inst: Instance, now: datetime | None = None) -> int:
@@ -324,7 +379,13 @@ def refresh_all(session: Session, inst: Instance, now: datetime | None = None) -
             if not ids:
                 return changed
             for customer_id in ids:
-                changed += bool(_sync(session, inst, customer_id, now))
+                try:
+                    with session.begin_nested():  # one customer's failure is theirs alone
+                        changed += bool(_sync(session, inst, customer_id, now))
+                except (DecryptionError, ValueError) as exc:  # a record that will not open
+                    log.warning(
+                        "refresh: a customer's entry was left as it was (%s)", type(exc).__name__
+                    )
             uow.commit()
         after = ids[-1]
 

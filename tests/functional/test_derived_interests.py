@@ -333,3 +333,79 @@ def test_the_profile_page_shows_and_changes_them(inst: Instance, client: Any, au
     assert refused.status_code in (400, 403)  # no CSRF token
     assert shown(inst, customer)["books"].removed
     assert client.get("/profile/from-purchases").status_code == 405
+
+
+def test_bought_needs_interests_as_well_as_purchases(inst: Instance) -> None:
+    customer = make_customer(inst)
+    bring(inst, customer, [line("a", quantity=2, price=3_000)])
+    assert counted(inst, {"bought": ["books"]}) == 1
+    allow(inst, customer, "interests", "never")  # purchases still allowed for analytics
+    assert counted(inst, {"bought": ["books"]}) == 0
+    assert counted(inst, {"spend": ["books:50-199"]}) == 0
+
+
+def test_the_refresh_is_scheduled_again_after_a_rollback_and_a_failure(inst: Instance) -> None:
+    customer = make_customer(inst)
+    derived_interests._SCHEDULED.discard(inst)
+    with inst.sessions() as session:
+        derived_interests.schedule_refresh(session, inst)
+        session.rollback()
+    assert inst not in derived_interests._SCHEDULED
+    bring(inst, customer, [line("a")])
+    assert inst in derived_interests._SCHEDULED
+    with inst.sessions() as session:
+        job = session.execute(
+            select(Job).where(Job.key == derived_interests.REFRESH_JOB)
+        ).scalar_one()
+        job.status = "failed"
+        job.attempts = job.max_attempts
+        session.commit()
+    derived_interests._SCHEDULED.discard(inst)  # a new process
+    bring(inst, customer, [line("b", name="Skillet", category="Kitchen")])
+    with inst.sessions() as session:
+        job = session.execute(
+            select(Job).where(Job.key == derived_interests.REFRESH_JOB)
+        ).scalar_one()
+        assert job.status == "queued"
+        assert job.attempts == 0
+
+
+def test_a_record_that_will_not_open_stops_only_its_own_refresh(inst: Instance) -> None:
+    broken, fine = make_customer(inst), make_customer(inst)
+    bring(inst, broken, [line("a")])
+    bring(inst, fine, [line("b")])
+    with inst.sessions() as session:
+        row = session.get(DerivedInterests, broken)
+        assert row is not None
+        row.sealed = b"not a vault blob"
+        session.commit()
+    with inst.sessions() as session:
+        assert derived_interests.refresh_all(session, inst, NOW + timedelta(days=400)) == 1
+    assert counted(inst, {"bought": ["books"]}) == 1  # the broken one's entry left as it was
+
+
+def test_writers_of_the_record_take_turns(inst: Instance) -> None:
+    """A customer's removal made while an import publishes is not written over by it."""
+    import threading
+
+    customer = make_customer(inst)
+    bring(inst, customer, [line("a")])
+    done = threading.Event()
+    with inst.sessions() as publishing:
+        key = customer_key(publishing, inst, customer)
+        held = derived_interests._locked(publishing, inst, key)  # an import's final commit
+        thread = threading.Thread(
+            target=lambda: (choose(inst, customer, "books", "remove"), done.set())
+        )
+        thread.start()
+        assert not done.wait(0.5)  # the removal waits for the import's commit
+        evidence = derived_interests.Accumulator()
+        evidence.add(line("b", name="Skillet", category="Kitchen"))
+        derived_interests._merge(held, evidence)
+        derived_interests._store(publishing, inst, key, held)
+        publishing.commit()
+    thread.join(10)
+    assert done.is_set()
+    final = record(inst, customer)
+    assert final["removed"] == ["books"]
+    assert set(final["evidence"]) == {"books", "cooking"}

@@ -387,3 +387,27 @@ def test_the_population_check_can_fail() -> None:
     assert set(kept) == {1}
     assert set(wrongly) == {1, 2}
     assert canonical_where(where) == where
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (
+            {"spend": ["books:50-199"], "bought": ["books"]},
+            {"spend": ["books:50-199"]},
+        ),
+        (
+            {"spend": ["books:50-199", "travel:500-plus"], "bought": ["travel", "books", "film"]},
+            {"spend": ["books:50-199", "travel:500-plus"]},
+        ),
+        (  # a band of an interest not listed: bought still excludes
+            {"spend": ["books:50-199", "travel:500-plus"], "bought": ["books"]},
+            {"bought": ["books"], "spend": ["books:50-199", "travel:500-plus"]},
+        ),
+        ({"bought": ["books"]}, {"bought": ["books"]}),
+    ],
+)
+def test_bought_is_dropped_when_every_spend_band_implies_it(
+    where: dict[str, list[str]], expected: dict[str, list[str]]
+) -> None:
+    assert canonical_where(where) == expected
