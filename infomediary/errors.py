@@ -149,3 +149,10 @@ class IdempotencyKeyInUse(ServiceError):
     """A request with this ``Idempotency-Key`` is still being processed."""
 
     code = "idempotency_key_in_use"
+
+
+class ImportRunning(ServiceError):
+    """Another import of the customer's purchases is being written: one at a time, so that a
+    line two imports both hold is never counted as held by one that is then refused."""
+
+    code = "import_running"

@@ -95,11 +95,14 @@ def canonical_where(where: Mapping[str, Any], breakdown: str | None = None) -> d
         regions = set(clean["region"])
         if all(IMPLIED_REGION.get(area) in regions for area in clean["area"]):
             del clean["region"]
-    if "spend" in clean and "bought" in clean:
-        # a spend band of a tag implies the tag was bought (one record, one eligibility key):
-        # when every band's tag is among the bought ones, ``bought`` selects no one fewer
-        if {value.split(":", 1)[0] for value in clean["spend"]} <= set(clean["bought"]):
-            del clean["bought"]
+    # a spend band of a tag implies the tag was bought (one record, one eligibility key):
+    # when every band's tag is among the bought ones, ``bought`` selects no one fewer
+    if (
+        "spend" in clean
+        and "bought" in clean
+        and {value.split(":", 1)[0] for value in clean["spend"]} <= set(clean["bought"])
+    ):
+        del clean["bought"]
     if (
         breakdown is not None
         and len(clean) > 1

@@ -76,9 +76,12 @@ class Accumulator:
     """Evidence of lines not yet published: per tag, per month, lines and spend."""
 
     months: dict[str, dict[str, dict[str, Any]]]
+    #: A line already held changed (its status, say): the evidence is derived again in full.
+    stale: bool
 
     def __init__(self) -> None:
         self.months = {}
+        self.stale = False
 
     def add(self, line: PurchaseLine) -> None:
         tags = _tags(line)
@@ -93,7 +96,7 @@ class Accumulator:
                 cell["spend"][line.currency] = cell["spend"].get(line.currency, 0) + spend
 
     def __bool__(self) -> bool:
-        return bool(self.months)
+        return bool(self.months) or self.stale
 
 
 def _locked(session: Session, inst: Instance, key: CustomerKey) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from connectors.lines import (
     UnknownFormat,
 )
 from infomediary.crypto.vault import CustomerKey
-from infomediary.errors import NotFound, ServiceError, ValidationFailed
+from infomediary.errors import ImportRunning, NotFound, ServiceError, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.leases import live_leases
 from infomediary.models import (
@@ -81,12 +81,15 @@ class ImportResult:
     rejected: int
     errors: tuple[str, ...] = ()
     import_id: str | None = field(default=None, compare=False)
+    #: Lines already held that this source changed (a status, a quantity, a price).
+    updated: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "format": self.format,
             "imported": self.imported,
             "duplicates": self.duplicates,
+            "updated": self.updated,
             "rejected": self.rejected,
             "errors": list(self.errors),
         }
@@ -323,7 +326,21 @@ def _start(
     """Clear the customer's abandoned imports and create a staging one (a unit of work)."""
     with unit_of_work(session) as uow:
         key = customer_key(session, inst, customer_id)
+        # the customer's row lock: two imports starting at once take turns here
+        session.execute(
+            select(Customer.id).where(Customer.id == customer_id).with_for_update()
+        ).scalar_one_or_none()
         _drop_imports(session, abandoned_imports(session, inst, customer_id))
+        running = session.execute(
+            select(PurchaseImport.id).where(
+                PurchaseImport.customer_id == customer_id,
+                PurchaseImport.status == PurchaseImportStatus.STAGING,
+            )
+        ).first()
+        if running is not None:
+            raise ImportRunning(
+                "another import of these purchases is running: try again when it has finished"
+            )
         import_id = str(uuid.uuid4())
         session.add(
             PurchaseImport(
@@ -387,9 +404,10 @@ def _stage(
     import_id: str,
     lines: list[PurchaseLine],
     evidence: derived_interests.Accumulator,
-) -> tuple[int, int]:
-    """Write one batch under the staging import (a unit of work); (new, duplicates). The new
-    lines are added to ``evidence`` (what they suggest), published with the import.
+) -> tuple[int, int, int]:
+    """Write one batch under the staging import (a unit of work); (new, duplicates, updated).
+    The new lines are added to ``evidence`` (what they suggest), published with the import;
+    a line already held whose status, quantity or price changed is updated instead.
 
     Every distinct line of the batch is sealed and offered to the insert, which keeps those
     whose token the customer does not hold (on conflict do nothing) and returns their ids:
@@ -420,11 +438,51 @@ def _stage(
                 }
             )
         inserted = _insert_ignoring_duplicates(session, rows) if rows else set()
-        for row, line in zip(rows, tokens.values(), strict=True):
+        held: dict[bytes, PurchaseLine] = {}
+        for row, (token, line) in zip(rows, tokens.items(), strict=True):
             if row["id"] in inserted:
                 evidence.add(line)
+            else:
+                held[token] = line
+        updated = _update_changed(session, inst, key, held) if held else 0
+        if updated:
+            evidence.stale = True
         uow.commit()
-    return len(inserted), len(lines) - len(inserted)
+    return len(inserted), len(lines) - len(inserted) - updated, updated
+
+
+#: What a later source may change of a line already held: the rest is the line's identity.
+_CHANGEABLE = ("status", "quantity", "unit_price_minor")
+
+
+def _update_changed(
+    session: Session, inst: Instance, key: CustomerKey, held: dict[bytes, PurchaseLine]
+) -> int:
+    """Lines already held whose status (or quantity, or price) a later file changes, such as
+    an order since returned, are sealed again with the new values; returns how many."""
+    updated = 0
+    tokens = list(held)
+    for start in range(0, len(tokens), _LOOKUP_CHUNK):
+        chunk = tokens[start : start + _LOOKUP_CHUNK]
+        found = session.execute(
+            select(Purchase.id, Purchase.line_token, Purchase.sealed).where(
+                Purchase.customer_id == key.customer_id, Purchase.line_token.in_(chunk)
+            )
+        ).all()
+        for purchase_id, token, sealed in found:
+            record = inst.vault.open(key, LINES, purchase_id, "record", sealed)
+            fresh = record_of(held[token])
+            if all(record.get(name) == fresh[name] for name in _CHANGEABLE):
+                continue
+            record.update({name: fresh[name] for name in _CHANGEABLE})
+            session.execute(
+                update(Purchase)
+                .where(Purchase.id == purchase_id)
+                .values(sealed=inst.vault.seal(key, LINES, purchase_id, "record", record))
+                .execution_options(synchronize_session=False)
+            )
+            updated += 1
+    return updated
 
 
 def _discard(session: Session, import_id: str, ctx: Context, customer_id: str, reason: str) -> None:
@@ -480,7 +538,10 @@ def _publish(
             raise ImportInterrupted(
                 "the import was interrupted and its lines were removed: import the file again"
             )
-        derived_interests.add_evidence(session, inst, key, evidence)
+        if evidence.stale:
+            derived_interests.recompute(session, inst, key, held_lines(session, inst, key))
+        else:
+            derived_interests.add_evidence(session, inst, key, evidence)
         ctx.log(
             session,
             "import",
@@ -580,7 +641,7 @@ def import_lines(
     if batch < 1:
         raise ValueError("batch must be positive")
     import_id, key = _start(session, inst, customer_id, format_name, source_name, supplier_id)
-    imported = duplicates = rejected = read = 0
+    imported = duplicates = updated = rejected = read = 0
     errors: list[str] = []
     retailers: set[str] = set()
     pending: list[PurchaseLine] = []
@@ -602,8 +663,8 @@ def import_lines(
             retailers.add(item.retailer)
             pending.append(item)
             if len(pending) >= batch:
-                new, dup = _stage(session, inst, key, import_id, pending, evidence)
-                imported, duplicates = imported + new, duplicates + dup
+                new, dup, upd = _stage(session, inst, key, import_id, pending, evidence)
+                imported, duplicates, updated = imported + new, duplicates + dup, updated + upd
                 pending = []
                 if progress is not None:
                     progress(read)
@@ -618,9 +679,11 @@ def import_lines(
             )
             raise ImportRefused(result)
         if pending:
-            new, dup = _stage(session, inst, key, import_id, pending, evidence)
-            imported, duplicates = imported + new, duplicates + dup
-        result = ImportResult(format_name, imported, duplicates, rejected, tuple(errors), import_id)
+            new, dup, upd = _stage(session, inst, key, import_id, pending, evidence)
+            imported, duplicates, updated = imported + new, duplicates + dup, updated + upd
+        result = ImportResult(
+            format_name, imported, duplicates, rejected, tuple(errors), import_id, updated
+        )
         _publish(session, inst, key, import_id, source_name, retailers, result, ctx, evidence)
         if progress is not None:
             progress(read)

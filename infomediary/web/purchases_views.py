@@ -30,7 +30,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connectors.money import exponent
-from infomediary.errors import ValidationFailed
+from infomediary.errors import ImportRunning, ValidationFailed
 from infomediary.services import purchase_uploads
 from infomediary.services import purchases as purchase_service
 from infomediary.text import has_control_characters
@@ -197,6 +197,8 @@ def upload() -> ResponseReturnValue:
         return _render(400, refused=refused.result)
     except ValidationFailed as exc:
         return _render(400, upload_error=exc.message)
+    except ImportRunning as exc:
+        return _render(409, upload_error=exc.message)
     message = (
         f"Imported {result.imported} new line{'' if result.imported == 1 else 's'} "
         f"({result.format}); {result.duplicates} already held"

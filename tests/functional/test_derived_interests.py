@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from connectors.lines import LineStatus, PurchaseLine
 from infomediary.audit.log import Actor
-from infomediary.errors import NotFound, ValidationFailed
+from infomediary.errors import ImportRunning, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, DerivedInterests, Job, Supplier
 from infomediary.services import (
@@ -394,9 +394,12 @@ def test_writers_of_the_record_take_turns(inst: Instance) -> None:
     with inst.sessions() as publishing:
         key = customer_key(publishing, inst, customer)
         held = derived_interests._locked(publishing, inst, key)  # an import's final commit
-        thread = threading.Thread(
-            target=lambda: (choose(inst, customer, "books", "remove"), done.set())
-        )
+
+        def remove() -> None:
+            choose(inst, customer, "books", "remove")
+            done.set()
+
+        thread = threading.Thread(target=remove)
         thread.start()
         assert not done.wait(0.5)  # the removal waits for the import's commit
         evidence = derived_interests.Accumulator()
@@ -409,3 +412,35 @@ def test_writers_of_the_record_take_turns(inst: Instance) -> None:
     final = record(inst, customer)
     assert final["removed"] == ["books"]
     assert set(final["evidence"]) == {"books", "cooking"}
+
+
+def test_a_line_returned_since_is_updated_and_stops_counting(inst: Instance) -> None:
+    customer = make_customer(inst)
+    bring(inst, customer, [line("a", quantity=2, price=3_000)])
+    assert counted(inst, {"spend": ["books:50-199"]}) == 1
+    again = bring(inst, customer, [line("a", quantity=2, price=3_000, status=LineStatus.RETURNED)])
+    assert (again.imported, again.duplicates, again.updated) == (0, 0, 1)
+    with inst.sessions() as session:
+        held = purchases.list_purchases(session, inst, customer, CTX)
+    assert [row["status"] for row in held] == ["returned"]
+    assert shown(inst, customer) == {}  # a returned product is no evidence
+    assert counted(inst, {"bought": ["books"]}) == 0
+    same = bring(inst, customer, [line("a", quantity=2, price=3_000, status=LineStatus.RETURNED)])
+    assert (same.imported, same.duplicates, same.updated) == (0, 1, 0)
+
+
+def test_one_import_at_a_time(inst: Instance) -> None:
+    customer = make_customer(inst)
+
+    def second_import_meanwhile() -> Iterable[PurchaseLine]:
+        yield line("a")
+        with pytest.raises(ImportRunning, match="another import"):
+            bring(inst, customer, [line("a")])
+        yield line("b", name="Second Paperback")
+
+    with inst.sessions() as session:
+        result = purchases.import_lines(
+            session, inst, customer, second_import_meanwhile(), "push", "test", ctx=CTX, batch=1
+        )
+    assert result.imported == 2
+    assert bring(inst, customer, [line("a")]).duplicates == 1  # and now it may

@@ -502,7 +502,7 @@ def test_cli_import_prints_json_and_is_idempotent(env, inst) -> None:
     code, out, err = cli("import", str(AMAZON), "--customer", EMAIL, "--json")
     assert code == 0, err
     first = json.loads(out)
-    assert set(first) == {"format", "imported", "duplicates", "rejected", "errors"}
+    assert set(first) == {"format", "imported", "duplicates", "updated", "rejected", "errors"}
     assert first["format"] == "amazon-retail"
     assert first["imported"] > 0
     assert err == ""  # no progress when stderr is not a terminal
