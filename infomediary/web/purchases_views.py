@@ -21,6 +21,7 @@ nothing the Content-Security-Policy forbids). Imports a retailer pushed are show
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO, cast
 
@@ -205,10 +206,17 @@ def upload() -> ResponseReturnValue:
     )
     if result.rejected:
         message += f"; {result.rejected} skipped because they cannot be read"
+    numbers = [m.group(1) for error in result.errors if (m := _LINE_NUMBER.search(error))]
+    if numbers:
+        # line numbers only: a flashed message waits in the session store, and what a bad
+        # cell held (or the file's name) is the customer's purchase data
+        more = ", ..." if result.rejected > len(numbers) else ""
+        message += f" (line{'' if len(numbers) == 1 else 's'} {', '.join(numbers)}{more})"
     flash(message + ".")
-    for error in result.errors:
-        flash(f"Skipped: {error}")
     return redirect(url_for("purchases.index"))
+
+
+_LINE_NUMBER = re.compile(r", line (\d+): ")
 
 
 def _lines_word(count: int) -> str:
@@ -240,5 +248,5 @@ def delete_import() -> ResponseReturnValue:
 def delete_retailer() -> ResponseReturnValue:
     retailer = request.form.get("retailer", "")
     count = purchase_service.delete_retailer(db(), instance(), _customer_id(), retailer, context())
-    flash(f"Deleted {_lines_word(count)} from {retailer}.")
+    flash(f"Deleted {_lines_word(count)} from that retailer.")  # no name in the session store
     return redirect(url_for("purchases.index"))
