@@ -31,6 +31,7 @@ first bytes inflated to recognise the other files count against the import limit
 from __future__ import annotations
 
 import io
+import lzma
 import re
 import struct
 import zipfile
@@ -41,6 +42,24 @@ from typing import Any, BinaryIO
 
 from connectors import formats
 from connectors.lines import HEAD_BYTES, Parser, UnknownFormat
+
+#: What reading a damaged or unusual archive raises, from zipfile and the codecs under it:
+#: each is a refusal of the archive, never a crash.
+_UNREADABLE: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    IndexError,
+    KeyError,
+)
+#: Opening a member can also raise RuntimeError (a password is needed).
+_UNREADABLE_MEMBER: tuple[type[BaseException], ...] = (*_UNREADABLE, RuntimeError)
 
 #: The first bytes of a zip: a local file header, or the end record of an empty archive.
 MAGIC = b"PK\x03\x04"
@@ -158,7 +177,7 @@ class Archive:
         stream.seek(self._start)
         try:
             self._zip = zipfile.ZipFile(self._file, "r")
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise ArchiveError(f"this zip archive cannot be read: {exc}") from None
         try:
             self.members = self._choose(format)
@@ -185,6 +204,12 @@ class Archive:
         infos = [info for info in self._zip.infolist() if not info.is_dir()]
         if len(infos) > self.limits.max_members:
             raise _too_many(len(infos), self.limits.max_members)
+        names = [info.filename for info in infos]
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise ArchiveError(
+                f"the archive holds two members named {twice}: it is damaged or was altered"
+            )
         for info in infos:
             if info.flag_bits & 0x1:
                 raise ArchiveError(
@@ -239,7 +264,7 @@ class Archive:
     def _open(self, info: zipfile.ZipInfo, *, head: bool = False) -> io.BufferedReader:
         try:
             raw = self._zip.open(info)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+        except _UNREADABLE_MEMBER as exc:
             raise ArchiveError(f"{info.filename} cannot be read from the archive: {exc}") from None
         return io.BufferedReader(_MemberStream(self, info, raw, head), buffer_size=8 * CHUNK)
 
@@ -278,7 +303,7 @@ class _MemberStream(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         try:
             data = self._raw.read(min(len(view), CHUNK))
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        except _UNREADABLE as exc:
             archive.refused = ArchiveError(
                 f"{self._info.filename} cannot be read from the archive: {exc}"
             )

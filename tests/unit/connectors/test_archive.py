@@ -325,3 +325,45 @@ def test_a_corrupt_member_is_refused_while_reading() -> None:
     with pytest.raises(ArchiveError, match="cannot be read from the archive: Bad CRC"):
         read_all(archive)
     archive.close()
+
+
+def test_two_members_of_one_name_are_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Retail.OrderHistory.1/Retail.OrderHistory.1.csv", AMAZON)
+        with pytest.warns(UserWarning, match="Duplicate"):
+            archive.writestr("Retail.OrderHistory.1/Retail.OrderHistory.1.csv", AMAZON[:400])
+    buffer.seek(0)
+    with pytest.raises(ArchiveError, match="two members named"):
+        Archive(buffer, LIMITS)
+
+
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
+def test_damaged_archives_are_refused_never_raised_past(method: int) -> None:
+    """Random bytes changed in a real archive: it reads, or it is refused (ArchiveError, or the
+    parser's error for a damaged line); nothing else escapes (which would be a 500)."""
+    import random
+
+    from connectors.lines import ParseError
+
+    base = make_zip(
+        {"Retail.OrderHistory.1/Retail.OrderHistory.1.csv": AMAZON, "x/orders.csv": SHOPIFY},
+        method=method,
+    ).getvalue()
+    rng = random.Random(method)
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(250):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            with Archive(io.BytesIO(bytes(data)), Limits(max_total_bytes=5 * MB)) as archive:
+                for member, stream in archive.streams():
+                    for _line in member.parser.parse(stream, member.name):
+                        pass
+            outcomes["read"] += 1
+        except (ArchiveError, ParseError):
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
