@@ -167,9 +167,9 @@ def release(
                 t for t in suggested if INTEREST_TAGS[t].category in ({"interests"} | special_ok)
             ]
             released |= {INTEREST_TAGS[t].category for t in body["interests_from_purchases"]}
-        else:
-            # Purchases are read a page at a time from /api/v1/purchases, never here: without
-            # interests /me releases nothing of them, and its log entry does not name them.
+        if not body.get("interests_from_purchases"):
+            # Purchase lines are read a page at a time from /api/v1/purchases, never here: the
+            # log entry names purchases only when interests derived from them were released.
             released.discard("purchases")
         body["withheld"] = withheld
         ctx.log(

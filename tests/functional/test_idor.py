@@ -101,6 +101,9 @@ PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "gets 404 (tests/functional/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
     "offers_api.contact": "a supplier's bearer-token API: another supplier gets 404 "
     "(tests/functional/test_offers.py::test_contact_details_only_when_shared)",
+    "api.push_job": "a supplier's bearer-token API: another client, even of the same customer, "
+    "gets 404 (tests/functional/test_purchases_push.py::"
+    "test_a_large_batch_is_a_job_only_its_client_reads)",
 }
 #: Variable rules known today; the generated cases must include at least these.
 KNOWN_CUSTOMER_RULES = {

@@ -31,7 +31,7 @@ from infomediary import create_app
 from infomediary.cli import main
 from infomediary.config import ConfigError, load_config
 from infomediary.instance import Instance, open_instance
-from infomediary.models import Job, utcnow
+from infomediary.models import Job, ProcessLease, utcnow
 from infomediary.services import jobs
 from infomediary.statuses import JobStatus
 from tests.conftest import need_service
@@ -375,8 +375,38 @@ def test_a_redis_url_that_is_not_one_is_refused_by_name() -> None:
         assert load_config({"REDIS_URL": right}, environ={}).redis_url == right
 
 
+def _wait_until_serving(inst: Instance, child: subprocess.Popen[str], transport: str) -> None:
+    """Until the child serves: RQ registered its worker (after its signal handlers), or the
+    database loop's process holds its lease (its handlers follow at once); then a moment."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert child.poll() is None, child.communicate()
+        if transport == "redis":
+            import redis
+            from rq import Worker
+
+            connection = redis.Redis.from_url(os.environ[REDIS_ENV])
+            try:
+                serving = bool(Worker.all(connection=connection))
+            finally:
+                connection.close()
+        else:
+            with inst.sessions() as session:
+                serving = (
+                    session.execute(
+                        select(ProcessLease.id).where(ProcessLease.pid == child.pid)
+                    ).first()
+                    is not None
+                )
+        if serving:
+            time.sleep(1)
+            return
+        time.sleep(0.2)
+    raise AssertionError("the worker did not start within 60 s")
+
+
 @pytest.mark.parametrize("transport", ["redis", "database"])
-def test_the_worker_stops_cleanly_on_sigterm(transport, env, request) -> None:
+def test_the_worker_stops_cleanly_on_sigterm(transport, env, request, inst) -> None:
     child_env = {**os.environ, **env}
     if transport == "redis":
         child_env["INFOMEDIARY_REDIS_URL"] = request.getfixturevalue("redis_url")
@@ -388,8 +418,7 @@ def test_the_worker_stops_cleanly_on_sigterm(transport, env, request) -> None:
         text=True,
     )
     try:
-        time.sleep(3)  # it opened the instance and is waiting for work
-        assert child.poll() is None, child.communicate()
+        _wait_until_serving(inst, child, transport)
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=30)
     finally:

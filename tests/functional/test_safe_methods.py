@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from base64 import urlsafe_b64encode
 from collections import Counter
 from collections.abc import Callable
@@ -139,6 +140,7 @@ FILLERS: dict[str, Callable[[World], str]] = {
     "offer_id": lambda w: w.offer_id,
     "action": lambda w: "accept",
     "sub": lambda w: "off_unknown",
+    "job_id": lambda w: str(uuid.uuid4()),  # a bearer-token API: no token, no effect
 }
 
 
