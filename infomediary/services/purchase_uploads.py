@@ -103,7 +103,7 @@ def _store(
     )
     session.flush()
     size = seq = 0
-    while data := stream.read(CHUNK_BYTES):
+    while data := _read_full(stream, CHUNK_BYTES):
         session.execute(
             insert(PurchaseUploadChunk),
             [
@@ -182,47 +182,73 @@ def queue_push(
 # -- reading the chunks back -------------------------------------------------------------------
 class ChunkReader(io.RawIOBase):
     """An upload's bytes, opened a chunk at a time, each read in a short transaction of its
-    own (the import's batches commit in between): never the whole file in memory."""
+    own (the import's batches commit in between): never the whole file in memory. It can
+    seek (every chunk but the last holds exactly :data:`CHUNK_BYTES`), so a zip archive,
+    whose directory is at its end, is read from the database like any file."""
 
-    def __init__(self, inst: Instance, key: CustomerKey, upload_id: str) -> None:
+    def __init__(self, inst: Instance, key: CustomerKey, upload_id: str, size: int) -> None:
         self._inst = inst
         self._key = key
         self._upload_id = upload_id
-        self._seq = 0
-        self._buffer = b""
-        self._ended = False
+        self._size = size
+        self._pos = 0
+        self._held: tuple[int, bytes] | None = None  # the chunk last opened, by number
 
     def readable(self) -> bool:
         return True
 
-    def _next_chunk(self) -> bytes | None:
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def _chunk(self, seq: int) -> bytes:
+        if self._held is not None and self._held[0] == seq:
+            return self._held[1]
         with self._inst.sessions() as session:
             sealed = session.execute(
                 select(PurchaseUploadChunk.sealed).where(
                     PurchaseUploadChunk.upload_id == self._upload_id,
-                    PurchaseUploadChunk.seq == self._seq,
+                    PurchaseUploadChunk.seq == seq,
                 )
             ).scalar_one_or_none()
             session.rollback()
         if sealed is None:
-            return None
-        record_id = _chunk_id(self._upload_id, self._seq)
+            return b""
+        record_id = _chunk_id(self._upload_id, seq)
         encoded = self._inst.vault.open(self._key, CHUNKS, record_id, "data", sealed)
-        self._seq += 1
-        return base64.b64decode(encoded)
+        data = base64.b64decode(encoded)
+        self._held = (seq, data)
+        return data
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        while not self._buffer and not self._ended:
-            chunk = self._next_chunk()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._buffer = chunk
-        n = min(len(view), len(self._buffer))
-        view[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+        if self._pos >= self._size or not len(view):
+            return 0
+        seq, offset = divmod(self._pos, CHUNK_BYTES)
+        chunk = self._chunk(seq)
+        n = max(0, min(len(view), len(chunk) - offset))
+        view[:n] = chunk[offset : offset + n]
+        self._pos += n
         return n
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end (a chunk is whole but the last)."""
+    parts: list[bytes] = []
+    wanted = size
+    while wanted and (data := stream.read(wanted)):
+        parts.append(data)
+        wanted -= len(data)
+    return b"".join(parts)
 
 
 def _pushed_lines(reader: BinaryIO, source: str) -> Iterator[PurchaseLine]:
@@ -307,6 +333,7 @@ class _Started:
     supplier_id: str | None
     source: str
     key: CustomerKey
+    size: int
 
 
 def _start(session: Session, inst: Instance, upload_id: Any) -> _Started | None:
@@ -327,6 +354,7 @@ def _start(session: Session, inst: Instance, upload_id: Any) -> _Started | None:
             upload.supplier_id,
             str(opened.get("source", "upload")),
             key,
+            upload.size,
         )
         upload.status = PurchaseUploadStatus.RUNNING
         upload.result = json.dumps({"read": 0})
@@ -342,7 +370,7 @@ def run_upload(session: Session, inst: Instance, run: jobs.JobRun) -> None:
     key, source = upload.key, upload.source
     request_id = run.payload.get("request_id")
     request_id = request_id if isinstance(request_id, str) else "-"
-    reader = io.BufferedReader(ChunkReader(inst, key, upload.id), CHUNK_BYTES)
+    reader = io.BufferedReader(ChunkReader(inst, key, upload.id, upload.size), CHUNK_BYTES)
     try:
         if upload.origin == PurchaseUploadOrigin.PUSH and upload.supplier_id is not None:
             result = purchases.import_lines(

@@ -202,3 +202,26 @@ def test_erasure_deletes_uploads_and_chunks_and_the_export_lists_them(
     assert (_count(inst, PurchaseUpload), _count(inst, PurchaseUploadChunk)) == (0, 0)
     assert run_pending(inst) >= 2  # the jobs of the erased uploads end, doing nothing
     assert _count(inst, Purchase) == 0
+
+
+def test_a_large_zip_is_read_from_its_chunks_by_the_job(
+    customer: FlaskClient, inst: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Amazon's "Request my data" zip: its directory is at its end, so the job's reader seeks
+    across the sealed chunks."""
+    import zipfile
+
+    monkeypatch.setattr(purchase_uploads, "CHUNK_BYTES", 4096)
+    orders = amazon_file(tmp_path / "orders.csv", 200).read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("Retail.OrderHistory.1/Retail.OrderHistory.1.csv", orders)
+        archive.writestr("Digital-Ordering.1/Digital Items.csv", b'"Title"\r\n"A book"\r\n')
+    content = buffer.getvalue()
+    assert len(content) > 8192 * 4  # a job, and many chunks
+    assert _upload(customer, content, "Your Orders.zip").status_code == 302
+    assert run_pending(inst) >= 1
+    (upload,) = _uploads(inst)
+    assert upload.status == "done", upload.error
+    assert json.loads(upload.result or "")["imported"] == 200
+    assert _count(inst, Purchase) == 200
