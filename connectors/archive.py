@@ -17,9 +17,11 @@ Amazon's files are read as ``amazon-retail`` (or the format named), whose parser
 is wrong with one that is not; their bytes are not looked at before they are read.
 
 An archive is refused whole (:class:`ArchiveError`, naming the limit) before anything is
-inflated when its directory lists more than ``max_members`` entries, holds another archive
-(a ``.zip`` member, or a member whose bytes are one: archives inside archives are never
-opened), holds an encrypted member, declares a purchase file larger than a limit or
+inflated when its directory lists more than ``max_members`` entries, when a purchase file
+is encrypted or is itself an archive (its bytes are one: archives inside archives are never
+opened, and other members, a ``.zip`` or an encrypted file among them, are never read; a
+candidate's first bytes that are an archive refuse it too), declares a purchase file larger
+than a limit or
 compressed more than ``max_ratio`` to one, or holds no purchase file. While a member is
 read, the bytes actually inflated are counted against the same limits (per member, the total
 of every member read, and the ratio of inflated bytes to the compressed bytes actually read
@@ -210,19 +212,18 @@ class Archive:
             raise ArchiveError(
                 f"the archive holds two members named {twice}: it is damaged or was altered"
             )
-        for info in infos:
-            if info.flag_bits & 0x1:
-                raise ArchiveError(
-                    f"the archive holds an encrypted member ({info.filename}): export it "
-                    "again without a password"
-                )
-            if info.filename.lower().endswith(".zip"):
-                raise _nested(info.filename)
         chosen = []
         for info in infos:
             named = AMAZON_ORDER_HISTORY.search(info.filename) is not None
             if not named and not info.filename.lower().endswith(CANDIDATE_SUFFIXES):
-                continue
+                continue  # other files, archives inside it among them, are never opened
+            if info.flag_bits & 0x1:
+                if not named:
+                    continue  # cannot be recognised, and is not read
+                raise ArchiveError(
+                    f"the archive's purchase file {info.filename} is encrypted: export it "
+                    "again without a password"
+                )
             if info.file_size == 0:
                 continue
             if named:  # chosen by its name: refused before a byte of it is inflated
