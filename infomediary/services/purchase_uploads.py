@@ -20,13 +20,12 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from connectors.lines import LineStatus, PurchaseLine
+from connectors.lines import PurchaseLine
 from infomediary.audit.log import Actor
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import ValidationFailed
@@ -253,21 +252,7 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
 
 def _pushed_lines(reader: BinaryIO, source: str) -> Iterator[PurchaseLine]:
     for number, record in enumerate(json.load(reader), start=1):
-        yield PurchaseLine(
-            retailer=record["retailer"],
-            order_id=record["order_id"],
-            line_key=record["line_key"],
-            ordered_at=datetime.fromisoformat(record["ordered_at"]),
-            product_name=record["product_name"],
-            product_id=record.get("product_id"),
-            category=record.get("category"),
-            quantity=int(record["quantity"]),
-            unit_price_minor=int(record["unit_price_minor"]),
-            currency=record["currency"],
-            status=LineStatus(record["status"]),
-            source=source,
-            line_number=number,
-        )
+        yield purchases.line_of({**record, "source": source, "line_number": number})
 
 
 # -- the job -----------------------------------------------------------------------------------
