@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.models import AccessLogEntry, LogHead, utcnow
+from infomediary.models import AccessLogEntry, LogHead, LogNode, utcnow
+from infomediary.tlog import merkle
 
 ENTRY_VERSION = 1
 GENESIS = bytes(32)
@@ -140,11 +141,58 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
         prev_hash=head.last_hash,
     )
     entry.leaf_hash = leaf_hash(canonical_entry(entry))
+    frontier, completed = merkle.append_leaf(
+        _split(head.frontier or b""), head.size, entry.leaf_hash
+    )
     head.size += 1
     head.last_hash = entry.leaf_hash
+    head.frontier = b"".join(frontier)
     session.add(entry)
+    if completed:
+        session.add_all(LogNode(level=lv, idx=ix, hash=node) for lv, ix, node in completed)
     session.flush()
     return entry
+
+
+def _split(joined: bytes) -> list[bytes]:
+    return [joined[i : i + merkle.HASH_SIZE] for i in range(0, len(joined), merkle.HASH_SIZE)]
+
+
+class StoredTree:
+    """The log's Merkle tree as the database stores it: leaves are the entries' leaf hashes,
+    interior perfect subtrees are ``log_nodes``; a proof reads O(log n) rows."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def perfect_hash(self, level: int, index: int) -> bytes:
+        if level == 0:
+            found = self._session.execute(
+                select(AccessLogEntry.leaf_hash).where(AccessLogEntry.seq == index)
+            ).scalar_one_or_none()
+        else:
+            found = self._session.execute(
+                select(LogNode.hash).where(LogNode.level == level, LogNode.idx == index)
+            ).scalar_one_or_none()
+        if found is None:
+            raise merkle.ProofError(f"the log holds no subtree ({level}, {index})")
+        return bytes(found)
+
+    def range_hash(self, start: int, end: int) -> bytes:
+        return merkle.range_hash_from(self, start, end)
+
+
+def tree_size(session: Session) -> int:
+    head = session.get(LogHead, HEAD_ID)
+    return 0 if head is None else int(head.size)
+
+
+def current_root(session: Session) -> tuple[int, bytes]:
+    """The log's size and Merkle root, from the head's right edge."""
+    head = session.get(LogHead, HEAD_ID)
+    if head is None:
+        return 0, merkle.EMPTY_ROOT
+    return int(head.size), merkle.frontier_root(_split(head.frontier or b""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ package, which imports every family, so ``Base.metadata`` always holds every tab
 foreign keys name their tables by string).
 """
 
-from .access_log import AccessLogEntry, LogHead
+from .access_log import AccessLogEntry, LogHead, LogNode
 from .base import NAMING_CONVENTION, Base, UTCDateTime, one_of, utcnow
 from .broker import (
     BrokerState,
@@ -72,6 +72,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "LogHead",
+    "LogNode",
     "MatchEntry",
     "OAuthToken",
     "Offer",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime
@@ -18,6 +18,19 @@ class LogHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: The hashes of the Merkle tree's right edge, largest subtree first, concatenated.
+    frontier: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class LogNode(Base):
+    """The hash of one perfect subtree of the log's Merkle tree: ``2**level`` leaves from
+    ``idx << level`` (levels 1 and up: level 0 is each entry's ``leaf_hash``)."""
+
+    __tablename__ = "log_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class AccessLogEntry(Base):

@@ -258,3 +258,42 @@ def verify_consistency(
         raise ProofError(f"the consistency proof does not lead to the root of size {first}")
     if sr != second_root:
         raise ProofError(f"the consistency proof does not lead to the root of size {second}")
+
+
+# -- appending with a frontier ----------------------------------------------------------------
+
+
+def frontier_sizes(size: int) -> list[int]:
+    """The levels of the perfect subtrees on the right edge of a tree of ``size`` leaves,
+    largest first: the set bits of ``size``."""
+    return [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+
+
+def append_leaf(
+    frontier: Sequence[bytes], size: int, leaf: bytes
+) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
+    """Add leaf number ``size`` to a tree whose right edge is ``frontier`` (the hashes of its
+    perfect subtrees, largest first). Returns the new frontier and the interior nodes the leaf
+    completes, as (level, index, hash): the nodes a store keeps so that proofs rehash nothing."""
+    levels = frontier_sizes(size)
+    if len(levels) != len(frontier):
+        raise ValueError("the frontier does not match the tree's size")
+    stack = list(zip(levels, frontier, strict=True))
+    level, node, index = 0, leaf, size
+    completed: list[tuple[int, int, bytes]] = []
+    while stack and stack[-1][0] == level:
+        left = stack.pop()[1]
+        node, level, index = node_hash(left, node), level + 1, index >> 1
+        completed.append((level, index, node))
+    stack.append((level, node))
+    return [hash_ for _, hash_ in stack], completed
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """The root of the tree whose right edge is ``frontier``."""
+    if not frontier:
+        return EMPTY_ROOT
+    node = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        node = node_hash(left, node)
+    return node

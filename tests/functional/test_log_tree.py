@@ -1,0 +1,106 @@
+"""The access log's Merkle tree as stored: every append keeps the interior nodes and the right
+edge, proofs read them and verify against the root, and the migration builds both for a log
+that was already there."""
+
+from __future__ import annotations
+
+from alembic import command
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+
+from infomediary.audit.log import Actor, LogEvent, StoredTree, append, current_root
+from infomediary.instance import Instance, alembic_config
+from infomediary.models import AccessLogEntry, LogNode
+from infomediary.tlog.merkle import (
+    MemoryTree,
+    consistency_proof,
+    inclusion_proof,
+    verify_consistency,
+    verify_inclusion,
+)
+from tests.functional.test_migrations import scratch_engine  # noqa: F401 - a fixture
+
+ACTOR = Actor.system("test")
+
+
+def grow(inst: Instance, entries: int) -> None:
+    with inst.sessions() as session:
+        for n in range(entries):
+            append(
+                session, LogEvent(actor=ACTOR, action="read", customer_id=None, reason=f"entry {n}")
+            )
+        session.commit()
+
+
+def leaves(session) -> list[bytes]:
+    return [
+        bytes(h)
+        for h in session.execute(
+            select(AccessLogEntry.leaf_hash).order_by(AccessLogEntry.seq)
+        ).scalars()
+    ]
+
+
+def test_the_stored_tree_is_the_tree_of_the_leaves(inst: Instance) -> None:
+    grow(inst, 37)
+    with inst.sessions() as session:
+        held = leaves(session)
+        reference = MemoryTree(held)
+        size, root = current_root(session)
+        assert (size, root) == (len(held), reference.root())
+        stored = {
+            (row.level, row.idx): bytes(row.hash)
+            for row in session.execute(select(LogNode)).scalars()
+        }
+        expected = {
+            (level, index): node
+            for level, row in enumerate(reference.levels)
+            if level
+            for index, node in enumerate(row)
+        }
+        assert stored == expected
+        tree = StoredTree(session)
+        for index in (0, 1, size // 2, size - 1):
+            proof = inclusion_proof(tree, index, size)
+            assert proof == inclusion_proof(reference, index, size)
+            verify_inclusion(index, size, held[index], proof, root)
+        for first in (1, 8, 20, size):
+            proof = consistency_proof(tree, first, size)
+            verify_consistency(first, size, reference.root(first), root, proof)
+
+
+def test_the_migration_builds_the_tree_of_a_log_already_there(scratch_engine: Engine) -> None:  # noqa: F811
+    config = alembic_config(scratch_engine)
+    command.upgrade(config, "0015")
+    hashes = [bytes([n]) * 32 for n in range(11)]
+    with scratch_engine.begin() as conn:
+        for seq, leaf in enumerate(hashes):
+            conn.execute(
+                text(
+                    "INSERT INTO access_log (seq, created_at, actor_type, actor_id, action,"
+                    " categories, purpose, outcome, reason, request_id, prev_hash, leaf_hash)"
+                    " VALUES (:seq, CURRENT_TIMESTAMP, 'system', 'test', 'read', '', 'service',"
+                    " 'allowed', 'r', '-', :prev, :leaf)"
+                ),
+                {"seq": seq, "prev": bytes(32), "leaf": leaf},
+            )
+        conn.execute(
+            text("INSERT INTO log_head (id, size, last_hash) VALUES (1, :size, :last)"),
+            {"size": len(hashes), "last": hashes[-1]},
+        )
+    command.upgrade(config, "0016")
+    reference = MemoryTree(hashes)
+    with scratch_engine.connect() as conn:
+        nodes = {
+            (level, idx): bytes(node)
+            for level, idx, node in conn.execute(text("SELECT level, idx, hash FROM log_nodes"))
+        }
+        frontier = bytes(conn.execute(text("SELECT frontier FROM log_head")).scalar_one())
+    assert nodes == {
+        (level, index): node
+        for level, row in enumerate(reference.levels)
+        if level
+        for index, node in enumerate(row)
+    }
+    assert frontier == reference.levels[3][0] + reference.levels[1][4] + hashes[10]
+    command.downgrade(config, "0015")
