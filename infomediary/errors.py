@@ -156,3 +156,9 @@ class ImportRunning(ServiceError):
     line two imports both hold is never counted as held by one that is then refused."""
 
     code = "import_running"
+
+
+class InvalidProofRequest(ValidationFailed):
+    """A proof of the access log asked for sizes or an index it does not have."""
+
+    code = "invalid_proof_request"

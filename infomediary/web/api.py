@@ -7,6 +7,7 @@ domain exceptions; :mod:`infomediary.web.errors` answers them as problem details
 
 from __future__ import annotations
 
+import base64
 import re
 from urllib.parse import urlencode
 
@@ -14,7 +15,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from infomediary.errors import InvalidRequest
-from infomediary.services import purchase_push, resource
+from infomediary.services import purchase_push, resource, transparency
 from infomediary.services.purchase_push import PushRequest
 from infomediary.services.resource import PurchaseQuery
 from infomediary.web.bearer import (
@@ -361,3 +362,69 @@ def push_job(job_id: str) -> ResponseReturnValue:
     token = bearer_token("purchases:write")
     found = purchase_push.job_status(db(), token.row, job_id)
     return jsonify(PushJobSchema().dump(found))
+
+
+def _b64(nodes: tuple[bytes, ...]) -> list[str]:
+    return [base64.b64encode(node).decode() for node in nodes]
+
+
+@bp.get("/log/proof/inclusion")
+@csrf_exempt
+@limiter.limit(api_rate)
+def log_inclusion() -> ResponseReturnValue:
+    """An inclusion proof of the access log: that leaf ``index`` is in the tree of ``size``.
+    ---
+    get:
+      operationId: logInclusionProof
+      tags: [log]
+      summary: RFC 9162 inclusion proof of one log entry
+      description: >-
+        Public and unauthenticated. The proof is the RFC 9162 section 2.1.3 path from the
+        leaf at index (0 first) to the root of the tree of the first size entries, as base64
+        SHA-256 hashes; verify it against a checkpoint of that size.
+      security: []
+      parameters:
+        - {in: query, name: index, required: true, schema: {type: integer, minimum: 0}}
+        - {in: query, name: size, required: true, schema: {type: integer, minimum: 1}}
+      responses:
+        200:
+          description: The proof
+          content:
+            application/json:
+              schema: InclusionProofSchema
+        400: InvalidProofRequest
+        429: RateLimited
+    """
+    found = transparency.inclusion(db(), request.args.get("index"), request.args.get("size"))
+    return jsonify({"index": found.first, "size": found.size, "proof": _b64(found.nodes)})
+
+
+@bp.get("/log/proof/consistency")
+@csrf_exempt
+@limiter.limit(api_rate)
+def log_consistency() -> ResponseReturnValue:
+    """A consistency proof of the access log: that the tree of ``to`` extends that of ``from``.
+    ---
+    get:
+      operationId: logConsistencyProof
+      tags: [log]
+      summary: RFC 9162 consistency proof between two sizes of the log
+      description: >-
+        Public and unauthenticated. The RFC 9162 section 2.1.4 proof that the tree of the first
+        to entries extends the tree of the first from entries (1 <= from <= to <= the log's
+        size; equal sizes give an empty proof), as base64 SHA-256 hashes.
+      security: []
+      parameters:
+        - {in: query, name: from, required: true, schema: {type: integer, minimum: 1}}
+        - {in: query, name: to, required: true, schema: {type: integer, minimum: 1}}
+      responses:
+        200:
+          description: The proof
+          content:
+            application/json:
+              schema: ConsistencyProofSchema
+        400: InvalidProofRequest
+        429: RateLimited
+    """
+    found = transparency.consistency(db(), request.args.get("from"), request.args.get("to"))
+    return jsonify({"from": found.first, "to": found.size, "proof": _b64(found.nodes)})

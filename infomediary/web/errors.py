@@ -27,6 +27,7 @@ PROBLEM_MIMETYPE = "application/problem+json"
 #: the codes request schemas give, RFC 6750's token errors and the edge's own. A code that is
 #: not here is a bug, and ``tests`` check every code raised has a row.
 STATUS: dict[str, int] = {
+    "invalid_proof_request": 400,
     "import_running": 409,
     "validation_failed": 400,
     "invalid_json": 400,

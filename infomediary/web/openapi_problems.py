@@ -77,6 +77,17 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "invalid_json": _INVALID_JSON,
         },
     ),
+    "InvalidProofRequest": _problem(
+        "invalid_proof_request: an index or size that is not a whole number, or outside the "
+        "log; ``errors`` names the parameter",
+        {
+            "out_of_range": _example(
+                "invalid_proof_request",
+                "from 1 to 41",
+                errors={"size": "from 1 to 41"},
+            )
+        },
+    ),
     "InvalidOffer": _problem(
         "The offer is refused; nothing is charged or escrowed. ``code`` names the first "
         "problem (invalid_offer for the offer's own fields and unknown ones, else as a "

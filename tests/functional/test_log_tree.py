@@ -104,3 +104,50 @@ def test_the_migration_builds_the_tree_of_a_log_already_there(scratch_engine: En
     }
     assert frontier == reference.levels[3][0] + reference.levels[1][4] + hashes[10]
     command.downgrade(config, "0015")
+
+
+def test_the_proof_endpoints_answer_proofs_that_verify(inst: Instance, client) -> None:
+    import base64
+
+    grow(inst, 21)
+    with inst.sessions() as session:
+        size, root = current_root(session)
+        held = leaves(session)
+        older = MemoryTree(held).root(5)
+    answer = client.get(f"/api/v1/log/proof/inclusion?index=7&size={size}")
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["index"], body["size"]) == (7, size)
+    verify_inclusion(7, size, held[7], [base64.b64decode(p) for p in body["proof"]], root)
+    answer = client.get(f"/api/v1/log/proof/consistency?from=5&to={size}")
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["from"], body["to"]) == (5, size)
+    verify_consistency(5, size, older, root, [base64.b64decode(p) for p in body["proof"]])
+    with inst.sessions() as session:
+        assert current_root(session) == (size, root)  # a GET writes nothing, not even a log entry
+
+
+def test_bad_proof_requests_are_400s_naming_the_parameter(inst: Instance, client) -> None:
+    grow(inst, 3)
+    with inst.sessions() as session:
+        size, _ = current_root(session)
+    for query, name in (
+        ("index=-1&size=2", "index"),
+        ("index=x&size=2", "index"),
+        (f"index=0&size={size + 1}", "size"),
+        ("index=2&size=2", "index"),
+        ("index=0&size=99999999999999999999999", "size"),
+        ("size=2", "index"),
+        ("index=0", "size"),
+        ("index=1e3&size=2", "index"),
+    ):
+        answer = client.get(f"/api/v1/log/proof/inclusion?{query}")
+        assert answer.status_code == 400, query
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        assert answer.get_json()["code"] == "invalid_proof_request"
+        assert name in answer.get_json()["errors"], query
+    for query in ("from=0&to=2", f"from=1&to={size + 1}", "from=3&to=2", "from=&to=", "to=1"):
+        answer = client.get(f"/api/v1/log/proof/consistency?{query}")
+        assert answer.status_code == 400, query
+        assert answer.get_json()["code"] == "invalid_proof_request"

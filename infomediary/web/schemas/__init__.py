@@ -21,6 +21,8 @@ from infomediary.web.schemas.fields import MultilineText as MultilineText
 from infomediary.web.schemas.fields import Text as Text
 from infomediary.web.schemas.loading import RequestSchema as RequestSchema
 from infomediary.web.schemas.loading import load as load
+from infomediary.web.schemas.log import ConsistencyProofSchema as ConsistencyProofSchema
+from infomediary.web.schemas.log import InclusionProofSchema as InclusionProofSchema
 from infomediary.web.schemas.oauth import AUTH_METHODS as AUTH_METHODS
 from infomediary.web.schemas.oauth import GRANT_TYPES as GRANT_TYPES
 from infomediary.web.schemas.oauth import SCOPE_NAMES as SCOPE_NAMES
