@@ -28,7 +28,15 @@ from typing import Any, Protocol
 FORMAT = 1
 #: Named 256-bit secrets besides the KEKs, each for one keyed hash so that one leaking
 #: does not compromise the others.
-NAMED_KEYS = ("blind_index", "pseudonym", "session", "receipt_signing", "purchase_index")
+NAMED_KEYS = (
+    "blind_index",
+    "pseudonym",
+    "session",
+    "receipt_signing",
+    "purchase_index",
+    "log_commitment",
+    "log_signing",
+)
 
 
 class KeyringError(RuntimeError):

@@ -10,7 +10,7 @@ package, which imports every family, so ``Base.metadata`` always holds every tab
 foreign keys name their tables by string).
 """
 
-from .access_log import AccessLogEntry, LogHead, LogNode
+from .access_log import AccessLogEntry, LogCheckpoint, LogHead, LogNode
 from .base import NAMING_CONVENTION, Base, UTCDateTime, one_of, utcnow
 from .broker import (
     BrokerState,
@@ -71,6 +71,7 @@ __all__ = [
     "LedgerAccount",
     "LedgerEntry",
     "LedgerTransaction",
+    "LogCheckpoint",
     "LogHead",
     "LogNode",
     "MatchEntry",

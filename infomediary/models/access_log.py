@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime
@@ -59,3 +59,25 @@ class AccessLogEntry(Base):
     members: Mapped[bytes | None] = mapped_column(LargeBinary)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: The entry's format: NULL for format 1, 2 for :mod:`infomediary.tlog.entry`'s.
+    version: Mapped[int | None] = mapped_column(SmallInteger)
+    #: Format 2: a keyed commitment of ``customer_id`` (what the leaf commits to instead).
+    customer_commitment: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: Format 2: the salted SHA-256 of the detail's plaintext (the salt is inside the detail).
+    detail_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: Format 2, aggregate entries: the root of the Merkle tree over the members.
+    member_root: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: Format 2: the structured reason, canonical JSON (rendered when shown).
+    reason_data: Mapped[str | None] = mapped_column(Text)
+
+
+class LogCheckpoint(Base):
+    """A signed checkpoint of the log (C2SP tlog-checkpoint in a signed note), kept so that
+    consistency can be proved between any two."""
+
+    __tablename__ = "log_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
