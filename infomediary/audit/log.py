@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason, render
 from infomediary.models import AccessLogEntry, LogHead, LogNode, utcnow
 from infomediary.tlog import merkle
 
@@ -68,10 +69,23 @@ class LogEvent:
     categories: frozenset[str] = frozenset()
     purpose: str = "service"
     allowed: bool = True
-    reason: str = ""
+    reason: str | Reason = ""
     request_id: str = "-"
     detail: bytes | None = field(default=None, repr=False)
     members: bytes | None = field(default=None, repr=False)
+
+
+REASON_LENGTH = 255
+
+
+def as_denied(event: LogEvent) -> LogEvent:
+    """``event`` as a refused access; a reason given as a sentence is cut to its column."""
+    reason = event.reason
+    return replace(
+        event,
+        allowed=False,
+        reason=reason[:REASON_LENGTH] if isinstance(reason, str) else reason,
+    )
 
 
 def _format_time(moment: datetime) -> str:
@@ -134,7 +148,7 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
         categories=",".join(sorted(event.categories)),
         purpose=event.purpose,
         outcome="allowed" if event.allowed else "denied",
-        reason=event.reason[:255],
+        reason=_text(event.reason)[:255],
         request_id=event.request_id,
         detail=event.detail,
         members=event.members,
@@ -152,6 +166,10 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
         session.add_all(LogNode(level=lv, idx=ix, hash=node) for lv, ix, node in completed)
     session.flush()
     return entry
+
+
+def _text(reason: str | Reason) -> str:
+    return reason if isinstance(reason, str) else render(reason.to_json())
 
 
 def _split(joined: bytes) -> list[bytes]:

@@ -4,16 +4,16 @@ access and its record never part."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append
+from infomediary.audit.log import REASON_LENGTH, Actor, ActorType, LogEvent, append, as_denied
+from infomediary.audit.reasons import Reason
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-#: Reasons are stored in a bounded column; a refusal's reason is cut to fit.
-REASON_LENGTH = 255
+__all__ = ["REASON_LENGTH", "Context"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,12 @@ class Context:
         return cls(Actor(ActorType.SUPPLIER, supplier_id), request_id)
 
     def event(
-        self, action: str, *, customer_id: str | None = None, reason: str = "", **fields: Any
+        self,
+        action: str,
+        *,
+        customer_id: str | None = None,
+        reason: str | Reason = "",
+        **fields: Any,
     ) -> LogEvent:
         """This actor's entry for ``action``, not yet appended (``fields`` are LogEvent's)."""
         return LogEvent(
@@ -50,7 +55,7 @@ class Context:
         action: str,
         *,
         customer_id: str | None = None,
-        reason: str = "",
+        reason: str | Reason = "",
         **fields: Any,
     ) -> None:
         """Append this actor's entry for ``action`` in the session's transaction."""
@@ -58,4 +63,4 @@ class Context:
 
     def denied(self, event: LogEvent) -> LogEvent:
         """``event`` as a refused access, its reason cut to the column."""
-        return replace(event, allowed=False, reason=event.reason[:REASON_LENGTH])
+        return as_denied(event)

@@ -15,13 +15,11 @@ SQLAlchemy ``Session`` already is one.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import TracebackType
 
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import LogEvent, append
-from infomediary.services import REASON_LENGTH
+from infomediary.audit.log import LogEvent, append, as_denied
 
 
 class UnitOfWork:
@@ -60,7 +58,7 @@ class UnitOfWork:
         """Drop the use case's work and commit only ``event``, as a denied access."""
         self._finish()
         self.session.rollback()
-        append(self.session, replace(event, allowed=False, reason=event.reason[:REASON_LENGTH]))
+        append(self.session, as_denied(event))
         self.session.commit()
 
 
