@@ -20,6 +20,15 @@ from typing import Any
 #: code -> English template (``str.format`` fields are the parameters' names).
 CATALOGUE: dict[str, str] = {
     "text": "{text}",
+    # auditors
+    "auditor_created": "auditor account created",
+    "auditor_disabled": "auditor account disabled",
+    "auditor_login": "auditor logged in with password and one-time code",
+    "auditor_login_refused": "auditor login refused: {why}",
+    "auditor_viewed": "an auditor viewed {entries} of your log entries (entries {first} to "
+    "{last}, {view})",
+    "auditor_viewed_statistics": "an auditor viewed the statistics of {supplier}",
+    "auditor_verified": "an auditor verified the access log: {result}",
 }
 
 Param = str | int | float | bool | None | list[str] | list[int]
