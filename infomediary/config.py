@@ -51,6 +51,9 @@ class Settings:
     keyring_path: Path = Path("keyring.json")
     #: SQLAlchemy URL, sqlite or postgresql (psycopg 3); empty: SQLite in the instance folder.
     database_url: str = ""
+    #: PostgreSQL URL of the role that owns the schema: ``init`` migrates and seeds as it, then
+    #: grants the role of ``database_url`` only what the app needs (the log: append, read).
+    admin_database_url: str = ""
     #: Flask secret (CSRF binding); empty: derived from the keyring (development only).
     secret_key: str = ""
     #: OAuth issuer URL (RFC 8414/9207); empty: the request's host (development only).
@@ -179,7 +182,14 @@ _POSITIVE = (
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
 _SECRET = frozenset(
-    {"secret_key", "database_url", "smtp_url", "ratelimit_storage_uri", "redis_url"}
+    {
+        "secret_key",
+        "database_url",
+        "admin_database_url",
+        "smtp_url",
+        "ratelimit_storage_uri",
+        "redis_url",
+    }
 )
 
 
@@ -278,8 +288,8 @@ def load_config(
     return settings
 
 
-def _check_database_url(url: str) -> None:
-    where = f"{PREFIX}DATABASE_URL"
+def _check_database_url(url: str, name: str = "DATABASE_URL") -> None:
+    where = f"{PREFIX}{name}"
     try:
         parsed = normalise_url(url)
     except (ArgumentError, ValueError):
@@ -293,6 +303,29 @@ def _check_database_url(url: str) -> None:
     driver = parsed.get_driver_name()
     if driver != BACKENDS[backend]:
         raise ConfigError(f"{where}: {backend} is used with {BACKENDS[backend]}, not {driver}")
+
+
+def _check_admin_database_url(settings: Settings) -> None:
+    """Two roles are a PostgreSQL arrangement, and the app's role must be another, named one."""
+    where = f"{PREFIX}ADMIN_DATABASE_URL"
+    _check_database_url(settings.admin_database_url, "ADMIN_DATABASE_URL")
+    admin = normalise_url(settings.admin_database_url)
+    app = normalise_url(settings.database_url)
+    if admin.get_backend_name() != "postgresql" or app.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"{where} is for PostgreSQL: it and {PREFIX}DATABASE_URL must both be postgresql "
+            "URLs (SQLite has no roles)"
+        )
+    if not app.username:
+        raise ConfigError(
+            f"{PREFIX}DATABASE_URL must name the app's role (postgresql://ROLE@host/db) when "
+            f"{where} is set: that role is granted its rights"
+        )
+    if admin.username == app.username:
+        raise ConfigError(
+            f"{where} must name another role than {PREFIX}DATABASE_URL: the owner migrates, "
+            "the app's role only uses the tables"
+        )
 
 
 def _check_redis_url(url: str) -> None:
@@ -342,6 +375,8 @@ def validate(settings: Settings) -> None:
             f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
         )
     _check_database_url(settings.database_url)
+    if settings.admin_database_url:
+        _check_admin_database_url(settings)
     if settings.smtp_url and not settings.smtp_url.startswith(("smtp://", "smtps://")):
         raise ConfigError(f"{PREFIX}SMTP_URL must start with smtp:// or smtps://")
     if settings.redis_url:

@@ -32,6 +32,7 @@ from infomediary.config import Settings
 from infomediary.crypto.keyring import FileKeyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import make_engine, make_sessionmaker
+from infomediary.db_roles import grant_app_role
 from infomediary.leases import (
     LeaseKeeper,
     ensure_keyring_state,
@@ -197,6 +198,8 @@ class InitReport:
     created_keyring: bool
     migrated_from: str | None
     migrated_to: str | None
+    #: The app's role granted its rights (``INFOMEDIARY_ADMIN_DATABASE_URL`` set), else None.
+    granted_role: str | None = None
 
 
 def _has_encrypted_data(engine: Engine) -> bool:
@@ -207,12 +210,14 @@ def _has_encrypted_data(engine: Engine) -> bool:
 
 
 def initialise(settings: Settings) -> InitReport:
-    """Create the instance folder, keyring and schema where missing; migrate to head."""
+    """Create the instance folder, keyring and schema where missing; migrate to head. With
+    ``admin_database_url`` it migrates and seeds as that role, then grants the app's role
+    (:mod:`infomediary.db_roles`)."""
     folder = settings.instance_path
     created_folder = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     keyring_path = settings.keyring_path
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.admin_database_url or settings.database_url)
     try:
         created_keyring = False
         if keyring_path.exists():
@@ -235,9 +240,12 @@ def initialise(settings: Settings) -> InitReport:
             ensure_keyring_state(session, keyring, create=True)
             ensure_head(session)
             ensure_broker_state(session)
+        granted = None
+        if settings.admin_database_url:
+            granted = grant_app_role(engine, settings.database_url, after)
         if engine.url.get_backend_name() == "sqlite" and engine.url.database:
             ensure_private(Path(engine.url.database))
-        return InitReport(created_folder, created_keyring, before, after)
+        return InitReport(created_folder, created_keyring, before, after, granted)
     finally:
         engine.dispose()
 

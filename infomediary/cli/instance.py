@@ -8,11 +8,12 @@ from typing import Any
 
 import click
 from sqlalchemy import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from infomediary.cli.common import _emit, _fail, _settings, _using
 from infomediary.config import ConfigError
 from infomediary.crypto.keyring import KeyringError
+from infomediary.db_roles import RoleError, permission_denied
 from infomediary.instance import NotInitialised, initialise
 from infomediary.logs import LOGGER_NAME
 
@@ -22,26 +23,42 @@ from infomediary.logs import LOGGER_NAME
 def init(as_json: bool) -> None:
     """Create the instance folder, keyring and schema (idempotent; also migrates)."""
     settings = _settings()
+    url = make_url(settings.admin_database_url or settings.database_url)
     try:
         report = initialise(settings)
-    except KeyringError as exc:
+    except (KeyringError, RoleError) as exc:
         _fail(str(exc))
         return
     except OperationalError as exc:
-        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        where = url.render_as_string(hide_password=True)
         _fail(f"cannot reach the database at {where}: {type(exc.orig).__name__}")
+        return
+    except DBAPIError as exc:
+        denied = permission_denied(exc)
+        if denied is None:
+            raise
+        hint = (
+            "INFOMEDIARY_ADMIN_DATABASE_URL must name the role that owns the schema"
+            if settings.admin_database_url
+            else "set INFOMEDIARY_ADMIN_DATABASE_URL to the role that owns the schema: init "
+            "migrates as it and grants this one what the app needs"
+        )
+        _fail(f"{denied} (as role {url.username or 'of the URL'}): {hint}")
         return
     data = {
         "instance_path": str(settings.instance_path),
         "created_keyring": report.created_keyring,
         "schema_from": report.migrated_from,
         "schema_to": report.migrated_to,
+        "granted_role": report.granted_role,
     }
     text = (
         f"instance {settings.instance_path}: "
         f"{'new keyring created' if report.created_keyring else 'keyring present'}; "
         f"schema {report.migrated_from or 'empty'} -> {report.migrated_to}"
     )
+    if report.granted_role:
+        text += f"; role {report.granted_role} granted the app's rights"
     _emit(as_json, data, text)
 
 
