@@ -162,3 +162,21 @@ class InvalidProofRequest(ValidationFailed):
     """A proof of the access log asked for sizes or an index it does not have."""
 
     code = "invalid_proof_request"
+
+
+class AuditorLoginExpired(ServiceError):
+    """The second step of an auditor's login came too late, or without the first."""
+
+    code = "auditor_login_expired"
+
+
+class InvalidAuditFilter(ValidationFailed):
+    """A filter of the auditor's search, statistics or export that is not understood."""
+
+    code = "invalid_audit_filter"
+
+
+class ExportTooLarge(ValidationFailed):
+    """An auditor's export range holding more entries than one export may carry."""
+
+    code = "export_too_large"

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import click
 
-from infomediary.cli import accounts, audit, instance, jobs, keys, purchases, suppliers, worker
+from infomediary.cli import (
+    accounts,
+    audit,
+    auditors,
+    instance,
+    jobs,
+    keys,
+    purchases,
+    suppliers,
+    worker,
+)
 
 
 @click.group(help=__doc__)
@@ -25,6 +35,7 @@ main.add_command(accounts.outbox)
 main.add_command(suppliers.suppliers_group)
 main.add_command(keys.keys)
 main.add_command(audit.audit)
+main.add_command(auditors.auditors_group)
 main.add_command(jobs.jobs_group)
 main.add_command(purchases.import_purchases)
 main.add_command(instance.serve)

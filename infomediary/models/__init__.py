@@ -11,6 +11,7 @@ foreign keys name their tables by string).
 """
 
 from .access_log import AccessLogEntry, LogCheckpoint, LogHead, LogNode
+from .auditors import Auditor
 from .base import NAMING_CONVENTION, Base, UTCDateTime, one_of, utcnow
 from .broker import (
     BrokerState,
@@ -51,6 +52,7 @@ from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organi
 __all__ = [
     "NAMING_CONVENTION",
     "AccessLogEntry",
+    "Auditor",
     "AuthorizationCode",
     "Base",
     "BrokerState",

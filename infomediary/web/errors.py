@@ -62,6 +62,9 @@ STATUS: dict[str, int] = {
     "idempotency_key_reused": 422,
     "budget_exhausted": 429,
     "mail_unavailable": 503,
+    "auditor_login_expired": 401,
+    "invalid_audit_filter": 400,
+    "export_too_large": 413,
 }
 
 
