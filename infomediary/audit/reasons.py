@@ -8,35 +8,180 @@ no hash, and nothing is cut to fit a column. Entries of format 1 keep their sent
 The catalogue maps each code to an English template; a parameter named ``supplier`` (or
 ending in ``_supplier``) is a supplier id, rendered through the ``name_of`` the caller gives
 (the supplier's display name, verified mark included, or the id when it is unknown).
+Three parameters render richer values: ``verdict`` (a policy verdict, :func:`verdict_param`:
+the deciding rules, modes, categories, purpose and supplier, rendered into the policy
+engine's sentence), ``rules`` (a list of rules, :func:`rule_param`, quoted in words) and
+``cause`` (a nested reason, :meth:`Reason.param`). Any other list is joined by ", ".
+Parameters are never personal data: ids, numbers, category and purpose names, rules.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from string import Formatter
+from typing import Any, TypeAlias
+
+from policies.model import (
+    PURPOSES,
+    Decision,
+    Mode,
+    Recipient,
+    RecipientKind,
+    Rule,
+    Verdict,
+)
+from policies.taxonomy import CATEGORIES
+from policies.validation import describe_rule
 
 #: code -> English template (``str.format`` fields are the parameters' names).
 CATALOGUE: dict[str, str] = {
     "text": "{text}",
-    # auditors
-    "auditor_created": "auditor account created",
-    "auditor_disabled": "auditor account disabled",
-    "auditor_login": "auditor logged in with password and one-time code",
-    "auditor_login_refused": "auditor login refused: {why}",
-    "auditor_viewed": "an auditor viewed {entries} of your log entries (entries {first} to "
-    "{last}, {view})",
-    "auditor_viewed_statistics": "an auditor viewed the statistics of {supplier}",
-    "auditor_verified": "an auditor verified the access log: {result}",
+    # the customer's account
+    "account.created": "account created",
+    "account.login": "password accepted",
+    "account.login_refused": "wrong password",
+    "account.password_changed": "password changed; all sessions ended",
+    "account.password_change_refused": "password change refused: wrong password",
+    "account.signup_refused": "sign-up refused: this address already has an account",
+    "account.address_confirmed": "e-mail address verified; every other session ended; logged in",
+    "account.address_confirmation_refused": "address confirmation refused: wrong password",
+    "account.confirmation_not_sent": (
+        "confirmation link asked for; none sent (no account waiting for one at that address)"
+    ),
+    "account.reset_not_sent": (
+        "password reset asked for; none sent (no account waiting for one at that address)"
+    ),
+    "account.confirmation_resent": "confirmation link sent again",
+    "account.reset_sent": "password reset link sent",
+    "account.password_reset": "password reset by e-mail link; all sessions ended",
+    "account.email_change_requested": (
+        "e-mail address change requested; confirmation sent to the new address"
+    ),
+    "account.email_changed": (
+        "e-mail address changed (confirmed from the new address); every session ended"
+    ),
+    "account.email_change_refused": "e-mail change refused: wrong password",
+    "account.erased": "account erased; data key destroyed",
+    "account.erasure_refused": "erasure refused: wrong password",
+    "account.exported": "full export downloaded",
+    # profile and policy
+    "profile.viewed": "profile viewed",
+    "profile.edited": "profile edited",
+    "policy.template": "policy set to template {template}",
+    "policy.rule": "policy rule changed: {category} for {purpose}: {mode}",
+    "policy.district_on": "counting by postal district turned on",
+    "policy.district_off": "counting by postal district turned off",
+    # consents and tokens
+    "consent.refused_unconfirmed": "consent for {supplier} refused: address not yet confirmed",
+    "consent.granted": "consent granted for {supplier}",
+    "consent.changed": "consent changed for {supplier}",
+    "consent.revoked": "consent revoked for {supplier}; tokens revoked",
+    "consent.grant_revoked": "consent {grant} revoked",
+    "tokens.revoked": "{cause}; {count} tokens revoked",
+    "tokens.by_supplier": "token revoked by {supplier} (RFC 7009)",
+    "tokens.code_reused": "authorization code reused by {supplier}",
+    "tokens.refresh_reused": "refresh token reused by {supplier}",
+    "token.revoked": "access token revoked",
+    "token.expired": "access token expired",
+    "token.supplier_inactive": "supplier {status}",
+    "token.consent_revoked": "consent revoked",
+    "token.consent_expired": "consent expired",
+    "token.scope_not_granted": "scope {scopes} not granted to this token",
+    "token.refused": "token refused",
+    "token.scope_taken_back": "scope {scopes} no longer granted to this supplier",
+    "token.not_approved": "refused: supplier not approved for the broker",
+    "oauth.client_refused": "client refused at {path}: supplier {status}",
+    "oauth.code_consent_revoked": "authorization code refused: consent revoked",
+    "oauth.refresh_consent_revoked": "refresh token refused: consent revoked",
+    # policy decisions on a supplier's access
+    "resource.read": "{verdict}",
+    "resource.read_refused": "{verdict}",
+    "resource.purchases_released": "purchases: {lines} line(s) released; {verdict}",
+    "resource.purchases_refused": "{verdict}",
+    "push.refused": "{verdict}",
+    "push.replayed": "purchases push answered again (same Idempotency-Key): nothing written",
+    "push.queued": "purchases pushed: {lines} line(s) queued for import",
+    # purchases
+    "purchases.imported": (
+        "purchases imported ({format}): {imported} new, {duplicates} duplicate(s), "
+        "{rejected} rejected"
+    ),
+    "purchases.import_refused": (
+        "purchase import refused ({format}): {rejected} line(s) cannot be read"
+    ),
+    "purchases.viewed": "purchases viewed",
+    "purchases.imports_viewed": "imports viewed",
+    "purchases.line_deleted": "purchase deleted: {lines} line(s) deleted",
+    "purchases.retailer_deleted": "a retailer's purchases deleted: {lines} line(s) deleted",
+    "purchases.import_deleted": "purchase import deleted: {lines} line(s) deleted",
+    "purchases.duplicates_viewed": "possible duplicate purchases viewed",
+    "purchases.duplicates_merged": "possible duplicate purchases merged: {lines} line(s) deleted",
+    "purchases.duplicates_kept_apart": "possible duplicate purchases kept apart: {pairs} pair(s)",
+    "interests.viewed": "interests from purchases viewed",
+    "interests.removed": "interest from purchases removed",
+    "interests.restored": "interest from purchases restored",
+    # the broker and offers
+    "broker.count": "audience count, epsilon {epsilon:g}",
+    "broker.match": "offer match, epsilon {epsilon:g}",
+    "broker.count_replayed": "audience count replayed from an earlier release, epsilon 0",
+    "broker.count_refused": "count refused: {error}",
+    "broker.count_refused_budget": "count refused: privacy budget exhausted",
+    "offers.refused": "offer refused: {error}",
+    "offers.refused_budget": "offer refused: privacy budget exhausted",
+    "offers.refused_funds": "offer refused: insufficient funds for the escrow",
+    "offers.not_delivered": "offer not delivered: the supplier may no longer send offers",
+    "offers.totals_not_refreshed": "offer totals not refreshed: privacy budget exhausted",
+    "offers.view_refused": "offer view refused: no such offer of this supplier",
+    "offers.viewed": "offer viewed: {accepted} accepters' offer pseudonyms, epsilon 0",
+    "offers.accepted": "offer accepted: this offer's pseudonym shared with {supplier}",
+    "offers.declined": "offer declined",
+    "offers.blocked": "{supplier} blocked: no more offers or counts",
+    "contacts.no_offer": "contact details refused: no such offer of this supplier",
+    "contacts.no_accepter": "contact details refused: no accepter of this offer has that pseudonym",
+    "contacts.not_shared": "contact details refused: not shared for this offer",
+    # suppliers and the operator
+    "supplier.registered": "supplier {supplier} registered",
+    "supplier.verified": "supplier {supplier} verified",
+    "supplier.suspended": "supplier {supplier} suspended",
+    "supplier.broker_approved": (
+        "supplier {supplier} approved for the broker: scope {scopes}, sector {sector}, "
+        "organisation {organisation}"
+    ),
+    "supplier.broker_revoked": (
+        "supplier {supplier} no longer approved for the broker; {count} tokens revoked"
+    ),
+    "supplier.scopes_taken_back": "supplier {supplier}: scope {scopes} taken back",
+    "supplier.broker_tokens_revoked": "supplier {supplier}: broker approval revoked",
+    "supplier.initial_token": "initial access token {token} issued, valid {days} days",
+    "keys.rewrapped": "{rewrapped} data keys re-wrapped under KEK version {kek}",
+    "keys.removed": "KEK version(s) {versions} removed from the keyring",
+    "demo.seeded": "seeded synthetic customers {first}..{last}",
 }
 
-Param = str | int | float | bool | None | list[str] | list[int]
+#: A parameter's value: JSON, so the entry can commit to it.
+Param: TypeAlias = "str | int | float | bool | list[Param] | dict[str, Param] | None"
+NameOf = Callable[[str], str]
+
+
+def fields_of(template: str) -> frozenset[str]:
+    """The parameter names a template uses."""
+    return frozenset(
+        name.split(".")[0].split("[")[0]
+        for _, name, _, _ in Formatter().parse(template)
+        if name is not None and name != ""
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why an entry was written: a catalogue code and its parameters."""
+    """Why an entry was written: a catalogue code and its parameters.
+
+    An unknown code, or a parameter its template needs and the reason lacks, is refused
+    here, where the reason is made, rather than when someone reads the log."""
 
     code: str
     params: Mapping[str, Param] = field(default_factory=dict)
@@ -44,13 +189,20 @@ class Reason:
     def __post_init__(self) -> None:
         if self.code not in CATALOGUE:
             raise ValueError(f"unknown reason code {self.code!r}")
+        missing = fields_of(CATALOGUE[self.code]) - set(self.params)
+        if missing:
+            raise ValueError(f"reason {self.code!r} needs {', '.join(sorted(missing))}")
 
     def to_json(self) -> str:
         """The canonical JSON an entry commits to: sorted keys, no spaces, ASCII only."""
-        body: dict[str, Any] = {"code": self.code}
+        return json.dumps(self.param(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    def param(self) -> dict[str, Param]:
+        """This reason as the value of another's ``cause`` parameter (and its JSON body)."""
+        body: dict[str, Param] = {"code": self.code}
         if self.params:
             body["params"] = dict(self.params)
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return body
 
     @classmethod
     def from_json(cls, text: str) -> Reason:
@@ -67,6 +219,199 @@ def _supplier_param(name: str) -> bool:
     return name == "supplier" or name.endswith("_supplier")
 
 
+# -- policy verdicts as parameters ------------------------------------------------------------
+
+
+def rule_param(rule: Rule) -> dict[str, Param]:
+    """A rule as a reason parameter: category, purpose, mode, recipient (a supplier by id)."""
+    body: dict[str, Param] = {
+        "category": rule.category,
+        "purpose": rule.purpose,
+        "mode": str(rule.mode),
+        "recipient": str(rule.recipient.kind),
+    }
+    if rule.recipient.value is not None:
+        key = "supplier" if rule.recipient.kind == RecipientKind.SUPPLIER else "sector"
+        body[key] = rule.recipient.value
+    if rule.expires is not None:
+        body["expires"] = rule.expires.isoformat()
+    return body
+
+
+def verdict_param(
+    verdict: Verdict, *, supplier: str, purpose: str, mode: Mode = Mode.DIRECT
+) -> dict[str, Param]:
+    """A verdict of the request (``supplier`` asking for ``mode`` access for ``purpose``) as a
+    reason parameter: per category, its decision, the mode permitted and the deciding rules."""
+    return {
+        "supplier": supplier,
+        "purpose": purpose,
+        "mode": str(mode),
+        "decision": str(verdict.decision),
+        "categories": [
+            {
+                "category": v.category,
+                "decision": str(v.decision),
+                "permitted": str(v.permitted_mode),
+                "rules": [rule_param(r) for r in v.rules],
+            }
+            for v in verdict.categories
+        ],
+    }
+
+
+def _rule_of(data: Mapping[str, Any]) -> Rule:
+    kind = RecipientKind(data.get("recipient", RecipientKind.ANY))
+    value = data.get("supplier") if kind == RecipientKind.SUPPLIER else data.get("sector")
+    mode: Any = data["mode"]
+    with suppress(ValueError):  # else described as the engine describes a mode it does not know
+        mode = Mode(mode)
+    expires = data.get("expires")
+    return Rule(
+        str(data["category"]),
+        str(data["purpose"]),
+        Recipient(kind, None if value is None else str(value)),
+        mode,
+        datetime.fromisoformat(expires) if isinstance(expires, str) else None,
+    )
+
+
+def _describe(rule: Rule, name_of: NameOf | None) -> str:
+    """``describe_rule``'s words, a supplier named by ``name_of`` ("by Demo Books")."""
+    recipient = rule.recipient
+    if name_of is None or recipient.kind != RecipientKind.SUPPLIER or recipient.value is None:
+        return describe_rule(rule)
+    anyone = Rule(rule.category, rule.purpose, Recipient.anyone(), rule.mode, rule.expires)
+    return describe_rule(anyone).replace(
+        ", by any supplier: ", f", by {name_of(recipient.value)}: ", 1
+    )
+
+
+def describe_rules(rules: Sequence[Mapping[str, Any]], name_of: NameOf | None = None) -> str:
+    """Rules (as :func:`rule_param` gives them) quoted and listed: "'A', 'B' and 'C'"."""
+    quoted = [f"'{_describe(_rule_of(r), name_of)}'" for r in rules]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def _your_rules(rules: Sequence[Mapping[str, Any]], name_of: NameOf | None, lower: bool) -> str:
+    text = f"Your rule{'s' if len(rules) > 1 else ''} {describe_rules(rules, name_of)}"
+    return text[0].lower() + text[1:] if lower else text
+
+
+def _action(mode: Mode, label: str) -> str:
+    if mode == Mode.AGGREGATE:
+        return f"count your {label} in anonymous totals"
+    if mode == Mode.PSEUDONYMOUS:
+        return f"use your {label} for offers without learning who you are"
+    return f"see your {label}, knowing it is you"
+
+
+def _category_text(
+    item: Mapping[str, Any], who: str, purpose: str, mode: Mode, name_of: NameOf | None
+) -> str:
+    """One category's sentence, in the words of :func:`policies.engine.evaluate`."""
+    category = str(item["category"])
+    info = CATEGORIES.get(category)
+    if info is None:
+        return f"{category!r} is not a data category we know, so it is not shared."
+    label = info.label.lower()
+    if purpose not in PURPOSES:
+        return f"{purpose!r} is not a purpose we know, so your {label} is not shared."
+    if mode == Mode.NEVER:
+        return "A request must ask for some kind of access, not 'never'."
+    decision, permitted = Decision(item["decision"]), Mode(item["permitted"])
+    rules: list[Mapping[str, Any]] = list(item.get("rules") or [])
+    words = PURPOSES[purpose]
+    one = len(rules) == 1
+    if decision is Decision.NOT_APPLICABLE:
+        return f"None of your rules lets {who} use your {label} for {words}, so it is not shared."
+    if decision is Decision.DENY and permitted == Mode.NEVER:
+        return (
+            f"{_your_rules(rules, name_of, False)} {'says' if one else 'say'} never, so {who} "
+            f"may not use your {label} for {words}, whatever your other rules allow."
+        )
+    action = _action(mode, label)
+    if decision is Decision.ALLOW:
+        allows = "allows" if one else "allow"
+        return f"{_your_rules(rules, name_of, False)} {allows} {who} to {action}."
+    if any(_rule_of(r).mode != permitted for r in rules):  # a special category, capped
+        return (
+            f"{info.label} is a special category and none of your rules names {who} for it, "
+            f"so {who} may not {action}: {_your_rules(rules, name_of, True)} "
+            f"{'allows' if one else 'allow'} use {permitted.label}."
+        )
+    return (
+        f"{_your_rules(rules, name_of, False)} {'does' if one else 'do'} not allow {who} to "
+        f"{action}: {'it allows' if one else 'they allow'} use {permitted.label}."
+    )
+
+
+def describe_verdict(data: Mapping[str, Any], name_of: NameOf | None = None) -> str:
+    """A verdict (as :func:`verdict_param` gives it) in the policy engine's words, its
+    supplier named by ``name_of``; without one, exactly the engine's ``Verdict.reason``."""
+    supplier = str(data["supplier"])
+    who = name_of(supplier) if name_of is not None else supplier
+    categories: list[Mapping[str, Any]] = list(data.get("categories") or [])
+    if not categories:
+        return "The request names no data, so nothing is shared."
+    purpose, mode = str(data["purpose"]), Mode(data["mode"])
+    allowed = Decision(data["decision"]) is Decision.ALLOW
+    sentences = (
+        _category_text(item, who, purpose, mode, name_of)
+        for item in categories
+        if allowed or Decision(item["decision"]) is not Decision.ALLOW
+    )
+    return " ".join(dict.fromkeys(sentences))
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def supplier_ids(reason_data: str | None) -> set[str]:
+    """Every supplier id a stored reason names (in its parameters, verdicts, rules and causes),
+    so a page can look their names up in one query."""
+    if not reason_data:
+        return set()
+    try:
+        body = json.loads(reason_data)
+    except ValueError:
+        return set()
+    return set(_walk_suppliers(body.get("params") if isinstance(body, dict) else None))
+
+
+def _walk_suppliers(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if _supplier_param(str(key)) and isinstance(inner, str):
+                yield inner
+            else:
+                yield from _walk_suppliers(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _walk_suppliers(inner)
+
+
+def _value(key: str, value: Any, name_of: NameOf | None) -> Any:
+    if _supplier_param(key) and isinstance(value, str):
+        return name_of(value) if name_of is not None else value
+    if key == "verdict" and isinstance(value, dict):
+        return describe_verdict(value, name_of)
+    if key == "rules" and isinstance(value, list):
+        return describe_rules(value, name_of)
+    if isinstance(value, dict) and "code" in value:
+        return _render(Reason(str(value["code"]), dict(value.get("params") or {})), name_of)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _render(reason: Reason, name_of: NameOf | None) -> str:
+    values = {key: _value(key, value, name_of) for key, value in reason.params.items()}
+    return CATALOGUE[reason.code].format(**values)
+
+
 def render(
     reason_data: str | None,
     text: str = "",
@@ -77,18 +422,14 @@ def render(
     if not reason_data:
         return text
     try:
-        reason = Reason.from_json(reason_data)
-    except (ValueError, KeyError, TypeError):
-        return text
-    values: dict[str, Any] = {}
-    for key, value in reason.params.items():
-        if _supplier_param(key) and isinstance(value, str) and name_of is not None:
-            values[key] = name_of(value)
-        elif isinstance(value, list):
-            values[key] = ", ".join(str(v) for v in value)
-        else:
-            values[key] = value
+        return _render(Reason.from_json(reason_data), name_of)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return text or _code_of(reason_data)
+
+
+def _code_of(reason_data: str) -> str:
     try:
-        return CATALOGUE[reason.code].format(**values)
-    except (KeyError, IndexError, ValueError):
-        return text or reason.code
+        body = json.loads(reason_data)
+    except ValueError:
+        return ""
+    return str(body.get("code", "")) if isinstance(body, dict) else ""
