@@ -160,6 +160,20 @@ CATALOGUE: dict[str, str] = {
     "keys.rewrapped": "{rewrapped} data keys re-wrapped under KEK version {kek}",
     "keys.removed": "KEK version(s) {versions} removed from the keyring",
     "demo.seeded": "seeded synthetic customers {first}..{last}",
+    # auditors
+    "auditor.created": "auditor account created",
+    "auditor.disabled": "auditor account disabled",
+    "auditor.login": "auditor logged in with password and one-time code",
+    "auditor.login_refused": "auditor login refused: {why}",
+    "auditor.viewed": (
+        "an auditor viewed {entries} of your log entries (entries {first} to {last}, {view})"
+    ),
+    "auditor.read": (
+        "auditor read {entries} log entries of {customers} customers (entries {first} to "
+        "{last}, {view})"
+    ),
+    "auditor.viewed_statistics": "auditor viewed the statistics of {supplier}",
+    "auditor.verified": "auditor verified the access log: {result}",
 }
 
 #: A parameter's value: JSON, so the entry can commit to it.
