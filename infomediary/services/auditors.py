@@ -135,7 +135,7 @@ def create(
         ctx.log(
             session,
             "create",
-            reason=Reason("auditor_created", {"auditor": auditor_id}),
+            reason=Reason("auditor.created", {"auditor": auditor_id}),
             categories=ACCOUNT,
         )
         uow.commit()
@@ -173,7 +173,7 @@ def disable(session: Session, inst: Instance, email: str, ctx: Context) -> str:
         ctx.log(
             session,
             "update",
-            reason=Reason("auditor_disabled", {"auditor": row.id}),
+            reason=Reason("auditor.disabled", {"auditor": row.id}),
             categories=ACCOUNT,
         )
         uow.commit()
@@ -190,7 +190,7 @@ def _refuse(session: Session, auditor_id: str, request_id: str, why: str) -> Non
     context(auditor_id, request_id).log(
         session,
         "login",
-        reason=Reason("auditor_login_refused", {"why": why}),
+        reason=Reason("auditor.login_refused", {"why": why}),
         categories=ACCOUNT,
         allowed=False,
     )
@@ -274,6 +274,6 @@ def check_code(
         row.totp_last_step = step
         row.last_login_at = now or utcnow()
         context(row.id, request_id).log(
-            session, "login", reason=Reason("auditor_login"), categories=ACCOUNT
+            session, "login", reason=Reason("auditor.login"), categories=ACCOUNT
         )
         uow.commit()
