@@ -203,19 +203,41 @@ def test_init_refuses_an_app_role_that_may_still_change_the_log(
     assert held(owner, "log_nodes") == {"SELECT", "INSERT"}
 
 
-def test_init_names_an_app_role_that_does_not_exist(roles: Roles) -> None:
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, app_url: str, owner_url: str = ""
+) -> None:
+    for name, value in FAST_ARGON2.items():
+        monkeypatch.setenv(f"INFOMEDIARY_{name}", str(value))
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(folder))
+    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", app_url)
+    if owner_url:
+        monkeypatch.setenv("INFOMEDIARY_ADMIN_DATABASE_URL", owner_url)
+    else:
+        monkeypatch.delenv("INFOMEDIARY_ADMIN_DATABASE_URL", raising=False)
+
+
+def test_the_init_command_grants_with_both_urls(
+    roles: Roles, owner: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_env(monkeypatch, roles.init.instance_path, roles.app_url, roles.owner_url)
+    result = CliRunner().invoke(main, ["init"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(f"; role {ROLE} granted the app's rights")
+    assert held(owner, "access_log") == {"SELECT", "INSERT"}
+
+
+def test_init_names_an_app_role_that_does_not_exist(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
     missing = as_role(normalise_url(roles.owner_url), "infomediary_no_such_role")
-    settings = load_config(
-        {
-            "INSTANCE_PATH": str(roles.init.instance_path),
-            "DATABASE_URL": missing,
-            "ADMIN_DATABASE_URL": roles.owner_url,
-            **FAST_ARGON2,
-        },
-        environ={},
-    )
-    with pytest.raises(RoleError, match=r"the role infomediary_no_such_role of \S+ does not exist"):
-        initialise(settings)
+    cli_env(monkeypatch, roles.init.instance_path, missing, roles.owner_url)
+    result = CliRunner().invoke(main, ["init"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [
+        "error: the role infomediary_no_such_role of INFOMEDIARY_DATABASE_URL does not exist: "
+        "create it (CREATE ROLE infomediary_no_such_role LOGIN) and run `infomediary init` again"
+    ]
 
 
 def test_the_app_runs_as_its_role(app_inst: Instance, app_client, owner: Engine) -> None:
@@ -260,11 +282,7 @@ def test_audit_verify_runs_as_the_app_role(
     roles: Roles, app_inst: Instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     appended(app_inst)
-    monkeypatch.delenv("INFOMEDIARY_ADMIN_DATABASE_URL", raising=False)
-    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(roles.app.instance_path))
-    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", roles.app_url)
-    for name, value in FAST_ARGON2.items():
-        monkeypatch.setenv(f"INFOMEDIARY_{name}", str(value))
+    cli_env(monkeypatch, roles.app.instance_path, roles.app_url)
     result = CliRunner().invoke(main, ["audit", "verify", "--json"])
     assert result.exit_code == 0, result.output
     assert '"ok": true' in result.output
@@ -333,9 +351,7 @@ def test_init_without_the_owners_url_fails_in_one_line(
                 conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
         finally:
             server.dispose()
-        monkeypatch.delenv("INFOMEDIARY_ADMIN_DATABASE_URL", raising=False)
-        monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(tmp_path / "bare"))
-        monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", as_role(url))
+        cli_env(monkeypatch, tmp_path / "bare", as_role(url))
         result = CliRunner().invoke(main, ["init"])
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
