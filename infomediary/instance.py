@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from argon2 import PasswordHasher
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from sqlalchemy import Engine, inspect, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from infomediary.audit.log import ensure_head
@@ -32,7 +32,7 @@ from infomediary.config import Settings
 from infomediary.crypto.keyring import FileKeyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import make_engine, make_sessionmaker
-from infomediary.db_roles import grant_app_role
+from infomediary.db_roles import grant_app_role, permission_denied
 from infomediary.leases import (
     LeaseKeeper,
     ensure_keyring_state,
@@ -301,6 +301,14 @@ def open_instance(
             where = engine.url.render_as_string(hide_password=True)
             raise NotInitialised(
                 f"cannot reach the database at {where}: {type(exc.orig).__name__}"
+            ) from None
+        except ProgrammingError as exc:
+            denied = permission_denied(exc)
+            if denied is None:
+                raise
+            raise NotInitialised(
+                f"{denied}: run `infomediary init` with INFOMEDIARY_ADMIN_DATABASE_URL set to "
+                f"grant the role {engine.url.username} what the app needs"
             ) from None
         if current is None:
             raise NotInitialised("the database has no schema: run `infomediary init`")

@@ -291,6 +291,25 @@ def test_audit_verify_runs_as_the_app_role(
     assert f'"size": {size}' in result.output
 
 
+def test_an_app_role_without_its_rights_is_told_in_one_line(
+    roles: Roles, owner: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with owner.begin() as conn:
+        conn.execute(text(f"REVOKE ALL ON alembic_version FROM {ROLE}"))
+    try:
+        cli_env(monkeypatch, roles.app.instance_path, roles.app_url)
+        result = CliRunner().invoke(main, ["audit", "verify"])
+    finally:
+        initialise(roles.init)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [
+        "error: permission denied for table alembic_version: run `infomediary init` with "
+        f"INFOMEDIARY_ADMIN_DATABASE_URL set to grant the role {ROLE} what the app needs"
+    ]
+    assert held(owner, "alembic_version") == {"SELECT"}
+
+
 REFUSED = [
     "UPDATE access_log SET reason = 'nothing happened'",
     "UPDATE access_log SET customer_id = NULL",
