@@ -56,13 +56,15 @@ def create_app(
     from infomediary import web
 
     web.init_app(app)
-    if settings.redis_url:  # jobs go to RQ; `infomediary worker` processes run them
+    if settings.redis_url:  # jobs go to RQ; `infomediary worker` processes run them (and sign)
         from infomediary.services.jobs import use_redis
 
         use_redis(inst, settings.redis_url)
     elif instance is None if run_jobs is None else run_jobs:
+        from infomediary.services import checkpoints
         from infomediary.services.jobs import Worker
 
+        checkpoints.schedule(inst)
         worker = Worker(inst).start()
         app.extensions["infomediary.jobs"] = worker
         atexit.register(worker.stop)

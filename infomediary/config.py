@@ -133,6 +133,11 @@ class Settings:
     upload_job_bytes: int = 5 * 1024 * 1024
     #: A pushed batch of more lines than this is imported by a job (202), not at once (201).
     push_job_lines: int = 100
+    #: Origin of the access log's signed checkpoints (and their key's name); empty: the
+    #: issuer's host plus `/log` (`localhost/log` without an issuer).
+    log_origin: str = ""
+    #: A checkpoint of the access log is signed this often, seconds, when the log grew.
+    checkpoint_seconds: int = 60
 
     def __post_init__(self) -> None:
         # Derived values only (no checks: see validate): absolute paths, the default database.
@@ -179,6 +184,7 @@ _POSITIVE = (
     "import_max_bytes",
     "upload_job_bytes",
     "push_job_lines",
+    "checkpoint_seconds",
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
 _SECRET = frozenset(

@@ -164,6 +164,24 @@ class InvalidProofRequest(ValidationFailed):
     code = "invalid_proof_request"
 
 
+class NoCheckpoint(ServiceError):
+    """No checkpoint of the access log has been signed yet."""
+
+    code = "no_checkpoint"
+
+
+class LogShrank(ServiceError):
+    """The access log holds fewer entries than a checkpoint already signed vouches for."""
+
+    code = "log_shrank"
+
+
+class BadCheckpoint(ServiceError):
+    """A checkpoint kept outside is not one, is another log's, or is signed by another key."""
+
+    code = "bad_checkpoint"
+
+
 class AuditorLoginExpired(ServiceError):
     """The second step of an auditor's login came too late, or without the first."""
 

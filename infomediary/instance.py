@@ -26,7 +26,7 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from infomediary.audit.log import ensure_head
+from infomediary.audit.log import LOG_KEYS, LogKeys, ensure_head
 from infomediary.broker.members import ensure_broker_state
 from infomediary.config import Settings
 from infomediary.crypto.keyring import FileKeyring, KeyringError
@@ -250,6 +250,16 @@ def initialise(settings: Settings) -> InitReport:
         engine.dispose()
 
 
+def log_keys_of(keyring: FileKeyring) -> LogKeys:
+    """The log's commitment key, from the keyring (``init`` adds it to an older keyring)."""
+    try:
+        return LogKeys(keyring.secret("log_commitment"))
+    except KeyringError:
+        raise KeyringError(
+            "the keyring has no log commitment key: run `infomediary init` to add it"
+        ) from None
+
+
 def record_fingerprints(session: Session, keyring: FileKeyring) -> None:
     known = {row.name for row in session.execute(select(KeyFingerprint)).scalars()}
     for name, print_ in keyring.fingerprints().items():
@@ -321,6 +331,7 @@ def open_instance(
         sessions = make_sessionmaker(engine)
         vault = Vault(keyring)
         install_wrap_guard(sessions, vault)
+        sessions.configure(info={LOG_KEYS: log_keys_of(keyring)})
         leases = LeaseKeeper(engine, sessions, keyring, settings.key_lease_seconds)
         with sessions() as session, session.begin():
             check_keyring(session, keyring)

@@ -11,27 +11,40 @@ Appends lock the single ``log_head`` row (``SELECT ... FOR UPDATE`` on PostgreSQ
 already holds its write lock from ``BEGIN IMMEDIATE``), so concurrent writers line up and
 no sequence number or link is lost. The append happens in the caller's transaction: the
 access and its entry commit or roll back together.
+
+New entries are of format 2 (:mod:`infomediary.tlog.entry`): the leaf commits to a keyed
+commitment of the customer id, the salted hash of the detail's plaintext, a structured
+reason and an aggregate entry's member tree root, computed with the log's keys, which the
+session carries (``session.info[LOG_KEYS]``, set by the instance's session factory). Entries
+of format 1 (``version`` NULL) keep their form and are verified as they were written.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.reasons import Reason, render
+from infomediary.audit.members import member_tree
+from infomediary.audit.reasons import Reason, reason_of, render
 from infomediary.models import AccessLogEntry, LogHead, LogNode, utcnow
+from infomediary.tlog import entry as entry_v2
 from infomediary.tlog import merkle
 
 ENTRY_VERSION = 1
+#: The key of :class:`LogKeys` in ``Session.info``.
+LOG_KEYS = "infomediary.log_keys"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 GENESIS = bytes(32)
 HEAD_ID = 1
 
@@ -60,6 +73,37 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
+class Sealed:
+    """An entry's detail sealed under the customer's key, with the hash of its plaintext
+    (salt included) that the entry commits to."""
+
+    blob: bytes = field(repr=False)
+    digest: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LogKeys:
+    """The log's commitment key (from the keyring): customer openings and member keys."""
+
+    commitment: bytes = field(repr=False)
+
+    def customer_opening(self, seq: int, customer_id: str) -> bytes:
+        message = b"customer" + seq.to_bytes(8, "big") + customer_id.encode()
+        return hmac.digest(self.commitment, message, "sha256")
+
+    def customer_commitment(self, seq: int, customer_id: str) -> bytes:
+        return entry_v2.customer_commitment(self.customer_opening(seq, customer_id), customer_id)
+
+    def member_key(self, seq: int) -> bytes:
+        return hmac.digest(self.commitment, b"members" + seq.to_bytes(8, "big"), "sha256")[:16]
+
+
+def log_keys(session: Session) -> LogKeys | None:
+    keys = session.info.get(LOG_KEYS)
+    return keys if isinstance(keys, LogKeys) else None
+
+
+@dataclass(frozen=True, slots=True)
 class LogEvent:
     """What happened; the log adds time, sequence number and hashes."""
 
@@ -71,7 +115,9 @@ class LogEvent:
     allowed: bool = True
     reason: str | Reason = ""
     request_id: str = "-"
-    detail: bytes | None = field(default=None, repr=False)
+    #: Sealed personal detail, or the plaintext of a detail that names no one (a count's
+    #: criteria), which the entry keeps as is and commits to by its hash.
+    detail: Sealed | bytes | None = field(default=None, repr=False)
     members: bytes | None = field(default=None, repr=False)
 
 
@@ -92,8 +138,47 @@ def _format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical_entry(entry: AccessLogEntry) -> bytes:
-    """The bytes a leaf hash commits to. Changing this breaks every existing log."""
+def time_us(moment: datetime) -> int:
+    """Microseconds since 1970 UTC, exactly (what format 2 commits to for the time)."""
+    return (moment.astimezone(UTC) - _EPOCH) // _MICROSECOND
+
+
+def committed_actor_id(actor_type: str, actor_id: str, customer_id: str | None) -> str:
+    """Format 2 names a customer acting on their own data by the entry's commitment alone."""
+    return "" if actor_type == ActorType.CUSTOMER and actor_id == customer_id else actor_id
+
+
+def canonical_v2(entry: Any) -> bytes:
+    """The format-2 bytes of a stored entry (a model or a row with the same names)."""
+    return entry_v2.canonical(
+        entry.seq,
+        time_us(entry.created_at),
+        entry.actor_type,
+        committed_actor_id(entry.actor_type, entry.actor_id, entry.customer_id),
+        entry.customer_commitment,
+        entry.action,
+        entry.categories,
+        entry.purpose,
+        entry.outcome,
+        entry.reason_data or "",
+        entry.request_id,
+        entry.detail_hash,
+        entry.member_root,
+        entry.prev_hash,
+    )
+
+
+def canonical_entry(entry: Any) -> bytes:
+    """The bytes a leaf hash commits to, in the entry's own format."""
+    if entry.version == entry_v2.VERSION:
+        return canonical_v2(entry)
+    if entry.version is not None:
+        raise ValueError(f"entry {entry.seq} has an unknown format {entry.version}")
+    return canonical_v1(entry)
+
+
+def canonical_v1(entry: Any) -> bytes:
+    """The bytes a format-1 leaf commits to. Changing this breaks every existing log."""
     body: dict[str, Any] = {
         "v": ENTRY_VERSION,
         "seq": entry.seq,
@@ -136,25 +221,43 @@ def _lock_head(session: Session) -> LogHead:
 
 
 def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> AccessLogEntry:
-    """Append one entry in the caller's transaction; the caller commits."""
+    """Append one format-2 entry in the caller's transaction; the caller commits."""
+    customer_id = event.customer_id
+    if event.actor.type == ActorType.CUSTOMER:
+        if customer_id is None:
+            customer_id = event.actor.id
+        elif customer_id != event.actor.id:
+            raise ValueError("a customer's entry is about that customer")
+    keys = log_keys(session)
+    if keys is None and (customer_id is not None or event.members is not None):
+        raise RuntimeError("this session carries no log keys: open it from the instance")
+    reason_json = reason_of(event.reason).to_json()
     head = _lock_head(session)
+    seq = head.size
     entry = AccessLogEntry(
-        seq=head.size,
+        seq=seq,
         created_at=at or utcnow(),
         actor_type=str(event.actor.type),
         actor_id=event.actor.id,
-        customer_id=event.customer_id,
+        customer_id=customer_id,
         action=event.action,
         categories=",".join(sorted(event.categories)),
         purpose=event.purpose,
         outcome="allowed" if event.allowed else "denied",
-        reason=_text(event.reason)[:255],
+        reason=render(reason_json)[:REASON_LENGTH],
+        reason_data=reason_json,
         request_id=event.request_id,
-        detail=event.detail,
+        detail=_blob(event.detail),
+        detail_hash=_digest(event.detail),
         members=event.members,
         prev_hash=head.last_hash,
+        version=entry_v2.VERSION,
     )
-    entry.leaf_hash = leaf_hash(canonical_entry(entry))
+    if keys is not None and customer_id is not None:
+        entry.customer_commitment = keys.customer_commitment(seq, customer_id)
+    if keys is not None and event.members is not None:
+        entry.member_root = member_tree(keys.member_key(seq), event.members).root
+    entry.leaf_hash = leaf_hash(canonical_v2(entry))
     frontier, completed = merkle.append_leaf(
         _split(head.frontier or b""), head.size, entry.leaf_hash
     )
@@ -168,8 +271,14 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
     return entry
 
 
-def _text(reason: str | Reason) -> str:
-    return reason if isinstance(reason, str) else render(reason.to_json())
+def _blob(detail: Sealed | bytes | None) -> bytes | None:
+    return detail.blob if isinstance(detail, Sealed) else detail
+
+
+def _digest(detail: Sealed | bytes | None) -> bytes | None:
+    if detail is None:
+        return None
+    return detail.digest if isinstance(detail, Sealed) else entry_v2.detail_hash(detail)
 
 
 def _split(joined: bytes) -> list[bytes]:
@@ -219,67 +328,196 @@ class VerifyResult:
     size: int
     first_bad_seq: int | None = None
     problem: str = ""
+    root: bytes = merkle.EMPTY_ROOT
+    #: Sizes whose roots were compared with an expected one (checkpoints), all agreeing.
+    checked: tuple[int, ...] = ()
 
 
-def _entries(session: Session, batch: int) -> Iterator[AccessLogEntry]:
+@dataclass(frozen=True, slots=True)
+class ExpectedRoot:
+    """A root the log must have at ``size`` (a checkpoint's), and what to call it."""
+
+    size: int
+    root: bytes
+    label: str
+
+
+_COLUMNS = (
+    AccessLogEntry.seq,
+    AccessLogEntry.created_at,
+    AccessLogEntry.actor_type,
+    AccessLogEntry.actor_id,
+    AccessLogEntry.customer_id,
+    AccessLogEntry.action,
+    AccessLogEntry.categories,
+    AccessLogEntry.purpose,
+    AccessLogEntry.outcome,
+    AccessLogEntry.reason,
+    AccessLogEntry.request_id,
+    AccessLogEntry.detail,
+    AccessLogEntry.members,
+    AccessLogEntry.prev_hash,
+    AccessLogEntry.leaf_hash,
+    AccessLogEntry.version,
+    AccessLogEntry.customer_commitment,
+    AccessLogEntry.detail_hash,
+    AccessLogEntry.member_root,
+    AccessLogEntry.reason_data,
+)
+
+
+def _rows(session: Session, batch: int) -> Iterator[list[Any]]:
     after = -1
     while True:
-        rows = (
-            session.execute(
-                select(AccessLogEntry)
-                .where(AccessLogEntry.seq > after)
-                .order_by(AccessLogEntry.seq)
-                .limit(batch)
-            )
-            .scalars()
-            .all()
-        )
+        rows = session.execute(
+            select(*_COLUMNS)
+            .where(AccessLogEntry.seq > after)
+            .order_by(AccessLogEntry.seq)
+            .limit(batch)
+        ).all()
         if not rows:
             return
-        yield from rows
+        yield list(rows)
         after = rows[-1].seq
-        session.expunge_all()
 
 
-def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
-    """Recompute every leaf hash and link; name the first entry that does not fit."""
-    head = session.get(LogHead, HEAD_ID)
-    expected_seq = 0
-    prev = GENESIS
-    for entry in _entries(session, batch):
-        if entry.seq != expected_seq:
-            return VerifyResult(
-                False,
-                expected_seq,
-                expected_seq,
-                f"entry {expected_seq} is missing (next present is {entry.seq})",
+def _stored_nodes(
+    session: Session, wanted: list[tuple[int, int, bytes]]
+) -> dict[tuple[int, int], bytes]:
+    by_level: dict[int, list[int]] = {}
+    for level, index, _ in wanted:
+        by_level.setdefault(level, []).append(index)
+    found: dict[tuple[int, int], bytes] = {}
+    for level, indexes in by_level.items():
+        rows = session.execute(
+            select(LogNode.idx, LogNode.hash).where(
+                LogNode.level == level, LogNode.idx.between(min(indexes), max(indexes))
             )
-        if entry.prev_hash != prev:
-            return VerifyResult(
-                False,
-                expected_seq,
-                entry.seq,
-                f"entry {entry.seq} does not link to entry {entry.seq - 1} (removed or reordered)",
-            )
-        if leaf_hash(canonical_entry(entry)) != entry.leaf_hash:
-            return VerifyResult(
-                False,
-                expected_seq,
-                entry.seq,
-                f"entry {entry.seq} was altered after it was written",
-            )
-        prev = entry.leaf_hash
-        expected_seq += 1
-    if head is None:
-        if expected_seq == 0:
-            return VerifyResult(True, 0)
-        return VerifyResult(False, expected_seq, None, "the log head is missing")
-    if head.size != expected_seq or head.last_hash != prev:
-        return VerifyResult(
-            False,
-            expected_seq,
-            min(head.size, expected_seq),
-            f"the log head records {head.size} entries but {expected_seq} chain up to it "
-            "(entries were removed from the end, or the head was altered)",
         )
-    return VerifyResult(True, expected_seq)
+        found.update(((level, int(idx)), bytes(node)) for idx, node in rows)
+    return found
+
+
+class _Failure(Exception):
+    def __init__(self, seq: int | None, problem: str) -> None:
+        super().__init__(problem)
+        self.seq = seq
+        self.problem = problem
+
+
+def _check_entry(row: Any, keys: LogKeys | None) -> None:
+    seq = row.seq
+    if leaf_hash(canonical_entry(row)) != row.leaf_hash:
+        raise _Failure(seq, f"entry {seq} was altered after it was written")
+    if row.version != entry_v2.VERSION or keys is None:
+        return
+    if (row.customer_id is None) != (row.customer_commitment is None) or (
+        row.customer_id is not None
+        and not hmac.compare_digest(
+            keys.customer_commitment(seq, row.customer_id), row.customer_commitment
+        )
+    ):
+        raise _Failure(seq, f"entry {seq} was moved to another customer after it was written")
+    if row.members is not None or row.member_root is not None:
+        if row.members is None or row.member_root is None:
+            raise _Failure(seq, f"entry {seq}'s members were altered after it was written")
+        try:
+            root = member_tree(keys.member_key(seq), row.members).root
+        except (ValueError, OverflowError):
+            raise _Failure(seq, f"entry {seq}'s members cannot be read") from None
+        if root != row.member_root:
+            raise _Failure(seq, f"entry {seq}'s members were altered after it was written")
+
+
+def verify(
+    session: Session,
+    *,
+    batch: int = 5000,
+    expected: tuple[ExpectedRoot, ...] = (),
+) -> VerifyResult:
+    """Recompute every leaf hash, link, commitment and member tree, the Merkle tree and its
+    stored nodes, and the roots at the ``expected`` sizes; name the first thing that does not
+    fit. With the log's keys (the instance's sessions carry them), a format-2 entry's customer
+    commitment and member root are checked against its stored customer and members too."""
+    keys = log_keys(session)
+    head = session.get(LogHead, HEAD_ID)
+    want = sorted(expected, key=lambda e: e.size)
+    checked: list[int] = []
+    frontier: list[bytes] = []
+    pending: list[tuple[int, int, bytes]] = []
+    size = 0
+    prev = GENESIS
+    try:
+        for rows in _rows(session, batch):
+            completed: list[tuple[int, int, bytes]] = []
+            for row in rows:
+                if row.seq != size:
+                    raise _Failure(size, f"entry {size} is missing (next present is {row.seq})")
+                if row.prev_hash != prev:
+                    raise _Failure(
+                        row.seq,
+                        f"entry {row.seq} does not link to entry {row.seq - 1} "
+                        "(removed or reordered)",
+                    )
+                _check_entry(row, keys)
+                prev = row.leaf_hash
+                frontier, done = merkle.append_leaf(frontier, size, prev)
+                completed.extend(done)
+                size += 1
+                while want and want[0].size == size:
+                    _check_root(want.pop(0), merkle.frontier_root(frontier), checked)
+            # a batch's nodes are compared after the next batch's links: an entry altered
+            # and rehashed is named by the broken link after it, not by a node above it
+            _check_nodes(session, pending)
+            pending = completed
+            session.expunge_all()
+        _check_nodes(session, pending)
+        root = merkle.frontier_root(frontier)
+        while want and want[0].size == 0:
+            _check_root(want.pop(0), root if size == 0 else merkle.EMPTY_ROOT, checked)
+        if want:
+            missing = want[0]
+            raise _Failure(
+                size,
+                f"{missing.label} vouches for {missing.size} entries but the log holds {size}: "
+                f"entries {size} to {missing.size - 1} were removed",
+            )
+        if head is None:
+            if size == 0:
+                return VerifyResult(True, 0, checked=tuple(checked))
+            raise _Failure(None, "the log head is missing")
+        if head.size != size or head.last_hash != prev:
+            raise _Failure(
+                min(head.size, size),
+                f"the log head records {head.size} entries but {size} chain up to it "
+                "(entries were removed from the end, or the head was altered)",
+            )
+        if size and b"".join(frontier) != (head.frontier or b""):
+            raise _Failure(None, "the log head's Merkle tree edge disagrees with the entries")
+    except _Failure as failure:
+        return VerifyResult(False, size, failure.seq, failure.problem, checked=tuple(checked))
+    return VerifyResult(True, size, root=root, checked=tuple(checked))
+
+
+def _check_nodes(session: Session, completed: list[tuple[int, int, bytes]]) -> None:
+    stored = _stored_nodes(session, completed) if completed else {}
+    for level, index, node in completed:
+        if stored.get((level, index)) != node:
+            first = index << level
+            raise _Failure(
+                first,
+                f"the stored Merkle tree disagrees with the entries at node ({level}, {index}), "
+                f"over entries {first} to {first + (1 << level) - 1}",
+            )
+
+
+def _check_root(expected: ExpectedRoot, root: bytes, checked: list[int]) -> None:
+    if not hmac.compare_digest(root, expected.root):
+        agreed = f"; it agrees at size {checked[-1]}" if checked else ""
+        raise _Failure(
+            None,
+            f"{expected.label} disagrees with the log at size {expected.size}: the log's tree "
+            "there has another root (its history was rewritten, or it was restored from an "
+            f"older copy and grew again){agreed}",
+        )
+    checked.append(expected.size)

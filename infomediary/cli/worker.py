@@ -20,6 +20,7 @@ import click
 from infomediary import services
 from infomediary.cli.common import _emit, _fail, _open
 from infomediary.instance import Instance
+from infomediary.services import checkpoints
 from infomediary.services.jobs import (
     SWEEP_SECONDS,
     Worker,
@@ -50,6 +51,8 @@ def worker(burst: bool, sweep_seconds: float, as_json: bool) -> None:
     INFOMEDIARY_REDIS_URL is set, else straight from the database."""
     _load_handlers()
     inst = _open()
+    if not burst:  # a worker that stays signs the log's checkpoints on their schedule
+        checkpoints.schedule(inst)
     url = inst.settings.redis_url
     try:
         swept = _on_redis(inst, url, burst, sweep_seconds) if url else _on_database(inst, burst)

@@ -61,6 +61,11 @@ def normalise_email(email: str) -> str:
     return unicodedata.normalize("NFKC", email).strip().lower()
 
 
+def json_bytes(value: Any) -> bytes:
+    """The JSON a sealed field's plaintext is: compact, UTF-8."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class Vault:
     def __init__(self, keys: KeyProvider):
         self.keys = keys
@@ -101,12 +106,23 @@ class Vault:
     # -- fields ---------------------------------------------------------------------------
     def seal(self, key: CustomerKey, table: str, record_id: str, field: str, value: Any) -> bytes:
         """Encrypt a JSON-serialisable ``value`` bound to its table, record, field and owner."""
-        plaintext = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return self.seal_bytes(key, table, record_id, field, json_bytes(value))
+
+    def seal_bytes(
+        self, key: CustomerKey, table: str, record_id: str, field: str, plaintext: bytes
+    ) -> bytes:
+        """Encrypt ``plaintext`` (the JSON :func:`json_bytes` makes) as :meth:`seal` does."""
         nonce = os.urandom(NONCE_BYTES)
         sealed = key.aead.encrypt(nonce, plaintext, _associated_data(key, table, record_id, field))
         return bytes([BLOB_VERSION]) + nonce + sealed
 
     def open(self, key: CustomerKey, table: str, record_id: str, field: str, blob: bytes) -> Any:
+        return json.loads(self.open_bytes(key, table, record_id, field, blob))
+
+    def open_bytes(
+        self, key: CustomerKey, table: str, record_id: str, field: str, blob: bytes
+    ) -> bytes:
+        """The plaintext bytes :meth:`seal` sealed (its JSON, exactly)."""
         if len(blob) < 1 + NONCE_BYTES + 16 or blob[0] != BLOB_VERSION:
             raise DecryptionError(f"{table}.{field} of record {record_id} is not a vault blob")
         nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
@@ -118,7 +134,7 @@ class Vault:
             raise DecryptionError(
                 f"{table}.{field} of record {record_id} does not authenticate under its key"
             ) from None
-        return json.loads(plaintext)
+        return plaintext
 
     # -- keyed hashes ---------------------------------------------------------------------
     def blind_index(self, domain: str, value: str) -> bytes:

@@ -4,14 +4,19 @@ personal data builds on it, and it builds on no other use case."""
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from infomediary.crypto.vault import CustomerKey, DecryptionError
+from infomediary.audit.log import Sealed
+from infomediary.crypto.vault import CustomerKey, DecryptionError, json_bytes
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey
+from infomediary.tlog import entry as entry_v2
 from policies.taxonomy import CATEGORIES
 
 
@@ -22,13 +27,22 @@ def customer_key(session: Session, inst: Instance, customer_id: str) -> Customer
     return inst.vault.unwrap(customer_id, row.dek_version, row.kek_version, row.wrapped_key)
 
 
-def seal_detail(inst: Instance, key: CustomerKey, detail: dict[str, Any]) -> bytes:
-    """Encrypt a log entry's personal detail under the customer's DEK.
+#: The detail's member holding its salt: 16 random bytes, base64.
+SALT = "salt"
+
+
+def seal_detail(inst: Instance, key: CustomerKey, detail: dict[str, Any]) -> Sealed:
+    """Encrypt a log entry's personal detail under the customer's DEK, salted, with the hash
+    of its plaintext that the entry commits to (:func:`infomediary.tlog.entry.detail_hash`).
 
     The record id is the customer id (the entry's sequence number is not known until
-    the append takes the lock); the field name keeps it apart from profile fields.
+    the append takes the lock); the field name keeps it apart from profile fields. The salt
+    makes the hash useless for testing guesses of the detail, and goes with the detail to
+    the customer, who can then check the hash offline.
     """
-    return inst.vault.seal(key, "access_log", key.customer_id, "detail", detail)
+    plaintext = json_bytes({**detail, SALT: base64.b64encode(secrets.token_bytes(16)).decode()})
+    blob = inst.vault.seal_bytes(key, "access_log", key.customer_id, "detail", plaintext)
+    return Sealed(blob, entry_v2.detail_hash(plaintext))
 
 
 def logged_categories(
@@ -54,10 +68,22 @@ def logged_categories(
 
 
 def open_detail(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> Any:
+    """An entry's detail as the customer reads it (its salt left out)."""
+    plaintext = open_detail_bytes(inst, key, blob)
+    if plaintext is None:
+        return None
+    detail = json.loads(plaintext)
+    if isinstance(detail, dict):
+        detail.pop(SALT, None)
+    return detail
+
+
+def open_detail_bytes(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> bytes | None:
+    """An entry's detail plaintext exactly as sealed (what its detail hash commits to)."""
     if blob is None or key is None:
         return None
     try:
-        return inst.vault.open(key, "access_log", key.customer_id, "detail", blob)
+        return inst.vault.open_bytes(key, "access_log", key.customer_id, "detail", blob)
     except DecryptionError:
         return None
 

@@ -15,7 +15,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from infomediary.errors import InvalidRequest
-from infomediary.services import purchase_push, resource, transparency
+from infomediary.services import checkpoints, purchase_push, resource, transparency
 from infomediary.services.purchase_push import PushRequest
 from infomediary.services.resource import PurchaseQuery
 from infomediary.web.bearer import (
@@ -366,6 +366,62 @@ def push_job(job_id: str) -> ResponseReturnValue:
 
 def _b64(nodes: tuple[bytes, ...]) -> list[str]:
     return [base64.b64encode(node).decode() for node in nodes]
+
+
+@bp.get("/log/checkpoint")
+@csrf_exempt
+@limiter.limit(api_rate)
+def log_checkpoint() -> ResponseReturnValue:
+    """The latest signed checkpoint of the access log.
+    ---
+    get:
+      operationId: logCheckpoint
+      tags: [log]
+      summary: The latest signed checkpoint (C2SP tlog-checkpoint, signed note)
+      description: >-
+        Public and unauthenticated. A C2SP tlog-checkpoint (origin, tree size, base64 root
+        hash) in a C2SP signed-note with an Ed25519 signature by the key GET /api/v1/log/key
+        gives. Keep it: a later checkpoint must be consistent with it (GET
+        /api/v1/log/proof/consistency). Reading it writes nothing; checkpoints are signed on
+        a schedule when the log grew.
+      security: []
+      responses:
+        200:
+          description: The signed note
+          content:
+            text/plain:
+              schema: {type: string}
+        404: NoCheckpoint
+        429: RateLimited
+    """
+    text = checkpoints.latest_note(db())
+    return text, 200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+@bp.get("/log/key")
+@csrf_exempt
+@limiter.limit(api_rate)
+def log_key() -> ResponseReturnValue:
+    """The verifier key of the access log's checkpoints.
+    ---
+    get:
+      operationId: logKey
+      tags: [log]
+      summary: The checkpoints' verifier key (signed-note vkey)
+      description: >-
+        Public and unauthenticated. The Ed25519 verifier key in the C2SP signed-note vkey
+        form, name+hash+base64: the name is the log's origin, the hash the key ID in hex.
+      security: []
+      responses:
+        200:
+          description: The verifier key, one line
+          content:
+            text/plain:
+              schema: {type: string}
+        429: RateLimited
+    """
+    vkey = checkpoints.verifier_key(instance())
+    return f"{vkey}\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 @bp.get("/log/proof/inclusion")

@@ -28,6 +28,9 @@ PROBLEM_MIMETYPE = "application/problem+json"
 #: not here is a bug, and ``tests`` check every code raised has a row.
 STATUS: dict[str, int] = {
     "invalid_proof_request": 400,
+    "no_checkpoint": 404,
+    "log_shrank": 409,
+    "bad_checkpoint": 400,
     "import_running": 409,
     "validation_failed": 400,
     "invalid_json": 400,

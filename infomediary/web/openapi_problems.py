@@ -88,6 +88,10 @@ RESPONSES: dict[str, dict[str, Any]] = {
             )
         },
     ),
+    "NoCheckpoint": _problem(
+        "no_checkpoint: no checkpoint of the log has been signed yet",
+        {"none_yet": _example("no_checkpoint", "No checkpoint has been signed yet.")},
+    ),
     "InvalidOffer": _problem(
         "The offer is refused; nothing is charged or escrowed. ``code`` names the first "
         "problem (invalid_offer for the offer's own fields and unknown ones, else as a "

@@ -19,6 +19,7 @@ from infomediary.audit.log import (
     leaf_hash,
     verify,
 )
+from infomediary.audit.reasons import Reason, render
 from infomediary.cli import main
 from infomediary.config import Settings
 from infomediary.instance import open_instance
@@ -76,7 +77,9 @@ def test_intact_log_verifies(inst) -> None:
 
 def _tamper_alter(session) -> None:
     session.execute(
-        update(AccessLogEntry).where(AccessLogEntry.seq == 3).values(reason="nothing to see")
+        update(AccessLogEntry)
+        .where(AccessLogEntry.seq == 3)
+        .values(reason_data=Reason("text", {"text": "nothing to see"}).to_json())
     )
 
 
@@ -92,7 +95,7 @@ def _tamper_reorder(session) -> None:
             select(AccessLogEntry).where(AccessLogEntry.seq.in_([2, 3]))
         ).scalars()
     }
-    for column in ("reason", "customer_id", "prev_hash", "leaf_hash", "created_at"):
+    for column in ("reason_data", "customer_id", "prev_hash", "leaf_hash", "created_at"):
         a, b = getattr(rows[2], column), getattr(rows[3], column)
         setattr(rows[2], column, b)
         setattr(rows[3], column, a)
@@ -105,7 +108,7 @@ def _tamper_truncate(session) -> None:
 def _tamper_rehash(session) -> None:
     # a careful forger recomputes the altered entry's own hash: the next link still breaks
     row = session.get(AccessLogEntry, 3)
-    row.reason = "forged"
+    row.reason_data = Reason("text", {"text": "forged"}).to_json()
     row.leaf_hash = leaf_hash(canonical_entry(row))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from infomediary.audit.log import Actor, ActorType, LogEvent, append, verify
+from infomediary.audit.log import Actor, ActorType, LogEvent, Sealed, append, verify
 from infomediary.models import AccessLogEntry
 from infomediary.services import REASON_LENGTH, Context
 from infomediary.services.refusals import record_refusal, refuse_supplier
@@ -88,10 +88,11 @@ def test_log_writes_what_a_hand_built_event_would(inst) -> None:
 
 def test_event_builds_the_entry_without_appending_it(inst) -> None:
     ctx = Context(Actor(ActorType.OPERATOR, "cli"))
-    event = ctx.event("update", reason="supplier verified", detail=b"sealed")
+    sealed = Sealed(b"sealed", bytes(32))
+    event = ctx.event("update", reason="supplier verified", detail=sealed)
     assert event.actor == Actor(ActorType.OPERATOR, "cli")
     assert (event.action, event.customer_id, event.request_id) == ("update", None, "-")
-    assert (event.allowed, event.detail, event.purpose) == (True, b"sealed", "service")
+    assert (event.allowed, event.detail, event.purpose) == (True, sealed, "service")
     with inst.sessions() as session:
         assert entries(session) == []
 
