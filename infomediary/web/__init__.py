@@ -12,6 +12,7 @@ from infomediary.oauth.server import init_oauth
 from infomediary.services.profile_fields import FIELDS
 from infomediary.web import (
     api,
+    auditor_views,
     auth,
     broker_api,
     consent_views,
@@ -64,6 +65,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(purchases_views.bp)
     app.register_blueprint(purchase_duplicates_views.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(auditor_views.bp)
     security.check_method_split(app)
 
     app.jinja_env.globals.update(

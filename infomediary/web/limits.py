@@ -25,7 +25,7 @@ import math
 import time
 from urllib.parse import unquote
 
-from flask import Response, g, jsonify, request
+from flask import Response, g, jsonify, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
@@ -148,3 +148,20 @@ def budget_exhausted(code: str, message: str, retry_after: int) -> Response:
     response.status_code = 429
     response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+#: An auditor's TOTP codes per account waiting for its code (and per address through the login
+#: limit): six digits and three live codes make a guess a 1 in 333,333 chance.
+AUDITOR_CODE_RATE = "5 per minute;20 per hour"
+#: An auditor's reads (search, statistics, anomalies): each appends the read's own entries.
+AUDITOR_READ_RATE = "60 per minute"
+#: Exports (up to 10,000 entries and their proofs each) and "verify now" (the whole log).
+AUDITOR_EXPORT_RATE = "10 per minute;60 per hour"
+AUDITOR_VERIFY_RATE = "3 per minute;20 per hour"
+
+
+def auditor_key() -> str:
+    """Per auditor (the account the session is logged in to, or waits for the code of), else
+    per address."""
+    value = session.get("auditor_id") or session.get("auditor_pending")
+    return f"auditor:{value}" if isinstance(value, str) else f"anonymous:{get_remote_address()}"
