@@ -13,6 +13,8 @@ from infomediary.audit.reasons import Reason
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from infomediary.models import AccessLogEntry
+
 __all__ = ["REASON_LENGTH", "Context"]
 
 
@@ -57,9 +59,10 @@ class Context:
         customer_id: str | None = None,
         reason: str | Reason = "",
         **fields: Any,
-    ) -> None:
-        """Append this actor's entry for ``action`` in the session's transaction."""
-        append(session, self.event(action, customer_id=customer_id, reason=reason, **fields))
+    ) -> AccessLogEntry:
+        """Append this actor's entry for ``action`` in the session's transaction; the entry
+        (its ``seq`` and ``leaf_hash`` are known at once) is returned."""
+        return append(session, self.event(action, customer_id=customer_id, reason=reason, **fields))
 
     def denied(self, event: LogEvent) -> LogEvent:
         """``event`` as a refused access, its reason cut to the column."""
