@@ -26,6 +26,7 @@ from infomediary.audit.log import (
 )
 from infomediary.audit.reasons import Reason
 from infomediary.cli import main
+from infomediary.errors import BadCheckpoint
 from infomediary.models import AccessLogEntry, Job, LogCheckpoint, LogHead, LogNode, utcnow
 from infomediary.services import checkpoints, jobs
 from infomediary.tlog import merkle, note
@@ -54,7 +55,7 @@ def rebuild(session, size: int | None = None) -> None:
         session.execute(delete(LogCheckpoint).where(LogCheckpoint.size > size))
     session.execute(delete(LogNode))
     rows = session.execute(select(AccessLogEntry).order_by(AccessLogEntry.seq)).scalars().all()
-    prev, frontier = GENESIS, []
+    prev, frontier = GENESIS, list[bytes]()
     for number, row in enumerate(rows):
         row.prev_hash = prev
         row.leaf_hash = leaf_hash(canonical_entry(row))
@@ -253,7 +254,7 @@ def test_a_kept_file_that_is_not_our_checkpoint_is_refused_by_name(inst, text, m
     if message == "other key":
         stranger = note.Signer("localhost/log", Ed25519PrivateKey.generate())
         text = stranger.sign(text.replace("other/log", "localhost/log"))
-    with pytest.raises(checkpoints.BadCheckpoint) as refused:
+    with pytest.raises(BadCheckpoint) as refused:
         verify_log(inst, checkpoints.Kept("f.txt", text))
     assert refused.value.message.startswith("f.txt: ")
     assert "\n" not in refused.value.message
@@ -266,7 +267,7 @@ def test_a_kept_checkpoint_of_another_origin_is_refused(inst) -> None:
         size, root = current_root(session)
     other = note.Signer(signer.name, signer.private)
     text = other.sign(note.Checkpoint("elsewhere/log", size, root).text())
-    with pytest.raises(checkpoints.BadCheckpoint) as refused:
+    with pytest.raises(BadCheckpoint) as refused:
         verify_log(inst, checkpoints.Kept("f.txt", text))
     assert "another log: elsewhere/log" in refused.value.message
 
