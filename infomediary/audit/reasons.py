@@ -11,7 +11,8 @@ ending in ``_supplier``) is a supplier id, rendered through the ``name_of`` the 
 Three parameters render richer values: ``verdict`` (a policy verdict, :func:`verdict_param`:
 the deciding rules, modes, categories, purpose and supplier, rendered into the policy
 engine's sentence), ``rules`` (a list of rules, :func:`rule_param`, quoted in words) and
-``cause`` (a nested reason, :meth:`Reason.param`). Any other list is joined by ", ".
+``cause`` (a nested reason, :meth:`Reason.param`). ``scopes`` are joined by spaces (RFC 6749
+§3.3), any other list by ", ".
 Parameters are never personal data: ids, numbers, category and purpose names, rules.
 """
 
@@ -177,7 +178,7 @@ CATALOGUE: dict[str, str] = {
 }
 
 #: A parameter's value: JSON, so the entry can commit to it.
-Param: TypeAlias = "str | int | float | bool | list[Param] | dict[str, Param] | None"
+Param: TypeAlias = "str | int | float | bool | Sequence[Param] | Mapping[str, Param] | None"
 NameOf = Callable[[str], str]
 
 
@@ -416,6 +417,8 @@ def _value(key: str, value: Any, name_of: NameOf | None) -> Any:
         return describe_rules(value, name_of)
     if isinstance(value, dict) and "code" in value:
         return _render(Reason(str(value["code"]), dict(value.get("params") or {})), name_of)
+    if key == "scopes" and isinstance(value, list):
+        return " ".join(str(v) for v in value)  # OAuth scopes, as RFC 6749 §3.3 writes them
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return value

@@ -22,6 +22,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, LogEvent, append
+from infomediary.audit.reasons import Reason
 from infomediary.broker.members import bump_version, member_texts, member_tokens
 from infomediary.crypto.keyring import FileKeyring
 from infomediary.crypto.vault import CustomerKey, Vault
@@ -138,7 +139,7 @@ def _insert_chunk(
             categories=frozenset(
                 {"account", "identity", "demographics", "interests", "preferences"}
             ),
-            reason=f"seeded synthetic customers {first}..{first + len(rows) - 1}",
+            reason=Reason("demo.seeded", {"first": first, "last": first + len(rows) - 1}),
         ),
     )
     session.commit()

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749 import (
 from flask import g, request
 from sqlalchemy import select
 
+from infomediary.audit.reasons import Reason
 from infomediary.models import (
     OAuthToken,
     Supplier,
@@ -114,7 +115,9 @@ def query_client(client_id: str) -> Client | None:
         return None
     if supplier.status != SupplierStatus.ACTIVE:
         refused(
-            session, supplier.id, f"client refused at {request.path}: supplier {supplier.status}"
+            session,
+            supplier.id,
+            Reason("oauth.client_refused", {"path": request.path, "status": str(supplier.status)}),
         )
         return None
     return Client(supplier)

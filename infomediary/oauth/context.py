@@ -12,6 +12,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProte
 from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.config import Settings
 from infomediary.services import Context
 from infomediary.services.tokens import token_is_active as token_is_active
@@ -46,7 +47,11 @@ def request_session() -> Session:
 
 
 def refused(
-    session: Session, supplier_id: str, reason: str, customer_id: str | None = None, **entry: Any
+    session: Session,
+    supplier_id: str,
+    reason: Reason,
+    customer_id: str | None = None,
+    **entry: Any,
 ) -> None:
     """A refused step of the protocol, logged in the exchange's own transaction: what the
     exchange claimed (a code, a refresh token) stays claimed, and the refusal with it."""

@@ -12,6 +12,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import current_app
 
+from infomediary.audit.reasons import Reason
 from infomediary.models import (
     OAuthToken,
     Supplier,
@@ -36,7 +37,7 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
         tokens.revoke_tokens(
             request_session(),
             OAuthToken.id == row.id,
-            reason=f"token revoked by supplier {row.supplier_id} (RFC 7009)",
+            reason=Reason("tokens.by_supplier", {"supplier": row.supplier_id}),
             ctx=Context.supplier(row.supplier_id, request_id()),
             customer_id=row.customer_id,
             purpose=row.purpose,

@@ -26,6 +26,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.db import rowcount
 from infomediary.models import (
     AuthorizationCode,
@@ -44,12 +45,12 @@ from infomediary.statuses import CodeChallengeMethod
 
 
 def _refuse_revoked_consent(
-    session: Session, row: AuthorizationCode | OAuthToken, what: str
+    session: Session, row: AuthorizationCode | OAuthToken, reason: Reason
 ) -> None:
     refused(
         session,
         row.supplier_id,
-        f"{what} refused: consent revoked",
+        reason,
         customer_id=row.customer_id,
         purpose=row.purpose,
     )
@@ -190,7 +191,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             tokens.revoke_family(
                 session,
                 code_hash.hex(),
-                f"authorization code reused by supplier {row.supplier_id}",
+                Reason("tokens.code_reused", {"supplier": row.supplier_id}),
                 request_id(),
             )
             return None
@@ -198,7 +199,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             raise InvalidGrantError("The authorization code has expired.")
         grant = session.get(ConsentGrant, row.grant_id)
         if grant is None or grant.revoked_at is not None:
-            _refuse_revoked_consent(session, row, "authorization code")
+            _refuse_revoked_consent(session, row, Reason("oauth.code_consent_revoked"))
             return None
         session.flush()
         return CodeRef(row, row.code_challenge, row.code_challenge_method)
@@ -239,7 +240,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 tokens.revoke_family(
                     session,
                     row.family_id,
-                    f"refresh token reused by supplier {row.supplier_id}",
+                    Reason("tokens.refresh_reused", {"supplier": row.supplier_id}),
                     request_id(),
                 )
             return None
@@ -247,7 +248,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         grant = session.get(ConsentGrant, row.grant_id) if row.grant_id else None
         if grant is None or grant.revoked_at is not None:
-            _refuse_revoked_consent(session, row, "refresh token")
+            _refuse_revoked_consent(session, row, Reason("oauth.refresh_consent_revoked"))
             return None
         return TokenRef(row)
 

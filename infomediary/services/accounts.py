@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from infomediary import mail
 from infomediary.audit.log import Actor
+from infomediary.audit.reasons import Reason
 from infomediary.config import Settings
 from infomediary.errors import (
     EmailTaken,
@@ -145,7 +146,7 @@ def sign_up(
                     session,
                     "create",
                     customer_id=owner,
-                    reason="sign-up refused: this address already has an account",
+                    reason=Reason("account.signup_refused"),
                     categories=ACCOUNT,
                     allowed=False,
                 )
@@ -197,7 +198,7 @@ def verify_email(
                 session,
                 customer.id,
                 by_web(request_id),
-                "address confirmation refused: wrong password",
+                Reason("account.address_confirmation_refused"),
             )
             raise ValidationFailed({"password": SQUATTED_ADDRESS_MESSAGE})
         email_tokens.consume(session, token, VERIFY)
@@ -208,7 +209,7 @@ def verify_email(
             session,
             "login",
             customer_id=customer.id,
-            reason="e-mail address verified; every other session ended; logged in",
+            reason=Reason("account.address_confirmed"),
             categories=ACCOUNT,
         )
         session.flush()
@@ -217,7 +218,7 @@ def verify_email(
         return customer.id
 
 
-def _as_much_work_for_nobody(session: Session, purpose: str, what: str, request_id: str) -> None:
+def _as_much_work_for_nobody(session: Session, purpose: str, request_id: str) -> None:
     """The writes a link for an account costs (retire older links, a log entry, a commit),
     made when there is no account to send one to, so the time taken does not tell whether
     an address has an account. The entry names no address and no customer."""
@@ -226,7 +227,9 @@ def _as_much_work_for_nobody(session: Session, purpose: str, what: str, request_
         by_web(request_id).log(
             session,
             "update",
-            reason=f"{what} asked for; none sent (no account waiting for one at that address)",
+            reason=Reason(
+                "account.confirmation_not_sent" if purpose == VERIFY else "account.reset_not_sent"
+            ),
             categories=ACCOUNT,
         )
         uow.commit()
@@ -246,17 +249,17 @@ def resend_verification(
     address = email.strip()
     customer = _by_address(session, inst, address)
     if customer is None:
-        _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
+        _as_much_work_for_nobody(session, VERIFY, request_id)
         deliver(account_mail.no_account(address, base_url, "a new confirmation link"))
     elif customer_keys.is_verified(customer):
-        _as_much_work_for_nobody(session, VERIFY, "confirmation link", request_id)
+        _as_much_work_for_nobody(session, VERIFY, request_id)
         deliver(account_mail.already_verified(address, base_url))
     else:
         by_web(request_id).log(
             session,
             "update",
             customer_id=customer.id,
-            reason="confirmation link sent again",
+            reason=Reason("account.confirmation_resent"),
             categories=ACCOUNT,
         )
         send_verification(session, inst, deliver, customer.id, base_url)
@@ -277,7 +280,7 @@ def request_password_reset(
         address = email.strip()
         customer = _by_address(session, inst, address)
         if customer is None or customer.password_hash is None:
-            _as_much_work_for_nobody(session, RESET, "password reset", request_id)
+            _as_much_work_for_nobody(session, RESET, request_id)
             deliver(account_mail.no_account(address, base_url, "a password reset"))
             return
         token = email_tokens.issue(session, inst, customer.id, RESET)
@@ -285,7 +288,7 @@ def request_password_reset(
             session,
             "update",
             customer_id=customer.id,
-            reason="password reset link sent",
+            reason=Reason("account.reset_sent"),
             categories=ACCOUNT,
         )
         uow.commit()
@@ -320,7 +323,7 @@ def reset_password(
             session,
             "update",
             customer_id=customer.id,
-            reason="password reset by e-mail link; all sessions ended",
+            reason=Reason("account.password_reset"),
             categories=ACCOUNT,
         )
         session.flush()

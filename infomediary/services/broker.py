@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.broker.canonical import DISJOINT as DISJOINT
 from infomediary.broker.canonical import MAX_PREDICATES as MAX_PREDICATES
@@ -109,13 +110,15 @@ def log_aggregate(
         **extra,
     }
     members.run_optimize()
-    label = "audience count" if action == "count" else "offer match"
     ctx.log(
         session,
         action,
         categories=categories,
         purpose=query.purpose,
-        reason=f"{label}, epsilon {epsilon_micro / MICRO:g}",
+        reason=Reason(
+            "broker.count" if action == "count" else "broker.match",
+            {"epsilon": epsilon_micro / MICRO},
+        ),
         detail=json.dumps(detail, sort_keys=True).encode(),
         members=members.serialize(),
     )
@@ -192,7 +195,7 @@ def _replay(
         session,
         "count",
         purpose=query.purpose,
-        reason="audience count replayed from an earlier release, epsilon 0",
+        reason=Reason("broker.count_replayed"),
         detail=json.dumps(
             {
                 "criteria": json.loads(query.canonical()),

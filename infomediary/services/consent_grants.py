@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.errors import EmailNotVerified, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -53,7 +54,7 @@ def _require_verified(
         ctx,
         "consent",
         customer_id=customer_id,
-        reason=f"consent for supplier {supplier.name} refused: address not yet confirmed",
+        reason=Reason("consent.refused_unconfirmed", {"supplier": supplier.id}),
         categories=frozenset({"account"}),
         purpose=purpose,
     )
@@ -128,7 +129,10 @@ def grant_consent(
         session,
         "consent",
         customer_id=customer_id,
-        reason=f"consent {event} for supplier {supplier.name}",
+        reason=Reason(
+            "consent.granted" if event == ReceiptEvent.GRANTED else "consent.changed",
+            {"supplier": supplier.id},
+        ),
         categories=categories_for(parse_scopes(grant.scopes)),
         purpose=purpose,
     )
@@ -151,7 +155,7 @@ def revoke_grant(
         tokens.revoke_tokens(
             session,
             OAuthToken.grant_id == grant.id,
-            reason=f"consent {grant.id} revoked",
+            reason=Reason("consent.grant_revoked", {"grant": grant.id}),
             ctx=ctx,
             customer_id=customer_id,
             purpose=grant.purpose,
@@ -164,7 +168,7 @@ def revoke_grant(
             session,
             "consent",
             customer_id=customer_id,
-            reason=f"consent revoked for supplier {supplier.name}; tokens revoked",
+            reason=Reason("consent.revoked", {"supplier": supplier.id}),
             categories=categories_for(parse_scopes(grant.scopes)),
             purpose=grant.purpose,
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.broker.members import eligibility
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
@@ -35,7 +36,12 @@ from policies.templates import TEMPLATES, load_template
 
 
 def save_policy(
-    session: Session, inst: Instance, customer_id: str, policy: Policy, ctx: Context, reason: str
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    policy: Policy,
+    ctx: Context,
+    reason: str | Reason,
 ) -> None:
     with unit_of_work(session) as uow:
         problems = validate_policy(policy)
@@ -70,7 +76,12 @@ def apply_template(
     if name not in TEMPLATES:
         raise ValidationFailed({"template": f"Choose one of: {', '.join(TEMPLATES)}."})
     save_policy(
-        session, inst, customer_id, load_template(name), ctx, f"policy set to template {name}"
+        session,
+        inst,
+        customer_id,
+        load_template(name),
+        ctx,
+        Reason("policy.template", {"template": name}),
     )
 
 
@@ -109,7 +120,7 @@ def set_rule(
         customer_id,
         Policy(rules=(*kept, rule), template=None),
         ctx,
-        f"policy rule changed: {category} for {purpose}: {mode}",
+        Reason("policy.rule", {"category": category, "purpose": purpose, "mode": mode}),
     )
 
 
@@ -159,5 +170,5 @@ def set_district_counting(
         customer_id,
         Policy(rules=kept, template=policy.template),
         ctx,
-        f"counting by postal district turned {'on' if allowed else 'off'}",
+        Reason("policy.district_on" if allowed else "policy.district_off"),
     )

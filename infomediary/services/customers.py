@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor
+from infomediary.audit.reasons import Reason
 from infomediary.errors import EmailTaken, InvalidCredentials, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey, Profile, WebSession, utcnow
@@ -36,7 +37,7 @@ from infomediary.services.uow import unit_of_work
 ACCOUNT = frozenset({"account"})
 
 
-def log_refusal(session: Session, customer_id: str, ctx: Context, reason: str) -> None:
+def log_refusal(session: Session, customer_id: str, ctx: Context, reason: Reason) -> None:
     """A refused change to the customer's own account, logged on its own (see refusals)."""
     record_refusal(
         session, ctx, "update", customer_id=customer_id, reason=reason, categories=ACCOUNT
@@ -119,7 +120,7 @@ def create(
         session,
         "create",
         customer_id=customer_id,
-        reason="account created",
+        reason=Reason("account.created"),
         categories=ACCOUNT | categories_of(values),
     )
     matching.sync_member(session, inst, customer_id)
@@ -178,7 +179,7 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
                 session,
                 "login",
                 customer_id=row.id,
-                reason="wrong password",
+                reason=Reason("account.login_refused"),
                 categories=ACCOUNT,
                 allowed=False,
             )
@@ -187,7 +188,7 @@ def authenticate(session: Session, inst: Instance, email: str, password: str, ct
         if inst.hasher.check_needs_rehash(row.password_hash):
             row.password_hash = inst.hasher.hash(password)
         own.log(
-            session, "login", customer_id=row.id, reason="password accepted", categories=ACCOUNT
+            session, "login", customer_id=row.id, reason=Reason("account.login"), categories=ACCOUNT
         )
         uow.commit()
         return row.id
@@ -204,7 +205,7 @@ def change_password(
         try:
             inst.hasher.verify(customer.password_hash, current)
         except (VerificationError, InvalidHashError):
-            log_refusal(session, customer_id, ctx, "password change refused: wrong password")
+            log_refusal(session, customer_id, ctx, Reason("account.password_change_refused"))
             raise ValidationFailed(
                 {"current_password": "This is not your current password."}
             ) from None
@@ -221,7 +222,7 @@ def change_password(
             session,
             "update",
             customer_id=customer_id,
-            reason="password changed; all sessions ended",
+            reason=Reason("account.password_changed"),
             categories=ACCOUNT,
         )
         uow.commit()

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from connectors.interests import EXCLUDED_STATUSES, Rules, load_rules
 from connectors.lines import PurchaseLine
+from infomediary.audit.reasons import Reason
 from infomediary.crypto.vault import CustomerKey, DecryptionError
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
@@ -262,7 +263,7 @@ def customer_view(
                 session,
                 "read",
                 customer_id=customer_id,
-                reason="interests from purchases viewed",
+                reason=Reason("interests.viewed"),
                 **logged_categories(
                     inst, key, frozenset({"interests", "purchases"} | {d.category for d in found})
                 ),
@@ -303,7 +304,7 @@ def choose(
             session,
             "update",
             customer_id=customer_id,
-            reason=f"interest from purchases {'removed' if action == 'remove' else 'restored'}",
+            reason=Reason("interests.removed" if action == "remove" else "interests.restored"),
             **logged_categories(
                 inst,
                 key,

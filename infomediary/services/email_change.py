@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.errors import InvalidLink, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, WebSession, utcnow
@@ -58,9 +59,7 @@ def request_email_change(
         try:
             inst.hasher.verify(customer.password_hash, password)
         except (VerificationError, InvalidHashError):
-            customers.log_refusal(
-                session, customer_id, ctx, "e-mail change refused: wrong password"
-            )
+            customers.log_refusal(session, customer_id, ctx, Reason("account.email_change_refused"))
             errors["current_password"] = "This is not your current password."  # noqa: S105
         if errors:
             session.rollback()
@@ -76,7 +75,7 @@ def request_email_change(
             session,
             "update",
             customer_id=customer_id,
-            reason="e-mail address change requested; confirmation sent to the new address",
+            reason=Reason("account.email_change_requested"),
             categories=ACCOUNT,
         )
         uow.commit()
@@ -116,7 +115,7 @@ def confirm_email_change(
             session,
             "update",
             customer_id=customer.id,
-            reason="e-mail address changed (confirmed from the new address); every session ended",
+            reason=Reason("account.email_changed"),
             categories=frozenset({"account", "identity"}),
         )
         try:

@@ -8,6 +8,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, DataKey, Profile, WebSession
@@ -30,13 +31,13 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
             try:
                 inst.hasher.verify(customer.password_hash, password)
             except (VerificationError, InvalidHashError):
-                log_refusal(session, customer_id, ctx, "erasure refused: wrong password")
+                log_refusal(session, customer_id, ctx, Reason("account.erasure_refused"))
                 raise ValidationFailed({"password": "This is not your password."}) from None
         ctx.log(
             session,
             "erase",
             customer_id=customer_id,
-            reason="account erased; data key destroyed",
+            reason=Reason("account.erased"),
             categories=frozenset(
                 {"account", "identity", "demographics", "interests", "preferences", "purchases"}
             ),

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor
+from infomediary.audit.reasons import Reason
 from infomediary.errors import KeysInUse
 from infomediary.instance import Instance, record_fingerprints
 from infomediary.leases import active_kek, delete_lapsed, live_leases, set_active_kek
@@ -108,7 +109,9 @@ def finish_rotation(
     ctx.log(
         session,
         "update",
-        reason=f"{rotation.rewrapped} data keys re-wrapped under KEK version {rotation.active_kek}",
+        reason=Reason(
+            "keys.rewrapped", {"rewrapped": rotation.rewrapped, "kek": rotation.active_kek}
+        ),
     )
     session.commit()
     removable = [v for v in inst.keyring.kek_versions() if v != rotation.active_kek]
@@ -170,7 +173,7 @@ def prune(session: Session, inst: Instance, *, ctx: Context = COMMAND) -> PruneR
         raise KeysInUse(_refusal(blocked, leases, now.timestamp()))
     delete_lapsed(session, now)
     if candidates:
-        ctx.log(session, "update", reason=f"KEK version(s) {candidates} removed from the keyring")
+        ctx.log(session, "update", reason=Reason("keys.removed", {"versions": list(candidates)}))
     session.commit()
     if candidates:
         ring.remove_keks(candidates)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import LogEvent
+from infomediary.audit.reasons import Reason
 from infomediary.errors import NotFound, PolicyDenied, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -110,7 +111,7 @@ def contact_of(
     with unit_of_work(session) as uow:
         offer = session.get(Offer, offer_id)
         if offer is None or offer.supplier_id != supplier.id:
-            uow.refuse(_refusal(ctx, "no such offer of this supplier"))
+            uow.refuse(_refusal(ctx, Reason("contacts.no_offer")))
             raise NotFound("No such offer.")
         accepted = (
             session.execute(
@@ -125,13 +126,13 @@ def contact_of(
         # each accepter answers this offer under a pseudonym of its own (offer and customer)
         customer_id = next((c for c in accepted if offer_pseudonym(inst, offer.id, c) == sub), None)
         if customer_id is None:
-            uow.refuse(_refusal(ctx, "no accepter of this offer has that pseudonym"))
+            uow.refuse(_refusal(ctx, Reason("contacts.no_accepter")))
             raise NotFound("No customer who accepted this offer has that pseudonym.")
         if not contact_shared(session, offer.id, customer_id):
             uow.refuse(
                 _refusal(
                     ctx,
-                    "not shared for this offer",
+                    Reason("contacts.not_shared"),
                     customer_id=customer_id,
                     purpose=offer.purpose,
                 )
@@ -147,12 +148,12 @@ def contact_of(
 
 
 def _refusal(
-    ctx: Context, why: str, *, customer_id: str | None = None, purpose: str = "service"
+    ctx: Context, why: Reason, *, customer_id: str | None = None, purpose: str = "service"
 ) -> LogEvent:
     return ctx.event(
         "read",
         customer_id=customer_id,
         categories=frozenset({"identity"}),
         purpose=purpose,
-        reason=f"contact details refused: {why}",
+        reason=why,
     )

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason, render
 from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.db import rowcount
 from infomediary.errors import NotFound, ValidationFailed
@@ -168,9 +169,9 @@ def respond(
         if action == "accept":
             if offer.reward_cents:
                 pay_reward(session, supplier.id, offer.id, customer_id, offer.reward_cents)
-            reason = f"offer accepted: this offer's pseudonym shared with {supplier.name}"
+            reason = Reason("offers.accepted", {"supplier": supplier.id})
         elif action == "decline":
-            reason = "offer declined"
+            reason = Reason("offers.declined")
         else:
             delivery.status = (
                 DeliveryStatus.BLOCKED
@@ -182,10 +183,10 @@ def respond(
             session.flush()
 
             sync_member(session, inst, customer_id)
-            reason = f"supplier {supplier.name} blocked: no more offers or counts"
+            reason = Reason("offers.blocked", {"supplier": supplier.id})
         ctx.log(session, "offer", customer_id=customer_id, purpose=offer.purpose, reason=reason)
         uow.commit()
-        return reason
+        return render(reason.to_json(), name_of=lambda _: supplier.name)
 
 
 def flagged_suppliers(session: Session, threshold: int = FLAG_BLOCKS) -> dict[str, int]:

@@ -37,6 +37,7 @@ from pyroaring import BitMap
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import categories_of, value_category
 from infomediary.config import Settings
 from infomediary.errors import BudgetExhausted, InvalidRequest, NotFound
@@ -246,7 +247,7 @@ def deliver_offer(session: Session, inst: Instance, run: jobs.JobRun) -> None:
                 session,
                 "offer",
                 purpose=offer.purpose,
-                reason="offer not delivered: the supplier may no longer send offers",
+                reason=Reason("offers.not_delivered"),
             )
             jobs.complete(session, run)
             uow.commit()
@@ -363,7 +364,7 @@ def release_totals(session: Session, inst: Instance, run: jobs.JobRun) -> dateti
                 ctx.event(
                     "offer",
                     purpose=offer.purpose,
-                    reason="offer totals not refreshed: privacy budget exhausted",
+                    reason=Reason("offers.totals_not_refreshed"),
                 )
             )
             return following
@@ -463,16 +464,14 @@ def offer_view(
     with unit_of_work(session) as uow:
         offer = session.get(Offer, offer_id)
         if offer is None or offer.supplier_id != supplier.id:
-            uow.refuse(
-                ctx.event("offer", reason="offer view refused: no such offer of this supplier")
-            )
+            uow.refuse(ctx.event("offer", reason=Reason("offers.view_refused")))
             raise NotFound("No such offer.")
         view = _view(session, inst, supplier, offer)
         ctx.log(
             session,
             "offer",
             purpose=offer.purpose,
-            reason=f"offer viewed: {len(view['accepted'])} accepters' offer pseudonyms, epsilon 0",
+            reason=Reason("offers.viewed", {"accepted": len(view["accepted"])}),
         )
         uow.commit()
         return view

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
@@ -55,7 +56,7 @@ def read_profile(
             session,
             "read",
             customer_id=customer_id,
-            reason="profile viewed",
+            reason=Reason("profile.viewed"),
             purpose=purpose,
             **logged_categories(
                 inst,
@@ -102,7 +103,7 @@ def update_profile(
             session,
             "update",
             customer_id=customer_id,
-            reason="profile edited",
+            reason=Reason("profile.edited"),
             **logged_categories(
                 inst, key, categories_touched(changed, values), {"fields": changed}
             ),

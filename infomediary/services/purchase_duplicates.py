@@ -30,6 +30,7 @@ from sqlalchemy import delete, distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
@@ -225,7 +226,7 @@ def possible_duplicates(
                 session,
                 "read",
                 customer_id=customer_id,
-                reason="possible duplicate purchases viewed",
+                reason=Reason("purchases.duplicates_viewed"),
                 categories=CATEGORIES,
             )
             uow.commit()
@@ -311,7 +312,7 @@ def merge(
             session,
             "delete",
             customer_id=customer_id,
-            reason=f"possible duplicate purchases merged: {len(removed)} line(s) deleted",
+            reason=Reason("purchases.duplicates_merged", {"lines": len(removed)}),
             categories=CATEGORIES,
             detail=seal_detail(
                 inst,
@@ -340,7 +341,7 @@ def dismiss(
             session,
             "update",
             customer_id=customer_id,
-            reason=f"possible duplicate purchases kept apart: {len(group.pairs)} pair(s)",
+            reason=Reason("purchases.duplicates_kept_apart", {"pairs": len(group.pairs)}),
             categories=CATEGORIES,
             detail=seal_detail(
                 inst, key, {"lines": [line.id for pair in group.pairs for line in pair.lines]}

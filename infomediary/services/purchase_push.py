@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.lines import PurchaseLine
+from infomediary.audit.reasons import Reason, verdict_param
 from infomediary.db import rowcount
 from infomediary.errors import IdempotencyKeyInUse, IdempotencyKeyReused, NotFound, PolicyDenied
 from infomediary.instance import Instance
@@ -40,7 +41,6 @@ from infomediary.services import Context, jobs, purchase_uploads, purchases
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.decisions import decide
 from infomediary.services.uow import unit_of_work
-from policies.engine import describe_rule
 from policies.model import Decision, Verdict
 
 #: Lines one request may carry.
@@ -96,9 +96,12 @@ def request_hash(customer_id: str, push: PushRequest) -> bytes:
     return digest.digest()
 
 
-def _reason(verdict: Verdict) -> str:
-    rules = "; ".join(describe_rule(r) for r in verdict.deciding_rules()[:3])
-    return (verdict.reason + (f" [rules: {rules}]" if rules else ""))[:255]
+def _reason(verdict: Verdict, supplier: Supplier, purpose: str) -> Reason:
+    """The refusal as the entry's reason gives it: the deciding rules, by category."""
+    return Reason(
+        "push.refused",
+        {"verdict": verdict_param(verdict, supplier=supplier.id, purpose=purpose)},
+    )
 
 
 def _response(row: IdempotencyKey) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def _claim(
                 session,
                 "import",
                 customer_id=customer_id,
-                reason=_reason(verdict),
+                reason=_reason(verdict, supplier, purpose),
                 categories=PURCHASES,
                 purpose=purpose,
                 allowed=False,
@@ -163,7 +166,7 @@ def _claim(
                     session,
                     "import",
                     customer_id=customer_id,
-                    reason="purchases push answered again (same Idempotency-Key): nothing written",
+                    reason=Reason("push.replayed"),
                     categories=PURCHASES,
                     purpose=purpose,
                 )
@@ -279,7 +282,7 @@ def push(
                     session,
                     "import",
                     customer_id=customer_id,
-                    reason=f"purchases pushed: {len(request.lines)} line(s) queued for import",
+                    reason=Reason("push.queued", {"lines": len(request.lines)}),
                     categories=PURCHASES,
                     purpose=purpose,
                 )

@@ -43,6 +43,7 @@ from connectors.lines import (
     PurchaseLine,
     UnknownFormat,
 )
+from infomediary.audit.reasons import Reason
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import ImportRunning, NotFound, ServiceError, ValidationFailed
 from infomediary.instance import Instance
@@ -485,7 +486,9 @@ def _update_changed(
     return updated
 
 
-def _discard(session: Session, import_id: str, ctx: Context, customer_id: str, reason: str) -> None:
+def _discard(
+    session: Session, import_id: str, ctx: Context, customer_id: str, reason: Reason
+) -> None:
     """Delete a staging import and its lines, and log the refusal (a unit of work)."""
     with unit_of_work(session) as uow:
         _drop_imports(session, [import_id])
@@ -546,9 +549,14 @@ def _publish(
             session,
             "import",
             customer_id=key.customer_id,
-            reason=(
-                f"purchases imported ({result.format}): {result.imported} new, "
-                f"{result.duplicates} duplicate(s), {result.rejected} rejected"
+            reason=Reason(
+                "purchases.imported",
+                {
+                    "format": result.format,
+                    "imported": result.imported,
+                    "duplicates": result.duplicates,
+                    "rejected": result.rejected,
+                },
             ),
             categories=CATEGORIES,
             detail=seal_detail(
@@ -675,7 +683,7 @@ def import_lines(
                 import_id,
                 ctx,
                 customer_id,
-                f"purchase import refused ({format_name}): {rejected} line(s) cannot be read",
+                Reason("purchases.import_refused", {"format": format_name, "rejected": rejected}),
             )
             raise ImportRefused(result)
         if pending:
@@ -777,7 +785,7 @@ def list_purchases(
             session,
             "read",
             customer_id=customer_id,
-            reason="purchases viewed",
+            reason=Reason("purchases.viewed"),
             categories=CATEGORIES,
         )
         uow.commit()
@@ -812,7 +820,11 @@ def list_imports(
             for row in rows
         ]
         ctx.log(
-            session, "read", customer_id=customer_id, reason="imports viewed", categories=CATEGORIES
+            session,
+            "read",
+            customer_id=customer_id,
+            reason=Reason("purchases.imports_viewed"),
+            categories=CATEGORIES,
         )
         uow.commit()
         return found
@@ -825,7 +837,7 @@ def _delete_where(
     customer_id: str,
     ctx: Context,
     conditions: Iterable[Any],
-    reason: str,
+    reason: Callable[[int], Reason],
     detail: dict[str, Any],
 ) -> int:
     with unit_of_work(session) as uow:
@@ -844,7 +856,7 @@ def _delete_where(
             session,
             "delete",
             customer_id=customer_id,
-            reason=f"{reason}: {len(ids)} line(s) deleted",
+            reason=reason(len(ids)),
             categories=CATEGORIES,
             detail=seal_detail(inst, key, detail),
         )
@@ -862,7 +874,7 @@ def delete_purchase(
         customer_id,
         ctx,
         [Purchase.id == purchase_id],
-        "purchase deleted",
+        lambda lines: Reason("purchases.line_deleted", {"lines": lines}),
         {"purchase": purchase_id},
     )
 
@@ -886,7 +898,7 @@ def delete_import(
             session,
             "delete",
             customer_id=customer_id,
-            reason=f"purchase import deleted: {count} line(s) deleted",
+            reason=Reason("purchases.import_deleted", {"lines": count}),
             categories=CATEGORIES,
             detail=seal_detail(inst, key, {"import": import_id}),
         )
@@ -905,7 +917,7 @@ def delete_retailer(
         customer_id,
         ctx,
         [Purchase.retailer_token == retailer_token(inst, customer_id, retailer)],
-        "a retailer's purchases deleted",
+        lambda lines: Reason("purchases.retailer_deleted", {"lines": lines}),
         {"retailer": retailer},
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import append
+from infomediary.audit.reasons import Reason
 from infomediary.services import Context
 
 
@@ -22,7 +23,7 @@ def refuse_supplier(
     ctx: Context,
     *,
     action: str,
-    reason: str,
+    reason: str | Reason,
     customer_id: str | None = None,
     purpose: str = "service",
     categories: frozenset[str] = frozenset(),
@@ -49,7 +50,7 @@ def record_refusal(
     action: str,
     *,
     customer_id: str | None = None,
-    reason: str,
+    reason: str | Reason,
     **fields: Any,
 ) -> None:
     """Roll back the request's work, then append this actor's ``action`` as denied and commit

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Param, Reason, verdict_param
 from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
@@ -26,7 +27,6 @@ from infomediary.services.decisions import decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.purchases import open_purchases
 from infomediary.services.uow import unit_of_work
-from policies.engine import describe_rule
 from policies.model import Decision, Verdict
 from policies.taxonomy import CATEGORIES, INTEREST_TAGS, age_band, region_for_postcode
 
@@ -48,9 +48,9 @@ class Released:
     categories: frozenset[str]
 
 
-def _reason(verdict: Verdict) -> str:
-    rules = "; ".join(describe_rule(r) for r in verdict.deciding_rules()[:3])
-    return (verdict.reason + (f" [rules: {rules}]" if rules else ""))[:255]
+def _verdict(verdict: Verdict, supplier: Supplier, purpose: str) -> dict[str, Param]:
+    """The decision as the entry's reason gives it: the deciding rules, by category."""
+    return verdict_param(verdict, supplier=supplier.id, purpose=purpose)
 
 
 def read_me(session: Session, inst: Instance, token: OAuthToken, ctx: Context) -> dict[str, Any]:
@@ -103,7 +103,9 @@ def release(
                 session,
                 "read",
                 customer_id=customer_id,
-                reason=_reason(verdict),
+                reason=Reason(
+                    "resource.read_refused", {"verdict": _verdict(verdict, supplier, token.purpose)}
+                ),
                 categories=requested,
                 purpose=token.purpose,
                 allowed=False,
@@ -176,7 +178,7 @@ def release(
             session,
             "read",
             customer_id=customer_id,
-            reason=_reason(verdict),
+            reason=Reason("resource.read", {"verdict": _verdict(verdict, supplier, token.purpose)}),
             purpose=token.purpose,
             **logged_categories(inst, key, frozenset(released)),
         )
@@ -279,7 +281,9 @@ def read_purchases(
                 session,
                 "read",
                 customer_id=customer_id,
-                reason=_reason(verdict),
+                reason=Reason(
+                    "resource.purchases_refused", {"verdict": _verdict(verdict, supplier, purpose)}
+                ),
                 categories=PURCHASES,
                 purpose=purpose,
                 allowed=False,
@@ -304,7 +308,10 @@ def read_purchases(
             session,
             "read",
             customer_id=customer_id,
-            reason=f"purchases: {len(page)} line(s) released; {_reason(verdict)}"[:255],
+            reason=Reason(
+                "resource.purchases_released",
+                {"lines": len(page), "verdict": _verdict(verdict, supplier, purpose)},
+            ),
             purpose=purpose,
             **logged_categories(inst, key, PURCHASES, {"purchases_released": len(page)}),
         )

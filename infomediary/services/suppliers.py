@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType
+from infomediary.audit.reasons import Reason
 from infomediary.db import rowcount
 from infomediary.errors import (
     InvalidInitialAccessToken,
@@ -197,7 +198,7 @@ def create_supplier(
         ctx = ctx or Context(Actor(ActorType.OPERATOR, via))
         # The log append locks the log head, so concurrent registrations line up here and the
         # name check below sees every supplier committed before this one.
-        ctx.log(session, "create", reason=f"supplier {supplier.id} registered")
+        ctx.log(session, "create", reason=Reason("supplier.registered", {"supplier": supplier.id}))
         _refuse_confusable_name(session, name, via)
         if home is None:
             home = Organisation(id=str(uuid.uuid4()), name=name, created_at=utcnow())
@@ -236,7 +237,9 @@ def verify_supplier(session: Session, ref: str, ctx: Context | None = None) -> S
         if supplier.verified_at is None:
             supplier.verified_at = utcnow()
             ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-            ctx.log(session, "update", reason=f"supplier {supplier.id} verified")
+            ctx.log(
+                session, "update", reason=Reason("supplier.verified", {"supplier": supplier.id})
+            )
         uow.commit()
         return supplier
 
@@ -355,11 +358,24 @@ def _approve(
     ctx.log(
         session,
         "update",
-        reason=f"supplier {supplier.id} approved for the broker: scope {' '.join(granted)}, "
-        f"sector {sector}, organisation {supplier.organisation_id}",
+        reason=Reason(
+            "supplier.broker_approved",
+            {
+                "supplier": supplier.id,
+                "scopes": list(granted),
+                "sector": sector,
+                "organisation": supplier.organisation_id,
+            },
+        ),
     )
     if taken:
-        _revoke_scoped_tokens(session, supplier, taken, ctx, f"scope {' '.join(taken)} taken back")
+        _revoke_scoped_tokens(
+            session,
+            supplier,
+            taken,
+            ctx,
+            Reason("supplier.scopes_taken_back", {"supplier": supplier.id, "scopes": list(taken)}),
+        )
 
 
 def revoke_broker(session: Session, ref: str, ctx: Context | None = None) -> int:
@@ -372,20 +388,23 @@ def revoke_broker(session: Session, ref: str, ctx: Context | None = None) -> int
         supplier.scopes = " ".join(scope for scope in held if scope not in BROKER_SCOPES)
         supplier.requested_scopes = ""
         revoked = _revoke_scoped_tokens(
-            session, supplier, list(BROKER_SCOPES), ctx, "broker approval revoked"
+            session,
+            supplier,
+            list(BROKER_SCOPES),
+            ctx,
+            Reason("supplier.broker_tokens_revoked", {"supplier": supplier.id}),
         )
         ctx.log(
             session,
             "update",
-            reason=f"supplier {supplier.id} no longer approved for the broker; "
-            f"{revoked} tokens revoked",
+            reason=Reason("supplier.broker_revoked", {"supplier": supplier.id, "count": revoked}),
         )
         uow.commit()
         return revoked
 
 
 def _revoke_scoped_tokens(
-    session: Session, supplier: Supplier, scopes: list[str], ctx: Context, why: str
+    session: Session, supplier: Supplier, scopes: list[str], ctx: Context, why: Reason
 ) -> int:
     """Revoke the supplier's live tokens that carry any of ``scopes`` (logged)."""
     live = session.execute(
@@ -397,7 +416,7 @@ def _revoke_scoped_tokens(
     return tokens.revoke_tokens(
         session,
         OAuthToken.id.in_(ids),
-        reason=f"supplier {supplier.id}: {why}",
+        reason=why,
         ctx=ctx,
     )
 
@@ -413,11 +432,19 @@ def suspend_supplier(session: Session, ref: str, ctx: Context | None = None) -> 
         revoked = tokens.revoke_tokens(
             session,
             OAuthToken.supplier_id == supplier.id,
-            reason=f"supplier {supplier.id} suspended",
+            reason=Reason("supplier.suspended", {"supplier": supplier.id}),
             ctx=ctx,
         )
         ctx.log(
-            session, "update", reason=f"supplier {supplier.id} suspended; {revoked} tokens revoked"
+            session,
+            "update",
+            reason=Reason(
+                "tokens.revoked",
+                {
+                    "cause": Reason("supplier.suspended", {"supplier": supplier.id}).param(),
+                    "count": revoked,
+                },
+            ),
         )
         uow.commit()
         return int(revoked or 0)
@@ -438,7 +465,7 @@ def issue_initial_access_token(
         ctx.log(
             session,
             "update",
-            reason=f"initial access token {digest.hex()[:12]} issued, valid {days} days",
+            reason=Reason("supplier.initial_token", {"token": digest.hex()[:12], "days": days}),
         )
         uow.commit()
         return token

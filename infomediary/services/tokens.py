@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType
+from infomediary.audit.reasons import Reason
 from infomediary.db import rowcount
 from infomediary.models import ConsentGrant, OAuthToken, Supplier, utcnow
 from infomediary.services import Context
@@ -31,23 +32,25 @@ SYSTEM = Actor(ActorType.SYSTEM, "oauth")
 BY_SYSTEM = Context(SYSTEM)
 
 
-def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None) -> str | None:
+def token_refusal(session: Session, row: OAuthToken, now: datetime | None = None) -> Reason | None:
     """Why a known token may not be used now, or None: revoked or expired, supplier not
     active, its consent grant revoked or expired."""
     now = now or utcnow()
     if row.revoked_at is not None:
-        return "access token revoked"
+        return Reason("token.revoked")
     if row.expires_at <= now:
-        return "access token expired"
+        return Reason("token.expired")
     supplier = session.get(Supplier, row.supplier_id)
     if supplier is None or supplier.status != SupplierStatus.ACTIVE:
-        return f"supplier {supplier.status if supplier else 'removed'}"
+        return Reason(
+            "token.supplier_inactive", {"status": str(supplier.status) if supplier else "removed"}
+        )
     if row.grant_id:
         grant = session.get(ConsentGrant, row.grant_id)
         if grant is None or grant.revoked_at is not None:
-            return "consent revoked"
+            return Reason("token.consent_revoked")
         if not grant.is_active(now):
-            return "consent expired"
+            return Reason("token.consent_expired")
     return None
 
 
@@ -73,7 +76,7 @@ def revoke_tokens(
     session: Session,
     where: ColumnElement[bool],
     *,
-    reason: str,
+    reason: Reason,
     ctx: Context = BY_SYSTEM,
     customer_id: str | None = None,
     **entry: Any,
@@ -95,13 +98,13 @@ def revoke_tokens(
         session,
         "update",
         customer_id=customer_id,
-        reason=f"{reason}; {count} tokens revoked",
+        reason=Reason("tokens.revoked", {"cause": reason.param(), "count": count}),
         **entry,
     )
     return count
 
 
-def revoke_family(session: Session, family_id: str, reason: str, request_id: str = "-") -> int:
+def revoke_family(session: Session, family_id: str, reason: Reason, request_id: str = "-") -> int:
     """Revoke one authorization's lineage of tokens (a replayed code or refresh token): the
     system's act in this request, not the supplier's."""
     return revoke_tokens(

@@ -11,6 +11,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6750 import InsufficientScopeError
 from flask import request
 
+from infomediary.audit.reasons import Reason
 from infomediary.errors import BrokerNotApproved, InvalidRequest, TokenRefused
 from infomediary.models import Supplier
 from infomediary.oauth.server import TokenRef, find_token, resource_protector, token_refusal
@@ -143,7 +144,7 @@ def _refuse_unapproved(token: TokenRef | None, scopes: tuple[str, ...], action: 
         db(),
         supplier_context(row.supplier_id),
         action=action,
-        reason="refused: supplier not approved for the broker",
+        reason=Reason("token.not_approved"),
         customer_id=row.customer_id,
         purpose=row.purpose,
     )
@@ -162,7 +163,7 @@ def _refuse_gated_scopes_taken_back(token: TokenRef, scopes: tuple[str, ...], ac
         db(),
         supplier_context(row.supplier_id),
         action=action,
-        reason=f"scope {' '.join(taken_back)} no longer granted to this supplier",
+        reason=Reason("token.scope_taken_back", {"scopes": taken_back}),
         customer_id=row.customer_id,
         purpose=row.purpose,
     )
@@ -177,7 +178,9 @@ def _log_refused_token(scopes: tuple[str, ...], action: str) -> None:
         return
     row = found.row
     reason = token_refusal(db(), row) or (
-        f"scope {' '.join(scopes)} not granted to this token" if scopes else "token refused"
+        Reason("token.scope_not_granted", {"scopes": list(scopes)})
+        if scopes
+        else Reason("token.refused")
     )
     refuse_supplier(
         db(),

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from infomediary import errors
+from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
 from infomediary.services import Context, broker
 from infomediary.services.broker import CountQuery
@@ -20,7 +21,7 @@ bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
 bp.before_request(refuse_tokens_outside_the_header)
 
 
-def _refused(supplier_id: str, reason: str) -> None:
+def _refused(supplier_id: str, reason: Reason) -> None:
     refuse_supplier(
         db(), Context.supplier(supplier_id, request_id()), action="count", reason=reason
     )
@@ -119,9 +120,9 @@ def count() -> ResponseReturnValue:
             session, instance(), supplier, query, Context.supplier(supplier.id, request_id())
         )
     except errors.ValidationFailed as exc:
-        _refused(supplier.id, f"count refused: {exc.code}")
+        _refused(supplier.id, Reason("broker.count_refused", {"error": exc.code}))
         raise
     except errors.BudgetExhausted:
-        _refused(supplier.id, "count refused: privacy budget exhausted")
+        _refused(supplier.id, Reason("broker.count_refused_budget"))
         raise
     return jsonify(CountResponseSchema().dump(answer))

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from infomediary import errors
+from infomediary.audit.reasons import Reason
 from infomediary.errors import InsufficientFunds, NotFound
 from infomediary.models import Supplier
 from infomediary.services import Context, offer_contacts, offers
@@ -36,7 +37,7 @@ def _supplier() -> Supplier:
     return supplier
 
 
-def _refused(supplier_id: str, reason: str) -> None:
+def _refused(supplier_id: str, reason: Reason) -> None:
     refuse_supplier(
         db(), Context.supplier(supplier_id, request_id()), action="offer", reason=reason
     )
@@ -109,13 +110,13 @@ def send() -> ResponseReturnValue:
         offer_in = json_input(OfferRequestSchema(), OfferInput)
         result = offers.send_offer(db(), instance(), supplier, offer_in, _ctx(supplier))
     except errors.ValidationFailed as exc:
-        _refused(supplier.id, f"offer refused: {exc.code}")
+        _refused(supplier.id, Reason("offers.refused", {"error": exc.code}))
         raise
     except errors.BudgetExhausted:
-        _refused(supplier.id, "offer refused: privacy budget exhausted")
+        _refused(supplier.id, Reason("offers.refused_budget"))
         raise
     except InsufficientFunds:
-        _refused(supplier.id, "offer refused: insufficient funds for the escrow")
+        _refused(supplier.id, Reason("offers.refused_funds"))
         raise
     response = jsonify(OfferCreatedSchema().dump(result))
     response.status_code = 202
