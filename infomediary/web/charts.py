@@ -39,6 +39,10 @@ class Chart:
     top: int = TOP
 
     @property
+    def legend(self) -> list[tuple[str, str]]:
+        return [(name, COLOURS.get(name, "#555555")) for name, _ in self.series]
+
+    @property
     def rows(self) -> list[tuple[str, list[float]]]:
         """The table: per label, each series' value."""
         return [(label, [s[1][i] for s in self.series]) for i, label in enumerate(self.labels)]
@@ -66,7 +70,8 @@ def bar_chart(
 ) -> Chart:
     """Grouped bars, one group per label, one bar per series, scaled to the largest value."""
     values = [[float(v) for v in vs] for _, vs in series]
-    peak = max((v for vs in values for v in vs), default=0.0) or 1.0
+    peak = max((v for vs in values for v in vs), default=0.0)
+    scale = peak or 1.0
     plot_width = WIDTH - LEFT
     plot_height = HEIGHT - BOTTOM - TOP
     slot = plot_width / max(1, len(labels))
@@ -75,7 +80,7 @@ def bar_chart(
     for s, (name, _) in enumerate(series):
         for i, label in enumerate(labels):
             value = values[s][i]
-            height = plot_height * value / peak
+            height = plot_height * value / scale
             bars.append(
                 Bar(
                     x=LEFT + slot * i + slot * 0.1 + bar_width * s,
