@@ -33,6 +33,9 @@ from infomediary.models import (
 from infomediary.services import (
     Context,
     accounts,
+    auditing,
+    auditing_stats,
+    auditors,
     authorization,
     broker,
     consent_grants,
@@ -230,6 +233,27 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ("approve_broker", lambda s, _i, _c, p: suppliers.approve_broker(s, p, sector="media")),
     ("revoke_broker", lambda s, _i, _c, p: suppliers.revoke_broker(s, p, CTX)),
     ("fund", lambda s, _i, _c, p: rewards.fund(s, p, 500)),
+    (
+        "create_auditor",
+        lambda s, i, _c, _p: auditors.create(
+            s, i, email="audra@example.org", password="a long auditor passphrase", ctx=CTX
+        ),
+    ),
+    ("audit_search", lambda s, i, _c, _p: auditing.search(s, i, "a", auditing.AuditFilter(), CTX)),
+    ("audit_export", lambda s, i, _c, _p: auditing.export(s, i, "a", auditing.AuditFilter(), CTX)),
+    ("audit_verify", lambda s, _i, _c, _p: auditing.verify_now(s, CTX)),
+    (
+        "audit_statistics",
+        lambda s, i, _c, p: auditing_stats.supplier_stats(
+            s, i, "a", p, auditing_stats.Range.parse(None, None), CTX
+        ),
+    ),
+    (
+        "audit_anomalies",
+        lambda s, i, _c, _p: auditing_stats.anomalies(
+            s, i, auditing_stats.Range.parse(None, None), CTX
+        ),
+    ),
 ]
 
 
