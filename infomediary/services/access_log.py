@@ -10,9 +10,14 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import ActorType
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, DataKey, Supplier
+from infomediary.models import AccessLogEntry, DataKey
 from infomediary.services.customer_keys import customer_key
-from infomediary.services.exports import TimelineItem, timeline_item
+from infomediary.services.exports import (
+    SupplierNames,
+    TimelineItem,
+    suppliers_named,
+    timeline_item,
+)
 from infomediary.text import parse_int
 from policies.taxonomy import CATEGORIES
 
@@ -66,14 +71,6 @@ class TimelinePage:
     total: int
 
 
-def supplier_names(session: Session, ids: set[str]) -> dict[str, str]:
-    """Suppliers are shown to customers by name, not by id."""
-    if not ids:
-        return {}
-    rows = session.execute(select(Supplier.id, Supplier.name).where(Supplier.id.in_(ids))).all()
-    return {str(supplier_id): str(name) for supplier_id, name in rows}
-
-
 def parse_page(raw: str | None) -> int:
     if raw is None or raw == "":
         return 1
@@ -114,11 +111,12 @@ def timeline(
         .all()
     )
     key = customer_key(session, inst, customer_id) if session.get(DataKey, customer_id) else None
-    names = supplier_names(session, {r.actor_id for r in rows if r.actor_type == "supplier"})
+    # one query names every supplier of the page: its actors, and those its reasons name
+    names = SupplierNames.lookup(session, suppliers_named(rows))
     items = [
-        replace(timeline_item(inst, key, row), actor_name=names.get(row.actor_id))
+        replace(timeline_item(inst, key, row, names.shown), actor_name=names.name(row.actor_id))
         if row.actor_type == "supplier"
-        else timeline_item(inst, key, row)
+        else timeline_item(inst, key, row, names.shown)
         for row in rows
     ]
     session.rollback()

@@ -4,6 +4,8 @@ opened) and their timeline items.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import append
+from infomediary.audit.reasons import Reason, render, supplier_ids
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, Customer, DataKey, Profile
+from infomediary.models import AccessLogEntry, Customer, DataKey, Profile, Supplier
 from infomediary.services import (
     Context,
     derived_interests,
@@ -37,6 +40,50 @@ from infomediary.services.profiles import decrypt_profile
 from infomediary.services.uow import unit_of_work
 
 EXPORT_FORMAT = "infomediary-export/1"
+#: How a reason names a supplier whose row is gone (or an id that names none).
+UNKNOWN_SUPPLIER = "a supplier no longer registered"
+
+
+def display_name(name: str, verified: bool) -> str:
+    """A supplier as a reason names it to a customer: its name, marked when we verified it."""
+    return f"{name} (verified)" if verified else name
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierNames:
+    """The suppliers a page names, looked up in one query: their names, and whether verified."""
+
+    found: dict[str, tuple[str, bool]]
+
+    @classmethod
+    def lookup(cls, session: Session, ids: Iterable[str]) -> SupplierNames:
+        wanted = set(ids)
+        if not wanted:
+            return cls({})
+        rows = session.execute(
+            select(Supplier.id, Supplier.name, Supplier.verified_at).where(Supplier.id.in_(wanted))
+        ).all()
+        return cls({str(sid): (str(name), verified is not None) for sid, name, verified in rows})
+
+    def name(self, supplier_id: str) -> str | None:
+        """The supplier's plain name, or None when no such supplier is registered."""
+        found = self.found.get(supplier_id)
+        return None if found is None else found[0]
+
+    def shown(self, supplier_id: str) -> str:
+        """``render``'s ``name_of``: the display name, or a supplier no longer registered."""
+        found = self.found.get(supplier_id)
+        return UNKNOWN_SUPPLIER if found is None else display_name(*found)
+
+
+def suppliers_named(rows: Iterable[AccessLogEntry]) -> set[str]:
+    """Every supplier id the rows' reasons name, and the suppliers among their actors."""
+    found: set[str] = set()
+    for row in rows:
+        found |= supplier_ids(row.reason_data)
+        if row.actor_type == "supplier":
+            found.add(row.actor_id)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +99,28 @@ class TimelineItem:
     reason: str
     detail: Any
     actor_name: str | None = None
+    #: The structured reason (code and parameters) of a format-2 entry; None for format 1.
+    reason_data: dict[str, Any] | None = None
 
 
-def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) -> TimelineItem:
+def _structured(reason_data: str | None) -> dict[str, Any] | None:
+    if not reason_data:
+        return None
+    try:
+        body = json.loads(reason_data)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def timeline_item(
+    inst: Instance,
+    key: CustomerKey | None,
+    row: AccessLogEntry,
+    names: Callable[[str], str] | None = None,
+) -> TimelineItem:
+    """One entry as the customer reads it: its reason rendered (``names`` names suppliers),
+    whole, from the structured reason of a format-2 entry or the sentence of a format-1 one."""
     return TimelineItem(
         seq=row.seq,
         time=row.created_at,
@@ -69,8 +135,9 @@ def timeline_item(inst: Instance, key: CustomerKey | None, row: AccessLogEntry) 
         ),
         purpose=row.purpose,
         outcome=row.outcome,
-        reason=row.reason,
+        reason=render(row.reason_data, row.reason, names),
         detail=detail,
+        reason_data=_structured(row.reason_data),
     )
 
 
@@ -84,24 +151,38 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             raise NotFound("No such customer.")
         key = customer_key(session, inst, customer_id)
         data = decrypt_profile(inst, key, customer, profile)
-        entries = session.execute(
-            select(AccessLogEntry)
-            .where(AccessLogEntry.customer_id == customer_id)
-            .order_by(AccessLogEntry.seq)
-        ).scalars()
+        entries = (
+            session.execute(
+                select(AccessLogEntry)
+                .where(AccessLogEntry.customer_id == customer_id)
+                .order_by(AccessLogEntry.seq)
+            )
+            .scalars()
+            .all()
+        )
+        names = SupplierNames.lookup(session, suppliers_named(entries))
         log = []
         for row in entries:
-            item = timeline_item(inst, key, row)
+            item = timeline_item(inst, key, row, names.shown)
+            actor: dict[str, Any] = {"type": item.actor_type, "id": item.actor_id}
+            if item.actor_type == "supplier":
+                actor["name"] = names.shown(item.actor_id)
             log.append(
                 {
                     "seq": item.seq,
                     "time": item.time.isoformat(),
-                    "actor": {"type": item.actor_type, "id": item.actor_id},
+                    "actor": actor,
                     "action": item.action,
                     "categories": list(item.categories),
                     "purpose": item.purpose,
                     "outcome": item.outcome,
+                    # the sentence as shown, and what the entry commits to, for a machine
                     "reason": item.reason,
+                    "reason_data": item.reason_data,
+                    "suppliers": [
+                        {"id": sid, "name": names.shown(sid)}
+                        for sid in sorted(supplier_ids(row.reason_data))
+                    ],
                     "detail": item.detail,
                     "leaf_hash": row.leaf_hash.hex(),
                 }
@@ -116,7 +197,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
             ctx.event(
                 "export",
                 customer_id=customer_id,
-                reason="full export downloaded",
+                reason=Reason("account.exported"),
                 **logged_categories(
                     inst,
                     key,
