@@ -56,6 +56,7 @@ def test_the_activity_page_names_the_supplier_and_shows_a_long_reason_whole(
     customer_id = make_customer(inst, email=EMAIL, password=PASSWORD)
     supplier_id = _read_by_supplier(inst, customer_id, "Zenith Travel")
     (entry,) = _reads(inst, customer_id)
+    assert entry.reason_data is not None
     assert json.loads(entry.reason_data)["code"] == "resource.read"
     auth.login(EMAIL, PASSWORD)
     page = html.unescape(client.get("/activity?actor=supplier").get_data(as_text=True))
