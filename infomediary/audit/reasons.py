@@ -69,6 +69,7 @@ CATALOGUE: dict[str, str] = {
     "account.erased": "account erased; data key destroyed",
     "account.erasure_refused": "erasure refused: wrong password",
     "account.exported": "full export downloaded",
+    "account.log_downloaded": "log downloaded with proofs",
     # profile and policy
     "profile.viewed": "profile viewed",
     "profile.edited": "profile edited",

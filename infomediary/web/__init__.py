@@ -20,6 +20,7 @@ from infomediary.web import (
     db,
     errors,
     inbox_views,
+    log_proof_views,
     oauth_views,
     offers_api,
     openapi,
@@ -66,6 +67,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(purchase_duplicates_views.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(auditor_views.bp)
+    app.register_blueprint(log_proof_views.bp)
     security.check_method_split(app)
 
     app.jinja_env.globals.update(
