@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from infomediary.models import AccessLogEntry, Customer, EmailToken, WebSession, utcnow
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
+from tests.log_reasons import shown
 from tests.outbox import TOKEN_FIELD_RE, messages_to, newest_link
 
 PASSWORD = "correct horse battery"
@@ -53,13 +54,12 @@ def customer_by_email(inst, email: str):
 
 def reasons(inst, customer_id: str) -> list[str]:
     with inst.sessions() as session:
-        return list(
-            session.execute(
-                select(AccessLogEntry.reason)
-                .where(AccessLogEntry.customer_id == customer_id)
-                .order_by(AccessLogEntry.seq)
-            ).scalars()
-        )
+        rows = session.execute(
+            select(AccessLogEntry)
+            .where(AccessLogEntry.customer_id == customer_id)
+            .order_by(AccessLogEntry.seq)
+        ).scalars()
+        return [shown(row) for row in rows]
 
 
 def token_of(link: str) -> str:

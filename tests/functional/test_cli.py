@@ -15,6 +15,7 @@ from infomediary.instance import open_instance
 from infomediary.models import Customer, DataKey
 from infomediary.services import profiles
 from tests.conftest import empty_tables
+from tests.log_reasons import shown
 
 
 @pytest.fixture
@@ -336,9 +337,8 @@ def _reasons(inst) -> list[str]:
     from infomediary.models import AccessLogEntry
 
     with inst.sessions() as session:
-        return list(
-            session.execute(select(AccessLogEntry.reason).order_by(AccessLogEntry.seq)).scalars()
-        )
+        rows = session.execute(select(AccessLogEntry).order_by(AccessLogEntry.seq)).scalars()
+        return [shown(row) for row in rows]
 
 
 def test_suppliers_approve_broker_and_revoke_broker(env, inst) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from infomediary.models import AccessLogEntry, CustomerPolicy
 from infomediary.services import policy_store
 from tests.conftest import csrf
+from tests.log_reasons import shown
 from tests.oauth_helpers import make_supplier
 
 
@@ -38,10 +39,12 @@ def test_applying_a_template_is_stored_encrypted_and_logged(client, inst, signed
         assert policy_store.load_policy(session, inst, signed_up).template == "private"
         logged = session.execute(
             select(AccessLogEntry).where(
-                AccessLogEntry.customer_id == signed_up, AccessLogEntry.reason.contains("template")
+                AccessLogEntry.customer_id == signed_up,
+                AccessLogEntry.reason_data.contains('"code":"policy.template"'),
             )
         ).scalar_one()
     assert logged.action == "update"
+    assert shown(logged) == "policy set to template private"
 
 
 def test_unknown_template_or_rule_values_are_400(client, signed_up) -> None:

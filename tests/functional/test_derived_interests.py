@@ -34,6 +34,7 @@ from infomediary.services.customer_keys import customer_key
 from policies.model import Mode
 from tests.conftest import Auth, csrf_token_in
 from tests.factories import make_customer, make_supplier
+from tests.log_reasons import shown as reason_shown
 
 CTX = Context(Actor.system("test"))
 SCOPES = ("profile.interests:read", "purchases:read")
@@ -174,7 +175,7 @@ def test_remove_restore_and_adopt(inst: Instance) -> None:
         choose(inst, customer, "books", "explode")
     assert "remove" in refused.value.errors["action"]
     with inst.sessions() as session:
-        reasons = [r for (r,) in session.execute(select(AccessLogEntry.reason))]
+        reasons = [reason_shown(r) for r in session.execute(select(AccessLogEntry)).scalars()]
     assert "interest from purchases removed" in reasons
     assert "interest from purchases restored" in reasons
 

@@ -44,6 +44,7 @@ from policies.model import Mode, Policy, Recipient, Rule
 from policies.templates import TEMPLATES, load_template
 from tests.conftest import csrf
 from tests.factories import make_customer
+from tests.log_reasons import shown
 from tests.oauth_helpers import make_supplier
 
 SYDNEY = "2000"  # area 20, NSW
@@ -244,15 +245,14 @@ def test_the_consents_page_turns_district_counting_on_and_off(
         as_text=True
     )
     with inst.sessions() as session:
-        reasons = (
-            session.execute(
-                select(AccessLogEntry.reason)
+        reasons = [
+            shown(row)
+            for row in session.execute(
+                select(AccessLogEntry)
                 .where(AccessLogEntry.customer_id == signed_up, AccessLogEntry.action == "update")
                 .order_by(AccessLogEntry.seq)
-            )
-            .scalars()
-            .all()
-        )
+            ).scalars()
+        ]
     assert reasons[-2:] == [
         "counting by postal district turned on",
         "counting by postal district turned off",

@@ -29,6 +29,7 @@ from infomediary.services.suppliers import issue_initial_access_token
 from policies.model import Mode, Policy, Recipient, Rule
 from policies.templates import load_template
 from tests.factories import SupplierCreds, make_customer, make_supplier
+from tests.log_reasons import shown
 from tests.oauth_helpers import browser_login, client_session, consent
 
 EMAIL, PASSWORD = "ada@example.org", "correct horse battery"
@@ -122,16 +123,15 @@ def supplier_row(inst: Instance, supplier_id: str) -> Supplier:
 
 def denied_reasons(inst: Instance, supplier_id: str) -> list[str]:
     with inst.sessions() as session:
-        return list(
-            session.execute(
-                select(AccessLogEntry.reason)
-                .where(
-                    AccessLogEntry.actor_id == supplier_id,
-                    AccessLogEntry.outcome == "denied",
-                )
-                .order_by(AccessLogEntry.seq)
-            ).scalars()
-        )
+        rows = session.execute(
+            select(AccessLogEntry)
+            .where(
+                AccessLogEntry.actor_id == supplier_id,
+                AccessLogEntry.outcome == "denied",
+            )
+            .order_by(AccessLogEntry.seq)
+        ).scalars()
+        return [shown(row) for row in rows]
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from infomediary.web.purchase_duplicates_views import reference, token_of
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
 from tests.functional.test_purchases_import import AMAZON, CTX, PASSWORD, run_import, visible
+from tests.log_reasons import code_of, shown
 
 ORDER_RE = re.compile(r'name="order" value="([^"]+)"')
 RADIO_RE = re.compile(
@@ -201,7 +202,8 @@ def test_merge_keeps_the_chosen_line_and_fills_what_it_lacks(
                 AccessLogEntry.action == "delete", AccessLogEntry.customer_id == customer_id
             )
         ).scalars()
-    assert entry.reason == "possible duplicate purchases merged: 1 line(s) deleted"
+    assert code_of(entry) == "purchases.duplicates_merged"
+    assert shown(entry) == "possible duplicate purchases merged: 1 line(s) deleted"
     assert entry.detail is not None  # which lines: sealed
 
     again = post(client, "/purchases/duplicates/merge", {"order": order, field: mail["id"]})

@@ -18,6 +18,7 @@ from infomediary.models import AccessLogEntry
 from infomediary.services import Context, customer_policy, purchases
 from infomediary.services.customer_keys import customer_key, open_detail
 from tests.factories import make_customer
+from tests.log_reasons import shown
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
 
 AMAZON = Path(__file__).resolve().parents[1] / "unit" / "connectors" / "fixtures" / "amazon"
@@ -161,7 +162,7 @@ def test_pages_of_purchases_newest_first_each_logged(live_server, inst, customer
         ("read", "purchases", "service", "allowed")
     }
     assert [_detail(inst, r)["purchases_released"] for r in reads[: len(pages)]] == [3, 3, 3, 1]
-    assert "3 line(s) released" in reads[0].reason
+    assert "3 line(s) released" in shown(reads[0])
     assert _detail(inst, reads[-1])["purchases_released"] == 0
 
 

@@ -25,6 +25,7 @@ from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Purchase, PurchaseImport
 from infomediary.services import Context, erasure, exports, purchases
 from tests.factories import make_customer
+from tests.log_reasons import code_of, params_of, shown
 
 FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "connectors" / "fixtures"
 AMAZON = FIXTURES / "amazon" / "Retail.OrderHistory.1.csv"
@@ -233,7 +234,8 @@ def test_a_file_with_bad_lines_is_refused_whole(inst, tmp_path: Path) -> None:
             select(AccessLogEntry).where(AccessLogEntry.action == "import")
         ).scalar_one()
     assert entry.outcome == "denied"
-    assert "2 line(s)" in entry.reason
+    assert code_of(entry) == "purchases.import_refused"
+    assert "2 line(s)" in shown(entry)
 
 
 def test_a_refusal_names_at_most_twenty_lines(inst, tmp_path: Path) -> None:
@@ -394,7 +396,8 @@ def test_one_log_entry_per_import_with_its_retailers_sealed(inst, tmp_path: Path
     assert len(entries) == 1
     assert entries[0].categories == "purchases"
     assert entries[0].outcome == "allowed"
-    assert "23 new" in entries[0].reason
+    assert params_of(entries[0])["imported"] == 23
+    assert "23 new" in shown(entries[0])
     logged = next(e for e in document["access_log"] if e["action"] == "import")
     assert logged["detail"]["retailers"] == ["Amazon.com"]
     assert logged["detail"]["format"] == "amazon-retail"
@@ -435,12 +438,14 @@ def test_delete_one_line_one_import_or_one_retailer(inst) -> None:
         assert session.get(PurchaseImport, schema.import_id) is None
     assert {r["retailer"] for r in visible(inst, customer_id)} == {"Amazon.de", "Google Store"}
     with inst.sessions() as session:
-        reasons = (
-            session.execute(select(AccessLogEntry.reason).where(AccessLogEntry.action == "delete"))
-            .scalars()
-            .all()
-        )
+        reasons = [
+            shown(row)
+            for row in session.execute(
+                select(AccessLogEntry).where(AccessLogEntry.action == "delete")
+            ).scalars()
+        ]
     assert len(reasons) == 3
+    assert all(reason.endswith("line(s) deleted") for reason in reasons)
     # a deleted line comes back when its file is imported again
     assert run_import(inst, customer_id, AMAZON).imported == amazon.imported - 1
 

@@ -29,6 +29,7 @@ from infomediary.models import (
 from infomediary.services import Context, customer_policy, purchase_push, purchases
 from infomediary.services.jobs import run_pending
 from tests.factories import make_customer
+from tests.log_reasons import code_of, shown
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
 
 EMAIL, PASSWORD = "ada@example.org", "correct horse battery"
@@ -168,7 +169,8 @@ def test_a_batch_is_imported_once_per_key(live_server, inst, customer) -> None:
     assert [(e.action, e.categories, e.purpose, e.outcome) for e in logged] == [
         ("import", "purchases", "service", "allowed")
     ] * 3
-    assert "answered again" in logged[1].reason
+    assert code_of(logged[1]) == "push.replayed"
+    assert "answered again" in shown(logged[1])
 
 
 def test_the_body_is_checked_strictly_and_nothing_is_written(live_server, inst, customer) -> None:
@@ -342,7 +344,7 @@ def test_a_large_batch_is_a_job_only_its_client_reads(live_server, inst, custome
         imported = session.get(PurchaseImport, done.json()["import"])
         assert imported is not None
         assert (imported.format, imported.supplier_id) == ("push", client.supplier_id)
-    reasons = [e.reason for e in _entries(inst, customer) if e.action == "import"]
+    reasons = [shown(e) for e in _entries(inst, customer) if e.action == "import"]
     assert any("150 line(s) queued" in r for r in reasons)
     assert any("150 new" in r for r in reasons)
 

@@ -30,6 +30,7 @@ from infomediary.services.suppliers import (
     verify_supplier,
 )
 from tests.factories import make_customer
+from tests.log_reasons import shown
 from tests.oauth_helpers import CSRF_RE, browser_login, client_session, make_supplier
 
 EMAIL, PASSWORD = "ada@example.org", "correct horse battery"
@@ -168,14 +169,14 @@ def new_reasons(inst, size_before: int) -> list[str]:
     """Reasons of the entries appended since the log held ``size_before`` (seq counts from 0),
     with the issued token's id cut off."""
     with inst.sessions() as session:
-        reasons = session.execute(
-            select(AccessLogEntry.reason)
+        rows = session.execute(
+            select(AccessLogEntry)
             .where(AccessLogEntry.seq >= size_before)
             .order_by(AccessLogEntry.seq)
         ).scalars()
         return [
-            re.sub(r"^initial access token \w+ issued.*", "initial access token issued", r)
-            for r in reasons
+            re.sub(r"^initial access token \w+ issued.*", "initial access token issued", shown(r))
+            for r in rows
         ]
 
 
@@ -237,8 +238,10 @@ def test_cli_verify_sets_a_timestamp_once_and_lists_it(env, inst) -> None:
     code, out = run("suppliers", "list", "--json")
     assert json.loads(out)["suppliers"][0]["verified_at"] == first["verified_at"]
     with inst.sessions() as session:
-        reasons = session.execute(select(AccessLogEntry.reason)).scalars().all()
-    assert reasons.count(f"supplier {creds.id} verified") == 1
+        rows = session.execute(select(AccessLogEntry)).scalars().all()
+        names = {creds.id: "Verified Shop"}
+        reasons = [shown(row, lambda sid: names.get(sid, sid)) for row in rows]
+    assert reasons.count("supplier Verified Shop verified") == 1
     code, out = run("suppliers", "verify", "sup_nobody")
     assert code == 1
     assert out.strip() == "error: No supplier with id, client_id or name 'sup_nobody'."

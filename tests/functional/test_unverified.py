@@ -28,6 +28,7 @@ from tests.conftest import csrf
 from tests.factories import make_customer
 from tests.functional.test_cli import env, run  # noqa: F401 - the CLI fixture and runner
 from tests.functional.test_idor import deliver_offer
+from tests.log_reasons import code_of, shown
 from tests.oauth_helpers import REDIRECT, make_supplier
 from tests.outbox import messages_to, newest_link
 
@@ -92,7 +93,8 @@ def test_unverified_fills_the_profile_but_cannot_grant_until_confirmed(client, a
                 AccessLogEntry.action == "consent", AccessLogEntry.outcome == "denied"
             )
         ).scalar_one()
-        assert "not yet confirmed" in denied.reason
+        assert code_of(denied) == "consent.refused_unconfirmed"
+        assert "not yet confirmed" in shown(denied)
 
     # "Send the link again" from the refusal page, then the link: the same approval works
     client.post("/account/verification", data={"csrf_token": csrf(client, "/account")})
