@@ -30,12 +30,12 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import ActorType, StoredTree, current_root, verify
+from infomediary.audit.log import ActorType, StoredTree, current_root
 from infomediary.audit.reasons import Reason, render
 from infomediary.errors import ExportTooLarge, InvalidAuditFilter
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, LogCheckpoint, Supplier, utcnow
-from infomediary.services import Context
+from infomediary.models import AccessLogEntry, Supplier, utcnow
+from infomediary.services import Context, checkpoints
 from infomediary.services.uow import unit_of_work
 from infomediary.tlog import merkle
 
@@ -358,9 +358,7 @@ class TreeHead:
 
 
 def tree_head(session: Session) -> TreeHead:
-    found = session.execute(
-        select(LogCheckpoint).order_by(LogCheckpoint.size.desc()).limit(1)
-    ).scalar_one_or_none()
+    found = checkpoints.latest(session)
     if found is not None:
         return TreeHead(int(found.size), bytes(found.root), found.note, found.signed_at)
     size, root = current_root(session)
@@ -381,6 +379,8 @@ class Export:
     exported_at: datetime
     head: TreeHead
     entries: list[ExportedEntry]
+    #: The log's signed-note verifier key (``<origin>+<key id>+<base64 key>``).
+    verifier_key: str
 
 
 def export(
@@ -420,14 +420,14 @@ def export(
         ]
         log_reads(session, ctx, entries, "export")
         uow.commit()
-    return Export(filters, utcnow(), head, exported)
+    return Export(filters, utcnow(), head, exported, checkpoints.verifier_key(inst))
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def export_document(found: Export, verifier_key: str | None = None) -> dict[str, Any]:
+def export_document(found: Export) -> dict[str, Any]:
     """The JSON form of an export: every entry with its leaf hash and inclusion proof, and the
     tree they lead to (with the signed checkpoint's note, when there is one)."""
     head = found.head
@@ -442,7 +442,7 @@ def export_document(found: Export, verifier_key: str | None = None) -> dict[str,
             "source": head.source,
             "checkpoint": head.checkpoint,
             "signed_at": head.signed_at.isoformat() if head.signed_at else None,
-            "verifier_key": verifier_key,
+            "verifier_key": found.verifier_key,
             "note": (
                 "proofs lead to the latest signed checkpoint"
                 if head.checkpoint is not None
@@ -530,34 +530,17 @@ class Verification:
     size: int
     problems: tuple[str, ...]
     checkpoint_size: int | None
+    #: How many stored checkpoints were checked (signature and root).
+    checkpoints: int = 0
 
 
-def verify_now(session: Session, ctx: Context) -> Verification:
-    """Recompute every leaf and link (:func:`infomediary.audit.log.verify`), then check that
-    the current tree extends the latest signed checkpoint (RFC 9162 consistency proof);
-    logged."""
+def verify_now(session: Session, inst: Instance, ctx: Context) -> Verification:
+    """Recompute every leaf, link and tree node, and check every stored checkpoint's signature
+    and root against the tree (:func:`infomediary.services.checkpoints.verify_log`); logged."""
+    report = checkpoints.verify_log(session, inst)
+    result = report.result
     with unit_of_work(session) as uow:
-        chain = verify(session)
-        problems = [] if chain.ok else [chain.problem]
-        size, root = current_root(session)
-        checkpoint = session.execute(
-            select(LogCheckpoint).order_by(LogCheckpoint.size.desc()).limit(1)
-        ).scalar_one_or_none()
-        checkpoint_size = None
-        if checkpoint is not None and checkpoint.size > 0:
-            checkpoint_size = int(checkpoint.size)
-            try:
-                proof = (
-                    merkle.consistency_proof(StoredTree(session), checkpoint_size, size)
-                    if 0 < checkpoint_size <= size
-                    else []
-                )
-                merkle.verify_consistency(checkpoint_size, size, checkpoint.root, root, proof)
-            except merkle.ProofError as exc:
-                problems.append(
-                    f"the log does not extend its checkpoint of size {checkpoint_size}: {exc}"
-                )
-        ok = not problems
+        latest = checkpoints.latest(session)
         ctx.log(
             session,
             "audit",
@@ -565,11 +548,17 @@ def verify_now(session: Session, ctx: Context) -> Verification:
             purpose=AUDIT_PURPOSE,
             reason=Reason(
                 "auditor.verified",
-                {"result": "intact" if ok else "not intact", "size": size},
+                {"result": "intact" if result.ok else "not intact", "size": result.size},
             ),
         )
         uow.commit()
-    return Verification(ok, size, tuple(problems), checkpoint_size)
+    return Verification(
+        result.ok,
+        result.size,
+        () if result.ok else (result.problem,),
+        int(latest.size) if latest is not None else None,
+        report.stored,
+    )
 
 
 def supplier_choices(session: Session) -> list[tuple[str, str]]:

@@ -274,5 +274,5 @@ def verify_form() -> ResponseReturnValue:
 @auditor_required
 @limiter.limit(AUDITOR_VERIFY_RATE, key_func=auditor_key)
 def verify() -> ResponseReturnValue:
-    result = auditing.verify_now(db(), _ctx())
+    result = auditing.verify_now(db(), instance(), _ctx())
     return render_template("auditor/verify.html", result=result)

@@ -27,8 +27,8 @@ from infomediary.models import (
     SupplierBlock,
     utcnow,
 )
-from infomediary.services import Context, auditing, auditors
-from infomediary.tlog import merkle
+from infomediary.services import Context, auditing, auditors, checkpoints
+from infomediary.tlog import merkle, note
 from tests.conftest import Auth, csrf, csrf_token_in
 from tests.factories import make_customer, make_grant, make_supplier
 
@@ -478,34 +478,35 @@ def test_json_export_proofs_verify_against_the_current_tree(
     assert "export" in said(exported[-1])
 
 
-def test_csv_export_against_the_latest_checkpoint(
+def test_exports_against_the_latest_signed_checkpoint(
     logged_in: FlaskClient, inst: Instance, world: dict[str, str]
 ) -> None:
-    from infomediary.audit.log import current_root
-    from infomediary.models import LogCheckpoint
-
     with inst.sessions() as session:
-        size, root = current_root(session)
-        session.add(
-            LogCheckpoint(size=size, root=root, note="example.org/log\n…", signed_at=utcnow())
-        )
-        session.commit()
+        signed = checkpoints.sign(session, inst).checkpoint
     supplier_entry(inst, world["books"], world["ada"])  # after the checkpoint: no proof yet
     answer = logged_in.get("/audit/export.csv", query_string={"actor": "supplier"})
     assert answer.status_code == 200
     assert answer.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
     assert len(rows) == 4
-    assert rows[0]["checkpoint"] == "example.org/log\n…"
+    assert rows[0]["checkpoint"] == signed.note
     assert {r["tree_source"] for r in rows} == {"checkpoint"}
+    assert {int(r["tree_size"]) for r in rows} == {signed.size}
     proven = [
         {"seq": r["seq"], "leaf_hash": r["leaf_hash"], "proof": r["proof"].split()}
         for r in rows
-        if int(r["seq"]) < size
+        if int(r["seq"]) < signed.size
     ]
     assert len(proven) == 3
-    assert check_proofs(proven, size, root) == 3
+    assert check_proofs(proven, signed.size, signed.root) == 3
     assert rows[-1]["proof"] == ""
+    # the JSON names the key the checkpoint's signature opens under
+    doc = logged_in.get("/audit/export.json", query_string={"actor": "supplier"}).json
+    assert doc is not None
+    verifier = note.Verifier.from_vkey(doc["tree"]["verifier_key"])
+    opened = note.parse_checkpoint(note.open_note(doc["tree"]["checkpoint"], verifier))
+    assert (opened.size, opened.root) == (signed.size, signed.root)
+    assert base64.b64decode(doc["tree"]["root"]) == signed.root
 
 
 def test_an_export_is_bounded(
@@ -526,12 +527,15 @@ def test_an_export_is_bounded(
 def test_verify_now_reports_an_intact_log_and_an_altered_one(
     logged_in: FlaskClient, inst: Instance, world: dict[str, str]
 ) -> None:
+    with inst.sessions() as session:
+        checkpoints.sign(session, inst)
     page = logged_in.get("/audit/verify").get_data(as_text=True)
     token = csrf_token_in(page)
     assert logged_in.post("/audit/verify", data={"csrf_token": "forged"}).status_code == 403
     answer = logged_in.post("/audit/verify", data={"csrf_token": token})
     assert answer.status_code == 200
     assert "The log is intact" in answer.get_data(as_text=True)
+    assert "1 signed checkpoint(s)" in answer.get_data(as_text=True)
     assert said(entries(inst)[-1]).startswith("auditor verified the access log: intact")
     with inst.sessions() as session:
         session.execute(

@@ -241,7 +241,7 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ),
     ("audit_search", lambda s, i, _c, _p: auditing.search(s, i, "a", auditing.AuditFilter(), CTX)),
     ("audit_export", lambda s, i, _c, _p: auditing.export(s, i, "a", auditing.AuditFilter(), CTX)),
-    ("audit_verify", lambda s, _i, _c, _p: auditing.verify_now(s, CTX)),
+    ("audit_verify", lambda s, i, _c, _p: auditing.verify_now(s, i, CTX)),
     (
         "audit_statistics",
         lambda s, i, _c, p: auditing_stats.supplier_stats(
