@@ -25,13 +25,15 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, column, select, table
 from sqlalchemy.orm import Session
 
 from infomediary.audit.members import member_tree
@@ -342,43 +344,162 @@ class ExpectedRoot:
     label: str
 
 
-_COLUMNS = (
-    AccessLogEntry.seq,
-    AccessLogEntry.created_at,
-    AccessLogEntry.actor_type,
-    AccessLogEntry.actor_id,
-    AccessLogEntry.customer_id,
-    AccessLogEntry.action,
-    AccessLogEntry.categories,
-    AccessLogEntry.purpose,
-    AccessLogEntry.outcome,
-    AccessLogEntry.reason,
-    AccessLogEntry.request_id,
-    AccessLogEntry.detail,
-    AccessLogEntry.members,
-    AccessLogEntry.prev_hash,
-    AccessLogEntry.leaf_hash,
-    AccessLogEntry.version,
-    AccessLogEntry.customer_commitment,
-    AccessLogEntry.detail_hash,
-    AccessLogEntry.member_root,
-    AccessLogEntry.reason_data,
+#: The columns ``verify`` reads, in the order of its tuples (raw driver values: no per-row
+#: type processing, which costs more than hashing).
+_VERIFY_COLUMNS = (
+    "seq",
+    "created_at",
+    "actor_type",
+    "actor_id",
+    "customer_id",
+    "action",
+    "categories",
+    "purpose",
+    "outcome",
+    "reason",
+    "request_id",
+    "detail",
+    "members",
+    "prev_hash",
+    "leaf_hash",
+    "version",
+    "customer_commitment",
+    "detail_hash",
+    "member_root",
+    "reason_data",
 )
+_RAW_LOG = table("access_log", *(column(name) for name in _VERIFY_COLUMNS))
+_SELECT = (
+    select(*_RAW_LOG.columns)
+    .where(_RAW_LOG.c.seq > bindparam("after"))
+    .order_by(_RAW_LOG.c.seq)
+    .limit(bindparam("batch"))
+)
+(
+    _SEQ,
+    _TIME,
+    _ACTOR_TYPE,
+    _ACTOR_ID,
+    _CUSTOMER_ID,
+    _ACTION,
+    _CATEGORIES,
+    _PURPOSE,
+    _OUTCOME,
+    _REASON,
+    _REQUEST,
+    _DETAIL,
+    _MEMBERS,
+    _PREV,
+    _LEAF,
+    _VERSION,
+    _COMMITMENT,
+    _DETAIL_HASH,
+    _MEMBER_ROOT,
+    _REASON_DATA,
+) = range(len(_VERIFY_COLUMNS))
 
 
-def _rows(session: Session, batch: int) -> Iterator[list[Any]]:
+def _rows(session: Session, batch: int) -> Iterator[Sequence[Any]]:
     after = -1
     while True:
-        rows = session.execute(
-            select(*_COLUMNS)
-            .where(AccessLogEntry.seq > after)
-            .order_by(AccessLogEntry.seq)
-            .limit(batch)
-        ).all()
+        rows = session.execute(_SELECT, {"after": after, "batch": batch}).all()
         if not rows:
             return
-        yield list(rows)
-        after = rows[-1].seq
+        yield rows
+        after = rows[-1][_SEQ]
+
+
+def _micros(value: datetime | str) -> int:
+    """A stored time as microseconds since 1970 (SQLite keeps UTC text, PostgreSQL a time)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+_LEN = struct.Struct(">I").pack
+_SEQ_TIME = struct.Struct(">QQ").pack
+_NO_HASH = _LEN(0)
+_A_HASH = _LEN(merkle.HASH_SIZE)
+
+
+def _text_field(value: str) -> bytes:
+    raw = value.encode()
+    return _LEN(len(raw)) + raw
+
+
+def _leaf_v2(row: Sequence[Any]) -> bytes:
+    """The leaf hash of a stored format-2 row: :func:`infomediary.tlog.entry.canonical`,
+    written out for the verifier's loop (a test keeps the two equal)."""
+    actor_type = row[_ACTOR_TYPE]
+    actor_id = row[_ACTOR_ID]
+    if actor_type == ActorType.CUSTOMER and actor_id == row[_CUSTOMER_ID]:
+        actor_id = ""
+    customer, detail, members = row[_COMMITMENT], row[_DETAIL_HASH], row[_MEMBER_ROOT]
+    canonical = b"".join(
+        (
+            entry_v2.MAGIC,
+            _SEQ_TIME(row[_SEQ], _micros(row[_TIME])),
+            _text_field(actor_type),
+            _text_field(actor_id),
+            _NO_HASH if customer is None else _A_HASH + customer,
+            _text_field(row[_ACTION]),
+            _text_field(row[_CATEGORIES]),
+            _text_field(row[_PURPOSE]),
+            _text_field(row[_OUTCOME]),
+            _text_field(row[_REASON_DATA] or ""),
+            _text_field(row[_REQUEST]),
+            _NO_HASH if detail is None else _A_HASH + detail,
+            _NO_HASH if members is None else _A_HASH + members,
+            _A_HASH + row[_PREV],
+        )
+    )
+    return sha256(b"\x00" + canonical).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredV1:
+    """A format-1 row with the names :func:`canonical_v1` reads."""
+
+    seq: int
+    created_at: datetime
+    actor_type: str
+    actor_id: str
+    customer_id: str | None
+    action: str
+    categories: str
+    purpose: str
+    outcome: str
+    reason: str
+    request_id: str
+    detail: bytes | None
+    members: bytes | None
+    prev_hash: bytes
+
+
+def _leaf_v1(row: Sequence[Any]) -> bytes:
+    moment = datetime.fromtimestamp(0, UTC) + timedelta(microseconds=_micros(row[_TIME]))
+    stored = _StoredV1(
+        row[_SEQ],
+        moment,
+        row[_ACTOR_TYPE],
+        row[_ACTOR_ID],
+        row[_CUSTOMER_ID],
+        row[_ACTION],
+        row[_CATEGORIES],
+        row[_PURPOSE],
+        row[_OUTCOME],
+        row[_REASON],
+        row[_REQUEST],
+        _bytes(row[_DETAIL]),
+        _bytes(row[_MEMBERS]),
+        bytes(row[_PREV]),
+    )
+    return leaf_hash(canonical_v1(stored))
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _stored_nodes(
@@ -405,27 +526,34 @@ class _Failure(Exception):
         self.problem = problem
 
 
-def _check_entry(row: Any, keys: LogKeys | None) -> None:
-    seq = row.seq
-    if leaf_hash(canonical_entry(row)) != row.leaf_hash:
+def _check_entry(row: Sequence[Any], keys: LogKeys | None) -> None:
+    seq = row[_SEQ]
+    version = row[_VERSION]
+    if version == entry_v2.VERSION:
+        leaf = _leaf_v2(row)
+    elif version is None:
+        leaf = _leaf_v1(row)
+    else:
+        raise _Failure(seq, f"entry {seq} has an unknown format {version}")
+    if leaf != row[_LEAF]:
         raise _Failure(seq, f"entry {seq} was altered after it was written")
-    if row.version != entry_v2.VERSION or keys is None:
+    if version != entry_v2.VERSION or keys is None:
         return
-    if (row.customer_id is None) != (row.customer_commitment is None) or (
-        row.customer_id is not None
-        and not hmac.compare_digest(
-            keys.customer_commitment(seq, row.customer_id), row.customer_commitment
-        )
+    customer_id, commitment = row[_CUSTOMER_ID], row[_COMMITMENT]
+    if (customer_id is None) != (commitment is None) or (
+        customer_id is not None
+        and not hmac.compare_digest(keys.customer_commitment(seq, customer_id), commitment)
     ):
         raise _Failure(seq, f"entry {seq} was moved to another customer after it was written")
-    if row.members is not None or row.member_root is not None:
-        if row.members is None or row.member_root is None:
+    members, member_root = row[_MEMBERS], row[_MEMBER_ROOT]
+    if members is not None or member_root is not None:
+        if members is None or member_root is None:
             raise _Failure(seq, f"entry {seq}'s members were altered after it was written")
         try:
-            root = member_tree(keys.member_key(seq), row.members).root
+            root = member_tree(keys.member_key(seq), bytes(members)).root
         except (ValueError, OverflowError):
             raise _Failure(seq, f"entry {seq}'s members cannot be read") from None
-        if root != row.member_root:
+        if root != member_root:
             raise _Failure(seq, f"entry {seq}'s members were altered after it was written")
 
 
@@ -443,7 +571,7 @@ def verify(
     head = session.get(LogHead, HEAD_ID)
     want = sorted(expected, key=lambda e: e.size)
     checked: list[int] = []
-    frontier: list[bytes] = []
+    stack: list[tuple[int, bytes]] = []  # the right edge: (level, hash), largest first
     pending: list[tuple[int, int, bytes]] = []
     size = 0
     prev = GENESIS
@@ -451,27 +579,32 @@ def verify(
         for rows in _rows(session, batch):
             completed: list[tuple[int, int, bytes]] = []
             for row in rows:
-                if row.seq != size:
-                    raise _Failure(size, f"entry {size} is missing (next present is {row.seq})")
-                if row.prev_hash != prev:
+                seq = row[_SEQ]
+                if seq != size:
+                    raise _Failure(size, f"entry {size} is missing (next present is {seq})")
+                if row[_PREV] != prev:
                     raise _Failure(
-                        row.seq,
-                        f"entry {row.seq} does not link to entry {row.seq - 1} "
-                        "(removed or reordered)",
+                        seq,
+                        f"entry {seq} does not link to entry {seq - 1} (removed or reordered)",
                     )
                 _check_entry(row, keys)
-                prev = row.leaf_hash
-                frontier, done = merkle.append_leaf(frontier, size, prev)
-                completed.extend(done)
+                prev = node = bytes(row[_LEAF])
+                level, index = 0, size
+                while stack and stack[-1][0] == level:  # merkle.append_leaf, inline
+                    node = sha256(b"\x01" + stack.pop()[1] + node).digest()
+                    level, index = level + 1, index >> 1
+                    completed.append((level, index, node))
+                stack.append((level, node))
                 size += 1
                 while want and want[0].size == size:
-                    _check_root(want.pop(0), merkle.frontier_root(frontier), checked)
+                    _check_root(want.pop(0), merkle.frontier_root([h for _, h in stack]), checked)
             # a batch's nodes are compared after the next batch's links: an entry altered
             # and rehashed is named by the broken link after it, not by a node above it
             _check_nodes(session, pending)
             pending = completed
             session.expunge_all()
         _check_nodes(session, pending)
+        frontier = [node for _, node in stack]
         root = merkle.frontier_root(frontier)
         while want and want[0].size == 0:
             _check_root(want.pop(0), root if size == 0 else merkle.EMPTY_ROOT, checked)
