@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import ExpectedRoot, VerifyResult, current_root, verify
 from infomediary.config import Settings
-from infomediary.errors import BadCheckpoint, LogShrank, NoCheckpoint
+from infomediary.errors import BadCheckpoint, InvalidProofRequest, LogShrank, NoCheckpoint
 from infomediary.instance import Instance
 from infomediary.models import Job, LogCheckpoint, LogHead, utcnow
 from infomediary.services import jobs
@@ -65,13 +65,35 @@ def latest(session: Session) -> LogCheckpoint | None:
     ).scalar_one_or_none()
 
 
-def latest_note(session: Session) -> str:
-    """The latest signed checkpoint's text (read only)."""
+def latest_note(session: Session, raw_size: object = None) -> str:
+    """The latest signed checkpoint's text, or with ``raw_size`` the one kept of that size
+    (read only)."""
     with unit_of_work(session):
-        found = latest(session)
-        if found is None:
-            raise NoCheckpoint("No checkpoint has been signed yet.")
-        return found.note
+        if raw_size is None:
+            found = latest(session)
+            if found is None:
+                raise NoCheckpoint("No checkpoint has been signed yet.")
+            return found.note
+        size = _size(raw_size)
+        kept = session.get(LogCheckpoint, size)
+        if kept is None:
+            raise NoCheckpoint(f"No checkpoint of size {size} was signed.")
+        return kept.note
+
+
+def _size(raw: object) -> int:
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise InvalidProofRequest({"size": "a whole number"})
+    return int(raw)
+
+
+def sizes(session: Session, *, before: int | None = None, limit: int = 100) -> list[int]:
+    """Sizes of the kept checkpoints, newest first (``before``: only smaller ones)."""
+    query = select(LogCheckpoint.size).order_by(LogCheckpoint.size.desc()).limit(limit)
+    if before is not None:
+        query = query.where(LogCheckpoint.size < before)
+    with unit_of_work(session):
+        return [int(size) for size in session.execute(query).scalars()]
 
 
 @dataclass(frozen=True, slots=True)

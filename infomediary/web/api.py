@@ -383,18 +383,21 @@ def log_checkpoint() -> ResponseReturnValue:
         hash) in a C2SP signed-note with an Ed25519 signature by the key GET /api/v1/log/key
         gives. Keep it: a later checkpoint must be consistent with it (GET
         /api/v1/log/proof/consistency). Reading it writes nothing; checkpoints are signed on
-        a schedule when the log grew.
+        a schedule when the log grew, and every one is kept: with size, the one of that size.
       security: []
+      parameters:
+        - {in: query, name: size, required: false, schema: {type: integer, minimum: 0}}
       responses:
         200:
           description: The signed note
           content:
             text/plain:
               schema: {type: string}
+        400: InvalidProofRequest
         404: NoCheckpoint
         429: RateLimited
     """
-    text = checkpoints.latest_note(db())
+    text = checkpoints.latest_note(db(), request.args.get("size"))
     return text, 200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"}
 
 

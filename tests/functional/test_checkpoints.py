@@ -138,6 +138,13 @@ def test_a_checkpoint_is_signed_only_when_the_log_grew_and_every_one_is_kept(ins
     with inst.sessions() as session:
         assert session.execute(select(func.count()).select_from(LogCheckpoint)).scalar_one() == 2
     # consistency between the two kept checkpoints, from the public endpoint
+    assert client.get("/api/v1/log/checkpoint?size=5").text == first.checkpoint.note
+    assert client.get("/api/v1/log/checkpoint?size=11").text == second.checkpoint.note
+    assert client.get("/api/v1/log/checkpoint?size=7").json["code"] == "no_checkpoint"
+    assert client.get("/api/v1/log/checkpoint?size=-1").json["code"] == "invalid_proof_request"
+    with inst.sessions() as session:
+        assert checkpoints.sizes(session) == [11, 5]
+        assert checkpoints.sizes(session, before=11) == [5]
     proof = client.get("/api/v1/log/proof/consistency?from=5&to=11").json["proof"]
     merkle.verify_consistency(
         5,

@@ -70,7 +70,11 @@ PUBLIC_OPERATIONS = {
     "/api/v1/log/key",
 }
 #: Public operations that take parameters (and so may answer 400).
-PARAMETERISED = {"/api/v1/log/proof/inclusion", "/api/v1/log/proof/consistency"}
+PARAMETERISED = {
+    "/api/v1/log/proof/inclusion",
+    "/api/v1/log/proof/consistency",
+    "/api/v1/log/checkpoint",
+}
 
 
 def test_api_operations_come_from_the_views(app, client) -> None:
