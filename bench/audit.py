@@ -55,11 +55,11 @@ from sqlalchemy.orm import Session
 from infomediary.audit import log
 from infomediary.audit.log import Actor, ActorType, LogEvent, LogKeys, Sealed
 from infomediary.audit.members import member_tree
-from infomediary.audit.reasons import Reason, render
+from infomediary.audit.reasons import Reason, reason_of, render
 from infomediary.config import load_config
 from infomediary.db import make_engine
 from infomediary.instance import Instance, initialise, open_instance
-from infomediary.models import AccessLogEntry, Base, LogHead, LogNode
+from infomediary.models import AccessLogEntry, Base, LogHead, LogNode, utcnow
 from infomediary.tlog import entry as entry_v2
 from infomediary.tlog import merkle
 
@@ -770,6 +770,209 @@ def _prototype_nodes(cursor: Any, sql: str, completed: list[tuple[int, int, byte
                 raise SystemExit(f"the stored node ({level}, {index}) disagrees")
 
 
+def _best(fn: Callable[[], object], repeat: int = 3) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return min(samples)
+
+
+def _inline_canonical(row: Any) -> bytes:
+    """The prototype's canonical form of a row (Core types: an aware ``created_at``)."""
+    (seq, created, actor_type, actor_id, customer_id, action, categories, purpose, outcome, _,
+     request, _, _, prev_hash, _, _, commitment, detail_hash, member_root,
+     reason) = row  # fmt: skip
+    at = actor_type.encode()
+    ai = b"" if actor_type == "customer" and actor_id == customer_id else actor_id.encode()
+    ac, ca, pu = action.encode(), categories.encode(), purpose.encode()
+    ou, re, rq = outcome.encode(), (reason or "").encode(), request.encode()
+    return b"".join(
+        (
+            entry_v2.MAGIC, _QQI(seq, (created - _AWARE_EPOCH) // _US, len(at)), at,
+            _LEN(len(ai)), ai, _ABSENT if commitment is None else _HASH + commitment,
+            _LEN(len(ac)), ac, _LEN(len(ca)), ca, _LEN(len(pu)), pu, _LEN(len(ou)), ou,
+            _LEN(len(re)), re, _LEN(len(rq)), rq,
+            _ABSENT if detail_hash is None else _HASH + detail_hash,
+            _ABSENT if member_root is None else _HASH + member_root, _HASH, prev_hash,
+        )
+    )  # fmt: skip
+
+
+def breakdown(inst: Instance, keys: LogKeys, limit: int) -> list[tuple[str, float, float]]:
+    """Per entry, each step of verify as ``audit.log`` does it and as the prototype does it,
+    over the first ``limit`` entries (the best of three runs of each)."""
+    below = AccessLogEntry.seq < limit
+    query = select(*COLUMNS).where(below).order_by(AccessLogEntry.seq)
+    with inst.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    count = len(rows)
+    mark = _placeholder(inst)
+    steps: list[tuple[str, float, float]] = []
+
+    def session_read() -> None:
+        with inst.sessions() as session:
+            after = -1
+            while batch := session.execute(
+                select(*COLUMNS).where(below, AccessLogEntry.seq > after)
+                .order_by(AccessLogEntry.seq).limit(BATCH)
+            ).all():  # fmt: skip
+                after = batch[-1].seq
+
+    def dbapi_read(columns: str) -> Callable[[], None]:
+        sql = (
+            f"SELECT {columns} FROM access_log WHERE seq > {mark} AND seq < {limit} "
+            f"ORDER BY seq LIMIT {BATCH}"
+        )
+
+        def read() -> None:
+            conn = inst.engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                after = -1
+                while batch := cursor.execute(sql, (after,)).fetchall():
+                    after = batch[-1][0]
+                conn.rollback()
+            finally:
+                conn.close()
+
+        return read
+
+    steps.append(
+        ("read: session.execute vs cursor, v2 columns", _best(session_read),
+         _best(dbapi_read(_V2_COLUMNS)))
+    )  # fmt: skip
+    steps.append(
+        ("read: cursor, every column vs v2 columns", _best(dbapi_read(_ALL_COLUMNS)),
+         _best(dbapi_read(_V2_COLUMNS)))
+    )  # fmt: skip
+    canonical_v2, inline = log.canonical_v2, _inline_canonical
+    steps.append(
+        ("canonical form", _best(lambda: [canonical_v2(r) for r in rows]),
+         _best(lambda: [inline(r) for r in rows]))
+    )  # fmt: skip
+    for a, b in zip(rows[:1000], rows[:1000], strict=True):
+        assert canonical_v2(a) == inline(b)
+    commitment, compare = keys.customer_commitment, hmac.compare_digest
+    pairs = [(r.seq, r.customer_id, r.customer_commitment) for r in rows if r.customer_id]
+
+    def product_commitments() -> None:
+        for seq, customer_id, stored in pairs:
+            compare(commitment(seq, customer_id), stored)
+
+    def inline_commitments() -> None:
+        sha256, digest, key, tag = (
+            hashlib.sha256,
+            hmac.digest,
+            keys.commitment,
+            entry_v2.CUSTOMER_TAG,
+        )
+        for seq, customer_id, stored in pairs:
+            cid = customer_id.encode()
+            opening = digest(key, b"customer" + seq.to_bytes(8, "big") + cid, "sha256")
+            _ = sha256(tag + opening + cid).digest() == stored
+
+    steps.append(
+        ("customer commitment", _best(product_commitments) * count / max(1, len(pairs)),
+         _best(inline_commitments) * count / max(1, len(pairs)))
+    )  # fmt: skip
+    leaves = [r.leaf_hash for r in rows]
+
+    def append_leaf() -> None:
+        frontier: list[bytes] = []
+        completed: list[tuple[int, int, bytes]] = []
+        for size, leaf in enumerate(leaves):
+            frontier, done = merkle.append_leaf(frontier, size, leaf)
+            completed.extend(done)
+
+    def stack() -> None:
+        sha256 = hashlib.sha256
+        frontier: list[bytes] = []
+        completed: list[tuple[int, int, bytes]] = []
+        for size, leaf in enumerate(leaves):
+            node, level, index = leaf, 0, size
+            while index & 1:
+                node = sha256(b"\x01" + frontier.pop() + node).digest()
+                level, index = level + 1, index >> 1
+                completed.append((level, index, node))
+            frontier.append(node)
+
+    steps.append(("Merkle tree", _best(append_leaf), _best(stack)))
+    return [(name, a / count, b / count) for name, a, b in steps]
+
+
+def prototype_appends(inst: Instance, batch: list[LogEvent], per_commit: int) -> float:
+    """``append``'s work for ``batch`` with Core statements instead of the ORM: the head read
+    (``FOR UPDATE`` on PostgreSQL) and updated by one statement each, the entry and its nodes
+    inserted by one statement each; the entries are the ones ``append`` would write (same
+    canonical form, commitments and tree), ``per_commit`` to a transaction."""
+    keys = instance_keys(inst)
+    head_query = select(LogHead.size, LogHead.last_hash, LogHead.frontier).where(
+        LogHead.id == log.HEAD_ID
+    )
+    if inst.engine.dialect.name == "postgresql":
+        head_query = head_query.with_for_update()
+    entry_insert, node_insert = insert(AccessLogEntry), insert(LogNode)
+    head_update = update(LogHead).where(LogHead.id == log.HEAD_ID)
+    started = time.perf_counter()
+    with inst.engine.connect() as conn:
+        for start in range(0, len(batch), per_commit):
+            for event in batch[start : start + per_commit]:
+                seq, last, edge = conn.execute(head_query).one()
+                edge = edge or b""
+                frontier = [edge[i : i + 32] for i in range(0, len(edge), 32)]
+                reason_json = reason_of(event.reason).to_json()
+                customer_id = event.customer_id
+                moment = utcnow()
+                commitment = (
+                    None if customer_id is None else keys.customer_commitment(seq, customer_id)
+                )
+                digest = event.detail.digest if isinstance(event.detail, Sealed) else None
+                values = {
+                    "seq": seq,
+                    "created_at": moment,
+                    "actor_type": str(event.actor.type),
+                    "actor_id": event.actor.id,
+                    "customer_id": customer_id,
+                    "action": event.action,
+                    "categories": ",".join(sorted(event.categories)),
+                    "purpose": event.purpose,
+                    "outcome": "allowed" if event.allowed else "denied",
+                    "reason": render(reason_json)[: log.REASON_LENGTH],
+                    "reason_data": reason_json,
+                    "request_id": event.request_id,
+                    "detail": event.detail.blob if isinstance(event.detail, Sealed) else None,
+                    "detail_hash": digest,
+                    "members": None,
+                    "prev_hash": last,
+                    "version": entry_v2.VERSION,
+                    "customer_commitment": commitment,
+                    "member_root": None,
+                }
+                leaf = log.leaf_hash(log.canonical_v2(_Values(values)))
+                frontier, completed = merkle.append_leaf(frontier, seq, leaf)
+                conn.execute(entry_insert, {**values, "leaf_hash": leaf})
+                if completed:
+                    conn.execute(
+                        node_insert,
+                        [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in completed],
+                    )
+                conn.execute(
+                    head_update,
+                    {"size": seq + 1, "last_hash": leaf, "frontier": b"".join(frontier)},
+                )
+            conn.commit()
+    return time.perf_counter() - started
+
+
+class _Values:
+    """A row's values by attribute, as ``canonical_v2`` reads them."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
 class _Recorder:
     """A subtree source that only notes which perfect subtrees a proof needs."""
 
@@ -905,6 +1108,15 @@ def bench(name: str, database_url: str | None, args: argparse.Namespace) -> None
             row("ratio read (DBAPI) + hash/raw hash", f"{raw_floor / hashed:8.1f}x")
             if args.profile:
                 print(profile_verify(inst), flush=True)
+            if args.breakdown:
+                limit = min(entries, args.breakdown)
+                print(f"  verify's steps, first {limit:,} entries (us/entry: as is -> prototype):")
+                for step, now, then in breakdown(inst, instance_keys(inst), limit):
+                    row(
+                        step,
+                        f"{now * 1e6:7.2f} -> {then * 1e6:6.2f}  ({(then - now) * 1e6:+.2f})",
+                        4,
+                    )
             times = run_proofs(inst, seeded, args.proofs, rng)
             batched = run_batched_proofs(inst, seeded, args.proofs, rng)
             print(f"  proofs at n = {entries:,}, {args.proofs} each (median / p99; target < 1 ms):")
@@ -930,6 +1142,9 @@ def bench(name: str, database_url: str | None, args: argparse.Namespace) -> None
                 )
                 row("append with the tree + commit", f"{count / appended:9,.0f} entries/s", 4)
                 row("ratio append/insert throughput", f"{inserted / appended:9.2f}x", 4)
+                core = prototype_appends(inst, events(mix, count), per_commit)
+                row("prototype append (Core statements)", f"{count / core:9,.0f} entries/s", 4)
+                row("ratio prototype/insert throughput", f"{inserted / core:9.2f}x", 4)
             if args.quick:
                 with inst.sessions() as session:
                     after = log.verify(session)
@@ -948,6 +1163,9 @@ def main() -> None:
     parser.add_argument("--no-pg", action="store_true", help="ignore --pg")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--profile", action="store_true", help="cProfile verify too")
+    parser.add_argument(
+        "--breakdown", type=int, default=0, help="time verify's steps over this many entries"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     args = parser.parse_args()
     quick = args.quick
