@@ -7,7 +7,11 @@ JWS whose payload carries
 * the Kantara Initiative Consent Receipt v1.1 fields (``version`` ... ``spiCat``),
 * the same consent mapped to ISO/IEC TS 27560 record fields under ``"iso27560"``, and
 * JWT registered claims ``iss``, ``sub``, ``iat`` and ``jti`` (deliberately no ``exp``: a
-  receipt stays verifiable for as long as its key is published).
+  receipt stays verifiable for as long as its key is published), and
+* ``log_index`` and ``log_leaf_hash``: the access-log entry that records the same event, its
+  index (leaf number, 0 first) and its RFC 9162 leaf hash in lowercase hex, so the signature
+  binds the receipt to one leaf of the transparency log. Receipts issued before these claims
+  existed carry neither and stay valid.
 
 The signature is Ed25519 under the JWS algorithm name ``"Ed25519"`` from RFC 9864, which
 deprecates the polymorphic ``"EdDSA"`` name; joserfc emits a ``SecurityWarning`` whenever
@@ -49,9 +53,12 @@ ISO_27560_EVENTS: dict[str, str] = {
 }
 ISO_27560_SCHEMA = "ISO/IEC TS 27560:2023"
 SEED_SIZE = 32
+#: An RFC 9162 leaf hash is a SHA-256 digest.
+LEAF_HASH_SIZE = 32
 
 _ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
 _EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 class ReceiptError(ValueError):
@@ -86,6 +93,9 @@ class ReceiptFacts:
     #: The controller's URL (``iss``, ``piiControllerUrl``); defaults to the origin of
     #: ``policy_url``.
     controller_url: str | None = None
+    #: The access-log entry recording this event: its index and its leaf hash (both or neither).
+    log_index: int | None = None
+    log_leaf_hash: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
@@ -100,6 +110,16 @@ class ReceiptFacts:
             raise ValueError("receipt subject must be a pairwise pseudonym, never an email address")
         if self.event == "revoked" and self.revoked_at is None:
             raise ValueError("a revocation receipt needs revoked_at")
+        if (self.log_index is None) != (self.log_leaf_hash is None):
+            raise ValueError("a receipt names its log entry by index and leaf hash together")
+        if self.log_index is not None and (
+            isinstance(self.log_index, bool) or not isinstance(self.log_index, int)
+        ):
+            raise ValueError("log_index must be a whole number")
+        if self.log_index is not None and self.log_index < 0:
+            raise ValueError("log_index is a leaf number, 0 or more")
+        if self.log_leaf_hash is not None and len(self.log_leaf_hash) != LEAF_HASH_SIZE:
+            raise ValueError(f"log_leaf_hash must be {LEAF_HASH_SIZE} bytes (SHA-256)")
 
     @property
     def issuer(self) -> str:
@@ -152,7 +172,7 @@ def receipt_claims(facts: ReceiptFacts) -> dict[str, Any]:
     if facts.supplier_privacy_policy_url:
         recipient["privacy_policy_url"] = facts.supplier_privacy_policy_url
 
-    return {
+    claims: dict[str, Any] = {
         # -- JWT registered claims ---------------------------------------------------------
         "iss": issuer,
         "sub": facts.subject,
@@ -228,6 +248,24 @@ def receipt_claims(facts: ReceiptFacts) -> dict[str, Any]:
             },
         },
     }
+    # -- the access-log entry of the same event (absent from receipts issued before) --------
+    if facts.log_index is not None and facts.log_leaf_hash is not None:
+        claims["log_index"] = facts.log_index
+        claims["log_leaf_hash"] = facts.log_leaf_hash.hex()
+    return claims
+
+
+def log_citation(claims: Mapping[str, Any]) -> tuple[int, bytes] | None:
+    """The log entry a receipt's claims name, as (index, leaf hash), or None for a receipt
+    issued before receipts named one. Raises :class:`ReceiptError` for malformed claims."""
+    index, leaf = claims.get("log_index"), claims.get("log_leaf_hash")
+    if index is None and leaf is None:
+        return None
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ReceiptError("receipt log_index is not a leaf number")
+    if not isinstance(leaf, str) or not _HEX_HASH.fullmatch(leaf):
+        raise ReceiptError("receipt log_leaf_hash is not 64 lowercase hex digits")
+    return index, bytes.fromhex(leaf)
 
 
 def _payload(claims: Mapping[str, Any]) -> bytes:

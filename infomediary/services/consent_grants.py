@@ -124,8 +124,7 @@ def grant_consent(
         session.add(grant)
         event = ReceiptEvent.GRANTED
     session.flush()
-    make_receipt(session, inst, grant, supplier, event, base_url)
-    ctx.log(
+    entry = ctx.log(
         session,
         "consent",
         customer_id=customer_id,
@@ -136,6 +135,8 @@ def grant_consent(
         categories=categories_for(parse_scopes(grant.scopes)),
         purpose=purpose,
     )
+    # the receipt cites the entry (index and leaf hash, signed), so the entry comes first
+    make_receipt(session, inst, grant, supplier, event, base_url, log_entry=entry)
     session.flush()
     return grant
 
@@ -163,14 +164,16 @@ def revoke_grant(
         supplier = session.get(Supplier, grant.supplier_id)
         if supplier is None:
             raise NotFound("No such supplier.")
-        make_receipt(session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url)
-        ctx.log(
+        entry = ctx.log(
             session,
             "consent",
             customer_id=customer_id,
             reason=Reason("consent.revoked", {"supplier": supplier.id}),
             categories=categories_for(parse_scopes(grant.scopes)),
             purpose=grant.purpose,
+        )
+        make_receipt(
+            session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url, log_entry=entry
         )
         uow.commit()
 

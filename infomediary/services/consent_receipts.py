@@ -13,6 +13,7 @@ from infomediary.crypto.receipts import ReceiptFacts
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
+    AccessLogEntry,
     ConsentGrant,
     ConsentReceipt,
     Supplier,
@@ -39,7 +40,11 @@ def make_receipt(
     supplier: Supplier,
     event: str,
     base_url: str,
+    *,
+    log_entry: AccessLogEntry,
 ) -> ConsentReceipt:
+    """The signed receipt of ``event``, citing ``log_entry`` (the event's access-log entry,
+    appended first in the same transaction): its index and leaf hash are signed claims."""
     scopes = tuple(parse_scopes(grant.scopes))
     categories = tuple(sorted(categories_for(list(scopes))))
     receipt_id = str(uuid.uuid4())
@@ -66,6 +71,8 @@ def make_receipt(
         granted_at=grant.created_at,
         expires_at=grant.expires_at,
         revoked_at=grant.revoked_at,
+        log_index=int(log_entry.seq),
+        log_leaf_hash=bytes(log_entry.leaf_hash),
     )
     receipt = ConsentReceipt(
         id=receipt_id,
