@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -109,6 +111,38 @@ def receipt(grant_id: str, receipt_id: str) -> ResponseReturnValue:
         found.jws,
         mimetype="application/jose",
         headers={"Content-Disposition": f'attachment; filename="consent-receipt-{receipt_id}.jws"'},
+    )
+
+
+@bp.get("/consents/<grant_id>/receipts/<receipt_id>")
+@login_required
+def receipt_page(grant_id: str, receipt_id: str) -> ResponseReturnValue:
+    """One receipt in words: what it says, its log entry, and whether its proof is ready."""
+    found = consent_receipts.receipt_proof(db(), instance(), _customer_id(), grant_id, receipt_id)
+    return render_template(
+        "receipt.html",
+        grant_id=grant_id,
+        found=found,
+        Status=consent_receipts.ProofStatus,
+        CATEGORIES=CATEGORIES,
+    )
+
+
+@bp.get("/consents/<grant_id>/receipts/<receipt_id>.proof.json")
+@login_required
+def receipt_proof(grant_id: str, receipt_id: str) -> ResponseReturnValue:
+    """The receipt with, unsigned beside it, the inclusion proof of its log entry and the
+    latest checkpoint covering it (``status`` ``pending`` and ``retry_after`` seconds before
+    one is signed). Read only: a GET never signs a checkpoint."""
+    found = consent_receipts.receipt_proof(db(), instance(), _customer_id(), grant_id, receipt_id)
+    return Response(
+        json.dumps(found.bundle(), indent=2) + "\n",
+        mimetype="application/json",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="consent-receipt-{found.receipt.id}.proof.json"'
+            )
+        },
     )
 
 
