@@ -545,3 +545,16 @@ def test_verify_now_reports_an_intact_log_and_an_altered_one(
     answer = logged_in.post("/audit/verify", data={"csrf_token": token})
     assert "The log is not intact" in answer.get_data(as_text=True)
     assert "1" in answer.get_data(as_text=True)
+
+
+def test_verify_now_is_rate_limited(logged_in: FlaskClient) -> None:
+    token = csrf(logged_in, "/audit/verify")
+    answers = [
+        logged_in.post("/audit/verify", data={"csrf_token": token}).status_code for _ in range(4)
+    ]
+    assert answers == [200, 200, 200, 429]
+
+
+def test_exports_are_rate_limited_per_auditor(logged_in: FlaskClient) -> None:
+    answers = [logged_in.get("/audit/export.json").status_code for _ in range(11)]
+    assert answers == [200] * 10 + [429]
