@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from infomediary.audit.log import Actor, ActorType, StoredTree, append, current_root
 from infomediary.audit.reasons import render
