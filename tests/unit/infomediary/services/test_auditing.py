@@ -310,7 +310,7 @@ def test_outside_purpose_follows_the_grants_live_at_the_time(inst: Instance) -> 
     entry(inst, supplier.id, customer, purpose="marketing", allowed=False)  # refused: no access
     entry(inst, supplier.id, customer, purpose="marketing", action="count")  # not an access
     with inst.sessions() as session:
-        session.execute(ConsentGrant.__table__.update().values(expires_at=utcnow()))
+        session.execute(update(ConsentGrant).values(expires_at=utcnow()))
         session.commit()
     later = utcnow() + timedelta(seconds=1)
     entry(inst, supplier.id, customer, purpose="service", at=later)  # after the grant expired
