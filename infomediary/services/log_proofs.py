@@ -17,11 +17,18 @@ writes nothing. It holds, newest first:
   the checkpoint the customer says they hold (``since``) and from those of their last
   downloads.
 
-A file is bounded: at most :data:`MAX_ENTRIES` entries and :data:`MAX_COUNTS` counts. When
-there is more, the file covers a seq range from its newest entry down to ``page.covers_from``
-and ``page.older`` names the ``before`` that downloads the next, older, range: every entry of
-the customer in a range is in its file. Proofs are read in batches (one query per level and
-500 nodes), not one query per node.
+A file is bounded: at most :data:`MAX_ENTRIES` entries and :data:`MAX_COUNTS` counts, and
+counts stop once their member trees total :data:`MEMBER_BUDGET` records (each proof rebuilds
+its tree: half a second for a million members). When there is more, the file covers a seq
+range from its newest entry down to ``page.covers_from`` and ``page.older`` names the
+``before`` that downloads the next, older, range: every entry of the customer in a range is in
+its file. Proofs are read in batches (one query per level and 500 nodes), not one per node.
+
+A release row does not name its log entry, which is appended after it in the same
+transaction; the entry is found by a binary search of the log's times (primary-key reads)
+and a short scan for the aggregate entry whose detail names the release. One that cannot be
+found (a clock that went backwards by more than the scan covers) is counted in the file's
+``notes``, never guessed.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import func, select
@@ -44,7 +52,7 @@ from infomediary.audit.log import (
     log_keys,
     time_us,
 )
-from infomediary.audit.members import member_tree
+from infomediary.audit.members import MembershipProof, member_tree
 from infomediary.audit.reasons import Reason, render, supplier_ids
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound, ValidationFailed
@@ -76,6 +84,9 @@ FILENAME = "access-log-proofs.json"
 #: costs a member tree to rebuild).
 MAX_ENTRIES = 2000
 MAX_COUNTS = 100
+#: At most about this many member records are encrypted again per file to build membership
+#: proofs (a count of a million members takes about half a second); at least one count is.
+MEMBER_BUDGET = 2_000_000
 #: Consistency proofs are added from the checkpoints of this many earlier downloads.
 PREVIOUS_DOWNLOADS = 5
 REASON = Reason("account.log_downloaded")
@@ -143,7 +154,7 @@ def download(
 class _Counted:
     row: AccessLogEntry
     release: int
-    ordinal: int
+    proof: MembershipProof
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +186,8 @@ class _Builder:
     def build(self, since: int | None, before: int | None, own_seq: int) -> dict[str, Any]:
         bound = self.size if before is None else min(before, self.size)
         own = self._own(bound)
-        counted = self._counted(bound)
-        items, older = _page(own, counted)
+        counted, counts_more = self._counted(bound)
+        items, older = _page(own, counted, counts_more)
         proofs = inclusion_proofs(self.session, [i.seq for i in items], self.size)
         names = _supplier_names(self.session, [i.row for i in items])
         entries: list[dict[str, Any]] = []
@@ -227,23 +238,25 @@ class _Builder:
             ).scalars()
         )
 
-    def _counted(self, bound: int) -> list[_Counted]:
+    def _counted(self, bound: int) -> tuple[list[_Counted], bool]:
         """The entries of the counts and offer audiences the customer was part of, newest
-        first, below ``bound`` (at most one past the limit)."""
+        first, below ``bound``; and whether there may be more below the last (the file's
+        limit, or its budget of member records, was reached)."""
         ordinal = privacy_ledger.ordinal_of(self.session, self.customer_id)
         if ordinal is None:
-            return []
+            return [], False
         found: list[_Counted] = []
-        missing = older_format = 0
+        missing = older_format = members = 0
+        more = False
         # a release newer than the page's bound (past a clock's skew) is not looked up
         newest = _time_of(self.session, bound) if bound < self.size else None
         high = self.size
-        for release_seq in exposure.release_seqs(self.session, ordinal):
-            created = self.session.execute(
-                select(Release.created_at).where(Release.seq == release_seq)
-            ).scalar_one_or_none()
-            if created is None or (newest is not None and created > newest + _SKEW):
+        for release_seq, created in _release_times(self.session, ordinal):
+            if newest is not None and created > newest + _SKEW:
                 continue
+            if len(found) == MAX_COUNTS or members >= MEMBER_BUDGET:
+                more = True
+                break
             row = _entry_of_release(self.session, release_seq, created, high)
             if row is None:
                 missing += 1
@@ -254,9 +267,13 @@ class _Builder:
             if row.version != entry_v2.VERSION or row.member_root is None:
                 older_format += 1
                 continue
-            found.append(_Counted(row, release_seq, ordinal))
-            if len(found) > MAX_COUNTS:
-                break
+            tree = member_tree(self.keys.member_key(row.seq), row.members or b"")
+            members += len(tree.ordinals)
+            proof = tree.proof(ordinal)
+            if proof is None:  # counted under an ordinal that is no longer theirs
+                missing += 1
+                continue
+            found.append(_Counted(row, release_seq, proof))
         if older_format:
             self.notes.append(
                 f"{older_format} count(s) you were part of were logged before entry format 2: "
@@ -268,7 +285,7 @@ class _Builder:
                 f"The log entries of {missing} count(s) you were part of could not be located; "
                 "they are listed on your counts page."
             )
-        return found
+        return found, more
 
     # -- one entry -----------------------------------------------------------------------------
 
@@ -335,20 +352,15 @@ class _Builder:
         return body
 
     def _count(self, body: dict[str, Any], counted: _Counted) -> dict[str, Any]:
-        tree = member_tree(self.keys.member_key(counted.row.seq), counted.row.members or b"")
-        proof = tree.proof(counted.ordinal)
+        proof = counted.proof
         body["release"] = counted.release
-        body["membership"] = (
-            None
-            if proof is None
-            else {
-                "record": _b64(proof.record),
-                "bucket": _b64(proof.bucket),
-                "leaf_index": proof.leaf_index,
-                "leaves": proof.size,
-                "proof": _b64s(proof.nodes),
-            }
-        )
+        body["membership"] = {
+            "record": _b64(proof.record),
+            "bucket": _b64(proof.bucket),
+            "leaf_index": proof.leaf_index,
+            "leaves": proof.size,
+            "proof": _b64s(proof.nodes),
+        }
         return body
 
     # -- consistency ---------------------------------------------------------------------------
@@ -398,29 +410,46 @@ class _Builder:
         return sizes
 
 
-def _page(own: list[AccessLogEntry], counted: list[_Counted]) -> tuple[list[_Item], int | None]:
-    """Both lists merged newest first, cut where either reaches its limit; the cursor of the
-    next page (the lowest seq included), or None when nothing older is left."""
+def _page(
+    own: list[AccessLogEntry], counted: list[_Counted], counts_more: bool
+) -> tuple[list[_Item], int | None]:
+    """Both lists merged newest first. A list that stopped short (more than
+    :data:`MAX_ENTRIES` entries; counts up to their limit) ends the page at its last item, so
+    that the page covers its range completely; the cursor of the next page is that item's seq
+    (None when neither stopped short)."""
+    floors = []
+    if len(own) > MAX_ENTRIES:
+        own = own[:MAX_ENTRIES]
+        floors.append(own[-1].seq)
+    if counts_more and counted:
+        floors.append(counted[-1].row.seq)
+    floor = max(floors) if floors else None
     merged = sorted(
         [_Item(r.seq, r) for r in own] + [_Item(c.row.seq, c.row, c) for c in counted],
         key=lambda i: -i.seq,
     )
-    items: list[_Item] = []
-    n_own = n_counts = 0
-    for item in merged:
-        if item.counted is None:
-            if n_own == MAX_ENTRIES:
-                return items, items[-1].seq
-            n_own += 1
-        else:
-            if n_counts == MAX_COUNTS:
-                return items, items[-1].seq
-            n_counts += 1
-        items.append(item)
-    return items, None
+    if floor is None:
+        return merged, None
+    return [i for i in merged if i.seq >= floor], floor
 
 
 # -- finding a release's entry ----------------------------------------------------------------
+
+
+def _release_times(session: Session, ordinal: int) -> Iterator[tuple[int, datetime]]:
+    """The releases that charged ``ordinal``, newest first, with their times (read in
+    batches)."""
+    seqs = exposure.release_seqs(session, ordinal)
+    while chunk := list(islice(seqs, _CHUNK)):
+        times: dict[int, datetime] = {
+            int(seq): at
+            for seq, at in session.execute(
+                select(Release.seq, Release.created_at).where(Release.seq.in_(chunk))
+            )
+        }
+        for seq in chunk:
+            if seq in times:
+                yield seq, times[seq]
 
 
 def _time_of(session: Session, seq: int) -> datetime | None:

@@ -189,15 +189,19 @@ def test_since_gives_a_consistency_proof_and_a_bad_one_is_refused_or_noted(
     assert len(downloads(inst, customer)) == 3  # the refused one logged nothing
 
 
+@pytest.mark.parametrize("bound", ["MAX_COUNTS", "MEMBER_BUDGET"])
 def test_pages_cover_every_entry_and_count_once(
     client: FlaskClient,
     inst: Instance,
     customer: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    bound: str,
 ) -> None:
+    """Three entries a file, and one count (by their number, or by the budget of member
+    records rebuilt a file): the pages, in turn, hold every entry and count once."""
     monkeypatch.setattr(log_proofs, "MAX_ENTRIES", 3)
-    monkeypatch.setattr(log_proofs, "MAX_COUNTS", 1)
+    monkeypatch.setattr(log_proofs, bound, 1)
     acme = new_supplier(inst, "Acme Books")
     for purpose in ("marketing", "analytics", "research"):
         count(inst, acme, {"purpose": purpose, "where": {"region": ["TAS"]}})
