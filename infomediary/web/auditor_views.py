@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from infomediary.audit.log import ActorType
 from infomediary.errors import AuditorLoginExpired, InvalidAuditFilter, InvalidCredentials
 from infomediary.models import utcnow
-from infomediary.services import auditing, auditing_stats, auditors
+from infomediary.services import Context, auditing, auditing_stats, auditors
 from infomediary.text import parse_int
 from infomediary.web.charts import bar_chart
 from infomediary.web.db import db
@@ -69,7 +69,7 @@ def auditor_required(view: F) -> F:
     return cast(F, wrapped)
 
 
-def _ctx() -> Any:
+def _ctx() -> Context:
     return auditors.context(current_auditor_id() or "unknown", request_id())
 
 
