@@ -186,8 +186,8 @@ class _Builder:
     def build(self, since: int | None, before: int | None, own_seq: int) -> dict[str, Any]:
         bound = self.size if before is None else min(before, self.size)
         own = self._own(bound)
-        counted, counts_more = self._counted(bound)
-        items, older = _page(own, counted, counts_more)
+        counted, counts_stop = self._counted(bound)
+        items, older = _page(own, counted, counts_stop)
         proofs = inclusion_proofs(self.session, [i.seq for i in items], self.size)
         names = _supplier_names(self.session, [i.row for i in items])
         entries: list[dict[str, Any]] = []
@@ -213,7 +213,7 @@ class _Builder:
             "customer_id": self.customer_id,
             "page": {
                 "before": before,
-                "covers_from": items[-1].seq if items else 0,
+                "covers_from": 0 if older is None else older,
                 "covers_to": bound - 1,
                 "older": older,
                 "max_entries": MAX_ENTRIES,
@@ -238,24 +238,24 @@ class _Builder:
             ).scalars()
         )
 
-    def _counted(self, bound: int) -> tuple[list[_Counted], bool]:
+    def _counted(self, bound: int) -> tuple[list[_Counted], int | None]:
         """The entries of the counts and offer audiences the customer was part of, newest
-        first, below ``bound``; and whether there may be more below the last (the file's
-        limit, or its budget of member records, was reached)."""
+        first, below ``bound``; and, when the file's limit or its budget of member records
+        stopped the search, the seq of the last entry it looked at (the page ends there)."""
         ordinal = privacy_ledger.ordinal_of(self.session, self.customer_id)
         if ordinal is None:
-            return [], False
+            return [], None
         found: list[_Counted] = []
         missing = older_format = members = 0
-        more = False
+        stop_at = examined = None
         # a release newer than the page's bound (past a clock's skew) is not looked up
         newest = _time_of(self.session, bound) if bound < self.size else None
         high = self.size
         for release_seq, created in _release_times(self.session, ordinal):
             if newest is not None and created > newest + _SKEW:
                 continue
-            if len(found) == MAX_COUNTS or members >= MEMBER_BUDGET:
-                more = True
+            if examined is not None and (len(found) == MAX_COUNTS or members >= MEMBER_BUDGET):
+                stop_at = examined
                 break
             row = _entry_of_release(self.session, release_seq, created, high)
             if row is None:
@@ -264,6 +264,7 @@ class _Builder:
             high = row.seq  # a release's entry comes after every older release's
             if row.seq >= bound:
                 continue  # newer than this page
+            examined = row.seq
             if row.version != entry_v2.VERSION or row.member_root is None:
                 older_format += 1
                 continue
@@ -285,7 +286,7 @@ class _Builder:
                 f"The log entries of {missing} count(s) you were part of could not be located; "
                 "they are listed on your counts page."
             )
-        return found, more
+        return found, stop_at
 
     # -- one entry -----------------------------------------------------------------------------
 
@@ -411,18 +412,18 @@ class _Builder:
 
 
 def _page(
-    own: list[AccessLogEntry], counted: list[_Counted], counts_more: bool
+    own: list[AccessLogEntry], counted: list[_Counted], counts_stop: int | None
 ) -> tuple[list[_Item], int | None]:
     """Both lists merged newest first. A list that stopped short (more than
-    :data:`MAX_ENTRIES` entries; counts up to their limit) ends the page at its last item, so
-    that the page covers its range completely; the cursor of the next page is that item's seq
-    (None when neither stopped short)."""
+    :data:`MAX_ENTRIES` entries; counts at their limit) ends the page at its last entry, so
+    that the page covers its range completely; the cursor of the next page is that entry's
+    seq (None when neither stopped short)."""
     floors = []
     if len(own) > MAX_ENTRIES:
         own = own[:MAX_ENTRIES]
         floors.append(own[-1].seq)
-    if counts_more and counted:
-        floors.append(counted[-1].row.seq)
+    if counts_stop is not None:
+        floors.append(counts_stop)
     floor = max(floors) if floors else None
     merged = sorted(
         [_Item(r.seq, r) for r in own] + [_Item(c.row.seq, c.row, c) for c in counted],

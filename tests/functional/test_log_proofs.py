@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,9 @@ def test_pages_cover_every_entry_and_count_once(
         before = str(pages[-1]["page"]["older"])
         pages.append(post(client, before=before).get_json(force=True))
         assert len(pages) < 20
+    ranges = [(p["page"]["covers_from"], p["page"]["covers_to"]) for p in pages]
+    assert ranges[-1][0] == 0
+    assert all(newer[0] == older[1] + 1 for newer, older in pairwise(ranges))
     seen = [e["seq"] for p in pages for e in p["entries"] if e["seq"] <= covered]
     counts = [c["seq"] for p in pages for c in p["counted_in"]]
     assert all(len(p["entries"]) <= 3 and len(p["counted_in"]) <= 1 for p in pages)
