@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jws
 from joserfc.jwk import OKPKey
@@ -71,6 +72,11 @@ def entry_at(inst: Instance, seq: int) -> AccessLogEntry:
         return found
 
 
+def reason_code(entry: AccessLogEntry) -> str:
+    assert entry.reason_data is not None, "a format-2 entry has a structured reason"
+    return str(json.loads(entry.reason_data)["code"])
+
+
 def claims_of(inst: Instance, jws: str) -> dict[str, Any]:
     return verify_receipt(jws, inst.receipt_signer.jwks())
 
@@ -87,14 +93,14 @@ def grow(inst: Instance, entries: int) -> None:
         session.commit()
 
 
-def logged_in(app: Any, email: str) -> FlaskClient:
+def logged_in(app: Flask, email: str) -> FlaskClient:
     client = app.test_client()
     assert Auth(client).login(email=email, password=PASSWORD).status_code == 302
     return client
 
 
 @pytest.fixture
-def granted(app: Any, inst: Instance) -> Granted:
+def granted(app: Flask, inst: Instance) -> Granted:
     email = "rosalind@example.org"
     customer_id = make_customer(inst, email=email, password=PASSWORD)
     supplier = make_supplier(inst)
@@ -147,7 +153,7 @@ def test_a_grants_receipt_signs_the_index_and_leaf_hash_of_its_entry(inst, grant
         granted.customer_id,
         "customer",
     )
-    assert json.loads(entry.reason_data)["code"] == "consent.granted"
+    assert reason_code(entry) == "consent.granted"
     with inst.sessions() as session:
         consent_entries = session.execute(
             select(AccessLogEntry.seq).where(AccessLogEntry.action == "consent")
@@ -167,7 +173,7 @@ def test_a_revocations_receipt_cites_the_revocations_entry(app, inst, granted) -
     assert claims["log_index"] > claims_of(inst, first.jws)["log_index"]
     entry = entry_at(inst, claims["log_index"])
     assert claims["log_leaf_hash"] == bytes(entry.leaf_hash).hex()
-    assert json.loads(entry.reason_data)["code"] == "consent.revoked"
+    assert reason_code(entry) == "consent.revoked"
     assert entry.customer_id == granted.customer_id
 
 
@@ -188,7 +194,7 @@ def test_a_changed_grant_cites_its_own_entry(inst, granted) -> None:
     assert cited[0] < cited[1]
     entry = entry_at(inst, cited[1])
     assert claims_of(inst, changed.jws)["log_leaf_hash"] == bytes(entry.leaf_hash).hex()
-    assert json.loads(entry.reason_data)["code"] == "consent.changed"
+    assert reason_code(entry) == "consent.changed"
 
 
 def test_the_signature_covers_the_log_claims(inst, granted) -> None:
