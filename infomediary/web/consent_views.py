@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from infomediary.errors import ValidationFailed
+from infomediary.errors import NoCheckpoint, ValidationFailed
 from infomediary.models import Supplier
 from infomediary.services import (
+    checkpoints,
     consent_grants,
     consent_receipts,
     customer_policy,
@@ -144,6 +146,22 @@ def receipt_proof(grant_id: str, receipt_id: str) -> ResponseReturnValue:
             )
         },
     )
+
+
+@bp.app_context_processor
+def _log_witness() -> dict[str, Any]:
+    """``log_witness()`` for the page that loads the browser's witness of the log
+    (static/js/log-witness.js): whether any checkpoint is signed yet, so that a browser with
+    nothing kept asks for none before there is one."""
+
+    def state() -> dict[str, Any]:
+        try:
+            checkpoints.latest_note(db())
+        except NoCheckpoint:
+            return {"signed": False}
+        return {"signed": True}
+
+    return {"log_witness": state}
 
 
 @bp.post("/policy/template")
