@@ -312,7 +312,11 @@ class _Checker:
 
     def _entry(self, raw: Any, index: int, *, own: bool) -> None:
         where = "entries" if own else "counted_in"
-        if not isinstance(raw, dict) or not isinstance(raw.get("seq"), int):
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("seq"), int)
+            or isinstance(raw.get("seq"), bool)
+        ):
             self.problem(f"{where}[{index}]: not an entry (no seq)")
             return
         seq = int(raw["seq"])

@@ -308,6 +308,30 @@ def test_a_file_signed_by_another_key_of_its_own_fails_under_the_real_key(
     assert any(p.startswith("checkpoint: the note is not signed by") for p in problems(output))
 
 
+def test_another_origin_given_with_origin_is_named(scenario: Scenario, tmp_path: Path) -> None:
+    document = scenario.download()
+    status, output = run(tmp_path, document, "--origin", "elsewhere.example/log")
+    assert status == verify.FAILED
+    assert problems(output)[:2] == [
+        f"the file says it is of the log {document['origin']}, not elsewhere.example/log",
+        f"checkpoint: the checkpoint is of another log: {document['origin']}, not "
+        "elsewhere.example/log",
+    ]
+    assert run(tmp_path, document, "--origin", document["origin"])[0] == verify.OK
+
+
+def test_an_entry_past_the_checkpoint_is_named(scenario: Scenario, tmp_path: Path) -> None:
+    document = scenario.download()
+    entry = document["entries"][0]
+    entry["seq"] = entry["committed"]["seq"] = document["tree_size"]
+    status, output = run(tmp_path, document)
+    assert status == verify.FAILED
+    assert (
+        f"entry {document['tree_size']}: it is past the checkpoint, which holds "
+        f"{document['tree_size']}"
+    ) in problems(output)
+
+
 def test_an_altered_customer_opening_is_named(scenario: Scenario, tmp_path: Path) -> None:
     document = scenario.download()
     entry = own(document, action="create")
