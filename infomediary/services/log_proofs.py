@@ -223,7 +223,10 @@ class _Builder:
             "counted_in": counts,
             "consistency": consistency,
             "notes": self.notes,
-            "verify_with": f"python -m infomediary.verify {FILENAME} --key '{verifier.vkey}'",
+            "verify_with": (
+                f"python -m infomediary.verify {FILENAME} --key VKEY, where VKEY is the log's "
+                "key as /api/v1/log/key publishes it, got some other way than this file"
+            ),
         }
 
     # -- what the file covers ------------------------------------------------------------------
