@@ -47,7 +47,11 @@ def test_the_downloaded_proofs_verify_offline(
         profile={"postcode": "7000", "birth_year": 1990, "household_size": 2},
     )
     person(inst)
-    count(inst, new_supplier(inst, "Acme Books"), {"purpose": "marketing", "where": {"region": ["TAS"]}})
+    count(
+        inst,
+        new_supplier(inst, "Acme Books"),
+        {"purpose": "marketing", "where": {"region": ["TAS"]}},
+    )
 
     page = tab.page
     tab.goto("/login")
