@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.log import ActorType, StoredTree, current_root
+from infomediary.audit.log import ActorType, StoredTree, canonical_v2, current_root
 from infomediary.audit.reasons import Reason, render
 from infomediary.errors import ExportTooLarge, InvalidAuditFilter
 from infomediary.instance import Instance
@@ -38,6 +38,7 @@ from infomediary.models import AccessLogEntry, LogNode, Supplier, utcnow
 from infomediary.services import Context, checkpoints
 from infomediary.services.uow import unit_of_work
 from infomediary.tlog import merkle
+from infomediary.tlog.entry import VERSION as ENTRY_V2
 
 PAGE_SIZE = 50
 #: The most entries one export carries; a wider range is refused (narrow the filters).
@@ -198,6 +199,13 @@ class AuditRow:
     leaf_hash: bytes = field(repr=False)
     #: The supplier acting, when one is (suppliers are named, not pseudonymous).
     supplier_id: str | None = None
+    #: The bytes the leaf commits to (format 2 only: format-1 entries commit to raw customer
+    #: ids, so theirs is not shown), for recomputing the leaf hash per docs/LOG_FORMAT.md.
+    canonical: bytes | None = field(default=None, repr=False)
+
+    @property
+    def canonical_b64(self) -> str | None:
+        return None if self.canonical is None else base64.b64encode(self.canonical).decode()
 
     @property
     def leaf_b64(self) -> str:
@@ -259,6 +267,7 @@ def rows_of(
             customer=pseudonym(e.customer_id) if e.customer_id else None,
             leaf_hash=bytes(e.leaf_hash),
             supplier_id=e.actor_id if e.actor_type == ActorType.SUPPLIER else None,
+            canonical=canonical_v2(e) if e.version == ENTRY_V2 else None,
         )
         for e in entries
     ]
@@ -509,6 +518,7 @@ def export_document(found: Export) -> dict[str, Any]:
                 "reason": e.row.reason,
                 "customer": e.row.customer,
                 "leaf_hash": e.row.leaf_b64,
+                "canonical": e.row.canonical_b64,
                 "proof": [_b64(node) for node in e.proof] if e.proof is not None else None,
             }
             for e in found.entries
@@ -533,6 +543,7 @@ CSV_COLUMNS = (
     "tree_root",
     "tree_source",
     "checkpoint",
+    "canonical",
 )
 
 
@@ -564,6 +575,7 @@ def export_rows(found: Export) -> Iterable[list[str]]:
             _b64(head.root),
             head.source,
             (head.checkpoint or "") if number == 0 else "",
+            e.row.canonical_b64 or "",
         ]
 
 

@@ -463,6 +463,10 @@ def test_json_export_proofs_verify_against_the_current_tree(
     body = answer.get_data(as_text=True)
     assert world["ada"] not in body
     assert "ada@example.org" not in body
+    for item in doc["entries"]:  # the leaf recomputed from the bytes it commits to
+        canonical = base64.b64decode(item["canonical"])
+        assert merkle.leaf_hash(canonical) == base64.b64decode(item["leaf_hash"])
+        assert world["ada"].encode() not in canonical
     # a leaf hash that is not the entry's fails
     item = doc["entries"][0]
     with pytest.raises(merkle.ProofError):
