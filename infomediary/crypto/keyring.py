@@ -36,6 +36,7 @@ NAMED_KEYS = (
     "purchase_index",
     "log_commitment",
     "log_signing",
+    "auditor_sealing",
 )
 
 

@@ -3,7 +3,8 @@
 An auditor's address is personal data: it is kept only as a keyed blind index (domain
 ``auditor-email``, so it never matches a customer's) and sealed for the operator's list. The
 TOTP secret (RFC 6238, 30-second steps, six digits) is sealed too, under an AES-256-GCM key
-derived from the keyring with HKDF (RFC 5869) for this use alone, with the auditor's id and
+derived with HKDF (RFC 5869) from the keyring's own ``auditor_sealing`` key (no other use
+shares it), with the auditor's id and
 the field as associated data. A code is accepted in the step it belongs to or one either
 side (clock drift), and only for a step later than the last one accepted (RFC 6238 §5.2:
 "the verifier MUST NOT accept the second attempt of the OTP after the successful validation
@@ -75,7 +76,7 @@ def email_index(inst: Instance, email: str) -> bytes:
 
 def _aead(inst: Instance) -> AESGCM:
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(
-        inst.keyring.secret("blind_index")
+        inst.keyring.secret("auditor_sealing")
     )
     return AESGCM(key)
 
