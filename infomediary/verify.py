@@ -91,6 +91,7 @@ class Report:
     #: What was not checked and not asked for (a detail the file could not open).
     notes: list[str] = field(default_factory=list)
     origin: str = ""
+    customer_id: str = ""
     key: str = ""
     key_trusted: bool = False
     checkpoint: note.Checkpoint | None = None
@@ -246,8 +247,8 @@ class _Checker:
         origin: str | None,
     ) -> None:
         self.doc = document
-        self.report = Report()
         self.customer_id = str(document["customer_id"])
+        self.report = Report(customer_id=self.customer_id)
         self.trusted = key
         self.origin = origin
         self.checked: dict[int, _Checked] = {}
@@ -623,6 +624,7 @@ def render(path: str, report: Report, out: TextIO) -> None:
     checkpoint = report.checkpoint
     line(f"Checking {path}")
     line(f"  log:        {report.origin or '(unknown)'}")
+    line(f"  customer:   {report.customer_id} (the entries are checked to be this customer's)")
     trust = "the key you gave" if report.key_trusted else "the file's own key, NOT one you trust"
     line(f"  key:        {report.key or '(none)'} ({trust})")
     if checkpoint is not None:
