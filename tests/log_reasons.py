@@ -1,7 +1,7 @@
 """How a test reads an access-log entry's reason: as a person is shown it, or by its code.
 
-A format-2 entry commits to a structured reason (``reason_data``); its ``reason`` column is only
-a convenience copy, so tests read what is rendered from the structure, or the structure itself.
+A format-2 entry commits to a structured reason (``reason_data``) and leaves its ``reason`` column
+empty, so tests read what is rendered from the structure, or the structure itself.
 """
 
 from __future__ import annotations

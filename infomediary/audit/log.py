@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, column, select, table
 from sqlalchemy.orm import Session
 
 from infomediary.audit.members import member_tree
-from infomediary.audit.reasons import Reason, reason_of, render
+from infomediary.audit.reasons import Reason, reason_of
 from infomediary.models import AccessLogEntry, LogHead, LogNode, utcnow
 from infomediary.tlog import entry as entry_v2
 from infomediary.tlog import merkle
@@ -246,7 +246,7 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
         categories=",".join(sorted(event.categories)),
         purpose=event.purpose,
         outcome="allowed" if event.allowed else "denied",
-        reason=render(reason_json)[:REASON_LENGTH],
+        reason="",  # format 2 commits to reason_data; the sentence is rendered when shown
         reason_data=reason_json,
         request_id=event.request_id,
         detail=_blob(event.detail),
@@ -537,9 +537,18 @@ def _check_entry(row: Sequence[Any], keys: LogKeys | None) -> None:
         raise _Failure(seq, f"entry {seq} has an unknown format {version}")
     if leaf != row[_LEAF]:
         raise _Failure(seq, f"entry {seq} was altered after it was written")
-    if version != entry_v2.VERSION or keys is None:
+    if version != entry_v2.VERSION:
         return
     customer_id, commitment = row[_CUSTOMER_ID], row[_COMMITMENT]
+    detail, digest = row[_DETAIL], row[_DETAIL_HASH]
+    if (detail is None) != (digest is None) or (
+        customer_id is None  # a detail naming no one is stored as it is hashed
+        and detail is not None
+        and entry_v2.detail_hash(bytes(detail)) != digest
+    ):
+        raise _Failure(seq, f"entry {seq}'s detail was altered after it was written")
+    if keys is None:
+        return
     if (customer_id is None) != (commitment is None) or (
         customer_id is not None
         and not hmac.compare_digest(keys.customer_commitment(seq, customer_id), commitment)
@@ -576,6 +585,8 @@ def verify(
     size = 0
     prev = GENESIS
     try:
+        while want and want[0].size == 0:  # the empty tree: its root is the hash of nothing
+            _check_root(want.pop(0), merkle.EMPTY_ROOT, checked)
         for rows in _rows(session, batch):
             completed: list[tuple[int, int, bytes]] = []
             for row in rows:
@@ -606,8 +617,6 @@ def verify(
         _check_nodes(session, pending)
         frontier = [node for _, node in stack]
         root = merkle.frontier_root(frontier)
-        while want and want[0].size == 0:
-            _check_root(want.pop(0), root if size == 0 else merkle.EMPTY_ROOT, checked)
         if want:
             missing = want[0]
             raise _Failure(

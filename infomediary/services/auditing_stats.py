@@ -66,7 +66,13 @@ MAX_DAYS = 366
 DEFAULT_DAYS = 30
 #: At most this many entries outside a grant's purpose are listed (all are counted).
 LISTED = 50
+#: Format-1 entries said it in words; format-2 entries by these reason codes.
 _BUDGET_WORDS = ("%budget exhausted%", "%budget%exhausted%")
+_BUDGET_CODES = (
+    "broker.count_refused_budget",
+    "offers.refused_budget",
+    "offers.totals_not_refreshed",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +235,7 @@ def _budget_flags(
 ) -> list[Anomaly]:
     words = or_(
         *(AccessLogEntry.reason.like(w) for w in _BUDGET_WORDS),
-        *(AccessLogEntry.reason_data.like(w) for w in _BUDGET_WORDS),
+        *(AccessLogEntry.reason_data.like(f'{{"code":"{c}"%') for c in _BUDGET_CODES),
     )
     refused = session.execute(
         select(AccessLogEntry.actor_id, func.count())

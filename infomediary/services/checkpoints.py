@@ -84,7 +84,10 @@ def latest_note(session: Session, raw_size: object = None) -> str:
 def _size(raw: object) -> int:
     if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
         raise InvalidProofRequest({"size": "a whole number"})
-    return int(raw)
+    size = int(raw)
+    if size >= 1 << 63:
+        raise InvalidProofRequest({"size": f"from 0 to {(1 << 63) - 1}"})
+    return size
 
 
 def sizes(session: Session, *, before: int | None = None, limit: int = 100) -> list[int]:
@@ -120,6 +123,8 @@ def sign(session: Session, inst: Instance, *, at: datetime | None = None) -> Sig
         # the head's row lock orders this after any append in flight: size and root agree
         session.execute(select(LogHead.id).where(LogHead.id == 1).with_for_update())
         size, root = current_root(session)
+        if size == 0:
+            raise NoCheckpoint("The access log is empty: there is nothing to sign yet.")
         last = latest(session)
         if last is not None and last.size == size:
             return Signed(SignedCheckpoint.of(last), False)
@@ -142,7 +147,8 @@ def _job(session: Session, inst: Instance, run: jobs.JobRun) -> datetime:
     last = None
     with unit_of_work(session):
         last = latest(session)
-        grew = last is None or current_root(session)[0] != last.size
+        size = current_root(session)[0]
+        grew = size > 0 and (last is None or size != last.size)
     if grew:
         sign(session, inst, at=run.now)
     return run.now + timedelta(seconds=inst.settings.checkpoint_seconds)

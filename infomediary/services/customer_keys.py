@@ -5,6 +5,7 @@ personal data builds on it, and it builds on no other use case."""
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 from typing import Any
@@ -15,6 +16,7 @@ from infomediary.audit.log import Sealed
 from infomediary.crypto.vault import CustomerKey, DecryptionError, json_bytes
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
+from infomediary.logs import get_logger
 from infomediary.models import Customer, DataKey
 from infomediary.tlog import entry as entry_v2
 from policies.taxonomy import CATEGORIES
@@ -26,6 +28,8 @@ def customer_key(session: Session, inst: Instance, customer_id: str) -> Customer
         raise NotFound("No such customer.")
     return inst.vault.unwrap(customer_id, row.dek_version, row.kek_version, row.wrapped_key)
 
+
+log = get_logger("customer_keys")
 
 #: The detail's member holding its salt: 16 random bytes, base64.
 SALT = "salt"
@@ -67,10 +71,17 @@ def logged_categories(
     }
 
 
-def open_detail(inst: Instance, key: CustomerKey | None, blob: bytes | None) -> Any:
-    """An entry's detail as the customer reads it (its salt left out)."""
+def open_detail(
+    inst: Instance, key: CustomerKey | None, blob: bytes | None, digest: bytes | None = None
+) -> Any:
+    """An entry's detail as the customer reads it (its salt left out). With ``digest`` (the
+    entry's ``detail_hash``), a detail that is not the one the entry committed to (another
+    entry's of the same customer, put in its place) is not shown."""
     plaintext = open_detail_bytes(inst, key, blob)
     if plaintext is None:
+        return None
+    if digest is not None and not hmac.compare_digest(entry_v2.detail_hash(plaintext), digest):
+        log.warning("an access-log entry's detail does not match the hash its entry commits to")
         return None
     detail = json.loads(plaintext)
     if isinstance(detail, dict):

@@ -129,7 +129,7 @@ def timeline_item(
         action=row.action,
         categories=tuple(
             detail["categories"]
-            if isinstance(detail := open_detail(inst, key, row.detail), dict)
+            if isinstance(detail := open_detail(inst, key, row.detail, row.detail_hash), dict)
             and "categories" in detail
             else (c for c in row.categories.split(",") if c)
         ),

@@ -179,7 +179,8 @@ def test_concurrent_appends_from_several_processes(inst, base_config) -> None:
         assert process.exitcode == 0
     with inst.sessions() as session:
         result = verify(session)
-        reasons = set(session.execute(select(AccessLogEntry.reason)).scalars())
+        stored = session.execute(select(AccessLogEntry.reason_data)).scalars()
+        reasons = {render(data) for data in stored}
     assert result.ok, result.problem
     assert result.size == workers * each
     assert reasons == {f"{w}:{n}" for w in range(workers) for n in range(each)}

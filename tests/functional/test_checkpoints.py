@@ -26,7 +26,7 @@ from infomediary.audit.log import (
 )
 from infomediary.audit.reasons import Reason
 from infomediary.cli import main
-from infomediary.errors import BadCheckpoint
+from infomediary.errors import BadCheckpoint, NoCheckpoint
 from infomediary.models import AccessLogEntry, Job, LogCheckpoint, LogHead, LogNode, utcnow
 from infomediary.services import checkpoints, jobs
 from infomediary.tlog import merkle, note
@@ -328,3 +328,28 @@ def test_the_app_worker_schedules_checkpoints(base_config) -> None:
     finally:
         app.extensions["infomediary.jobs"].stop()
         app.extensions["infomediary"].close()
+
+
+def test_an_empty_log_is_not_signed_and_an_empty_checkpoint_agrees(inst, client) -> None:
+    with inst.sessions() as session, pytest.raises(NoCheckpoint, match="empty"):
+        checkpoints.sign(session, inst)
+    checkpoints.schedule(inst)
+    jobs.run_pending(inst)  # the job passes over an empty log
+    with inst.sessions() as session:
+        assert session.execute(select(func.count()).select_from(LogCheckpoint)).scalar_one() == 0
+    grow(inst, 3)
+    sign(inst)
+    empty = note.Checkpoint("localhost/log", 0, merkle.EMPTY_ROOT).text()
+    kept_empty = checkpoints.Kept("empty", checkpoints.signer(inst).sign(empty))
+    report = verify_log(inst, kept_empty)
+    assert report.result.ok, report.result.problem
+    assert report.result.checked == (0, 3)
+
+
+@pytest.mark.parametrize("size", ["9999999999999999999", "9223372036854775808"])
+def test_a_checkpoint_size_past_any_log_is_a_400(inst, client, size: str) -> None:
+    grow(inst, 2)
+    sign(inst)
+    answer = client.get(f"/api/v1/log/checkpoint?size={size}")
+    assert answer.status_code == 400
+    assert answer.json["code"] == "invalid_proof_request"

@@ -252,3 +252,43 @@ def test_a_session_without_the_logs_keys_cannot_write_a_customers_entry(inst) ->
             append(bare, LogEvent(SUPPLIER, "read", "cust-1"))
         append(bare, LogEvent(SUPPLIER, "read", None))  # names no one: no key needed
         bare.rollback()
+
+
+def test_a_counts_detail_altered_after_the_entry_is_caught(inst) -> None:
+    criteria = json.dumps({"epsilon": 0.1, "released": [120]}).encode()
+    with inst.sessions() as session:
+        row = append(
+            session,
+            LogEvent(SUPPLIER, "count", None, detail=criteria, members=BitMap([1]).serialize()),
+        )
+        session.commit()
+        seq = row.seq
+    with inst.sessions() as session:
+        assert verify(session).ok
+        session.execute(
+            update(AccessLogEntry)
+            .where(AccessLogEntry.seq == seq)
+            .values(detail=json.dumps({"epsilon": 0.01, "released": [99]}).encode())
+        )
+        session.commit()
+    with inst.sessions() as session:
+        result = verify(session)
+    assert not result.ok
+    assert result.problem == f"entry {seq}'s detail was altered after it was written"
+
+
+def test_a_detail_swapped_between_a_customers_entries_is_not_shown(inst) -> None:
+    customer_id = make_customer(inst)
+    with inst.sessions() as session:
+        key = customer_key(session, inst, customer_id)
+        one = append(
+            session,
+            LogEvent(SUPPLIER, "read", customer_id, detail=seal_detail(inst, key, {"n": 1})),
+        )
+        two = append(
+            session,
+            LogEvent(SUPPLIER, "read", customer_id, detail=seal_detail(inst, key, {"n": 2})),
+        )
+        session.commit()
+        assert open_detail(inst, key, one.detail, one.detail_hash) == {"n": 1}
+        assert open_detail(inst, key, two.detail, one.detail_hash) is None

@@ -342,3 +342,11 @@ def test_budget_flags_read_refusals_and_the_spend(inst: Instance) -> None:
         found = auditing_stats.anomalies(session, inst, span, CTX)
     flagged = {a.supplier for a in found if a.kind == "budget_exhausted"}
     assert flagged == {"Refused Counts", "Big Spender"}
+
+
+def test_the_budget_anomaly_knows_every_code_a_budget_refusal_is_written_with() -> None:
+    from infomediary.audit.reasons import CATALOGUE
+    from infomediary.services.auditing_stats import _BUDGET_CODES
+
+    assert set(_BUDGET_CODES) <= CATALOGUE.keys()
+    assert {c for c, text in CATALOGUE.items() if "budget exhausted" in text} == set(_BUDGET_CODES)

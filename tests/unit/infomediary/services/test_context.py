@@ -16,6 +16,7 @@ from infomediary.audit.log import Actor, ActorType, LogEvent, Sealed, append, ve
 from infomediary.models import AccessLogEntry
 from infomediary.services import REASON_LENGTH, Context
 from infomediary.services.refusals import record_refusal, refuse_supplier
+from tests.log_reasons import shown
 
 SERVICES = Path(__file__).resolve().parents[4] / "infomediary" / "services"
 #: Where entries are defined (``Context``, the unit of work's ``refuse``), and the modules of
@@ -45,7 +46,7 @@ def test_log_appends_the_entry_of_this_actor_in_this_request(inst) -> None:
         [entry] = entries(session)
         assert (entry.actor_type, entry.actor_id) == ("supplier", "sup-1")
         assert entry.request_id == "req-42"
-        assert (entry.action, entry.customer_id, entry.reason) == (
+        assert (entry.action, entry.customer_id, shown(entry)) == (
             "read",
             "cust-1",
             "policy allows",
@@ -122,7 +123,7 @@ def test_denied_marks_the_entry_refused_and_cuts_its_reason_to_the_column(inst) 
         append(session, refused)
         session.commit()
         [entry] = entries(session)
-        assert (entry.outcome, entry.reason, entry.request_id) == (
+        assert (entry.outcome, shown(entry), entry.request_id) == (
             "denied",
             long[:REASON_LENGTH],
             "req-9",
@@ -148,7 +149,7 @@ def test_a_refusal_drops_the_work_and_commits_only_its_denied_entry(inst) -> Non
             "req-3",
         )
         assert (entry.action, entry.outcome, entry.categories) == ("consent", "denied", "account")
-        assert entry.reason == "address not yet confirmed"
+        assert shown(entry) == "address not yet confirmed"
 
 
 def test_refuse_supplier_logs_the_suppliers_refused_access(inst) -> None:
@@ -169,7 +170,7 @@ def test_refuse_supplier_logs_the_suppliers_refused_access(inst) -> None:
             "req-5",
         )
         assert (entry.action, entry.customer_id, entry.outcome) == ("read", "cust-1", "denied")
-        assert (entry.reason, entry.purpose, entry.categories) == (
+        assert (shown(entry), entry.purpose, entry.categories) == (
             "consent revoked",
             "marketing",
             "identity",
