@@ -61,14 +61,24 @@ def customer_pseudonym(inst: Instance, auditor_id: str, customer_id: str) -> str
     return PSEUDONYM_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+#: The dates a filter may name: the log holds nothing before 1970, and a range's arithmetic
+#: (a day after, a week before) stays within what a date can hold.
+FIRST_DATE = date(1970, 1, 1)
+LAST_DATE = date(9999, 12, 1)
+
+
 def _date(name: str, raw: str | None, errors: dict[str, str]) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        found = date.fromisoformat(raw)
     except ValueError:
         errors[name] = "A date as YYYY-MM-DD."
         return None
+    if not FIRST_DATE <= found <= LAST_DATE:
+        errors[name] = f"A date from {FIRST_DATE} to {LAST_DATE}."
+        return None
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ from infomediary.services import Context
 from infomediary.services.auditing import (
     AUDIT_CATEGORIES,
     AUDIT_PURPOSE,
+    FIRST_DATE,
+    LAST_DATE,
     AuditRow,
     Names,
     day_start,
@@ -90,6 +92,10 @@ class Range:
                 parsed[name] = date.fromisoformat(raw) if raw else None
             except ValueError:
                 errors[name] = "A date as YYYY-MM-DD."
+                continue
+            value = parsed[name]
+            if value is not None and not FIRST_DATE <= value <= LAST_DATE:
+                errors[name] = f"A date from {FIRST_DATE} to {LAST_DATE}."
         if errors:
             raise InvalidAuditFilter(errors, "Some filters are not understood.")
         end = parsed["until"] or today

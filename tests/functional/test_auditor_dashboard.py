@@ -279,6 +279,8 @@ def test_filters_narrow_the_search(
         {"actor": "robot"},
         {"before": "-1"},
         {"action": "READ;"},
+        {"until": "9999-12-31"},
+        {"since": "0001-01-01"},
     ],
 )
 def test_a_bad_filter_is_a_friendly_400(logged_in: FlaskClient, args: dict[str, str]) -> None:
@@ -562,3 +564,21 @@ def test_verify_now_is_rate_limited(logged_in: FlaskClient) -> None:
 def test_exports_are_rate_limited_per_auditor(logged_in: FlaskClient) -> None:
     answers = [logged_in.get("/audit/export.json").status_code for _ in range(11)]
     assert answers == [200] * 10 + [429]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/audit/export.json?until=9999-12-31",
+        "/audit/export.csv?until=9999-12-31",
+        "/audit/anomalies?since=9999-12-20&until=9999-12-31",
+        "/audit/anomalies?since=0001-01-01&until=0001-01-05",
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_are_a_400_not_a_500(
+    logged_in: FlaskClient, path: str
+) -> None:
+    answer = logged_in.get(path, headers={"Accept": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json is not None
+    assert answer.json["code"] == "invalid_audit_filter"
