@@ -64,8 +64,8 @@ CANNOT = (
     "you: the log commits to entries, not to whom they are about",
     "that a supplier received what an entry says: the supplier's copy of a count is not in "
     "the log, so that it equals the log's cannot be checked",
-    "that a member record is yours: that needs the entry's member key, which the log can "
-    "disclose for one entry (to a referee) without disclosing any other",
+    "that the member number a count's record binds is yours: the record opens to that "
+    "number, and that the number is yours is the log's statement",
     "the sentences: reasons are written from the structured reason when shown; the "
     "structured reason is what is checked",
     "the details of format-1 entries: they commit to the ciphertext, not the plaintext",
@@ -466,8 +466,14 @@ class _Checker:
             self.problem(f"{name}: it holds no membership proof")
             return
         try:
+            record = entry_v2.member_record(
+                _bytes(proof.get("opening"), "the member's opening", entry_v2.RECORD_SIZE),
+                _int(proof.get("ordinal"), "the member's ordinal"),
+            )
+            if record != _bytes(proof.get("record"), "the member record", entry_v2.RECORD_SIZE):
+                raise merkle.ProofError("the member record is not the one its opening gives")
             entry_v2.verify_membership(
-                _bytes(proof.get("record"), "the member record", entry_v2.RECORD_SIZE),
+                record,
                 _bytes(
                     proof.get("bucket"),
                     "the bucket",
@@ -478,7 +484,7 @@ class _Checker:
                 _hashes(proof.get("proof"), "the membership proof"),
                 fields.members,
             )
-        except merkle.ProofError as exc:
+        except (merkle.ProofError, entry_v2.EntryError) as exc:
             self.problem(f"{name}: the membership proof fails: {exc}")
             return
         self.report.membership += 1

@@ -359,6 +359,8 @@ class _Builder:
         proof = counted.proof
         body["release"] = counted.release
         body["membership"] = {
+            "ordinal": proof.ordinal,
+            "opening": _b64(proof.opening),
             "record": _b64(proof.record),
             "bucket": _b64(proof.bucket),
             "leaf_index": proof.leaf_index,

@@ -35,6 +35,7 @@ VERSION = 2
 MAGIC = b"infomediary/log-entry/v2\n"
 CUSTOMER_TAG = b"infomediary/log/customer/v2\x00"
 DETAIL_TAG = b"infomediary/log/detail/v2\x00"
+MEMBER_TAG = b"infomediary/log/member/v2\x00"
 #: The order of the length-prefixed fields after ``seq`` and ``time``.
 FIELDS = (
     "actor_type",
@@ -163,6 +164,15 @@ def customer_commitment(opening: bytes, customer_id: str) -> bytes:
 def detail_hash(plaintext: bytes) -> bytes:
     """What an entry commits to for its detail: the hash of the plaintext (salt included)."""
     return hashlib.sha256(DETAIL_TAG + plaintext).digest()
+
+
+def member_record(opening: bytes, ordinal: int) -> bytes:
+    """A member's record in a member tree: ``SHA-256(MEMBER_TAG || opening || ordinal)``, cut
+    to 16 bytes, the ordinal as 4 bytes big-endian. The 16-byte ``opening`` is the log's to
+    give (to that member only): without it a record names no one."""
+    if len(opening) != RECORD_SIZE or not 0 <= ordinal < 1 << 32:
+        raise EntryError("a member's opening is 16 bytes and an ordinal 32 bits")
+    return hashlib.sha256(MEMBER_TAG + opening + ordinal.to_bytes(4, "big")).digest()[:RECORD_SIZE]
 
 
 def member_leaf_hash(bucket: bytes) -> bytes:

@@ -162,6 +162,7 @@ def test_an_aggregate_entry_commits_to_its_members_tree_and_each_member_proves_i
                 row.member_root,
             )
             assert ordinal.to_bytes(16, "big") not in proof.bucket
+            assert proof.record == entry_v2.member_record(proof.opening, ordinal)
         assert tree.proof(4) is None
 
 

@@ -398,8 +398,22 @@ def test_an_altered_membership_proof_is_named(scenario: Scenario, tmp_path: Path
     )
     assert found[1] == (
         f"entry {other['seq']} (a count you were part of): the membership proof fails: the "
-        "member record is not in its bucket"
+        "member record is not the one its opening gives"
     )
+
+
+def test_a_member_record_that_is_not_the_members_own_is_refused(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """A record made from another opening for the same member number, consistent with itself,
+    is not in the tree: an opening cannot be invented."""
+    document = scenario.download()
+    counted = document["counted_in"][0]["membership"]
+    counted["opening"] = b64(bytes(16))
+    counted["record"] = b64(entry_v2.member_record(bytes(16), counted["ordinal"]))
+    status, output = run(tmp_path, document)
+    assert status == verify.FAILED
+    assert problems(output)[0].endswith("the member record is not in its bucket")
 
 
 def test_a_broken_link_between_neighbours_is_named(scenario: Scenario, tmp_path: Path) -> None:
