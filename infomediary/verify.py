@@ -40,7 +40,10 @@ from infomediary.tlog import merkle, note
 from infomediary.tlog.entry_v1 import EntryV1Error, canonical_v1
 
 FORMAT = "infomediary-log-proofs/1"
-OK, FAILED, BAD_INPUT = 0, 1, 2
+#: Exit statuses: every check passed under a key you gave; a check failed (or one asked for
+#: could not be made); the input is not a proof file; every check passed, but only under the
+#: key the file carries, which proves nothing by itself.
+OK, FAILED, BAD_INPUT, UNTRUSTED = 0, 1, 2, 3
 #: The member of a detail holding its salt (left out of the readable copy).
 SALT = "salt"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,7 +108,9 @@ class Report:
 
     @property
     def status(self) -> int:
-        return FAILED if self.problems or self.unchecked else OK
+        if self.problems or self.unchecked:
+            return FAILED
+        return OK if self.key_trusted else UNTRUSTED
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -654,7 +659,12 @@ def render(path: str, report: Report, out: TextIO) -> None:
         for item in report.notes:
             line(f"  {item}")
     line()
-    signature = "good" if report.signature_ok else "NOT verified"
+    if not report.signature_ok:
+        signature = "NOT verified"
+    elif report.key_trusted:
+        signature = "good under the key you gave"
+    else:
+        signature = "valid under the file's own key, which you have not checked"
     line(
         f"Summary: {report.entries} entries of yours and {report.counts} counts you were part "
         f"of; checkpoint signature {signature}; {report.inclusion} inclusion proofs, "

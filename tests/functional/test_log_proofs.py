@@ -20,7 +20,7 @@ from infomediary import verify
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, LogCheckpoint, Release
-from infomediary.services import Context, log_proofs
+from infomediary.services import Context, checkpoints, log_proofs
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer
 from tests.functional.test_broker_privacy import count, new_supplier, person
@@ -178,7 +178,9 @@ def test_since_gives_a_consistency_proof_and_a_bad_one_is_refused_or_noted(
         (first["tree_size"], second["tree_size"])
     ]
     assert "since" in second["consistency"][0]["why"]
-    status, output = checked(tmp_path, second, "--checkpoint", str(old))
+    status, output = checked(
+        tmp_path, second, "--checkpoint", str(old), "--key", checkpoints.verifier_key(inst)
+    )
     assert status == verify.OK, output
     assert "1 older checkpoints checked" in output
 
@@ -225,7 +227,7 @@ def test_pages_cover_every_entry_and_count_once(
     assert len(counts) == len(set(counts)) == 3
     assert counts == sorted(counts, reverse=True)
     for number, page in enumerate(pages):
-        status, output = checked(tmp_path, page)
+        status, output = checked(tmp_path, page, "--key", checkpoints.verifier_key(inst))
         assert status == verify.OK, (number, output)
 
 

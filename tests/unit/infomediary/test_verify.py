@@ -178,13 +178,13 @@ def test_an_intact_file_passes_and_says_what_it_cannot_check(
     assert [e["format"] for e in document["entries"]].count(1) == 1
     assert len(document["counted_in"]) == 2
     status, output = run(tmp_path, document)
-    assert status == verify.OK, output
+    assert status == verify.UNTRUSTED, output  # no key of one's own given: not a pass
     assert problems(output) == []
     summary = next(line for line in output.splitlines() if line.startswith("Summary:"))
     entries = len(document["entries"])
     assert f"{entries} entries of yours and 2 counts" in summary
     assert f"{entries + 2} inclusion proofs, 2 membership proofs" in summary
-    assert "checkpoint signature good" in summary
+    assert "checkpoint signature valid under the file's own key, which you have not" in summary
     assert "the file's own key, NOT one you trust" in output
     assert "proves nothing by itself" in output
     assert "What it cannot check:" in output
@@ -302,7 +302,7 @@ def test_a_file_signed_by_another_key_of_its_own_fails_under_the_real_key(
     document["vkey"] = signer.verifier.vkey
     text = document["checkpoint"][: document["checkpoint"].index("\n\n") + 1]
     document["checkpoint"] = signer.sign(text)
-    assert run(tmp_path, document)[0] == verify.OK
+    assert run(tmp_path, document)[0] == verify.UNTRUSTED  # consistent, under its own key
     status, output = run(tmp_path, document, "--key", checkpoints.verifier_key(scenario.inst))
     assert status == verify.FAILED
     assert any(p.startswith("checkpoint: the note is not signed by") for p in problems(output))
@@ -317,7 +317,8 @@ def test_another_origin_given_with_origin_is_named(scenario: Scenario, tmp_path:
         f"checkpoint: the checkpoint is of another log: {document['origin']}, not "
         "elsewhere.example/log",
     ]
-    assert run(tmp_path, document, "--origin", document["origin"])[0] == verify.OK
+    key = checkpoints.verifier_key(scenario.inst)
+    assert run(tmp_path, document, "--origin", document["origin"], "--key", key)[0] == verify.OK
 
 
 def test_an_entry_past_the_checkpoint_is_named(scenario: Scenario, tmp_path: Path) -> None:
@@ -463,7 +464,16 @@ def test_a_later_file_extends_an_earlier_one(scenario: Scenario, tmp_path: Path)
     note_file.write_text(first["checkpoint"])
     count(scenario.inst, new_supplier(scenario.inst, "Beta"), TAS)
     later = scenario.download()  # the earlier download's checkpoint is proved without since
-    status, output = run(tmp_path, later, "--checkpoint", str(old), "--checkpoint", str(note_file))
+    status, output = run(
+        tmp_path,
+        later,
+        "--checkpoint",
+        str(old),
+        "--checkpoint",
+        str(note_file),
+        "--key",
+        checkpoints.verifier_key(scenario.inst),
+    )
     assert status == verify.OK, output
     assert "2 older checkpoints checked" in output
 
@@ -661,7 +671,7 @@ def test_the_command_runs_in_a_bare_interpreter_and_loads_nothing_of_the_app(
         check=False,
         cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == verify.UNTRUSTED, done.stderr  # no --key: passed, not trusted
     assert "No problems found." in done.stdout
     probe = (
         "import runpy, sys\n"
@@ -679,7 +689,7 @@ def test_the_command_runs_in_a_bare_interpreter_and_loads_nothing_of_the_app(
         check=True,
         cwd=tmp_path,
     )
-    assert loaded.stdout.splitlines()[-1] == "0 []"
+    assert loaded.stdout.splitlines()[-1] == f"{verify.UNTRUSTED} []"
     assert (
         "cryptography"
         in subprocess.run(
