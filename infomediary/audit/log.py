@@ -33,7 +33,7 @@ from enum import StrEnum
 from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import bindparam, column, select, table
+from sqlalchemy import bindparam, column, select, table, tuple_
 from sqlalchemy.orm import Session
 
 from infomediary.audit.members import member_tree
@@ -287,28 +287,76 @@ def _split(joined: bytes) -> list[bytes]:
     return [joined[i : i + merkle.HASH_SIZE] for i in range(0, len(joined), merkle.HASH_SIZE)]
 
 
-class StoredTree:
-    """The log's Merkle tree as the database stores it: leaves are the entries' leaf hashes,
-    interior perfect subtrees are ``log_nodes``; a proof reads O(log n) rows."""
+class _Wanted:
+    """A stand-in tree that records which perfect subtrees a proof reads: a proof's path
+    depends on the index and sizes alone, never on the hashes."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self) -> None:
+        self.keys: set[tuple[int, int]] = set()
 
     def perfect_hash(self, level: int, index: int) -> bytes:
-        if level == 0:
-            found = self._session.execute(
-                select(AccessLogEntry.leaf_hash).where(AccessLogEntry.seq == index)
-            ).scalar_one_or_none()
-        else:
-            found = self._session.execute(
-                select(LogNode.hash).where(LogNode.level == level, LogNode.idx == index)
-            ).scalar_one_or_none()
-        if found is None:
-            raise merkle.ProofError(f"the log holds no subtree ({level}, {index})")
-        return bytes(found)
+        self.keys.add((level, index))
+        return bytes(merkle.HASH_SIZE)
 
     def range_hash(self, start: int, end: int) -> bytes:
         return merkle.range_hash_from(self, start, end)
+
+
+class StoredTree:
+    """The log's Merkle tree as the database stores it: leaves are the entries' leaf hashes,
+    interior perfect subtrees are ``log_nodes``. :meth:`inclusion_proof` and
+    :meth:`consistency_proof` list the O(log n) subtrees a proof needs first and read them in
+    two queries (leaves, then nodes); a lone :meth:`perfect_hash` reads one row."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._known: dict[tuple[int, int], bytes] = {}
+
+    def perfect_hash(self, level: int, index: int) -> bytes:
+        known = self._known.get((level, index))
+        if known is not None:
+            return known
+        self._load({(level, index)})
+        try:
+            return self._known[(level, index)]
+        except KeyError:
+            raise merkle.ProofError(f"the log holds no subtree ({level}, {index})") from None
+
+    def range_hash(self, start: int, end: int) -> bytes:
+        return merkle.range_hash_from(self, start, end)
+
+    def _load(self, keys: set[tuple[int, int]]) -> None:
+        leaves = [index for level, index in keys if level == 0]
+        nodes = [key for key in keys if key[0] > 0]
+        if leaves:
+            found = self._session.execute(
+                select(AccessLogEntry.seq, AccessLogEntry.leaf_hash).where(
+                    AccessLogEntry.seq.in_(leaves)
+                )
+            )
+            self._known.update(((0, int(seq)), bytes(leaf)) for seq, leaf in found)
+        if nodes:
+            rows = self._session.execute(
+                select(LogNode.level, LogNode.idx, LogNode.hash).where(
+                    tuple_(LogNode.level, LogNode.idx).in_(nodes)
+                )
+            )
+            self._known.update(((int(lv), int(ix)), bytes(node)) for lv, ix, node in rows)
+
+    def _prefetch(self, wanted: _Wanted) -> None:
+        self._load(wanted.keys - self._known.keys())
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        wanted = _Wanted()
+        merkle.inclusion_proof(wanted, index, size)
+        self._prefetch(wanted)
+        return merkle.inclusion_proof(self, index, size)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        wanted = _Wanted()
+        merkle.consistency_proof(wanted, first, second)
+        self._prefetch(wanted)
+        return merkle.consistency_proof(self, first, second)
 
 
 def tree_size(session: Session) -> int:

@@ -216,7 +216,7 @@ def receipt_proof(
             )
         size, root = int(found.size), bytes(found.root)
         try:
-            nodes = tuple(merkle.inclusion_proof(StoredTree(session), index, size))
+            nodes = tuple(StoredTree(session).inclusion_proof(index, size))
             merkle.verify_inclusion(index, size, leaf, nodes, root)
         except merkle.ProofError as exc:
             return ReceiptProof(

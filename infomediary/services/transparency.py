@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import StoredTree, tree_size
 from infomediary.errors import InvalidProofRequest
 from infomediary.services.uow import unit_of_work
-from infomediary.tlog import merkle
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +38,7 @@ def inclusion(session: Session, raw_index: object, raw_size: object) -> Proof:
         if current == 0:
             raise InvalidProofRequest({"size": "the log is empty"})
         index = _number("index", raw_index, 0, size - 1)
-        nodes = merkle.inclusion_proof(StoredTree(session), index, size)
+        nodes = StoredTree(session).inclusion_proof(index, size)
         return Proof(index, size, tuple(nodes))
 
 
@@ -51,5 +50,5 @@ def consistency(session: Session, raw_from: object, raw_to: object) -> Proof:
             raise InvalidProofRequest({"to": "the log is empty"})
         second = _number("to", raw_to, 1, current)
         first = _number("from", raw_from, 1, second)
-        nodes = merkle.consistency_proof(StoredTree(session), first, second)
+        nodes = StoredTree(session).consistency_proof(first, second)
         return Proof(first, second, tuple(nodes))

@@ -151,3 +151,31 @@ def test_bad_proof_requests_are_400s_naming_the_parameter(inst: Instance, client
         answer = client.get(f"/api/v1/log/proof/consistency?{query}")
         assert answer.status_code == 400, query
         assert answer.get_json()["code"] == "invalid_proof_request"
+
+
+def test_a_proof_reads_its_subtrees_in_two_queries(inst: Instance) -> None:
+    from sqlalchemy import event
+
+    grow(inst, 100)
+    with inst.sessions() as session:
+        held = leaves(session)
+        reference = MemoryTree(held)
+        statements: list[str] = []
+
+        def count(conn, cursor, statement, parameters, context, executemany) -> None:
+            statements.append(statement)
+
+        event.listen(inst.engine, "before_cursor_execute", count)
+        try:
+            for index, size in ((0, 100), (57, 100), (99, 100), (3, 64), (40, 77)):
+                statements.clear()
+                proof = StoredTree(session).inclusion_proof(index, size)
+                assert len(statements) <= 2
+                assert proof == inclusion_proof(reference, index, size)
+            for first, second in ((1, 100), (37, 100), (64, 77), (100, 100)):
+                statements.clear()
+                proof = StoredTree(session).consistency_proof(first, second)
+                assert len(statements) <= 2
+                assert proof == consistency_proof(reference, first, second)
+        finally:
+            event.remove(inst.engine, "before_cursor_execute", count)
