@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -55,7 +55,26 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(SNAPSHOT):
+            connection.exec_driver_sql("BEGIN")  # a WAL reader: a snapshot, no write lock
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: The execution option :func:`begin_snapshot` sets on SQLite.
+SNAPSHOT = "infomediary_snapshot"
+
+
+def begin_snapshot(session: Session) -> None:
+    """Begin the session's next transaction as a read-only snapshot, for a long read (the
+    log's verification) that must see one state and must not hold writers up: on SQLite a
+    deferred WAL read transaction (no write lock), on PostgreSQL REPEATABLE READ, READ ONLY.
+    Call it before the transaction's first statement."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={SNAPSHOT: True})
+    else:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        session.execute(text("SET TRANSACTION READ ONLY"))
 
 
 def rowcount(result: Any) -> int:

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from infomediary.audit.log import Actor, ActorType, append
-from infomediary.audit.reasons import render
+from infomediary.audit.reasons import Reason, render
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
@@ -81,7 +81,7 @@ def supplier_entry(
     purpose: str = "service",
     allowed: bool = True,
     action: str = "read",
-    reason: str = "profile read",
+    reason: str | Reason = "profile read",
     days_ago: int = 0,
 ) -> None:
     with inst.sessions() as session:
@@ -364,7 +364,7 @@ def test_anomaly_flags_from_constructed_data(
         None,
         action="count",
         allowed=False,
-        reason="count refused: privacy budget exhausted",
+        reason=Reason("broker.count_refused_budget"),
     )
     blocked = make_supplier(inst, name="Blocked Offers")
     customers = [make_customer(inst) for _ in range(4)]
