@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from infomediary.audit.log import Actor, ActorType, StoredTree, append, current_root
-from infomediary.audit.reasons import render
+from infomediary.audit.reasons import Reason, render
 from infomediary.errors import ExportTooLarge, InvalidAuditFilter, NotFound
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, ConsentGrant, utcnow
@@ -32,7 +32,7 @@ def entry(
     allowed: bool = True,
     purpose: str = "service",
     action: str = "read",
-    reason: str = "read",
+    reason: str | Reason = "read",
 ) -> None:
     with inst.sessions() as session:
         ev = Context.supplier(supplier_id).event(
@@ -330,7 +330,7 @@ def test_budget_flags_read_refusals_and_the_spend(inst: Instance) -> None:
 
     refused = make_supplier(inst, name="Refused Counts")
     spender = make_supplier(inst, name="Big Spender")
-    entry(inst, refused.id, allowed=False, reason="count refused: privacy budget exhausted")
+    entry(inst, refused.id, allowed=False, reason=Reason("broker.count_refused_budget"))
     settings = inst.settings
     with inst.sessions() as session:
         step = int(settings.broker_epsilon * budgets.MICRO)
