@@ -421,7 +421,10 @@ class _Checker:
                 self.problem(f"{name}: it commits to no detail, yet the file gives one")
             return
         if plaintext is None:
-            self.report.notes.append(f"{name}: its detail could not be opened; not checked")
+            if isinstance(shown, dict) and shown.get("detail") is not None:
+                self.problem(f"{name}: a detail is shown but none is given to check it against")
+            else:
+                self.report.notes.append(f"{name}: its detail could not be opened; not checked")
             return
         if entry_v2.detail_hash(plaintext) != fields.detail:
             self.problem(
@@ -434,6 +437,7 @@ class _Checker:
     def _shown(self, raw: dict[str, Any], name: str, fields: entry_v2.Entry) -> None:
         shown = raw.get("shown")
         if not isinstance(shown, dict):
+            self.problem(f"{name}: it holds no readable copy, or one that is not an object")
             return
         wrong = []
         if _micros(shown.get("time")) != fields.time_us:
@@ -568,7 +572,9 @@ class _Checker:
         if old.size > current.size:
             self.problem(
                 f"{label}: it holds {old.size} entries, more than this file's checkpoint "
-                f"({current.size}): the log does not extend it (it shrank, or is another log)"
+                f"({current.size}): the log does not extend it (it shrank, or is another log); "
+                "if it is in fact newer than this file, check it the other way round "
+                f"(GET /api/v1/log/proof/consistency?from={current.size}&to={old.size})"
             )
             return
         if old.size == current.size:

@@ -4,8 +4,10 @@ that check it, and verified on demand. Statistics and anomaly flags are in
 
 An auditor never sees a customer's id, only ``aud_`` + ``HMAC-SHA256(pseudonym key, "auditor"
 || 0x00 || auditor_id || 0x00 || customer_id)``: stable for one auditor (so their findings
-hold across pages and exports), unlinkable across auditors and to the suppliers' ``psn_``
-subjects. Nothing here opens an entry's ``detail``: what an auditor reads is what the
+hold across pages and exports), different for every auditor and from the suppliers' ``psn_``
+subjects. Two auditors who compare notes can match their pseudonyms through the entries both
+see (sequence numbers, leaf hashes), so the pseudonyms keep ids from auditors, not auditors
+from each other. Nothing here opens an entry's ``detail``: what an auditor reads is what the
 plaintext columns hold.
 
 **Every read is an access.** A page of search results, a statistics page or an export appends,

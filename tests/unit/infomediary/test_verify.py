@@ -511,7 +511,8 @@ def test_a_smaller_log_than_a_kept_checkpoint_is_named(scenario: Scenario, tmp_p
     assert problems(output) == [
         f"checkpoint {old}: it holds {first['tree_size']} entries, more than this file's "
         f"checkpoint ({second['tree_size']}): the log does not extend it (it shrank, or is "
-        "another log)"
+        "another log); if it is in fact newer than this file, check it the other way round "
+        f"(GET /api/v1/log/proof/consistency?from={second['tree_size']}&to={first['tree_size']})"
     ]
 
 
@@ -704,3 +705,23 @@ def test_the_command_runs_in_a_bare_interpreter_and_loads_nothing_of_the_app(
             check=True,
         ).stdout
     )  # the probe sees modules: it would see Flask too
+
+
+def test_a_readable_copy_that_cannot_be_checked_is_not_passed(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    document = scenario.download()
+    own = [e for e in document["entries"] if e["format"] == 2]
+    with_detail = next(e for e in own if e["openings"]["detail_plaintext"] is not None)
+    other = next(e for e in own if e is not with_detail)
+    other["shown"] = "anything"
+    with_detail["openings"]["detail_plaintext"] = None
+    with_detail["shown"]["detail"] = {"made": "up"}
+    status, output = run(tmp_path, document, "--key", checkpoints.verifier_key(scenario.inst))
+    assert status == verify.FAILED
+    found = problems(output)
+    assert f"entry {other['seq']}: it holds no readable copy, or one that is not an object" in found
+    assert (
+        f"entry {with_detail['seq']}: a detail is shown but none is given to check it against"
+        in found
+    )
