@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.members import member_tree
 from infomediary.audit.reasons import Reason, reason_of
-from infomediary.db import begin_snapshot
 from infomediary.models import AccessLogEntry, LogHead, LogNode, utcnow
 from infomediary.tlog import entry as entry_v2
 from infomediary.tlog import merkle
@@ -625,16 +624,6 @@ def verify(
     stored nodes, and the roots at the ``expected`` sizes; name the first thing that does not
     fit. With the log's keys (the instance's sessions carry them), a format-2 entry's customer
     commitment and member root are checked against its stored customer and members too."""
-    if session.in_transaction():
-        return _verify(session, batch, expected)
-    begin_snapshot(session)  # one state of the log, read without holding writers up
-    try:
-        return _verify(session, batch, expected)
-    finally:
-        session.rollback()  # the snapshot ends: the session is as it was
-
-
-def _verify(session: Session, batch: int, expected: tuple[ExpectedRoot, ...]) -> VerifyResult:
     keys = log_keys(session)
     head = session.get(LogHead, HEAD_ID)
     want = sorted(expected, key=lambda e: e.size)

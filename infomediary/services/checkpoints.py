@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import ExpectedRoot, VerifyResult, current_root, verify
 from infomediary.config import Settings
+from infomediary.db import begin_snapshot
 from infomediary.errors import BadCheckpoint, InvalidProofRequest, LogShrank, NoCheckpoint
 from infomediary.instance import Instance
 from infomediary.models import Job, LogCheckpoint, LogHead, utcnow
@@ -206,7 +207,10 @@ def verify_log(session: Session, inst: Instance, kept: tuple[Kept, ...] = ()) ->
     key = verifier(inst)
     expected: list[ExpectedRoot] = []
     with unit_of_work(session):
-        stored = list(session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size)).scalars())
+        stored = [
+            SignedCheckpoint.of(row)
+            for row in session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size)).scalars()
+        ]
     for row in stored:
         label = f"the stored checkpoint of size {row.size}"
         try:
@@ -220,5 +224,6 @@ def verify_log(session: Session, inst: Instance, kept: tuple[Kept, ...] = ()) ->
         expected.append(ExpectedRoot(row.size, row.root, label))
     expected.extend(ExpectedRoot(c.size, c.root, f"checkpoint {label}") for label, c in outside)
     with unit_of_work(session):
+        begin_snapshot(session)  # one state of the log, read without holding writers up
         result = verify(session, expected=tuple(expected))
     return LogReport(result, len(stored), len(outside))
