@@ -33,7 +33,7 @@ from enum import StrEnum
 from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import bindparam, column, select, table, tuple_
+from sqlalchemy import Select, bindparam, column, select, table, tuple_
 from sqlalchemy.orm import Session
 
 from infomediary.audit.members import member_tree
@@ -287,6 +287,17 @@ def _split(joined: bytes) -> list[bytes]:
     return [joined[i : i + merkle.HASH_SIZE] for i in range(0, len(joined), merkle.HASH_SIZE)]
 
 
+_RAW_NODES = table("log_nodes", column("level"), column("idx"), column("hash"))
+_LEAVES = (
+    select(column("seq"), column("leaf_hash"))
+    .select_from(table("access_log"))
+    .where(column("seq").in_(bindparam("seqs", expanding=True)))
+)
+_NODES: Select[Any] = select(_RAW_NODES.c.level, _RAW_NODES.c.idx, _RAW_NODES.c.hash).where(
+    tuple_(_RAW_NODES.c.level, _RAW_NODES.c.idx).in_(bindparam("keys", expanding=True))
+)
+
+
 class _Wanted:
     """A stand-in tree that records which perfect subtrees a proof reads: a proof's path
     depends on the index and sizes alone, never on the hashes."""
@@ -328,19 +339,12 @@ class StoredTree:
     def _load(self, keys: set[tuple[int, int]]) -> None:
         leaves = [index for level, index in keys if level == 0]
         nodes = [key for key in keys if key[0] > 0]
+        conn = self._session.connection()  # Core on untyped columns: no per-row processing
         if leaves:
-            found = self._session.execute(
-                select(AccessLogEntry.seq, AccessLogEntry.leaf_hash).where(
-                    AccessLogEntry.seq.in_(leaves)
-                )
-            )
+            found = conn.execute(_LEAVES, {"seqs": leaves})
             self._known.update(((0, int(seq)), bytes(leaf)) for seq, leaf in found)
         if nodes:
-            rows = self._session.execute(
-                select(LogNode.level, LogNode.idx, LogNode.hash).where(
-                    tuple_(LogNode.level, LogNode.idx).in_(nodes)
-                )
-            )
+            rows = conn.execute(_NODES, {"keys": nodes})
             self._known.update(((int(lv), int(ix)), bytes(node)) for lv, ix, node in rows)
 
     def _prefetch(self, wanted: _Wanted) -> None:
