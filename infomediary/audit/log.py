@@ -288,10 +288,9 @@ def _split(joined: bytes) -> list[bytes]:
 
 
 _RAW_NODES = table("log_nodes", column("level"), column("idx"), column("hash"))
-_LEAVES = (
-    select(column("seq"), column("leaf_hash"))
-    .select_from(table("access_log"))
-    .where(column("seq").in_(bindparam("seqs", expanding=True)))
+_RAW_LEAVES = table("access_log", column("seq"), column("leaf_hash"))
+_LEAVES: Select[Any] = select(_RAW_LEAVES.c.seq, _RAW_LEAVES.c.leaf_hash).where(
+    _RAW_LEAVES.c.seq.in_(bindparam("seqs", expanding=True))
 )
 _NODES: Select[Any] = select(_RAW_NODES.c.level, _RAW_NODES.c.idx, _RAW_NODES.c.hash).where(
     tuple_(_RAW_NODES.c.level, _RAW_NODES.c.idx).in_(bindparam("keys", expanding=True))
