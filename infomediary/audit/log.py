@@ -33,7 +33,7 @@ from enum import StrEnum
 from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import Select, bindparam, column, select, table, tuple_
+from sqlalchemy import Select, and_, bindparam, column, or_, select, table
 from sqlalchemy.orm import Session
 
 from infomediary.audit.members import member_tree
@@ -292,9 +292,19 @@ _RAW_LEAVES = table("access_log", column("seq"), column("leaf_hash"))
 _LEAVES: Select[Any] = select(_RAW_LEAVES.c.seq, _RAW_LEAVES.c.leaf_hash).where(
     _RAW_LEAVES.c.seq.in_(bindparam("seqs", expanding=True))
 )
-_NODES: Select[Any] = select(_RAW_NODES.c.level, _RAW_NODES.c.idx, _RAW_NODES.c.hash).where(
-    tuple_(_RAW_NODES.c.level, _RAW_NODES.c.idx).in_(bindparam("keys", expanding=True))
-)
+
+
+def _nodes_query(keys: list[tuple[int, int]]) -> Select[Any]:
+    """The nodes of ``keys``, one ``level = ? AND idx IN (...)`` per level, so that both
+    databases read them through the primary key (SQLite scans the whole table for a row-value
+    IN list)."""
+    by_level: dict[int, list[int]] = {}
+    for level, index in keys:
+        by_level.setdefault(level, []).append(index)
+    nodes = _RAW_NODES.c
+    return select(nodes.level, nodes.idx, nodes.hash).where(
+        or_(*(and_(nodes.level == lv, nodes.idx.in_(ix)) for lv, ix in sorted(by_level.items())))
+    )
 
 
 class _Wanted:
@@ -343,7 +353,7 @@ class StoredTree:
             found = conn.execute(_LEAVES, {"seqs": leaves})
             self._known.update(((0, int(seq)), bytes(leaf)) for seq, leaf in found)
         if nodes:
-            rows = conn.execute(_NODES, {"keys": nodes})
+            rows = conn.execute(_nodes_query(nodes))
             self._known.update(((int(lv), int(ix)), bytes(node)) for lv, ix, node in rows)
 
     def _prefetch(self, wanted: _Wanted) -> None:
