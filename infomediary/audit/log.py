@@ -306,6 +306,10 @@ def _nodes_sql(keys: list[tuple[int, int]]) -> str:
     return f"SELECT level, idx, hash FROM log_nodes WHERE {where}"  # noqa: S608 - integers
 
 
+#: Subtrees read per pair of statements (so no statement grows without bound).
+_LOAD_CHUNK = 2000
+
+
 class _Wanted:
     """A stand-in tree that records which perfect subtrees a proof reads: a proof's path
     depends on the index and sizes alone, never on the hashes."""
@@ -345,22 +349,25 @@ class StoredTree:
         return merkle.range_hash_from(self, start, end)
 
     def _load(self, keys: set[tuple[int, int]]) -> None:
-        leaves = [index for level, index in keys if level == 0]
-        nodes = [key for key in keys if key[0] > 0]
+        ordered = sorted(keys)
         # the driver's cursor, in the session's transaction: a proof is two small reads, and
         # the engine's result machinery would cost more than both
         cursor = self._session.connection().connection.cursor()
         try:
-            if leaves:
-                cursor.execute(
-                    f"SELECT seq, leaf_hash FROM access_log WHERE seq IN ({_numbers(leaves)})"  # noqa: S608 - integers
-                )
-                self._known.update(((0, int(seq)), bytes(leaf)) for seq, leaf in cursor.fetchall())
-            if nodes:
-                cursor.execute(_nodes_sql(nodes))
-                self._known.update(
-                    ((int(lv), int(ix)), bytes(node)) for lv, ix, node in cursor.fetchall()
-                )
+            for start in range(0, len(ordered), _LOAD_CHUNK):
+                chunk = ordered[start : start + _LOAD_CHUNK]
+                leaves = [index for level, index in chunk if level == 0]
+                nodes = [key for key in chunk if key[0] > 0]
+                if leaves:
+                    cursor.execute(
+                        f"SELECT seq, leaf_hash FROM access_log WHERE seq IN ({_numbers(leaves)})"  # noqa: S608 - integers
+                    )
+                    self._known.update(((0, int(s)), bytes(h)) for s, h in cursor.fetchall())
+                if nodes:
+                    cursor.execute(_nodes_sql(nodes))
+                    self._known.update(
+                        ((int(lv), int(ix)), bytes(node)) for lv, ix, node in cursor.fetchall()
+                    )
         finally:
             cursor.close()
 
@@ -372,6 +379,16 @@ class StoredTree:
         merkle.inclusion_proof(wanted, index, size)
         self._prefetch(wanted)
         return merkle.inclusion_proof(self, index, size)
+
+    def inclusion_proofs(self, indexes: Iterable[int], size: int) -> dict[int, list[bytes]]:
+        """The inclusion proofs of many leaves against the tree of ``size`` leaves, their
+        subtrees (most shared between neighbours) read once, in batches."""
+        ordered = sorted(set(indexes))
+        wanted = _Wanted()
+        for index in ordered:
+            merkle.inclusion_proof(wanted, index, size)
+        self._prefetch(wanted)
+        return {index: merkle.inclusion_proof(self, index, size) for index in ordered}
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         wanted = _Wanted()

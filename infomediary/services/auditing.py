@@ -36,10 +36,9 @@ from infomediary.audit.log import ActorType, StoredTree, canonical_v2, current_r
 from infomediary.audit.reasons import Reason, render
 from infomediary.errors import ExportTooLarge, InvalidAuditFilter
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, LogNode, Supplier, utcnow
+from infomediary.models import AccessLogEntry, Supplier, utcnow
 from infomediary.services import Context, checkpoints
 from infomediary.services.uow import unit_of_work
-from infomediary.tlog import merkle
 from infomediary.tlog.entry import VERSION as ENTRY_V2
 
 PAGE_SIZE = 50
@@ -386,50 +385,6 @@ def tree_head(session: Session) -> TreeHead:
     return TreeHead(size, root, None, None)
 
 
-class ProofSource:
-    """The stored tree, read once per node for a whole export: consecutive entries' proofs
-    share most of their nodes. Where the export is dense (most of a stretch of the log), the
-    leaves and interior nodes around its stretch are read in one query per level; any other
-    node is read from :class:`StoredTree` when first asked for, then remembered."""
-
-    def __init__(self, session: Session, leaves: Mapping[int, bytes], size: int) -> None:
-        self._stored = StoredTree(session)
-        self._known: dict[tuple[int, int], bytes] = {(0, seq): h for seq, h in leaves.items()}
-        if not leaves or size == 0:
-            return
-        low, high, count = min(leaves), max(leaves), len(leaves)
-        level = 0
-        while (1 << level) < size:
-            first, last = max(0, (low >> level) - 1), ((high >> level) + 1)
-            if last - first > 2 * count + 4:  # sparse at this level: read on demand
-                level += 1
-                continue
-            if level == 0:
-                rows = session.execute(
-                    select(AccessLogEntry.seq, AccessLogEntry.leaf_hash).where(
-                        AccessLogEntry.seq.between(first, min(last, size - 1))
-                    )
-                ).all()
-            else:
-                rows = session.execute(
-                    select(LogNode.idx, LogNode.hash).where(
-                        LogNode.level == level, LogNode.idx.between(first, last)
-                    )
-                ).all()
-            self._known.update({(level, int(i)): bytes(h) for i, h in rows})
-            level += 1
-
-    def perfect_hash(self, level: int, index: int) -> bytes:
-        key = (level, index)
-        found = self._known.get(key)
-        if found is None:
-            found = self._known[key] = self._stored.perfect_hash(level, index)
-        return found
-
-    def range_hash(self, start: int, end: int) -> bytes:
-        return merkle.range_hash_from(self, start, end)
-
-
 @dataclass(frozen=True, slots=True)
 class ExportedEntry:
     row: AuditRow
@@ -472,17 +427,12 @@ def export(
                 "The range holds too many entries.",
             )
         head = tree_head(session)  # before this read's own entries extend the tree
-        tree = ProofSource(
-            session, {e.seq: bytes(e.leaf_hash) for e in entries if e.seq < head.size}, head.size
+        proofs = StoredTree(session).inclusion_proofs(
+            (e.seq for e in entries if e.seq < head.size), head.size
         )
         rows = rows_of(inst, auditor_id, Names(session), entries)
         exported = [
-            ExportedEntry(
-                row,
-                tuple(merkle.inclusion_proof(tree, row.seq, head.size))
-                if row.seq < head.size
-                else None,
-            )
+            ExportedEntry(row, tuple(proofs[row.seq]) if row.seq in proofs else None)
             for row in rows
         ]
         log_reads(session, ctx, entries, "export")

@@ -61,7 +61,6 @@ from infomediary.models import (
     AccessLogEntry,
     DataKey,
     LogCheckpoint,
-    LogNode,
     Release,
     Supplier,
     utcnow,
@@ -502,67 +501,10 @@ def _entry_of_release(
 # -- proofs in batches ------------------------------------------------------------------------
 
 
-class _Wanted:
-    """Records which perfect subtrees a proof reads (their hashes do not change its shape)."""
-
-    def __init__(self) -> None:
-        self.keys: set[tuple[int, int]] = set()
-
-    def perfect_hash(self, level: int, index: int) -> bytes:
-        self.keys.add((level, index))
-        return bytes(merkle.HASH_SIZE)
-
-    def range_hash(self, start: int, end: int) -> bytes:
-        return merkle.range_hash_from(self, start, end)
-
-
-class _Known:
-    def __init__(self, hashes: dict[tuple[int, int], bytes]) -> None:
-        self.hashes = hashes
-
-    def perfect_hash(self, level: int, index: int) -> bytes:
-        found = self.hashes.get((level, index))
-        if found is None:
-            raise merkle.ProofError(f"the log holds no subtree ({level}, {index})")
-        return found
-
-    def range_hash(self, start: int, end: int) -> bytes:
-        return merkle.range_hash_from(self, start, end)
-
-
 def inclusion_proofs(session: Session, indexes: Iterable[int], size: int) -> dict[int, list[bytes]]:
     """RFC 9162 inclusion proofs of many leaves against the tree of ``size`` leaves, reading
     the subtrees they need in batches (the same proofs :class:`StoredTree` gives one by one)."""
-    wanted = _Wanted()
-    indexes = sorted(set(indexes))
-    for index in indexes:
-        merkle.inclusion_proof(wanted, index, size)
-    by_level: dict[int, list[int]] = {}
-    for level, index in wanted.keys:
-        by_level.setdefault(level, []).append(index)
-    hashes: dict[tuple[int, int], bytes] = {}
-    for level, wanted_indexes in by_level.items():
-        for chunk in _chunks(sorted(wanted_indexes)):
-            if level == 0:
-                rows: Iterable[Any] = session.execute(
-                    select(AccessLogEntry.seq, AccessLogEntry.leaf_hash).where(
-                        AccessLogEntry.seq.in_(chunk)
-                    )
-                )
-            else:
-                rows = session.execute(
-                    select(LogNode.idx, LogNode.hash).where(
-                        LogNode.level == level, LogNode.idx.in_(chunk)
-                    )
-                )
-            hashes.update(((level, int(i)), bytes(h)) for i, h in rows)
-    known = _Known(hashes)
-    return {index: merkle.inclusion_proof(known, index, size) for index in indexes}
-
-
-def _chunks(values: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+    return StoredTree(session).inclusion_proofs(indexes, size)
 
 
 # -- small helpers ----------------------------------------------------------------------------
