@@ -12,22 +12,31 @@ from infomediary.oauth.server import init_oauth
 from infomediary.services.profile_fields import FIELDS
 from infomediary.web import (
     api,
+    api_reference,
     auditor_views,
     auth,
     broker_api,
     consent_views,
     dashboard,
     db,
+    erasure_api,
     errors,
+    i18n,
     inbox_views,
     log_proof_views,
+    notification_views,
     oauth_views,
     offers_api,
     openapi,
     pages,
+    policy_views,
     purchase_duplicates_views,
     purchases_views,
     security,
+    security_views,
+    settings_views,
+    supplier_views,
+    wallet_views,
 )
 from infomediary.web.limits import limiter
 from infomediary.web.sessions import DatabaseSessionInterface
@@ -48,6 +57,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.session_interface = DatabaseSessionInterface()
     security.init_app(app)
+    i18n.init_app(app)
     errors.init_app(app)
     limiter.init_app(app)
     db.init_app(app)
@@ -68,6 +78,14 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(auditor_views.bp)
     app.register_blueprint(log_proof_views.bp)
+    app.register_blueprint(supplier_views.bp)
+    app.register_blueprint(erasure_api.bp)
+    app.register_blueprint(wallet_views.bp)
+    app.register_blueprint(api_reference.bp)
+    app.register_blueprint(notification_views.bp)
+    app.register_blueprint(settings_views.bp)
+    app.register_blueprint(security_views.bp)
+    app.register_blueprint(policy_views.bp)
     security.check_method_split(app)
 
     app.jinja_env.globals.update(
