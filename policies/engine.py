@@ -9,7 +9,7 @@ zone) fails closed: it can deny but never allow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from policies.codec import policy_from_dict as policy_from_dict
@@ -60,7 +60,7 @@ def evaluate(policy: Policy, request: AccessRequest, now: datetime) -> Verdict:
         _evaluate_category(rules, request, category, now) for category in sorted(request.categories)
     )
     decision = _combine(verdicts)
-    return Verdict(decision, verdicts, _overall_reason(decision, verdicts))
+    return Verdict(decision, verdicts, _overall_reason(decision, verdicts), blocked=request.blocked)
 
 
 def _evaluate_category(
@@ -80,7 +80,17 @@ def _evaluate_category(
     if request.mode == Mode.NEVER:
         return _denied(category, "A request must ask for some kind of access, not 'never'.")
     purpose = PURPOSES[request.purpose]
-    who = request.supplier
+    who = request.who
+    # Rules quote the supplier by the same name (unnamed, "supplier <id>" as before).
+    names = {request.supplier: request.supplier_name} if request.supplier_name else {}
+
+    # Step 0: a supplier the customer blocked opens nothing, whatever a rule or grant says.
+    if request.blocked:
+        return _denied(
+            category,
+            f"You blocked {who}, so {who} may not use your {label} for {purpose}, whatever "
+            "your rules and consents allow.",
+        )
 
     # Step 1: the rules that apply to this category, purpose, recipient and instant.
     applicable = tuple(r for r in rules if _applies(r, request, category, info, now))
@@ -104,7 +114,7 @@ def _evaluate_category(
             Decision.DENY,
             Mode.NEVER,
             denying,
-            f"{_your_rules(denying)} {says} never, so {who} may not use your {label} for "
+            f"{_your_rules(denying, names)} {says} never, so {who} may not use your {label} for "
             f"{purpose}, whatever your other rules allow.",
         )
 
@@ -127,19 +137,19 @@ def _evaluate_category(
     action = _action(request.mode, label)
     if request.mode <= permitted:
         allows = "allows" if len(deciding) == 1 else "allow"
-        reason = f"{_your_rules(deciding)} {allows} {who} to {action}."
+        reason = f"{_your_rules(deciding, names)} {allows} {who} to {action}."
         return CategoryVerdict(category, Decision.ALLOW, permitted, deciding, reason)
     if capped:
         allows = "allows" if len(deciding) == 1 else "allow"
         reason = (
             f"{info.label} is a special category and none of your rules names {who} for it, "
-            f"so {who} may not {action}: {_your_rules(deciding, lower=True)} {allows} use "
+            f"so {who} may not {action}: {_your_rules(deciding, names, lower=True)} {allows} use "
             f"{permitted.label}."
         )
     else:
         verb = "does" if len(deciding) == 1 else "do"
         reason = (
-            f"{_your_rules(deciding)} {verb} not allow {who} to {action}: "
+            f"{_your_rules(deciding, names)} {verb} not allow {who} to {action}: "
             f"{'it allows' if len(deciding) == 1 else 'they allow'} use {permitted.label}."
         )
     return CategoryVerdict(category, Decision.DENY, permitted, deciding, reason)
@@ -226,8 +236,8 @@ def _action(mode: Mode, label: str) -> str:
     return f"see your {label}, knowing it is you"
 
 
-def _your_rules(rules: Sequence[Rule], *, lower: bool = False) -> str:
-    quoted = [f"'{describe_rule(r)}'" for r in rules]
+def _your_rules(rules: Sequence[Rule], names: Mapping[str, str], *, lower: bool = False) -> str:
+    quoted = [f"'{describe_rule(r, names)}'" for r in rules]
     if len(quoted) == 1:
         text = f"Your rule {quoted[0]}"
     else:

@@ -140,16 +140,40 @@ PURPOSES: dict[str, str] = {
     "rewards": "rewards and loyalty schemes",
 }
 
+#: The W3C Data Privacy Vocabulary (https://w3id.org/dpv) purpose each key stands for, as the
+#: consent screen names it beside the plain words and a receipt could cite it.
+PURPOSE_DPV: dict[str, str] = {
+    "service": "dpv:ServiceProvision",
+    "marketing": "dpv:Marketing",
+    "personalisation": "dpv:Personalisation",
+    "analytics": "dpv:ServiceOptimisation",
+    "research": "dpv:ResearchAndDevelopment",
+    "rewards": "dpv:CustomerRelationshipManagement",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class AccessRequest:
-    """What a supplier asks for: which categories, why, and how identifying an access."""
+    """What a supplier asks for: which categories, why, and how identifying an access.
+
+    ``supplier_name`` is how the verdict's sentences name the supplier to the customer (for
+    example "Acme Books (verified)"); empty, they name it by ``supplier``, its id. ``blocked``
+    says the customer blocked this supplier: every category is then denied, whatever the
+    rules (grants included) allow.
+    """
 
     supplier: str
     sector: str | None
     purpose: str
     categories: frozenset[str]
     mode: Mode
+    supplier_name: str = ""
+    blocked: bool = False
+
+    @property
+    def who(self) -> str:
+        """The supplier as the verdict's sentences name it."""
+        return self.supplier_name or self.supplier
 
 
 class Decision(StrEnum):
@@ -173,11 +197,14 @@ class CategoryVerdict:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The decision for a whole request: ``ALLOW`` only if every category is allowed."""
+    """The decision for a whole request: ``ALLOW`` only if every category is allowed.
+
+    ``blocked`` is true when it was denied because the customer blocked the supplier."""
 
     decision: Decision
     categories: tuple[CategoryVerdict, ...]
     reason: str
+    blocked: bool = False
 
     @property
     def allowed(self) -> bool:

@@ -7,7 +7,7 @@ customer's policy in words they can act on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from policies.model import (
@@ -27,8 +27,12 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # -- description and validation -----------------------------------------------------------
 
 
-def describe_rule(rule: Rule) -> str:
-    """A rule in plain words, e.g. "Interests, for marketing, by any supplier: never"."""
+def describe_rule(rule: Rule, names: Mapping[str, str] | None = None) -> str:
+    """A rule in plain words, e.g. "Interests, for marketing, by any supplier: never".
+
+    ``names`` maps supplier ids to how the customer knows them ("Acme Books (verified)"): a
+    rule for one supplier says "by Acme Books (verified)"; a supplier missing from it (or no
+    ``names`` at all) is named by its id, "by supplier <id>"."""
     if rule.category == WILDCARD:
         what = "All your data except special categories"
         if rule.mode != Mode.NEVER:  # "*" denies an explicit category but never releases it
@@ -44,18 +48,21 @@ def describe_rule(rule: Rule) -> str:
     else:
         why = PURPOSES.get(rule.purpose, f"{rule.purpose!r}")
     mode = rule.mode.label if isinstance(rule.mode, Mode) else f"{rule.mode!r}"
-    text = f"{what}, for {why}, by {_describe_recipient(rule.recipient)}: {mode}"
+    text = f"{what}, for {why}, by {_describe_recipient(rule.recipient, names)}: {mode}"
     if rule.expires is not None:
         when = rule.expires
         text += f" (until {when.day} {_MONTHS[when.month - 1]} {when.year})"
     return text
 
 
-def _describe_recipient(recipient: Recipient) -> str:
+def _describe_recipient(recipient: Recipient, names: Mapping[str, str] | None) -> str:
     if recipient.kind == RecipientKind.SECTOR:
         return f"suppliers in the {recipient.value or 'unnamed'} sector"
     if recipient.kind == RecipientKind.SUPPLIER:
-        return f"supplier {recipient.value}" if recipient.value else "an unnamed supplier"
+        if not recipient.value:
+            return "an unnamed supplier"
+        named = (names or {}).get(recipient.value)
+        return named if named else f"supplier {recipient.value}"
     return "any supplier"
 
 

@@ -69,6 +69,7 @@ CATALOGUE: dict[str, str] = {
     "account.erased": "account erased; data key destroyed",
     "account.erasure_refused": "erasure refused: wrong password",
     "account.exported": "full export downloaded",
+    "account.exported_csv": "full export downloaded as CSV files",
     "account.log_downloaded": "log downloaded with proofs",
     # profile and policy
     "profile.viewed": "profile viewed",
@@ -259,7 +260,7 @@ def verdict_param(
 ) -> dict[str, Param]:
     """A verdict of the request (``supplier`` asking for ``mode`` access for ``purpose``) as a
     reason parameter: per category, its decision, the mode permitted and the deciding rules."""
-    return {
+    body: dict[str, Param] = {
         "supplier": supplier,
         "purpose": purpose,
         "mode": str(mode),
@@ -274,6 +275,9 @@ def verdict_param(
             for v in verdict.categories
         ],
     }
+    if verdict.blocked:  # the customer blocked the supplier: no rule decided
+        body["blocked"] = True
+    return body
 
 
 def _rule_of(data: Mapping[str, Any]) -> Rule:
@@ -297,10 +301,7 @@ def _describe(rule: Rule, name_of: NameOf | None) -> str:
     recipient = rule.recipient
     if name_of is None or recipient.kind != RecipientKind.SUPPLIER or recipient.value is None:
         return describe_rule(rule)
-    anyone = Rule(rule.category, rule.purpose, Recipient.anyone(), rule.mode, rule.expires)
-    return describe_rule(anyone).replace(
-        ", by any supplier: ", f", by {name_of(recipient.value)}: ", 1
-    )
+    return describe_rule(rule, {recipient.value: name_of(recipient.value)})
 
 
 def describe_rules(rules: Sequence[Mapping[str, Any]], name_of: NameOf | None = None) -> str:
@@ -325,7 +326,12 @@ def _action(mode: Mode, label: str) -> str:
 
 
 def _category_text(
-    item: Mapping[str, Any], who: str, purpose: str, mode: Mode, name_of: NameOf | None
+    item: Mapping[str, Any],
+    who: str,
+    purpose: str,
+    mode: Mode,
+    name_of: NameOf | None,
+    blocked: bool = False,
 ) -> str:
     """One category's sentence, in the words of :func:`policies.engine.evaluate`."""
     category = str(item["category"])
@@ -337,9 +343,14 @@ def _category_text(
         return f"{purpose!r} is not a purpose we know, so your {label} is not shared."
     if mode == Mode.NEVER:
         return "A request must ask for some kind of access, not 'never'."
+    words = PURPOSES[purpose]
+    if blocked:
+        return (
+            f"You blocked {who}, so {who} may not use your {label} for {words}, whatever "
+            "your rules and consents allow."
+        )
     decision, permitted = Decision(item["decision"]), Mode(item["permitted"])
     rules: list[Mapping[str, Any]] = list(item.get("rules") or [])
-    words = PURPOSES[purpose]
     one = len(rules) == 1
     if decision is Decision.NOT_APPLICABLE:
         return f"None of your rules lets {who} use your {label} for {words}, so it is not shared."
@@ -374,8 +385,9 @@ def describe_verdict(data: Mapping[str, Any], name_of: NameOf | None = None) -> 
         return "The request names no data, so nothing is shared."
     purpose, mode = str(data["purpose"]), Mode(data["mode"])
     allowed = Decision(data["decision"]) is Decision.ALLOW
+    blocked = data.get("blocked") is True
     sentences = (
-        _category_text(item, who, purpose, mode, name_of)
+        _category_text(item, who, purpose, mode, name_of, blocked)
         for item in categories
         if allowed or Decision(item["decision"]) is not Decision.ALLOW
     )

@@ -6,6 +6,13 @@ each of that supplier's active grants, a per-supplier ``direct`` rule for the gr
 categories and purpose, expiring with the grant. The customer's ``never`` rules still
 override (deny overrides), so tightening the policy takes effect on the next call, and
 revoking a grant removes its rules at once.
+
+A grant is a specific yes to one supplier: it may widen the customer's general defaults for
+that supplier (say, "with your name" where the default is "only under a pseudonym"), never a
+``never`` rule. A supplier the customer blocked opens nothing, grants included.
+
+Every sentence a verdict gives names the supplier as the customer knows it, "Acme Books
+(verified)", never by its id.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
     Supplier,
+    SupplierBlock,
     utcnow,
 )
 from infomediary.scopes import categories_for, parse_scopes
+from infomediary.services.exports import display_name
 from infomediary.services.policy_store import load_policy
 from policies.engine import evaluate
 from policies.model import (
@@ -66,6 +75,37 @@ def effective_policy(
     return Policy(rules=(*own.rules, *derived), template=own.template)
 
 
+def supplier_display_name(supplier: Supplier) -> str:
+    """How a customer knows the supplier: its name, marked when we verified it."""
+    return display_name(supplier.name, supplier.verified_at is not None)
+
+
+def is_blocked(session: Session, customer_id: str, supplier_id: str) -> bool:
+    """Whether the customer blocked the supplier (from the offers inbox)."""
+    return session.get(SupplierBlock, (customer_id, supplier_id)) is not None
+
+
+def access_request(
+    session: Session,
+    customer_id: str,
+    supplier: Supplier,
+    purpose: str,
+    categories: frozenset[str],
+    mode: Mode = Mode.DIRECT,
+) -> AccessRequest:
+    """The supplier's request as the engine decides it: named in words, and blocked when the
+    customer blocked it."""
+    return AccessRequest(
+        supplier=supplier.id,
+        sector=supplier.sector,
+        purpose=purpose,
+        categories=categories,
+        mode=mode,
+        supplier_name=supplier_display_name(supplier),
+        blocked=is_blocked(session, customer_id, supplier.id),
+    )
+
+
 def decide(
     session: Session,
     inst: Instance,
@@ -79,13 +119,7 @@ def decide(
     policy = effective_policy(session, inst, customer_id, supplier.id, now)
     return evaluate(
         policy,
-        AccessRequest(
-            supplier=supplier.id,
-            sector=supplier.sector,
-            purpose=purpose,
-            categories=categories,
-            mode=mode,
-        ),
+        access_request(session, customer_id, supplier, purpose, categories, mode),
         now,
     )
 
@@ -114,13 +148,7 @@ def blocked_by_policy(
     policy = effective_policy(session, inst, customer_id, supplier.id, now)
     verdict = evaluate(
         Policy(rules=(*policy.rules, *hypothetical), template=policy.template),
-        AccessRequest(
-            supplier=supplier.id,
-            sector=supplier.sector,
-            purpose=purpose,
-            categories=categories,
-            mode=Mode.DIRECT,
-        ),
+        access_request(session, customer_id, supplier, purpose, categories, Mode.DIRECT),
         now,
     )
     return {v.category: v.reason for v in verdict.categories if v.decision != Decision.ALLOW}
