@@ -1,12 +1,19 @@
-"""The customer's complete export (profile, policy, grants, receipts, access log with their details
-opened) and their timeline items.
+"""The customer's complete export and their timeline items.
+
+Format 2 (``infomediary-export/2``, described by ``infomediary/web/static/export.schema.json``
+and ``docs/EXPORT.md``) is one JSON document with a section per family of the customer's rows:
+each section is one small function of :data:`SECTIONS`, and :data:`TABLES` says which section
+holds each table with a ``customer_id`` (:data:`NOT_EXPORTED` the few that hold nothing of
+theirs to read, each with its reason), so a new table cannot be left out unnoticed. Suppliers
+are named wherever their id appears (``supplier_id`` beside ``supplier_name``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,16 +22,43 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import append
 from infomediary.audit.reasons import Reason, render, supplier_ids
+from infomediary.crypto.receipts import ReceiptError, verify_receipt
 from infomediary.crypto.vault import CustomerKey
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, Customer, DataKey, Profile, Supplier
+from infomediary.models import (
+    AccessLogEntry,
+    ConsentGrant,
+    ConsentReceipt,
+    Customer,
+    CustomerPolicy,
+    DataKey,
+    DerivedInterests,
+    EmailToken,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    OAuthToken,
+    Offer,
+    OfferDelivery,
+    Profile,
+    PurchaseImport,
+    PurchaseOrderReview,
+    PurchaseUpload,
+    Release,
+    ReleaseReplay,
+    Supplier,
+    SupplierBlock,
+    WebSession,
+    utcnow,
+)
+from infomediary.scopes import categories_for, parse_scopes
 from infomediary.services import (
     Context,
     derived_interests,
     derived_record,
     exposure,
-    purchase_uploads,
+    offer_inbox,
     purchases,
 )
 from infomediary.services.customer_keys import (
@@ -32,14 +66,21 @@ from infomediary.services.customer_keys import (
     logged_categories,
     open_detail,
 )
+from infomediary.services.policy_store import load_policy
 from infomediary.services.profile_fields import (
     FIELD_NAMES,
     categories_of,
 )
 from infomediary.services.profiles import decrypt_profile
 from infomediary.services.uow import unit_of_work
+from infomediary.statuses import LedgerAccountKind
+from policies.codec import policy_to_dict
+from policies.model import PURPOSES, Recipient, RecipientKind
+from policies.validation import describe_rule
 
-EXPORT_FORMAT = "infomediary-export/1"
+EXPORT_FORMAT = "infomediary-export/2"
+#: Where the document's JSON Schema is published (the view makes it absolute).
+SCHEMA_PATH = "/static/export.schema.json"
 #: How a reason names a supplier whose row is gone (or an id that names none).
 UNKNOWN_SUPPLIER = "a supplier no longer registered"
 
@@ -141,67 +182,634 @@ def timeline_item(
     )
 
 
-def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> dict[str, Any]:
-    """Everything we hold about the customer, decrypted, in one document (GDPR Art. 15, 20)."""
+# -- the complete export (format 2) ------------------------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+@dataclass
+class _Reader:
+    """What every section reads through: the session, the customer's key, and the names of
+    the suppliers the sections mention (looked up in one query per section)."""
+
+    session: Session
+    inst: Instance
+    customer: Customer
+    key: CustomerKey
+    names: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+    @property
+    def customer_id(self) -> str:
+        return self.customer.id
+
+    def name(self, ids: Iterable[str | None]) -> None:
+        """Look up, in one query, the suppliers among ``ids`` not looked up yet."""
+        wanted = {i for i in ids if i} - set(self.names)
+        if wanted:
+            self.names |= SupplierNames.lookup(self.session, wanted).found
+            self.names |= dict.fromkeys(wanted - set(self.names), (UNKNOWN_SUPPLIER, False))
+
+    def supplier(self, supplier_id: str | None) -> dict[str, Any]:
+        """A supplier as every section names it: its id and its name (both None for none)."""
+        if supplier_id is None:
+            return {"supplier_id": None, "supplier_name": None}
+        self.name([supplier_id])
+        return {"supplier_id": supplier_id, "supplier_name": self.names[supplier_id][0]}
+
+    def verified(self, supplier_id: str) -> bool:
+        self.name([supplier_id])
+        return self.names[supplier_id][1]
+
+
+def _account(r: _Reader) -> dict[str, Any]:
+    c = r.customer
+    return {
+        "id": c.id,
+        "email": r.inst.vault.open(r.key, "customers", c.id, "email", c.email),
+        "created_at": c.created_at.isoformat(),
+        "confirmed_at": _iso(c.verified_at),
+        "password_changed_at": _iso(c.password_changed_at),
+    }
+
+
+def _encryption(r: _Reader) -> dict[str, Any]:
+    row = r.session.get_one(DataKey, r.customer_id)
+    return {
+        "data_key_created_at": row.created_at.isoformat(),
+        "data_key_version": row.dek_version,
+        "wrapped_by_kek_version": row.kek_version,
+    }
+
+
+#: The profile's preferences as the export lists them (every one, None when never chosen).
+PREFERENCES = ("contact_channel", "offer_frequency", "language")
+
+
+def _profile(r: _Reader) -> dict[str, Any]:
+    profile = r.session.get_one(Profile, r.customer_id)
+    data = decrypt_profile(r.inst, r.key, r.customer, profile)
+    preferences = data.get("preferences") or {}
+    return {
+        **{name: data[name] for name in FIELD_NAMES if name not in ("interests", "preferences")},
+        "interests": list(data.get("interests") or []),
+        "preferences": {name: preferences.get(name) for name in PREFERENCES},
+        "updated_at": profile.updated_at.isoformat(),
+    }
+
+
+def _purchases(r: _Reader) -> list[dict[str, Any]]:
+    return [
+        {**line, "total_minor": line["quantity"] * line["unit_price_minor"]}
+        for line in sorted(
+            purchases.open_purchases(r.session, r.inst, r.key),
+            key=lambda line: (line["ordered_at"], line["line_number"], line["id"]),
+        )
+    ]
+
+
+def _purchase_imports(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(PurchaseImport)
+        .where(PurchaseImport.customer_id == r.customer_id)
+        .order_by(PurchaseImport.created_at, PurchaseImport.id)
+    ).scalars()
+    found = []
+    for row in rows:
+        opened = r.inst.vault.open(r.key, purchases.IMPORTS, row.id, "detail", row.detail)
+        found.append(
+            {
+                "id": row.id,
+                "status": row.status,
+                "format": row.format,
+                "source": str(opened.get("source", "")),
+                "retailers": list(opened.get("retailers", [])),
+                "imported": row.imported,
+                "duplicates": row.duplicates,
+                "rejected": row.rejected,
+                **r.supplier(row.supplier_id),
+                "created_at": row.created_at.isoformat(),
+                "finished_at": _iso(row.finished_at),
+            }
+        )
+    return found
+
+
+def _purchase_uploads(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(PurchaseUpload)
+        .where(PurchaseUpload.customer_id == r.customer_id)
+        .order_by(PurchaseUpload.created_at, PurchaseUpload.id)
+    ).scalars()
+    found = []
+    for row in rows:
+        counts = json.loads(row.result) if row.result else {}
+        found.append(
+            {
+                "id": row.id,
+                "origin": row.origin,
+                "status": row.status,
+                "size": row.size,
+                **r.supplier(row.supplier_id),
+                "imported": counts.get("imported"),
+                "duplicates": counts.get("duplicates"),
+                "rejected": counts.get("rejected"),
+                "error": (row.error or "").split(":")[0] or None,
+                "import_id": row.import_id,
+                "created_at": row.created_at.isoformat(),
+                "finished_at": _iso(row.finished_at),
+            }
+        )
+    return found
+
+
+def _order_reviews(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(PurchaseOrderReview)
+        .where(PurchaseOrderReview.customer_id == r.customer_id)
+        .order_by(PurchaseOrderReview.created_at, PurchaseOrderReview.order_token)
+    ).scalars()
+    return [
+        {"order_token": row.order_token.hex(), "created_at": row.created_at.isoformat()}
+        for row in rows
+    ]
+
+
+def _interests_from_purchases(r: _Reader) -> dict[str, Any]:
+    record = derived_record.load(r.session, r.inst, r.key)
+    held = derived_interests.export(record)
+    row = r.session.get(DerivedInterests, r.customer_id)
+    return {
+        "evidence": [
+            {
+                "interest": tag,
+                "month": month,
+                "lines": int(cell.get("lines", 0)),
+                "spend": [
+                    {"currency": currency, "amount_minor": int(amount)}
+                    for currency, amount in sorted(cell.get("spend", {}).items())
+                ],
+            }
+            for tag, months in sorted(held["evidence"].items())
+            for month, cell in sorted(months.items())
+        ],
+        "removed": held["removed"],
+        "mapping": held["mapping"],
+        "updated_at": _iso(row.updated_at if row else None),
+    }
+
+
+def _grant_status(grant: ConsentGrant, now: datetime) -> str:
+    if grant.revoked_at is not None:
+        return "revoked"
+    return "active" if grant.is_active(now) else "expired"
+
+
+def _claims(r: _Reader, jws: str) -> tuple[dict[str, Any], bool]:
+    """A receipt's claims, and whether its signature verifies against our published keys."""
+    try:
+        return verify_receipt(jws, r.inst.receipt_signer.jwks()), True
+    except ReceiptError:
+        payload = jws.split(".")[1] if jws.count(".") == 2 else ""
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            claims = {}
+        return (claims if isinstance(claims, dict) else {}), False
+
+
+def _consents(r: _Reader) -> list[dict[str, Any]]:
+    grants = list(
+        r.session.execute(
+            select(ConsentGrant)
+            .where(ConsentGrant.customer_id == r.customer_id)
+            .order_by(ConsentGrant.created_at, ConsentGrant.id)
+        ).scalars()
+    )
+    r.name(g.supplier_id for g in grants)
+    receipts: dict[str, list[ConsentReceipt]] = {}
+    for receipt in r.session.execute(
+        select(ConsentReceipt)
+        .where(ConsentReceipt.customer_id == r.customer_id)
+        .order_by(ConsentReceipt.created_at, ConsentReceipt.id)
+    ).scalars():
+        receipts.setdefault(receipt.grant_id, []).append(receipt)
+    now = utcnow()
+    found = []
+    for grant in grants:
+        scopes = list(parse_scopes(grant.scopes))
+        signed = []
+        for receipt in receipts.get(grant.id, []):
+            claims, valid = _claims(r, receipt.jws)
+            signed.append(
+                {
+                    "id": receipt.id,
+                    "event": receipt.event,
+                    "created_at": receipt.created_at.isoformat(),
+                    "jws": receipt.jws,
+                    "signature_verified": valid,
+                    "claims": claims,
+                }
+            )
+        found.append(
+            {
+                "id": grant.id,
+                **r.supplier(grant.supplier_id),
+                "supplier_verified": r.verified(grant.supplier_id),
+                "scopes": scopes,
+                "categories": sorted(categories_for(scopes)),
+                "purpose": grant.purpose,
+                "purpose_in_words": PURPOSES.get(grant.purpose, grant.purpose),
+                "consent_text_version": grant.consent_text_version,
+                "offer_id": grant.offer_id,
+                "created_at": grant.created_at.isoformat(),
+                "updated_at": grant.updated_at.isoformat(),
+                "expires_at": _iso(grant.expires_at),
+                "revoked_at": _iso(grant.revoked_at),
+                "status": _grant_status(grant, now),
+                "receipts": signed,
+            }
+        )
+    return found
+
+
+def _policy(r: _Reader) -> dict[str, Any]:
+    row = r.session.get(CustomerPolicy, r.customer_id)
+    policy = load_policy(r.session, r.inst, r.customer_id)
+    stored = policy_to_dict(policy)
+    named = [
+        rule.recipient.value
+        for rule in policy.rules
+        if rule.recipient.kind == RecipientKind.SUPPLIER
+    ]
+    r.name(named)
+    rules = []
+    for rule, form in zip(policy.rules, stored["rules"], strict=True):
+        supplier_id = (
+            rule.recipient.value if rule.recipient.kind == RecipientKind.SUPPLIER else None
+        )
+        shown = r.supplier(supplier_id)
+        words = describe_rule(
+            replace(rule, recipient=Recipient(RecipientKind.SUPPLIER, shown["supplier_name"]))
+            if supplier_id
+            else rule
+        )
+        rules.append({**form, **shown, "in_words": words})
+    return {
+        "version": stored["version"],
+        "template": stored["template"],
+        "default": row is None,
+        "updated_at": _iso(row.updated_at if row else None),
+        "rules": rules,
+    }
+
+
+def _offers(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(OfferDelivery, Offer)
+        .join(Offer, Offer.id == OfferDelivery.offer_id)
+        .where(OfferDelivery.customer_id == r.customer_id)
+        .order_by(OfferDelivery.delivered_at, Offer.id)
+    ).all()
+    r.name(offer.supplier_id for _, offer in rows)
+    shared = {
+        str(offer_id)
+        for offer_id in r.session.execute(
+            select(ConsentGrant.offer_id).where(
+                ConsentGrant.customer_id == r.customer_id, ConsentGrant.offer_id.is_not(None)
+            )
+        ).scalars()
+    }
+    found = []
+    for delivery, offer in rows:
+        criteria = json.loads(offer.criteria)
+        found.append(
+            {
+                "offer_id": offer.id,
+                **r.supplier(offer.supplier_id),
+                "title": offer.title,
+                "body": offer.body,
+                "purpose": offer.purpose,
+                "purpose_in_words": PURPOSES.get(offer.purpose, offer.purpose),
+                "criteria": criteria,
+                "targeting": [
+                    {
+                        "attribute": offer_inbox.attribute_label(attribute),
+                        "values": " or ".join(
+                            offer_inbox.value_label(attribute, v) for v in values
+                        ),
+                    }
+                    for attribute, values in criteria.get("where", {}).items()
+                ],
+                "reward_cents": offer.reward_cents,
+                "expires_at": offer.expires_at.isoformat(),
+                "delivered_at": delivery.delivered_at.isoformat(),
+                "response": delivery.status,
+                "responded_at": _iso(delivery.responded_at),
+                "contact_shared": offer.id in shared,
+            }
+        )
+    return found
+
+
+def _earnings(r: _Reader) -> dict[str, Any]:
+    account = r.session.execute(
+        select(LedgerAccount).where(
+            LedgerAccount.kind == LedgerAccountKind.CUSTOMER,
+            LedgerAccount.owner_id == r.customer_id,
+        )
+    ).scalar_one_or_none()
+    rows = (
+        r.session.execute(
+            select(LedgerEntry, LedgerTransaction)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerEntry.account_id == account.id)
+            .order_by(LedgerTransaction.created_at, LedgerEntry.id)
+        ).all()
+        if account is not None
+        else []
+    )
+    r.name(txn.supplier_id for _, txn in rows)
+    movements = [
+        {
+            "id": entry.id,
+            "transaction_id": txn.id,
+            "kind": txn.kind,
+            "time": txn.created_at.isoformat(),
+            "amount_cents": entry.amount_cents,
+            **r.supplier(txn.supplier_id),
+            "offer_id": txn.offer_id,
+        }
+        for entry, txn in rows
+    ]
+    return {
+        "balance_cents": sum(m["amount_cents"] for m in movements),
+        "movements": movements,
+    }
+
+
+def _counts_you_were_part_of(r: _Reader) -> dict[str, Any]:
+    """``exposure.export_releases``, each release and replay named by supplier id and name."""
+    found = exposure.export_releases(r.session, r.inst, r.customer_id)
+    seqs = [release["seq"] for release in found["releases"]]
+    by_seq: dict[int, str] = {}
+    replays: dict[int, list[str]] = {}
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        by_seq |= dict(
+            r.session.execute(
+                select(Release.seq, Release.supplier_id).where(Release.seq.in_(chunk))
+            ).all()
+        )
+        for seq, supplier_id in r.session.execute(
+            select(ReleaseReplay.release_seq, ReleaseReplay.supplier_id)
+            .where(ReleaseReplay.release_seq.in_(chunk))
+            .order_by(ReleaseReplay.id)
+        ).all():
+            replays.setdefault(int(seq), []).append(str(supplier_id))
+    r.name([*by_seq.values(), *(s for ids in replays.values() for s in ids)])
+    return {
+        "budget": found["budget"],
+        "releases": [
+            {
+                "seq": release["seq"],
+                "time": release["time"],
+                **r.supplier(by_seq[release["seq"]]),
+                "kind": release["kind"],
+                "purpose": release["purpose"],
+                "epsilon": release["epsilon"],
+                "criteria": release["criteria"],
+                "offer_reached_you": release.get("offer_reached_you"),
+                "replayed_to": [
+                    {**r.supplier(supplier_id), "time": replay["time"]}
+                    for supplier_id, replay in zip(
+                        replays.get(release["seq"], []), release["replayed_to"], strict=True
+                    )
+                ],
+            }
+            for release in found["releases"]
+        ],
+    }
+
+
+def _blocks(r: _Reader) -> list[dict[str, Any]]:
+    rows = list(
+        r.session.execute(
+            select(SupplierBlock)
+            .where(SupplierBlock.customer_id == r.customer_id)
+            .order_by(SupplierBlock.created_at, SupplierBlock.supplier_id)
+        ).scalars()
+    )
+    return [
+        {**r.supplier(row.supplier_id), "created_at": row.created_at.isoformat()} for row in rows
+    ]
+
+
+def _authorizations(r: _Reader) -> list[dict[str, Any]]:
+    """The suppliers' access tokens on the customer's data: when, what, until when (never the
+    tokens, which are stored only as hashes)."""
+    rows = list(
+        r.session.execute(
+            select(OAuthToken)
+            .where(OAuthToken.customer_id == r.customer_id)
+            .order_by(OAuthToken.issued_at, OAuthToken.id)
+        ).scalars()
+    )
+    r.name(row.supplier_id for row in rows)
+    return [
+        {
+            "id": row.id,
+            **r.supplier(row.supplier_id),
+            "grant_id": row.grant_id,
+            "scopes": list(parse_scopes(row.scope)),
+            "purpose": row.purpose,
+            "issued_at": row.issued_at.isoformat(),
+            "expires_at": row.expires_at.isoformat(),
+            "refresh_expires_at": _iso(row.refresh_expires_at),
+            "rotated_at": _iso(row.rotated_at),
+            "revoked_at": _iso(row.revoked_at),
+        }
+        for row in rows
+    ]
+
+
+def _sessions(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(WebSession)
+        .where(WebSession.customer_id == r.customer_id)
+        .order_by(WebSession.created_at)
+    ).scalars()
+    return [
+        {
+            "created_at": row.created_at.isoformat(),
+            "last_seen_at": row.last_seen_at.isoformat(),
+            "expires_at": row.expires_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def _email_links(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(EmailToken)
+        .where(EmailToken.customer_id == r.customer_id)
+        .order_by(EmailToken.created_at, EmailToken.token_hash)
+    ).scalars()
+    return [
+        {
+            "purpose": row.purpose,
+            "new_email": None
+            if row.new_email is None
+            else r.inst.vault.open(
+                r.key, "email_tokens", row.token_hash.hex(), "new_email", row.new_email
+            ),
+            "created_at": row.created_at.isoformat(),
+            "expires_at": row.expires_at.isoformat(),
+            "used_at": _iso(row.used_at),
+        }
+        for row in rows
+    ]
+
+
+def _actor_name(actor_type: str, actor_id: str, names: SupplierNames) -> str:
+    """Who acted, in the words of "Who accessed my data"."""
+    if actor_type == "customer":
+        return "you"
+    if actor_type == "system":
+        return f"Infomediary ({actor_id})"
+    if actor_type == "auditor":
+        return "an auditor"
+    if actor_type == "supplier":
+        return names.shown(actor_id)
+    return f"{actor_type} {actor_id}"
+
+
+def _access_log(r: _Reader) -> list[dict[str, Any]]:
+    entries = (
+        r.session.execute(
+            select(AccessLogEntry)
+            .where(AccessLogEntry.customer_id == r.customer_id)
+            .order_by(AccessLogEntry.seq)
+        )
+        .scalars()
+        .all()
+    )
+    names = SupplierNames.lookup(r.session, suppliers_named(entries))
+    log = []
+    for row in entries:
+        item = timeline_item(r.inst, r.key, row, names.shown)
+        structured = item.reason_data or {}
+        log.append(
+            {
+                "seq": item.seq,
+                "time": item.time.isoformat(),
+                "actor_type": item.actor_type,
+                "actor_id": item.actor_id,
+                "actor_name": _actor_name(item.actor_type, item.actor_id, names),
+                "action": item.action,
+                "categories": list(item.categories),
+                "purpose": item.purpose,
+                "outcome": item.outcome,
+                # the sentence as shown, and what the entry commits to, for a machine
+                "reason": item.reason,
+                "reason_code": structured.get("code"),
+                "reason_params": structured.get("params", {}),
+                "suppliers": [
+                    {"supplier_id": sid, "supplier_name": names.shown(sid)}
+                    for sid in sorted(supplier_ids(row.reason_data))
+                ],
+                "detail": item.detail,
+                "leaf_hash": row.leaf_hash.hex(),
+            }
+        )
+    return log
+
+
+#: The document's sections, in order: name -> the function that reads it.
+SECTIONS: dict[str, Callable[[_Reader], Any]] = {
+    "account": _account,
+    "encryption": _encryption,
+    "profile": _profile,
+    "purchases": _purchases,
+    "purchase_imports": _purchase_imports,
+    "purchase_uploads": _purchase_uploads,
+    "purchase_order_reviews": _order_reviews,
+    "interests_from_purchases": _interests_from_purchases,
+    "consents": _consents,
+    "policy": _policy,
+    "offers": _offers,
+    "earnings": _earnings,
+    "counts_you_were_part_of": _counts_you_were_part_of,
+    "blocks": _blocks,
+    "authorizations": _authorizations,
+    "sessions": _sessions,
+    "email_links": _email_links,
+    "access_log": _access_log,
+}
+
+#: Every table with a ``customer_id`` column, and the section that exports its rows.
+TABLES: dict[str, str] = {
+    "profiles": "profile",
+    "data_keys": "encryption",
+    "customer_policies": "policy",
+    "purchases": "purchases",
+    "purchase_imports": "purchase_imports",
+    "purchase_uploads": "purchase_uploads",
+    "purchase_order_reviews": "purchase_order_reviews",
+    "derived_interests": "interests_from_purchases",
+    "consent_grants": "consents",
+    "consent_receipts": "consents",
+    "offer_deliveries": "offers",
+    "supplier_blocks": "blocks",
+    "oauth_tokens": "authorizations",
+    "web_sessions": "sessions",
+    "email_tokens": "email_links",
+    "access_log": "access_log",
+}
+
+#: Tables with a ``customer_id`` whose rows hold nothing of the customer's to read, and why.
+NOT_EXPORTED: dict[str, str] = {
+    "authorization_codes": "single-use codes living 60 seconds; the grant they carry is exported",
+    "match_entries": "keyed hashes of coarsened profile values, derived from exported sections",
+}
+
+
+def export(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    ctx: Context,
+    *,
+    schema_url: str = SCHEMA_PATH,
+    as_csv: bool = False,
+) -> dict[str, Any]:
+    """Everything we hold about the customer, decrypted, in one document (GDPR Art. 15, 20):
+    one section per family of rows (:data:`SECTIONS`), suppliers named wherever their id is.
+    The export's own entry is appended last; ``as_csv`` only changes its reason."""
     with unit_of_work(session) as uow:
         customer = session.get(Customer, customer_id)
         profile = session.get(Profile, customer_id)
         key_row = session.get(DataKey, customer_id)
         if customer is None or profile is None or key_row is None:
             raise NotFound("No such customer.")
-        key = customer_key(session, inst, customer_id)
-        data = decrypt_profile(inst, key, customer, profile)
-        entries = (
-            session.execute(
-                select(AccessLogEntry)
-                .where(AccessLogEntry.customer_id == customer_id)
-                .order_by(AccessLogEntry.seq)
-            )
-            .scalars()
-            .all()
-        )
-        names = SupplierNames.lookup(session, suppliers_named(entries))
-        log = []
-        for row in entries:
-            item = timeline_item(inst, key, row, names.shown)
-            actor: dict[str, Any] = {"type": item.actor_type, "id": item.actor_id}
-            if item.actor_type == "supplier":
-                actor["name"] = names.shown(item.actor_id)
-            log.append(
-                {
-                    "seq": item.seq,
-                    "time": item.time.isoformat(),
-                    "actor": actor,
-                    "action": item.action,
-                    "categories": list(item.categories),
-                    "purpose": item.purpose,
-                    "outcome": item.outcome,
-                    # the sentence as shown, and what the entry commits to, for a machine
-                    "reason": item.reason,
-                    "reason_data": item.reason_data,
-                    "suppliers": [
-                        {"id": sid, "name": names.shown(sid)}
-                        for sid in sorted(supplier_ids(row.reason_data))
-                    ],
-                    "detail": item.detail,
-                    "leaf_hash": row.leaf_hash.hex(),
-                }
-            )
-        releases = exposure.export_releases(session, inst, customer_id)
-        bought = purchases.open_purchases(session, inst, key)
-        uploads = purchase_uploads.export_uploads(session, customer_id)
-        derived = derived_record.load(session, inst, key)
+        reader = _Reader(session, inst, customer, customer_key(session, inst, customer_id))
+        sections = {name: section(reader) for name, section in SECTIONS.items()}
+        data = decrypt_profile(inst, reader.key, customer, profile)
         # appended here rather than through ctx.log: the export states the entry's own time
         entry = append(
             session,
             ctx.event(
                 "export",
                 customer_id=customer_id,
-                reason=Reason("account.exported"),
+                reason=Reason("account.exported_csv" if as_csv else "account.exported"),
                 **logged_categories(
                     inst,
-                    key,
-                    frozenset({"account", "identity"} | ({"purchases"} if bought else set()))
+                    reader.key,
+                    frozenset(
+                        {"account", "identity"}
+                        | ({"purchases"} if sections["purchases"] else set())
+                    )
                     | categories_of({k: data[k] for k in FIELD_NAMES}),
                 ),
             ),
@@ -209,24 +817,7 @@ def export(session: Session, inst: Instance, customer_id: str, ctx: Context) -> 
         uow.commit()
         return {
             "format": EXPORT_FORMAT,
+            "schema": schema_url,
             "exported_at": entry.created_at.isoformat(),
-            "customer": {
-                "id": customer_id,
-                "email": data.pop("email"),
-                "created_at": customer.created_at.isoformat(),
-                "password_changed_at": customer.password_changed_at.isoformat()
-                if customer.password_changed_at
-                else None,
-            },
-            "profile": data,
-            "encryption": {
-                "data_key_created_at": key_row.created_at.isoformat(),
-                "data_key_version": key_row.dek_version,
-                "wrapped_by_kek_version": key_row.kek_version,
-            },
-            "access_log": log,
-            "counts_you_were_part_of": releases,
-            "purchases": bought,
-            "interests_from_purchases": derived_interests.export(derived),
-            "purchase_uploads": uploads,
+            **sections,
         }

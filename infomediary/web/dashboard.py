@@ -18,6 +18,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.services import (
@@ -27,6 +28,7 @@ from infomediary.services import (
     derived_interests,
     email_change,
     erasure,
+    export_csv,
     exports,
     exposure,
     privacy_ledger,
@@ -40,7 +42,7 @@ from infomediary.services.profile_fields import (
     OFFER_FREQUENCIES,
 )
 from infomediary.web.db import db
-from infomediary.web.limits import limiter, login_rate
+from infomediary.web.limits import EXPORT_RATE, limiter, login_rate
 from infomediary.web.mailer import deliver, site_url
 from infomediary.web.security import context, instance, login_required
 from infomediary.web.sessions import ServerSession
@@ -195,15 +197,39 @@ def account() -> ResponseReturnValue:
     return _account_page({})
 
 
+def _export_key() -> str:
+    return f"export:{session.get('customer_id', '-')}"
+
+
 @bp.post("/account/export")
 @login_required
+@limiter.limit(EXPORT_RATE, key_func=_export_key)
 def export() -> ResponseReturnValue:
-    document = exports.export(db(), instance(), _customer_id(), context())
-    stamp = document["exported_at"][:10].replace("-", "")
+    """Everything held about the customer: one JSON document (``format=json``, the default)
+    or a zip of CSV files (``format=csv``), each described by the published schema."""
+    chosen = request.form.get("format", "json")
+    if chosen not in ("json", "csv"):
+        return _account_page({"format": gettext("Choose JSON or CSV files.")}, 400)
+    schema_url = site_url() + url_for("static", filename="export.schema.json")
+    if chosen == "csv":
+        data, exported_at = export_csv.export_zip(
+            db(), instance(), _customer_id(), context(), schema_url=schema_url
+        )
+        return _download(data, "application/zip", exported_at, "zip")
+    document = exports.export(db(), instance(), _customer_id(), context(), schema_url=schema_url)
+    body = json.dumps(document, indent=2, ensure_ascii=False)
+    return _download(body.encode("utf-8"), "application/json", document["exported_at"], "json")
+
+
+def _download(data: bytes, mimetype: str, exported_at: str, suffix: str) -> Response:
+    stamp = exported_at[:10].replace("-", "")
     return Response(
-        json.dumps(document, indent=2, ensure_ascii=False),
-        mimetype="application/json",
-        headers={"Content-Disposition": f'attachment; filename="infomediary-export-{stamp}.json"'},
+        data,
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="infomediary-export-{stamp}.{suffix}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 

@@ -158,6 +158,8 @@ AUDITOR_READ_RATE = "60 per minute"
 #: Exports (up to 10,000 entries and their proofs each) and "verify now" (the whole log).
 AUDITOR_EXPORT_RATE = "10 per minute;60 per hour"
 AUDITOR_VERIFY_RATE = "3 per minute;20 per hour"
+#: A customer's complete export (JSON or CSV files), per account: each reads every row they own.
+EXPORT_RATE = "5 per minute;30 per hour"
 
 
 def auditor_key() -> str:

@@ -211,7 +211,7 @@ def test_customer_journey(tab: Tab, inst: Instance, tmp_path: Path) -> None:
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     document = json.loads(saved.read_text(encoding="utf-8"))
-    assert document["customer"]["email"] == EMAIL
+    assert document["account"]["email"] == EMAIL
     profile = document["profile"]
     assert profile["name"] == NAME
     assert profile["postcode"] == "2000"
@@ -223,7 +223,7 @@ def test_customer_journey(tab: Tab, inst: Instance, tmp_path: Path) -> None:
     assert reasons[0] == "account created"
     assert "profile edited" in reasons
     assert "profile viewed" in reasons
-    assert {entry["actor"]["type"] for entry in log} == {"customer"}
+    assert {entry["actor_type"] for entry in log} == {"customer"}
     edited = next(entry for entry in log if entry["reason"] == "profile edited")
     assert edited["action"] == "update"
     assert sorted(edited["detail"]["fields"]) == [

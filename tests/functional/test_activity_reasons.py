@@ -100,10 +100,10 @@ def test_the_export_carries_the_sentence_the_structured_reason_and_suppliers_by_
     response = client.post("/account/export", data={"csrf_token": csrf(client, "/account")})
     assert response.status_code == 200
     log = json.loads(response.get_data(as_text=True))["access_log"]
-    (read,) = [e for e in log if e["action"] == "read" and e["actor"]["type"] == "supplier"]
-    assert read["actor"] == {"type": "supplier", "id": supplier_id, "name": "Zenith Travel"}
-    assert read["reason_data"]["code"] == "resource.read"
-    verdict = read["reason_data"]["params"]["verdict"]
+    (read,) = [e for e in log if e["action"] == "read" and e["actor_type"] == "supplier"]
+    assert (read["actor_id"], read["actor_name"]) == (supplier_id, "Zenith Travel")
+    assert read["reason_code"] == "resource.read"
+    verdict = read["reason_params"]["verdict"]
     assert verdict["supplier"] == supplier_id
     assert [c["category"] for c in verdict["categories"]] == [
         "demographics",
@@ -111,12 +111,13 @@ def test_the_export_carries_the_sentence_the_structured_reason_and_suppliers_by_
         "interests",
     ]
     assert {r["mode"] for c in verdict["categories"] for r in c["rules"]} == {"direct"}
-    assert read["suppliers"] == [{"id": supplier_id, "name": "Zenith Travel"}]
-    assert read["reason"] == render(json.dumps(read["reason_data"]), "", lambda _: "Zenith Travel")
+    assert read["suppliers"] == [{"supplier_id": supplier_id, "supplier_name": "Zenith Travel"}]
+    structured = {"code": read["reason_code"], "params": read["reason_params"]}
+    assert read["reason"] == render(json.dumps(structured), "", lambda _: "Zenith Travel")
     assert "allows Zenith Travel to see your interests, knowing it is you." in read["reason"]
     granted = next(e for e in log if e["action"] == "consent")
     assert granted["reason"] == "consent granted for Zenith Travel"
-    assert granted["reason_data"] == {
-        "code": "consent.granted",
-        "params": {"supplier": supplier_id},
-    }
+    assert (granted["reason_code"], granted["reason_params"]) == (
+        "consent.granted",
+        {"supplier": supplier_id},
+    )

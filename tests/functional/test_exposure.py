@@ -176,9 +176,11 @@ def test_the_export_holds_every_release_and_the_budget(broker: Callable[..., Ins
     assert part["budget"]["epsilon_spent"] == pytest.approx(0.1)
     assert part["budget"]["epsilon_cap"] == pytest.approx(10.0)
     [release] = part["releases"]
-    assert release["supplier"] == "Acme Books"
+    assert (release["supplier_id"], release["supplier_name"]) == (supplier, "Acme Books")
     assert release["kind"] == "count"
-    assert [r["supplier"] for r in release["replayed_to"]] == ["Acme Books"]
+    assert [(r["supplier_id"], r["supplier_name"]) for r in release["replayed_to"]] == [
+        (supplier, "Acme Books")
+    ]
 
 
 def test_the_indexing_job_keeps_the_postings_up_to_date(broker: Callable[..., Instance]) -> None:

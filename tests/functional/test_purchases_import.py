@@ -579,7 +579,7 @@ def test_cli_customers_export_includes_purchases(env, inst) -> None:
     code, out, err = cli("customers", "export", "--email", EMAIL)
     assert code == 0, err
     document = json.loads(out)
-    assert document["customer"]["email"] == EMAIL
+    assert document["account"]["email"] == EMAIL
     assert any(p["product_name"] == "Notebook A5 Dotted" for p in document["purchases"])
     code, _, err = cli("customers", "export", "--email", "nobody@example.org")
     assert (code, err) == (1, "error: no customer has that address\n")

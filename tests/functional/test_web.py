@@ -256,8 +256,8 @@ def test_export_contains_everything_and_is_logged(client, auth, inst) -> None:
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert response.headers["Cache-Control"] == "no-store"
     document = json.loads(response.get_data(as_text=True))
-    assert document["format"] == "infomediary-export/1"
-    assert document["customer"]["email"] == "exp@example.org"
+    assert document["format"] == "infomediary-export/2"
+    assert document["account"]["email"] == "exp@example.org"
     assert document["profile"]["name"] == "Exporter"
     assert document["profile"]["postcode"] == "6000"
     assert document["profile"]["interests"] == ["travel"]

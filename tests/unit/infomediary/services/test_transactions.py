@@ -42,6 +42,7 @@ from infomediary.services import (
     customer_policy,
     customers,
     erasure,
+    export_csv,
     exports,
     offers,
     profiles,
@@ -165,6 +166,7 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         lambda s, i, c, _p: customer_policy.set_district_counting(s, i, c, allowed=True, ctx=CTX),
     ),
     ("export", lambda s, i, c, _p: exports.export(s, i, c, CTX)),
+    ("export_csv", lambda s, i, c, _p: export_csv.export_zip(s, i, c, CTX)),
     (
         "change_password",
         lambda s, i, c, _p: customers.change_password(s, i, c, PASSWORD, PASSWORD + "!", CTX),
