@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from playwright.sync_api import expect
+from playwright.sync_api import ViewportSize, expect
 
 from infomediary.instance import Instance
 from infomediary.services import export_csv
@@ -28,7 +28,7 @@ pytestmark = [
 EMAIL = "export@example.org"
 PASSWORD = "correct horse battery staple"
 NAME = "Export Reader"
-NARROW = {"width": 390, "height": 844}
+NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture
