@@ -480,3 +480,23 @@ def test_an_unknown_format_is_refused_and_nothing_is_logged(client, auth, inst) 
         assert not session.execute(
             select(AccessLogEntry).where(AccessLogEntry.action == "export")
         ).first()
+
+
+def test_exports_are_limited_per_account(client, auth, inst) -> None:
+    auth.signup(email="often@example.org")
+    token = csrf_token_in(client.get("/account").get_data(as_text=True))
+    statuses = [
+        client.post(
+            "/account/export", data={"csrf_token": token, "format": ("json", "csv")[n % 2]}
+        ).status_code
+        for n in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+    refused = client.post("/account/export", data={"csrf_token": token, "format": "json"})
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"]
+    with inst.sessions() as session:
+        logged = session.execute(
+            select(AccessLogEntry).where(AccessLogEntry.action == "export")
+        ).all()
+    assert len(logged) == 5
