@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export INFOMEDIARY_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev run init demo test lint format typecheck contracts pytest mutation screenshots bench lock clean
+.PHONY: help install dev run init demo test lint format typecheck contracts pytest mutation screenshots bench lock clean translations
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,15 @@ mutation: dev ## Mutation testing (mutmut; slow, not in `make test`): policies/,
 	  ln -s ../../connectors ../../tests build/mutation-connectors/; \
 	  cd build/mutation-connectors; one_pass connectors tests/unit/connectors; \
 	fi
+
+# The catalogues: messages.pot from the templates and the web edge's Python (babel.cfg), each
+# language's messages.po updated from it, then compiled to the messages.mo the app loads (the
+# .mo files are committed, so a fresh clone runs without this step).
+TRANSLATIONS := infomediary/translations
+translations: dev ## Extract the site's messages, update every catalogue and compile them
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --no-location --sort-by-file --project Infomediary -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-location --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 screenshots: dev ## Refresh the README's screenshots through the browser tests
 	INFOMEDIARY_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -m browser

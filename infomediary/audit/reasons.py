@@ -74,6 +74,9 @@ CATALOGUE: dict[str, str] = {
     # profile and policy
     "profile.viewed": "profile viewed",
     "profile.edited": "profile edited",
+    "settings.viewed": "language and time zone settings viewed",
+    "settings.changed": "language and time zone settings changed: {fields}",
+    "settings.time_zone_from_browser": "time zone set from the browser",
     "policy.template": "policy set to template {template}",
     "policy.rule": "policy rule changed: {category} for {purpose}: {mode}",
     "policy.district_on": "counting by postal district turned on",

@@ -47,6 +47,7 @@ from .purchases import (
     PurchaseUploadOrigin,
     PurchaseUploadStatus,
 )
+from .settings import CustomerSettings
 from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organisation, Supplier
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "ConsentReceipt",
     "Customer",
     "CustomerPolicy",
+    "CustomerSettings",
     "DataKey",
     "DerivedInterests",
     "EmailToken",

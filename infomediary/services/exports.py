@@ -32,6 +32,7 @@ from infomediary.models import (
     ConsentReceipt,
     Customer,
     CustomerPolicy,
+    CustomerSettings,
     DataKey,
     DerivedInterests,
     EmailToken,
@@ -231,6 +232,20 @@ def _account(r: _Reader) -> dict[str, Any]:
         "created_at": c.created_at.isoformat(),
         "confirmed_at": _iso(c.verified_at),
         "password_changed_at": _iso(c.password_changed_at),
+    }
+
+
+def _site_settings(r: _Reader) -> dict[str, Any]:
+    row = r.session.get(CustomerSettings, r.customer_id)
+    zone = None
+    if row is not None and row.time_zone is not None:
+        zone = r.inst.vault.open(
+            r.key, "customer_settings", r.customer_id, "time_zone", row.time_zone
+        )
+    return {
+        "site_language": row.site_language if row else None,
+        "time_zone": zone,
+        "updated_at": _iso(row.updated_at) if row else None,
     }
 
 
@@ -731,6 +746,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
     "account": _account,
     "encryption": _encryption,
     "profile": _profile,
+    "site_settings": _site_settings,
     "purchases": _purchases,
     "purchase_imports": _purchase_imports,
     "purchase_uploads": _purchase_uploads,
@@ -751,6 +767,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
 #: Every table with a ``customer_id`` column, and the section that exports its rows.
 TABLES: dict[str, str] = {
     "profiles": "profile",
+    "customer_settings": "site_settings",
     "data_keys": "encryption",
     "customer_policies": "policy",
     "purchases": "purchases",
@@ -772,6 +789,10 @@ TABLES: dict[str, str] = {
 NOT_EXPORTED: dict[str, str] = {
     "authorization_codes": "single-use codes living 60 seconds; the grant they carry is exported",
     "match_entries": "keyed hashes of coarsened profile values, derived from exported sections",
+    "notification_settings": (
+        "which notification kinds are shown or e-mailed and how far they were read; the "
+        "notifications page shows them and holds nothing else"
+    ),
 }
 
 

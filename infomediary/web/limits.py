@@ -160,6 +160,8 @@ AUDITOR_EXPORT_RATE = "10 per minute;60 per hour"
 AUDITOR_VERIFY_RATE = "3 per minute;20 per hour"
 #: A customer's complete export (JSON or CSV files), per account: each reads every row they own.
 EXPORT_RATE = "5 per minute;30 per hour"
+#: A customer's language and time zone (the page's form, and the browser's zone sent once).
+SETTINGS_RATE = "20 per minute;200 per hour"
 
 
 def auditor_key() -> str:

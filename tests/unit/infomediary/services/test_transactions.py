@@ -48,6 +48,7 @@ from infomediary.services import (
     profiles,
     resource,
     rewards,
+    site_settings,
     suppliers,
 )
 from infomediary.services.uow import unit_of_work
@@ -161,6 +162,17 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         lambda s, i, c, _p: profiles.update_profile(s, i, c, {"name": "Ada L."}, CTX),
     ),
     ("apply_template", lambda s, i, c, _p: customer_policy.apply_template(s, i, c, "private", CTX)),
+    ("read_settings", lambda s, i, c, _p: site_settings.read_settings(s, i, c, CTX)),
+    (
+        "change_settings",
+        lambda s, i, c, _p: site_settings.change_settings(
+            s, i, c, site_settings.SettingsInput("de", "Europe/Berlin"), CTX
+        ),
+    ),
+    (
+        "time_zone_from_browser",
+        lambda s, i, c, _p: site_settings.time_zone_from_browser(s, i, c, "Asia/Tokyo", CTX),
+    ),
     (
         "set_district_counting",
         lambda s, i, c, _p: customer_policy.set_district_counting(s, i, c, allowed=True, ctx=CTX),
