@@ -78,12 +78,16 @@ class LedgerAccountKind(StrEnum):
 
 
 class LedgerTransactionKind(StrEnum):
-    """What moved money: funding a supplier, escrow for an offer, a reward, a refund."""
+    """What moved money: funding a supplier, escrow for an offer, a reward, a refund; a
+    customer's payout request, its cancellation, and its settlement by the operator."""
 
     FUND = "fund"
     ESCROW = "escrow"
     REWARD = "reward"
     REFUND = "refund"
+    PAYOUT = "payout"
+    PAYOUT_CANCEL = "payout_cancel"
+    PAYOUT_SETTLE = "payout_settle"
 
 
 class CodeChallengeMethod(StrEnum):
@@ -110,3 +114,11 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+class PayoutStatus(StrEnum):
+    """A customer's payout request: waiting for the operator, paid, or cancelled by them."""
+
+    REQUESTED = "requested"
+    SETTLED = "settled"
+    CANCELLED = "cancelled"

@@ -146,6 +146,14 @@ CATALOGUE: dict[str, str] = {
     "offers.accepted": "offer accepted: this offer's pseudonym shared with {supplier}",
     "offers.declined": "offer declined",
     "offers.blocked": "{supplier} blocked: no more offers or counts",
+    # the rewards wallet
+    "wallet.viewed": "rewards wallet viewed",
+    "wallet.payout_requested": "payout of {cents} cents requested (payout {payout})",
+    "wallet.payout_cancelled": "payout {payout} of {cents} cents cancelled; the amount is back",
+    "wallet.payout_settled": (
+        "payout {payout} of {cents} cents exported to the operator with its destination, and "
+        "settled"
+    ),
     "contacts.no_offer": "contact details refused: no such offer of this supplier",
     "contacts.no_accepter": "contact details refused: no accepter of this offer has that pseudonym",
     "contacts.not_shared": "contact details refused: not shared for this offer",
@@ -163,6 +171,12 @@ CATALOGUE: dict[str, str] = {
     "supplier.scopes_taken_back": "supplier {supplier}: scope {scopes} taken back",
     "supplier.broker_tokens_revoked": "supplier {supplier}: broker approval revoked",
     "supplier.initial_token": "initial access token {token} issued, valid {days} days",
+    # notifications
+    "notifications.read": "notifications marked read",
+    "notifications.preferences": (
+        "notification choices changed: in the app {in_app}; e-mail digest {digest}"
+    ),
+    "notifications.digest_sent": "notification digest e-mailed: {items} notification(s)",
     "keys.rewrapped": "{rewrapped} data keys re-wrapped under KEK version {kek}",
     "keys.removed": "KEK version(s) {versions} removed from the keyring",
     "demo.seeded": "seeded synthetic customers {first}..{last}",

@@ -26,6 +26,7 @@ from .broker import (
 from .consents import ConsentGrant, ConsentReceipt
 from .customers import Customer, CustomerPolicy, DataKey, EmailToken, Profile, WebSession
 from .jobs import Job
+from .notifications import NotificationSettings
 from .offers import (
     LedgerAccount,
     LedgerEntry,
@@ -35,6 +36,7 @@ from .offers import (
     SupplierBlock,
 )
 from .operations import KeyFingerprint, KeyringState, ProcessLease
+from .payouts import PayoutRequest
 from .purchases import (
     DerivedInterests,
     IdempotencyKey,
@@ -79,10 +81,12 @@ __all__ = [
     "LogHead",
     "LogNode",
     "MatchEntry",
+    "NotificationSettings",
     "OAuthToken",
     "Offer",
     "OfferDelivery",
     "Organisation",
+    "PayoutRequest",
     "ProcessLease",
     "Profile",
     "Purchase",

@@ -42,6 +42,7 @@ from infomediary.models import (
     OAuthToken,
     Offer,
     OfferDelivery,
+    PayoutRequest,
     Profile,
     PurchaseImport,
     PurchaseOrderReview,
@@ -564,6 +565,29 @@ def _earnings(r: _Reader) -> dict[str, Any]:
     }
 
 
+def _payouts(r: _Reader) -> list[dict[str, Any]]:
+    rows = r.session.execute(
+        select(PayoutRequest)
+        .where(PayoutRequest.customer_id == r.customer_id)
+        .order_by(PayoutRequest.requested_at, PayoutRequest.id)
+    ).scalars()
+    return [
+        {
+            "id": row.id,
+            "amount_cents": row.amount_cents,
+            "currency": row.currency,
+            "destination": r.inst.vault.open(
+                r.key, "payout_requests", row.id, "destination", row.destination
+            ),
+            "status": row.status,
+            "requested_at": row.requested_at.isoformat(),
+            "settled_at": _iso(row.settled_at),
+            "cancelled_at": _iso(row.cancelled_at),
+        }
+        for row in rows
+    ]
+
+
 def _counts_you_were_part_of(r: _Reader) -> dict[str, Any]:
     """``exposure.export_releases``, each release and replay named by supplier id and name."""
     found = exposure.export_releases(r.session, r.inst, r.customer_id)
@@ -756,6 +780,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
     "policy": _policy,
     "offers": _offers,
     "earnings": _earnings,
+    "payouts": _payouts,
     "counts_you_were_part_of": _counts_you_were_part_of,
     "blocks": _blocks,
     "authorizations": _authorizations,
@@ -779,6 +804,7 @@ TABLES: dict[str, str] = {
     "consent_receipts": "consents",
     "offer_deliveries": "offers",
     "supplier_blocks": "blocks",
+    "payout_requests": "payouts",
     "oauth_tokens": "authorizations",
     "web_sessions": "sessions",
     "email_tokens": "email_links",

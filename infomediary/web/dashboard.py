@@ -33,6 +33,7 @@ from infomediary.services import (
     exposure,
     privacy_ledger,
     profiles,
+    wallet,
 )
 from infomediary.services.profile_fields import (
     CONTACT_CHANNELS,
@@ -71,7 +72,14 @@ def overview() -> ResponseReturnValue:
         db(), instance(), _customer_id(), access_log.TimelineFilter(), 1, 5
     )
     standing = privacy_ledger.standing(db(), instance(), _customer_id())
-    return render_template("dashboard.html", recent=recent, standing=standing)
+    rewards_wallet = {
+        "available_cents": wallet.available_cents(db(), _customer_id()),
+        "pending_cents": wallet.pending_cents(db(), _customer_id()),
+        "pending_offers": wallet.pending_offers(db(), _customer_id()),
+    }
+    return render_template(
+        "dashboard.html", recent=recent, standing=standing, rewards_wallet=rewards_wallet
+    )
 
 
 def _profile_form() -> dict[str, Any]:

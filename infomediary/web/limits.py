@@ -162,6 +162,10 @@ AUDITOR_VERIFY_RATE = "3 per minute;20 per hour"
 EXPORT_RATE = "5 per minute;30 per hour"
 #: A customer's language and time zone (the page's form, and the browser's zone sent once).
 SETTINGS_RATE = "20 per minute;200 per hour"
+#: A customer's notifications: marking them read and changing which ones they get, per account.
+NOTIFICATION_RATE = "20 per minute;200 per hour"
+#: A customer's payout requests and cancellations, per account.
+PAYOUT_RATE = "10 per minute;50 per hour"
 
 
 def auditor_key() -> str:

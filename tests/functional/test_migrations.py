@@ -40,6 +40,7 @@ from infomediary.statuses import (
     LedgerAccountKind,
     LedgerTransactionKind,
     OfferStatus,
+    PayoutStatus,
     ReceiptEvent,
     RegisteredVia,
     ReleaseKind,
@@ -114,6 +115,7 @@ def test_every_status_column_has_a_check() -> None:
         ("purchase_imports", "ck_purchase_imports_status"): tuple(PurchaseImportStatus),
         ("purchase_uploads", "ck_purchase_uploads_status"): tuple(PurchaseUploadStatus),
         ("purchase_uploads", "ck_purchase_uploads_origin"): tuple(PurchaseUploadOrigin),
+        ("payout_requests", "ck_payout_requests_status"): tuple(PayoutStatus),
     }
 
 

@@ -44,12 +44,14 @@ from infomediary.services import (
     erasure,
     export_csv,
     exports,
+    notifications,
     offers,
     profiles,
     resource,
     rewards,
     site_settings,
     suppliers,
+    wallet,
 )
 from infomediary.services.uow import unit_of_work
 from tests.factories import make_customer, make_grant, make_supplier
@@ -154,6 +156,30 @@ QUERY = broker.CountQuery("marketing", {"region": ["NSW"]}, None)
 WEEK = timedelta(days=7)
 IDENTITY = ["profile.identity:read"]
 
+
+def earned(inst: Instance, customer_id: str) -> int:
+    """The customer earns $5.00 (in a session of its own); the cents."""
+    with inst.sessions() as session:
+        rewards.post(
+            session,
+            "reward",
+            [
+                (rewards.account(session, *rewards.PLATFORM), -500),
+                (rewards.account(session, "customer", customer_id), 500),
+            ],
+        )
+        session.commit()
+    return 500
+
+
+def requested_payout(inst: Instance, customer_id: str) -> str:
+    """The customer's $5.00 earned and requested as a payout (in a session of its own)."""
+    earned(inst, customer_id)
+    with inst.sessions() as session:
+        form = wallet.PayoutInput("5.00", "DE89 3704 0044 0532 0130 00")
+        return wallet.request_payout(session, inst, customer_id, form, CTX).id
+
+
 #: A use case each: (name, call) where call(session, inst, customer_id, supplier_id) runs it.
 USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ("read_profile", lambda s, i, c, _p: profiles.read_profile(s, i, c, CTX)),
@@ -172,6 +198,13 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     (
         "time_zone_from_browser",
         lambda s, i, c, _p: site_settings.time_zone_from_browser(s, i, c, "Asia/Tokyo", CTX),
+    ),
+    ("mark_notifications_read", lambda s, i, c, _p: notifications.mark_all_read(s, i, c, CTX)),
+    (
+        "change_notification_preferences",
+        lambda s, i, c, _p: notifications.change_preferences(
+            s, i, c, notifications.PreferencesInput(("new_offer",), ("new_offer",), True), CTX
+        ),
     ),
     (
         "set_district_counting",
@@ -247,6 +280,22 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ("approve_broker", lambda s, _i, _c, p: suppliers.approve_broker(s, p, sector="media")),
     ("revoke_broker", lambda s, _i, _c, p: suppliers.revoke_broker(s, p, CTX)),
     ("fund", lambda s, _i, _c, p: rewards.fund(s, p, 500)),
+    ("wallet", lambda s, i, c, _p: wallet.wallet(s, i, c, 1, CTX)),
+    (
+        "request_payout",
+        lambda s, i, c, _p: (
+            earned(i, c),
+            wallet.request_payout(s, i, c, wallet.PayoutInput("5", "paypal ada@example.org"), CTX),
+        ),
+    ),
+    (
+        "cancel_payout",
+        lambda s, i, c, _p: wallet.cancel_payout(s, i, c, requested_payout(i, c), CTX),
+    ),
+    (
+        "export_payouts",
+        lambda s, i, c, _p: (requested_payout(i, c), wallet.export_payouts(s, i, CTX)),
+    ),
     (
         "create_auditor",
         lambda s, i, _c, _p: auditors.create(
