@@ -138,6 +138,8 @@ class Settings:
     log_origin: str = ""
     #: A checkpoint of the access log is signed this often, seconds, when the log grew.
     checkpoint_seconds: int = 60
+    #: The notification digest is e-mailed to each customer who asked for it this often, seconds.
+    digest_seconds: int = 86400
 
     def __post_init__(self) -> None:
         # Derived values only (no checks: see validate): absolute paths, the default database.
@@ -185,6 +187,7 @@ _POSITIVE = (
     "upload_job_bytes",
     "push_job_lines",
     "checkpoint_seconds",
+    "digest_seconds",
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
 _SECRET = frozenset(
