@@ -91,7 +91,7 @@ mutation: dev ## Mutation testing (mutmut; slow, not in `make test`): policies/,
 TRANSLATIONS := infomediary/translations
 translations: dev ## Extract the site's messages, update every catalogue and compile them
 	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --no-location --sort-by-file --project Infomediary -o $(TRANSLATIONS)/messages.pot .
-	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-location --ignore-obsolete
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --ignore-obsolete --no-fuzzy-matching
 	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 screenshots: dev ## Refresh the README's screenshots through the browser tests
