@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, ViewportSize, expect
 
+from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import utcnow
+from infomediary.services import Context, site_settings
 from tests.browser_support import BaseTab, open_tab, screenshot
 from tests.factories import make_customer, make_grant, make_supplier
 
@@ -48,6 +50,11 @@ def test_badge_list_link_mark_read_and_choices(
     if narrow:
         page.set_viewport_size(NARROW)
     customer_id = make_customer(inst, email=EMAIL, password=PASSWORD)
+    with inst.sessions() as session:  # a zone chosen: no reload to follow the browser's
+        chosen = site_settings.SettingsInput("en", site_settings.DEFAULT_TIME_ZONE)
+        site_settings.change_settings(
+            session, inst, customer_id, chosen, Context(Actor.system("test"))
+        )
     acme = make_supplier(inst, name="Acme Books")
     make_grant(inst, customer_id, acme.id)
     soon = make_supplier(inst, name="Soon Ltd")
