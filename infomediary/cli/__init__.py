@@ -15,6 +15,7 @@ from infomediary.cli import (
     instance,
     jobs,
     keys,
+    notifications,
     payouts,
     purchases,
     suppliers,
@@ -40,5 +41,6 @@ main.add_command(auditors.auditors_group)
 main.add_command(jobs.jobs_group)
 main.add_command(purchases.import_purchases)
 main.add_command(payouts.payouts_group)
+main.add_command(notifications.notifications_group)
 main.add_command(instance.serve)
 main.add_command(worker.worker)

@@ -315,3 +315,18 @@ def test_posts_need_the_csrf_token(inst: Instance, client: FlaskClient) -> None:
     assert client.post("/notifications/settings", data={"in_app": ALL}).status_code == 403
     with inst.sessions() as session:
         assert session.get(NotificationSettings, customer_id) is None
+
+
+def test_the_cli_sends_the_digest_now_once(
+    inst: Instance, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.functional.test_cli import run
+
+    monkeypatch.setenv("INFOMEDIARY_INSTANCE_PATH", str(inst.settings.instance_path))
+    monkeypatch.setenv("INFOMEDIARY_DATABASE_URL", inst.settings.database_url)
+    customer_id = _customer(inst, client)
+    _choose(client, ALL, ALL, True)
+    make_grant(inst, customer_id, make_supplier(inst, name="Acme Books").id)
+    assert run("notifications", "digest", "--json") == (0, '{"sent": 1}\n')
+    assert run("notifications", "digest") == (0, "0 digest(s) sent\n")
+    assert len(messages_to(inst.settings, EMAIL)) == 1
