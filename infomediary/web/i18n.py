@@ -13,7 +13,7 @@ read once per request, and only when a page needs them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -88,9 +88,20 @@ def current_locale() -> str:
     return str(locale) if locale is not None else DEFAULT_LANGUAGE
 
 
+#: The pages that ask the browser for its zone while the customer has none: where a customer
+#: lands after logging in or confirming their address, and the settings page itself. Other
+#: pages carry no script for it (a page such as a running import's refreshes by header alone).
+TIME_ZONE_PAGES = frozenset({"dashboard.overview", "dashboard.profile", "settings.show"})
+
+
 def time_zone_unset() -> bool:
-    """A logged-in customer who has no time zone yet (the browser may give one)."""
-    return current_customer_id() is not None and site_settings().time_zone is None
+    """On a landing page, a logged-in customer who has no time zone yet (the browser may give
+    one through ``static/js/timezone.js``)."""
+    return (
+        request.endpoint in TIME_ZONE_PAGES
+        and current_customer_id() is not None
+        and site_settings().time_zone is None
+    )
 
 
 def with_lang(code: str) -> str:
@@ -99,14 +110,18 @@ def with_lang(code: str) -> str:
     return f"{request.path}?{urlencode([*args, ('lang', code)])}"
 
 
-def _local(value: datetime) -> datetime:
-    return value.astimezone(ZoneInfo(select_time_zone()))
+def _local(value: datetime | str) -> datetime:
+    """``value`` (a datetime, or its ISO 8601 text as some views pass) in the customer's zone."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(select_time_zone()))
 
 
-def _localtime(value: datetime | None) -> str:
+def _localtime(value: datetime | str | None) -> str:
     """Date, time and the zone's abbreviation (``02.12.2026, 14:05 CET`` in German), in the
     customer's zone and language."""
-    if value is None:
+    if not value:
         return ""
     local = _local(value)
     locale = get_locale() or DEFAULT_LANGUAGE
@@ -115,8 +130,8 @@ def _localtime(value: datetime | None) -> str:
     return f"{day}, {time} {local.tzname()}"
 
 
-def _localdate(value: datetime | None) -> str:
-    if value is None:
+def _localdate(value: datetime | str | None) -> str:
+    if not value:
         return ""
     return dates.format_date(_local(value).date(), "medium", locale=get_locale() or "en")
 

@@ -41,7 +41,6 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdif]|%[sdif]")
 #: Templates still being converted (their text is other work in progress); emptied when done.
 PENDING = {
     "_activity.html",
-    "_macros.html",
     "account.html",
     "auditor/_chart.html",
     "auditor/anomalies.html",
@@ -53,14 +52,10 @@ PENDING = {
     "auditor/verify.html",
     "base.html",
     "consents.html",
-    "counting.html",
-    "counts.html",
     "dashboard.html",
     "inbox.html",
     "login.html",
     "privacy.html",
-    "purchase_duplicates.html",
-    "purchases.html",
     "receipt.html",
     "signup.html",
 }
