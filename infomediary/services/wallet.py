@@ -232,9 +232,15 @@ def wallet(session: Session, inst: Instance, customer_id: str, page: int, ctx: C
     destinations opened to be shown masked: a logged read)."""
     with unit_of_work(session) as uow:
         key = customer_key(session, inst, customer_id)
-        mine = _customer_account(session, customer_id)
-        total = balance(session, mine.id)
-        movements, pages = _movements(session, mine.id, total, page)
+        # a read creates no account: a customer who never earned has none yet
+        mine = session.execute(
+            select(LedgerAccount.id).where(
+                LedgerAccount.kind == LedgerAccountKind.CUSTOMER,
+                LedgerAccount.owner_id == customer_id,
+            )
+        ).scalar_one_or_none()
+        total = balance(session, mine) if mine else 0
+        movements, pages = _movements(session, mine, total, page) if mine else ((), 1)
         rows = (
             session.execute(
                 select(PayoutRequest)

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
+from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
@@ -43,6 +44,7 @@ from infomediary.models import (
     OfferDelivery,
     utcnow,
 )
+from infomediary.services import Context, rewards, wallet
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer, make_grant
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
@@ -67,6 +69,7 @@ class Party:
     receipt_jws: list[str]
     client: FlaskClient
     offer_id: str = ""
+    payout_id: str = ""
 
     def markers(self) -> dict[str, str]:
         """Values unique to this customer, that must never reach anyone else."""
@@ -91,6 +94,7 @@ FILLERS: dict[str, Callable[[Party], str]] = {
     "grant_id": lambda party: party.grant_id,
     "receipt_id": lambda party: party.receipt_ids[0],
     "offer_id": lambda party: party.offer_id,
+    "payout_id": lambda party: party.payout_id,
 }
 #: URL variables that name no object of anybody's (the same value for every customer).
 CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's state
@@ -111,6 +115,7 @@ KNOWN_CUSTOMER_RULES = {
     ("/consents/<grant_id>/receipts", "GET"),
     ("/consents/<grant_id>/receipts/<receipt_id>.jws", "GET"),
     ("/inbox/<offer_id>/<action>", "POST"),
+    ("/wallet/payouts/<payout_id>/cancel", "POST"),
 }
 #: Dashboard pages that must be recognised as needing a login.
 KNOWN_LOGIN_PAGES = {
@@ -198,6 +203,20 @@ def receipts(inst: Instance, grant_id: str) -> tuple[list[str], list[str]]:
         pairs = [(row.id, row.jws) for row in rows]
     assert pairs, f"grant {grant_id} has no receipt"
     return [receipt_id for receipt_id, _ in pairs], [jws for _, jws in pairs]
+
+
+CTX = Context(Actor.system("test"))
+
+
+def request_payout(inst: Instance, customer_id: str) -> str:
+    """A payout of $5.00 the customer earned and asked for, still cancellable."""
+    with inst.sessions() as session:
+        platform = rewards.account(session, *rewards.PLATFORM)
+        mine = rewards.account(session, "customer", customer_id)
+        rewards.post(session, "reward", [(platform, -500), (mine, 500)])
+        session.commit()
+        form = wallet.PayoutInput("5.00", "DE89 3704 0044 0532 0130 00")
+        return wallet.request_payout(session, inst, customer_id, form, CTX).id
 
 
 def logged_in_client(app: Flask, email: str) -> FlaskClient:
@@ -294,6 +313,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             a_jws,
             logged_in_client(app, a_email),
             a_offer,
+            request_payout(inst, a_id),
         ),
         Party(
             b_id,
@@ -307,6 +327,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             b_jws,
             logged_in_client(app, b_email),
             b_offer,
+            request_payout(inst, b_id),
         ),
         a_token_works,
     )

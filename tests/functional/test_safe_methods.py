@@ -141,6 +141,7 @@ FILLERS: dict[str, Callable[[World], str]] = {
     "action": lambda w: "accept",
     "sub": lambda w: "off_unknown",
     "job_id": lambda w: str(uuid.uuid4()),  # a bearer-token API: no token, no effect
+    "payout_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
 }
 
 

@@ -22,6 +22,7 @@ from infomediary.cli import main
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
+    LedgerAccount,
     Offer,
     OfferDelivery,
     PayoutRequest,
@@ -340,3 +341,16 @@ def test_the_customers_export_holds_their_payouts_with_the_destination(
     with inst.sessions() as session:
         data, _when = export_csv.export_zip(session, inst, customer, ctx)
     assert export_csv.read_zip(data)["payouts"] == document["payouts"]
+
+
+def test_an_empty_wallet_creates_no_ledger_account(
+    client: Any, inst: Instance, customer: str
+) -> None:
+    body = client.get("/wallet").get_data(as_text=True)
+    assert _available(body) == "$0.00"
+    assert "Nothing yet." in body
+    with inst.sessions() as session:
+        found = session.execute(
+            select(LedgerAccount).where(LedgerAccount.owner_id == customer)
+        ).first()
+    assert found is None
