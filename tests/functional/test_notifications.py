@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from infomediary.audit.log import Actor, ActorType
 from infomediary.demo import seed_synthetic
@@ -330,3 +330,17 @@ def test_the_cli_sends_the_digest_now_once(
     assert run("notifications", "digest", "--json") == (0, '{"sent": 1}\n')
     assert run("notifications", "digest") == (0, "0 digest(s) sent\n")
     assert len(messages_to(inst.settings, EMAIL)) == 1
+
+
+def test_the_unread_log_query_is_a_range_of_the_customer_seq_index(inst: Instance) -> None:
+    """Unread supplier reads are found through ``(customer_id, seq)``, not by scanning the log."""
+    since = notifications._Since(None, 41)
+    query = notifications._log_query("c-1", notifications.SUPPLIER_READ, since).limit(10)
+    sqlite = inst.engine.dialect.name == "sqlite"
+    with inst.sessions() as session:
+        if not sqlite:  # an empty table would be read whole: ask whether the index can serve
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+        compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+        plan = " ".join(str(row) for row in session.execute(text(f"{explain}{compiled}")))
+    assert "ix_access_log_customer_seq" in plan, plan
