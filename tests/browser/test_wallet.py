@@ -96,6 +96,15 @@ def test_see_the_balance_request_a_payout_and_see_it_pending(
     _fits(tab)
     if not narrow:
         screenshot(tab, tmp_path, "wallet")
+    # the cancel button is readable (not the header's white link text on a white panel)
+    cancel = payout.get_by_role("button", name="Cancel this payout")
+    color = cancel.evaluate("el => getComputedStyle(el).color")
+    assert color not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)"), color
+    cancel.click()
+    expect(page.get_by_role("status")).to_contain_text("$7.50 is back in your balance")
+    expect(page.get_by_test_id("available")).to_have_text("$12.00")
+    expect(payout).to_contain_text("cancelled")
+    _fits(tab)
     tab.assert_clean()
 
 
