@@ -19,11 +19,13 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from infomediary.audit.log import ActorType
 from infomediary.audit.reasons import Reason
 from infomediary.db import rowcount
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
+    AccessLogEntry,
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
@@ -167,6 +169,48 @@ def pending_offers(session: Session, customer_id: str) -> int:
         )
     ).scalar_one()
     return int(total)
+
+
+@dataclass(frozen=True)
+class SinceLastVisit:
+    """What is new since the customer's previous login, for the overview."""
+
+    offers: int
+    accesses: int
+
+
+def since_last_visit(session: Session, customer_id: str) -> SinceLastVisit | None:
+    """Offers delivered and accesses to the customer's data by anyone else since the login
+    before this one; None on the first visit."""
+    logins = session.execute(
+        select(AccessLogEntry.seq, AccessLogEntry.created_at)
+        .where(
+            AccessLogEntry.customer_id == customer_id,
+            AccessLogEntry.action == "login",
+            AccessLogEntry.actor_type == ActorType.CUSTOMER,
+            AccessLogEntry.outcome == "allowed",
+        )
+        .order_by(AccessLogEntry.seq.desc())
+        .limit(2)
+    ).all()
+    if len(logins) < 2:
+        return None
+    seq, at = logins[1]
+    accesses = session.execute(
+        select(func.count())
+        .select_from(AccessLogEntry)
+        .where(
+            AccessLogEntry.customer_id == customer_id,
+            AccessLogEntry.seq > seq,
+            AccessLogEntry.actor_type != ActorType.CUSTOMER,
+        )
+    ).scalar_one()
+    offers = session.execute(
+        select(func.count())
+        .select_from(OfferDelivery)
+        .where(OfferDelivery.customer_id == customer_id, OfferDelivery.delivered_at > at)
+    ).scalar_one()
+    return SinceLastVisit(int(offers), int(accesses))
 
 
 def _movements(

@@ -78,7 +78,11 @@ def overview() -> ResponseReturnValue:
         "pending_offers": wallet.pending_offers(db(), _customer_id()),
     }
     return render_template(
-        "dashboard.html", recent=recent, standing=standing, rewards_wallet=rewards_wallet
+        "dashboard.html",
+        recent=recent,
+        standing=standing,
+        rewards_wallet=rewards_wallet,
+        since_last_visit=wallet.since_last_visit(db(), _customer_id()),
     )
 
 

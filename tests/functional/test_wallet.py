@@ -28,7 +28,7 @@ from infomediary.models import (
     PayoutRequest,
     utcnow,
 )
-from infomediary.services import Context, export_csv, exports, rewards, wallet
+from infomediary.services import Context, export_csv, exports, profiles, rewards, wallet
 from infomediary.statuses import DeliveryStatus, LedgerAccountKind, OfferStatus, PayoutStatus
 from tests.conftest import csrf
 from tests.factories import make_customer, make_supplier
@@ -354,3 +354,21 @@ def test_an_empty_wallet_creates_no_ledger_account(
             select(LedgerAccount).where(LedgerAccount.owner_id == customer)
         ).first()
     assert found is None
+
+
+def test_the_overview_counts_what_is_new_since_the_last_visit(
+    client: Any, inst: Instance, customer: str, auth: Any
+) -> None:
+    first = client.get("/dashboard").get_data(as_text=True)
+    assert 'data-testid="since-last-visit"' not in first  # the first visit: nothing to compare
+    auth.logout()
+    with inst.sessions() as session:
+        profiles.read_profile(session, inst, customer, Context(Actor.system("test")))
+    earn(inst, customer, 200, answered=False)
+    earn(inst, customer, 300, supplier="Bolt Bikes", answered=False)
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    body = client.get("/dashboard").get_data(as_text=True)
+    line = body[body.index('data-testid="since-last-visit"') :]
+    line = line[: line.index("</p>")]
+    assert ">new offers: 2</a>" in line
+    assert "Infomediary or auditors: 1</a>" in line
