@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from infomediary.errors import InvalidLink, ValidationFailed
 from infomediary.services import accounts, email_change, email_tokens
@@ -79,7 +80,11 @@ def new_password() -> ResponseReturnValue:
     sess = cast(ServerSession, session)
     sess.clear()
     sess.rotate()
-    flash("Your password is changed and every session of your account has ended. Log in again.")
+    flash(
+        gettext(
+            "Your password is changed and every session of your account has ended. Log in again."
+        )
+    )
     return redirect(url_for("auth.login"))
 
 
@@ -112,5 +117,7 @@ def email_confirm() -> ResponseReturnValue:
     sess = cast(ServerSession, session)
     sess.clear()
     sess.rotate()
-    flash("Your e-mail address is changed. Every session ended: log in with the new address.")
+    flash(
+        gettext("Your e-mail address is changed. Every session ended: log in with the new address.")
+    )
     return redirect(url_for("auth.login"))

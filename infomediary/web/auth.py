@@ -22,6 +22,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
 from infomediary.errors import (
@@ -114,7 +115,12 @@ def verify() -> ResponseReturnValue:
     except ValidationFailed as exc:
         return render_template("verify.html", token=token, errors=exc.errors), 400
     start_session(customer_id)
-    flash("Welcome. Your address is confirmed and your profile is encrypted with a key of its own.")
+    flash(
+        gettext(
+            "Welcome. Your address is confirmed and your profile is encrypted with a key of its "
+            "own."
+        )
+    )
     return redirect(url_for("dashboard.profile"))
 
 
@@ -179,5 +185,5 @@ def send_link_again() -> ResponseReturnValue:
     customer = db().get(Customer, customer_id)
     if customer is not None and not customer_keys.is_verified(customer):
         accounts.send_verification(db(), instance(), deliver, customer_id, site_url())
-    flash("We sent a new confirmation link to your address. It works for 24 hours.")
+    flash(gettext("We sent a new confirmation link to your address. It works for 24 hours."))
     return redirect(url_for("dashboard.account"))

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 
 from connectors.money import exponent
 from infomediary.errors import NotFound
@@ -124,7 +125,13 @@ def _kept() -> list[str]:
 def merge() -> ResponseReturnValue:
     token = token_of(request.form.get("order"))
     count = duplicates.merge(db(), instance(), context(), _customer_id(), token, _kept())
-    flash(f"Merged: {count} duplicate line{'' if count == 1 else 's'} removed.")
+    flash(
+        ngettext(
+            "Merged: %(num)d duplicate line removed.",
+            "Merged: %(num)d duplicate lines removed.",
+            count,
+        )
+    )
     return redirect(url_for("purchase_duplicates.index"))
 
 
@@ -133,5 +140,5 @@ def merge() -> ResponseReturnValue:
 def dismiss() -> ResponseReturnValue:
     token = token_of(request.form.get("order"))
     duplicates.dismiss(db(), instance(), context(), _customer_id(), token)
-    flash("Kept apart: these lines will not be shown as possible duplicates again.")
+    flash(gettext("Kept apart: these lines will not be shown as possible duplicates again."))
     return redirect(url_for("purchase_duplicates.index"))

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, cast
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connectors.money import exponent
@@ -180,8 +181,10 @@ def upload() -> ResponseReturnValue:
             ctx=context(),
         )
         flash(
-            "Your file is large, so it is being imported in the background: its progress is "
-            "under Uploads below, and its lines appear once the whole file is read."
+            gettext(
+                "Your file is large, so it is being imported in the background: its progress is "
+                "under Uploads below, and its lines appear once the whole file is read."
+            )
         )
         return redirect(url_for("purchases.index"))
     try:
@@ -200,27 +203,30 @@ def upload() -> ResponseReturnValue:
         return _render(400, upload_error=exc.message)
     except ImportRunning as exc:
         return _render(409, upload_error=exc.message)
-    message = (
-        f"Imported {result.imported} new line{'' if result.imported == 1 else 's'} "
-        f"({result.format}); {result.duplicates} already held"
+    message = ngettext(
+        "Imported %(num)d new line (%(format)s); %(held)d already held",
+        "Imported %(num)d new lines (%(format)s); %(held)d already held",
+        result.imported,
+        format=result.format,
+        held=result.duplicates,
     )
     if result.rejected:
-        message += f"; {result.rejected} skipped because they cannot be read"
+        message += gettext(
+            "; %(skipped)d skipped because they cannot be read", skipped=result.rejected
+        )
     numbers = [m.group(1) for error in result.errors if (m := _LINE_NUMBER.search(error))]
     if numbers:
         # line numbers only: a flashed message waits in the session store, and what a bad
         # cell held (or the file's name) is the customer's purchase data
         more = ", ..." if result.rejected > len(numbers) else ""
-        message += f" (line{'' if len(numbers) == 1 else 's'} {', '.join(numbers)}{more})"
+        message += " " + ngettext(
+            "(line %(lines)s)", "(lines %(lines)s)", len(numbers), lines=", ".join(numbers) + more
+        )
     flash(message + ".")
     return redirect(url_for("purchases.index"))
 
 
 _LINE_NUMBER = re.compile(r", line (\d+): ")
-
-
-def _lines_word(count: int) -> str:
-    return f"{count} line{'' if count == 1 else 's'}"
 
 
 @bp.post("/purchases/delete")
@@ -229,7 +235,7 @@ def delete_line() -> ResponseReturnValue:
     count = purchase_service.delete_purchase(
         db(), instance(), _customer_id(), request.form.get("purchase", ""), context()
     )
-    flash(f"Deleted {_lines_word(count)}.")
+    flash(ngettext("Deleted %(num)d line.", "Deleted %(num)d lines.", count))
     return redirect(url_for("purchases.index"))
 
 
@@ -239,7 +245,13 @@ def delete_import() -> ResponseReturnValue:
     count = purchase_service.delete_import(
         db(), instance(), _customer_id(), request.form.get("import", ""), context()
     )
-    flash(f"Deleted the import and its {_lines_word(count)}.")
+    flash(
+        ngettext(
+            "Deleted the import and its %(num)d line.",
+            "Deleted the import and its %(num)d lines.",
+            count,
+        )
+    )
     return redirect(url_for("purchases.index"))
 
 
@@ -248,5 +260,11 @@ def delete_import() -> ResponseReturnValue:
 def delete_retailer() -> ResponseReturnValue:
     retailer = request.form.get("retailer", "")
     count = purchase_service.delete_retailer(db(), instance(), _customer_id(), retailer, context())
-    flash(f"Deleted {_lines_word(count)} from that retailer.")  # no name in the session store
+    flash(  # no name in the session store
+        ngettext(
+            "Deleted %(num)d line from that retailer.",
+            "Deleted %(num)d lines from that retailer.",
+            count,
+        )
+    )
     return redirect(url_for("purchases.index"))

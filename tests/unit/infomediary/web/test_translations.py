@@ -115,6 +115,8 @@ def untranslated(source: str) -> list[str]:
         if _WORD.search(_ALLOWED.sub(" ", _ATTRIBUTE.sub(" ", text)))
     ]
     translated = _translated_calls(tree)
+    # a dict's keys are what a page looks its words up by, never shown themselves
+    translated.update(id(pair.key) for pair in tree.find_all(nodes.Pair))
     for const in tree.find_all(nodes.Const):
         value = const.value
         if (
@@ -132,7 +134,7 @@ def test_the_check_finds_text_outside_the_gettext_calls() -> None:
         '<p>{{ _("Fine") }} {% trans %}Also fine{% endtrans %}</p>'
         '<input type="submit" value="Send it"><a title="Go home" href="/">◈</a>'
         "<code>POST /api/profile</code>{{ 'this field' if x else _('that one') }}"
-        "{{ url_for('pages.index') }}{% endblock %}"
+        "{{ url_for('pages.index') }}{% set words = {'Some key': _('A word')} %}{{ words.get(message, message) }}{% endblock %}"
     )
     assert untranslated(source) == ["Hello there", "Send it", "Go home", "{{ 'this field' }}"]
 
