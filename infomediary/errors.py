@@ -198,3 +198,9 @@ class ExportTooLarge(ValidationFailed):
     """An auditor's export range holding more entries than one export may carry."""
 
     code = "export_too_large"
+
+
+class InvalidWebhook(ValidationFailed):
+    """A supplier's erasure webhook URL that is not https (or, when allowed, loopback http)."""
+
+    code = "invalid_webhook"

@@ -116,6 +116,16 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
+class ErasureStatus(StrEnum):
+    """A customer's request that a supplier delete their data: asked for, delivered to the
+    supplier's webhook, confirmed by the supplier, or given up after the last delivery attempt."""
+
+    REQUESTED = "requested"
+    DELIVERED = "delivered"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
 class PayoutStatus(StrEnum):
     """A customer's payout request: waiting for the operator, paid, or cancelled by them."""
 

@@ -146,6 +146,19 @@ CATALOGUE: dict[str, str] = {
     "offers.accepted": "offer accepted: this offer's pseudonym shared with {supplier}",
     "offers.declined": "offer declined",
     "offers.blocked": "{supplier} blocked: no more offers or counts",
+    "offers.unblocked": "{supplier} unblocked: offers and counts allowed again",
+    # erasure requests to suppliers
+    "erasure.requested": "asked {supplier} to delete your data (request {request})",
+    "erasure.delivered": "erasure request {request} delivered to {supplier} (attempt {attempt})",
+    "erasure.attempt_failed": (
+        "erasure request {request} not delivered to {supplier} (attempt {attempt}: {error}); "
+        "will retry"
+    ),
+    "erasure.failed": (
+        "erasure request {request} could not be delivered to {supplier} after {attempt} attempts"
+    ),
+    "erasure.confirmed": "{supplier} confirmed deleting your data (request {request})",
+    "erasure.confirm_refused": "erasure confirmation refused: no such request of this supplier",
     # the rewards wallet
     "wallet.viewed": "rewards wallet viewed",
     "wallet.payout_requested": "payout of {cents} cents requested (payout {payout})",
@@ -171,6 +184,7 @@ CATALOGUE: dict[str, str] = {
     "supplier.scopes_taken_back": "supplier {supplier}: scope {scopes} taken back",
     "supplier.broker_tokens_revoked": "supplier {supplier}: broker approval revoked",
     "supplier.initial_token": "initial access token {token} issued, valid {days} days",
+    "supplier.webhook_set": "supplier {supplier}: erasure webhook set",
     # notifications
     "notifications.read": "notifications marked read",
     "notifications.preferences": (

@@ -278,3 +278,38 @@ def suppliers_iat(days: int, as_json: bool) -> None:
         f"{token}\n(single use, valid {days} days; send as 'Authorization: Bearer ...' "
         "to /oauth/register)",
     )
+
+
+@suppliers_group.command("webhook")
+@click.argument("supplier")
+@click.option("--url", required=True, help="The https URL erasure requests are POSTed to.")
+@click.option(
+    "--base-url",
+    default=None,
+    help="Where suppliers reach this instance (default: INFOMEDIARY_ISSUER).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def suppliers_webhook(supplier: str, url: str, base_url: str | None, as_json: bool) -> None:
+    """Set SUPPLIER's erasure webhook (id, client_id or name) and print a new signing secret,
+    shown once (kept sealed). Requests waiting for a webhook are queued for delivery."""
+    from infomediary.audit.log import Actor, ActorType
+    from infomediary.services import Context
+    from infomediary.services.erasure_requests import set_webhook
+
+    with _using() as (inst, session):
+        base = base_url or inst.settings.issuer or "http://localhost"
+        made = set_webhook(
+            session, inst, supplier, url, base, Context(Actor(ActorType.OPERATOR, "cli"))
+        )
+    _emit(
+        as_json,
+        {
+            "supplier": made.supplier_id,
+            "url": made.url,
+            "secret": made.secret,
+            "queued": made.queued,
+        },
+        f"webhook of {made.supplier_id}: {made.url}\nsecret: {made.secret}\n"
+        f"(shown once; sign check: Infomediary-Signature t=...,v1=HMAC-SHA256)\n"
+        f"{made.queued} waiting request(s) queued",
+    )

@@ -25,6 +25,7 @@ from .broker import (
 )
 from .consents import ConsentGrant, ConsentReceipt
 from .customers import Customer, CustomerPolicy, DataKey, EmailToken, Profile, WebSession
+from .erasure import ErasureRequest, SupplierWebhook
 from .jobs import Job
 from .notifications import NotificationSettings
 from .offers import (
@@ -69,6 +70,7 @@ __all__ = [
     "DataKey",
     "DerivedInterests",
     "EmailToken",
+    "ErasureRequest",
     "IdempotencyKey",
     "InitialAccessToken",
     "Job",
@@ -103,6 +105,7 @@ __all__ = [
     "ReleasedAnswer",
     "Supplier",
     "SupplierBlock",
+    "SupplierWebhook",
     "UTCDateTime",
     "WebSession",
     "one_of",

@@ -18,17 +18,21 @@ from infomediary.db import rowcount
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
+    ConsentGrant,
+    OAuthToken,
     Offer,
     OfferDelivery,
     Supplier,
     SupplierBlock,
     utcnow,
 )
-from infomediary.services import Context
+from infomediary.scopes import categories_for, parse_scopes
+from infomediary.services import Context, tokens
+from infomediary.services.consent_receipts import make_receipt
 from infomediary.services.matching import sync_member
 from infomediary.services.rewards import pay_reward
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import DeliveryStatus
+from infomediary.statuses import DeliveryStatus, ReceiptEvent
 from policies.model import PURPOSES
 from policies.taxonomy import INTEREST_TAGS
 
@@ -187,6 +191,125 @@ def respond(
         ctx.log(session, "offer", customer_id=customer_id, purpose=offer.purpose, reason=reason)
         uow.commit()
         return render(reason.to_json(), name_of=lambda _: supplier.name)
+
+
+def _revoke_grants_of(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier: Supplier,
+    ctx: Context,
+    base_url: str,
+) -> int:
+    """Revoke every active grant of the customer's to ``supplier`` (each with its tokens, its
+    entry and its signed receipt), in the caller's transaction; returns how many."""
+    now = utcnow()
+    grants = session.execute(
+        select(ConsentGrant).where(
+            ConsentGrant.customer_id == customer_id,
+            ConsentGrant.supplier_id == supplier.id,
+            ConsentGrant.revoked_at.is_(None),
+        )
+    ).scalars()
+    revoked = 0
+    for grant in list(grants):
+        grant.revoked_at = now
+        tokens.revoke_tokens(
+            session,
+            OAuthToken.grant_id == grant.id,
+            reason=Reason("consent.grant_revoked", {"grant": grant.id}),
+            ctx=ctx,
+            customer_id=customer_id,
+            purpose=grant.purpose,
+        )
+        entry = ctx.log(
+            session,
+            "consent",
+            customer_id=customer_id,
+            reason=Reason("consent.revoked", {"supplier": supplier.id}),
+            categories=categories_for(parse_scopes(grant.scopes)),
+            purpose=grant.purpose,
+        )
+        make_receipt(
+            session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url, log_entry=entry
+        )
+        revoked += 1
+    return revoked
+
+
+def revoke_all_grants(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier_id: str,
+    ctx: Context,
+    base_url: str,
+) -> int:
+    """Revoke every active grant the customer gave ``supplier``, in one transaction."""
+    with unit_of_work(session) as uow:
+        supplier = session.get(Supplier, supplier_id)
+        if supplier is None:
+            raise NotFound("No such supplier.")
+        revoked = _revoke_grants_of(session, inst, customer_id, supplier, ctx, base_url)
+        uow.commit()
+        return revoked
+
+
+def block_supplier(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier_id: str,
+    *,
+    revoke_grants: bool,
+    ctx: Context,
+    base_url: str,
+) -> int:
+    """Block the supplier (no more offers or counts) and, if asked, revoke every grant the
+    customer gave it, together. Returns the grants revoked."""
+    with unit_of_work(session) as uow:
+        supplier = session.get(Supplier, supplier_id)
+        if supplier is None:
+            raise NotFound("No such supplier.")
+        revoked = (
+            _revoke_grants_of(session, inst, customer_id, supplier, ctx, base_url)
+            if revoke_grants
+            else 0
+        )
+        if session.get(SupplierBlock, (customer_id, supplier.id)) is None:
+            session.add(SupplierBlock(customer_id=customer_id, supplier_id=supplier.id))
+        session.flush()
+        sync_member(session, inst, customer_id)
+        ctx.log(
+            session,
+            "offer",
+            customer_id=customer_id,
+            reason=Reason("offers.blocked", {"supplier": supplier.id}),
+        )
+        uow.commit()
+        return revoked
+
+
+def unblock_supplier(
+    session: Session, inst: Instance, customer_id: str, supplier_id: str, ctx: Context
+) -> bool:
+    """Lift the customer's block of the supplier: its offers and counts may reach them again
+    (their policy still decides). Grants revoked stay revoked. Whether there was a block."""
+    with unit_of_work(session) as uow:
+        block = session.get(SupplierBlock, (customer_id, supplier_id))
+        if block is None:
+            return False
+        session.delete(block)
+        session.flush()
+        sync_member(session, inst, customer_id)
+        ctx.log(
+            session,
+            "offer",
+            customer_id=customer_id,
+            reason=Reason("offers.unblocked", {"supplier": supplier_id}),
+        )
+        uow.commit()
+        return True
 
 
 def flagged_suppliers(session: Session, threshold: int = FLAG_BLOCKS) -> dict[str, int]:

@@ -68,6 +68,7 @@ STATUS: dict[str, int] = {
     "auditor_login_expired": 401,
     "invalid_audit_filter": 400,
     "export_too_large": 413,
+    "invalid_webhook": 400,
 }
 
 

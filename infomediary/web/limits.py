@@ -166,6 +166,8 @@ SETTINGS_RATE = "20 per minute;200 per hour"
 NOTIFICATION_RATE = "20 per minute;200 per hour"
 #: A customer's payout requests and cancellations, per account.
 PAYOUT_RATE = "10 per minute;50 per hour"
+#: A customer's actions on a supplier's page (revoke, block, unblock, ask them to delete).
+SUPPLIER_ACTION_RATE = "20 per minute;200 per hour"
 
 
 def auditor_key() -> str:

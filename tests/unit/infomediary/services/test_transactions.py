@@ -42,9 +42,11 @@ from infomediary.services import (
     customer_policy,
     customers,
     erasure,
+    erasure_requests,
     export_csv,
     exports,
     notifications,
+    offer_inbox,
     offers,
     profiles,
     resource,
@@ -180,6 +182,27 @@ def requested_payout(inst: Instance, customer_id: str) -> str:
         return wallet.request_payout(session, inst, customer_id, form, CTX).id
 
 
+def _blocked(inst: Instance, customer_id: str, supplier_id: str) -> int:
+    with inst.sessions() as session:
+        return offer_inbox.block_supplier(
+            session,
+            inst,
+            customer_id,
+            supplier_id,
+            revoke_grants=False,
+            ctx=CTX,
+            base_url="https://infomediary.example",
+        )
+
+
+def _erasure_request(inst: Instance, customer_id: str, supplier_id: str) -> str:
+    make_grant(inst, customer_id, supplier_id)
+    with inst.sessions() as session:
+        return erasure_requests.request_erasure(
+            session, inst, customer_id, supplier_id, CTX, "https://infomediary.example"
+        ).id
+
+
 #: A use case each: (name, call) where call(session, inst, customer_id, supplier_id) runs it.
 USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ("read_profile", lambda s, i, c, _p: profiles.read_profile(s, i, c, CTX)),
@@ -309,6 +332,45 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         "audit_statistics",
         lambda s, i, _c, p: auditing_stats.supplier_stats(
             s, i, "a", p, auditing_stats.Range.parse(None, None), CTX
+        ),
+    ),
+    (
+        "block_supplier",
+        lambda s, i, c, p: offer_inbox.block_supplier(
+            s, i, c, p, revoke_grants=True, ctx=CTX, base_url="https://infomediary.example"
+        ),
+    ),
+    (
+        "unblock_supplier",
+        lambda s, i, c, p: (
+            _blocked(i, c, p),
+            offer_inbox.unblock_supplier(s, i, c, p, CTX),
+        ),
+    ),
+    (
+        "revoke_all_grants",
+        lambda s, i, c, p: (
+            make_grant(i, c, p),
+            offer_inbox.revoke_all_grants(s, i, c, p, CTX, "https://infomediary.example"),
+        ),
+    ),
+    (
+        "request_erasure",
+        lambda s, i, c, p: (
+            make_grant(i, c, p),
+            erasure_requests.request_erasure(s, i, c, p, CTX, "https://infomediary.example"),
+        ),
+    ),
+    (
+        "set_webhook",
+        lambda s, i, _c, p: erasure_requests.set_webhook(
+            s, i, p, "https://shop.example/erasure", "https://infomediary.example", CTX
+        ),
+    ),
+    (
+        "confirm_erasure",
+        lambda s, i, c, p: erasure_requests.confirm(
+            s, p, _erasure_request(i, c, p), Context.supplier(p)
         ),
     ),
     (

@@ -1,0 +1,381 @@
+"""Asking a supplier to delete what it holds about a customer: the request, its delivery to the
+supplier's webhook (a job, retried with backoff), and the supplier's confirmation.
+
+The webhook body is JSON ``{"type": "erasure_request", "id", "subject", "requested_at",
+"confirm_url"}``; ``subject`` is the pairwise pseudonym the supplier knows the customer by.
+It is signed Stripe-like: header ``Infomediary-Signature: t=<unix time>,v1=<hex
+HMAC-SHA256(secret, "<t>." + body)>``, under a secret per supplier that ``set_webhook``
+generates, shows once and stores sealed (AES-256-GCM under a key derived with HKDF from the
+keyring's pseudonym key, bound to the supplier's id). Only https URLs receive requests; plain
+http to the loopback is allowed outside production, for development. Each attempt and the
+outcome is an entry on the customer's log. This is not the customer's own account erasure
+(:mod:`infomediary.services.erasure`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from infomediary.audit.log import Actor, ActorType
+from infomediary.audit.reasons import Param, Reason
+from infomediary.errors import InvalidWebhook, NotFound, ServiceError
+from infomediary.instance import Instance
+from infomediary.models import ErasureRequest, Supplier, SupplierWebhook, utcnow
+from infomediary.services import Context, jobs
+from infomediary.services.pseudonyms import pairwise_pseudonym
+from infomediary.services.refusals import refuse_supplier
+from infomediary.services.supplier_dealings import dealt_with
+from infomediary.services.suppliers import find_supplier
+from infomediary.services.uow import unit_of_work
+from infomediary.statuses import ErasureStatus
+
+JOB = "erasure_request.deliver"
+HEADER = "Infomediary-Signature"
+#: Seconds a delivery waits for the supplier's answer.
+TIMEOUT_SECONDS = 5.0
+MAX_ATTEMPTS = 6
+MAX_URL_LENGTH = 512
+_KEY_INFO = b"infomediary supplier webhook secret v1"
+_SEAL_VERSION = 1
+_NONCE = 12
+BY_WEBHOOK = Context(Actor(ActorType.SYSTEM, "erasure-webhook"))
+
+
+class DeliveryFailed(ServiceError):
+    """The supplier's webhook did not accept an erasure request (retried by the job runner)."""
+
+    code = "erasure_delivery_failed"
+
+
+# -- the webhook's secret, sealed --------------------------------------------------------------
+
+
+def _aead(inst: Instance) -> AESGCM:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(
+        inst.keyring.secret("pseudonym")
+    )
+    return AESGCM(key)
+
+
+def _ad(supplier_id: str) -> bytes:
+    return f"v{_SEAL_VERSION}|supplier_webhooks|{supplier_id}|secret".encode()
+
+
+def seal_secret(inst: Instance, supplier_id: str, secret: str) -> bytes:
+    nonce = os.urandom(_NONCE)
+    return (
+        bytes([_SEAL_VERSION])
+        + nonce
+        + _aead(inst).encrypt(nonce, secret.encode(), _ad(supplier_id))
+    )
+
+
+def open_secret(inst: Instance, supplier_id: str, blob: bytes) -> str:
+    if len(blob) < 1 + _NONCE + 16 or blob[0] != _SEAL_VERSION:
+        raise ValueError(f"the webhook secret of {supplier_id} is not a sealed value")
+    try:
+        plain = _aead(inst).decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], _ad(supplier_id))
+    except InvalidTag:
+        raise ValueError(f"the webhook secret of {supplier_id} does not authenticate") from None
+    return plain.decode()
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Infomediary-Signature`` header's value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def check_webhook_url(inst: Instance, url: str) -> str | None:
+    """Why ``url`` cannot receive requests, or None: https, or loopback http outside
+    production; no user information, no fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return "not a URL"
+    if len(url) > MAX_URL_LENGTH or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return f"must be at most {MAX_URL_LENGTH} characters, without spaces"
+    if "@" in parts.netloc or parts.fragment:
+        return "must not contain user information or a fragment"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme == "http" and loopback and not inst.settings.production:
+        return None
+    return "must be an https URL"
+
+
+# -- the operator registers a supplier's webhook -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    supplier_id: str
+    url: str
+    #: Shown once; only its sealed form is kept.
+    secret: str
+    #: Requests waiting for a webhook, now queued for delivery.
+    queued: int
+
+
+def set_webhook(
+    session: Session, inst: Instance, ref: str, url: str, base_url: str, ctx: Context
+) -> NewWebhook:
+    """Give SUPPLIER (id, client_id or name) the webhook ``url`` and a new signing secret
+    (returned once). Requests that were waiting for a webhook are queued for delivery."""
+    with unit_of_work(session) as uow:
+        supplier = find_supplier(session, ref)
+        problem = check_webhook_url(inst, url)
+        if problem:
+            raise InvalidWebhook({"url": problem}, "The webhook URL is invalid.")
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        sealed = seal_secret(inst, supplier.id, secret)
+        row = session.get(SupplierWebhook, supplier.id)
+        if row is None:
+            session.add(SupplierWebhook(supplier_id=supplier.id, url=url, secret=sealed))
+        else:
+            row.url, row.secret, row.created_at = url, sealed, utcnow()
+        waiting = session.execute(
+            select(ErasureRequest.id).where(
+                ErasureRequest.supplier_id == supplier.id,
+                ErasureRequest.status.in_([ErasureStatus.REQUESTED, ErasureStatus.FAILED]),
+            )
+        ).scalars()
+        queued = 0
+        for request_id in waiting:
+            _enqueue(session, str(request_id), base_url)
+            queued += 1
+        ctx.log(session, "update", reason=Reason("supplier.webhook_set", {"supplier": supplier.id}))
+        uow.commit()
+        return NewWebhook(supplier.id, url, secret, queued)
+
+
+def has_webhook(session: Session, supplier_id: str) -> bool:
+    return session.get(SupplierWebhook, supplier_id) is not None
+
+
+# -- the customer asks -------------------------------------------------------------------------
+
+
+def _enqueue(session: Session, request_id: str, base_url: str) -> None:
+    jobs.enqueue(session, JOB, {"request": request_id, "base_url": base_url})
+
+
+def request_erasure(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier_id: str,
+    ctx: Context,
+    base_url: str,
+) -> ErasureRequest:
+    """The customer asks the supplier to delete their data: a request naming the subject the
+    supplier knows them by, delivered by a job when the supplier has a webhook. A request
+    still open (not confirmed) is the request: asking again adds none."""
+    with unit_of_work(session) as uow:
+        supplier = session.get(Supplier, supplier_id)
+        if supplier is None or not dealt_with(session, inst, customer_id, supplier_id):
+            raise NotFound("No such supplier.")
+        open_one = session.execute(
+            select(ErasureRequest).where(
+                ErasureRequest.customer_id == customer_id,
+                ErasureRequest.supplier_id == supplier_id,
+                ErasureRequest.status != ErasureStatus.CONFIRMED,
+            )
+        ).scalar_one_or_none()
+        if open_one is not None:
+            if open_one.status == ErasureStatus.FAILED and has_webhook(session, supplier_id):
+                open_one.status = ErasureStatus.REQUESTED
+                _enqueue(session, open_one.id, base_url)
+                uow.commit()
+            return open_one
+        found = ErasureRequest(
+            id=str(uuid.uuid4()),
+            customer_id=customer_id,
+            supplier_id=supplier_id,
+            subject=pairwise_pseudonym(inst, supplier_id, customer_id),
+            status=ErasureStatus.REQUESTED,
+            attempts=0,
+            requested_at=utcnow(),
+        )
+        session.add(found)
+        ctx.log(
+            session,
+            "erase",
+            customer_id=customer_id,
+            reason=Reason("erasure.requested", {"supplier": supplier_id, "request": found.id}),
+        )
+        if has_webhook(session, supplier_id):
+            _enqueue(session, found.id, base_url)
+        uow.commit()
+        return found
+
+
+def requests_of(session: Session, customer_id: str, supplier_id: str) -> list[ErasureRequest]:
+    return list(
+        session.execute(
+            select(ErasureRequest)
+            .where(
+                ErasureRequest.customer_id == customer_id,
+                ErasureRequest.supplier_id == supplier_id,
+            )
+            .order_by(ErasureRequest.requested_at.desc())
+        ).scalars()
+    )
+
+
+# -- delivery: the job -------------------------------------------------------------------------
+
+
+def body_of(found: ErasureRequest, base_url: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "erasure_request",
+            "id": found.id,
+            "subject": found.subject,
+            "requested_at": found.requested_at.isoformat(),
+            "confirm_url": f"{base_url.rstrip('/')}/api/v1/erasure-requests/{found.id}/confirm",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+        return None  # a redirect is not a delivery: it could lead anywhere
+
+
+def _post(url: str, body: bytes, header: str) -> int:
+    """POST the request; the HTTP status, or raises :class:`DeliveryFailed`."""
+    request = urllib.request.Request(  # noqa: S310 - check_webhook_url allowed only http(s)
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", HEADER: header, "User-Agent": "Infomediary"},
+    )
+    opener = urllib.request.build_opener(_NoRedirects)
+    try:
+        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        raise DeliveryFailed(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DeliveryFailed(type(exc).__name__) from None
+
+
+def deliver(session: Session, inst: Instance, run: jobs.JobRun) -> datetime | None:
+    """The job: POST the signed request to the supplier's webhook. Success marks it
+    delivered; a failure is logged and raised (retried with backoff), the last one marks the
+    request failed."""
+    request_id = str(run.payload["request"])
+    base_url = str(run.payload.get("base_url") or inst.settings.issuer or "http://localhost")
+    found = session.get(ErasureRequest, request_id)
+    hook = session.get(SupplierWebhook, found.supplier_id) if found is not None else None
+    if found is None or hook is None or found.status == ErasureStatus.CONFIRMED:
+        session.rollback()
+        return None
+    url, secret = hook.url, open_secret(inst, hook.supplier_id, hook.secret)
+    body = body_of(found, base_url)
+    session.rollback()  # no transaction is held while the supplier answers
+    error: str | None = None
+    problem = check_webhook_url(inst, url)
+    if problem:
+        error = "not https"
+    else:
+        try:
+            _post(url, body, signature(secret, int(utcnow().timestamp()), body))
+        except DeliveryFailed as exc:
+            error = str(exc)
+    with unit_of_work(session) as uow:
+        found = session.get_one(ErasureRequest, request_id)
+        found.attempts += 1
+        found.last_attempt_at = run.now
+        params: dict[str, Param] = {
+            "supplier": found.supplier_id,
+            "request": found.id,
+            "attempt": run.attempt,
+        }
+        if error is None:
+            if found.status != ErasureStatus.CONFIRMED:
+                found.status = ErasureStatus.DELIVERED
+            found.delivered_at = found.delivered_at or run.now
+            BY_WEBHOOK.log(
+                session,
+                "erase",
+                customer_id=found.customer_id,
+                reason=Reason("erasure.delivered", params),
+            )
+            jobs.complete(session, run)
+            uow.commit()
+            return None
+        last = run.attempt >= run.max_attempts
+        if last:
+            found.status = ErasureStatus.FAILED
+            found.failed_at = run.now
+            BY_WEBHOOK.log(
+                session,
+                "erase",
+                customer_id=found.customer_id,
+                reason=Reason("erasure.failed", params),
+                allowed=False,
+            )
+            jobs.complete(session, run)
+            uow.commit()
+            return None
+        BY_WEBHOOK.log(
+            session,
+            "erase",
+            customer_id=found.customer_id,
+            reason=Reason("erasure.attempt_failed", {**params, "error": error}),
+            allowed=False,
+        )
+        uow.commit()
+    raise DeliveryFailed(error)
+
+
+jobs.register(JOB, deliver, max_attempts=MAX_ATTEMPTS, lease_seconds=60)
+
+
+# -- the supplier confirms ---------------------------------------------------------------------
+
+
+def confirm(session: Session, supplier_id: str, request_id: str, ctx: Context) -> ErasureRequest:
+    """The supplier confirms it deleted the customer's data. Idempotent: a confirmed request
+    stays confirmed at its first time. Another supplier's request (or none) is not found,
+    and the refusal is logged (naming no customer)."""
+    with unit_of_work(session) as uow:
+        found = session.get(ErasureRequest, request_id)
+        if found is None or found.supplier_id != supplier_id:
+            refuse_supplier(session, ctx, action="erase", reason=Reason("erasure.confirm_refused"))
+            raise NotFound("No such erasure request.")
+        if found.status == ErasureStatus.CONFIRMED:
+            return found
+        found.status = ErasureStatus.CONFIRMED
+        found.confirmed_at = utcnow()
+        ctx.log(
+            session,
+            "erase",
+            customer_id=found.customer_id,
+            reason=Reason("erasure.confirmed", {"supplier": supplier_id, "request": found.id}),
+        )
+        uow.commit()
+        return found

@@ -1,0 +1,329 @@
+"""The customer's page per supplier: its sections, only for a supplier they dealt with and only
+their own data; revoke, block (with and without revoking), unblock; erasure requests delivered
+to a real local webhook (signed, retried after a 500), confirmed by the supplier; receipts'
+signature results."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import select
+
+from infomediary.audit.log import Actor, ActorType
+from infomediary.errors import InvalidWebhook
+from infomediary.instance import Instance
+from infomediary.models import (
+    AccessLogEntry,
+    ConsentGrant,
+    ConsentReceipt,
+    ErasureRequest,
+    SupplierBlock,
+    utcnow,
+)
+from infomediary.services import Context, erasure_requests, jobs
+from infomediary.services.pseudonyms import pairwise_pseudonym
+from tests.conftest import csrf
+from tests.factories import make_customer, make_grant, make_supplier
+
+EMAIL = "mary@example.org"
+PASSWORD = "correct horse battery"
+OPERATOR = Context(Actor(ActorType.OPERATOR, "test"))
+
+
+@pytest.fixture
+def customer(inst: Instance, auth) -> str:
+    customer_id = make_customer(inst, email=EMAIL, password=PASSWORD, profile={"name": "Mary"})
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    return customer_id
+
+
+def _page(client, supplier_id: str) -> str:
+    response = client.get(f"/suppliers/{supplier_id}")
+    assert response.status_code == 200, response.status_code
+    return str(response.get_data(as_text=True))
+
+
+def _post(client, supplier_id: str, path: str, data: dict[str, str] | None = None):
+    token = csrf(client, f"/suppliers/{supplier_id}")
+    return client.post(
+        f"/suppliers/{supplier_id}{path}", data={"csrf_token": token, **(data or {})}
+    )
+
+
+def _active_grants(inst: Instance, customer_id: str, supplier_id: str) -> int:
+    with inst.sessions() as s:
+        rows = s.execute(
+            select(ConsentGrant).where(
+                ConsentGrant.customer_id == customer_id,
+                ConsentGrant.supplier_id == supplier_id,
+                ConsentGrant.revoked_at.is_(None),
+            )
+        ).scalars()
+        return len(list(rows))
+
+
+def _blocked(inst: Instance, customer_id: str, supplier_id: str) -> bool:
+    with inst.sessions() as s:
+        return s.get(SupplierBlock, (customer_id, supplier_id)) is not None
+
+
+def test_the_page_shows_who_grants_receipts_and_nothing_of_others(inst, client, customer) -> None:
+    supplier = make_supplier(inst, name="Acme Books")
+    never = make_supplier(inst, name="Stranger Shop")
+    make_grant(inst, customer, supplier.id, scopes=("profile.identity:read",))
+    other = make_customer(inst)
+    make_grant(inst, other, supplier.id, purpose="marketing")
+
+    body = _page(client, supplier.id)
+    assert "<h1>Acme Books</h1>" in body
+    assert "not verified" in body
+    assert "<code>shop.example</code>" in body
+    assert 'href="https://shop.example/privacy"' in body
+    assert "signature verifies" in body
+    assert "download (.jws)" in body
+    assert "Accesses per week" in body
+    assert "<svg" in body
+    assert "Revoke this consent" in body
+    assert "Also revoke their consents" in body
+    assert "You earned $0.00 from them." in body
+    with inst.sessions() as s:
+        others = s.execute(select(ConsentGrant.id).where(ConsentGrant.customer_id == other))
+        other_grant = others.scalar_one()
+    assert other_grant not in body  # the other customer's grant is not on this page
+    assert body.count("Revoke this consent") == 1
+
+    assert client.get(f"/suppliers/{never.id}").status_code == 404
+    assert client.get("/suppliers/no-such-supplier").status_code == 404
+    assert _post(client, never.id, "/block").status_code == 404
+    assert not _blocked(inst, customer, never.id)
+
+
+def test_block_with_and_without_revoking_then_unblock(inst, client, customer) -> None:
+    supplier = make_supplier(inst)
+    make_grant(inst, customer, supplier.id)
+    assert _active_grants(inst, customer, supplier.id) == 1
+
+    assert _post(client, supplier.id, "/block").status_code == 302
+    assert _blocked(inst, customer, supplier.id)
+    assert _active_grants(inst, customer, supplier.id) == 1  # consents unchanged
+    body = _page(client, supplier.id)
+    assert "blocked by you" in body
+    assert "Unblock" in body
+
+    assert _post(client, supplier.id, "/unblock").status_code == 302
+    assert not _blocked(inst, customer, supplier.id)
+    assert "blocked by you" not in _page(client, supplier.id)
+
+    bad = _post(client, supplier.id, "/block", {"revoke_grants": "maybe"})
+    assert bad.status_code == 400
+    assert "Tick the box or leave it empty." in bad.get_data(as_text=True)
+    assert not _blocked(inst, customer, supplier.id)
+
+    assert _post(client, supplier.id, "/block", {"revoke_grants": "yes"}).status_code == 302
+    assert _blocked(inst, customer, supplier.id)
+    assert _active_grants(inst, customer, supplier.id) == 0
+    with inst.sessions() as s:
+        receipts = s.execute(
+            select(ConsentReceipt.event).where(ConsentReceipt.customer_id == customer)
+        ).scalars()
+        assert sorted(receipts) == ["granted", "revoked"]
+        codes = [
+            json.loads(e.reason_data)["code"]
+            for e in s.execute(
+                select(AccessLogEntry)
+                .where(AccessLogEntry.customer_id == customer)
+                .order_by(AccessLogEntry.seq)
+            ).scalars()
+            if e.reason_data
+        ]
+    assert codes.count("offers.blocked") == 2
+    assert "offers.unblocked" in codes
+    assert "consent.revoked" in codes
+
+
+def test_revoke_all_and_one(inst, client, customer) -> None:
+    supplier = make_supplier(inst)
+    first = make_grant(inst, customer, supplier.id, purpose="service")
+    make_grant(inst, customer, supplier.id, purpose="marketing")
+    other = make_supplier(inst, name="Other Books")
+    assert _post(client, other.id, f"/grants/{first.id}/revoke").status_code == 404
+    assert _post(client, supplier.id, f"/grants/{first.id}/revoke").status_code == 302
+    assert _active_grants(inst, customer, supplier.id) == 1
+    assert _post(client, supplier.id, "/revoke").status_code == 302
+    assert _active_grants(inst, customer, supplier.id) == 0
+
+
+def test_a_tampered_receipt_does_not_verify(inst, client, customer) -> None:
+    supplier = make_supplier(inst)
+    grant = make_grant(inst, customer, supplier.id)
+    with inst.sessions() as s:
+        receipt = s.execute(
+            select(ConsentReceipt).where(ConsentReceipt.grant_id == grant.id)
+        ).scalar_one()
+        head, payload, sig = receipt.jws.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims["iat"] = 1
+        forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        receipt.jws = f"{head}.{forged}.{sig}"
+        s.commit()
+        receipt_id = receipt.id
+    body = _page(client, supplier.id)
+    assert "signature does not verify" in body
+    assert "signature verifies" not in body
+    page = client.get(f"/consents/{grant.id}/receipts/{receipt_id}").get_data(as_text=True)
+    assert "Signature does not verify" in page
+
+
+# -- erasure requests, delivered to a real local webhook -----------------------------------------
+
+
+@dataclass
+class Hook:
+    url: str
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    #: Statuses to answer, in order; then 200.
+    answers: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    state = Hook("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            state.received.append((dict(self.headers), self.rfile.read(length)))
+            status = state.answers.pop(0) if state.answers else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_port}/erasure"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    parts = dict(item.split("=", 1) for item in headers["Infomediary-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
+    return hmac.compare_digest(parts["v1"], expected.hexdigest())
+
+
+def _basic(creds) -> dict[str, str]:
+    token = base64.b64encode(f"{creds.client_id}:{creds.client_secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_erasure_request_end_to_end(inst, client, customer, hook) -> None:
+    supplier = make_supplier(inst)
+    other = make_supplier(inst, name="Other Books")
+    make_grant(inst, customer, supplier.id)
+    with inst.sessions() as s:
+        made = erasure_requests.set_webhook(
+            s, inst, supplier.id, hook.url, "http://localhost", OPERATOR
+        )
+    hook.answers = [500]
+
+    assert _post(client, supplier.id, "/erasure").status_code == 302
+    with inst.sessions() as s:
+        found = s.execute(select(ErasureRequest)).scalar_one()
+        request_id = found.id
+        assert found.subject == pairwise_pseudonym(inst, supplier.id, customer)
+
+    assert jobs.run_pending(inst, kinds=[erasure_requests.JOB]) == 1  # the 500: retried later
+    assert len(hook.received) == 1
+    with inst.sessions() as s:
+        assert s.get_one(ErasureRequest, request_id).status == "requested"
+    later = utcnow() + timedelta(minutes=5)
+    assert jobs.run_pending(inst, later, kinds=[erasure_requests.JOB]) == 1
+    assert len(hook.received) == 2
+    headers, body = hook.received[-1]
+    assert _verify(made.secret, headers, body)
+    assert not _verify(made.secret + "x", headers, body)
+    sent = json.loads(body)
+    assert sent["type"] == "erasure_request"
+    assert sent["id"] == request_id
+    assert sent["subject"] == pairwise_pseudonym(inst, supplier.id, customer)
+    assert sent["confirm_url"].endswith(f"/api/v1/erasure-requests/{request_id}/confirm")
+    assert EMAIL not in body.decode()
+    with inst.sessions() as s:
+        assert s.get_one(ErasureRequest, request_id).status == "delivered"
+    assert "waiting for their confirmation" in _page(client, supplier.id)
+
+    confirm = f"/api/v1/erasure-requests/{request_id}/confirm"
+    wrong = client.post(confirm, headers=_basic(other))
+    assert wrong.status_code == 404
+    assert wrong.mimetype == "application/problem+json"
+    assert wrong.get_json()["code"] == "not_found"
+    bad_secret = client.post(
+        confirm, headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()}
+    )
+    assert bad_secret.status_code == 401
+    assert client.post(confirm).status_code == 401
+    done = client.post(confirm, headers=_basic(supplier))
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["status"] == "confirmed"
+    again = client.post(confirm, headers=_basic(supplier))
+    assert again.get_json()["confirmed_at"] == done.get_json()["confirmed_at"]
+    body_page = _page(client, supplier.id)
+    assert "They confirmed deleting it on" in body_page
+
+    with inst.sessions() as s:
+        codes = [
+            json.loads(e.reason_data)["code"]
+            for e in s.execute(
+                select(AccessLogEntry)
+                .where(AccessLogEntry.customer_id == customer)
+                .order_by(AccessLogEntry.seq)
+            ).scalars()
+            if e.reason_data
+        ]
+    assert codes.count("erasure.confirmed") == 1
+    for code in ("erasure.requested", "erasure.attempt_failed", "erasure.delivered"):
+        assert code in codes
+
+
+def test_no_webhook_waits_and_is_still_confirmable(inst, client, customer, hook) -> None:
+    supplier = make_supplier(inst)
+    make_grant(inst, customer, supplier.id)
+    assert _post(client, supplier.id, "/erasure").status_code == 302
+    assert jobs.run_pending(inst, kinds=[erasure_requests.JOB]) == 0
+    assert "Waiting: this supplier has no way to receive requests yet." in _page(
+        client, supplier.id
+    )
+    with inst.sessions() as s:
+        request_id = s.execute(select(ErasureRequest.id)).scalar_one()
+        queued = erasure_requests.set_webhook(s, inst, supplier.id, hook.url, "http://x", OPERATOR)
+    assert queued.queued == 1
+    assert jobs.run_pending(inst, kinds=[erasure_requests.JOB]) == 1
+    assert len(hook.received) == 1
+    done = client.post(f"/api/v1/erasure-requests/{request_id}/confirm", headers=_basic(supplier))
+    assert done.status_code == 200
+
+
+def test_a_webhook_must_be_https(inst) -> None:
+    supplier = make_supplier(inst)
+    with inst.sessions() as s, pytest.raises(InvalidWebhook):
+        erasure_requests.set_webhook(
+            s, inst, supplier.id, "http://shop.example/hook", "x", OPERATOR
+        )
+    assert erasure_requests.check_webhook_url(inst, "https://shop.example/hook") is None
