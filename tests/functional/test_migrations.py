@@ -36,6 +36,7 @@ from infomediary.statuses import (
     CodeChallengeMethod,
     DeliveryStatus,
     EmailTokenPurpose,
+    ErasureStatus,
     JobStatus,
     LedgerAccountKind,
     LedgerTransactionKind,
@@ -116,6 +117,7 @@ def test_every_status_column_has_a_check() -> None:
         ("purchase_uploads", "ck_purchase_uploads_status"): tuple(PurchaseUploadStatus),
         ("purchase_uploads", "ck_purchase_uploads_origin"): tuple(PurchaseUploadOrigin),
         ("payout_requests", "ck_payout_requests_status"): tuple(PayoutStatus),
+        ("erasure_requests", "ck_erasure_requests_status"): tuple(ErasureStatus),
     }
 
 
