@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from babel import dates
 from flask import Flask, Response, g, has_request_context, request
-from flask_babel import Babel, get_locale, refresh
+from flask_babel import Babel, get_locale, gettext, refresh
 
 from infomediary.logs import get_logger
 from infomediary.services.site_settings import (
@@ -110,6 +110,55 @@ def with_lang(code: str) -> str:
     return f"{request.path}?{urlencode([*args, ('lang', code)])}"
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalogue; it is translated where it is shown."""
+    return message
+
+
+#: What the use cases tell people about their input (``ValidationFailed`` field messages and the
+#: like), in English as the use cases write them, which know nothing of languages; here so that
+#: they are in the catalogue, and shown through :func:`error_text` (the form macros do).
+#: ``tests/unit/infomediary/web/test_translations.py`` checks each still occurs in the sources.
+SERVICE_MESSAGES = (
+    N_("Enter your email address."),
+    N_("Enter an email address like name@example.com."),
+    N_("Use at least 12 characters."),
+    N_("Use at most 256 characters."),
+    N_("Your password must not be your email address."),
+    N_("This is not a profile field."),
+    N_("Use up to 100 characters; angle brackets and braces are not allowed."),
+    N_("Use digits, spaces, brackets and an optional leading +."),
+    N_("Use up to 160 characters; angle brackets and braces are not allowed."),
+    N_("An Australian postcode has four digits."),
+    N_("Enter a number from 1 to 20."),
+    N_("Choose interests from the list."),
+    N_("Preferences must be a set of choices."),
+    N_("We could not send the e-mail just now. Please try again in a few minutes."),
+    N_("Please read and accept the privacy notice."),
+    N_("An account with this email address already exists."),
+    N_("Email address or password is wrong."),
+    N_("This is not your current password."),
+    N_("This is already your address."),
+    N_("This address cannot be used for your account any more."),
+    N_("This link has expired or was already used. Ask for a new one."),
+    N_("Control characters (such as NUL) are not allowed here."),
+    N_("Your purchases suggest no such interest."),
+    N_(
+        "That is not the password this account was created with. If you did not sign up "
+        "yourself, someone else used your address: set a password of your own instead."
+    ),
+    N_(
+        "Please confirm your e-mail address first: open the link we sent you when you signed "
+        "up, or ask for a new one. Until then nothing of yours can be shared."
+    ),
+)
+
+
+def error_text(message: str | None) -> str:
+    """A message a use case gave, in the page's language when the catalogue has it."""
+    return gettext(message) if message else ""
+
+
 def _local(value: datetime | str) -> datetime:
     """``value`` (a datetime, or its ISO 8601 text as some views pass) in the customer's zone."""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -162,7 +211,10 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = _localtime
     app.jinja_env.filters["localdate"] = _localdate
     app.jinja_env.globals.update(
-        time_zone_unset=time_zone_unset, with_lang=with_lang, SITE_LANGUAGES=SITE_LANGUAGES
+        time_zone_unset=time_zone_unset,
+        with_lang=with_lang,
+        error_text=error_text,
+        SITE_LANGUAGES=SITE_LANGUAGES,
     )
     app.context_processor(lambda: {"current_locale": current_locale()})
     app.after_request(_keep_visitor_choice)

@@ -176,3 +176,16 @@ def test_a_visitor_gets_the_browser_language_or_the_one_picked(client) -> None:
     assert cookie.http_only
     kept = client.get("/login", headers={"Accept-Language": "en"})  # the cookie wins
     assert '<html lang="de">' in kept.get_data(as_text=True)
+
+
+def test_a_form_error_from_a_use_case_is_shown_in_german(client, auth) -> None:
+    auth.signup()
+    save(client, "de", "Europe/Berlin")
+    response = client.post(
+        "/profile", data={"csrf_token": csrf(client, "/profile"), "postcode": "12"}
+    )
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "Eine australische Postleitzahl hat vier Ziffern." in body
+    assert "An Australian postcode has four digits." not in body
+    assert "Bitte prüfen Sie dieses Feld" in body

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -19,10 +20,12 @@ from babel.messages.pofile import read_po
 from jinja2 import Environment, nodes
 
 from infomediary.services.site_settings import SITE_LANGUAGES
+from infomediary.web.i18n import SERVICE_MESSAGES
 
 ROOT = Path(__file__).resolve().parents[4]
 TEMPLATES = ROOT / "infomediary" / "web" / "templates"
 TRANSLATIONS = ROOT / "infomediary" / "translations"
+TEXT_RULES = ROOT / "infomediary" / "text.py"
 KEYWORDS = {"_", "gettext", "ngettext", "pgettext", "npgettext", "lazy_gettext"}
 
 #: Text a template may hold as it is: the brand, symbols, file formats' names, the form of an
@@ -153,11 +156,22 @@ def extracted() -> Iterator[tuple[str, str | tuple[str, ...]]]:
     """(file, message id) of every message in the sources now, as ``make translations`` sees."""
     with (ROOT / "babel.cfg").open(encoding="utf-8") as config:
         method_map, options_map = parse_mapping_cfg(config)
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "N_": None}
     for filename, _line, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
     ):
         yield filename, message
+
+
+def test_the_use_cases_messages_listed_for_translation_are_theirs() -> None:
+    """Each message :data:`SERVICE_MESSAGES` lists is still one a use case (or the text rules)
+    gives, word for word: a message reworded there would otherwise lose its translation."""
+    given: set[str] = set()
+    for path in [*sorted((ROOT / "infomediary" / "services").glob("*.py")), TEXT_RULES]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        given.update(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant))
+    assert len(SERVICE_MESSAGES) > 20
+    assert [m for m in SERVICE_MESSAGES if m not in given] == []
 
 
 def placeholders(text: str) -> list[str]:
