@@ -95,6 +95,7 @@ FILLERS: dict[str, Callable[[Party], str]] = {
     "receipt_id": lambda party: party.receipt_ids[0],
     "offer_id": lambda party: party.offer_id,
     "payout_id": lambda party: party.payout_id,
+    "supplier_id": lambda party: party.supplier_id,
 }
 #: URL variables that name no object of anybody's (the same value for every customer).
 CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's state
@@ -105,6 +106,8 @@ PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "gets 404 (tests/functional/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
     "offers_api.contact": "a supplier's bearer-token API: another supplier gets 404 "
     "(tests/functional/test_offers.py::test_contact_details_only_when_shared)",
+    "erasure_api.confirm": "a supplier's API (client credentials): another supplier gets 404 "
+    "(tests/functional/test_supplier_page.py::test_erasure_request_end_to_end)",
     "api.push_job": "a supplier's bearer-token API: another client, even of the same customer, "
     "gets 404 (tests/functional/test_purchases_push.py::"
     "test_a_large_batch_is_a_job_only_its_client_reads)",

@@ -51,6 +51,7 @@ class World:
     receipt_id: str
     offer_id: str
     authorize_query: str
+    supplier_id: str = ""
 
 
 Snapshot = dict[str, dict[str, tuple[Any, ...]]]
@@ -131,7 +132,7 @@ def world(app: Flask, inst: Instance) -> World:
         grant = session.execute(select(ConsentGrant)).scalar_one()
         receipt = session.execute(select(ConsentReceipt)).scalars().first()
         assert receipt is not None
-        return World(customer_id, grant.id, receipt.id, offer_id, query)
+        return World(customer_id, grant.id, receipt.id, offer_id, query, supplier.id)
 
 
 FILLERS: dict[str, Callable[[World], str]] = {
@@ -142,6 +143,8 @@ FILLERS: dict[str, Callable[[World], str]] = {
     "sub": lambda w: "off_unknown",
     "job_id": lambda w: str(uuid.uuid4()),  # a bearer-token API: no token, no effect
     "payout_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
+    "supplier_id": lambda w: w.supplier_id,
+    "erasure_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
 }
 
 
