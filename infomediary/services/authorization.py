@@ -45,10 +45,12 @@ def approve(
     ctx: Context,
     base_url: str,
     issue_code: Callable[[str], T],
+    keep_expiry: bool = False,
 ) -> T:
     """The customer approves an authorization request: the grant, its signed receipt, its log
     entry and the authorization code (``issue_code(grant_id)`` stores it) in one transaction,
-    so no code exists without its grant and no grant without the code it was approved for."""
+    so no code exists without its grant and no grant without the code it was approved for.
+    With ``keep_expiry`` an active grant of the same supplier and purpose keeps its end date."""
     with unit_of_work(session) as uow:
         consent = grant_consent(
             session,
@@ -60,6 +62,7 @@ def approve(
             expires_at=expires_at,
             ctx=ctx,
             base_url=base_url,
+            keep_expiry=keep_expiry,
         )
         response = issue_code(consent.id)
         uow.commit()

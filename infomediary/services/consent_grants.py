@@ -4,6 +4,7 @@ revoke it at any time.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from infomediary.models import (
     Customer,
     OAuthToken,
     Supplier,
+    SupplierBlock,
     utcnow,
 )
 from infomediary.scopes import CUSTOMER_SCOPES, categories_for, parse_scopes
@@ -30,7 +32,7 @@ from infomediary.services.consent_receipts import (
 from infomediary.services.customer_keys import is_verified
 from infomediary.services.refusals import record_refusal
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import ReceiptEvent
+from infomediary.statuses import ReceiptEvent, SupplierStatus
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,23 @@ class GrantView:
     supplier: Supplier
     categories: tuple[str, ...]
     active: bool
+    #: What the customer reads beside it: active, expired, revoked, suspended (the supplier
+    #: is suspended) or blocked (the customer blocked the supplier); only "active" opens data.
+    status: str = "active"
+
+
+def grant_status(grant: ConsentGrant, supplier: Supplier, blocked: bool, now: datetime) -> str:
+    """A grant's status as the customer reads it: revoked or expired first (the grant itself
+    ended), then suspended or blocked (the supplier may not use it), else active."""
+    if grant.revoked_at is not None:
+        return "revoked"
+    if not grant.is_active(now):
+        return "expired"
+    if supplier.status == SupplierStatus.SUSPENDED:
+        return "suspended"
+    if blocked:
+        return "blocked"
+    return "active"
 
 
 def _require_verified(
@@ -76,11 +95,15 @@ def grant_consent(
     ctx: Context,
     base_url: str,
     offer_id: str | None = None,
+    keep_expiry: bool = False,
 ) -> ConsentGrant:
     """Record the customer's approval (a new grant, or a change of the active one).
 
     A grant made from an offer (``offer_id``) is a grant of its own, for that offer only: it
-    never changes, nor is changed by, the grants of the supplier's OAuth flow.
+    never changes, nor is changed by, the grants of the supplier's OAuth flow. With
+    ``keep_expiry``, a change of an active grant keeps its end date (``expires_at`` applies
+    only to a new grant, or one that has already ended): re-authorising never silently moves
+    the date the customer chose.
     """
     _require_verified(session, customer_id, supplier, purpose, ctx)
     unknown = [s for s in scopes if s not in CUSTOMER_SCOPES]
@@ -104,7 +127,8 @@ def grant_consent(
     now = utcnow()
     if existing is not None:
         existing.scopes = " ".join(sorted(set(scopes)))
-        existing.expires_at = expires_at
+        if not (keep_expiry and existing.is_active(now)):
+            existing.expires_at = expires_at
         existing.updated_at = now
         existing.consent_text_version = CONSENT_TEXT_VERSION
         grant, event = existing, ReceiptEvent.CHANGED
@@ -186,7 +210,7 @@ def list_grants(session: Session, customer_id: str) -> list[GrantView]:
         .where(ConsentGrant.customer_id == customer_id)
         .order_by(ConsentGrant.created_at.desc())
     ).all()
-    return [
+    views = [
         GrantView(
             grant,
             supplier,
@@ -194,4 +218,19 @@ def list_grants(session: Session, customer_id: str) -> list[GrantView]:
             grant.is_active(now),
         )
         for grant, supplier in rows
+    ]
+    blocked = set(
+        session.execute(
+            select(SupplierBlock.supplier_id).where(SupplierBlock.customer_id == customer_id)
+        ).scalars()
+    )
+    return [
+        dataclasses.replace(
+            view,
+            status=(
+                status := grant_status(view.grant, view.supplier, view.supplier.id in blocked, now)
+            ),
+            active=status == "active",
+        )
+        for view in views
     ]

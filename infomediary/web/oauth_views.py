@@ -3,7 +3,7 @@ metadata (RFC 8414) and the JWKS that consent receipts verify against."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -37,6 +38,7 @@ from infomediary.services import (
     decisions,
     suppliers,
 )
+from infomediary.services import consent_screen as screens
 from infomediary.web.bearer import json_body
 from infomediary.web.db import db
 from infomediary.web.forms import EXPIRY_CHOICES
@@ -63,10 +65,10 @@ from infomediary.web.security import (
     instance,
     settings,
 )
-from policies.model import PURPOSES
-from policies.taxonomy import CATEGORIES
 
 bp = Blueprint("oauth", __name__)
+#: The expiry choice that keeps an active grant's end date when it is authorised again.
+KEEP = "keep"
 
 
 def _oauth_error_page(error: OAuth2Error) -> BaseResponse:
@@ -78,30 +80,42 @@ def _oauth_error_page(error: OAuth2Error) -> BaseResponse:
     return Response(html, status=400, mimetype="text/html")
 
 
-def _consent_context(grant: Any) -> dict[str, Any]:
+def _expiry_choices(existing: Any) -> dict[str, tuple[str, datetime | None]]:
+    """The end dates the customer can choose, each with the date it means; with an active
+    grant of the same supplier and purpose, keeping its end date comes first."""
+    now = utcnow()
+    choices: dict[str, tuple[str, datetime | None]] = {}
+    if existing is not None:
+        choices[KEEP] = (gettext("Keep the current end date"), existing.expires_at)
+    for key, (label, days) in EXPIRY_CHOICES.items():
+        choices[key] = (label, now + timedelta(days=days) if days else None)
+    return choices
+
+
+def _consent_context(
+    grant: Any, *, chosen_scopes: set[str] | None = None, chosen_expiry: str | None = None
+) -> dict[str, Any]:
     client = grant.request.client
     supplier: Supplier = client.supplier
     scopes = parse_scopes(grant.request.scope)
     purpose = grant.request.payload.data.get("purpose", "")
-    blocked = decisions.blocked_by_policy(
-        db(), instance(), current_customer_id() or "", supplier, purpose, categories_for(scopes)
+    screen = screens.consent_screen(
+        db(), instance(), current_customer_id() or "", supplier, scopes, purpose
     )
-    rows = [
-        {
-            "scope": s,
-            "category": CUSTOMER_SCOPES[s].category,
-            "label": CATEGORIES[CUSTOMER_SCOPES[s].category or "identity"].label,
-            "description": CUSTOMER_SCOPES[s].description,
-            "blocked": blocked.get(CUSTOMER_SCOPES[s].category or ""),
-        }
-        for s in scopes
-    ]
+    choices = _expiry_choices(screen.existing)
+    default_expiry = KEEP if screen.existing is not None else "90d"
+    expiry = chosen_expiry if chosen_expiry in choices else default_expiry
     return {
         "supplier": supplier,
+        "screen": screen,
         "purpose": purpose,
-        "purpose_label": PURPOSES.get(purpose, purpose),
-        "rows": rows,
-        "expiry_choices": EXPIRY_CHOICES,
+        "purpose_label": screen.purpose_words,
+        "rows": screen.scopes,
+        "chosen_scopes": chosen_scopes,
+        "expiry_choices": choices,
+        "expiry": expiry,
+        "until": choices[expiry][1],
+        "existing": screen.existing,
         # Who is really asking: where the answer goes, how long they have been registered,
         # and whether the operator vouched for them (a look-alike name cannot fake these).
         "redirect_host": suppliers.redirect_host(grant.request.payload.redirect_uri),
@@ -167,12 +181,13 @@ def authorize() -> ResponseReturnValue:
             ),
         )
     requested = set(parse_scopes(grant.request.scope))
+    purpose = grant.request.payload.data.get("purpose", "")
     blocked = decisions.blocked_by_policy(
         db(),
         instance(),
         customer_id,
         grant.request.client.supplier,
-        grant.request.payload.data.get("purpose", ""),
+        purpose,
         categories_for(sorted(requested)),
     )
     approved = sorted(
@@ -180,14 +195,20 @@ def authorize() -> ResponseReturnValue:
         for s in set(request.form.getlist("approve_scope")) & requested
         if CUSTOMER_SCOPES[s].category not in blocked  # a disabled box cannot be forced
     )
-    expiry = request.form.get("expiry", "90d")
-    if not approved or expiry not in EXPIRY_CHOICES:
-        ctx = _consent_context(grant)
+    existing = screens.active_grant(db(), customer_id, grant.request.client.supplier.id, purpose)
+    expiry = request.form.get("expiry", KEEP if existing is not None else "90d")
+    choices = _expiry_choices(existing)
+    if not approved or expiry not in choices:
+        ctx = _consent_context(grant, chosen_scopes=set(approved), chosen_expiry=expiry)
         message = (
-            "Choose at least one kind of data, or deny." if not approved else "Choose an expiry."
+            gettext("Choose at least one kind of data, or deny.")
+            if not approved
+            else gettext("Choose an expiry.")
         )
         return _consent_page(grant, render_template("consent.html", error=message, **ctx), 400)
-    days = EXPIRY_CHOICES[expiry][1]
+    keep = expiry == KEEP
+    # Keeping applies only while the grant is active; should it end meanwhile, the default.
+    days = EXPIRY_CHOICES["90d" if keep else expiry][1]
     expires_at = utcnow() + timedelta(days=days) if days else None
     grant.request.approved_scope = " ".join(approved)
 
@@ -209,6 +230,7 @@ def authorize() -> ResponseReturnValue:
         ctx=context(),
         base_url=request.host_url.rstrip("/"),
         issue_code=issue_code,
+        keep_expiry=keep,
     )
 
 
