@@ -10,15 +10,18 @@ import hashlib
 import hmac
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from infomediary.audit.log import Actor, ActorType
+from infomediary.cli import main
 from infomediary.errors import InvalidWebhook
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -26,13 +29,17 @@ from infomediary.models import (
     ConsentGrant,
     ConsentReceipt,
     ErasureRequest,
+    Offer,
+    OfferDelivery,
     SupplierBlock,
+    SupplierWebhook,
     utcnow,
 )
-from infomediary.services import Context, erasure_requests, jobs
+from infomediary.services import Context, erasure_requests, jobs, rewards
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from tests.conftest import csrf
 from tests.factories import make_customer, make_grant, make_supplier
+from tests.functional.test_cli import env  # noqa: F401 - the CLI's fixture
 
 EMAIL = "mary@example.org"
 PASSWORD = "correct horse battery"
@@ -327,3 +334,81 @@ def test_a_webhook_must_be_https(inst) -> None:
             s, inst, supplier.id, "http://shop.example/hook", "x", OPERATOR
         )
     assert erasure_requests.check_webhook_url(inst, "https://shop.example/hook") is None
+
+
+def test_offers_and_earnings_of_this_supplier_only(inst, client, customer) -> None:
+    supplier = make_supplier(inst, fund_cents=1_000)
+    other = make_supplier(inst, name="Other Books", fund_cents=1_000)
+    ids = {}
+    for who, title in ((supplier, "Autumn list"), (other, "Winter list")):
+        offer_id = str(uuid.uuid4())
+        with inst.sessions() as s:
+            s.add(
+                Offer(
+                    id=offer_id,
+                    supplier_id=who.id,
+                    purpose="marketing",
+                    criteria="{}",
+                    title=title,
+                    body="New books.",
+                    reward_cents=150,
+                    max_recipients=1,
+                    noisy_reach=60,
+                    status="delivered",
+                    expires_at=utcnow() + timedelta(days=1),
+                )
+            )
+            s.flush()
+            rewards.escrow_offer(s, who.id, offer_id, 150)
+            s.add(OfferDelivery(offer_id=offer_id, customer_id=customer, status="delivered"))
+            s.commit()
+        ids[who.id] = offer_id
+    inbox = client.get("/inbox").get_data(as_text=True)
+    assert f'href="/suppliers/{supplier.id}"' in inbox  # the inbox links to the page
+    token = csrf(client, "/inbox")
+    for who in (supplier, other):
+        answer = client.post(f"/inbox/{ids[who.id]}/accept", data={"csrf_token": token})
+        assert answer.status_code == 302
+    body = _page(client, supplier.id)
+    assert "Autumn list" in body
+    assert "Winter list" not in body
+    assert "You earned $1.50 from them." in body
+
+
+def test_a_webhook_that_keeps_failing_marks_the_request_failed(inst, client, customer, hook):
+    supplier = make_supplier(inst)
+    make_grant(inst, customer, supplier.id)
+    with inst.sessions() as s:
+        erasure_requests.set_webhook(s, inst, supplier.id, hook.url, "http://x", OPERATOR)
+    hook.answers = [503] * erasure_requests.MAX_ATTEMPTS
+    assert _post(client, supplier.id, "/erasure").status_code == 302
+    now = utcnow()
+    for attempt in range(erasure_requests.MAX_ATTEMPTS):
+        now += timedelta(hours=2)
+        assert jobs.run_pending(inst, now, kinds=[erasure_requests.JOB]) == 1, attempt
+    assert len(hook.received) == erasure_requests.MAX_ATTEMPTS
+    with inst.sessions() as s:
+        found = s.execute(select(ErasureRequest)).scalar_one()
+        assert found.status == "failed"
+        assert found.attempts == erasure_requests.MAX_ATTEMPTS
+    assert "We could not reach them after 6 attempts." in _page(client, supplier.id)
+
+
+@pytest.mark.usefixtures("env")
+def test_the_cli_sets_a_webhook_and_shows_its_secret_once(inst) -> None:
+    supplier = make_supplier(inst)
+    result = CliRunner().invoke(
+        main, ["suppliers", "webhook", supplier.id, "--url", "https://shop.example/hook", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["secret"].startswith("whsec_")
+    with inst.sessions() as s:
+        row = s.get_one(SupplierWebhook, supplier.id)
+        assert data["secret"].encode() not in row.secret  # kept sealed
+        assert erasure_requests.open_secret(inst, supplier.id, row.secret) == data["secret"]
+    refused = CliRunner().invoke(
+        main, ["suppliers", "webhook", supplier.id, "--url", "http://shop.example/hook"]
+    )
+    assert refused.exit_code != 0
+    assert "https" in refused.output
