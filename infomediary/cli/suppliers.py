@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from infomediary.cli.common import _emit, _using
+from infomediary.services import erasure_requests  # noqa: F401 - registers its job kind
 from infomediary.statuses import SupplierKind
 
 
