@@ -129,9 +129,10 @@ def test_consent_screen_grant_receipt_and_revoke(
     expect(main.get_by_role("link", name="Read their privacy policy")).to_have_attribute(
         "href", PRIVACY_POLICY
     )
-    expect(main.locator("p").filter(has_text="Why:")).to_contain_text(
-        "Why: providing the service you asked for"
+    expect(main.locator("p").filter(has_text="Why:").first).to_contain_text(
+        "Why: to provide the service you asked for"
     )
+    expect(main.locator("p").filter(has_text="Why:").first).to_contain_text("dpv:ServiceProvision")
     what = page.get_by_role("group", name="What they may see")
     boxes = what.get_by_role("checkbox")
     expect(boxes).to_have_count(2)
@@ -146,7 +147,12 @@ def test_consent_screen_grant_receipt_and_revoke(
     expiry = page.get_by_label("For how long")
     expect(expiry).to_have_value("90d")
     expect(expiry.locator("option")).to_have_text(
-        ["30 days", "90 days", "1 year", "until I revoke it"]
+        [
+            re.compile(r"^30 days \(until .+\)$"),
+            re.compile(r"^90 days \(until .+\)$"),
+            re.compile(r"^1 year \(until .+\)$"),
+            "until I revoke it",
+        ]
     )
     expect(main.get_by_role("button", name="Allow")).to_be_visible()
     expect(main.get_by_role("button", name="Deny")).to_be_visible()
@@ -154,7 +160,7 @@ def test_consent_screen_grant_receipt_and_revoke(
 
     # Share the identity only, for a year.
     interests.uncheck()
-    expiry.select_option(label="1 year")
+    expiry.select_option(value="365d")
     page.get_by_role("button", name="Allow").click()
     try:
         page.wait_for_url(f"{CALLBACK}?**", timeout=5_000)
@@ -265,3 +271,78 @@ def test_consent_screen_grant_receipt_and_revoke(
         assert ended is not None
         assert ended.revoked_at is not None
     tab.assert_clean()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_consent_screen_shows_the_consequences(
+    tab: Tab, inst: Instance, live_server: str, tmp_path: Path, width: int
+) -> None:
+    """What, why (with its DPV term), until when, what widens the policy, what is blocked and
+    what the customer holds nothing of; at desktop size and 390 px wide, without sideways
+    scrolling; the "Until" lines follow the chosen end date."""
+    from infomediary.audit.log import Actor
+    from infomediary.services import Context, customer_policy
+
+    page = tab.page
+    page.set_viewport_size({"width": width, "height": 900})
+    customer = make_customer(
+        inst, email=EMAIL, password=PASSWORD, name=NAME, profile={"name": NAME}
+    )
+    with inst.sessions() as session:
+        for category, mode in (("identity", "pseudonymous"), ("interests", "never")):
+            customer_policy.set_rule(
+                session,
+                inst,
+                customer,
+                category=category,
+                purpose="marketing",
+                mode=mode,
+                ctx=Context(Actor.customer(customer)),
+            )
+    supplier = make_supplier(
+        inst,
+        name=SUPPLIER,
+        scopes=("profile.identity:read", "profile.interests:read", "purchases:read"),
+    )
+    oauth = client_session(
+        live_server, supplier, "profile.identity:read profile.interests:read purchases:read"
+    )
+    authorize_url, _state = oauth.create_authorization_url(
+        f"{live_server}/oauth/authorize",
+        code_verifier=secrets.token_urlsafe(48),
+        purpose="marketing",
+    )
+    page.goto(authorize_url)
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(authorize_url)
+    main = page.get_by_role("main")
+    expect(main).to_contain_text("Why: to market their products and offers to you")
+    expect(main).to_contain_text("dpv:Marketing")
+    identity = page.get_by_role("checkbox", name=re.compile(r"^Identity: your name"))
+    expect(identity).to_be_checked()
+    expect(identity).to_have_accessible_description(
+        re.compile(
+            r"Your policy says: “Identity, for marketing, by any supplier: only under a "
+            rf"pseudonym, never with your name”\. Allowing this lets {SUPPLIER} see it with "
+            "your name"
+        )
+    )
+    expect(page.get_by_role("checkbox", name=re.compile(r"^Interests:"))).to_be_disabled()
+    expect(main).to_contain_text("Blocked")
+    purchases = page.get_by_role("checkbox", name=re.compile(r"^Purchases:"))
+    expect(purchases).to_have_accessible_description(
+        re.compile("You have no purchase history here yet")
+    )
+    expect(main).not_to_contain_text(supplier.id)
+    # the "Until" lines follow the end date chosen
+    page.get_by_label("For how long").select_option(value="never")
+    expect(main.locator("[data-until-shown]").first).to_have_text("until you revoke it")
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"the page scrolls sideways: {wide}px in a {width}px window"
+    page.screenshot(path=tmp_path / f"consent-consequences-{width}.png", full_page=True)
+    assert tab.console_errors == []
+    assert tab.failed_requests == []
+    assert tab.foreign_requests() == []  # nothing left this server (no callback yet)
+    assert tab.url("/static/js/consent.js") in tab.requests
