@@ -188,3 +188,23 @@ def test_the_consents_list_says_active_expired_revoked_suspended(inst, customer)
         assert list_grants(session, customer)[-1].status in {"expired", "suspended"}
         found = {i.supplier.name: i.status for i in list_grants(session, customer)}
     assert found["Active Shop"] == "expired"
+
+
+def test_the_preview_names_a_verified_supplier_in_words(inst, customer) -> None:
+    """'What can a supplier see?': every reason names the supplier, verified mark included."""
+    from infomediary.services import decisions
+
+    supplier = make_supplier(inst, name="Acme Books")
+    with inst.sessions() as session:
+        session.get_one(Supplier, supplier.id).verified_at = utcnow()
+        session.commit()
+    _rule(inst, customer, "identity", "marketing", "pseudonymous")
+    with inst.sessions() as session:
+        row = session.get_one(Supplier, supplier.id)
+        verdict = decisions.preview(session, inst, customer, row, "marketing")
+    assert verdict.categories
+    for item in verdict.categories:
+        assert "Acme Books (verified)" in item.reason, item.reason
+        assert supplier.id not in item.reason
+    (identity,) = [v for v in verdict.categories if v.category == "identity"]
+    assert "do not allow" in identity.reason or "does not allow" in identity.reason
