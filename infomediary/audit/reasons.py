@@ -45,6 +45,17 @@ CATALOGUE: dict[str, str] = {
     "account.created": "account created",
     "account.login": "password accepted",
     "account.login_refused": "wrong password",
+    "security.totp_started": "authenticator app set-up started",
+    "security.totp_enabled": (
+        "authenticator app confirmed as a second factor; {recovery_codes} new recovery codes"
+    ),
+    "security.totp_removed": "authenticator app and recovery codes removed",
+    "security.removal_refused": "second factor removal refused: wrong password",
+    "security.recovery_codes_new": "{count} new recovery codes; the earlier ones no longer work",
+    "security.second_step": "second login step passed ({method})",
+    "security.second_step_refused": "second login step refused ({method}: {why})",
+    "security.session_ended": "one session logged out",
+    "security.sessions_ended": "{count} sessions logged out",
     "account.password_changed": "password changed; all sessions ended",
     "account.password_change_refused": "password change refused: wrong password",
     "account.signup_refused": "sign-up refused: this address already has an account",
@@ -81,6 +92,12 @@ CATALOGUE: dict[str, str] = {
     "policy.rule": "policy rule changed: {category} for {purpose}: {mode}",
     "policy.district_on": "counting by postal district turned on",
     "policy.district_off": "counting by postal district turned off",
+    "policy.grid": "policy grid saved: {changed} choices changed",
+    "policy.supplier_rule": (
+        "policy rule for {supplier} changed: {category} for {purpose}: {mode}"
+    ),
+    "policy.supplier_rule_removed": "policy rule for {supplier} removed: {category} for {purpose}",
+    "policy.rule_removed": "policy rule removed: {category} for {purpose}, {recipient}",
     # consents and tokens
     "consent.refused_unconfirmed": "consent for {supplier} refused: address not yet confirmed",
     "consent.granted": "consent granted for {supplier}",

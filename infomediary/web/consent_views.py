@@ -1,88 +1,58 @@
-"""The consent dashboard: grants by supplier, revoke, receipts, policy and preview."""
+"""The consent dashboard: grants by supplier, revoke, receipts (the policy is policy_views')."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
-from infomediary.errors import NoCheckpoint, ValidationFailed
-from infomediary.models import Supplier
+from infomediary.errors import NoCheckpoint
 from infomediary.services import (
     checkpoints,
     consent_grants,
     consent_receipts,
-    customer_policy,
-    decisions,
-    policy_store,
 )
-from infomediary.statuses import SupplierKind, SupplierStatus
 from infomediary.web.db import db
 from infomediary.web.security import context, instance, login_required
-from policies.model import PURPOSES, Mode
+from policies.model import PURPOSES
 from policies.taxonomy import CATEGORIES
-from policies.templates import TEMPLATES, template_description
-from policies.validation import describe_rule
 
 bp = Blueprint("consents", __name__)
-
-POLICY_CATEGORIES = (
-    "identity",
-    "demographics",
-    "interests",
-    "purchases",
-    "preferences",
-    "health",
-    "religion",
-    "politics",
-    "sexuality",
-    "ethnicity",
-)
 
 
 def _customer_id() -> str:
     return str(session["customer_id"])
 
 
-def _page(
-    errors: dict[str, str] | None = None,
-    preview: object = None,
-    status: int = 200,
-    preview_supplier: Supplier | None = None,
-) -> ResponseReturnValue:
+def _page() -> ResponseReturnValue:
     s = db()
-    customer_id = _customer_id()
-    grants = consent_grants.list_grants(s, customer_id)
-    policy = policy_store.load_policy(s, instance(), customer_id)
-    known = {g.supplier.id: g.supplier for g in grants}
-    active_suppliers = (
-        s.execute(
-            select(Supplier)
-            .where(Supplier.status == SupplierStatus.ACTIVE, Supplier.kind == SupplierKind.SUPPLIER)
-            .order_by(Supplier.name)
-        )
-        .scalars()
-        .all()
-    )
+    grants = consent_grants.list_grants(s, _customer_id())
     return render_template(
         "consents.html",
         grants=grants,
-        policy=policy,
-        describe_rule=describe_rule,
-        templates={name: template_description(name) for name in TEMPLATES},
         purposes=PURPOSES,
-        modes=[m.value for m in Mode],
-        categories=POLICY_CATEGORIES,
-        suppliers=active_suppliers or list(known.values()),
-        errors=errors or {},
-        preview=preview,
-        preview_supplier=preview_supplier,
         CATEGORIES=CATEGORIES,
-        district=customer_policy.district_counting(policy),
-    ), status
+        supplier_url=_supplier_url,
+    )
+
+
+def _supplier_url(supplier_id: str) -> str:
+    """The supplier's page, at its address even before its route is there."""
+    if "suppliers.page" in current_app.view_functions:
+        return url_for("suppliers.page", supplier_id=supplier_id)
+    return f"/suppliers/{supplier_id}"
 
 
 @bp.get("/consents")
@@ -162,72 +132,6 @@ def _log_witness() -> dict[str, Any]:
         return {"signed": True}
 
     return {"log_witness": state}
-
-
-@bp.post("/policy/template")
-@login_required
-def choose_template() -> ResponseReturnValue:
-    try:
-        customer_policy.apply_template(
-            db(), instance(), _customer_id(), request.form.get("template", ""), context()
-        )
-    except ValidationFailed as exc:
-        return _page(exc.errors, status=400)
-    flash("Policy template applied. It takes effect on the very next access.")
-    return redirect(url_for("consents.index"))
-
-
-@bp.post("/policy/rule")
-@login_required
-def change_rule() -> ResponseReturnValue:
-    try:
-        customer_policy.set_rule(
-            db(),
-            instance(),
-            _customer_id(),
-            category=request.form.get("category", ""),
-            purpose=request.form.get("purpose", ""),
-            mode=request.form.get("mode", ""),
-            ctx=context(),
-        )
-    except ValidationFailed as exc:
-        return _page(exc.errors, status=400)
-    flash("Rule saved. It takes effect on the very next access.")
-    return redirect(url_for("consents.index"))
-
-
-@bp.post("/policy/district")
-@login_required
-def choose_district_counting() -> ResponseReturnValue:
-    """The postal-district control: a checked box sends ``district=yes``, an unchecked one
-    nothing."""
-    choice = request.form.get("district")
-    if choice not in (None, "yes"):
-        return _page({"district": "Tick the box or leave it empty."}, status=400)
-    customer_policy.set_district_counting(
-        db(), instance(), _customer_id(), allowed=choice == "yes", ctx=context()
-    )
-    flash("Your choice is saved. It takes effect on the very next count.")
-    return redirect(url_for("consents.index") + "#district")
-
-
-@bp.get("/consents/preview")
-@login_required
-def preview() -> ResponseReturnValue:
-    s = db()
-    supplier = s.get(Supplier, request.args.get("supplier", ""))
-    purpose = request.args.get("purpose", "")
-    if (
-        supplier is None
-        or supplier.status != SupplierStatus.ACTIVE
-        or supplier.kind != SupplierKind.SUPPLIER
-    ):
-        return _page({"supplier": "Choose a supplier."}, status=400)
-    try:
-        verdict = decisions.preview(s, instance(), _customer_id(), supplier, purpose)
-    except ValidationFailed as exc:
-        return _page(exc.errors, status=400)
-    return _page(preview=verdict, preview_supplier=supplier)
 
 
 @bp.get("/consents/<grant_id>/receipts")

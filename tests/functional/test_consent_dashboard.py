@@ -23,13 +23,18 @@ def signed_up(auth, inst):
 
 def test_default_policy_is_the_balanced_template(client, signed_up) -> None:
     page = client.get("/consents").get_data(as_text=True)
-    assert "balanced" in page
     assert "You have not allowed any supplier" in page
+    assert "balanced" in client.get("/policy").get_data(as_text=True)
 
 
 def test_applying_a_template_is_stored_encrypted_and_logged(client, inst, signed_up) -> None:
     response = client.post(
-        "/policy/template", data={"csrf_token": csrf(client, "/consents"), "template": "private"}
+        "/policy/template",
+        data={
+            "csrf_token": csrf(client, "/consents"),
+            "template": "private",
+            "confirm": "yes",
+        },
     )
     assert response.status_code == 302
     with inst.sessions() as session:
@@ -69,15 +74,15 @@ def test_unknown_template_or_rule_values_are_400(client, signed_up) -> None:
 def test_rule_change_shows_in_preview(client, inst, signed_up) -> None:
     supplier = make_supplier(inst)
     token = csrf(client, "/consents")
-    preview = client.get(f"/consents/preview?supplier={supplier.id}&purpose=service").get_data(
+    preview = client.get(f"/policy/preview?supplier={supplier.id}&purpose=service").get_data(
         as_text=True
     )
-    assert "Acme Books, identified access" in preview
+    assert "Acme Books, with your name, for providing the service you asked for" in preview
     client.post(
         "/policy/rule",
         data={"csrf_token": token, "category": "identity", "purpose": "service", "mode": "never"},
     )
-    after = client.get(f"/consents/preview?supplier={supplier.id}&purpose=service").get_data(
+    after = client.get(f"/policy/preview?supplier={supplier.id}&purpose=service").get_data(
         as_text=True
     )
     assert "never" in after.lower()
@@ -91,12 +96,12 @@ def test_rule_change_shows_in_preview(client, inst, signed_up) -> None:
 
 def test_preview_rejects_unknown_supplier_and_purpose(client, inst, signed_up) -> None:
     supplier = make_supplier(inst)
-    assert client.get("/consents/preview?supplier=nope&purpose=service").status_code == 400
-    assert client.get(f"/consents/preview?supplier={supplier.id}&purpose=spying").status_code == 400
+    assert client.get("/policy/preview?supplier=nope&purpose=service").status_code == 400
+    assert client.get(f"/policy/preview?supplier={supplier.id}&purpose=spying").status_code == 400
 
 
 def test_consent_pages_need_login(client) -> None:
-    for path in ("/consents", "/consents/preview?supplier=x&purpose=service"):
+    for path in ("/consents", "/policy", "/policy/preview?supplier=x&purpose=service"):
         response = client.get(path)
         assert response.status_code == 302
         assert response.headers["Location"] == "/login"

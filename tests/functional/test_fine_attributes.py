@@ -218,10 +218,10 @@ def signed_up(auth: Any, inst: Instance) -> str:
     return str(customer_id)
 
 
-def test_the_consents_page_turns_district_counting_on_and_off(
+def test_the_policy_page_turns_district_counting_on_and_off(
     client: Any, inst: Instance, signed_up: str
 ) -> None:
-    page = client.get("/consents").get_data(as_text=True)
+    page = client.get("/policy").get_data(as_text=True)
     assert "Count me by postal district (the first two digits of my postcode)" in page
     assert 'name="district" value="yes" aria-describedby="district-status" >' in page
     assert "You said no: nobody counts you by postal district." in page
@@ -231,9 +231,9 @@ def test_the_consents_page_turns_district_counting_on_and_off(
         "/policy/district", data={"csrf_token": csrf(client, "/consents"), "district": "yes"}
     )
     assert on.status_code == 302
-    assert on.headers["Location"].endswith("/consents#district")
+    assert on.headers["Location"].endswith("/policy#district")
     assert holds(inst, signed_up, AREA_TOKEN)  # the entry followed in the same use case
-    page = client.get("/consents").get_data(as_text=True)
+    page = client.get("/policy").get_data(as_text=True)
     assert 'aria-describedby="district-status" checked>' in page
     assert "You said yes: suppliers may count you by postal district" in page
     assert "for marketing, analytics, research" in page  # balanced counts demographics so
@@ -241,7 +241,7 @@ def test_the_consents_page_turns_district_counting_on_and_off(
     off = client.post("/policy/district", data={"csrf_token": csrf(client, "/consents")})
     assert off.status_code == 302
     assert not holds(inst, signed_up, AREA_TOKEN)
-    assert "You said no: nobody counts you by postal district." in client.get("/consents").get_data(
+    assert "You said no: nobody counts you by postal district." in client.get("/policy").get_data(
         as_text=True
     )
     with inst.sessions() as session:
@@ -277,7 +277,8 @@ def test_starting_again_from_a_template_turns_it_off(
     say(inst, signed_up, True)
     assert holds(inst, signed_up, AREA_TOKEN)
     client.post(
-        "/policy/template", data={"csrf_token": csrf(client, "/consents"), "template": "rewarded"}
+        "/policy/template",
+        data={"csrf_token": csrf(client, "/consents"), "template": "rewarded", "confirm": "yes"},
     )
     assert not holds(inst, signed_up, AREA_TOKEN)
 

@@ -906,7 +906,7 @@ def test_tightening_the_policy_denies_the_next_call(
     else:
         changed = browser.post(
             f"{live_server}/policy/template",
-            data={"csrf_token": csrf, "template": "private"},
+            data={"csrf_token": csrf, "template": "private", "confirm": "yes"},
             allow_redirects=False,
             timeout=10,
         )

@@ -139,7 +139,7 @@ def test_every_state_change_is_limited_per_address_and_reads_are_not(inst: Insta
     token = csrf(client, "/consents")
     statuses = [
         client.post(
-            "/policy/template", data={"csrf_token": token, "template": "private"}
+            "/policy/template", data={"csrf_token": token, "template": "private", "confirm": "yes"}
         ).status_code
         for _ in range(4)
     ]

@@ -233,6 +233,27 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         "set_district_counting",
         lambda s, i, c, _p: customer_policy.set_district_counting(s, i, c, allowed=True, ctx=CTX),
     ),
+    (
+        "save_grid",
+        lambda s, i, c, _p: customer_policy.save_grid(
+            s, i, c, {"cell-identity-marketing": "never", "cell-purchases-research": ""}, CTX
+        ),
+    ),
+    (
+        "set_supplier_rule",
+        lambda s, i, c, p: (
+            make_grant(i, c, p)
+            and customer_policy.set_supplier_rule(
+                s, i, c, supplier_id=p, category="health", purpose="service", mode="direct", ctx=CTX
+            )
+        ),
+    ),
+    (
+        "remove_rule",
+        lambda s, i, c, _p: customer_policy.remove_rule(
+            s, i, c, customer_policy.RuleKey("identity", "service", "any"), CTX
+        ),
+    ),
     ("export", lambda s, i, c, _p: exports.export(s, i, c, CTX)),
     ("export_csv", lambda s, i, c, _p: export_csv.export_zip(s, i, c, CTX)),
     (
