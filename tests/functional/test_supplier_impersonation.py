@@ -282,7 +282,7 @@ def test_consent_screen_shows_host_registration_and_verification(live_server, in
         registered = session.get(Supplier, creds.id).created_at
     page = consent_page(live_server, creds)
     assert '<code class="redirect-host">evil.example:8443</code>' in page
-    assert registered.strftime("%d %b %Y") in page
+    assert f"{registered.strftime('%b')} {registered.day}, {registered.year}" in page  # localdate
     assert f'datetime="{registered.isoformat()}"' in page
     assert "Not verified by Infomediary" in page
 
