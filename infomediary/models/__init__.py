@@ -50,6 +50,7 @@ from .purchases import (
     PurchaseUploadOrigin,
     PurchaseUploadStatus,
 )
+from .second_factors import CustomerTotp, RecoveryCode
 from .settings import CustomerSettings
 from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organisation, Supplier
 
@@ -67,6 +68,7 @@ __all__ = [
     "Customer",
     "CustomerPolicy",
     "CustomerSettings",
+    "CustomerTotp",
     "DataKey",
     "DerivedInterests",
     "EmailToken",
@@ -99,6 +101,7 @@ __all__ = [
     "PurchaseUploadChunk",
     "PurchaseUploadOrigin",
     "PurchaseUploadStatus",
+    "RecoveryCode",
     "Release",
     "ReleasePosting",
     "ReleaseReplay",

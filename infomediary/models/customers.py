@@ -98,6 +98,8 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    #: The id the session list names a session by (neither the token nor its hash).
+    public_id: Mapped[str | None] = mapped_column(String(32), unique=True)
 
 
 class CustomerPolicy(Base):

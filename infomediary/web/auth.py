@@ -32,13 +32,19 @@ from infomediary.errors import (
     ValidationFailed,
 )
 from infomediary.models import Customer
-from infomediary.services import accounts, customer_keys, customers, email_tokens
+from infomediary.services import (
+    accounts,
+    customer_keys,
+    customers,
+    email_tokens,
+    second_factors,
+)
 from infomediary.web import account_links, devices, security
 from infomediary.web.db import db
 from infomediary.web.limits import limiter, login_rate
 from infomediary.web.mailer import deliver, request_link, site_url, start_session
 from infomediary.web.security import context, current_customer_id, instance, settings
-from infomediary.web.sessions import ServerSession
+from infomediary.web.sessions import ServerSession, start_pending
 
 bp = Blueprint("auth", __name__)
 bp.register_blueprint(account_links.bp)
@@ -161,10 +167,14 @@ def login() -> ResponseReturnValue:
         )
     except InvalidCredentials as exc:
         return render_template("login.html", error=exc.message, form=form), 401
-    start_session(customer_id)
-    response = redirect(
-        security.login_next_target(request.args.get("next")) or url_for("dashboard.overview")
-    )
+    target = security.login_next_target(request.args.get("next"))
+    if second_factors.required(db(), customer_id):
+        # Half logged in: nothing of the account opens until the second step.
+        start_pending(customer_id, target)
+        response = redirect(url_for("security.second_factor_form"))
+    else:
+        start_session(customer_id)
+        response = redirect(target or url_for("dashboard.overview"))
     devices.remember(response, form["email"])
     return response
 

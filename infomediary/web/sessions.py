@@ -11,10 +11,11 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, session
 from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete
 from werkzeug.datastructures import CallbackDict
@@ -49,6 +50,8 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.destroyed = False
         self.token_used = False
         self.touch = False
+        #: The id the session list names this session by (not the token, nor its hash).
+        self.public_id: str | None = None
 
     def rotate(self) -> None:
         """Issue a new token at the next save (call on login)."""
@@ -58,6 +61,36 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
     def destroy(self) -> None:
         self.clear()
         self.destroyed = True
+
+
+def public_id_of(session: SessionMixin) -> str | None:
+    """The public id of the request's stored session (None before it is first saved)."""
+    return session.public_id if isinstance(session, ServerSession) else None
+
+
+#: How long the half-logged-in state between the password and the second step lasts.
+PENDING_SECONDS = 300
+
+
+def start_pending(customer_id: str, target: str | None) -> None:
+    """The password was right and a second factor is set up: a new token, nothing logged in."""
+    if not isinstance(session, ServerSession):
+        raise TypeError("a login needs a server session")
+    sess = session
+    sess.clear()
+    sess.rotate()
+    sess["pending_customer_id"] = customer_id
+    sess["pending_until"] = int(time.time()) + PENDING_SECONDS
+    if target:
+        sess["pending_next"] = target
+
+
+def pending_customer_id() -> str | None:
+    value = session.get("pending_customer_id")
+    until = session.get("pending_until")
+    if isinstance(value, str) and isinstance(until, int) and until > time.time():
+        return value
+    return None
 
 
 class DatabaseSessionInterface(SessionInterface):
@@ -76,6 +109,7 @@ class DatabaseSessionInterface(SessionInterface):
                 if row is not None and row.expires_at > now and row.last_seen_at + idle > now:
                     session = ServerSession(json.loads(row.data), token, stored=True)
                     session.touch = now - row.last_seen_at > _TOUCH_AFTER
+                    session.public_id = row.public_id
                     return session
                 if row is None:
                     # An anonymous visitor's token: it only binds CSRF tokens, grants nothing,
@@ -104,6 +138,7 @@ class DatabaseSessionInterface(SessionInterface):
                 )
                 return
             session.token = secrets.token_urlsafe(32)
+            session.public_id = None
         if not session:
             was_stored = session.stored
             if session.stored:
@@ -131,8 +166,10 @@ class DatabaseSessionInterface(SessionInterface):
                     token_hash=_hash(session.token),
                     created_at=now,
                     expires_at=now + timedelta(hours=settings(app).session_max_hours),
+                    public_id=secrets.token_urlsafe(16),
                 )
                 db.add(row)
+            session.public_id = row.public_id
             row.customer_id = session.get("customer_id")
             row.data = json.dumps(dict(session), separators=(",", ":"))
             row.last_seen_at = now

@@ -1,0 +1,256 @@
+"""Account security: an authenticator app (TOTP) and recovery codes as second factors, the
+half-logged-in state between the password and the second step, and the session list."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+from sqlalchemy import select
+
+from infomediary.models import AccessLogEntry, CustomerTotp, RecoveryCode, WebSession
+from tests.conftest import csrf
+from tests.factories import make_customer
+
+EMAIL = "ada@example.org"
+PASSWORD = "correct horse battery"
+SECRET_RE = re.compile(r'id="totp-secret" type="text" readonly value="([A-Z2-7]+)"')
+CODE_RE = re.compile(r"<li><code>([a-z2-7-]+)</code></li>")
+
+
+def post(client, path: str, data: dict[str, str] | None = None, page: str = "/account/security"):
+    return client.post(path, data={"csrf_token": csrf(client, page), **(data or {})})
+
+
+def enrol(client) -> tuple[str, list[str]]:
+    """Set up TOTP through the pages; returns the secret and the recovery codes shown."""
+    assert post(client, "/account/security/totp").status_code == 302
+    page = client.get("/account/security").get_data(as_text=True)
+    match = SECRET_RE.search(page)
+    assert match, "the secret is shown as text"
+    secret = match.group(1)
+    assert f"otpauth://totp/Infomediary:account?secret={secret}" in page
+    wrong = post(client, "/account/security/totp/confirm", {"code": "000000"})
+    assert wrong.status_code == 400
+    assert "That code is not right" in wrong.get_data(as_text=True)
+    shown = post(client, "/account/security/totp/confirm", {"code": pyotp.TOTP(secret).now()})
+    assert shown.status_code == 200
+    codes = CODE_RE.findall(shown.get_data(as_text=True))
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
+    return secret, codes
+
+
+def logged_in_customer(inst, auth) -> str:
+    customer_id = make_customer(inst, email=EMAIL, password=PASSWORD)
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    return customer_id
+
+
+def test_totp_enrol_then_login_needs_a_code_and_refuses_a_replay(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    secret, _ = enrol(client)
+    with inst.sessions() as db:
+        row = db.get(CustomerTotp, customer_id)
+        assert row is not None
+        assert row.confirmed_at is not None
+        assert secret.encode() not in row.secret  # sealed, never in plaintext
+        assert db.scalar(
+            select(RecoveryCode.code_hash).where(RecoveryCode.customer_id == customer_id)
+        ) not in (None, b"")
+    auth.logout()
+
+    answer = auth.login(EMAIL, PASSWORD)
+    assert answer.status_code == 302
+    assert answer.headers["Location"].endswith("/login/second-factor")
+    # half logged in: the dashboard does not open
+    assert client.get("/dashboard").status_code == 302
+    assert client.get("/account/security").status_code == 302
+    wrong = post(
+        client, "/login/second-factor", {"method": "totp", "code": "123456"}, "/login/second-factor"
+    )
+    assert wrong.status_code == 401
+    code = pyotp.TOTP(secret).now()
+    # the code the enrolment used is refused again (same time step)
+    replay = post(
+        client, "/login/second-factor", {"method": "totp", "code": code}, "/login/second-factor"
+    )
+    assert replay.status_code == 401
+    with inst.sessions() as db:
+        row = db.get(CustomerTotp, customer_id)
+        assert row is not None
+        row.last_step = (row.last_step or 0) - 1  # as if the enrolment was a step earlier
+        db.commit()
+    ok = post(
+        client, "/login/second-factor", {"method": "totp", "code": code}, "/login/second-factor"
+    )
+    assert ok.status_code == 302
+    assert client.get("/dashboard").status_code == 200
+    auth.logout()
+    # the same code again, in a new login: a replay
+    auth.login(EMAIL, PASSWORD)
+    again = post(
+        client, "/login/second-factor", {"method": "totp", "code": code}, "/login/second-factor"
+    )
+    assert again.status_code == 401
+    with inst.sessions() as db:
+        reasons = db.scalars(
+            select(AccessLogEntry.reason_data).where(AccessLogEntry.customer_id == customer_id)
+        ).all()
+    joined = " ".join(r or "" for r in reasons)
+    assert "security.totp_enabled" in joined
+    assert "code_reused" in joined
+    assert "security.second_step" in joined
+
+
+def test_a_recovery_code_works_once(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    _, codes = enrol(client)
+    auth.logout()
+    auth.login(EMAIL, PASSWORD)
+    used = post(
+        client,
+        "/login/second-factor",
+        {"method": "recovery", "code": codes[3].upper()},
+        "/login/second-factor",
+    )
+    assert used.status_code == 302
+    assert client.get("/dashboard").status_code == 200
+    assert "9 unused recovery codes" in client.get("/account/security").get_data(as_text=True)
+    auth.logout()
+    auth.login(EMAIL, PASSWORD)
+    twice = post(
+        client,
+        "/login/second-factor",
+        {"method": "recovery", "code": codes[3]},
+        "/login/second-factor",
+    )
+    assert twice.status_code == 401
+    assert client.get("/dashboard").status_code == 302
+    # new codes replace the old ones
+    post(
+        client,
+        "/login/second-factor",
+        {"method": "recovery", "code": codes[4]},
+        "/login/second-factor",
+    )
+    fresh = post(client, "/account/security/recovery-codes")
+    new_codes = CODE_RE.findall(fresh.get_data(as_text=True))
+    assert len(new_codes) == 10
+    assert not set(new_codes) & set(codes)
+    auth.logout()
+    auth.login(EMAIL, PASSWORD)
+    old = post(
+        client,
+        "/login/second-factor",
+        {"method": "recovery", "code": codes[5]},
+        "/login/second-factor",
+    )
+    assert old.status_code == 401
+    with inst.sessions() as db:
+        assert db.scalars(select(RecoveryCode).where(RecoveryCode.customer_id == customer_id)).all()
+
+
+def test_the_pending_step_expires(app, client, auth, inst) -> None:
+    logged_in_customer(inst, auth)
+    secret, _ = enrol(client)
+    auth.logout()
+    auth.login(EMAIL, PASSWORD)
+    with client.session_transaction() as sess:
+        sess["pending_until"] = 0
+    late = post(
+        client,
+        "/login/second-factor",
+        {"method": "totp", "code": pyotp.TOTP(secret).now()},
+        "/login",
+    )
+    assert late.status_code == 302
+    assert late.headers["Location"].endswith("/login")
+    assert client.get("/dashboard").status_code == 302
+
+
+def test_removing_the_app_needs_the_password(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    enrol(client)
+    refused = post(client, "/account/security/totp/remove", {"password": "not my password"})
+    assert refused.status_code == 400
+    assert "That password is not right" in refused.get_data(as_text=True)
+    assert post(client, "/account/security/totp/remove", {"password": PASSWORD}).status_code == 302
+    with inst.sessions() as db:
+        assert db.get(CustomerTotp, customer_id) is None
+        assert not db.scalars(
+            select(RecoveryCode).where(RecoveryCode.customer_id == customer_id)
+        ).all()
+    auth.logout()
+    assert auth.login(EMAIL, PASSWORD).headers["Location"].endswith("/dashboard")
+
+
+def test_session_list_and_logging_out_one_and_everywhere(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    other = app.test_client()
+    assert (
+        other.post(
+            "/login",
+            data={"csrf_token": csrf(other, "/login"), "email": EMAIL, "password": PASSWORD},
+        ).status_code
+        == 302
+    )
+    third = app.test_client()
+    third.post(
+        "/login", data={"csrf_token": csrf(third, "/login"), "email": EMAIL, "password": PASSWORD}
+    )
+    page = client.get("/account/security").get_data(as_text=True)
+    ids = re.findall(r"/account/security/sessions/([A-Za-z0-9_-]+)/logout", page)
+    assert len(ids) == 3
+    assert "This device" in page
+    with inst.sessions() as db:
+        hashes = {r.token_hash.hex() for r in db.scalars(select(WebSession))}
+    assert not set(ids) & hashes
+    # log out another browser by its id (not this one's)
+    others = set(ids)
+    current = re.search(
+        r"This device</strong>.*?/account/security/sessions/([A-Za-z0-9_-]+)/logout", page, re.S
+    )
+    assert current
+    others.discard(current.group(1))
+    target = sorted(others)[0]
+    assert post(client, f"/account/security/sessions/{target}/logout").status_code == 302
+    still = [c.get("/dashboard").status_code for c in (other, third)]
+    assert sorted(still) == [200, 302]
+    # someone else's id is not found
+    assert post(client, "/account/security/sessions/nosuchid/logout").status_code == 404
+    assert post(client, "/account/security/sessions/logout-others").status_code == 302
+    assert other.get("/dashboard").status_code == 302
+    assert third.get("/dashboard").status_code == 302
+    assert client.get("/dashboard").status_code == 200
+    assert post(client, "/account/security/sessions/logout-all").status_code == 302
+    assert client.get("/dashboard").status_code == 302
+    with inst.sessions() as db:
+        left = db.scalars(select(WebSession).where(WebSession.customer_id == customer_id)).all()
+        assert left == []
+        reasons = db.scalars(
+            select(AccessLogEntry.reason_data).where(AccessLogEntry.customer_id == customer_id)
+        ).all()
+    joined = " ".join(r or "" for r in reasons)
+    assert "security.session_ended" in joined
+    assert "security.sessions_ended" in joined
+
+
+def test_signup_reports_every_error_at_once_and_keeps_the_input(client) -> None:
+    answer = client.post(
+        "/signup",
+        data={
+            "csrf_token": csrf(client, "/signup"),
+            "email": "not an address",
+            "password": "short",
+            "name": "Ada",
+        },
+    )
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert page.count('class="error"') >= 3
+    for field in ("email", "password", "accept_notice"):
+        assert f'id="{field}-error"' in page
+    assert 'value="not an address"' in page
+    assert 'value="Ada"' in page
+    assert "short" not in page.split("<form", 1)[1].split("</form>")[0].replace("shortcut", "")
