@@ -208,3 +208,40 @@ def test_the_preview_names_a_verified_supplier_in_words(inst, customer) -> None:
         assert supplier.id not in item.reason
     (identity,) = [v for v in verdict.categories if v.category == "identity"]
     assert "do not allow" in identity.reason or "does not allow" in identity.reason
+
+
+def test_a_refused_answer_comes_back_as_chosen(live_server, inst, customer) -> None:
+    from tests.conftest import csrf_token_in
+
+    supplier = make_supplier(inst, name="Acme Books")
+    client = client_session(live_server, supplier, "profile.identity:read")
+    browser = browser_login(live_server, EMAIL, PASSWORD)
+    url, _ = client.create_authorization_url(
+        f"{live_server}/oauth/authorize", code_verifier="v" * 48, purpose="service"
+    )
+    token = csrf_token_in(browser.get(url).text)
+    answer = browser.post(
+        url,
+        data={"csrf_token": token, "expiry": "30d", "decision": "approve"},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 400
+    assert "Choose at least one kind of data, or deny." in answer.text
+    assert 'value="30d" data-until' in answer.text
+    assert re.search(r'value="30d" data-until="[^"]*" selected', answer.text)
+    assert 'value="profile.identity:read" checked' not in answer.text
+
+
+def test_a_revoked_consent_is_listed_as_revoked(inst, customer) -> None:
+    from infomediary.services.consent_grants import revoke_grant
+    from tests.factories import make_grant
+
+    supplier = make_supplier(inst, name="Acme Books")
+    grant = make_grant(inst, customer, supplier.id)
+    with inst.sessions() as session:
+        revoke_grant(
+            session, inst, customer, grant.id, Context(Actor.customer(customer)), "http://x"
+        )
+        (item,) = list_grants(session, customer)
+    assert item.status == "revoked"
+    assert not item.active
