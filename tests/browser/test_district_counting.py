@@ -1,4 +1,4 @@
-"""The consents page's postal-district control, in Debian's headless Chromium (Playwright).
+"""The policy page's postal-district control, in Debian's headless Chromium (Playwright).
 
 The customer logs in, finds the control off (as every template leaves it), turns it on,
 reads what it does, checks /counting, and turns it off again; after each save the page says
@@ -60,7 +60,7 @@ def test_turning_district_counting_on_and_off(tab: BaseTab, inst: Instance, tmp_
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1)).not_to_have_text("Log in")
 
-    tab.goto("/consents")
+    tab.goto("/policy")
     control = page.get_by_label(CONTROL)
     status = page.locator("#district-status")
     expect(control).not_to_be_checked()
@@ -71,12 +71,13 @@ def test_turning_district_counting_on_and_off(tab: BaseTab, inst: Instance, tmp_
 
     control.check()
     page.get_by_role("button", name="Save my choice").click()
-    expect(page).to_have_url(re.compile(r"/consents#district$"))
+    expect(page).to_have_url(re.compile(r"/policy#district$"))
     expect(page.get_by_text("Your choice is saved.")).to_be_visible()
     expect(control).to_be_checked()
     expect(status).to_contain_text("You said yes: suppliers may count you by postal district")
     expect(status).to_contain_text("for marketing, analytics, research")
     assert holds_district(inst, customer_id)
+    expect(page.locator("ul.rules li").filter(has_text="Postal district")).to_have_count(1)
     screenshot(tab, tmp_path, "district")
 
     # what /counting says matches: the district only with a yes, and where to give it
@@ -86,6 +87,10 @@ def test_turning_district_counting_on_and_off(tab: BaseTab, inst: Instance, tmp_
     expect(district).to_contain_text("only if you said yes")
     district.get_by_role("link", name="consents page").click()
     expect(page).to_have_url(re.compile(r"/consents#district-counting$"))
+    page.get_by_role(
+        "link", name="Counting by postal district: say yes or no on your policy page"
+    ).click()
+    expect(page).to_have_url(re.compile(r"/policy#district-counting$"))
 
     control = page.get_by_label(CONTROL)
     control.uncheck()
@@ -97,5 +102,5 @@ def test_turning_district_counting_on_and_off(tab: BaseTab, inst: Instance, tmp_
     )
     assert not holds_district(inst, customer_id)
     # the rules list tells the same story
-    expect(page.locator("ul.rules")).not_to_contain_text("Postal district")
+    expect(page.locator("ul.rules li").filter(has_text="Postal district")).to_have_count(0)
     tab.assert_clean()
