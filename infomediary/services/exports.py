@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import append
 from infomediary.audit.reasons import Reason, render, supplier_ids
 from infomediary.crypto.receipts import ReceiptError, verify_receipt
-from infomediary.crypto.vault import CustomerKey
+from infomediary.crypto.vault import CustomerKey, DecryptionError
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -33,20 +33,24 @@ from infomediary.models import (
     Customer,
     CustomerPolicy,
     CustomerSettings,
+    CustomerTotp,
     DataKey,
     DerivedInterests,
     EmailToken,
+    ErasureRequest,
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
     OAuthToken,
     Offer,
     OfferDelivery,
+    Passkey,
     PayoutRequest,
     Profile,
     PurchaseImport,
     PurchaseOrderReview,
     PurchaseUpload,
+    RecoveryCode,
     Release,
     ReleaseReplay,
     Supplier,
@@ -645,6 +649,82 @@ def _blocks(r: _Reader) -> list[dict[str, Any]]:
     ]
 
 
+def _erasure_requests(r: _Reader) -> list[dict[str, Any]]:
+    """Requests that a supplier delete what it holds about the customer, and how they went."""
+    rows = list(
+        r.session.execute(
+            select(ErasureRequest)
+            .where(ErasureRequest.customer_id == r.customer_id)
+            .order_by(ErasureRequest.requested_at, ErasureRequest.id)
+        ).scalars()
+    )
+    r.name(row.supplier_id for row in rows)
+    return [
+        {
+            "id": row.id,
+            **r.supplier(row.supplier_id),
+            "subject": row.subject,
+            "status": row.status,
+            "attempts": row.attempts,
+            "requested_at": row.requested_at.isoformat(),
+            "last_attempt_at": _iso(row.last_attempt_at),
+            "delivered_at": _iso(row.delivered_at),
+            "confirmed_at": _iso(row.confirmed_at),
+            "failed_at": _iso(row.failed_at),
+        }
+        for row in rows
+    ]
+
+
+def _passkey_name(r: _Reader, passkey: Passkey) -> str | None:
+    """The name the customer gave a passkey (sealed under their key), never its key."""
+    try:
+        return str(r.inst.vault.open(r.key, "passkeys", passkey.id, "name", passkey.name))
+    except DecryptionError:
+        return None
+
+
+def _second_factors(r: _Reader) -> dict[str, Any]:
+    """That passkeys, an authenticator app and recovery codes exist, with their names and
+    dates: never a key, a secret or a code."""
+    totp = r.session.get(CustomerTotp, r.customer_id)
+    codes = r.session.execute(
+        select(RecoveryCode)
+        .where(RecoveryCode.customer_id == r.customer_id)
+        .order_by(RecoveryCode.created_at, RecoveryCode.code_hash)
+    ).scalars()
+    passkeys = r.session.execute(
+        select(Passkey)
+        .where(Passkey.customer_id == r.customer_id)
+        .order_by(Passkey.created_at, Passkey.id)
+    ).scalars()
+    return {
+        "passkeys": [
+            {
+                "id": passkey.id,
+                "name": _passkey_name(r, passkey),
+                "transports": [t for t in passkey.transports.split(",") if t],
+                "created_at": passkey.created_at.isoformat(),
+                "last_used_at": _iso(passkey.last_used_at),
+            }
+            for passkey in passkeys
+        ],
+        "authenticator_app": [
+            {
+                "created_at": totp.created_at.isoformat(),
+                "confirmed_at": _iso(totp.confirmed_at),
+                "last_used_at": _iso(totp.last_used_at),
+            }
+        ]
+        if totp is not None
+        else [],
+        "recovery_codes": [
+            {"created_at": code.created_at.isoformat(), "used_at": _iso(code.used_at)}
+            for code in codes
+        ],
+    }
+
+
 def _authorizations(r: _Reader) -> list[dict[str, Any]]:
     """The suppliers' access tokens on the customer's data: when, what, until when (never the
     tokens, which are stored only as hashes)."""
@@ -783,8 +863,10 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
     "payouts": _payouts,
     "counts_you_were_part_of": _counts_you_were_part_of,
     "blocks": _blocks,
+    "erasure_requests": _erasure_requests,
     "authorizations": _authorizations,
     "sessions": _sessions,
+    "second_factors": _second_factors,
     "email_links": _email_links,
     "access_log": _access_log,
 }
@@ -807,6 +889,10 @@ TABLES: dict[str, str] = {
     "payout_requests": "payouts",
     "oauth_tokens": "authorizations",
     "web_sessions": "sessions",
+    "erasure_requests": "erasure_requests",
+    "customer_totp": "second_factors",
+    "passkeys": "second_factors",
+    "recovery_codes": "second_factors",
     "email_tokens": "email_links",
     "access_log": "access_log",
 }

@@ -38,6 +38,7 @@ from infomediary.services import (
     Context,
     customer_policy,
     email_change,
+    erasure_requests,
     export_csv,
     exports,
     offer_contacts,
@@ -175,6 +176,11 @@ def world(live_server: str, inst: Instance, tmp_path: Path) -> World:
             new_email="moved@example.org",
             base_url="http://localhost",
             ctx=ctx,
+        )
+    # a request that a supplier delete what it holds
+    with inst.sessions() as session:
+        erasure_requests.request_erasure(
+            session, inst, customer_id, acme.id, ctx, "http://localhost"
         )
     return World(customer_id, acme.id, offer_co.id, counter, sent["id"], browser, live_server)
 
