@@ -205,6 +205,14 @@ def _erasure_request(inst: Instance, customer_id: str, supplier_id: str) -> str:
         ).id
 
 
+def _supplier_rule(s: Session, i: Instance, c: str, p: str) -> None:
+    """A rule for a supplier the customer dealt with (a grant)."""
+    make_grant(i, c, p)
+    customer_policy.set_supplier_rule(
+        s, i, c, supplier_id=p, category="health", purpose="service", mode="direct", ctx=CTX
+    )
+
+
 #: A use case each: (name, call) where call(session, inst, customer_id, supplier_id) runs it.
 USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ("read_profile", lambda s, i, c, _p: profiles.read_profile(s, i, c, CTX)),
@@ -247,12 +255,7 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     ),
     (
         "set_supplier_rule",
-        lambda s, i, c, p: (
-            make_grant(i, c, p)
-            and customer_policy.set_supplier_rule(
-                s, i, c, supplier_id=p, category="health", purpose="service", mode="direct", ctx=CTX
-            )
-        ),
+        _supplier_rule,
     ),
     (
         "remove_rule",
