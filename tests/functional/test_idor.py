@@ -130,7 +130,7 @@ KNOWN_LOGIN_PAGES = {
     "/consents",
     "/purchases",
 }
-#: The consents page lists every active supplier in the "What can a supplier see?" picker: a
+#: The policy page lists every active supplier in the "What can a supplier see?" picker: a
 #: public directory, not a sign of anybody's grant. Supplier names are looked for elsewhere.
 SUPPLIER_PICKER_RE = re.compile(r'<select id="preview-supplier".*?</select>', re.DOTALL)
 
@@ -455,7 +455,9 @@ def test_pages_without_ids_show_only_the_callers_data(app: Flask, world: World) 
     b_consents = b.client.get("/consents").get_data(as_text=True)
     assert b.grant_id in b_consents
     assert b.supplier_name in SUPPLIER_PICKER_RE.sub("", b_consents)
-    assert SUPPLIER_PICKER_RE.search(b_consents), "the supplier picker was not found"
+    b_policy = b.client.get("/policy").get_data(as_text=True)
+    assert SUPPLIER_PICKER_RE.search(b_policy), "the supplier picker was not found"
+    assert b.supplier_name in SUPPLIER_PICKER_RE.sub("", b_policy)  # B's own, for a rule
     a_profile = a.client.get("/profile").get_data(as_text=True)
     assert {"name", "email", "phone"} <= set(leaked(a_profile, a_markers))
     a_consents = a.client.get("/consents").get_data(as_text=True)
