@@ -50,6 +50,8 @@ CATALOGUE: dict[str, str] = {
         "authenticator app confirmed as a second factor; {recovery_codes} new recovery codes"
     ),
     "security.totp_removed": "authenticator app and recovery codes removed",
+    "security.passkey_added": "passkey added as a second factor",
+    "security.passkey_removed": "passkey removed",
     "security.removal_refused": "second factor removal refused: wrong password",
     "security.recovery_codes_new": "{count} new recovery codes; the earlier ones no longer work",
     "security.second_step": "second login step passed ({method})",

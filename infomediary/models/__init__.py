@@ -50,7 +50,7 @@ from .purchases import (
     PurchaseUploadOrigin,
     PurchaseUploadStatus,
 )
-from .second_factors import CustomerTotp, RecoveryCode
+from .second_factors import CustomerTotp, Passkey, RecoveryCode
 from .settings import CustomerSettings
 from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organisation, Supplier
 
@@ -90,6 +90,7 @@ __all__ = [
     "Offer",
     "OfferDelivery",
     "Organisation",
+    "Passkey",
     "PayoutRequest",
     "ProcessLease",
     "Profile",

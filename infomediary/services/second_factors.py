@@ -22,7 +22,7 @@ from infomediary.audit.reasons import Reason
 from infomediary.errors import InvalidCredentials, NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import Customer, CustomerTotp, RecoveryCode, utcnow
-from infomediary.services import Context
+from infomediary.services import Context, passkeys
 from infomediary.services.auditors import _matching_step
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.customers import ACCOUNT, password_matches
@@ -33,16 +33,18 @@ RECOVERY_CODES = 10
 WRONG_CODE = "That code is not right. Please try again."
 TOTP = "totp"
 RECOVERY = "recovery"
+PASSKEY = "passkey"
 
 
 @dataclass(frozen=True)
 class Status:
     totp: bool
     recovery_left: int
+    passkeys: int = 0
 
     @property
     def enabled(self) -> bool:
-        return self.totp
+        return self.totp or self.passkeys > 0
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,11 @@ def status(session: Session, customer_id: str) -> Status:
         .select_from(RecoveryCode)
         .where(RecoveryCode.customer_id == customer_id, RecoveryCode.used_at.is_(None))
     )
-    return Status(totp=row is not None and row.confirmed_at is not None, recovery_left=left or 0)
+    return Status(
+        totp=row is not None and row.confirmed_at is not None,
+        recovery_left=left or 0,
+        passkeys=passkeys.count(session, customer_id),
+    )
 
 
 def required(session: Session, customer_id: str) -> bool:
@@ -229,13 +235,27 @@ def remove_totp(
 
 
 def second_step(
-    session: Session, inst: Instance, customer_id: str, method: str, code: str, ctx: Context
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    method: str,
+    code: str,
+    ctx: Context,
+    *,
+    site: passkeys.Site | None = None,
+    challenge: bytes | None = None,
 ) -> None:
-    """The login's second step with a TOTP code or a recovery code; each attempt is logged,
-    a refused one raises :class:`InvalidCredentials`."""
+    """The login's second step with a TOTP code, a recovery code or a passkey (``code`` is
+    then the browser's assertion JSON, checked against ``challenge``); each attempt is
+    logged, a refused one raises :class:`InvalidCredentials`."""
     with unit_of_work(session) as uow:
         why = ""
-        if method == RECOVERY:
+        if method == PASSKEY:
+            if site is None or not passkeys.check_assertion(
+                session, customer_id, site, challenge, code
+            ):
+                why = "wrong_code"
+        elif method == RECOVERY:
             found = session.execute(
                 select(RecoveryCode)
                 .where(
@@ -264,7 +284,7 @@ def second_step(
                 why = "code_reused"
             else:
                 row.last_step, row.last_used_at = step, utcnow()
-        method = RECOVERY if method == RECOVERY else TOTP
+        method = method if method in (RECOVERY, PASSKEY) else TOTP
         if why:
             ctx.log(
                 session,

@@ -8,15 +8,26 @@ authenticator app or a recovery code. That step is throttled like the password s
 
 from __future__ import annotations
 
+import base64
 from typing import cast
+from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
 from infomediary.audit.log import Actor
 from infomediary.errors import InvalidCredentials, ValidationFailed
-from infomediary.services import Context, second_factors, web_sessions
+from infomediary.services import Context, passkeys, second_factors, web_sessions
 from infomediary.web import security
 from infomediary.web.db import db
 from infomediary.web.limits import limiter, login_rate
@@ -25,6 +36,35 @@ from infomediary.web.security import context, current_customer_id, instance, log
 from infomediary.web.sessions import ServerSession, pending_customer_id, public_id_of
 
 bp = Blueprint("security", __name__)
+
+
+REGISTER_CHALLENGE = "passkey_register_challenge"
+LOGIN_CHALLENGE = "passkey_login_challenge"
+
+
+def _site() -> passkeys.Site:
+    """The relying party: this request's host (a domain name or ``localhost``)."""
+    origin = request.host_url.rstrip("/")
+    return passkeys.Site(urlsplit(origin).hostname or "", origin)
+
+
+def _keep(name: str, challenge: bytes) -> None:
+    session[name] = base64.urlsafe_b64encode(challenge).decode()
+
+
+def _take(name: str) -> bytes | None:
+    """The ceremony's challenge, once: it is gone from the session after this."""
+    value = session.pop(name, None)
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.urlsafe_b64decode(value.encode())
+    except ValueError:
+        return None
+
+
+def _options(ceremony: passkeys.Ceremony) -> Response:
+    return Response(ceremony.options, mimetype="application/json")
 
 
 def _pending_key() -> str:
@@ -66,6 +106,48 @@ def second_factor() -> ResponseReturnValue:
         state = second_factors.status(db(), customer_id)
         error = gettext("That code is not right. Please try again.")
         return render_template("second_factor.html", error=error, state=state), 401
+    return _logged_in(customer_id, method)
+
+
+@bp.post("/login/second-factor/passkey/options")
+@limiter.limit(login_rate)
+def second_factor_passkey_options() -> ResponseReturnValue:
+    customer_id = pending_customer_id()
+    if customer_id is None:
+        return Response('{"code":"login_expired"}', status=401, mimetype="application/json")
+    ceremony = passkeys.login_options(db(), customer_id, _site())
+    _keep(LOGIN_CHALLENGE, ceremony.challenge)
+    return _options(ceremony)
+
+
+@bp.post("/login/second-factor/passkey")
+@limiter.limit(login_rate)
+@limiter.limit(_account_limit, key_func=_pending_key, deduct_when=_failed)
+def second_factor_passkey() -> ResponseReturnValue:
+    customer_id = pending_customer_id()
+    if customer_id is None:
+        flash(gettext("That took too long. Please log in again."))
+        return redirect(url_for("auth.login"))
+    own = Context(Actor.customer(customer_id), context().request_id)
+    try:
+        second_factors.second_step(
+            db(),
+            instance(),
+            customer_id,
+            second_factors.PASSKEY,
+            request.form.get("credential", ""),
+            own,
+            site=_site(),
+            challenge=_take(LOGIN_CHALLENGE),
+        )
+    except InvalidCredentials:
+        state = second_factors.status(db(), customer_id)
+        error = gettext("That passkey did not work. Please try again or use a code.")
+        return render_template("second_factor.html", error=error, state=state), 401
+    return _logged_in(customer_id, second_factors.PASSKEY)
+
+
+def _logged_in(customer_id: str, method: str) -> ResponseReturnValue:
     target = session.get("pending_next")
     start_session(customer_id)
     if method == second_factors.RECOVERY:
@@ -81,13 +163,17 @@ def second_factor() -> ResponseReturnValue:
     )
 
 
-def _page(errors: dict[str, str] | None = None, status: int = 200) -> ResponseReturnValue:
+def _page(
+    errors: dict[str, str] | None = None, status: int = 200, form: dict[str, str] | None = None
+) -> ResponseReturnValue:
     customer_id = cast(str, current_customer_id())
     return (
         render_template(
             "security.html",
             state=second_factors.status(db(), customer_id),
             enrolment=second_factors.pending_totp(db(), instance(), customer_id),
+            passkeys=passkeys.list_passkeys(db(), instance(), customer_id),
+            form=form or {},
             sessions=web_sessions.list_sessions(db(), customer_id, public_id_of(session)),
             errors=errors or {},
         ),
@@ -158,6 +244,58 @@ def recovery_codes() -> ResponseReturnValue:
         db(), instance(), cast(str, current_customer_id()), context()
     )
     return render_template("recovery_codes.html", codes=codes)
+
+
+@bp.post("/account/security/passkeys/options")
+@limiter.limit(login_rate)
+@login_required
+def passkey_options() -> ResponseReturnValue:
+    ceremony = passkeys.registration_options(db(), cast(str, current_customer_id()), _site())
+    _keep(REGISTER_CHALLENGE, ceremony.challenge)
+    return _options(ceremony)
+
+
+@bp.post("/account/security/passkeys")
+@limiter.limit(login_rate)
+@login_required
+def passkey_add() -> ResponseReturnValue:
+    form = {"passkey_name": request.form.get("name", "")}
+    try:
+        passkeys.register(
+            db(),
+            instance(),
+            cast(str, current_customer_id()),
+            _site(),
+            _take(REGISTER_CHALLENGE),
+            request.form.get("credential", ""),
+            form["passkey_name"],
+            context(),
+        )
+    except ValidationFailed as exc:
+        errors = {("passkey_name" if k == "name" else k): v for k, v in exc.errors.items()}
+        return _page(errors, 400, form)
+    flash(gettext("Your passkey is added. You can use it after your password at login."))
+    return redirect(url_for("security.page", _anchor="passkeys"))
+
+
+@bp.post("/account/security/passkeys/<passkey_id>/remove")
+@limiter.limit(login_rate)
+@login_required
+def passkey_remove(passkey_id: str) -> ResponseReturnValue:
+    try:
+        passkeys.remove(
+            db(),
+            instance(),
+            cast(str, current_customer_id()),
+            passkey_id,
+            request.form.get("password", ""),
+            context(),
+        )
+    except ValidationFailed as exc:
+        errors = {f"passkey_password_{passkey_id}": v for v in exc.errors.values()}
+        return _page(errors, 400)
+    flash(gettext("That passkey is removed."))
+    return redirect(url_for("security.page", _anchor="passkeys"))
 
 
 @bp.post("/account/security/sessions/<public_id>/logout")

@@ -16,9 +16,11 @@ from pathlib import Path
 import pyotp
 import pytest
 from playwright.sync_api import ViewportSize, expect
+from sqlalchemy import select
 
 from infomediary.instance import Instance
-from tests.browser_support import VIEWPORT, BaseTab, open_tab, screenshot
+from infomediary.models import AccessLogEntry, Passkey
+from tests.browser_support import HOST, VIEWPORT, BaseTab, open_tab, screenshot
 from tests.factories import make_customer
 
 pytestmark = [
@@ -119,3 +121,69 @@ def test_authenticator_app_and_recovery_code_at_login(
         expect(page).to_have_url(tab.url("/login"))
         tab.assert_clean()
     assert VIEWPORT["width"] > NARROW["width"]
+
+
+class LocalhostTab(BaseTab):
+    """A tab on ``http://localhost:<port>``: WebAuthn wants a domain name as its relying
+    party id, and ``localhost`` is a secure context (127.0.0.1 is not a domain)."""
+
+    def assert_foreign(self, foreign: list[str]) -> None:
+        port = self.base_url.rsplit(":", 1)[1]
+        assert [u for u in foreign if not u.startswith(f"http://localhost:{port}/")] == [], foreign
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
+def test_passkey_added_then_used_after_the_password(
+    live_server: str, chromium_path: str, inst: Instance, tmp_path: Path, narrow: bool
+) -> None:
+    customer_id = make_customer(inst, email=EMAIL, password=PASSWORD)
+    base = live_server.replace(HOST, "localhost")
+    with open_tab(LocalhostTab, base, chromium_path) as tab:
+        page = tab.page
+        if narrow:
+            page.set_viewport_size(NARROW)
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                }
+            },
+        )
+        log_in_with_password(tab)
+        expect(page).to_have_url(tab.url("/dashboard"))
+        page.wait_for_load_state("networkidle")
+        tab.goto("/account/security")
+        page.get_by_label("Name for the new passkey").fill("Laptop")
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(page.get_by_role("status").first).to_contain_text("Your passkey is added.")
+        expect(page.locator("#passkeys")).to_contain_text("Laptop")
+        fits(tab)
+        if not narrow:
+            screenshot(tab, tmp_path, "passkeys")
+        log_out(tab)
+
+        log_in_with_password(tab)
+        expect(page).to_have_url(tab.url("/login/second-factor"))
+        fits(tab)
+        page.get_by_role("button", name="Use my passkey").click()
+        expect(page).to_have_url(tab.url("/dashboard"))
+        tab.assert_clean()
+    with inst.sessions() as db:
+        row = db.scalars(select(Passkey).where(Passkey.customer_id == customer_id)).one()
+        assert row.last_used_at is not None
+        assert b"Laptop" not in row.name  # the name is sealed
+        reasons = " ".join(
+            r or ""
+            for r in db.scalars(
+                select(AccessLogEntry.reason_data).where(AccessLogEntry.customer_id == customer_id)
+            )
+        )
+    assert "security.passkey_added" in reasons
+    assert '"method":"passkey"' in reasons.replace(" ", "")

@@ -146,6 +146,7 @@ FILLERS: dict[str, Callable[[World], str]] = {
     "supplier_id": lambda w: w.supplier_id,
     "erasure_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
     "public_id": lambda w: "no-such-session",  # a POST route: only OPTIONS is tried
+    "passkey_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
 }
 
 
