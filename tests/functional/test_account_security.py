@@ -4,13 +4,15 @@ half-logged-in state between the password and the second step, and the session l
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pyotp
 from sqlalchemy import select
 
-from infomediary.models import AccessLogEntry, CustomerTotp, RecoveryCode, WebSession
+from infomediary.models import AccessLogEntry, CustomerTotp, Passkey, RecoveryCode, WebSession
 from tests.conftest import csrf
 from tests.factories import make_customer
+from tests.webauthn_support import SoftAuthenticator, b64url
 
 EMAIL = "ada@example.org"
 PASSWORD = "correct horse battery"
@@ -254,3 +256,88 @@ def test_signup_reports_every_error_at_once_and_keeps_the_input(client) -> None:
     assert 'value="not an address"' in page
     assert 'value="Ada"' in page
     assert "short" not in page.split("<form", 1)[1].split("</form>")[0].replace("shortcut", "")
+
+
+def passkey_options(client, path: str, page: str) -> dict[str, Any]:
+    answer = client.post(path, data={"csrf_token": csrf(client, page)})
+    assert answer.status_code == 200
+    assert answer.mimetype == "application/json"
+    options: dict[str, Any] = answer.get_json()
+    return options
+
+
+def test_passkey_registration_and_login_are_verified(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    authenticator = SoftAuthenticator()
+    options = passkey_options(client, "/account/security/passkeys/options", "/account/security")
+    assert options["rp"]["id"] == "localhost"
+    # every field's error at once, the name kept
+    bad = post(client, "/account/security/passkeys", {"name": "", "credential": ""})
+    assert bad.status_code == 400
+    body = bad.get_data(as_text=True)
+    assert 'id="passkey_name-error"' in body
+    assert 'id="credential-error"' in body
+    # the refused attempt used up the challenge: the same response is no longer accepted
+    options = passkey_options(client, "/account/security/passkeys/options", "/account/security")
+    credential = authenticator.create(options)
+    added = post(client, "/account/security/passkeys", {"name": "Laptop", "credential": credential})
+    assert added.status_code == 302
+    again = post(client, "/account/security/passkeys", {"name": "Laptop", "credential": credential})
+    assert again.status_code == 400
+    with inst.sessions() as db:
+        row = db.scalars(select(Passkey).where(Passkey.customer_id == customer_id)).one()
+        assert row.credential_id == authenticator.credential_id
+        assert b"Laptop" not in row.name
+    assert "Laptop" in client.get("/account/security").get_data(as_text=True)
+    auth.logout()
+
+    assert auth.login(EMAIL, PASSWORD).headers["Location"].endswith("/login/second-factor")
+    assert client.get("/dashboard").status_code == 302
+    page = "/login/second-factor"
+    options = passkey_options(client, "/login/second-factor/passkey/options", page)
+    assert [c["id"] for c in options["allowCredentials"]] == [b64url(authenticator.credential_id)]
+    # an assertion over another challenge is refused, and logged
+    forged = authenticator.get(options, challenge=b64url(b"x" * 32))
+    assert (
+        post(client, "/login/second-factor/passkey", {"credential": forged}, page).status_code
+        == 401
+    )
+    # another key under the same credential id is refused
+    impostor = SoftAuthenticator(credential_id=authenticator.credential_id)
+    options = passkey_options(client, "/login/second-factor/passkey/options", page)
+    assert (
+        post(
+            client, "/login/second-factor/passkey", {"credential": impostor.get(options)}, page
+        ).status_code
+        == 401
+    )
+    options = passkey_options(client, "/login/second-factor/passkey/options", page)
+    good = authenticator.get(options)
+    assert (
+        post(client, "/login/second-factor/passkey", {"credential": good}, page).status_code == 302
+    )
+    assert client.get("/dashboard").status_code == 200
+    with inst.sessions() as db:
+        row = db.scalars(select(Passkey).where(Passkey.customer_id == customer_id)).one()
+        assert row.sign_count == authenticator.sign_count
+        assert row.last_used_at is not None
+        joined = " ".join(
+            r or ""
+            for r in db.scalars(
+                select(AccessLogEntry.reason_data).where(AccessLogEntry.customer_id == customer_id)
+            )
+        )
+    assert "security.passkey_added" in joined
+    assert joined.count("security.second_step_refused") == 2
+    # removing it needs the password
+    passkey_id = row.id
+    wrong = post(client, f"/account/security/passkeys/{passkey_id}/remove", {"password": "nope"})
+    assert wrong.status_code == 400
+    assert (
+        post(
+            client, f"/account/security/passkeys/{passkey_id}/remove", {"password": PASSWORD}
+        ).status_code
+        == 302
+    )
+    auth.logout()
+    assert auth.login(EMAIL, PASSWORD).headers["Location"].endswith("/dashboard")
