@@ -202,17 +202,21 @@ def change_password(
         customer = session.get(Customer, customer_id)
         if customer is None or customer.password_hash is None:
             raise NotFound("No such customer.")
+        key = customer_key(session, inst, customer_id)
+        email = inst.vault.open(key, "customers", customer_id, "email", customer.email)
+        errors: dict[str, str] = {}
+        field = "current_password"  # the form's field, not a password
         try:
             inst.hasher.verify(customer.password_hash, current)
         except (VerificationError, InvalidHashError):
-            log_refusal(session, customer_id, ctx, Reason("account.password_change_refused"))
-            raise ValidationFailed(
-                {"current_password": "This is not your current password."}
-            ) from None
-        key = customer_key(session, inst, customer_id)
-        email = inst.vault.open(key, "customers", customer_id, "email", customer.email)
+            errors[field] = "This is not your current password."
         if message := validate_password(new, email):
-            raise ValidationFailed({"new_password": message})
+            errors["new_password"] = message  # reported with a wrong current one, at once
+        if field in errors:
+            log_refusal(session, customer_id, ctx, Reason("account.password_change_refused"))
+            raise ValidationFailed(errors)
+        if errors:
+            raise ValidationFailed(errors)
         customer.password_hash = inst.hasher.hash(new)
         customer.password_changed_at = utcnow()
         session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))

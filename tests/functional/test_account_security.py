@@ -341,3 +341,19 @@ def test_passkey_registration_and_login_are_verified(app, client, auth, inst) ->
     )
     auth.logout()
     assert auth.login(EMAIL, PASSWORD).headers["Location"].endswith("/dashboard")
+
+
+def test_password_change_reports_both_errors_at_once(app, client, auth, inst) -> None:
+    logged_in_customer(inst, auth)
+    answer = client.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf(client, "/account"),
+            "current_password": "not my password",
+            "new_password": "short",
+        },
+    )
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert 'id="current_password-error"' in page
+    assert 'id="new_password-error"' in page
