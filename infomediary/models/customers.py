@@ -100,6 +100,9 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     #: The id the session list names a session by (neither the token nor its hash).
     public_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    #: A coarse device label ({"browser", "system"}, e.g. Firefox, Linux) sealed under the
+    #: customer's DEK (record id the public id): which devices someone uses is personal.
+    device: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class CustomerPolicy(Base):

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from infomediary.audit.reasons import Reason
 from infomediary.db import rowcount
 from infomediary.errors import NotFound
+from infomediary.instance import Instance
 from infomediary.models import WebSession, utcnow
 from infomediary.services import Context
+from infomediary.services.customer_keys import customer_key
 from infomediary.services.customers import ACCOUNT
 from infomediary.services.uow import unit_of_work
 
@@ -27,9 +29,47 @@ class SessionInfo:
     created_at: datetime
     last_seen_at: datetime
     current: bool
+    browser: str | None = None
+    system: str | None = None
 
 
-def list_sessions(session: Session, customer_id: str, current: str | None) -> list[SessionInfo]:
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chromium/", "Chromium"),
+    ("HeadlessChrome/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_label(user_agent: str) -> dict[str, str]:
+    """A coarse label of a User-Agent: the browser's and the system's names, nothing more."""
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), "")
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), "")
+    return {"browser": browser, "system": system}
+
+
+def seal_device(
+    session: Session, inst: Instance, customer_id: str, public_id: str, user_agent: str
+) -> bytes:
+    key = customer_key(session, inst, customer_id)
+    return inst.vault.seal(key, "web_sessions", public_id, "device", device_label(user_agent))
+
+
+def list_sessions(
+    session: Session, inst: Instance, customer_id: str, current: str | None
+) -> list[SessionInfo]:
     """The customer's sessions that have not expired, newest first (their own: not logged, as
     the session row itself is read on every request)."""
     rows = session.scalars(
@@ -41,15 +81,24 @@ def list_sessions(session: Session, customer_id: str, current: str | None) -> li
         )
         .order_by(WebSession.last_seen_at.desc())
     )
-    return [
-        SessionInfo(
-            public_id=str(row.public_id),
-            created_at=row.created_at,
-            last_seen_at=row.last_seen_at,
-            current=row.public_id == current,
+    out = []
+    key = None
+    for row in rows:
+        label: dict[str, str] = {}
+        if row.device is not None:
+            key = key or customer_key(session, inst, customer_id)
+            label = inst.vault.open(key, "web_sessions", str(row.public_id), "device", row.device)
+        out.append(
+            SessionInfo(
+                public_id=str(row.public_id),
+                created_at=row.created_at,
+                last_seen_at=row.last_seen_at,
+                current=row.public_id == current,
+                browser=label.get("browser") or None,
+                system=label.get("system") or None,
+            )
         )
-        for row in rows
-    ]
+    return out
 
 
 def end_one(session: Session, customer_id: str, public_id: str, ctx: Context) -> None:

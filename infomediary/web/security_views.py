@@ -174,7 +174,9 @@ def _page(
             enrolment=second_factors.pending_totp(db(), instance(), customer_id),
             passkeys=passkeys.list_passkeys(db(), instance(), customer_id),
             form=form or {},
-            sessions=web_sessions.list_sessions(db(), customer_id, public_id_of(session)),
+            sessions=web_sessions.list_sessions(
+                db(), instance(), customer_id, public_id_of(session)
+            ),
             errors=errors or {},
         ),
         status,

@@ -15,13 +15,14 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Request, Response, session
+from flask import Flask, Request, Response, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete
 from werkzeug.datastructures import CallbackDict
 
 from infomediary.instance import Instance
 from infomediary.models import WebSession, utcnow
+from infomediary.services import web_sessions
 from infomediary.web.security import settings
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -168,6 +169,12 @@ class DatabaseSessionInterface(SessionInterface):
                     expires_at=now + timedelta(hours=settings(app).session_max_hours),
                     public_id=secrets.token_urlsafe(16),
                 )
+                customer_id = session.get("customer_id")
+                if isinstance(customer_id, str):
+                    # Sealed: the session list's "Firefox on Linux" is the customer's to see.
+                    row.device = web_sessions.seal_device(
+                        db, inst, customer_id, str(row.public_id), request.user_agent.string
+                    )
                 db.add(row)
             session.public_id = row.public_id
             row.customer_id = session.get("customer_id")

@@ -7,7 +7,8 @@ Create Date: 2026-12-20 00:00:00.000000
 ``passkeys`` holds WebAuthn credentials (the name given sealed); ``customer_totp`` holds a
 customer's authenticator secret, sealed under their data key, with
 the last time step accepted; ``recovery_codes`` the SHA-256 of each one-time code.
-``web_sessions.public_id`` names a session in the session list without its token.
+``web_sessions.public_id`` names a session in the session list without its token;
+``web_sessions.device`` is a coarse device label sealed under the customer's data key.
 """
 
 from collections.abc import Sequence
@@ -78,12 +79,14 @@ def upgrade() -> None:
     op.create_index(op.f("ix_passkeys_customer_id"), "passkeys", ["customer_id"], unique=False)
     with op.batch_alter_table("web_sessions") as batch:
         batch.add_column(sa.Column("public_id", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("device", sa.LargeBinary(), nullable=True))
         batch.create_unique_constraint(op.f("uq_web_sessions_public_id"), ["public_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("web_sessions") as batch:
         batch.drop_constraint(op.f("uq_web_sessions_public_id"), type_="unique")
+        batch.drop_column("device")
         batch.drop_column("public_id")
     op.drop_index(op.f("ix_passkeys_customer_id"), table_name="passkeys")
     op.drop_table("passkeys")

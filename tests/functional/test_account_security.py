@@ -15,6 +15,7 @@ from tests.factories import make_customer
 from tests.webauthn_support import SoftAuthenticator, b64url
 
 EMAIL = "ada@example.org"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 PASSWORD = "correct horse battery"
 SECRET_RE = re.compile(r'id="totp-secret" type="text" readonly value="([A-Z2-7]+)"')
 CODE_RE = re.compile(r"<li><code>([a-z2-7-]+)</code></li>")
@@ -198,6 +199,7 @@ def test_session_list_and_logging_out_one_and_everywhere(app, client, auth, inst
         == 302
     )
     third = app.test_client()
+    third.environ_base["HTTP_USER_AGENT"] = FIREFOX
     third.post(
         "/login", data={"csrf_token": csrf(third, "/login"), "email": EMAIL, "password": PASSWORD}
     )
@@ -205,8 +207,12 @@ def test_session_list_and_logging_out_one_and_everywhere(app, client, auth, inst
     ids = re.findall(r"/account/security/sessions/([A-Za-z0-9_-]+)/logout", page)
     assert len(ids) == 3
     assert "This device" in page
+    assert "Firefox on Linux" in page
     with inst.sessions() as db:
         hashes = {r.token_hash.hex() for r in db.scalars(select(WebSession))}
+        devices = [r.device for r in db.scalars(select(WebSession)) if r.device]
+    assert len(devices) == 3
+    assert not [d for d in devices if b"Firefox" in d]  # sealed
     assert not set(ids) & hashes
     # log out another browser by its id (not this one's)
     others = set(ids)
