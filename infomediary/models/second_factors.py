@@ -53,6 +53,7 @@ class Passkey(Base):
     credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Comma-separated WebAuthn transports ("internal,hybrid").
     transports: Mapped[str] = mapped_column(String(200), default="")
     name: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -73,7 +73,7 @@ def _descriptors(session: Session, customer_id: str) -> list[PublicKeyCredential
     for row in rows:
         transports = [
             AuthenticatorTransport(t)
-            for t in row.transports.split()
+            for t in row.transports.split(",")
             if t in {m.value for m in AuthenticatorTransport}
         ]
         out.append(PublicKeyCredentialDescriptor(id=row.credential_id, transports=transports))
@@ -152,7 +152,7 @@ def register(
             {"credential": "The passkey was not created. Please try again."}
         ) from None
     try:
-        transports = " ".join(str(t) for t in json.loads(credential)["response"]["transports"])
+        transports = ",".join(str(t) for t in json.loads(credential)["response"]["transports"])
     except (KeyError, TypeError, ValueError):
         transports = ""
     with unit_of_work(session) as uow:

@@ -293,6 +293,7 @@ def test_passkey_registration_and_login_are_verified(app, client, auth, inst) ->
     with inst.sessions() as db:
         row = db.scalars(select(Passkey).where(Passkey.customer_id == customer_id)).one()
         assert row.credential_id == authenticator.credential_id
+        assert row.transports == "internal"  # comma-separated, as the export reads them
         assert b"Laptop" not in row.name
     assert "Laptop" in client.get("/account/security").get_data(as_text=True)
     auth.logout()
