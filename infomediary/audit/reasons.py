@@ -49,7 +49,7 @@ CATALOGUE: dict[str, str] = {
     "security.totp_enabled": (
         "authenticator app confirmed as a second factor; {recovery_codes} new recovery codes"
     ),
-    "security.totp_removed": "authenticator app and recovery codes removed",
+    "security.totp_removed": "authenticator app removed (recovery codes too, if no passkey left)",
     "security.passkey_added": "passkey added as a second factor",
     "security.passkey_removed": "passkey removed",
     "security.removal_refused": "second factor removal refused: wrong password",

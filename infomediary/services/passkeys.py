@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
@@ -35,7 +35,7 @@ from webauthn.helpers.structs import (
 from infomediary.audit.reasons import Reason
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import Customer, Passkey, utcnow
+from infomediary.models import Customer, CustomerTotp, Passkey, RecoveryCode, utcnow
 from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.customers import ACCOUNT, password_matches
@@ -248,6 +248,11 @@ def remove(
             uow.commit()
             raise ValidationFailed({"password": "That password is not right."})
         session.delete(row)
+        session.flush()
+        totp = session.get(CustomerTotp, customer_id)
+        if not count(session, customer_id) and (totp is None or totp.confirmed_at is None):
+            # no second factor left: its recovery codes go with it
+            session.execute(delete(RecoveryCode).where(RecoveryCode.customer_id == customer_id))
         ctx.log(
             session,
             "update",

@@ -206,7 +206,8 @@ def new_recovery_codes(
 def remove_totp(
     session: Session, inst: Instance, customer_id: str, password: str, ctx: Context
 ) -> None:
-    """Remove the authenticator app and the recovery codes; needs the password."""
+    """Remove the authenticator app (and the recovery codes, when no passkey is left); needs
+    the password."""
     with unit_of_work(session) as uow:
         customer = session.get(Customer, customer_id)
         if customer is None:
@@ -223,7 +224,8 @@ def remove_totp(
             uow.commit()
             raise ValidationFailed({"password": "That password is not right."})
         session.execute(delete(CustomerTotp).where(CustomerTotp.customer_id == customer_id))
-        session.execute(delete(RecoveryCode).where(RecoveryCode.customer_id == customer_id))
+        if not passkeys.count(session, customer_id):  # the codes stand in for the last factor
+            session.execute(delete(RecoveryCode).where(RecoveryCode.customer_id == customer_id))
         ctx.log(
             session,
             "update",

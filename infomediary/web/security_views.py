@@ -234,7 +234,7 @@ def totp_remove() -> ResponseReturnValue:
         )
     except ValidationFailed as exc:
         return _page(exc.errors, 400)
-    flash(gettext("Your authenticator app and recovery codes are removed."))
+    flash(gettext("Your authenticator app is removed."))
     return redirect(url_for("security.page"))
 
 

@@ -364,3 +364,34 @@ def test_password_change_reports_both_errors_at_once(app, client, auth, inst) ->
     page = answer.get_data(as_text=True)
     assert 'id="current_password-error"' in page
     assert 'id="new_password-error"' in page
+
+
+def test_recovery_codes_stay_while_a_factor_is_left(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    enrol(client)
+    options = passkey_options(client, "/account/security/passkeys/options", "/account/security")
+    credential = SoftAuthenticator().create(options)
+    assert (
+        post(
+            client, "/account/security/passkeys", {"name": "Key", "credential": credential}
+        ).status_code
+        == 302
+    )
+
+    def codes_left() -> int:
+        with inst.sessions() as db:
+            return len(
+                db.scalars(
+                    select(RecoveryCode).where(RecoveryCode.customer_id == customer_id)
+                ).all()
+            )
+
+    assert post(client, "/account/security/totp/remove", {"password": PASSWORD}).status_code == 302
+    assert codes_left() == 10  # the passkey still needs them
+    with inst.sessions() as db:
+        passkey_id = db.scalars(select(Passkey.id).where(Passkey.customer_id == customer_id)).one()
+    removed = post(
+        client, f"/account/security/passkeys/{passkey_id}/remove", {"password": PASSWORD}
+    )
+    assert removed.status_code == 302
+    assert codes_left() == 0
