@@ -276,6 +276,11 @@ def passkey_add() -> ResponseReturnValue:
     except ValidationFailed as exc:
         errors = {("passkey_name" if k == "name" else k): v for k, v in exc.errors.items()}
         return _page(errors, 400, form)
+    customer_id = cast(str, current_customer_id())
+    if not second_factors.status(db(), customer_id).recovery_left:
+        # the first second factor: recovery codes for the day the passkey is lost
+        codes = second_factors.new_recovery_codes(db(), instance(), customer_id, context())
+        return render_template("recovery_codes.html", codes=codes)
     flash(gettext("Your passkey is added. You can use it after your password at login."))
     return redirect(url_for("security.page", _anchor="passkeys"))
 
