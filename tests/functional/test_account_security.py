@@ -396,3 +396,31 @@ def test_recovery_codes_stay_while_a_factor_is_left(app, client, auth, inst) -> 
     )
     assert removed.status_code == 302
     assert codes_left() == 0
+
+
+def test_another_customer_cannot_remove_a_passkey_or_end_a_session(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    options = passkey_options(client, "/account/security/passkeys/options", "/account/security")
+    credential = SoftAuthenticator().create(options)
+    post(client, "/account/security/passkeys", {"name": "Key", "credential": credential})
+    page = client.get("/account/security").get_data(as_text=True)
+    session_id = re.findall(r"/account/security/sessions/([A-Za-z0-9_-]+)/logout", page)[0]
+    with inst.sessions() as db:
+        passkey_id = db.scalars(select(Passkey.id).where(Passkey.customer_id == customer_id)).one()
+    make_customer(inst, email="bob@example.org", password=PASSWORD)
+    bob = app.test_client()
+    bob.post(
+        "/login",
+        data={"csrf_token": csrf(bob, "/login"), "email": "bob@example.org", "password": PASSWORD},
+    )
+    token = csrf(bob, "/account/security")
+    taken = bob.post(
+        f"/account/security/passkeys/{passkey_id}/remove",
+        data={"csrf_token": token, "password": PASSWORD},
+    )
+    assert taken.status_code == 404
+    ended = bob.post(f"/account/security/sessions/{session_id}/logout", data={"csrf_token": token})
+    assert ended.status_code == 404
+    assert client.get("/dashboard").status_code == 200
+    with inst.sessions() as db:
+        assert db.get(Passkey, passkey_id) is not None

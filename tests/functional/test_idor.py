@@ -111,6 +111,12 @@ PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "api.push_job": "a supplier's bearer-token API: another client, even of the same customer, "
     "gets 404 (tests/functional/test_purchases_push.py::"
     "test_a_large_batch_is_a_job_only_its_client_reads)",
+    "security.passkey_remove": "needs the owner's password as well; another customer gets 404 "
+    "(tests/functional/test_account_security.py::"
+    "test_another_customer_cannot_remove_a_passkey_or_end_a_session)",
+    "security.session_logout": "the owner's own request would end the owner's session; another "
+    "customer gets 404 (tests/functional/test_account_security.py::"
+    "test_another_customer_cannot_remove_a_passkey_or_end_a_session)",
 }
 #: Variable rules known today; the generated cases must include at least these.
 KNOWN_CUSTOMER_RULES = {
