@@ -6,7 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
-from infomediary.errors import NotFound, ValidationFailed
+from infomediary.errors import ValidationFailed
 from infomediary.services import wallet
 from infomediary.services.access_log import parse_page
 from infomediary.web.db import db
@@ -74,7 +74,9 @@ def request_payout() -> ResponseReturnValue:
 def cancel_payout(payout_id: str) -> ResponseReturnValue:
     try:
         cents = wallet.cancel_payout(db(), instance(), _customer_id(), payout_id, context())
-    except (NotFound, ValidationFailed):
+    except ValidationFailed:
+        # Another customer's payout, or none, is a 404 (raised); only one that is no longer
+        # pending comes back here.
         flash(gettext("This payout can no longer be cancelled."))
         return redirect(url_for("wallet.index"), 303)
     amount = "%.2f" % (cents / 100)
