@@ -42,19 +42,8 @@ _WORD = re.compile(r"[^\W\d_]{2,}")
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdif]|%[sdif]")
 
 
-#: Templates still being converted (their text is other work in progress); emptied when done.
-PENDING = {
-    "_activity.html",
-    "account.html",
-    "base.html",
-    "consents.html",
-    "dashboard.html",
-    "inbox.html",
-    "login.html",
-    "privacy.html",
-    "receipt.html",
-    "signup.html",
-}
+#: Templates whose conversion is under way (none: every template is converted).
+PENDING: set[str] = set()
 
 
 def environment() -> Environment:
