@@ -41,6 +41,7 @@ from infomediary.models import (
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
+    NotificationSettings,
     OAuthToken,
     Offer,
     OfferDelivery,
@@ -252,6 +253,32 @@ def _site_settings(r: _Reader) -> dict[str, Any]:
         "time_zone": zone,
         "updated_at": _iso(row.updated_at) if row else None,
     }
+
+
+def _notification_choices(r: _Reader) -> dict[str, Any]:
+    """The notification kinds chosen for the site and the digest, and how far they were read;
+    no row: never chosen, so the defaults apply (every kind shown in the site, no digest), and
+    the lists are empty."""
+    row = r.session.get(NotificationSettings, r.customer_id)
+    if row is None:
+        return dict.fromkeys(_NOTIFICATION_TIMES) | {
+            "chosen": False,
+            "in_app": [],
+            "digest": False,
+            "digest_kinds": [],
+        }
+    return {
+        "chosen": True,
+        "in_app": sorted(row.in_app.split()),
+        "digest": row.digest,
+        "digest_kinds": sorted(row.digest_kinds.split()),
+        "seen_through": _iso(row.seen_through),
+        "digest_sent_at": _iso(row.digest_sent_at),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+_NOTIFICATION_TIMES = ("seen_through", "digest_sent_at", "updated_at")
 
 
 def _encryption(r: _Reader) -> dict[str, Any]:
@@ -851,6 +878,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
     "encryption": _encryption,
     "profile": _profile,
     "site_settings": _site_settings,
+    "notification_choices": _notification_choices,
     "purchases": _purchases,
     "purchase_imports": _purchase_imports,
     "purchase_uploads": _purchase_uploads,
@@ -875,6 +903,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
 TABLES: dict[str, str] = {
     "profiles": "profile",
     "customer_settings": "site_settings",
+    "notification_settings": "notification_choices",
     "data_keys": "encryption",
     "customer_policies": "policy",
     "purchases": "purchases",
@@ -901,10 +930,6 @@ TABLES: dict[str, str] = {
 NOT_EXPORTED: dict[str, str] = {
     "authorization_codes": "single-use codes living 60 seconds; the grant they carry is exported",
     "match_entries": "keyed hashes of coarsened profile values, derived from exported sections",
-    "notification_settings": (
-        "which notification kinds are shown or e-mailed and how far they were read; the "
-        "notifications page shows them and holds nothing else"
-    ),
 }
 
 

@@ -26,6 +26,7 @@ from infomediary.models import (
     ConsentGrant,
     ConsentReceipt,
     Customer,
+    NotificationSettings,
     OAuthToken,
     OfferDelivery,
     Profile,
@@ -41,6 +42,7 @@ from infomediary.services import (
     erasure_requests,
     export_csv,
     exports,
+    notifications,
     offer_contacts,
     offer_inbox,
     purchase_duplicates,
@@ -182,6 +184,12 @@ def world(live_server: str, inst: Instance, tmp_path: Path) -> World:
         erasure_requests.request_erasure(
             session, inst, customer_id, acme.id, ctx, "http://localhost"
         )
+    # notification choices: offers and imports only in the site, a digest of offers
+    with inst.sessions() as session:
+        chosen = notifications.PreferencesInput(
+            ("new_offer", "import_finished"), ("new_offer",), True
+        )
+        assert notifications.change_preferences(session, inst, customer_id, chosen, ctx)
     return World(customer_id, acme.id, offer_co.id, counter, sent["id"], browser, live_server)
 
 
@@ -236,6 +244,16 @@ def test_the_json_export_holds_every_section_and_every_field(world: World, inst:
         }
         profile = {k: v for k, v in document["profile"].items() if k != "updated_at"}
         assert profile == {k: v for k, v in opened.items() if k != "email"} == PROFILE
+        choices = session.get_one(NotificationSettings, cid)
+        assert document["notification_choices"] == {
+            "chosen": True,
+            "in_app": ["import_finished", "new_offer"],
+            "digest": True,
+            "digest_kinds": ["new_offer"],
+            "seen_through": None,
+            "digest_sent_at": None,
+            "updated_at": choices.updated_at.isoformat(),
+        }
         # purchases: every line of every import, with the import it came from
         held = purchases.open_purchases(session, inst, key)
         assert sorted(
