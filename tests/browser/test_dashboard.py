@@ -255,12 +255,14 @@ def test_customer_journey(tab: Tab, inst: Instance, tmp_path: Path) -> None:
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(tab.url("/activity?actor=&action=update&category=&outcome="))
     expect(page.get_by_label("What")).to_have_value("update")
-    expect(page.get_by_role("status")).to_have_text("1 entry.")
-    expect(entries).to_have_count(1)
+    # the profile's edit, and the time zone the browser gave when the customer first landed
+    expect(page.get_by_role("status")).to_have_text("2 entries.")
+    expect(entries).to_have_count(2)
     expect(entries.first).to_contain_text("profile edited")
     expect(entries.first).to_contain_text(
         "Fields: Postcode, Birth year, Interests, Contact preferences"
     )
+    expect(entries.last).to_contain_text("time zone set from the browser")
 
     # The overview sums it up.
     nav_link(page, "Overview").click()
