@@ -791,9 +791,18 @@ def _sessions(r: _Reader) -> list[dict[str, Any]]:
             "created_at": row.created_at.isoformat(),
             "last_seen_at": row.last_seen_at.isoformat(),
             "expires_at": row.expires_at.isoformat(),
+            **_device(r, row),
         }
         for row in rows
     ]
+
+
+def _device(r: _Reader, row: WebSession) -> dict[str, str | None]:
+    """The session's coarse device label, sealed under the customer's key by its public id."""
+    if row.device is None or row.public_id is None:
+        return {"browser": None, "system": None}
+    label = r.inst.vault.open(r.key, "web_sessions", str(row.public_id), "device", row.device)
+    return {"browser": label.get("browser") or None, "system": label.get("system") or None}
 
 
 def _email_links(r: _Reader) -> list[dict[str, Any]]:

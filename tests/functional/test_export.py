@@ -78,6 +78,10 @@ PROFILE = {
     "preferences": {"contact_channel": "email", "offer_frequency": "weekly", "language": "en"},
 }
 SCHEMA = export_csv.schema()
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Safari/537.36"
+)
 #: Sections a populated account may still leave empty, with why.
 MAY_BE_EMPTY: dict[str, str] = {
     "payouts": "asking for a payout would add movements to earnings; tests/functional/test_wallet.py"
@@ -184,6 +188,16 @@ def world(live_server: str, inst: Instance, tmp_path: Path) -> World:
         erasure_requests.request_erasure(
             session, inst, customer_id, acme.id, ctx, "http://localhost"
         )
+    # a second session, from a browser that names itself
+    chrome = requests.Session()
+    chrome.headers["User-Agent"] = CHROME
+    login_page = chrome.get(f"{live_server}/login")
+    signed_in = chrome.post(
+        f"{live_server}/login",
+        data={"csrf_token": csrf_token_in(login_page.text), "email": EMAIL, "password": PASSWORD},
+        allow_redirects=False,
+    )
+    assert signed_in.status_code == 302
     # notification choices: offers and imports only in the site, a digest of offers
     with inst.sessions() as session:
         chosen = notifications.PreferencesInput(
@@ -343,9 +357,28 @@ def test_the_json_export_holds_every_section_and_every_field(world: World, inst:
         tokens = session.execute(select(OAuthToken).where(OAuthToken.customer_id == cid)).scalars()
         assert [t["id"] for t in document["authorizations"]] == [t.id for t in tokens]
         assert "hash" not in json.dumps(document["authorizations"])
+        held_sessions = session.execute(
+            select(WebSession).where(WebSession.customer_id == cid)
+        ).scalars()
+        labelled = [row for row in held_sessions if row.device is not None]
         assert len(document["sessions"]) == len(
             session.execute(select(WebSession).where(WebSession.customer_id == cid)).all()
         )
+        # the sealed device label is opened, never left out
+        assert labelled
+        opened_labels = sorted(
+            (label.get("browser") or "", label.get("system") or "")
+            for row in labelled
+            for label in [
+                inst.vault.open(key, "web_sessions", str(row.public_id), "device", row.device)
+            ]
+        )
+        exported_labels = [(s["browser"] or "", s["system"] or "") for s in document["sessions"]]
+        assert sorted(x for x in exported_labels if x != ("", "")) == [
+            x for x in opened_labels if x != ("", "")
+        ]
+        assert ("Chrome", "Linux") in exported_labels
+        assert "device" not in document["sessions"][0]
         assert [link["new_email"] for link in document["email_links"]] == ["moved@example.org"]
         # the log: every entry before the export's own, in words and structured
         seqs = list(
