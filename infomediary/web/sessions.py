@@ -13,11 +13,11 @@ import re
 import secrets
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Request, Response, request, session
 from flask.sessions import SessionInterface, SessionMixin
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete, update
 from werkzeug.datastructures import CallbackDict
 
 from infomediary.instance import Instance
@@ -160,6 +160,25 @@ class DatabaseSessionInterface(SessionInterface):
         if session.stored and not session.modified and not session.touch:
             return
         now = utcnow()
+        data = json.dumps(dict(session), separators=(",", ":"))
+        if session.stored:
+            # A session loaded from its row is only ever updated: when the row is gone, the
+            # session was ended (logged out everywhere, a new password) while this request ran.
+            with inst.sessions() as db, db.begin():
+                result = db.execute(
+                    update(WebSession)
+                    .where(WebSession.token_hash == _hash(session.token))
+                    .values(customer_id=session.get("customer_id"), data=data, last_seen_at=now)
+                )
+                ended = cast(CursorResult[Any], result).rowcount == 0
+            if ended:
+                session.stored = False
+                response.delete_cookie(
+                    name, path="/", secure=secure, httponly=True, samesite="Strict"
+                )
+                return
+            self._set_cookie(app, response, session.token)
+            return
         with inst.sessions() as db, db.begin():
             row = db.get(WebSession, _hash(session.token))
             if row is None:
@@ -178,7 +197,7 @@ class DatabaseSessionInterface(SessionInterface):
                 db.add(row)
             session.public_id = row.public_id
             row.customer_id = session.get("customer_id")
-            row.data = json.dumps(dict(session), separators=(",", ":"))
+            row.data = data
             row.last_seen_at = now
         session.stored = True
         self._set_cookie(app, response, session.token)
