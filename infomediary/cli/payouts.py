@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -14,6 +15,7 @@ import click
 from infomediary.audit.log import Actor
 from infomediary.cli.common import _fail, _using
 from infomediary.services import Context, wallet
+from infomediary.services.export_csv import _text as _escaped
 
 COLUMNS = ("id", "requested_at", "amount", "currency", "destination")
 
@@ -52,25 +54,50 @@ def payouts_export(as_csv: bool, out: Path | None) -> None:
     if not as_csv:
         _fail("choose the format: --csv")
     target = _open_out(out)
-    try:
-        with _using() as (inst, session):
-            found = wallet.export_payouts(session, inst, Context(Actor.system("cli")))
+
+    def deliver(found: list[wallet.ExportedPayout]) -> None:
+        """The whole file, written and synced to disk before the settlement commits; every
+        text cell escaped so that no spreadsheet reads it as a formula."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(COLUMNS)
         for payout in found:
             writer.writerow(
                 (
-                    payout.id,
+                    _escaped(payout.id),
                     payout.requested_at.isoformat(),
                     f"{payout.amount_cents / 100:.2f}",
-                    payout.currency,
-                    payout.destination,
+                    _escaped(payout.currency),
+                    _escaped(payout.destination),
                 )
             )
         target.write(buffer.getvalue())
-    finally:
+        target.flush()
         if target is not sys.stdout:
-            target.close()
+            os.fsync(target.fileno())
+
+    try:
+        with _using() as (inst, session):
+            found = wallet.export_payouts(
+                session, inst, Context(Actor.system("cli")), deliver=deliver
+            )
+    except OSError as exc:
+        _discard(target, out)
+        _fail(f"cannot write {out or 'standard output'}: {exc.strerror or exc}")
+    except BaseException:
+        # The settlement did not commit: a file left behind would be paid from twice.
+        _discard(target, out)
+        raise
+    if target is not sys.stdout:
+        target.close()
     if out is not None:
         click.echo(f"{len(found)} payout(s) written to {out} and settled", err=True)
+
+
+def _discard(target: IO[str], out: Path | None) -> None:
+    """Close and remove a file whose payouts were not settled (nothing is marked paid)."""
+    if target is sys.stdout or out is None:
+        return
+    with contextlib.suppress(OSError):
+        target.close()
+    out.unlink(missing_ok=True)

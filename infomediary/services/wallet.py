@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,6 +59,11 @@ MINIMUM_PAYOUT = 500
 PER_PAGE = 20
 DESTINATION_MIN, DESTINATION_MAX = 5, 100
 _AMOUNT = re.compile(r"([0-9]{1,9})(?:[.,]([0-9]{1,2}))?")
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+DESTINATION_ERROR = (
+    "Enter an IBAN (such as DE89 3704 0044 0532 0130 00) or a PayPal e-mail address."
+)
 _TABLE, _FIELD = "payout_requests", "destination"
 
 
@@ -68,6 +74,23 @@ def parse_amount(raw: str) -> int | None:
         return None
     whole, fraction = found.group(1), (found.group(2) or "").ljust(2, "0")
     return int(whole) * 100 + int(fraction)
+
+
+def is_iban(destination: str) -> bool:
+    """Letters, digits and spaces, 15 to 34 of them besides the spaces, with a valid
+    ISO 13616 mod-97 checksum."""
+    if not all(c == " " or (c.isascii() and c.isalnum()) for c in destination):
+        return False
+    compact = destination.replace(" ", "").upper()
+    if _IBAN.fullmatch(compact) is None:
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+def is_email(destination: str) -> bool:
+    """One ``@``, a dot in the domain, no spaces."""
+    return _EMAIL.fullmatch(destination) is not None
 
 
 def mask(destination: str) -> str:
@@ -338,6 +361,8 @@ def _check(form: PayoutInput, available: int) -> tuple[int, str]:
             f"Enter an IBAN or a PayPal address ({DESTINATION_MIN} to {DESTINATION_MAX} "
             "characters)."
         )
+    elif not (is_iban(destination) or is_email(destination)):
+        errors["destination"] = DESTINATION_ERROR
     if errors or cents is None:
         raise ValidationFailed(errors)
     return cents, destination
@@ -421,10 +446,17 @@ def cancel_payout(
         return row.amount_cents
 
 
-def export_payouts(session: Session, inst: Instance, ctx: Context) -> list[ExportedPayout]:
+def export_payouts(
+    session: Session,
+    inst: Instance,
+    ctx: Context,
+    deliver: Callable[[list[ExportedPayout]], None] | None = None,
+) -> list[ExportedPayout]:
     """Every requested payout, destination opened for the operator to pay, each marked
     settled (its amount moved from "payouts pending" to "paid out") in this one transaction;
-    opening a destination is logged as an access to that customer's data."""
+    opening a destination is logged as an access to that customer's data. ``deliver`` hands
+    the payouts on (the CLI writes and syncs its file) before the settlement commits: if it
+    raises, nothing is settled and every payout stays requested."""
     with unit_of_work(session) as uow:
         rows = (
             session.execute(
@@ -437,6 +469,8 @@ def export_payouts(session: Session, inst: Instance, ctx: Context) -> list[Expor
             .all()
         )
         if not rows:
+            if deliver is not None:
+                deliver([])
             uow.commit()
             return []
         pending, paid = account(session, *PAYOUTS_PENDING), account(session, *PAID_OUT)
@@ -466,5 +500,7 @@ def export_payouts(session: Session, inst: Instance, ctx: Context) -> list[Expor
                 )
             )
         session.flush()
+        if deliver is not None:
+            deliver(found)
         uow.commit()
         return found

