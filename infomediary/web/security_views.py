@@ -43,9 +43,11 @@ LOGIN_CHALLENGE = "passkey_login_challenge"
 
 
 def _site() -> passkeys.Site:
-    """The relying party: this request's host (a domain name or ``localhost``)."""
-    origin = request.host_url.rstrip("/")
-    return passkeys.Site(urlsplit(origin).hostname or "", origin)
+    """The relying party: the configured issuer's host and origin, never the request's Host
+    header (nor ``X-Forwarded-Host``). Without an issuer (development only, production
+    requires one) the request's host."""
+    parts = urlsplit(security.settings().issuer.rstrip("/") or request.host_url.rstrip("/"))
+    return passkeys.Site(parts.hostname or "", f"{parts.scheme}://{parts.netloc}")
 
 
 def _keep(name: str, challenge: bytes) -> None:

@@ -11,10 +11,12 @@ tests/browser_support.py; a screenshot (security.png) lands in ``tmp_path`` and,
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyotp
 import pytest
+from flask import Flask
 from playwright.sync_api import ViewportSize, expect
 from sqlalchemy import select
 
@@ -134,10 +136,17 @@ class LocalhostTab(BaseTab):
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
 def test_passkey_added_then_used_after_the_password(
-    live_server: str, chromium_path: str, inst: Instance, tmp_path: Path, narrow: bool
+    app: Flask,
+    live_server: str,
+    chromium_path: str,
+    inst: Instance,
+    tmp_path: Path,
+    narrow: bool,
 ) -> None:
     customer_id = make_customer(inst, email=EMAIL, password=PASSWORD)
     base = live_server.replace(HOST, "localhost")
+    # the relying party is the issuer's host, whatever Host header a request carries
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], issuer=base)
     with open_tab(LocalhostTab, base, chromium_path) as tab:
         page = tab.page
         if narrow:

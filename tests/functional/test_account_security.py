@@ -4,6 +4,7 @@ half-logged-in state between the password and the second step, and the session l
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pyotp
@@ -424,3 +425,25 @@ def test_another_customer_cannot_remove_a_passkey_or_end_a_session(app, client, 
     assert client.get("/dashboard").status_code == 200
     with inst.sessions() as db:
         assert db.get(Passkey, passkey_id) is not None
+
+
+def test_the_passkey_relying_party_is_the_issuer_whatever_the_host_header(
+    app, client, auth, inst
+) -> None:
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], issuer="https://id.example.org")
+    logged_in_customer(inst, auth)
+    token = csrf(client, "/account/security")
+    # the test client keeps cookies per host: the session's goes to the other host too
+    cookie = client.get_cookie("infomediary_session")
+    assert cookie is not None
+    client.set_cookie("infomediary_session", cookie.value, domain="evil.example")
+    answer = client.post(
+        "/account/security/passkeys/options",
+        data={"csrf_token": token, "password": PASSWORD},
+        headers={
+            "Host": "evil.example",
+            "X-Forwarded-Host": "evil.example",
+        },
+    )
+    assert answer.status_code == 200
+    assert answer.get_json()["rp"]["id"] == "id.example.org"
