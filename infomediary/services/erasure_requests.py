@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import os
 import secrets
-import urllib.error
-import urllib.request
+import socket
+import ssl
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +57,7 @@ MAX_URL_LENGTH = 512
 _KEY_INFO = b"infomediary supplier webhook secret v1"
 _SEAL_VERSION = 1
 _NONCE = 12
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 BY_WEBHOOK = Context(Actor(ActorType.SYSTEM, "erasure-webhook"))
 
 
@@ -103,24 +106,65 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def check_webhook_url(inst: Instance, url: str) -> str | None:
-    """Why ``url`` cannot receive requests, or None: https, or loopback http outside
-    production; no user information, no fragment."""
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address ``host`` resolves to (none if it does not resolve)."""
+    try:
+        found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError, ValueError):
+        return []
+    addresses = []
+    for *_rest, sockaddr in found:
+        try:
+            addresses.append(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
+        except ValueError:
+            return []
+    return addresses
+
+
+def _checked(inst: Instance, url: str) -> tuple[str | None, str | None]:
+    """Why ``url`` cannot receive requests (or None), and the address to connect to: https
+    to a host whose every address is public, or loopback http outside production; no user
+    information, no fragment."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        port = parts.port  # raises ValueError for a port out of range
     except ValueError:
-        return "not a URL"
+        return "not a URL", None
     if len(url) > MAX_URL_LENGTH or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        return f"must be at most {MAX_URL_LENGTH} characters, without spaces"
+        return f"must be at most {MAX_URL_LENGTH} characters, without spaces", None
     if "@" in parts.netloc or parts.fragment:
-        return "must not contain user information or a fragment"
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme == "http" and loopback and not inst.settings.production:
-        return None
-    return "must be an https URL"
+        return "must not contain user information or a fragment", None
+    host = parts.hostname
+    if parts.scheme == "https" and host:
+        addresses = _resolve(host, port or 443)
+        if not addresses:
+            return "the host name does not resolve", None
+        if not all(_public(address) for address in addresses):
+            return "must reach a public address (not a private, loopback or local one)", None
+        return None, str(addresses[0])
+    if parts.scheme == "http" and host in _LOOPBACK and not inst.settings.production:
+        addresses = _resolve(host, port or 80)
+        if addresses and all(address.is_loopback for address in addresses):
+            return None, str(addresses[0])
+    return "must be an https URL", None
+
+
+def check_webhook_url(inst: Instance, url: str) -> str | None:
+    """Why ``url`` cannot receive requests, or None (see :func:`_checked`)."""
+    return _checked(inst, url)[0]
 
 
 # -- the operator registers a supplier's webhook -----------------------------------------------
@@ -259,27 +303,38 @@ def body_of(found: ErasureRequest, base_url: str) -> bytes:
     ).encode()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
-        return None  # a redirect is not a delivery: it could lead anywhere
+def _post(url: str, address: str, body: bytes, header: str) -> int:
+    """POST the request to ``address``, the one checked for ``url``'s host (the TLS name and
+    the Host header stay the URL's); the HTTP status, or raises :class:`DeliveryFailed`. A
+    redirect is not a delivery: it could lead anywhere."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            host, parts.port, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(host, parts.port, timeout=TIMEOUT_SECONDS)
 
+    def pinned(
+        target: tuple[str, int], timeout: float, source: tuple[str, int] | None = None
+    ) -> socket.socket:
+        return socket.create_connection((address, target[1]), timeout, source)
 
-def _post(url: str, body: bytes, header: str) -> int:
-    """POST the request; the HTTP status, or raises :class:`DeliveryFailed`."""
-    request = urllib.request.Request(  # noqa: S310 - check_webhook_url allowed only http(s)
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", HEADER: header, "User-Agent": "Infomediary"},
-    )
-    opener = urllib.request.build_opener(_NoRedirects)
+    connection._create_connection = pinned  # type: ignore[attr-defined]
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"Content-Type": "application/json", HEADER: header, "User-Agent": "Infomediary"}
     try:
-        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        raise DeliveryFailed(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DeliveryFailed(type(exc).__name__) from None
+        connection.request("POST", path, body=body, headers=headers)
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException, ValueError):
+        raise DeliveryFailed("failed") from None
+    finally:
+        connection.close()
+    if not 200 <= status < 300:
+        raise DeliveryFailed("failed")
+    return int(status)
 
 
 def deliver(session: Session, inst: Instance, run: jobs.JobRun) -> datetime | None:
@@ -297,14 +352,16 @@ def deliver(session: Session, inst: Instance, run: jobs.JobRun) -> datetime | No
     body = body_of(found, base_url)
     session.rollback()  # no transaction is held while the supplier answers
     error: str | None = None
-    problem = check_webhook_url(inst, url)
-    if problem:
-        error = "not https"
+    # Resolved again at every delivery, and the connection made to the address checked: a
+    # name that turned private since registration is not called.
+    problem, address = _checked(inst, url)
+    if problem or address is None:
+        error = "failed"
     else:
         try:
-            _post(url, body, signature(secret, int(utcnow().timestamp()), body))
-        except DeliveryFailed as exc:
-            error = str(exc)
+            _post(url, address, body, signature(secret, int(utcnow().timestamp()), body))
+        except DeliveryFailed:
+            error = "failed"
     with unit_of_work(session) as uow:
         found = session.get_one(ErasureRequest, request_id)
         found.attempts += 1

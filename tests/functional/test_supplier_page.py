@@ -9,12 +9,14 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -327,6 +329,101 @@ def test_no_webhook_waits_and_is_still_confirmable(inst, client, customer, hook)
     assert done.status_code == 200
 
 
+_REAL_GETADDRINFO = socket.getaddrinfo
+
+
+def _dns(monkeypatch: pytest.MonkeyPatch, names: dict[str, str]) -> None:
+    """Names resolve to the given addresses; every other host as usual."""
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in names:
+            family = socket.AF_INET6 if ":" in names[host] else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (names[host], port or 0))]
+        return _REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+@pytest.fixture
+def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    _dns(monkeypatch, {"shop.example": "93.184.216.34"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.7/hook",
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://0x7f000001/hook",
+        "https://0.0.0.0/hook",
+        "https://224.0.0.1/hook",
+        "https://[fe80::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://internal.example/hook",
+        "https://nowhere.invalid/hook",
+    ],
+)
+def test_a_webhook_must_reach_a_public_address(inst, monkeypatch, url) -> None:
+    _dns(monkeypatch, {"internal.example": "192.168.1.10"})
+    supplier = make_supplier(inst)
+    with inst.sessions() as s, pytest.raises(InvalidWebhook):
+        erasure_requests.set_webhook(s, inst, supplier.id, url, "x", OPERATOR)
+    assert erasure_requests.check_webhook_url(inst, url) is not None
+
+
+def test_a_name_that_turns_private_after_registration_is_not_called(
+    inst, client, customer, hook, monkeypatch
+) -> None:
+    supplier = make_supplier(inst)
+    make_grant(inst, customer, supplier.id)
+    port = hook.url.split(":")[2].split("/")[0]
+    _dns(monkeypatch, {"rebind.example": "93.184.216.34"})
+    with inst.sessions() as s:
+        erasure_requests.set_webhook(
+            s, inst, supplier.id, f"https://rebind.example:{port}/erasure", "http://x", OPERATOR
+        )
+    _dns(monkeypatch, {"rebind.example": "127.0.0.1"})
+    assert _post(client, supplier.id, "/erasure").status_code == 302
+    assert jobs.run_pending(inst, kinds=[erasure_requests.JOB]) == 1
+    assert hook.received == []
+    with inst.sessions() as s:
+        reasons = [
+            json.loads(e.reason_data)
+            for e in s.execute(
+                select(AccessLogEntry).where(AccessLogEntry.customer_id == customer)
+            ).scalars()
+            if e.reason_data
+        ]
+    failed = [r for r in reasons if r["code"] == "erasure.attempt_failed"]
+    assert len(failed) == 1
+    assert failed[0]["params"]["error"] == "failed"
+
+
+def test_a_failed_delivery_names_no_status_on_the_log(inst, client, customer, hook) -> None:
+    supplier = make_supplier(inst)
+    make_grant(inst, customer, supplier.id)
+    with inst.sessions() as s:
+        erasure_requests.set_webhook(s, inst, supplier.id, hook.url, "http://x", OPERATOR)
+    hook.answers = [503]
+    assert _post(client, supplier.id, "/erasure").status_code == 302
+    assert jobs.run_pending(inst, kinds=[erasure_requests.JOB]) == 1
+    assert len(hook.received) == 1
+    with inst.sessions() as s:
+        data = [
+            e.reason_data
+            for e in s.execute(
+                select(AccessLogEntry).where(AccessLogEntry.customer_id == customer)
+            ).scalars()
+            if e.reason_data and "attempt_failed" in e.reason_data
+        ]
+    assert len(data) == 1
+    assert "503" not in data[0]
+    assert json.loads(data[0])["params"]["error"] == "failed"
+
+
+@pytest.mark.usefixtures("public_dns")
 def test_a_webhook_must_be_https(inst) -> None:
     supplier = make_supplier(inst)
     with inst.sessions() as s, pytest.raises(InvalidWebhook):
@@ -394,7 +491,7 @@ def test_a_webhook_that_keeps_failing_marks_the_request_failed(inst, client, cus
     assert "We could not reach them after 6 attempts." in _page(client, supplier.id)
 
 
-@pytest.mark.usefixtures("env")
+@pytest.mark.usefixtures("env", "public_dns")
 def test_the_cli_sets_a_webhook_and_shows_its_secret_once(inst) -> None:
     supplier = make_supplier(inst)
     result = CliRunner().invoke(

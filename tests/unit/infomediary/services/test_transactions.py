@@ -394,7 +394,7 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
     (
         "set_webhook",
         lambda s, i, _c, p: erasure_requests.set_webhook(
-            s, i, p, "https://shop.example/erasure", "https://infomediary.example", CTX
+            s, i, p, "https://93.184.216.34/erasure", "https://infomediary.example", CTX
         ),
     ),
     (
