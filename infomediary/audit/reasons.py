@@ -53,6 +53,7 @@ CATALOGUE: dict[str, str] = {
     "security.passkey_added": "passkey added as a second factor",
     "security.passkey_removed": "passkey removed",
     "security.removal_refused": "second factor removal refused: wrong password",
+    "security.change_refused": "second factor change refused: wrong password",
     "security.recovery_codes_new": "{count} new recovery codes; the earlier ones no longer work",
     "security.second_step": "second login step passed ({method})",
     "security.second_step_refused": "second login step refused ({method}: {why})",

@@ -32,7 +32,7 @@ from infomediary.services.profile_fields import (
     validate_password,
 )
 from infomediary.services.refusals import record_refusal
-from infomediary.services.uow import unit_of_work
+from infomediary.services.uow import UnitOfWork, unit_of_work
 
 ACCOUNT = frozenset({"account"})
 
@@ -52,6 +52,29 @@ def password_matches(inst: Instance, customer: Customer, password: str) -> bool:
         return bool(inst.hasher.verify(customer.password_hash, password))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def confirm_password(
+    session: Session, inst: Instance, uow: UnitOfWork, customer_id: str, password: str, ctx: Context
+) -> Customer:
+    """The customer, when ``password`` is theirs (adding a second factor or new recovery codes
+    needs it, so a stolen session alone cannot lock the owner out); otherwise the unit of work
+    commits only the refusal entry and :class:`ValidationFailed` is raised."""
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("No such customer.")
+    if not password_matches(inst, customer, password or ""):
+        ctx.log(
+            session,
+            "update",
+            customer_id=customer_id,
+            reason=Reason("security.change_refused"),
+            categories=ACCOUNT,
+            allowed=False,
+        )
+        uow.commit()
+        raise ValidationFailed({"password": "That password is not right."})
+    return customer
 
 
 def credential_epoch(session: Session, inst: Instance, email: str) -> str:

@@ -38,7 +38,7 @@ from infomediary.instance import Instance
 from infomediary.models import Customer, CustomerTotp, Passkey, RecoveryCode, utcnow
 from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key
-from infomediary.services.customers import ACCOUNT, password_matches
+from infomediary.services.customers import ACCOUNT, confirm_password, password_matches
 from infomediary.services.uow import unit_of_work
 
 RP_NAME = "Infomediary"
@@ -105,7 +105,12 @@ def list_passkeys(session: Session, inst: Instance, customer_id: str) -> list[Pa
     ]
 
 
-def registration_options(session: Session, customer_id: str, site: Site) -> Ceremony:
+def registration_options(
+    session: Session, inst: Instance, customer_id: str, site: Site, password: str, ctx: Context
+) -> Ceremony:
+    """A new passkey's ceremony; needs the password (a wrong one is logged, no challenge)."""
+    with unit_of_work(session) as uow:
+        confirm_password(session, inst, uow, customer_id, password, ctx)
     options = generate_registration_options(
         rp_id=site.rp_id,
         rp_name=RP_NAME,

@@ -25,7 +25,7 @@ from infomediary.models import Customer, CustomerTotp, RecoveryCode, utcnow
 from infomediary.services import Context, passkeys
 from infomediary.services.auditors import _matching_step
 from infomediary.services.customer_keys import customer_key
-from infomediary.services.customers import ACCOUNT, password_matches
+from infomediary.services.customers import ACCOUNT, confirm_password, password_matches
 from infomediary.services.uow import unit_of_work
 
 ISSUER = "Infomediary"
@@ -97,11 +97,16 @@ def _code_of(code: str) -> str | None:
     return code if len(code) == 6 and code.isascii() and code.isdigit() else None
 
 
-def start_totp(session: Session, inst: Instance, customer_id: str, ctx: Context) -> Enrolment:
-    """A new authenticator secret, waiting for its first code (replaces one not confirmed)."""
+def start_totp(
+    session: Session, inst: Instance, customer_id: str, ctx: Context, password: str | None = None
+) -> Enrolment:
+    """A new authenticator secret, waiting for its first code (replaces one not confirmed).
+    The customer's request gives their ``password`` (the set-up page always does; ``None``
+    only where it was confirmed already)."""
     with unit_of_work(session) as uow:
-        customer = session.get(Customer, customer_id)
-        if customer is None:
+        if password is not None:
+            confirm_password(session, inst, uow, customer_id, password, ctx)
+        elif session.get(Customer, customer_id) is None:
             raise NotFound("No such customer.")
         row = session.get(CustomerTotp, customer_id)
         if row is not None and row.confirmed_at is not None:
@@ -185,11 +190,14 @@ def confirm_totp(
 
 
 def new_recovery_codes(
-    session: Session, inst: Instance, customer_id: str, ctx: Context
+    session: Session, inst: Instance, customer_id: str, ctx: Context, password: str | None = None
 ) -> list[str]:
-    """Ten new one-time codes, replacing every earlier one; shown once."""
+    """Ten new one-time codes, replacing every earlier one; shown once. Asked for by the
+    customer, they need the password (``None``: the first codes of a factor just added)."""
     with unit_of_work(session) as uow:
-        if session.get(Customer, customer_id) is None:
+        if password is not None:
+            confirm_password(session, inst, uow, customer_id, password, ctx)
+        elif session.get(Customer, customer_id) is None:
             raise NotFound("No such customer.")
         codes = _replace_codes(session, customer_id)
         ctx.log(

@@ -9,6 +9,7 @@ authenticator app or a recovery code. That step is throttled like the password s
 from __future__ import annotations
 
 import base64
+import json
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -196,9 +197,17 @@ def page() -> ResponseReturnValue:
 @login_required
 def totp_start() -> ResponseReturnValue:
     try:
-        second_factors.start_totp(db(), instance(), cast(str, current_customer_id()), context())
+        second_factors.start_totp(
+            db(),
+            instance(),
+            cast(str, current_customer_id()),
+            context(),
+            password=request.form.get("password", ""),
+        )
     except ValidationFailed as exc:
-        return _page(exc.errors, 400)
+        return _page(
+            {("totp_password" if k == "password" else k): v for k, v in exc.errors.items()}, 400
+        )
     return redirect(url_for("security.page", _anchor="totp"))
 
 
@@ -244,9 +253,18 @@ def totp_remove() -> ResponseReturnValue:
 @limiter.limit(login_rate)
 @login_required
 def recovery_codes() -> ResponseReturnValue:
-    codes = second_factors.new_recovery_codes(
-        db(), instance(), cast(str, current_customer_id()), context()
-    )
+    try:
+        codes = second_factors.new_recovery_codes(
+            db(),
+            instance(),
+            cast(str, current_customer_id()),
+            context(),
+            password=request.form.get("password", ""),
+        )
+    except ValidationFailed as exc:
+        return _page(
+            {("recovery_password" if k == "password" else k): v for k, v in exc.errors.items()}, 400
+        )
     return render_template("recovery_codes.html", codes=codes)
 
 
@@ -254,7 +272,20 @@ def recovery_codes() -> ResponseReturnValue:
 @limiter.limit(login_rate)
 @login_required
 def passkey_options() -> ResponseReturnValue:
-    ceremony = passkeys.registration_options(db(), cast(str, current_customer_id()), _site())
+    try:
+        ceremony = passkeys.registration_options(
+            db(),
+            instance(),
+            cast(str, current_customer_id()),
+            _site(),
+            request.form.get("password", ""),
+            context(),
+        )
+    except ValidationFailed as exc:
+        # the page stays as it is (the name typed is kept); the script shows the message
+        message = gettext(next(iter(exc.errors.values()), "That password is not right."))
+        body = json.dumps({"code": "wrong_password", "message": message})
+        return Response(body, status=400, mimetype="application/json")
     _keep(REGISTER_CHALLENGE, ceremony.challenge)
     return _options(ceremony)
 

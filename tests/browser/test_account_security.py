@@ -70,6 +70,7 @@ def test_authenticator_app_and_recovery_code_at_login(
         tab.goto("/account")
         page.get_by_role("link", name="Account security").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Account security")
+        page.get_by_label("Your password, to set up an authenticator app").fill(PASSWORD)
         page.get_by_role("button", name="Set up an authenticator app").click()
         secret = page.get_by_label("Key to type in").input_value()
         expect(page.get_by_label("Or the set-up link (otpauth)")).to_have_value(
@@ -170,6 +171,12 @@ def test_passkey_added_then_used_after_the_password(
         page.wait_for_load_state("networkidle")
         tab.goto("/account/security")
         page.get_by_label("Name for the new passkey").fill("Laptop")
+        # without the password no passkey is added; the message says why, the name stays
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(page.locator("[data-passkey-status]")).to_have_text("That password is not right.")
+        expect(page.get_by_label("Name for the new passkey")).to_have_value("Laptop")
+        tab.expected_statuses.append(400)  # the refused options request
+        page.get_by_label("Your password, to add a passkey").fill(PASSWORD)
         page.get_by_role("button", name="Add a passkey").click()
         # the first second factor comes with its recovery codes, shown once
         expect(page.get_by_role("heading", level=1)).to_have_text("Your recovery codes")

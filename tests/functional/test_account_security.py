@@ -28,7 +28,7 @@ def post(client, path: str, data: dict[str, str] | None = None, page: str = "/ac
 
 def enrol(client) -> tuple[str, list[str]]:
     """Set up TOTP through the pages; returns the secret and the recovery codes shown."""
-    assert post(client, "/account/security/totp").status_code == 302
+    assert post(client, "/account/security/totp", {"password": PASSWORD}).status_code == 302
     page = client.get("/account/security").get_data(as_text=True)
     match = SECRET_RE.search(page)
     assert match, "the secret is shown as text"
@@ -138,7 +138,7 @@ def test_a_recovery_code_works_once(app, client, auth, inst) -> None:
         {"method": "recovery", "code": codes[4]},
         "/login/second-factor",
     )
-    fresh = post(client, "/account/security/recovery-codes")
+    fresh = post(client, "/account/security/recovery-codes", {"password": PASSWORD})
     new_codes = CODE_RE.findall(fresh.get_data(as_text=True))
     assert len(new_codes) == 10
     assert not set(new_codes) & set(codes)
@@ -266,7 +266,7 @@ def test_signup_reports_every_error_at_once_and_keeps_the_input(client) -> None:
 
 
 def passkey_options(client, path: str, page: str) -> dict[str, Any]:
-    answer = client.post(path, data={"csrf_token": csrf(client, page)})
+    answer = client.post(path, data={"csrf_token": csrf(client, page), "password": PASSWORD})
     assert answer.status_code == 200
     assert answer.mimetype == "application/json"
     options: dict[str, Any] = answer.get_json()
@@ -447,3 +447,60 @@ def test_the_passkey_relying_party_is_the_issuer_whatever_the_host_header(
     )
     assert answer.status_code == 200
     assert answer.get_json()["rp"]["id"] == "id.example.org"
+
+
+def test_adding_a_factor_or_new_recovery_codes_needs_the_password(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    for password in ({}, {"password": "not my password"}):
+        refused = post(client, "/account/security/totp", password)
+        assert refused.status_code == 400
+        assert "That password is not right" in refused.get_data(as_text=True)
+        with inst.sessions() as db:
+            assert db.get(CustomerTotp, customer_id) is None
+        options = client.post(
+            "/account/security/passkeys/options",
+            data={"csrf_token": csrf(client, "/account/security"), **password},
+        )
+        assert options.status_code == 400
+        assert options.get_json()["code"] == "wrong_password"
+        assert "That password is not right" in options.get_json()["message"]
+    # no challenge was issued: a passkey made over one of another session is refused
+    other = app.test_client()
+    other.post(
+        "/login",
+        data={"csrf_token": csrf(other, "/login"), "email": EMAIL, "password": PASSWORD},
+    )
+    credential = SoftAuthenticator().create(
+        passkey_options(other, "/account/security/passkeys/options", "/account/security")
+    )
+    added = post(client, "/account/security/passkeys", {"name": "Key", "credential": credential})
+    assert added.status_code == 400
+    _, codes = enrol(client)
+    for password in ({}, {"password": "not my password"}):
+        again = post(client, "/account/security/recovery-codes", password)
+        assert again.status_code == 400
+        assert "That password is not right" in again.get_data(as_text=True)
+        assert not CODE_RE.findall(again.get_data(as_text=True))
+    with inst.sessions() as db:
+        assert not db.scalars(select(Passkey).where(Passkey.customer_id == customer_id)).all()
+        left = db.scalars(
+            select(RecoveryCode.code_hash).where(RecoveryCode.customer_id == customer_id)
+        ).all()
+        assert len(left) == 10
+        joined = " ".join(
+            r or ""
+            for r in db.scalars(
+                select(AccessLogEntry.reason_data).where(AccessLogEntry.customer_id == customer_id)
+            )
+        )
+    assert "security.change_refused" in joined
+    # the codes shown at enrolment still work
+    auth.logout()
+    auth.login(EMAIL, PASSWORD)
+    used = post(
+        client,
+        "/login/second-factor",
+        {"method": "recovery", "code": codes[0]},
+        "/login/second-factor",
+    )
+    assert used.status_code == 302

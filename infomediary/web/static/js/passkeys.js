@@ -1,5 +1,6 @@
 // Passkeys: a form marked data-passkey="register" or "login" first asks the server for the
-// ceremony's options (form-encoded, with the form's CSRF token), lets the browser create or
+// ceremony's options (form-encoded, with the form's CSRF token and its password field, when it
+// has one), lets the browser create or
 // use the passkey, then submits the form with the credential as JSON (base64url fields).
 (function () {
   "use strict";
@@ -69,13 +70,22 @@
     }
     var body = new URLSearchParams();
     body.set("csrf_token", form.querySelector("input[name=csrf_token]").value);
+    var password = form.querySelector("input[name=password]");
+    if (password) { body.set("password", password.value); }
+    var refusal = "";
     fetch(form.dataset.options, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
       body: body.toString()
     }).then(function (answer) {
-      if (!answer.ok) { throw new Error("options"); }
+      if (!answer.ok) {
+        // a refusal names its reason (a wrong password): shown, the form kept as it is
+        return answer.json().catch(function () { return {}; }).then(function (error) {
+          refusal = error.message || "";
+          throw new Error("options");
+        });
+      }
       return answer.json();
     }).then(function (options) {
       if (form.dataset.passkey === "register") {
@@ -86,7 +96,8 @@
       form.querySelector("input[name=credential]").value = serialise(credential);
       form.submit();
     }).catch(function () {
-      say(form, form.dataset.failed || "");
+      say(form, refusal || form.dataset.failed || "");
+      if (refusal && password) { password.focus(); }
     });
   }
 
