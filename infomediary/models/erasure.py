@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from infomediary.statuses import ErasureStatus
@@ -33,7 +33,18 @@ class ErasureRequest(Base):
     pairwise pseudonym the supplier knows the customer by (the ``sub`` it was given)."""
 
     __tablename__ = "erasure_requests"
-    __table_args__ = (one_of("status", ErasureStatus),)
+    __table_args__ = (
+        one_of("status", ErasureStatus),
+        # One open (not confirmed) request per customer and supplier, even when two race.
+        Index(
+            "uq_erasure_requests_open",
+            "customer_id",
+            "supplier_id",
+            unique=True,
+            sqlite_where=text(f"status != '{ErasureStatus.CONFIRMED}'"),
+            postgresql_where=text(f"status != '{ErasureStatus.CONFIRMED}'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     customer_id: Mapped[str] = mapped_column(

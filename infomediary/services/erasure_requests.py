@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor, ActorType
@@ -223,6 +224,17 @@ def _enqueue(session: Session, request_id: str, base_url: str) -> None:
     jobs.enqueue(session, JOB, {"request": request_id, "base_url": base_url})
 
 
+def _open_request(session: Session, customer_id: str, supplier_id: str) -> ErasureRequest | None:
+    """The customer's request of this supplier not yet confirmed (at most one: an index)."""
+    return session.execute(
+        select(ErasureRequest).where(
+            ErasureRequest.customer_id == customer_id,
+            ErasureRequest.supplier_id == supplier_id,
+            ErasureRequest.status != ErasureStatus.CONFIRMED,
+        )
+    ).scalar_one_or_none()
+
+
 def request_erasure(
     session: Session,
     inst: Instance,
@@ -238,13 +250,7 @@ def request_erasure(
         supplier = session.get(Supplier, supplier_id)
         if supplier is None or not dealt_with(session, inst, customer_id, supplier_id):
             raise NotFound("No such supplier.")
-        open_one = session.execute(
-            select(ErasureRequest).where(
-                ErasureRequest.customer_id == customer_id,
-                ErasureRequest.supplier_id == supplier_id,
-                ErasureRequest.status != ErasureStatus.CONFIRMED,
-            )
-        ).scalar_one_or_none()
+        open_one = _open_request(session, customer_id, supplier_id)
         if open_one is not None:
             if open_one.status == ErasureStatus.FAILED and has_webhook(session, supplier_id):
                 open_one.status = ErasureStatus.REQUESTED
@@ -260,7 +266,16 @@ def request_erasure(
             attempts=0,
             requested_at=utcnow(),
         )
-        session.add(found)
+        try:
+            with session.begin_nested():  # a savepoint: losing the race keeps the look-ups
+                session.add(found)
+        except IntegrityError:
+            # A request of this customer's for this supplier, made at the same moment, was
+            # stored first (one open request each: an index): that one is the answer.
+            raced = _open_request(session, customer_id, supplier_id)
+            if raced is None:
+                raise
+            return raced
         ctx.log(
             session,
             "erase",

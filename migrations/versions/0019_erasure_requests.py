@@ -7,7 +7,8 @@ Create Date: 2026-12-20 00:00:00.000000
 ``supplier_webhooks`` holds, per supplier, the https URL erasure requests are delivered to
 and the HMAC secret they are signed with, sealed (the secret itself is needed to sign).
 ``erasure_requests`` holds each request a customer made of a supplier: the pairwise subject
-the supplier knows them by, its status, attempts and times. New tables only.
+the supplier knows them by, its status, attempts and times, at most one of them open (not
+confirmed) per customer and supplier (a partial unique index). New tables only.
 """
 
 from collections.abc import Sequence
@@ -69,9 +70,19 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_erasure_requests_customer_id"), "erasure_requests", ["customer_id"])
     op.create_index(op.f("ix_erasure_requests_supplier_id"), "erasure_requests", ["supplier_id"])
+    # One open (not confirmed) request per customer and supplier, even when two race.
+    op.create_index(
+        "uq_erasure_requests_open",
+        "erasure_requests",
+        ["customer_id", "supplier_id"],
+        unique=True,
+        sqlite_where=sa.text("status != 'confirmed'"),
+        postgresql_where=sa.text("status != 'confirmed'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("uq_erasure_requests_open", "erasure_requests")
     op.drop_index(op.f("ix_erasure_requests_supplier_id"), "erasure_requests")
     op.drop_index(op.f("ix_erasure_requests_customer_id"), "erasure_requests")
     op.drop_table("erasure_requests")

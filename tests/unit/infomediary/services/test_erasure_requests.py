@@ -1,0 +1,89 @@
+"""Erasure requests to suppliers: one open request per customer and supplier, even when two
+requests race; asking again after a failed delivery is logged and queues one delivery."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from infomediary.audit.log import Actor, ActorType
+from infomediary.instance import Instance
+from infomediary.models import AccessLogEntry, ErasureRequest, utcnow
+from infomediary.services import Context, erasure_requests
+from infomediary.statuses import ErasureStatus
+from tests.factories import make_customer, make_grant, make_supplier
+
+CTX = Context(Actor.system("test"))
+OPERATOR = Context(Actor(ActorType.OPERATOR, "test"))
+
+
+def _row(customer_id: str, supplier_id: str, status: str) -> ErasureRequest:
+    return ErasureRequest(
+        id=str(uuid.uuid4()),
+        customer_id=customer_id,
+        supplier_id=supplier_id,
+        subject="sub",
+        status=status,
+        attempts=0,
+        requested_at=utcnow(),
+    )
+
+
+def _pair(inst: Instance) -> tuple[str, str]:
+    customer_id = make_customer(inst)
+    supplier_id = make_supplier(inst).id
+    make_grant(inst, customer_id, supplier_id)
+    return customer_id, supplier_id
+
+
+def test_a_second_open_request_for_one_supplier_is_refused_by_the_database(
+    inst: Instance,
+) -> None:
+    customer_id, supplier_id = _pair(inst)
+    with inst.sessions() as session:
+        session.add(_row(customer_id, supplier_id, ErasureStatus.CONFIRMED))
+        session.add(_row(customer_id, supplier_id, ErasureStatus.CONFIRMED))
+        session.add(_row(customer_id, supplier_id, ErasureStatus.REQUESTED))
+        session.commit()
+    with inst.sessions() as session:
+        session.add(_row(customer_id, supplier_id, ErasureStatus.FAILED))
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_losing_the_race_answers_with_the_open_request(
+    inst: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer_id, supplier_id = _pair(inst)
+    with inst.sessions() as session:
+        first = _row(customer_id, supplier_id, ErasureStatus.REQUESTED)
+        session.add(first)
+        session.commit()
+        first_id = first.id
+    real = erasure_requests._open_request
+    calls: list[int] = []
+
+    def not_yet(*args: object) -> ErasureRequest | None:
+        # The other request commits between this one's look-up and its insert.
+        calls.append(1)
+        return None if len(calls) == 1 else real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(erasure_requests, "_open_request", not_yet)
+    with inst.sessions() as session:
+        found = erasure_requests.request_erasure(
+            session, inst, customer_id, supplier_id, CTX, "http://x"
+        )
+        assert found.id == first_id
+    with inst.sessions() as session:
+        ids = session.execute(select(ErasureRequest.id)).scalars().all()
+        assert ids == [first_id]
+        codes = [
+            json.loads(e.reason_data)["code"]
+            for e in session.execute(select(AccessLogEntry)).scalars()
+            if e.reason_data
+        ]
+        assert "erasure.requested" not in codes
