@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
@@ -160,9 +161,13 @@ def register(
         transports = ",".join(str(t) for t in json.loads(credential)["response"]["transports"])
     except (KeyError, TypeError, ValueError):
         transports = ""
+    not_created = ValidationFailed({"credential": "The passkey was not created. Please try again."})
     with unit_of_work(session) as uow:
         if session.get(Customer, customer_id) is None:
             raise NotFound("No such customer.")
+        taken = select(Passkey.id).where(Passkey.credential_id == verified.credential_id)
+        if session.scalar(taken) is not None:
+            raise not_created  # this customer's, or someone else's: either way not a new one
         passkey_id = str(uuid.uuid4())
         key = customer_key(session, inst, customer_id)
         session.add(
@@ -177,6 +182,10 @@ def register(
                 created_at=utcnow(),
             )
         )
+        try:
+            session.flush()
+        except IntegrityError:
+            raise not_created from None  # registered at the same moment by another request
         ctx.log(
             session,
             "update",

@@ -504,3 +504,34 @@ def test_adding_a_factor_or_new_recovery_codes_needs_the_password(app, client, a
         "/login/second-factor",
     )
     assert used.status_code == 302
+
+
+def test_a_passkey_whose_credential_id_is_taken_is_not_created(app, client, auth, inst) -> None:
+    customer_id = logged_in_customer(inst, auth)
+    authenticator = SoftAuthenticator()
+    options = passkey_options(client, "/account/security/passkeys/options", "/account/security")
+    added = post(
+        client,
+        "/account/security/passkeys",
+        {"name": "Key", "credential": authenticator.create(options)},
+    )
+    assert added.status_code == 200
+    # the same credential id again, for this customer and for another one
+    make_customer(inst, email="bob@example.org", password=PASSWORD)
+    bob = app.test_client()
+    bob.post(
+        "/login",
+        data={"csrf_token": csrf(bob, "/login"), "email": "bob@example.org", "password": PASSWORD},
+    )
+    for who in (client, bob):
+        copy = SoftAuthenticator(credential_id=authenticator.credential_id)
+        options = passkey_options(who, "/account/security/passkeys/options", "/account/security")
+        again = post(
+            who, "/account/security/passkeys", {"name": "Copy", "credential": copy.create(options)}
+        )
+        assert again.status_code == 400
+        assert "The passkey was not created" in again.get_data(as_text=True)
+        assert 'value="Copy"' in again.get_data(as_text=True)
+    with inst.sessions() as db:
+        rows = db.scalars(select(Passkey)).all()
+    assert [r.customer_id for r in rows] == [customer_id]
