@@ -169,6 +169,9 @@ CATALOGUE: dict[str, str] = {
     "offers.unblocked": "{supplier} unblocked: offers and counts allowed again",
     # erasure requests to suppliers
     "erasure.requested": "asked {supplier} to delete your data (request {request})",
+    "erasure.requested_again": (
+        "asked {supplier} again to delete your data (request {request}, not delivered before)"
+    ),
     "erasure.delivered": "erasure request {request} delivered to {supplier} (attempt {attempt})",
     "erasure.attempt_failed": (
         "erasure request {request} not delivered to {supplier} (attempt {attempt}: {error}); "

@@ -40,14 +40,14 @@ from infomediary.audit.log import Actor, ActorType
 from infomediary.audit.reasons import Param, Reason
 from infomediary.errors import InvalidWebhook, NotFound, ServiceError
 from infomediary.instance import Instance
-from infomediary.models import ErasureRequest, Supplier, SupplierWebhook, utcnow
+from infomediary.models import ErasureRequest, Job, Supplier, SupplierWebhook, utcnow
 from infomediary.services import Context, jobs
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.supplier_dealings import dealt_with
 from infomediary.services.suppliers import find_supplier
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import ErasureStatus
+from infomediary.statuses import ErasureStatus, JobStatus
 
 JOB = "erasure_request.deliver"
 HEADER = "Infomediary-Signature"
@@ -204,10 +204,7 @@ def set_webhook(
                 ErasureRequest.status.in_([ErasureStatus.REQUESTED, ErasureStatus.FAILED]),
             )
         ).scalars()
-        queued = 0
-        for request_id in waiting:
-            _enqueue(session, str(request_id), base_url)
-            queued += 1
+        queued = sum(_enqueue(session, str(request_id), base_url) for request_id in waiting)
         ctx.log(session, "update", reason=Reason("supplier.webhook_set", {"supplier": supplier.id}))
         uow.commit()
         return NewWebhook(supplier.id, url, secret, queued)
@@ -220,8 +217,18 @@ def has_webhook(session: Session, supplier_id: str) -> bool:
 # -- the customer asks -------------------------------------------------------------------------
 
 
-def _enqueue(session: Session, request_id: str, base_url: str) -> None:
+def _enqueue(session: Session, request_id: str, base_url: str) -> bool:
+    """Queue the request's delivery, unless one is already waiting or running (the supplier
+    would receive it twice); whether one was queued."""
+    pending = session.execute(
+        select(Job.payload).where(
+            Job.kind == JOB, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+        )
+    ).scalars()
+    if any(json.loads(payload).get("request") == request_id for payload in pending):
+        return False
     jobs.enqueue(session, JOB, {"request": request_id, "base_url": base_url})
+    return True
 
 
 def _open_request(session: Session, customer_id: str, supplier_id: str) -> ErasureRequest | None:
@@ -255,6 +262,15 @@ def request_erasure(
             if open_one.status == ErasureStatus.FAILED and has_webhook(session, supplier_id):
                 open_one.status = ErasureStatus.REQUESTED
                 _enqueue(session, open_one.id, base_url)
+                ctx.log(
+                    session,
+                    "erase",
+                    customer_id=customer_id,
+                    reason=Reason(
+                        "erasure.requested_again",
+                        {"supplier": supplier_id, "request": open_one.id},
+                    ),
+                )
                 uow.commit()
             return open_one
         found = ErasureRequest(

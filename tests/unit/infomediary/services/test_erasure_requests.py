@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from infomediary.audit.log import Actor, ActorType
 from infomediary.instance import Instance
-from infomediary.models import AccessLogEntry, ErasureRequest, utcnow
+from infomediary.models import AccessLogEntry, ErasureRequest, Job, utcnow
 from infomediary.services import Context, erasure_requests
 from infomediary.statuses import ErasureStatus
 from tests.factories import make_customer, make_grant, make_supplier
@@ -87,3 +87,67 @@ def test_losing_the_race_answers_with_the_open_request(
             if e.reason_data
         ]
         assert "erasure.requested" not in codes
+
+
+def _codes(inst: Instance, customer_id: str) -> list[str]:
+    with inst.sessions() as session:
+        return [
+            json.loads(e.reason_data)["code"]
+            for e in session.execute(
+                select(AccessLogEntry)
+                .where(AccessLogEntry.customer_id == customer_id)
+                .order_by(AccessLogEntry.seq)
+            ).scalars()
+            if e.reason_data
+        ]
+
+
+def _deliveries(inst: Instance, request_id: str) -> int:
+    with inst.sessions() as session:
+        return sum(
+            1
+            for job in session.execute(
+                select(Job).where(Job.kind == erasure_requests.JOB)
+            ).scalars()
+            if json.loads(job.payload)["request"] == request_id
+        )
+
+
+def _webhook(inst: Instance, supplier_id: str) -> None:
+    with inst.sessions() as session:
+        erasure_requests.set_webhook(
+            session, inst, supplier_id, "https://93.184.216.34/hook", "http://x", OPERATOR
+        )
+
+
+def test_asking_again_after_a_failed_delivery_is_logged(inst: Instance) -> None:
+    customer_id, supplier_id = _pair(inst)
+    _webhook(inst, supplier_id)
+    with inst.sessions() as session:
+        failed = _row(customer_id, supplier_id, ErasureStatus.FAILED)
+        session.add(failed)
+        session.commit()
+        failed_id = failed.id
+    with inst.sessions() as session:
+        found = erasure_requests.request_erasure(
+            session, inst, customer_id, supplier_id, CTX, "http://x"
+        )
+        assert found.id == failed_id
+    with inst.sessions() as session:
+        assert session.get_one(ErasureRequest, failed_id).status == ErasureStatus.REQUESTED
+    assert _codes(inst, customer_id).count("erasure.requested_again") == 1
+    assert _deliveries(inst, failed_id) == 1
+
+
+def test_a_new_webhook_queues_no_second_delivery_of_a_queued_request(inst: Instance) -> None:
+    customer_id, supplier_id = _pair(inst)
+    _webhook(inst, supplier_id)
+    with inst.sessions() as session:
+        found = erasure_requests.request_erasure(
+            session, inst, customer_id, supplier_id, CTX, "http://x"
+        )
+        request_id = found.id
+    assert _deliveries(inst, request_id) == 1
+    _webhook(inst, supplier_id)  # the operator sets the webhook again, before it ran
+    _webhook(inst, supplier_id)
+    assert _deliveries(inst, request_id) == 1
