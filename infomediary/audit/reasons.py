@@ -106,6 +106,7 @@ CATALOGUE: dict[str, str] = {
     "consent.granted": "consent granted for {supplier}",
     "consent.changed": "consent changed for {supplier}",
     "consent.revoked": "consent revoked for {supplier}; tokens revoked",
+    "consent.revoke_refused": "consent revocation refused: no such consent of yours",
     "consent.grant_revoked": "consent {grant} revoked",
     "tokens.revoked": "{cause}; {count} tokens revoked",
     "tokens.by_supplier": "token revoked by {supplier} (RFC 7009)",
@@ -186,6 +187,7 @@ CATALOGUE: dict[str, str] = {
     "wallet.viewed": "rewards wallet viewed",
     "wallet.payout_requested": "payout of {cents} cents requested (payout {payout})",
     "wallet.payout_cancelled": "payout {payout} of {cents} cents cancelled; the amount is back",
+    "wallet.cancel_refused": "payout cancellation refused: no such payout of yours",
     "wallet.payout_settled": (
         "payout {payout} of {cents} cents exported to the operator with its destination, and "
         "settled"

@@ -1,6 +1,7 @@
 """The customer's page per supplier: who they are, every grant with its receipts, what they
 read and when, the counts and offers that involved the customer, what they earned, and the
-erasure requests made. A read: nothing is written (reading one's own log is not logged)."""
+erasure requests made. A read: nothing is written (reading one's own log is not logged).
+Revoking one grant from the page checks the grant is the customer's, to this supplier."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from infomediary.audit.reasons import Reason
 from infomediary.crypto.receipts import ReceiptError, verify_receipt
 from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
+    ConsentGrant,
     ConsentReceipt,
     DataKey,
     ErasureRequest,
@@ -27,13 +30,14 @@ from infomediary.models import (
     SupplierBlock,
     utcnow,
 )
-from infomediary.services import rewards
-from infomediary.services.consent_grants import GrantView, list_grants
+from infomediary.services import Context, rewards
+from infomediary.services.consent_grants import GrantView, list_grants, revoke_grant
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.erasure_requests import has_webhook, requests_of
 from infomediary.services.exports import SupplierNames, TimelineItem, timeline_item
 from infomediary.services.supplier_dealings import count_seqs, dealt_with, supplier_entries
 from infomediary.services.suppliers import redirect_host, redirect_uris
+from infomediary.services.uow import unit_of_work
 from infomediary.statuses import LedgerAccountKind
 
 #: Entries of the supplier's listed on the page, newest first.
@@ -183,6 +187,31 @@ def supplier_page(
         )
     finally:
         session.rollback()  # a read: nothing to keep
+
+
+def revoke_supplier_grant(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier_id: str,
+    grant_id: str,
+    ctx: Context,
+    base_url: str,
+) -> None:
+    """Revoke the customer's grant ``grant_id`` to ``supplier_id`` (one commit, in
+    :func:`~infomediary.services.consent_grants.revoke_grant`). A grant that is not theirs
+    to this supplier (another customer's, or none) is :class:`NotFound`, and the refusal is
+    logged on this customer's log, naming neither the grant nor its owner."""
+    with unit_of_work(session) as uow:
+        grant = session.get(ConsentGrant, grant_id)
+        if grant is None or grant.supplier_id != supplier_id or grant.customer_id != customer_id:
+            uow.refuse(
+                ctx.event(
+                    "consent", customer_id=customer_id, reason=Reason("consent.revoke_refused")
+                )
+            )
+            raise NotFound("No such consent.")
+    revoke_grant(session, inst, customer_id, grant_id, ctx, base_url)
 
 
 def signature_verifies(inst: Instance, receipt: ConsentReceipt) -> bool:

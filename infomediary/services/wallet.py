@@ -412,6 +412,10 @@ def cancel_payout(
     with unit_of_work(session) as uow:
         row = session.get(PayoutRequest, payout_id)
         if row is None or row.customer_id != customer_id:
+            # Logged on this customer's log only, naming neither the payout nor its owner.
+            uow.refuse(
+                ctx.event("update", customer_id=customer_id, reason=Reason("wallet.cancel_refused"))
+            )
             raise NotFound("No such payout request.")
         claimed = rowcount(
             session.execute(

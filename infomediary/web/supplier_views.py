@@ -8,9 +8,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import format_date, gettext
 
 from infomediary.errors import NotFound
-from infomediary.models import ConsentGrant
 from infomediary.services import (
-    consent_grants,
     erasure_requests,
     offer_inbox,
     supplier_dealings,
@@ -65,10 +63,9 @@ def page(supplier_id: str) -> ResponseReturnValue:
 @login_required
 @limiter.limit(SUPPLIER_ACTION_RATE)
 def revoke(supplier_id: str, grant_id: str) -> ResponseReturnValue:
-    grant = db().get(ConsentGrant, grant_id)
-    if grant is None or grant.supplier_id != supplier_id or grant.customer_id != _customer_id():
-        raise NotFound("No such consent.")
-    consent_grants.revoke_grant(db(), instance(), _customer_id(), grant_id, context(), _base_url())
+    supplier_page.revoke_supplier_grant(
+        db(), instance(), _customer_id(), supplier_id, grant_id, context(), _base_url()
+    )
     flash(gettext("Consent revoked. Their access ended immediately; a signed receipt was issued."))
     return redirect(url_for("suppliers.page", supplier_id=supplier_id))
 

@@ -171,6 +171,44 @@ def test_revoke_all_and_one(inst, client, customer) -> None:
     assert _active_grants(inst, customer, supplier.id) == 0
 
 
+def _reasons(inst: Instance, customer_id: str) -> list[tuple[str, str]]:
+    with inst.sessions() as s:
+        return [
+            (json.loads(e.reason_data)["code"], e.outcome)
+            for e in s.execute(
+                select(AccessLogEntry)
+                .where(AccessLogEntry.customer_id == customer_id)
+                .order_by(AccessLogEntry.seq)
+            ).scalars()
+            if e.reason_data
+        ]
+
+
+def test_revoking_another_customers_grant_is_refused_and_logged(inst, client, customer) -> None:
+    supplier = make_supplier(inst)
+    make_grant(inst, customer, supplier.id)
+    other = make_customer(inst)
+    theirs = make_grant(inst, other, supplier.id)
+    before = _reasons(inst, other)
+    refused = _post(client, supplier.id, f"/grants/{theirs.id}/revoke")
+    assert refused.status_code == 404
+    assert _active_grants(inst, other, supplier.id) == 1
+    assert _reasons(inst, other) == before  # nothing on their log, nothing names them
+    mine = _reasons(inst, customer)
+    assert mine.count(("consent.revoke_refused", "denied")) == 1
+    with inst.sessions() as s:
+        entry = s.execute(
+            select(AccessLogEntry).where(
+                AccessLogEntry.customer_id == customer,
+                AccessLogEntry.reason_data.contains("consent.revoke_refused"),
+            )
+        ).scalar_one()
+        assert other not in (entry.reason_data or "")
+        assert theirs.id not in (entry.reason_data or "")
+    assert _post(client, supplier.id, f"/grants/{uuid.uuid4()}/revoke").status_code == 404
+    assert _reasons(inst, customer).count(("consent.revoke_refused", "denied")) == 2
+
+
 def test_a_tampered_receipt_does_not_verify(inst, client, customer) -> None:
     supplier = make_supplier(inst)
     grant = make_grant(inst, customer, supplier.id)

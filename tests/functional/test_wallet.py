@@ -244,6 +244,13 @@ def test_another_customers_payout_cannot_be_cancelled(
     assert refused.status_code == 404
     with inst.sessions() as session:
         assert session.get_one(PayoutRequest, payout.id).status == PayoutStatus.REQUESTED
+    # The refused attempt is on the customer's own log, naming neither the payout nor its owner.
+    mine = [e for e in _entries(inst, customer) if code_of(e) == "wallet.cancel_refused"]
+    assert len(mine) == 1
+    assert mine[0].outcome == "denied"
+    assert payout.id not in (mine[0].reason_data or "")
+    assert other not in (mine[0].reason_data or "")
+    assert "wallet.cancel_refused" not in [code_of(e) for e in _entries(inst, other)]
 
 
 @pytest.fixture
