@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ColumnElement, ForeignKey, Integer, LargeBinary, String, Text, or_
 from sqlalchemy.orm import Mapped, mapped_column
 
 from infomediary.statuses import EmailTokenPurpose
@@ -94,6 +94,11 @@ class WebSession(Base):
     customer_id: Mapped[str | None] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), index=True
     )
+    #: A half-logged-in session's customer (the password was right, the second factor is
+    #: still to come): ending a customer's sessions ends these too.
+    pending_customer_id: Mapped[str | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
     data: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -103,6 +108,14 @@ class WebSession(Base):
     #: A coarse device label ({"browser", "system"}, e.g. Firefox, Linux) sealed under the
     #: customer's DEK (record id the public id): which devices someone uses is personal.
     device: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    @staticmethod
+    def of_customer(customer_id: str) -> ColumnElement[bool]:
+        """The customer's sessions, logged in or half logged in: what "end this customer's
+        sessions" deletes."""
+        return or_(
+            WebSession.customer_id == customer_id, WebSession.pending_customer_id == customer_id
+        )
 
 
 class CustomerPolicy(Base):

@@ -204,7 +204,7 @@ def verify_email(
         email_tokens.consume(session, token, VERIFY)
         customer.verified_at = customer.verified_at or utcnow()
         email_tokens.retire(session, customer.id)
-        session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+        session.execute(delete(WebSession).where(WebSession.of_customer(customer.id)))
         by_customer(customer.id, request_id).log(
             session,
             "login",
@@ -318,7 +318,7 @@ def reset_password(
         customer.password_changed_at = now
         customer.verified_at = customer.verified_at or now
         email_tokens.retire(session, customer.id)
-        session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+        session.execute(delete(WebSession).where(WebSession.of_customer(customer.id)))
         by_customer(customer.id, request_id).log(
             session,
             "update",

@@ -242,7 +242,7 @@ def change_password(
             raise ValidationFailed(errors)
         customer.password_hash = inst.hasher.hash(new)
         customer.password_changed_at = utcnow()
-        session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
+        session.execute(delete(WebSession).where(WebSession.of_customer(customer_id)))
         for purpose in (CHANGE, RESET):  # a pending address change or reset link dies with it
             retire(session, customer_id, purpose)
         ctx.log(

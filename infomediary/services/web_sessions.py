@@ -126,7 +126,7 @@ def end_one(session: Session, customer_id: str, public_id: str, ctx: Context) ->
 def end_all(session: Session, customer_id: str, keep: str | None, ctx: Context) -> int:
     """Log out every session of the customer but ``keep`` (every one, when None)."""
     with unit_of_work(session) as uow:
-        query = delete(WebSession).where(WebSession.customer_id == customer_id)
+        query = delete(WebSession).where(WebSession.of_customer(customer_id))
         if keep is not None:
             query = query.where((WebSession.public_id != keep) | WebSession.public_id.is_(None))
         gone = rowcount(session.execute(query))

@@ -94,6 +94,13 @@ def pending_customer_id() -> str | None:
     return None
 
 
+def _pending_of(session: ServerSession) -> str | None:
+    """The half-logged-in customer, kept in its own column so that ending the customer's
+    sessions ends this one too."""
+    value = session.get("pending_customer_id")
+    return value if isinstance(value, str) else None
+
+
 class DatabaseSessionInterface(SessionInterface):
     def _instance(self, app: Flask) -> Instance:
         inst: Instance = app.extensions["infomediary"]
@@ -168,7 +175,12 @@ class DatabaseSessionInterface(SessionInterface):
                 result = db.execute(
                     update(WebSession)
                     .where(WebSession.token_hash == _hash(session.token))
-                    .values(customer_id=session.get("customer_id"), data=data, last_seen_at=now)
+                    .values(
+                        customer_id=session.get("customer_id"),
+                        pending_customer_id=_pending_of(session),
+                        data=data,
+                        last_seen_at=now,
+                    )
                 )
                 ended = cast(CursorResult[Any], result).rowcount == 0
             if ended:
@@ -197,6 +209,7 @@ class DatabaseSessionInterface(SessionInterface):
                 db.add(row)
             session.public_id = row.public_id
             row.customer_id = session.get("customer_id")
+            row.pending_customer_id = _pending_of(session)
             row.data = data
             row.last_seen_at = now
         session.stored = True

@@ -8,7 +8,9 @@ Create Date: 2026-12-20 00:00:00.000000
 customer's authenticator secret, sealed under their data key, with
 the last time step accepted; ``recovery_codes`` the SHA-256 of each one-time code.
 ``web_sessions.public_id`` names a session in the session list without its token;
-``web_sessions.device`` is a coarse device label sealed under the customer's data key.
+``web_sessions.device`` is a coarse device label sealed under the customer's data key;
+``web_sessions.pending_customer_id`` the customer of a half-logged-in session (password
+given, second factor to come), so ending the customer's sessions ends it too.
 """
 
 from collections.abc import Sequence
@@ -81,10 +83,26 @@ def upgrade() -> None:
         batch.add_column(sa.Column("public_id", sa.String(32), nullable=True))
         batch.add_column(sa.Column("device", sa.LargeBinary(), nullable=True))
         batch.create_unique_constraint(op.f("uq_web_sessions_public_id"), ["public_id"])
+        batch.add_column(sa.Column("pending_customer_id", sa.String(36), nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_web_sessions_pending_customer_id_customers"),
+            "customers",
+            ["pending_customer_id"],
+            ["id"],
+            ondelete="CASCADE",
+        )
+        batch.create_index(
+            op.f("ix_web_sessions_pending_customer_id"), ["pending_customer_id"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("web_sessions") as batch:
+        batch.drop_index(op.f("ix_web_sessions_pending_customer_id"))
+        batch.drop_constraint(
+            op.f("fk_web_sessions_pending_customer_id_customers"), type_="foreignkey"
+        )
+        batch.drop_column("pending_customer_id")
         batch.drop_constraint(op.f("uq_web_sessions_public_id"), type_="unique")
         batch.drop_column("device")
         batch.drop_column("public_id")
