@@ -23,7 +23,10 @@ class NotificationSettings(Base):
     ``in_app`` and ``digest_kinds`` are space-separated kind names; ``seen_through`` and
     ``seen_seq`` are the time and the access-log position read up to (the position lets the
     log's ``(customer_id, seq)`` index bound the unread queries); ``digest_sent_at`` and
-    ``digest_seq`` the same for the last digest e-mailed, so nothing is sent twice.
+    ``digest_seq`` the same for the last digest e-mailed, so nothing is sent twice;
+    ``digest_checked_at`` when the digest run last looked at this customer, sent or not (the
+    run takes those looked at longest ago first, so customers with nothing to send do not
+    hold back the others; it bounds nothing of the digest's content).
     """
 
     __tablename__ = "notification_settings"
@@ -38,4 +41,5 @@ class NotificationSettings(Base):
     seen_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     digest_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     digest_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    digest_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

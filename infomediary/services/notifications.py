@@ -529,10 +529,16 @@ def send_digest(
         row = _row(session, customer_id)
         if customer is None or row is None or not row.digest:
             return False
-        if customer.verified_at is None or customer.synthetic:
-            return False
-        items = _digest_items(session, customer_id, row, now)
+        items = (
+            []
+            if customer.verified_at is None or customer.synthetic
+            else _digest_items(session, customer_id, row, now)
+        )
+        row.digest_checked_at = now
         if not items:
+            # Only the time it was looked at moves (to the back of the run's queue): what
+            # the next digest holds is still bounded by the last one sent.
+            uow.commit()
             return False
         key = customer_keys.customer_key(session, inst, customer_id)
         address = str(inst.vault.open(key, "customers", customer_id, "email", customer.email))
@@ -554,7 +560,9 @@ def send_digest(
 
 
 def due_customers(session: Session, now: datetime, every: timedelta) -> list[str]:
-    """Customers with the digest on whose last one is at least ``every`` old."""
+    """Customers with the digest on whose last one is at least ``every`` old, those the run
+    looked at longest ago (or never) first: one with nothing to send goes to the back."""
+    checked = NotificationSettings.digest_checked_at
     rows = session.execute(
         select(NotificationSettings.customer_id)
         .where(
@@ -562,7 +570,7 @@ def due_customers(session: Session, now: datetime, every: timedelta) -> list[str
             (NotificationSettings.digest_sent_at.is_(None))
             | (NotificationSettings.digest_sent_at <= now - every),
         )
-        .order_by(NotificationSettings.customer_id)
+        .order_by(checked.is_not(None), checked, NotificationSettings.customer_id)
         .limit(DIGEST_BATCH)
     ).scalars()
     return list(rows)

@@ -5,7 +5,8 @@ Revises: 0020
 Create Date: 2026-12-20 00:00:00.000000
 
 ``notification_settings`` holds one row per customer who chose which notifications to see
-or to be e-mailed, or marked them read: the kinds, and how far they have read and been sent.
+or to be e-mailed, or marked them read: the kinds, how far they have read and been sent, and
+when the digest run last looked at them.
 Notifications themselves are derived from existing records. A new table: nothing existing is
 rewritten.
 """
@@ -32,6 +33,7 @@ def upgrade() -> None:
         sa.Column("seen_seq", sa.BigInteger(), nullable=False),
         sa.Column("digest_sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("digest_seq", sa.BigInteger(), nullable=False),
+        sa.Column("digest_checked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"],

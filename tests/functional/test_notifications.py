@@ -285,6 +285,54 @@ def test_the_digest_is_sent_once_with_the_chosen_kinds_and_not_to_others(
     assert all(m.as_dict()["to"] == EMAIL for m in read_outbox(inst.settings))
 
 
+def test_customers_with_nothing_to_send_do_not_starve_those_after_them(
+    inst: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications, "DIGEST_BATCH", 1)
+    made = sorted(
+        (make_customer(inst, email=f"d{n}@example.org", password=PASSWORD), f"d{n}@example.org")
+        for n in range(3)
+    )
+    (quiet, quiet_email), (unconfirmed, _), (busy, busy_email) = made
+    acme = make_supplier(inst, name="Acme Books")
+    make_grant(inst, unconfirmed, acme.id)
+    make_grant(inst, busy, acme.id)
+    with inst.sessions() as session:
+        for customer_id, _email in made:
+            session.add(
+                NotificationSettings(
+                    customer_id=customer_id,
+                    in_app=" ".join(ALL),
+                    digest_kinds="new_grant",
+                    digest=True,
+                    seen_seq=0,
+                    digest_seq=0,
+                )
+            )
+        session.execute(
+            text("UPDATE customers SET verified_at = NULL WHERE id = :id"), {"id": unconfirmed}
+        )
+        session.commit()
+    now = utcnow()
+    sent = []
+    for minute in range(3):
+        with inst.sessions() as session:
+            at = now + timedelta(minutes=minute)
+            sent.append(notifications.send_digests(session, inst, now=at))
+    assert sent == [0, 0, 1]
+    assert len(messages_to(inst.settings, busy_email)) == 1
+    with inst.sessions() as session:
+        quiet_row = session.get_one(NotificationSettings, quiet)
+        # Only the time it was looked at moved: the digest's own watermarks are unchanged.
+        assert quiet_row.digest_sent_at is None
+        assert quiet_row.digest_seq == 0
+    # The quiet customer's first grant is in their next digest.
+    make_grant(inst, quiet, acme.id)
+    with inst.sessions() as session:
+        assert notifications.send_digests(session, inst, now=now + timedelta(minutes=3)) == 1
+    assert len(messages_to(inst.settings, quiet_email)) == 1
+
+
 def test_one_customer_never_sees_anothers_notifications(
     inst: Instance, client: FlaskClient
 ) -> None:
