@@ -110,7 +110,7 @@ def confirm_email_change(
         # Whatever was sent to the old address (a reset link, a pending confirmation) and every
         # session opened before the change stop working: the old mailbox is often why one moves.
         email_tokens.retire(session, customer.id)
-        session.execute(delete(WebSession).where(WebSession.customer_id == customer.id))
+        session.execute(delete(WebSession).where(WebSession.of_customer(customer.id)))
         by_customer(customer.id, request_id).log(
             session,
             "update",

@@ -15,6 +15,7 @@ from infomediary.models import WebSession
 from infomediary.web.sessions import ServerSession
 from tests.conftest import csrf
 from tests.factories import make_customer
+from tests.outbox import newest_link
 
 EMAIL = "ada@example.org"
 PASSWORD = "correct horse battery"
@@ -83,7 +84,7 @@ def second_step(other, secret: str):
     )
 
 
-@pytest.mark.parametrize("how", ["logout_everywhere", "password_change"])
+@pytest.mark.parametrize("how", ["logout_everywhere", "password_change", "email_change"])
 def test_ending_a_customers_sessions_ends_a_half_logged_in_one_too(
     app, client, auth, inst, how: str
 ) -> None:
@@ -96,6 +97,19 @@ def test_ending_a_customers_sessions_ends_a_half_logged_in_one_too(
             "/account/security/sessions/logout-all",
             data={"csrf_token": csrf(client, "/account/security")},
         )
+    elif how == "email_change":
+        asked = client.post(
+            "/account/email",
+            data={
+                "csrf_token": csrf(client, "/account"),
+                "new_email": "moved@example.org",
+                "email_current_password": PASSWORD,
+            },
+        )
+        assert asked.status_code == 302
+        link = newest_link(inst.settings, "moved@example.org", "/account/email/confirm")
+        assert link is not None
+        ended = auth.follow(link)
     else:
         ended = client.post(
             "/account/password",
