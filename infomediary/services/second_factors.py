@@ -98,16 +98,12 @@ def _code_of(code: str) -> str | None:
 
 
 def start_totp(
-    session: Session, inst: Instance, customer_id: str, ctx: Context, password: str | None = None
+    session: Session, inst: Instance, customer_id: str, ctx: Context, password: str
 ) -> Enrolment:
-    """A new authenticator secret, waiting for its first code (replaces one not confirmed).
-    The customer's request gives their ``password`` (the set-up page always does; ``None``
-    only where it was confirmed already)."""
+    """A new authenticator secret, waiting for its first code (replaces one not confirmed),
+    after the customer's ``password``: a session alone cannot add a factor."""
     with unit_of_work(session) as uow:
-        if password is not None:
-            confirm_password(session, inst, uow, customer_id, password, ctx)
-        elif session.get(Customer, customer_id) is None:
-            raise NotFound("No such customer.")
+        confirm_password(session, inst, uow, customer_id, password, ctx)
         row = session.get(CustomerTotp, customer_id)
         if row is not None and row.confirmed_at is not None:
             raise ValidationFailed({"code": "An authenticator app is already set up."})

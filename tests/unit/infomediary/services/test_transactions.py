@@ -233,7 +233,7 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         lambda s, i, c, _p: site_settings.time_zone_from_browser(s, i, c, "Asia/Tokyo", CTX),
     ),
     ("mark_notifications_read", lambda s, i, c, _p: notifications.mark_all_read(s, i, c, CTX)),
-    ("start_totp", lambda s, i, c, _p: second_factors.start_totp(s, i, c, CTX)),
+    ("start_totp", lambda s, i, c, _p: second_factors.start_totp(s, i, c, CTX, PASSWORD)),
     ("new_recovery_codes", lambda s, i, c, _p: second_factors.new_recovery_codes(s, i, c, CTX)),
     ("remove_totp", lambda s, i, c, _p: second_factors.remove_totp(s, i, c, PASSWORD, CTX)),
     ("end_sessions", lambda s, _i, c, _p: web_sessions.end_all(s, c, None, CTX)),
