@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from infomediary.errors import NoCheckpoint
 from infomediary.services import (
@@ -67,7 +68,11 @@ def revoke(grant_id: str) -> ResponseReturnValue:
     consent_grants.revoke_grant(
         db(), instance(), _customer_id(), grant_id, context(), base_url=request.host_url.rstrip("/")
     )
-    flash("Consent revoked. The supplier's access ended immediately; a signed receipt was issued.")
+    flash(
+        gettext(
+            "Consent revoked. The supplier's access ended immediately; a signed receipt was issued."
+        )
+    )
     return redirect(url_for("consents.index"))
 
 

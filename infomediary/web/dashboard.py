@@ -137,7 +137,7 @@ def edit_profile() -> ResponseReturnValue:
     except ValidationFailed as exc:
         # Show what was typed, so the customer can correct it; the email is not editable here.
         return _render_profile(raw, exc.errors, 400)
-    flash("Profile saved." if changed else "Nothing changed.")
+    flash(gettext("Profile saved.") if changed else gettext("Nothing changed."))
     return redirect(url_for("dashboard.profile"))
 
 
@@ -149,16 +149,16 @@ def choose_derived() -> ResponseReturnValue:
     try:
         derived_interests.choose(db(), instance(), _customer_id(), tag, action, context())
     except NotFound:
-        flash("Your purchases suggest no such interest.")
+        flash(gettext("Your purchases suggest no such interest."))
         return redirect(url_for("dashboard.profile", _anchor="from-purchases")), 303
     except ValidationFailed:
-        flash("Choose remove, restore or add to my interests.")
+        flash(gettext("Choose remove, restore or add to my interests."))
         return redirect(url_for("dashboard.profile", _anchor="from-purchases")), 303
     flash(
         {
-            "remove": "Removed: it will not be used until you restore it.",
-            "restore": "Restored.",
-            "adopt": "Added to your interests.",
+            "remove": gettext("Removed: it will not be used until you restore it."),
+            "restore": gettext("Restored."),
+            "adopt": gettext("Added to your interests."),
         }[action]
     )
     return redirect(url_for("dashboard.profile", _anchor="from-purchases"))
@@ -270,7 +270,7 @@ def change_password() -> ResponseReturnValue:
     sess.clear()
     sess.rotate()
     sess["customer_id"] = customer_id
-    flash("Password changed. Every other session has been signed out.")
+    flash(gettext("Password changed. Every other session has been signed out."))
     return redirect(url_for("dashboard.account"))
 
 
@@ -299,8 +299,10 @@ def change_email() -> ResponseReturnValue:
         }
         return _account_page(errors, 400, new_email=new_email)
     flash(
-        "We sent a confirmation link to the new address; your address changes when you open "
-        "it. Until then, log in with the current one."
+        gettext(
+            "We sent a confirmation link to the new address; your address changes when you "
+            "open it. Until then, log in with the current one."
+        )
     )
     return redirect(url_for("dashboard.account"))
 
@@ -318,5 +320,5 @@ def delete_account() -> ResponseReturnValue:
     sess = cast(ServerSession, session)
     sess.clear()
     sess.rotate()
-    flash("Your account and profile are erased. Their encryption key has been destroyed.")
+    flash(gettext("Your account and profile are erased. Their encryption key has been destroyed."))
     return redirect(url_for("pages.index"))

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 
 from infomediary.models import utcnow
 from infomediary.services import offer_contacts, offer_inbox, rewards
@@ -84,5 +85,10 @@ def share(offer_id: str) -> ResponseReturnValue:
         context(),
         base_url=request.host_url.rstrip("/"),
     )
-    flash(f"Your contact details are shared with {name}. You can revoke this under Consents.")
+    flash(
+        gettext(
+            "Your contact details are shared with %(name)s. You can revoke this under Consents.",
+            name=name,
+        )
+    )
     return redirect(url_for("inbox.index"))
