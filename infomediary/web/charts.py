@@ -1,4 +1,4 @@
-"""Bar charts as geometry for inline SVG, drawn by ``auditor/_chart.html`` (no script, no
+"""Bar charts as geometry for inline SVG, drawn by ``_chart.html`` (no script, no
 style attribute: the CSP allows neither; SVG presentation attributes are markup). Every chart
 is also given as a table, its text alternative."""
 
