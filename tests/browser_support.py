@@ -165,3 +165,16 @@ def screenshot(tab: BaseTab, tmp_path: Path, name: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, folder / f"{name}.png")
     return path
+
+
+#: A phone's window: every flow is also tested at this width.
+NARROW: ViewportSize = {"width": 390, "height": 844}
+
+
+def assert_fits(page: Page) -> None:
+    """Nothing on the page is wider than the window: no sideways scrolling (measured once the
+    page is idle, after any request a script of the page makes)."""
+    page.wait_for_load_state("networkidle")
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    window = page.evaluate("window.innerWidth")
+    assert wide <= window, f"the page is {wide}px wide in a {window}px window"

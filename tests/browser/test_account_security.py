@@ -17,12 +17,12 @@ from pathlib import Path
 import pyotp
 import pytest
 from flask import Flask
-from playwright.sync_api import ViewportSize, expect
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Passkey
-from tests.browser_support import HOST, VIEWPORT, BaseTab, open_tab, screenshot
+from tests.browser_support import HOST, NARROW, VIEWPORT, BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer
 
 pytestmark = [
@@ -33,12 +33,6 @@ pytestmark = [
 
 EMAIL = "ada@example.org"
 PASSWORD = "correct horse battery staple"
-NARROW: ViewportSize = {"width": 390, "height": 844}
-
-
-def fits(tab: BaseTab) -> None:
-    width = tab.page.viewport_size["width"] if tab.page.viewport_size else 0
-    assert tab.page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def log_in_with_password(tab: BaseTab) -> None:
@@ -76,13 +70,13 @@ def test_authenticator_app_and_recovery_code_at_login(
         expect(page.get_by_label("Or the set-up link (otpauth)")).to_have_value(
             pyotp.TOTP(secret).provisioning_uri(name="account", issuer_name="Infomediary")
         )
-        fits(tab)
+        assert_fits(tab.page)
         page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
         page.get_by_role("button", name="Confirm").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Your recovery codes")
         codes = page.get_by_role("list", name="Recovery codes").locator("code").all_inner_texts()
         assert len(codes) == 10
-        fits(tab)
+        assert_fits(tab.page)
         if not narrow:
             screenshot(tab, tmp_path, "recovery-codes")
         page.get_by_role("link", name="I have saved them").click()
@@ -93,7 +87,7 @@ def test_authenticator_app_and_recovery_code_at_login(
         log_in_with_password(tab)
         expect(page).to_have_url(tab.url("/login/second-factor"))
         expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
-        fits(tab)
+        assert_fits(tab.page)
         page.get_by_label("One of your recovery codes").fill(codes[0])
         page.get_by_role("button", name="Use a recovery code").click()
         expect(page).to_have_url(tab.url("/dashboard"))
@@ -115,7 +109,7 @@ def test_authenticator_app_and_recovery_code_at_login(
         expect(sessions).to_have_count(1)
         expect(sessions.first).to_contain_text("This device")
         expect(page.get_by_text("You have 9 unused recovery codes.")).to_be_visible()
-        fits(tab)
+        assert_fits(tab.page)
         if not narrow:
             screenshot(tab, tmp_path, "security")
         page.get_by_role("button", name="Log out everywhere", exact=True).click()
@@ -183,14 +177,14 @@ def test_passkey_added_then_used_after_the_password(
         expect(page.get_by_role("list", name="Recovery codes").locator("code")).to_have_count(10)
         page.get_by_role("link", name="I have saved them").click()
         expect(page.locator("#passkeys")).to_contain_text("Laptop")
-        fits(tab)
+        assert_fits(tab.page)
         if not narrow:
             screenshot(tab, tmp_path, "passkeys")
         log_out(tab)
 
         log_in_with_password(tab)
         expect(page).to_have_url(tab.url("/login/second-factor"))
-        fits(tab)
+        assert_fits(tab.page)
         page.get_by_role("button", name="Use my passkey").click()
         expect(page).to_have_url(tab.url("/dashboard"))
         tab.assert_clean()

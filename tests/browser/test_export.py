@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from playwright.sync_api import ViewportSize, expect
+from playwright.sync_api import expect
 
 from infomediary.instance import Instance
 from infomediary.services import export_csv
-from tests.browser_support import BaseTab, open_tab, screenshot
+from tests.browser_support import NARROW, BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer
 
 pytestmark = [
@@ -28,7 +28,6 @@ pytestmark = [
 EMAIL = "export@example.org"
 PASSWORD = "correct horse battery staple"
 NAME = "Export Reader"
-NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture
@@ -79,8 +78,8 @@ def test_both_formats_download_from_the_account_page_and_parse(
     expect(json_button).to_be_visible()
     expect(csv_button).to_be_visible()
     # nothing wider than the window, and both buttons inside it
+    assert_fits(page)
     width = page.viewport_size["width"] if page.viewport_size else 0
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
     for button in (json_button, csv_button):
         box = button.bounding_box()
         assert box is not None

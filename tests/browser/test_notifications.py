@@ -11,13 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import expect
 
 from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import utcnow
 from infomediary.services import Context, site_settings
-from tests.browser_support import BaseTab, open_tab, screenshot
+from tests.browser_support import NARROW, BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer, make_grant, make_supplier
 
 pytestmark = [
@@ -28,18 +28,12 @@ pytestmark = [
 
 EMAIL = "notified@example.org"
 PASSWORD = "correct horse battery staple"
-NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture
 def tab(live_server: str, chromium_path: str) -> Iterator[BaseTab]:
     with open_tab(BaseTab, live_server, chromium_path) as result:
         yield result
-
-
-def _fits(page: Page) -> None:
-    width = page.viewport_size["width"] if page.viewport_size else 0
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
@@ -71,7 +65,7 @@ def test_badge_list_link_mark_read_and_choices(
     entry = nav.get_by_role("link", name=re.compile(r"^Notifications"))
     expect(entry).to_have_accessible_name("Notifications 3 unread")
     expect(entry.locator(".badge")).to_have_text("3 unread")
-    _fits(page)
+    assert_fits(page)
 
     entry.click()
     expect(page).to_have_url(tab.url("/notifications"))
@@ -82,7 +76,7 @@ def test_badge_list_link_mark_read_and_choices(
     expect(
         page.get_by_role("link", name="Your consent for Soon Ltd expires within 7 days")
     ).to_be_visible()
-    _fits(page)
+    assert_fits(page)
     if not narrow:  # the picture is of the desktop window
         screenshot(tab, tmp_path, "notifications")
 
@@ -120,7 +114,7 @@ def test_badge_list_link_mark_read_and_choices(
         "A purchase import finished",
     ):
         digest.get_by_label(label, exact=True).uncheck()
-    _fits(page)
+    assert_fits(page)
     page.get_by_role("button", name="Save choices").click()
     expect(page.get_by_role("status")).to_contain_text("Notification choices saved.")
     expect(shown.get_by_label("A new consent")).not_to_be_checked()

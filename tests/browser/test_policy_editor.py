@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import expect
 
 from infomediary.instance import Instance
 from infomediary.services import policy_store
-from tests.browser_support import BaseTab, open_tab, screenshot
+from tests.browser_support import NARROW, BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer, make_grant, make_supplier
 
 pytestmark = [
@@ -25,18 +25,12 @@ pytestmark = [
 
 EMAIL = "ada@example.org"
 PASSWORD = "correct horse battery staple"
-NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture
 def tab(live_server: str, chromium_path: str) -> Iterator[BaseTab]:
     with open_tab(BaseTab, live_server, chromium_path) as result:
         yield result
-
-
-def _fits(page: Page) -> None:
-    width = page.viewport_size["width"] if page.viewport_size else 0
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
@@ -61,7 +55,7 @@ def test_grid_supplier_rule_and_preview(
     expect(page).to_have_url(tab.url("/policy"))
     expect(page.get_by_role("heading", level=1)).to_have_text("My policy")
     expect(page.get_by_text("Biometrics")).to_have_count(0)
-    _fits(page)
+    assert_fits(page)
     if not narrow:
         screenshot(tab, tmp_path, "policy")
 
@@ -81,7 +75,7 @@ def test_grid_supplier_rule_and_preview(
         r.category == "identity" and r.purpose == "marketing" and r.mode == "pseudonymous"
         for r in policy.rules
     )
-    _fits(page)
+    assert_fits(page)
 
     # a rule for a named supplier: sensitive data, with the name, for that supplier only
     rules = page.locator("#supplier-rules")
@@ -97,7 +91,7 @@ def test_grid_supplier_rule_and_preview(
     expect(listed).to_contain_text("Health")
     expect(listed).to_contain_text("Chemist Co")
     expect(listed).not_to_contain_text(chemist.id)
-    _fits(page)
+    assert_fits(page)
 
     # what can Chemist Co see, for research? The purpose stays chosen.
     preview = page.locator("#preview")
@@ -108,7 +102,7 @@ def test_grid_supplier_rule_and_preview(
     expect(page.locator("#preview").get_by_label("Purpose")).to_have_value("research")
     expect(page.locator("#preview-result")).to_have_text("Chemist Co, with your name, for research")
     expect(page.locator("#preview .verdicts li").filter(has_text="Health")).to_contain_text("no")
-    _fits(page)
+    assert_fits(page)
 
     # remove the supplier's rule, by keyboard
     remove = page.locator("#supplier-rules").get_by_role("button", name=re.compile("^Remove"))
@@ -118,5 +112,5 @@ def test_grid_supplier_rule_and_preview(
     expect(page.get_by_text("Rule removed.")).to_be_visible()
     expect(page.locator("#supplier-rules li.policy-rule")).to_have_count(0)
     expect(page.locator("#supplier-rules")).to_contain_text("No rule names a supplier.")
-    _fits(page)
+    assert_fits(page)
     tab.assert_clean()

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry
 from infomediary.services import site_settings
-from tests.browser_support import CHROMIUM_ARGS, VIEWPORT, BaseTab, screenshot
+from tests.browser_support import CHROMIUM_ARGS, NARROW, VIEWPORT, BaseTab, assert_fits, screenshot
 from tests.factories import make_customer
 from tests.log_reasons import code_of
 
@@ -34,7 +34,6 @@ pytestmark = [
 EMAIL = "kenji@example.org"
 PASSWORD = "correct horse battery staple"
 ZONE = "Asia/Tokyo"
-NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @contextmanager
@@ -67,11 +66,6 @@ def codes(inst: Instance, customer_id: str) -> list[str | None]:
         return [code_of(row) for row in rows]
 
 
-def fits(tab: BaseTab) -> None:
-    width = tab.page.viewport_size["width"] if tab.page.viewport_size else 0
-    assert tab.page.evaluate("document.documentElement.scrollWidth") <= width
-
-
 @pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
 def test_the_browser_zone_becomes_the_default_and_deutsch_turns_the_site_german(
     live_server: str, chromium_path: str, inst: Instance, tmp_path: Path, narrow: bool
@@ -97,7 +91,7 @@ def test_the_browser_zone_becomes_the_default_and_deutsch_turns_the_site_german(
         expect(page.get_by_role("heading", level=1)).to_have_text("Language and time zone")
         expect(page.get_by_label("Time zone")).to_have_value(ZONE)
         expect(page.locator("script[src$='js/timezone.js']")).to_have_count(0)
-        fits(tab)
+        assert_fits(tab.page)
 
         # switch to Deutsch by keyboard: focus the select, choose, submit
         language = page.get_by_label("Language of this site")
@@ -117,7 +111,7 @@ def test_the_browser_zone_becomes_the_default_and_deutsch_turns_the_site_german(
         expect(nav.get_by_role("button", name="Abmelden")).to_be_visible()
         expect(page.get_by_role("link", name="Zum Inhalt springen")).to_be_attached()
         assert "Language and time zone" not in page.content()
-        fits(tab)
+        assert_fits(tab.page)
         if not narrow:
             screenshot(tab, tmp_path, "settings")
         chosen = site_settings.display_settings(inst, customer_id)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from infomediary.instance import Instance
 from infomediary.models import ConsentGrant, ErasureRequest, Supplier, SupplierBlock
 from infomediary.services import Context, resource
-from tests.browser_support import BaseTab, open_tab, screenshot
+from tests.browser_support import BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer, make_grant, make_supplier
 
 pytestmark = [
@@ -33,12 +33,6 @@ SUPPLIER = "Acme Books"
 def tab(live_server: str, chromium_path: str) -> Iterator[BaseTab]:
     with open_tab(BaseTab, live_server, chromium_path) as result:
         yield result
-
-
-def _no_sideways_scroll(tab: BaseTab) -> None:
-    wide = tab.page.evaluate("document.documentElement.scrollWidth")
-    window = tab.page.evaluate("window.innerWidth")
-    assert wide <= window, f"the page is {wide}px wide in a {window}px window"
 
 
 @pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
@@ -79,7 +73,7 @@ def test_supplier_page_flow(tab: BaseTab, inst: Instance, tmp_path: Path, width:
     expect(main.get_by_role("heading", name="What they read and when")).to_be_visible()
     expect(main.get_by_role("img", name=re.compile(r"^Accesses per week"))).to_be_visible()
     expect(main.get_by_text("signature verifies").first).to_be_visible()
-    _no_sideways_scroll(tab)
+    assert_fits(tab.page)
     screenshot_path = tmp_path / f"supplier-{width}.png"
     page.screenshot(path=screenshot_path, full_page=True)
     assert screenshot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -89,7 +83,7 @@ def test_supplier_page_flow(tab: BaseTab, inst: Instance, tmp_path: Path, width:
     # The readable receipt, with its signature result.
     main.get_by_role("link", name="read receipt").first.click()
     expect(page.locator("#signature-result")).to_contain_text("Signature verifies")
-    _no_sideways_scroll(tab)
+    assert_fits(tab.page)
     page.go_back()
 
     # Block, revoking their consents too; then unblock.
@@ -117,5 +111,5 @@ def test_supplier_page_flow(tab: BaseTab, inst: Instance, tmp_path: Path, width:
     expect(main.get_by_role("button", name="Ask them to delete my data")).to_have_count(0)
     with inst.sessions() as session:
         assert session.execute(select(ErasureRequest.status)).scalar_one() == "requested"
-    _no_sideways_scroll(tab)
+    assert_fits(tab.page)
     tab.assert_clean()

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ViewportSize, expect
+from playwright.sync_api import expect
 
 from infomediary.instance import Instance
-from tests.browser_support import BaseTab, open_tab, screenshot
+from tests.browser_support import NARROW, BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer
 from tests.functional.test_wallet import earn
 
@@ -25,20 +25,12 @@ pytestmark = [
 
 EMAIL = "wallet.browser@example.org"
 PASSWORD = "correct horse battery staple"
-NARROW: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture
 def tab(live_server: str, chromium_path: str) -> Iterator[BaseTab]:
     with open_tab(BaseTab, live_server, chromium_path) as result:
         yield result
-
-
-def _fits(tab: BaseTab) -> None:
-    tab.page.wait_for_load_state("networkidle")  # the overview may reload once for the time zone
-    width = tab.page.viewport_size["width"] if tab.page.viewport_size else 0
-    scroll = tab.page.evaluate("document.documentElement.scrollWidth")
-    assert scroll <= width, f"the page is {scroll}px wide in a {width}px window"
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
@@ -58,7 +50,7 @@ def test_see_the_balance_request_a_payout_and_see_it_pending(
 
     card = page.get_by_test_id("wallet-card")
     expect(card).to_contain_text("Balance: $12.00 available, $0.00 in pending payouts.")
-    _fits(tab)
+    assert_fits(tab.page)
     card.get_by_role("link", name="Open my wallet").click()
     expect(page).to_have_url(tab.url("/wallet"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Rewards wallet")
@@ -66,7 +58,7 @@ def test_see_the_balance_request_a_payout_and_see_it_pending(
     history = page.locator("table.wallet-history")
     expect(history).to_contain_text("Reward from Acme Books")
     expect(history).to_contain_text("Autumn reading list")
-    _fits(tab)
+    assert_fits(tab.page)
 
     # both fields wrong: both errors at once, the summary focusable, what was typed kept
     page.get_by_label("Amount (USD)").fill("2")
@@ -93,7 +85,7 @@ def test_see_the_balance_request_a_payout_and_see_it_pending(
     expect(payout).to_contain_text("•••• 3000")
     expect(page.get_by_text("DE89 3704 0044 0532 0130 00")).to_have_count(0)
     expect(payout.get_by_role("button", name="Cancel this payout")).to_be_visible()
-    _fits(tab)
+    assert_fits(tab.page)
     if not narrow:
         screenshot(tab, tmp_path, "wallet")
     # the cancel button is readable (not the header's white link text on a white panel)
@@ -104,7 +96,7 @@ def test_see_the_balance_request_a_payout_and_see_it_pending(
     expect(page.get_by_role("status")).to_contain_text("$7.50 is back in your balance")
     expect(page.get_by_test_id("available")).to_have_text("$12.00")
     expect(payout).to_contain_text("cancelled")
-    _fits(tab)
+    assert_fits(tab.page)
     tab.assert_clean()
 
 
@@ -119,10 +111,10 @@ def test_the_api_reference_renders_without_sideways_scrolling(tab: BaseTab, narr
     expect(page.get_by_role("heading", level=1)).to_have_text("API reference")
     contents = page.get_by_role("navigation", name="Contents")
     expect(contents).to_be_visible()
-    _fits(tab)
+    assert_fits(tab.page)
     link = contents.get_by_role("link", name="GET /api/v1/me")
     link.click()
     expect(page).to_have_url(tab.url("/docs/api#op-get-api-v1-me"))
     expect(page.locator("#op-get-api-v1-me")).to_be_in_viewport()
-    _fits(tab)
+    assert_fits(tab.page)
     tab.assert_clean()
