@@ -175,31 +175,42 @@ def revoke_grant(
             raise NotFound("No such consent.")
         if grant.revoked_at is not None:
             return
-        now = utcnow()
-        grant.revoked_at = now
-        tokens.revoke_tokens(
-            session,
-            OAuthToken.grant_id == grant.id,
-            reason=Reason("consent.grant_revoked", {"grant": grant.id}),
-            ctx=ctx,
-            customer_id=customer_id,
-            purpose=grant.purpose,
-        )
         supplier = session.get(Supplier, grant.supplier_id)
         if supplier is None:
             raise NotFound("No such supplier.")
-        entry = ctx.log(
-            session,
-            "consent",
-            customer_id=customer_id,
-            reason=Reason("consent.revoked", {"supplier": supplier.id}),
-            categories=categories_for(parse_scopes(grant.scopes)),
-            purpose=grant.purpose,
-        )
-        make_receipt(
-            session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url, log_entry=entry
-        )
+        revoke_in_transaction(session, inst, grant, supplier, ctx, base_url)
         uow.commit()
+
+
+def revoke_in_transaction(
+    session: Session,
+    inst: Instance,
+    grant: ConsentGrant,
+    supplier: Supplier,
+    ctx: Context,
+    base_url: str,
+) -> None:
+    """Revoke ``grant`` in the caller's transaction: the grant, every token issued under it
+    (logged), its entry and the signed receipt that cites it."""
+    grant.revoked_at = utcnow()
+    tokens.revoke_tokens(
+        session,
+        OAuthToken.grant_id == grant.id,
+        reason=Reason("consent.grant_revoked", {"grant": grant.id}),
+        ctx=ctx,
+        customer_id=grant.customer_id,
+        purpose=grant.purpose,
+    )
+    entry = ctx.log(
+        session,
+        "consent",
+        customer_id=grant.customer_id,
+        reason=Reason("consent.revoked", {"supplier": supplier.id}),
+        categories=categories_for(parse_scopes(grant.scopes)),
+        purpose=grant.purpose,
+    )
+    # the receipt cites the entry (index and leaf hash, signed), so the entry comes first
+    make_receipt(session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url, log_entry=entry)
 
 
 def list_grants(session: Session, customer_id: str) -> list[GrantView]:

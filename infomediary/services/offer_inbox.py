@@ -19,20 +19,18 @@ from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
-    OAuthToken,
     Offer,
     OfferDelivery,
     Supplier,
     SupplierBlock,
     utcnow,
 )
-from infomediary.scopes import categories_for, parse_scopes
-from infomediary.services import Context, tokens
-from infomediary.services.consent_receipts import make_receipt
+from infomediary.services import Context
+from infomediary.services.consent_grants import revoke_in_transaction
 from infomediary.services.matching import sync_member
 from infomediary.services.rewards import pay_reward
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import DeliveryStatus, ReceiptEvent
+from infomediary.statuses import DeliveryStatus
 from policies.model import PURPOSES
 from policies.taxonomy import INTEREST_TAGS
 
@@ -203,7 +201,6 @@ def _revoke_grants_of(
 ) -> int:
     """Revoke every active grant of the customer's to ``supplier`` (each with its tokens, its
     entry and its signed receipt), in the caller's transaction; returns how many."""
-    now = utcnow()
     grants = session.execute(
         select(ConsentGrant).where(
             ConsentGrant.customer_id == customer_id,
@@ -211,30 +208,10 @@ def _revoke_grants_of(
             ConsentGrant.revoked_at.is_(None),
         )
     ).scalars()
-    revoked = 0
-    for grant in list(grants):
-        grant.revoked_at = now
-        tokens.revoke_tokens(
-            session,
-            OAuthToken.grant_id == grant.id,
-            reason=Reason("consent.grant_revoked", {"grant": grant.id}),
-            ctx=ctx,
-            customer_id=customer_id,
-            purpose=grant.purpose,
-        )
-        entry = ctx.log(
-            session,
-            "consent",
-            customer_id=customer_id,
-            reason=Reason("consent.revoked", {"supplier": supplier.id}),
-            categories=categories_for(parse_scopes(grant.scopes)),
-            purpose=grant.purpose,
-        )
-        make_receipt(
-            session, inst, grant, supplier, ReceiptEvent.REVOKED, base_url, log_entry=entry
-        )
-        revoked += 1
-    return revoked
+    revoked = list(grants)
+    for grant in revoked:
+        revoke_in_transaction(session, inst, grant, supplier, ctx, base_url)
+    return len(revoked)
 
 
 def revoke_all_grants(
