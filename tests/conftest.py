@@ -244,10 +244,32 @@ def chromium_path() -> str:
     raise AssertionError("unreachable")
 
 
+def _buffered(app: Any) -> Any:
+    """The app with each response read whole and its iterable closed before it is sent.
+
+    Werkzeug's development server closes a response's iterable only after draining the
+    request socket, and a browser that drops a connection early (Chromium cancelling a
+    favicon on navigation) makes that drain raise first: the static file stays open until
+    the garbage collector warns about it in whichever test runs then. Production servers
+    (waitress, gunicorn) close it; the live server of the tests does so here."""
+
+    def wsgi(environ: Any, start_response: Any) -> Any:
+        iterable = app(environ, start_response)
+        try:
+            body = b"".join(iterable)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+        return [body]
+
+    return wsgi
+
+
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     """The app over real HTTP on a free loopback port; shut down and closed at teardown."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, _buffered(app), threaded=True)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server"
     )
