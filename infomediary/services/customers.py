@@ -55,11 +55,18 @@ def password_matches(inst: Instance, customer: Customer, password: str) -> bool:
 
 
 def confirm_password(
-    session: Session, inst: Instance, uow: UnitOfWork, customer_id: str, password: str, ctx: Context
+    session: Session,
+    inst: Instance,
+    uow: UnitOfWork,
+    customer_id: str,
+    password: str,
+    ctx: Context,
+    refused: str = "security.change_refused",
 ) -> Customer:
-    """The customer, when ``password`` is theirs (adding a second factor or new recovery codes
-    needs it, so a stolen session alone cannot lock the owner out); otherwise the unit of work
-    commits only the refusal entry and :class:`ValidationFailed` is raised."""
+    """The customer, when ``password`` is theirs (adding or removing a second factor, or new
+    recovery codes, needs it, so a stolen session alone cannot lock the owner out); otherwise
+    the unit of work commits only the refusal entry (reason ``refused``) and
+    :class:`ValidationFailed` is raised."""
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise NotFound("No such customer.")
@@ -68,7 +75,7 @@ def confirm_password(
             session,
             "update",
             customer_id=customer_id,
-            reason=Reason("security.change_refused"),
+            reason=Reason(refused),
             categories=ACCOUNT,
             allowed=False,
         )

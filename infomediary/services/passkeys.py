@@ -39,7 +39,7 @@ from infomediary.instance import Instance
 from infomediary.models import Customer, CustomerTotp, Passkey, RecoveryCode, utcnow
 from infomediary.services import Context
 from infomediary.services.customer_keys import customer_key
-from infomediary.services.customers import ACCOUNT, confirm_password, password_matches
+from infomediary.services.customers import ACCOUNT, confirm_password
 from infomediary.services.uow import unit_of_work
 
 RP_NAME = "Infomediary"
@@ -246,21 +246,12 @@ def remove(
 ) -> None:
     """Remove one passkey; needs the password."""
     with unit_of_work(session) as uow:
-        customer = session.get(Customer, customer_id)
         row = session.get(Passkey, passkey_id)
-        if customer is None or row is None or row.customer_id != customer_id:
+        if row is None or row.customer_id != customer_id:
             raise NotFound("No such passkey.")
-        if not password_matches(inst, customer, password or ""):
-            ctx.log(
-                session,
-                "update",
-                customer_id=customer_id,
-                reason=Reason("security.removal_refused"),
-                categories=ACCOUNT,
-                allowed=False,
-            )
-            uow.commit()
-            raise ValidationFailed({"password": "That password is not right."})
+        confirm_password(
+            session, inst, uow, customer_id, password, ctx, refused="security.removal_refused"
+        )
         session.delete(row)
         session.flush()
         totp = session.get(CustomerTotp, customer_id)

@@ -25,7 +25,7 @@ from infomediary.models import Customer, CustomerTotp, RecoveryCode, utcnow
 from infomediary.services import Context, passkeys
 from infomediary.services.auditors import _matching_step
 from infomediary.services.customer_keys import customer_key
-from infomediary.services.customers import ACCOUNT, confirm_password, password_matches
+from infomediary.services.customers import ACCOUNT, confirm_password
 from infomediary.services.uow import unit_of_work
 
 ISSUER = "Infomediary"
@@ -213,20 +213,9 @@ def remove_totp(
     """Remove the authenticator app (and the recovery codes, when no passkey is left); needs
     the password."""
     with unit_of_work(session) as uow:
-        customer = session.get(Customer, customer_id)
-        if customer is None:
-            raise NotFound("No such customer.")
-        if not password_matches(inst, customer, password or ""):
-            ctx.log(
-                session,
-                "update",
-                customer_id=customer_id,
-                reason=Reason("security.removal_refused"),
-                categories=ACCOUNT,
-                allowed=False,
-            )
-            uow.commit()
-            raise ValidationFailed({"password": "That password is not right."})
+        confirm_password(
+            session, inst, uow, customer_id, password, ctx, refused="security.removal_refused"
+        )
         session.execute(delete(CustomerTotp).where(CustomerTotp.customer_id == customer_id))
         if not passkeys.count(session, customer_id):  # the codes stand in for the last factor
             session.execute(delete(RecoveryCode).where(RecoveryCode.customer_id == customer_id))
