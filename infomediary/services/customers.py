@@ -54,6 +54,9 @@ def password_matches(inst: Instance, customer: Customer, password: str) -> bool:
         return False
 
 
+CHANGE_REFUSED = Reason("security.change_refused")
+
+
 def confirm_password(
     session: Session,
     inst: Instance,
@@ -61,7 +64,7 @@ def confirm_password(
     customer_id: str,
     password: str,
     ctx: Context,
-    refused: str = "security.change_refused",
+    refused: Reason = CHANGE_REFUSED,
 ) -> Customer:
     """The customer, when ``password`` is theirs (adding or removing a second factor, or new
     recovery codes, needs it, so a stolen session alone cannot lock the owner out); otherwise
@@ -75,7 +78,7 @@ def confirm_password(
             session,
             "update",
             customer_id=customer_id,
-            reason=Reason(refused),
+            reason=refused,
             categories=ACCOUNT,
             allowed=False,
         )

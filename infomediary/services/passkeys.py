@@ -250,7 +250,13 @@ def remove(
         if row is None or row.customer_id != customer_id:
             raise NotFound("No such passkey.")
         confirm_password(
-            session, inst, uow, customer_id, password, ctx, refused="security.removal_refused"
+            session,
+            inst,
+            uow,
+            customer_id,
+            password,
+            ctx,
+            refused=Reason("security.removal_refused"),
         )
         session.delete(row)
         session.flush()

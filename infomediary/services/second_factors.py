@@ -214,7 +214,13 @@ def remove_totp(
     the password."""
     with unit_of_work(session) as uow:
         confirm_password(
-            session, inst, uow, customer_id, password, ctx, refused="security.removal_refused"
+            session,
+            inst,
+            uow,
+            customer_id,
+            password,
+            ctx,
+            refused=Reason("security.removal_refused"),
         )
         session.execute(delete(CustomerTotp).where(CustomerTotp.customer_id == customer_id))
         if not passkeys.count(session, customer_id):  # the codes stand in for the last factor
