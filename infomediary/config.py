@@ -9,6 +9,7 @@ one line (:class:`ConfigError`) naming the variable and what is wrong, and an un
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import math
 import os
@@ -31,6 +32,8 @@ HARNESS_VARIABLES = frozenset({f"{PREFIX}REQUIRE_SERVICES", f"{PREFIX}SCREENSHOT
 #: Database backends the schema, the locks and the tests are written for.
 BACKENDS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+KEY_PROVIDERS = ("file", "pkcs11")
 
 log = logging.getLogger("infomediary.config")
 
@@ -91,8 +94,23 @@ class Settings:
     argon2_parallelism: int = 2
     #: Trusted reverse proxies in front (X-Forwarded-For/Proto/Host handling).
     proxy_hops: int = 0
+    #: Addresses (or networks) of the reverse proxies whose X-Forwarded-* headers are trusted,
+    #: comma-separated; gunicorn's `forwarded_allow_ips`. Empty: only the local address.
+    trusted_proxies: str = ""
     #: Log level of the application logger.
     log_level: str = "INFO"
+    #: Log lines as `text` or `json` (one JSON object per line).
+    log_format: str = "text"
+    #: Bearer token that opens `/metrics` (Prometheus); empty: `/metrics` answers 404.
+    metrics_token: str = ""
+    #: Where the KEKs live: `file` (the keyring file) or `pkcs11` (a PKCS#11 token, an HSM).
+    key_provider: str = "file"
+    #: The HSM's PKCS#11 module, a shared library such as /usr/lib/softhsm/libsofthsm2.so.
+    pkcs11_module: str = ""
+    #: Label of the PKCS#11 token that holds the KEKs.
+    pkcs11_token_label: str = ""
+    #: User PIN of that token.
+    pkcs11_pin: str = ""
     #: Epsilon spent by one audience count (discrete Laplace, OpenDP).
     broker_epsilon: float = 0.1
     #: Epsilon each organisation (all its clients together) may spend per budget period.
@@ -198,6 +216,8 @@ _SECRET = frozenset(
         "smtp_url",
         "ratelimit_storage_uri",
         "redis_url",
+        "metrics_token",
+        "pkcs11_pin",
     }
 )
 
@@ -354,6 +374,42 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(f"{where} names database {database!r}; a Redis database is a number")
 
 
+def trusted_proxy_networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks of ``INFOMEDIARY_TRUSTED_PROXIES`` (addresses are one-address networks)."""
+    return [
+        ipaddress.ip_network(part.strip(), strict=False)
+        for part in value.split(",")
+        if part.strip()
+    ]
+
+
+def _check_trusted_proxies(value: str) -> None:
+    try:
+        trusted_proxy_networks(value)
+    except ValueError:
+        raise ConfigError(
+            f"{PREFIX}TRUSTED_PROXIES must list IP addresses or networks separated by commas, "
+            f"such as 10.0.0.5,10.1.0.0/16, not {value!r}"
+        ) from None
+
+
+def _check_key_provider(settings: Settings) -> None:
+    if settings.key_provider not in KEY_PROVIDERS:
+        raise ConfigError(
+            f"{PREFIX}KEY_PROVIDER must be one of {', '.join(KEY_PROVIDERS)}, "
+            f"not {settings.key_provider!r}"
+        )
+    if settings.key_provider != "pkcs11":
+        return
+    for name in ("pkcs11_module", "pkcs11_token_label", "pkcs11_pin"):
+        if not getattr(settings, name):
+            raise ConfigError(f"{_env(name)} must be set when {PREFIX}KEY_PROVIDER is pkcs11")
+    if not Path(settings.pkcs11_module).is_file():
+        raise ConfigError(
+            f"{PREFIX}PKCS11_MODULE names {settings.pkcs11_module!r}, which is not a file"
+        )
+
+
 def validate(settings: Settings) -> None:
     """Raise :class:`ConfigError` naming the first setting that is wrong."""
     for name in _POSITIVE:
@@ -383,6 +439,13 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}"
         )
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+            f"not {settings.log_format!r}"
+        )
+    _check_trusted_proxies(settings.trusted_proxies)
+    _check_key_provider(settings)
     _check_database_url(settings.database_url)
     if settings.admin_database_url:
         _check_admin_database_url(settings)

@@ -21,6 +21,7 @@ from infomediary.web import (
     db,
     erasure_api,
     errors,
+    health,
     i18n,
     inbox_views,
     log_proof_views,
@@ -65,6 +66,7 @@ def init_app(app: Flask) -> None:
 
     init_oauth(app, db.db)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(oauth_views.bp)
