@@ -1,4 +1,4 @@
-"""The ``infomediary`` command: init, demo, customers, keys, audit, jobs, serve, worker.
+"""The ``infomediary`` command: init, demo, customers, keys, audit, backup, jobs, serve, worker.
 
 Every command reads the same ``INFOMEDIARY_*`` settings as the web app. Errors print one
 clear line on stderr and exit non-zero; ``--json`` prints machine-readable results.
@@ -12,6 +12,7 @@ from infomediary.cli import (
     accounts,
     audit,
     auditors,
+    backup,
     instance,
     jobs,
     keys,
@@ -37,6 +38,7 @@ main.add_command(accounts.outbox)
 main.add_command(suppliers.suppliers_group)
 main.add_command(keys.keys)
 main.add_command(audit.audit)
+main.add_command(backup.backup)
 main.add_command(auditors.auditors_group)
 main.add_command(jobs.jobs_group)
 main.add_command(purchases.import_purchases)
