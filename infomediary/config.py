@@ -158,6 +158,9 @@ class Settings:
     checkpoint_seconds: int = 60
     #: The notification digest is e-mailed to each customer who asked for it this often, seconds.
     digest_seconds: int = 86400
+    #: Expired sessions, codes, tokens, links, released answers and old finished jobs are
+    #: deleted this often, seconds (the recurring job `housekeeping`).
+    housekeeping_seconds: int = 3600
 
     def __post_init__(self) -> None:
         # Derived values only (no checks: see validate): absolute paths, the default database.
@@ -206,6 +209,7 @@ _POSITIVE = (
     "push_job_lines",
     "checkpoint_seconds",
     "digest_seconds",
+    "housekeeping_seconds",
 )
 #: Settings whose values are never repeated in a message (they may hold credentials).
 _SECRET = frozenset(

@@ -73,7 +73,7 @@ class ReleasedAnswer(Base):
     __tablename__ = "released_answers"
 
     query_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, index=True)
     answer: Mapped[str] = mapped_column(Text)
     epsilon_micro: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -26,6 +26,7 @@ class Job(Base):
     __table_args__ = (
         one_of("status", JobStatus),
         Index("ix_jobs_status_run_after", "status", "run_after"),
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

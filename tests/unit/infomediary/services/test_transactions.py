@@ -45,6 +45,7 @@ from infomediary.services import (
     erasure_requests,
     export_csv,
     exports,
+    housekeeping,
     notifications,
     offer_inbox,
     offers,
@@ -402,6 +403,10 @@ USE_CASES: list[tuple[str, Callable[[Session, Instance, str, str], Any]]] = [
         lambda s, i, c, p: erasure_requests.confirm(
             s, p, _erasure_request(i, c, p), Context.supplier(p)
         ),
+    ),
+    (
+        "housekeeping_batch",
+        lambda s, i, _c, _p: housekeeping.delete_batch(s, i, "sessions"),
     ),
     (
         "audit_anomalies",
