@@ -4,6 +4,13 @@ SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` transactions: almost every tran
 here appends to the access log, so taking the write lock up front avoids the deadlock-prone
 read-then-upgrade pattern and serialises appends as the design requires. PostgreSQL
 serialises appends with a row lock on ``log_head`` instead.
+
+A PostgreSQL server that goes away must cost a request seconds, not minutes, and the pool must
+come back by itself when it returns: connections are opened with libpq's ``connect_timeout``
+and ``tcp_user_timeout``, checked before each checkout (``pool_pre_ping``: a connection the
+server or the network dropped is replaced, not handed out), and a request waits at most
+``pool_timeout`` for a free one. :func:`is_unavailable` tells such failures from errors of a
+statement, so the edge can answer them as "try again shortly" rather than as a bug.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -25,6 +34,15 @@ def normalise_url(url: str) -> URL:
     return parsed
 
 
+#: Seconds a PostgreSQL connection attempt, an unanswered write on one and a wait for a pooled
+#: connection may each take before the request fails. A ``connect_timeout`` (or
+#: ``tcp_user_timeout``) in the URL's query wins.
+CONNECT_TIMEOUT_SECONDS = 5
+#: SQLSTATEs of a server that is going or gone (class 08 is "connection exception"):
+#: admin_shutdown, crash_shutdown, cannot_connect_now.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = normalise_url(url)
     options: dict[str, Any] = {"hide_parameters": True, **kwargs}
@@ -34,7 +52,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     options.setdefault("pool_pre_ping", True)
+    options.setdefault("pool_timeout", CONNECT_TIMEOUT_SECONDS)
+    connect_args = options["connect_args"] = dict(options.get("connect_args", {}))
+    given = parsed.query
+    if "connect_timeout" not in given:
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+    if "tcp_user_timeout" not in given:  # milliseconds
+        connect_args.setdefault("tcp_user_timeout", CONNECT_TIMEOUT_SECONDS * 1000)
     return create_engine(parsed, **options)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or dropped the connection (as
+    opposed to refusing a statement): a pool that gave no connection in time, a connection
+    SQLAlchemy invalidated, or a driver error with no SQLSTATE, a connection-exception one
+    or a shutdown's. SQLite has no server: only an invalidated connection counts there."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError) or isinstance(
+        exc.orig, sqlite3.Error
+    ):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES
 
 
 def _configure_sqlite(engine: Engine) -> None:

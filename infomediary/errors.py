@@ -53,6 +53,20 @@ class MailUnavailable(ServiceError):
     code = "mail_unavailable"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database could not be reached (or dropped the connection): nothing was changed,
+    and the same request can be sent again shortly."""
+
+    code = "database_unavailable"
+
+
+class RateLimitUnavailable(ServiceError):
+    """The rate-limit store could not be reached: a limited request is refused rather than
+    served without its limit (fail closed); nothing was changed."""
+
+    code = "rate_limit_unavailable"
+
+
 class InvalidRedirectUri(ServiceError):
     code = "invalid_redirect_uri"
 

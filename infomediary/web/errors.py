@@ -13,9 +13,20 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2.errors import _HTTPException as _AuthlibHTTPException
 from flask import Flask, Response, json, jsonify, render_template, request
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from infomediary.errors import BudgetExhausted, PolicyDenied, ServiceError, TokenRefused
+from infomediary.db import is_unavailable
+from infomediary.errors import (
+    BudgetExhausted,
+    DatabaseUnavailable,
+    PolicyDenied,
+    RateLimitUnavailable,
+    ServiceError,
+    TokenRefused,
+)
 from infomediary.logs import get_logger
 
 log = get_logger("errors")
@@ -65,6 +76,8 @@ STATUS: dict[str, int] = {
     "idempotency_key_reused": 422,
     "budget_exhausted": 429,
     "mail_unavailable": 503,
+    "database_unavailable": 503,
+    "rate_limit_unavailable": 503,
     "auditor_login_expired": 401,
     "invalid_audit_filter": 400,
     "export_too_large": 413,
@@ -139,9 +152,16 @@ def wants_json() -> bool:
     )
 
 
+#: Titles that are not the code's words: a missing dependency is the service's, not the client's.
+_TITLES = {
+    "database_unavailable": "Service unavailable",
+    "rate_limit_unavailable": "Service unavailable",
+}
+
+
 def title_of(code: str) -> str:
     """A problem type's title: the same for every occurrence of the code (RFC 9457 §3.1.3)."""
-    return code.replace("_", " ").capitalize()
+    return _TITLES.get(code) or code.replace("_", " ").capitalize()
 
 
 def problem(
@@ -195,6 +215,11 @@ def _authlib_problem(exc: _AuthlibHTTPException) -> Response:
 
 
 def handle_http(exc: HTTPException) -> Response:
+    # An error outside the view (opening the login session, an after-request step) reaches
+    # here as a 500 wrapping it: a dependency that went away is still a 503.
+    original = getattr(exc, "original_exception", None)
+    if original is not None and unavailable_cause(original) is not None:
+        return handle_unavailable(original)
     if isinstance(exc, _AuthlibHTTPException):
         if is_api():
             return _authlib_problem(exc)
@@ -246,6 +271,66 @@ def handle_service(exc: ServiceError) -> Response:
     return response
 
 
+#: Seconds a client is asked to wait before sending again a request a dependency refused.
+RETRY_AFTER_SECONDS = 5
+_UNAVAILABLE_MESSAGES = {
+    DatabaseUnavailable: "The service is briefly unavailable. Nothing was changed: please try "
+    "again in a moment.",
+    RateLimitUnavailable: "The service is briefly unavailable. Nothing was changed: please try "
+    "again in a moment.",
+}
+
+
+def unavailable_cause(exc: BaseException) -> type[ServiceError] | None:
+    """The domain error a dependency's failure is answered as (database or rate-limit store
+    unreachable), or None for any other exception."""
+    if isinstance(exc, SQLAlchemyError) and is_unavailable(exc):
+        return DatabaseUnavailable
+    if isinstance(exc, StorageError | RedisError):
+        return RateLimitUnavailable
+    return None
+
+
+def handle_unavailable(exc: Exception) -> Response:
+    """503 with ``Retry-After``: problem+json for API clients, RFC 6749's
+    ``temporarily_unavailable`` at the OAuth endpoints, a page for people. One log line names
+    the exception's class, never its message (which can carry a URL or values)."""
+    cause = unavailable_cause(exc)
+    if cause is None:
+        return handle_unexpected(exc)
+    rule = request.url_rule or "<unmatched>"
+    log.warning("%s: %s on %s %s", cause.code, type(exc).__name__, request.method, rule)
+    refused = cause(_UNAVAILABLE_MESSAGES[cause])
+    if request.path in OAUTH_ENDPOINTS:
+        response = jsonify(error="temporarily_unavailable", error_description=refused.message)
+        response.status_code = 503
+        response.headers["Cache-Control"] = "no-store"
+    elif wants_json():
+        response = handle_service(refused)
+    else:
+        response = _unavailable_page(refused)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+#: The page when even the site's layout cannot be rendered (it reads the login session and the
+#: customer's language, which live in the database that is away).
+_BARE_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>503</title></head>'
+    "<body><h1>{message}</h1><p>Error 503 ({code}).</p></body></html>"
+)
+
+
+def _unavailable_page(refused: ServiceError) -> Response:
+    try:
+        html = render_template(
+            "error.html", status=503, code=refused.code, message=refused.message, errors={}
+        )
+    except Exception:  # the layout needed what is away: the bare page, same words
+        html = _BARE_PAGE.format(message=refused.message, code=refused.code)
+    return Response(html, status=503, mimetype="text/html")
+
+
 def handle_unexpected(exc: Exception) -> Response:
     # The type only: messages of database errors can carry values.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url_rule)
@@ -255,4 +340,6 @@ def handle_unexpected(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http)
     app.register_error_handler(ServiceError, handle_service)
+    for unreachable in (SQLAlchemyError, StorageError, RedisError):
+        app.register_error_handler(unreachable, handle_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -14,6 +14,17 @@ Three kinds, all answering ``429`` with ``Retry-After``:
   locked out (OWASP Authentication Cheat Sheet, "account lockout" vs throttling).
 
 Limit keys never hold a secret or a token: tokens are looked up, client ids are public.
+
+**The limits fail closed.** When the store (Redis) cannot be reached, a request that a limit
+applies to is refused with ``503`` (``rate_limit_unavailable``; ``temporarily_unavailable`` at
+the OAuth endpoints, ``web/errors.py``) and ``Retry-After``, never served without its limit and
+never a ``500``: logins, sign-ups, e-mailed links and password checks, the OAuth endpoints, the
+API and every state-changing request (they all carry a limit). Pages without a limit (most
+GET pages, health checks) keep working. So the limiter neither swallows storage errors
+(``swallow_errors``: unlimited) nor falls back to per-process memory
+(``in_memory_fallback_enabled``: a limit each worker process counts alone, reset by a restart);
+the store's errors are raised as ``limits.errors.StorageError``, and the store's sockets time
+out after :data:`STORAGE_TIMEOUT_SECONDS`, so a Redis that hangs costs a request seconds.
 """
 
 from __future__ import annotations
@@ -25,10 +36,11 @@ import math
 import time
 from urllib.parse import unquote
 
-from flask import Response, g, jsonify, request, session
+from flask import Flask, Response, g, jsonify, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
+from limits.errors import StorageError
 
 from infomediary.oauth.server import find_token
 from infomediary.text import has_control_characters
@@ -43,14 +55,43 @@ def _is_safe_method() -> bool:
     return request.method in SAFE_METHODS
 
 
+#: Seconds a call to the rate-limit store may take before the request is refused.
+STORAGE_TIMEOUT_SECONDS = 2.0
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
+
+
+def storage_options(uri: str) -> dict[str, object]:
+    """Options of the store named by ``uri``: its errors raised as ``StorageError``, and for
+    Redis, socket timeouts (redis-py waits forever by default)."""
+    options: dict[str, object] = {"wrap_exceptions": True}
+    if uri.startswith(_REDIS_SCHEMES):
+        options.update(
+            socket_connect_timeout=STORAGE_TIMEOUT_SECONDS, socket_timeout=STORAGE_TIMEOUT_SECONDS
+        )
+    return options
+
+
+class FailClosedLimiter(Limiter):
+    """Flask-Limiter configured to refuse, not to wave through, when its store is away."""
+
+    def init_app(self, app: Flask) -> None:
+        uri = str(app.config.get("RATELIMIT_STORAGE_URI") or "memory://")
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(uri))
+        app.config["RATELIMIT_SWALLOW_ERRORS"] = False
+        app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = False
+        super().init_app(app)
+
+
 #: One limiter for the app. Every unsafe request also counts against an application-wide
 #: ceiling per address; safe methods are exempt, since no view they reach changes anything.
-limiter = Limiter(
+limiter = FailClosedLimiter(
     key_func=get_remote_address,
     default_limits=[],
     application_limits=[_write_rate],
     application_limits_exempt_when=_is_safe_method,
     strategy="fixed-window",
+    swallow_errors=False,
+    in_memory_fallback_enabled=False,
 )
 
 
@@ -128,9 +169,12 @@ def throttle_failed_client_auth(response: Response) -> Response:
     limit = parse(settings().client_auth_failure_limit)
     parts = ("client-auth-failed", _bounded(claimed_client_id()), get_remote_address())
     strategy = limiter.limiter
-    if strategy.hit(limit, *parts):
-        return response
-    reset_at, _remaining = strategy.get_window_stats(limit, *parts)
+    try:
+        if strategy.hit(limit, *parts):
+            return response
+        reset_at, _remaining = strategy.get_window_stats(limit, *parts)
+    except StorageError:  # the store went away since the request's limits passed: refuse
+        return _oauth_unavailable()
     retry_after = max(1, math.ceil(reset_at - time.time()))
     throttled = jsonify(
         error="invalid_client",
@@ -140,6 +184,18 @@ def throttle_failed_client_auth(response: Response) -> Response:
     throttled.headers["Retry-After"] = str(retry_after)
     throttled.headers["Cache-Control"] = "no-store"
     return throttled
+
+
+def _oauth_unavailable() -> Response:
+    """RFC 6749 §5.2's ``temporarily_unavailable``, as ``web/errors.py`` answers it."""
+    refused = jsonify(
+        error="temporarily_unavailable",
+        error_description="The service is briefly unavailable; retry shortly.",
+    )
+    refused.status_code = 503
+    refused.headers["Retry-After"] = "5"
+    refused.headers["Cache-Control"] = "no-store"
+    return refused
 
 
 def budget_exhausted(code: str, message: str, retry_after: int) -> Response:
