@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from infomediary.audit.log import LOG_KEYS, LogKeys, ensure_head
 from infomediary.broker.members import ensure_broker_state
 from infomediary.config import Settings
-from infomediary.crypto.keyring import FileKeyring, KeyringError
+from infomediary.crypto.keyring import FileKeyring, Keyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import make_engine, make_sessionmaker
 from infomediary.db_roles import grant_app_role, permission_denied
@@ -112,7 +112,7 @@ class Instance:
         settings: Settings,
         engine: Engine,
         sessions: sessionmaker[Session],
-        keyring: FileKeyring,
+        keyring: Keyring,
         vault: Vault,
         hasher: PasswordHasher,
         leases: LeaseKeeper,
@@ -189,6 +189,7 @@ class Instance:
     def close(self) -> None:
         """Give up the lease and the connections (idempotent)."""
         self.leases.close()
+        self.keyring.close()
         self.engine.dispose()
 
 
@@ -221,7 +222,7 @@ def initialise(settings: Settings) -> InitReport:
     try:
         created_keyring = False
         if keyring_path.exists():
-            keyring = FileKeyring.load(keyring_path)
+            keyring = configured_keyring(settings)
             keyring.ensure_named_keys()
         else:
             if _has_encrypted_data(engine):
@@ -229,7 +230,7 @@ def initialise(settings: Settings) -> InitReport:
                     f"the database holds encrypted data but there is no keyring at {keyring_path}; "
                     "restore it (a new keyring would make every profile unreadable)"
                 )
-            keyring = FileKeyring.create(keyring_path)
+            keyring = configured_keyring(settings, create=True)
             created_keyring = True
         before, _ = schema_revision(engine)
         command.upgrade(alembic_config(engine), "head")
@@ -240,6 +241,7 @@ def initialise(settings: Settings) -> InitReport:
             ensure_keyring_state(session, keyring, create=True)
             ensure_head(session)
             ensure_broker_state(session)
+        keyring.close()
         granted = None
         if settings.admin_database_url:
             granted = grant_app_role(engine, settings.database_url, after)
@@ -250,7 +252,7 @@ def initialise(settings: Settings) -> InitReport:
         engine.dispose()
 
 
-def log_keys_of(keyring: FileKeyring) -> LogKeys:
+def log_keys_of(keyring: Keyring) -> LogKeys:
     """The log's commitment key, from the keyring (``init`` adds it to an older keyring)."""
     try:
         return LogKeys(keyring.secret("log_commitment"))
@@ -260,7 +262,7 @@ def log_keys_of(keyring: FileKeyring) -> LogKeys:
         ) from None
 
 
-def record_fingerprints(session: Session, keyring: FileKeyring) -> None:
+def record_fingerprints(session: Session, keyring: Keyring) -> None:
     known = {row.name for row in session.execute(select(KeyFingerprint)).scalars()}
     for name, print_ in keyring.fingerprints().items():
         if name not in known:
@@ -268,7 +270,7 @@ def record_fingerprints(session: Session, keyring: FileKeyring) -> None:
     session.flush()
 
 
-def check_keyring(session: Session, keyring: FileKeyring) -> None:
+def check_keyring(session: Session, keyring: Keyring) -> None:
     """Refuse a keyring whose keys differ from those this database was written with."""
     ours = keyring.fingerprints()
     for row in session.execute(select(KeyFingerprint)).scalars():
@@ -304,6 +306,7 @@ def open_instance(
             f"instance folder {settings.instance_path} does not exist: run `infomediary init`"
         )
     engine = make_engine(settings.database_url)
+    keyring: Keyring | None = None
     try:
         try:
             current, head = schema_revision(engine)
@@ -327,7 +330,7 @@ def open_instance(
                 f"the database schema is at {current} but this version needs {head}: "
                 "run `infomediary init` to migrate"
             )
-        keyring = FileKeyring.load(settings.keyring_path)
+        keyring = configured_keyring(settings)
         sessions = make_sessionmaker(engine)
         vault = Vault(keyring)
         install_wrap_guard(sessions, vault)
@@ -351,13 +354,32 @@ def open_instance(
             match_index=match_index,
         )
     except Exception:
+        if keyring is not None:
+            keyring.close()
         engine.dispose()
         raise
 
 
-def secret_key(settings: Settings, keyring: FileKeyring) -> str:
+def secret_key(settings: Settings, keyring: Keyring) -> str:
     """The configured secret, or in development one derived from the keyring (never a constant)."""
     return settings.secret_key or keyring.secret("session").hex()
+
+
+def configured_keyring(settings: Settings, *, create: bool = False) -> Keyring:
+    """The keyring file, or with ``key_provider=pkcs11`` the token beside it; ``create``
+    makes a new one (``infomediary init``)."""
+    path = settings.keyring_path
+    if settings.key_provider == "pkcs11":
+        from infomediary.crypto.pkcs11_keyring import Pkcs11Keyring
+
+        return Pkcs11Keyring.open(
+            path,
+            settings.pkcs11_module,
+            settings.pkcs11_token_label,
+            settings.pkcs11_pin,
+            create=create,
+        )
+    return FileKeyring.create(path) if create else FileKeyring.load(path)
 
 
 def ensure_private(path: Path) -> None:

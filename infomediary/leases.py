@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, event, insert, select, update
 from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
-from infomediary.crypto.keyring import FileKeyring, KeyringError
+from infomediary.crypto.keyring import FileKeyring, Keyring, KeyringError
 from infomediary.crypto.vault import Vault
 from infomediary.db import rowcount
 from infomediary.models import DataKey, KeyringState, ProcessLease, utcnow
@@ -64,7 +64,7 @@ def set_active_kek(session: Session, version: int) -> None:
         session.execute(insert(KeyringState).values(id=STATE_ID, **values))
 
 
-def ensure_keyring_state(session: Session, keyring: FileKeyring, *, create: bool) -> int | None:
+def ensure_keyring_state(session: Session, keyring: Keyring, *, create: bool) -> int | None:
     """Refuse a keyring lacking the KEK the database names active (a copy taken before the
     last rotation); with ``create`` (``infomediary init``), record the keyring's if none is."""
     named = active_kek(session)
@@ -76,9 +76,14 @@ def ensure_keyring_state(session: Session, keyring: FileKeyring, *, create: bool
     if named not in keyring.kek_versions():
         keyring.reload()
     if named not in keyring.kek_versions():
+        hint = (
+            "copy the keyring from where `infomediary keys rotate` ran"
+            if isinstance(keyring, FileKeyring)
+            else "use the token `infomediary keys rotate` generated it in"
+        )
         raise KeyringError(
-            f"the database wraps new data keys under KEK version {named}, which the keyring "
-            f"at {keyring.path} lacks: copy the keyring from where `infomediary keys rotate` ran"
+            f"the database wraps new data keys under KEK version {named}, which the "
+            f"{keyring.where} lacks: {hint}"
         )
     return named
 
@@ -118,7 +123,7 @@ class LeaseKeeper:
     """This process's lease row, refreshed by a daemon thread until :meth:`close`."""
 
     def __init__(
-        self, engine: Engine, sessions: sessionmaker[Session], keyring: FileKeyring, seconds: float
+        self, engine: Engine, sessions: sessionmaker[Session], keyring: Keyring, seconds: float
     ):
         if seconds <= 0:
             raise ValueError("the lease period must be positive")

@@ -17,7 +17,13 @@ def keys() -> None:
 
 
 @keys.command()
-@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 100_000),
+    default=key_service.BATCH,
+    show_default=True,
+    help="Data keys re-wrapped per committed transaction.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def rotate(batch: int, as_json: bool) -> None:
     """Re-wrap every data key under a new KEK. Resumable: a rerun finishes an interrupted one."""

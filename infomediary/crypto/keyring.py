@@ -1,8 +1,15 @@
 """The keyring: versioned key-encryption keys plus the keys of keyed hashes.
 
-The default keyring is a JSON file in the instance folder with mode 0600. Anything that
-offers :class:`KeyProvider`'s methods (a KMS client, say) can stand in for it: the vault
-only asks for a KEK by version and for a named secret.
+A provider of KEKs (:class:`KeyProvider`) wraps and unwraps data keys itself: the vault
+hands it a DEK and a KEK version and gets the RFC 3394 wrapping back, so a KEK never has to
+leave the provider. The default is a JSON file in the instance folder with mode 0600
+(:class:`FileKeyring`); a PKCS#11 token (``infomediary.crypto.pkcs11_keyring``) keeps the
+KEKs inside an HSM while the file keeps only the named secrets; a cloud KMS would plug into
+the same methods (docs/OPERATIONS.md, "Keys in an HSM").
+
+The named secrets (blind index, pseudonyms, sessions, signing) are keys of keyed hashes
+used on every request, so they stay in the file with any provider: asking a token for each
+HMAC would put it on every request's path.
 
 A running process re-reads the file when it changed (``keys rotate`` and ``keys prune`` run
 in other processes): before every wrap, and whenever it is asked for a KEK version it has
@@ -25,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
 FORMAT = 1
 #: Named 256-bit secrets besides the KEKs, each for one keyed hash so that one leaking
 #: does not compromise the others.
@@ -45,16 +54,58 @@ class KeyringError(RuntimeError):
 
 
 class KeyProvider(Protocol):
+    """What the vault asks of whoever holds the KEKs: wrap and unwrap DEKs under a version."""
+
     @property
     def active_kek_version(self) -> int: ...
 
-    def kek(self, version: int) -> bytes: ...
-
     def kek_versions(self) -> list[int]: ...
+
+    def wrap(self, version: int, dek: bytes) -> bytes:
+        """The RFC 3394 wrapping of ``dek`` under KEK ``version``."""
+        ...
+
+    def unwrap(self, version: int, wrapped: bytes) -> bytes:
+        """The DEK; :class:`KeyringError` if ``wrapped`` does not unwrap under ``version``."""
+        ...
+
+    def rewrap(self, wrapped: bytes, from_version: int, to_version: int) -> bytes:
+        """The same DEK wrapped under ``to_version`` (a token does it without the DEK leaving)."""
+        ...
 
     def secret(self, name: str) -> bytes: ...
 
     def refresh(self) -> bool: ...
+
+
+class Keyring(KeyProvider, Protocol):
+    """What the instance, its lease and rotation ask besides (both providers offer it)."""
+
+    #: The keyring file (all keys, or with a token only the named secrets).
+    path: Path
+
+    @property
+    def where(self) -> str:
+        """Where the KEKs are, for messages: ``keyring /x/keyring.json`` or a token's label."""
+        ...
+
+    def kek(self, version: int) -> bytes:
+        """The KEK's bytes, for bulk work in other processes; a token refuses."""
+        ...
+
+    def reload(self) -> bool: ...
+
+    def on_change(self, listener: Callable[[], None]) -> None: ...
+
+    def ensure_named_keys(self) -> bool: ...
+
+    def add_kek(self) -> int: ...
+
+    def remove_keks(self, versions: list[int]) -> None: ...
+
+    def fingerprints(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
 
 
 def fingerprint(key: bytes) -> str:
@@ -76,11 +127,28 @@ def _unb64(text: str, what: str) -> bytes:
     return raw
 
 
-class FileKeyring:
-    """A keyring file: ``{"format", "active_kek", "keks": {version: key}, "secrets": {...}}``."""
+#: What a keyring file beside a PKCS#11 token says instead of holding KEKs.
+PKCS11 = "pkcs11"
 
-    def __init__(self, path: Path, keks: dict[int, bytes], active: int, named: dict[str, bytes]):
+
+class FileKeyring:
+    """A keyring file: ``{"format", "active_kek", "keks": {version: key}, "secrets": {...}}``.
+
+    With ``holds_keks=False`` it is the file beside a token: ``"kek_provider": "pkcs11"``, no
+    KEKs, only the named secrets (:class:`~infomediary.crypto.pkcs11_keyring.Pkcs11Keyring`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        keks: dict[int, bytes],
+        active: int,
+        named: dict[str, bytes],
+        *,
+        holds_keks: bool = True,
+    ):
         self.path = path
+        self.holds_keks = holds_keks
         self._keks = keks
         self._active = active
         self._named = named
@@ -90,7 +158,7 @@ class FileKeyring:
 
     # -- loading and saving ---------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path) -> FileKeyring:
+    def load(cls, path: Path, *, holds_keks: bool = True) -> FileKeyring:
         if not path.exists():
             raise KeyringError(
                 f"keyring not found at {path}: run `infomediary init` for a new instance, "
@@ -106,22 +174,38 @@ class FileKeyring:
             doc: dict[str, Any] = json.loads(path.read_text("utf-8"))
             if doc.get("format") != FORMAT:
                 raise KeyringError(f"keyring {path} has an unknown format")
+            beside_token = doc.get("kek_provider") == PKCS11
+            if beside_token and holds_keks:
+                raise KeyringError(
+                    f"keyring {path} holds no KEKs: they are in a PKCS#11 token; "
+                    "set INFOMEDIARY_KEY_PROVIDER=pkcs11 and the INFOMEDIARY_PKCS11_* settings"
+                )
+            if not beside_token and not holds_keks:
+                raise KeyringError(
+                    f"keyring {path} holds this instance's KEKs itself; "
+                    "INFOMEDIARY_KEY_PROVIDER=pkcs11 needs one made by `infomediary init` with it"
+                )
             keks = {int(v): _unb64(k, f"kek {v}") for v, k in doc["keks"].items()}
             named = {n: _unb64(k, n) for n, k in doc.get("secrets", {}).items()}
-            active = int(doc["active_kek"])
+            active = int(doc["active_kek"]) if holds_keks else 0
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise KeyringError(f"keyring {path} is malformed") from exc
-        if active not in keks:
+        if holds_keks and active not in keks:
             raise KeyringError(f"keyring {path} names an active KEK it does not hold")
-        ring = cls(path, keks, active, named)
+        if not holds_keks and keks:
+            raise KeyringError(f"keyring {path} is malformed: KEKs beside a PKCS#11 token")
+        ring = cls(path, keks, active, named, holds_keks=holds_keks)
         ring._signature = signature
         return ring
 
     @classmethod
-    def create(cls, path: Path) -> FileKeyring:
+    def create(cls, path: Path, *, holds_keks: bool = True) -> FileKeyring:
         if path.exists():
             raise KeyringError(f"keyring {path} already exists")
-        ring = cls(path, {1: secrets.token_bytes(32)}, 1, {})
+        if holds_keks:
+            ring = cls(path, {1: secrets.token_bytes(32)}, 1, {})
+        else:
+            ring = cls(path, {}, 0, {}, holds_keks=False)
         ring.ensure_named_keys()
         return ring
 
@@ -137,12 +221,14 @@ class FileKeyring:
 
     def save(self) -> None:
         """Write atomically (temp file, fsync, rename) with mode 0600."""
-        doc = {
+        doc: dict[str, Any] = {
             "format": FORMAT,
             "active_kek": self._active,
             "keks": {str(v): _b64(k) for v, k in sorted(self._keks.items())},
             "secrets": {n: _b64(k) for n, k in sorted(self._named.items())},
         }
+        if not self.holds_keks:
+            doc.update(active_kek=None, kek_provider=PKCS11)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -173,7 +259,7 @@ class FileKeyring:
     def reload(self) -> bool:
         """Re-read the file; refuse one whose keys differ from those already loaded."""
         with self._lock:
-            fresh = FileKeyring.load(self.path)
+            fresh = FileKeyring.load(self.path, holds_keks=self.holds_keks)
             for version in self._keks.keys() & fresh._keks.keys():
                 if not hmac.compare_digest(self._keks[version], fresh._keks[version]):
                     raise KeyringError(
@@ -205,8 +291,29 @@ class FileKeyring:
 
     # -- KeyProvider ----------------------------------------------------------------------
     @property
+    def where(self) -> str:
+        return f"keyring {self.path}"
+
+    @property
     def active_kek_version(self) -> int:
         return self._active
+
+    def wrap(self, version: int, dek: bytes) -> bytes:
+        return aes_key_wrap(self.kek(version), dek)
+
+    def unwrap(self, version: int, wrapped: bytes) -> bytes:
+        try:
+            return aes_key_unwrap(self.kek(version), wrapped)
+        except InvalidUnwrap:
+            raise KeyringError(
+                f"KEK version {version} does not unwrap the data keys it should: "
+                "the keyring does not belong to this database"
+            ) from None
+
+    def rewrap(self, wrapped: bytes, from_version: int, to_version: int) -> bytes:
+        """Unwraps first: a re-read that fetches ``to_version`` may drop ``from_version``."""
+        dek = self.unwrap(from_version, wrapped)
+        return aes_key_wrap(self.kek(to_version), dek)
 
     def kek(self, version: int) -> bytes:
         """The KEK of ``version``; a version not loaded yet makes the file be re-read once."""
@@ -232,6 +339,8 @@ class FileKeyring:
     # -- rotation -------------------------------------------------------------------------
     def add_kek(self) -> int:
         """Create a new KEK version, make it active and save; returns the version."""
+        if not self.holds_keks:
+            raise KeyringError(f"keyring {self.path} holds no KEKs: they are in a PKCS#11 token")
         with self._lock:
             self.refresh()
             version = max(self._keks) + 1
@@ -253,6 +362,9 @@ class FileKeyring:
             self._keks = {v: k for v, k in self._keks.items() if v not in versions}
             self.save()
         self._notify()
+
+    def close(self) -> None:
+        """Nothing to give back: the file is read whole."""
 
     def fingerprints(self) -> dict[str, str]:
         """Fingerprints of every key, named as stored in ``key_fingerprints``."""

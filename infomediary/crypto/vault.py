@@ -5,10 +5,12 @@ DEK --AES-256-GCM, random 96-bit nonce--> each field, with associated data
 ``v1|table|record_id|field|customer_id|dek_version``: a ciphertext copied to another row,
 field or customer does not authenticate. Erasure deletes the wrapped DEK (crypto-shredding).
 
-The keyring is re-read when its file changed before every wrap, and when a DEK names a KEK
-version not loaded yet, so another process's ``keys rotate`` needs no restart here. Which
-version a stored DEK is finally wrapped under is the database's call, made in the
-transaction that stores it (:mod:`infomediary.leases`).
+The KEKs stay with their provider (:class:`~infomediary.crypto.keyring.KeyProvider`): the
+vault hands it a DEK to wrap or a wrapping to unwrap, and never sees a KEK, so a token's
+KEKs (``key_provider=pkcs11``) never leave it. The provider is refreshed before every wrap
+and looks again when a DEK names a KEK version it does not know, so another process's
+``keys rotate`` needs no restart here. Which version a stored DEK is finally wrapped under
+is the database's call, made in the transaction that stores it (:mod:`infomediary.leases`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import (
-    InvalidUnwrap,
-    aes_key_unwrap,
-    aes_key_wrap,
-)
 
-from infomediary.crypto.keyring import KeyProvider, KeyringError
+from infomediary.crypto.keyring import KeyProvider
 
 #: First byte of every field ciphertext; bump when the layout or associated data change.
 BLOB_VERSION = 1
@@ -77,31 +74,18 @@ class Vault:
         dek = secrets.token_bytes(32)
         self.keys.refresh()
         version = self.keys.active_kek_version
-        wrapped = aes_key_wrap(self.keys.kek(version), dek)
+        wrapped = self.keys.wrap(version, dek)
         return CustomerKey(customer_id, 1, AESGCM(dek)), version, wrapped
 
     def unwrap(
         self, customer_id: str, dek_version: int, kek_version: int, wrapped: bytes
     ) -> CustomerKey:
-        try:
-            dek = aes_key_unwrap(self.keys.kek(kek_version), wrapped)
-        except InvalidUnwrap:
-            raise KeyringError(
-                f"KEK version {kek_version} does not unwrap the data keys it should: "
-                "the keyring does not belong to this database"
-            ) from None
+        dek = self.keys.unwrap(kek_version, wrapped)
         return CustomerKey(customer_id, dek_version, AESGCM(dek))
 
     def rewrap(self, wrapped: bytes, from_version: int, to_version: int) -> bytes:
-        """Re-wrap a DEK under another KEK; the DEK itself (and so every field) is unchanged.
-
-        Unwraps first: a re-read that fetches ``to_version`` may drop ``from_version``.
-        """
-        try:
-            dek = aes_key_unwrap(self.keys.kek(from_version), wrapped)
-        except InvalidUnwrap:
-            raise KeyringError(f"KEK version {from_version} does not unwrap a data key") from None
-        return aes_key_wrap(self.keys.kek(to_version), dek)
+        """Re-wrap a DEK under another KEK; the DEK itself (and so every field) is unchanged."""
+        return self.keys.rewrap(wrapped, from_version, to_version)
 
     # -- fields ---------------------------------------------------------------------------
     def seal(self, key: CustomerKey, table: str, record_id: str, field: str, value: Any) -> bytes:

@@ -4,9 +4,13 @@ Envelope encryption (NIST SP 800-57 Part 1 §5.3 on cryptoperiods): rotating the
 re-wraps every customer's DEK (AES key wrap, RFC 3394) under a new KEK; the DEKs, and so
 every field, stay as they are. Order matters because servers keep running meanwhile:
 
-1. the new KEK is saved to the keyring file, then named active in the database, in one
-   transaction that locks ``keyring_state`` (so two rotations do not interleave);
-2. DEKs under any other version are re-wrapped in committed batches (a rerun resumes);
+1. the new KEK is saved to the keyring file (or generated in the token), then named active
+   in the database, in one transaction that locks ``keyring_state`` (so two rotations do
+   not interleave);
+2. DEKs under any other version are re-wrapped in committed batches (a rerun resumes): each
+   batch reads only the three columns it needs, re-wraps in the provider, and writes back
+   with one ``executemany`` UPDATE that matches each row's old wrapping, so a data key
+   replaced or erased meanwhile is left alone;
 3. pruning removes KEK versions that no DEK uses, that the database does not name active,
    and that no live process lease names (:mod:`infomediary.leases`), so a server that has
    not yet noticed the rotation never finds the KEK it wraps with gone.
@@ -17,8 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor
@@ -31,6 +36,21 @@ from infomediary.services import Context
 
 #: Who rotates and prunes: the ``keys`` command, run by the system on the operator's behalf.
 COMMAND = Context(Actor.system("cli"))
+#: Data keys re-wrapped per committed batch.
+BATCH = 5000
+DATA_KEYS = cast(Table, DataKey.__table__)
+#: One row's re-wrap: matched on its key and its old wrapping (compare and set).
+REWRAP = (
+    update(DATA_KEYS)
+    .where(
+        and_(
+            DATA_KEYS.c.customer_id == bindparam("b_customer"),
+            DATA_KEYS.c.kek_version == bindparam("b_from"),
+            DATA_KEYS.c.wrapped_key == bindparam("b_old"),
+        )
+    )
+    .values(kek_version=bindparam("b_to"), wrapped_key=bindparam("b_new"))
+)
 
 
 @dataclass
@@ -75,30 +95,42 @@ def start_rotation(session: Session, inst: Instance) -> Rotation:
     return Rotation(version, resumed, _pending(session, version))
 
 
-def rewrap(session: Session, inst: Instance, rotation: Rotation, *, batch: int) -> Iterator[int]:
-    """Re-wrap data keys under the rotation's KEK, ``batch`` per commit; yields each count."""
+def rewrap(
+    session: Session, inst: Instance, rotation: Rotation, *, batch: int = BATCH
+) -> Iterator[int]:
+    """Re-wrap data keys under the rotation's KEK, ``batch`` per commit; yields each count.
+
+    Walks the keys in primary-key order (keyset pages), so each batch's query starts where
+    the last one stopped; a rerun starts again from the first key not under the KEK."""
+    target = rotation.active_kek
+    after = ""
     while True:
         session.rollback()
-        rows = (
-            session.execute(
-                select(DataKey)
-                .where(DataKey.kek_version != rotation.active_kek)
-                .order_by(DataKey.customer_id)
-                .limit(batch)
-            )
-            .scalars()
-            .all()
-        )
+        rows = session.execute(
+            select(DataKey.customer_id, DataKey.kek_version, DataKey.wrapped_key)
+            .where(DataKey.kek_version != target, DataKey.customer_id > after)
+            .order_by(DataKey.customer_id)
+            .limit(batch)
+        ).all()
         if not rows:
             return
-        target = rotation.active_kek
-        for row in rows:
-            row.wrapped_key = inst.vault.rewrap(row.wrapped_key, row.kek_version, target)
-            row.kek_version = target
+        rewrap_one = inst.vault.rewrap
+        params = [
+            {
+                "b_customer": customer_id,
+                "b_from": version,
+                "b_old": wrapped,
+                "b_to": target,
+                "b_new": rewrap_one(wrapped, version, target),
+            }
+            for customer_id, version, wrapped in rows
+        ]
+        session.execute(REWRAP, params)
         # Rotation is the one use case that commits many times, on purpose: each batch of
         # re-wrapped keys is durable on its own, so an interrupted rotation resumes where it
         # stopped and never holds a lock over every data key at once.
         session.commit()
+        after = rows[-1][0]
         rotation.rewrapped += len(rows)
         yield len(rows)
 
@@ -119,7 +151,7 @@ def finish_rotation(
 
 
 def rotate(
-    session: Session, inst: Instance, *, batch: int = 1000, ctx: Context = COMMAND
+    session: Session, inst: Instance, *, batch: int = BATCH, ctx: Context = COMMAND
 ) -> RotationReport:
     rotation = start_rotation(session, inst)
     for _count in rewrap(session, inst, rotation, batch=batch):
