@@ -126,5 +126,6 @@ def serve(host: str, port: int, threads: int) -> None:
         return
     # waitress configures the root logger; ours already has a handler with the request id
     logging.getLogger(LOGGER_NAME).propagate = False
+    app.extensions["infomediary.warm"]()  # the index and caches, before the first request
     click.echo(f"Infomediary on http://{host}:{port}/", err=True)
     waitress_serve(app, host=host, port=port, threads=threads, ident="infomediary")
