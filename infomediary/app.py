@@ -53,7 +53,7 @@ def create_app(
         RATELIMIT_HEADERS_ENABLED=True,
     )
     app.extensions["infomediary"] = inst
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     from infomediary import web
     from infomediary.services import warmup

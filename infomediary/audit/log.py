@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import bindparam, column, select, table
 from sqlalchemy.orm import Session
 
+from infomediary import metrics
 from infomediary.audit.members import member_tree
 from infomediary.audit.reasons import Reason, reason_of
 from infomediary.models import AccessLogEntry, LogHead, LogNode, utcnow
@@ -270,6 +271,7 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
     if completed:
         session.add_all(LogNode(level=lv, idx=ix, hash=node) for lv, ix, node in completed)
     session.flush()
+    metrics.ACCESS_LOG_APPENDS.labels(entry.outcome).inc()
     return entry
 
 

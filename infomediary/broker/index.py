@@ -17,6 +17,7 @@ from pyroaring import BitMap
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from infomediary import metrics
 from infomediary.broker.attributes import categories_of, value_category
 from infomediary.broker.members import (
     STATE_ID,
@@ -64,6 +65,7 @@ class MatchIndex:
         return self._bitmaps.get(self._token(text), _EMPTY)
 
     # -- building and refreshing -----------------------------------------------------------
+    @metrics.INDEX_BUILD_SECONDS.time()
     def load(self, session: Session, batch: int = 50_000) -> None:
         """Full build from the database."""
         version = _current_version(session)

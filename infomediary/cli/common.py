@@ -15,6 +15,7 @@ from infomediary.config import ConfigError, Settings, load_config
 from infomediary.crypto.keyring import KeyringError
 from infomediary.errors import ServiceError, ValidationFailed
 from infomediary.instance import Instance, NotInitialised, open_instance
+from infomediary.logs import configure_logging
 from infomediary.services.jobs import use_redis
 
 
@@ -34,6 +35,7 @@ def _settings() -> Settings:
 
 def _open() -> Instance:
     settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
     try:
         inst = open_instance(settings)
     except (KeyringError, NotInitialised) as exc:

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from infomediary import metrics
 from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.broker.canonical import DISJOINT as DISJOINT
@@ -162,6 +163,7 @@ def count_audience(
             answer.update(
                 cached=False, epsilon_spent=epsilon_micro / MICRO, budget_remaining=left / MICRO
             )
+            metrics.observe_release(answer, epsilon_micro / MICRO)
             return answer
     with unit_of_work(session) as replay_uow:
         existing = session.get(ReleasedAnswer, (digest, epoch))

@@ -48,6 +48,7 @@ from sqlalchemy import Engine, and_, event, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from infomediary import metrics
 from infomediary.db import rowcount
 from infomediary.errors import ServiceError
 from infomediary.logs import get_logger
@@ -357,6 +358,7 @@ def claim(
                 )
                 changed = True
                 log.warning("job %s (%s) failed: its lease lapsed", row.id, row.kind)
+                metrics.JOB_FAILURES.labels(row.kind).inc()
                 continue
             token = secrets.token_hex(16)
             lease = _REGISTRY[row.kind].lease if row.kind in _REGISTRY else timedelta(minutes=5)
@@ -456,6 +458,7 @@ def _failed(session: Session, run: JobRun, exc: BaseException) -> None:
         if held and not last:
             _announce(session, run.id, run.kind, values["run_after"])
         uow.commit()
+    metrics.JOB_FAILURES.labels(run.kind).inc()
     log.warning(
         "job %s (%s) attempt %d/%d: %s%s",
         run.id,
@@ -617,11 +620,15 @@ def serve_rq(
     burst: bool = False,
     sweep_seconds: float = SWEEP_SECONDS,
     queue_name: str = QUEUE_NAME,
+    with_scheduler: bool = False,
 ) -> int:
     """Run jobs from the RQ queue of ``INFOMEDIARY_REDIS_URL`` in this process (a
-    ``SimpleWorker``, with RQ's scheduler for messages due later), and sweep the table at start
-    and every ``sweep_seconds`` in a thread. Stops on SIGINT or SIGTERM after the job in hand
-    (RQ's warm shutdown). ``burst``: run what the queue holds, then sweep once, and return.
+    ``SimpleWorker``), and sweep the table at start and every ``sweep_seconds`` in a thread.
+    ``with_scheduler``: this worker also runs RQ's scheduler, which moves messages due later
+    onto the queue when they are due (one such worker is enough; RQ's lock keeps it to one).
+    Stops on SIGINT or SIGTERM after the job in hand (RQ's warm shutdown). ``burst``: move
+    the scheduled messages already due (once, as RQ's burst does), run what the queue holds,
+    then sweep once, and return.
     Returns how many jobs the sweeps ran. Raises ``redis.RedisError`` when Redis is unreachable."""
     from redis import Redis
     from rq import Queue, SimpleWorker
@@ -648,7 +655,7 @@ def serve_rq(
             daemon=True,
         )
         sweeper.start()
-        worker.work(with_scheduler=True)
+        worker.work(with_scheduler=with_scheduler)
         stop.set()
         sweeper.join(60)
         return sum(swept)

@@ -48,7 +48,9 @@ access = get_logger("access")
 
 def _log_request(response: Any) -> Any:
     # Route pattern, not path: paths and query strings can carry identifiers or tokens.
-    access.info("%s %s %s", request.method, request.url_rule or "<unmatched>", response.status_code)
+    if not health.is_probe():  # probes come every few seconds and say nothing
+        rule = request.url_rule or "<unmatched>"
+        access.info("%s %s %s", request.method, rule, response.status_code)
     return response
 
 
@@ -57,6 +59,7 @@ def init_app(app: Flask) -> None:
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.session_interface = DatabaseSessionInterface()
+    health.init_app(app)  # first: its request timing covers every other hook
     security.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)

@@ -1,8 +1,8 @@
-"""Public pages: home, privacy notice, health check."""
+"""Public pages: home, privacy notice, how counting works."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, url_for
+from flask import Blueprint, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from infomediary.broker.attributes import customer_attributes
@@ -26,8 +26,3 @@ def privacy() -> ResponseReturnValue:
 @bp.get("/counting")
 def counting() -> ResponseReturnValue:
     return render_template("counting.html", attributes=customer_attributes())
-
-
-@bp.get("/healthz")
-def healthz() -> ResponseReturnValue:
-    return jsonify(status="ok")
