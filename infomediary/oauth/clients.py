@@ -13,10 +13,11 @@ from authlib.oauth2.rfc6749 import (
     TokenMixin,
 )
 from flask import g, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from infomediary.audit.reasons import Reason
 from infomediary.models import (
+    ConsentGrant,
     OAuthToken,
     Supplier,
     utcnow,
@@ -79,9 +80,13 @@ class Client(ClientMixin):  # type: ignore[misc]
 
 
 class TokenRef(TokenMixin):  # type: ignore[misc]
-    def __init__(self, row: OAuthToken, supplier: Supplier | None = None):
+    def __init__(
+        self, row: OAuthToken, supplier: Supplier | None = None, grant: ConsentGrant | None = None
+    ):
         self.row = row
         self.supplier = supplier
+        #: Held so that the session's (weak) identity map keeps it for the checks by key.
+        self.grant = grant
 
     def check_client(self, client: Client) -> bool:
         return bool(self.row.supplier_id == client.supplier.id)
@@ -133,13 +138,27 @@ def find_token(token_string: str, *, refresh_too: bool = False) -> TokenRef | No
     return found[key]
 
 
+_TOKEN_ROWS = (
+    select(OAuthToken, Supplier, ConsentGrant)
+    .join(Supplier, Supplier.id == OAuthToken.supplier_id)
+    .outerjoin(ConsentGrant, ConsentGrant.id == OAuthToken.grant_id)
+)
+#: Built once: an access token's rows by its hash, or a token's by either of its hashes.
+_TOKEN = _TOKEN_ROWS.where(OAuthToken.access_token_hash == bindparam("digest"))
+_TOKEN_OR_REFRESH = _TOKEN_ROWS.where(
+    (OAuthToken.access_token_hash == bindparam("digest"))
+    | (OAuthToken.refresh_token_hash == bindparam("digest"))
+)
+
+
 def _lookup_token(token_string: str, *, refresh_too: bool) -> TokenRef | None:
-    session = request_session()
-    digest = secret_hash(token_string)
-    condition = OAuthToken.access_token_hash == digest
-    if refresh_too:
-        condition = condition | (OAuthToken.refresh_token_hash == digest)
-    row = session.execute(select(OAuthToken).where(condition)).scalar_one_or_none()
-    if row is None:
+    """The token, its supplier and its consent grant in one query, read live on every request
+    (a revoked token or grant, a suspended supplier take effect on the next call); the supplier
+    and grant are then in the session for the checks that ask for them by key."""
+    statement = _TOKEN_OR_REFRESH if refresh_too else _TOKEN
+    found = (
+        request_session().execute(statement, {"digest": secret_hash(token_string)}).one_or_none()
+    )
+    if found is None:
         return None
-    return TokenRef(row, session.get(Supplier, row.supplier_id))
+    return TokenRef(found[0], found[1], found[2])

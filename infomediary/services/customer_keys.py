@@ -22,8 +22,12 @@ from infomediary.tlog import entry as entry_v2
 from policies.taxonomy import CATEGORIES
 
 
-def customer_key(session: Session, inst: Instance, customer_id: str) -> CustomerKey:
-    row = session.get(DataKey, customer_id)
+def customer_key(
+    session: Session, inst: Instance, customer_id: str, row: DataKey | None = None
+) -> CustomerKey:
+    """The customer's DEK, unwrapped; ``row``: their ``data_keys`` row, when already read."""
+    if row is None or row.customer_id != customer_id:
+        row = session.get(DataKey, customer_id)
     if row is None:
         raise NotFound("No such customer.")
     return inst.vault.unwrap(customer_id, row.dek_version, row.kek_version, row.wrapped_key)

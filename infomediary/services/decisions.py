@@ -17,6 +17,8 @@ Every sentence a verdict gives names the supplier as the customer knows it, "Acm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -26,13 +28,14 @@ from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
     ConsentGrant,
+    CustomerPolicy,
     Supplier,
     SupplierBlock,
     utcnow,
 )
 from infomediary.scopes import categories_for, parse_scopes
 from infomediary.services.exports import display_name
-from infomediary.services.policy_store import load_policy
+from infomediary.services.policy_store import load_policy, open_policy
 from policies.engine import evaluate
 from policies.model import (
     PURPOSES,
@@ -47,17 +50,42 @@ from policies.model import (
 from policies.taxonomy import CATEGORIES
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a decision about one customer and one supplier reads, when the caller read it
+    already in its own query (the resource API reads it with the customer's rows): the
+    customer's policy row (None: the default template), whether the customer blocked the
+    supplier, and the supplier's grants from the customer that are not revoked."""
+
+    policy_row: CustomerPolicy | None
+    blocked: bool
+    grants: Sequence[ConsentGrant]
+
+
 def effective_policy(
-    session: Session, inst: Instance, customer_id: str, supplier_id: str, now: datetime
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    supplier_id: str,
+    now: datetime,
+    facts: Facts | None = None,
 ) -> Policy:
-    own = load_policy(session, inst, customer_id)
-    grants = session.execute(
-        select(ConsentGrant).where(
-            ConsentGrant.customer_id == customer_id,
-            ConsentGrant.supplier_id == supplier_id,
-            ConsentGrant.revoked_at.is_(None),
+    if facts is not None:
+        own = open_policy(session, inst, customer_id, facts.policy_row)
+        grants: Sequence[ConsentGrant] = facts.grants
+    else:
+        own = load_policy(session, inst, customer_id)
+        grants = (
+            session.execute(
+                select(ConsentGrant).where(
+                    ConsentGrant.customer_id == customer_id,
+                    ConsentGrant.supplier_id == supplier_id,
+                    ConsentGrant.revoked_at.is_(None),
+                )
+            )
+            .scalars()
+            .all()
         )
-    ).scalars()
     derived = []
     for grant in grants:
         if grant.expires_at is not None and grant.expires_at <= now:
@@ -92,9 +120,10 @@ def access_request(
     purpose: str,
     categories: frozenset[str],
     mode: Mode = Mode.DIRECT,
+    blocked: bool | None = None,
 ) -> AccessRequest:
     """The supplier's request as the engine decides it: named in words, and blocked when the
-    customer blocked it."""
+    customer blocked it (``blocked``, when the caller read it already)."""
     return AccessRequest(
         supplier=supplier.id,
         sector=supplier.sector,
@@ -102,7 +131,7 @@ def access_request(
         categories=categories,
         mode=mode,
         supplier_name=supplier_display_name(supplier),
-        blocked=is_blocked(session, customer_id, supplier.id),
+        blocked=is_blocked(session, customer_id, supplier.id) if blocked is None else blocked,
     )
 
 
@@ -114,12 +143,23 @@ def decide(
     purpose: str,
     categories: frozenset[str],
     mode: Mode = Mode.DIRECT,
+    facts: Facts | None = None,
 ) -> Verdict:
+    """The engine's verdict now; with ``facts``, on the rows the caller read in this
+    transaction (so no decision reads them twice)."""
     now = utcnow()
-    policy = effective_policy(session, inst, customer_id, supplier.id, now)
+    policy = effective_policy(session, inst, customer_id, supplier.id, now, facts)
     return evaluate(
         policy,
-        access_request(session, customer_id, supplier, purpose, categories, mode),
+        access_request(
+            session,
+            customer_id,
+            supplier,
+            purpose,
+            categories,
+            mode,
+            blocked=None if facts is None else facts.blocked,
+        ),
         now,
     )
 

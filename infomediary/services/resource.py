@@ -14,16 +14,27 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.reasons import Param, Reason, verdict_param
 from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
-from infomediary.models import Customer, OAuthToken, Profile, Supplier, utcnow
+from infomediary.models import (
+    ConsentGrant,
+    Customer,
+    CustomerPolicy,
+    DataKey,
+    OAuthToken,
+    Profile,
+    Supplier,
+    SupplierBlock,
+    utcnow,
+)
 from infomediary.scopes import CUSTOMER_SCOPES, parse_scopes
 from infomediary.services import Context, derived_record
 from infomediary.services.customer_keys import customer_key, logged_categories
-from infomediary.services.decisions import decide
+from infomediary.services.decisions import Facts, decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.purchases import open_purchases
 from infomediary.services.uow import unit_of_work
@@ -46,6 +57,52 @@ class _Request:
 class Released:
     body: dict[str, Any]
     categories: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Subject:
+    customer: Customer
+    profile: Profile | None
+    data_key: DataKey | None
+    facts: Facts
+
+
+#: Built once: the statement of :func:`_subject` (only its parameters change).
+_SUBJECT = (
+    select(Customer, Profile, DataKey, CustomerPolicy, SupplierBlock.supplier_id, ConsentGrant)
+    .outerjoin(Profile, Profile.customer_id == Customer.id)
+    .outerjoin(DataKey, DataKey.customer_id == Customer.id)
+    .outerjoin(CustomerPolicy, CustomerPolicy.customer_id == Customer.id)
+    .outerjoin(
+        SupplierBlock,
+        and_(
+            SupplierBlock.customer_id == Customer.id,
+            SupplierBlock.supplier_id == bindparam("supplier_id"),
+        ),
+    )
+    .outerjoin(
+        ConsentGrant,
+        and_(
+            ConsentGrant.customer_id == Customer.id,
+            ConsentGrant.supplier_id == bindparam("supplier_id"),
+            ConsentGrant.revoked_at.is_(None),
+        ),
+    )
+    .where(Customer.id == bindparam("customer_id"))
+)
+
+
+def _subject(session: Session, customer_id: str, supplier_id: str) -> _Subject | None:
+    """Everything a read decides and opens, in one query: the customer, the profile, the data
+    key (held, so the session's identity map answers the policy's lookup of it), the policy
+    row, the supplier's block and the supplier's grants that are not revoked (a row each; the
+    other columns repeat)."""
+    rows = session.execute(_SUBJECT, {"customer_id": customer_id, "supplier_id": supplier_id}).all()
+    if not rows:
+        return None
+    customer, profile, data_key, policy_row, blocked, _ = rows[0]
+    grants = [row[5] for row in rows if row[5] is not None]
+    return _Subject(customer, profile, data_key, Facts(policy_row, blocked is not None, grants))
 
 
 def _verdict(verdict: Verdict, supplier: Supplier, purpose: str) -> dict[str, Param]:
@@ -82,16 +139,18 @@ def release(
     supplier whose ``ctx`` this is."""
     with unit_of_work(session) as uow:
         token = _Request(scope=" ".join(scopes), purpose=purpose)
-        customer = session.get(Customer, customer_id)
-        profile = session.get(Profile, customer_id)
-        if customer is None or profile is None:
+        subject = _subject(session, customer_id, supplier.id)
+        if subject is None or subject.profile is None:
             raise NotFound("The customer no longer exists.")
+        customer, profile, facts = subject.customer, subject.profile, subject.facts
         requested = frozenset(
             s.category
             for name in parse_scopes(token.scope)
             if (s := CUSTOMER_SCOPES.get(name)) and s.action == "read" and s.category
         )
-        verdict = decide(session, inst, customer_id, supplier, token.purpose, requested)
+        verdict = decide(
+            session, inst, customer_id, supplier, token.purpose, requested, facts=facts
+        )
         allowed = verdict.allowed_categories()
         withheld = [
             {"category": v.category, "reason": v.reason}
@@ -113,7 +172,7 @@ def release(
             uow.commit()
             raise PolicyDenied("The customer's policy does not allow this access now.", withheld)
 
-        key = customer_key(session, inst, customer_id)
+        key = customer_key(session, inst, customer_id, subject.data_key)
 
         def field(name: str) -> Any:
             blob = getattr(profile, name)
@@ -151,7 +210,13 @@ def release(
             # refused one is dropped silently: `withheld` names only categories the supplier
             # asked for, the same for every customer whatever their interests.
             special_ok = decide(
-                session, inst, customer_id, supplier, token.purpose, SPECIAL_INTEREST_CATEGORIES
+                session,
+                inst,
+                customer_id,
+                supplier,
+                token.purpose,
+                SPECIAL_INTEREST_CATEGORIES,
+                facts=facts,
             ).allowed_categories()
             tags = field("interests") or []
             body["interests"] = [

@@ -38,6 +38,10 @@ from infomediary.web.schemas import (
 from infomediary.web.security import csrf_exempt, instance, settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+#: Output schemas, built once (a schema holds no state between dumps).
+ME_RESPONSE = MeResponseSchema()
+PURCHASE_LIST = PurchaseListSchema()
+PUSH_JOB = PushJobSchema()
 bp.before_request(refuse_tokens_outside_the_header)
 
 
@@ -75,7 +79,7 @@ def me() -> ResponseReturnValue:
     """
     token = bearer_token()
     body = resource.read_me(db(), instance(), token.row, supplier_context(token.row.supplier_id))
-    return jsonify(MeResponseSchema().dump(body))
+    return jsonify(ME_RESPONSE.dump(body))
 
 
 @bp.get("/purchases")
@@ -135,7 +139,7 @@ def purchases() -> ResponseReturnValue:
     if page["next"] is not None:
         args = {k: v for k, v in request.args.items() if k != "cursor"} | {"cursor": page["next"]}
         following = f"{site_url()}{request.path}?{urlencode(args)}"
-    return jsonify(PurchaseListSchema().dump({"purchases": page["purchases"], "next": following}))
+    return jsonify(PURCHASE_LIST.dump({"purchases": page["purchases"], "next": following}))
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -361,7 +365,7 @@ def push_job(job_id: str) -> ResponseReturnValue:
     """
     token = bearer_token("purchases:write")
     found = purchase_push.job_status(db(), token.row, job_id)
-    return jsonify(PushJobSchema().dump(found))
+    return jsonify(PUSH_JOB.dump(found))
 
 
 def _b64(nodes: tuple[bytes, ...]) -> list[str]:
