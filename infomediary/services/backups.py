@@ -43,12 +43,18 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import current_root
 from infomediary.config import Settings
-from infomediary.crypto.keyring import FileKeyring, KeyringError
+from infomediary.crypto.keyring import FileKeyring, Keyring, KeyringError
 from infomediary.crypto.vault import DecryptionError
 from infomediary.db import begin_snapshot, make_engine, normalise_url
-from infomediary.db_roles import grant_app_role
+from infomediary.db_roles import RoleError, grant_app_role
 from infomediary.errors import NotFound
-from infomediary.instance import Instance, check_keyring, ensure_private, schema_revision
+from infomediary.instance import (
+    Instance,
+    check_keyring,
+    configured_keyring,
+    ensure_private,
+    schema_revision,
+)
 from infomediary.models import Customer, DataKey, Profile
 from infomediary.services import checkpoints
 from infomediary.services.customer_keys import customer_key
@@ -295,7 +301,9 @@ def copy_keyring(settings: Settings, dest: Path) -> Path:
     if _inside(dest, settings.instance_path):
         raise BackupError(f"{dest} is in the instance folder: copy the keys to another medium")
     source = settings.keyring_path
-    FileKeyring.load(source)  # a keyring that does not load is not worth keeping
+    # a keyring that does not load is not worth keeping; beside a PKCS#11 token the file
+    # holds the named secrets only, and the token's KEKs are backed up by the token's means
+    FileKeyring.load(source, holds_keks=settings.key_provider != "pkcs11")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = dest / f"keyring-{stamp}.json"
     try:
@@ -361,21 +369,21 @@ def check_files(src: Path, manifest: Manifest) -> Path:
     return path
 
 
-def check_keys(keyring: FileKeyring, manifest: Manifest) -> None:
+def check_keys(keyring: Keyring, manifest: Manifest) -> None:
     """Refuse a keyring that is not the one the backup was written with (before any write)."""
     ours = keyring.fingerprints()
     for name, print_ in sorted(manifest.fingerprints.items()):
         if name in ours and ours[name] != print_:
             raise BackupError(
-                f"the keyring at {keyring.path} is not this backup's: key {name} differs "
+                f"the {keyring.where} is not this backup's: key {name} differs "
                 "(another instance's keyring?); restore the keyring kept with this backup's keys"
             )
         if name.startswith("secret:") and name not in ours:
-            raise BackupError(f"the keyring at {keyring.path} lacks {name}, which this backup uses")
+            raise BackupError(f"the {keyring.where} lacks {name}, which this backup uses")
     missing = sorted(set(manifest.kek_versions) - set(keyring.kek_versions()))
     if missing:
         raise BackupError(
-            f"the keyring at {keyring.path} lacks KEK version(s) {missing}, which wrap this "
+            f"the {keyring.where} lacks KEK version(s) {missing}, which wrap this "
             "backup's data keys: restore the keyring as it was when the backup was made"
         )
 
@@ -447,16 +455,25 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
             f"{src} is a {manifest.backend} backup and the configured database is {backend}"
         )
     try:
-        keyring = FileKeyring.load(settings.keyring_path)
+        keyring = configured_keyring(settings)
     except KeyringError as exc:
         raise BackupError(str(exc)) from None
-    check_keys(keyring, manifest)
-    if backend == "sqlite":
-        target = _sqlite_path(settings.database_url)
-        if not target.exists():
-            # the log of a deleted database would be replayed onto the new one
-            for suffix in ("-wal", "-shm", "-journal"):
-                Path(f"{target}{suffix}").unlink(missing_ok=True)
+    try:
+        check_keys(keyring, manifest)
+        return _restore(settings, manifest, path, keyring, force=force)
+    finally:
+        keyring.close()
+
+
+def _restore(
+    settings: Settings, manifest: Manifest, path: Path, keyring: Keyring, *, force: bool
+) -> RestoreReport:
+    backend = manifest.backend
+    target = _sqlite_path(settings.database_url) if backend == "sqlite" else None
+    if target is not None and not target.exists():
+        # the log of a deleted database would be replayed onto the new one
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
     engine = make_engine(owner_url(settings))
     try:
         try:
@@ -472,7 +489,7 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
                 f"the database at {where} holds data: restore into an empty one, "
                 "or pass --force to replace it"
             )
-        if backend == "sqlite":
+        if target is not None:
             engine.dispose()
             _restore_sqlite(path, target)
         else:
@@ -496,7 +513,10 @@ def restore(settings: Settings, src: Path, *, force: bool = False) -> RestoreRep
             )
         granted = None
         if settings.admin_database_url and revision == head:
-            granted = grant_app_role(engine, settings.database_url, revision)
+            try:
+                granted = grant_app_role(engine, settings.database_url, revision)
+            except RoleError as exc:
+                raise BackupError(f"restored, but the app's role is not granted: {exc}") from None
         return RestoreReport(backend, revision, head, state.log_size, state.customers, granted)
     finally:
         engine.dispose()
