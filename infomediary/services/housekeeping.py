@@ -63,7 +63,14 @@ from infomediary.models import (
     WebSession,
     utcnow,
 )
-from infomediary.services import checkpoints, jobs, notifications, privacy_ledger
+from infomediary.services import (
+    checkpoints,
+    derived_interests,
+    jobs,
+    notifications,
+    privacy_ledger,
+    purchase_push,
+)
 from infomediary.services.broker import epoch_of
 from infomediary.services.uow import unit_of_work
 from infomediary.statuses import JobStatus
@@ -294,19 +301,33 @@ def ensure(session: Session, kind: str, run_after: datetime | None = None) -> No
         )
 
 
+def _recurring() -> dict[str, timedelta]:
+    """Every recurring job, and how long after its first queueing it first runs."""
+    return {
+        checkpoints.JOB: timedelta(0),
+        JOB: timedelta(0),
+        notifications.JOB: timedelta(0),
+        privacy_ledger.INDEX_JOB: timedelta(0),
+        derived_interests.REFRESH_JOB: derived_interests.REFRESH_EVERY,
+        purchase_push.EXPIRE_JOB: purchase_push.EXPIRE_EVERY,
+    }
+
+
 def recurring() -> tuple[str, ...]:
     """The recurring jobs a scheduling worker keeps: checkpoint signing, housekeeping, the
-    notification digest, the release postings' indexing."""
-    return (checkpoints.JOB, JOB, notifications.JOB, privacy_ledger.INDEX_JOB)
+    notification digest, the release postings' indexing, the daily refresh of interests
+    from purchases, the expiry of push idempotency keys."""
+    return tuple(_recurring())
 
 
 def ensure_recurring(inst: Instance) -> tuple[str, ...]:
     """Make sure every recurring job exists and is not given up (one unit of work); their
     kinds. A job already queued or running is left as it is, so calling this from every
     starting worker enqueues each once."""
-    kinds = recurring()
+    now = utcnow()
+    first = _recurring()
     with inst.sessions() as session, unit_of_work(session) as uow:
-        for kind in kinds:
-            ensure(session, kind)
+        for kind, after in first.items():
+            ensure(session, kind, now + after)
         uow.commit()
-    return kinds
+    return tuple(first)
