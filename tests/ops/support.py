@@ -264,14 +264,16 @@ class Seeded:
     tokens: list[str]
 
 
-def seed_tokens(base: str, inst: Instance, customers: int) -> Seeded:
+def seed_tokens(
+    base: str, inst: Instance, customers: int, supplier_name: str = "Load Books"
+) -> Seeded:
     """``customers`` customers with a profile, one supplier, and for each customer a consent
     given on the consent screen and an access token from the token endpoint, all through
     ``base`` over HTTP (the real dance, as a supplier and a browser do it)."""
     from tests.factories import make_customer
     from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
 
-    supplier = make_supplier(inst, name="Load Books")
+    supplier = make_supplier(inst, name=supplier_name)
     ids: list[str] = []
     tokens: list[str] = []
     for n in range(customers):
