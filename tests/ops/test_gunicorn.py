@@ -19,12 +19,14 @@ import re
 import runpy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gunicorn.config import Config  # type: ignore[import-untyped]
 
+from infomediary import create_app
 from tests.ops.support import ROOT, Gunicorn, Missing, instance, tool, wait_for
 
 CONFIG = ROOT / "gunicorn.conf.py"
@@ -168,3 +170,26 @@ def test_forwarded_for_is_honoured_from_a_trusted_proxy_only() -> None:
 
         assert _issuer(port, "127.0.0.1") == "https://id.shop.example"
         assert _issuer(port, "127.0.0.2") == f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("peer", "issuer"),
+    [
+        ("10.1.2.3", "https://id.shop.example"),  # inside a trusted network
+        ("10.0.0.5", "https://id.shop.example"),  # a trusted address
+        ("10.0.0.6", "http://localhost"),  # anyone else: the headers are dropped
+        ("192.0.2.1", "http://localhost"),
+    ],
+)
+def test_the_app_takes_forwarded_headers_from_trusted_proxies_only(
+    inst: Any, peer: str, issuer: str
+) -> None:
+    settings = replace(inst.settings, proxy_hops=1, trusted_proxies="10.0.0.5,10.1.0.0/16")
+    client = create_app(settings, instance=inst).test_client()
+    response = client.get(
+        "/.well-known/oauth-authorization-server",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.shop.example"},
+        environ_base={"REMOTE_ADDR": peer},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["issuer"] == issuer
