@@ -239,6 +239,7 @@ def run_rotation(keys: int = 3000) -> dict[str, Any]:
                 seed_synthetic(session, inst, keys, chunk=1000, workers=1)
                 before = active_kek(session)
                 session.rollback()
+            assert before is not None, "the instance names no active KEK"
             first = cli(ops, "keys", "rotate", "--batch", "50", "--json")
 
             def rewrapped() -> int:
