@@ -15,10 +15,12 @@ committed by it), then sends SIGKILL.
   rerun clears what the killed one staged and imports exactly ``--lines`` lines, no
   duplicates, all of them published.
 - **offer**: an offer to ``--recipients`` customers, its delivery job run by ``infomediary
-  worker`` (database transport), killed once some deliveries are committed. The job's lease
-  (one second here) lapses, a second worker claims it again and completes it: every
-  recipient has exactly one delivery, the rewards ledger balances and the escrow holds what
-  the deliveries left.
+  worker`` (database transport), killed while the delivery's transaction is under way (its
+  connection holds a lock on the offers' tables; the delivery commits whole, with the job's
+  completion). Nothing of it is left: no delivery, the offer queued, the escrow as it was.
+  The job's lease (one second here) lapses, a second worker claims it again and completes it:
+  every recipient has exactly one delivery, the rewards ledger balances and the escrow still
+  holds the rewards of the cap (they are paid when a recipient accepts).
 - **rotation**: ``--keys`` customers (the synthetic population's bulk path), then ``infomediary
   keys rotate --batch 50``, killed once some data keys are under the new KEK. Every data key
   still unwraps (under the old KEK or the new one, never a half-written one), the rerun
@@ -33,25 +35,33 @@ import csv
 import json
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from connectors.amazon import RETAIL_COLUMNS_2024
 from infomediary.instance import Instance
 from infomediary.models import (
     Customer,
     DataKey,
+    Job,
+    Offer,
+    OfferDelivery,
     Profile,
     Purchase,
     PurchaseImport,
     PurchaseImportStatus,
+    Supplier,
 )
+from infomediary.statuses import JobStatus, OfferStatus
 from tests.ops.support import (
+    ROOT,
+    OpsInstance,
     cli,
     finish,
     instance,
@@ -287,8 +297,152 @@ def run_rotation(keys: int = 3000) -> dict[str, Any]:
     }
 
 
+#: ``infomediary worker`` with the offer delivery's lease cut to one second (the kind's
+#: registration is the one setting of a lease), so a killed worker's job is free again soon.
+SHORT_LEASE_WORKER = (
+    "import sys\n"
+    "from infomediary.services import jobs, offers\n"
+    "jobs.register(offers.DELIVER, offers.deliver_offer, max_attempts=5, lease_seconds=1)\n"
+    "from infomediary.cli import main\n"
+    "sys.exit(main(['worker']))\n"
+)
+
+
+def _worker(ops: OpsInstance) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SHORT_LEASE_WORKER],
+        env=ops.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _offer_locked(inst: Instance) -> bool:
+    """Whether another connection holds a lock on the offers' tables: the delivery's
+    transaction is under way (it locks the offer first, then writes deliveries)."""
+    query = text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname IN ('offers', 'offer_deliveries') AND l.pid <> pg_backend_pid()"
+    )
+    return _count(inst, query) > 0
+
+
 def run_offer(recipients: int = 200) -> dict[str, Any]:
-    raise AssertionError("not written yet")
+    from infomediary.audit.log import Actor  # noqa: F401 - the services' actors load with it
+    from infomediary.demo import seed_synthetic
+    from infomediary.services import Context, offers, rewards
+    from infomediary.services.offers import OfferInput, send_offer
+    from infomediary.statuses import LedgerAccountKind
+    from infomediary.web.schemas import OfferRequestSchema, load
+    from tests.factories import EVERYWHERE, make_supplier
+
+    reward = 10
+    with scratch_database("ops_kill") as url, instance(url, KEY_LEASE_SECONDS=LEASE_SECONDS) as ops:
+        inst = ops.open()
+        try:
+            with inst.sessions() as session:
+                seed_synthetic(session, inst, max(3 * recipients, 600), chunk=1000, workers=1)
+            creds = make_supplier(
+                inst,
+                name="Kill Books",
+                scopes=("offers:send",),
+                purposes=("marketing",),
+                redirect_uris=(),
+                fund_cents=10 * reward * recipients,
+            )
+            request = {
+                "purpose": "marketing",
+                "where": EVERYWHERE,
+                "title": "Books",
+                "body": "At the counter.",
+                "reward_cents": reward,
+                "max_recipients": recipients,
+                "expires_in_days": 7,
+            }
+            with inst.sessions() as session:
+                supplier = session.get_one(Supplier, creds.id)
+                sent = send_offer(
+                    session,
+                    inst,
+                    supplier,
+                    load(OfferRequestSchema(), request, OfferInput),
+                    Context.supplier(creds.id),
+                )
+            offer_id = sent["id"]
+            job = select(Job.status, Job.attempts).where(Job.kind == offers.DELIVER)
+            delivered = (
+                select(func.count())
+                .select_from(OfferDelivery)
+                .where(OfferDelivery.offer_id == offer_id)
+            )
+
+            def escrow() -> int:
+                with inst.sessions() as session:
+                    account = rewards.account(session, LedgerAccountKind.ESCROW, offer_id)
+                    left = rewards.balance(session, account.id)
+                    total = rewards.total_of_all_balances(session)
+                    session.rollback()
+                assert total == 0, f"the ledger does not balance: {total}"
+                return left
+
+            escrowed = escrow()
+
+            def running() -> bool:
+                with inst.sessions() as session:
+                    row = session.execute(job).one()
+                    session.rollback()
+                assert row.status != JobStatus.DONE, "the delivery finished before the kill"
+                return row.status == JobStatus.RUNNING and _offer_locked(inst)
+
+            _kill_when(_worker(ops), "the delivery's transaction under way", running, 120)
+            with inst.sessions() as session:
+                killed = session.execute(job).one()
+                offer = session.execute(select(Offer.status).where(Offer.id == offer_id)).one()
+                session.rollback()
+            assert killed.status == JobStatus.RUNNING, killed.status
+            assert killed.attempts == 1, killed.attempts
+            assert offer.status == OfferStatus.QUEUED, offer.status
+            assert _count(inst, delivered) == 0, "a killed delivery left deliveries"
+            assert escrow() == escrowed
+
+            second = _worker(ops)
+            try:
+
+                def done() -> Any:
+                    with inst.sessions() as session:
+                        row = session.execute(job).one()
+                        session.rollback()
+                    return row if row.status == JobStatus.DONE else None
+
+                rerun = wait_for("the delivery's rerun", done, 120, every=0.1)
+            finally:
+                second.send_signal(signal.SIGTERM)
+                finish(second, 60)
+            with inst.sessions() as session:
+                offer = session.execute(select(Offer.status).where(Offer.id == offer_id)).one()
+                session.rollback()
+            count = _count(inst, delivered)
+            distinct = _count(
+                inst,
+                select(func.count(func.distinct(OfferDelivery.customer_id))).where(
+                    OfferDelivery.offer_id == offer_id
+                ),
+            )
+            assert rerun.attempts == 2, rerun.attempts
+            assert offer.status == OfferStatus.DELIVERED, offer.status
+            assert count == distinct == recipients, (count, distinct, recipients)
+            left = escrow()
+            assert left == escrowed == reward * recipients, (left, escrowed)
+        finally:
+            inst.close()
+    return {
+        "offer_recipients": recipients,
+        "offer_deliveries_after_kill": 0,
+        "offer_rerun": f"attempt {rerun.attempts}: {count} recipients, each once",
+        "offer_escrow_cents": left,
+        "offer_ledger": "balanced",
+    }
 
 
 def _scenarios(only: str) -> Iterator[str]:

@@ -33,3 +33,10 @@ def test_a_killed_rotation_leaves_every_key_whole_and_the_rerun_finishes_it() ->
     figures = _run(kill.run_rotation, 1000)
     assert 0 < figures["rotation_rewrapped_at_kill"] < 1000
     assert figures["rotation_profiles_decrypted"] == 1000
+
+
+def test_a_killed_delivery_leaves_nothing_and_its_rerun_delivers_each_recipient_once() -> None:
+    figures = _run(kill.run_offer, 100)
+    assert figures["offer_deliveries_after_kill"] == 0
+    assert figures["offer_rerun"] == "attempt 2: 100 recipients, each once"
+    assert figures["offer_escrow_cents"] == 1000
