@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select, text, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from infomediary.audit.log import current_root
 from infomediary.config import Settings, load_config
 from infomediary.crypto.keyring import FileKeyring
 from infomediary.db import make_engine, normalise_url
-from infomediary.instance import Instance, open_instance
+from infomediary.instance import Instance, initialise, open_instance
 from infomediary.models import Profile
 from infomediary.services import backups, checkpoints
-from tests.conftest import FAST_ARGON2
+from tests.conftest import FAST_ARGON2, PG_ENV, need_service
 from tests.factories import make_customer
 from tests.ops.restore_drill import drop_database, recreate_database
 
@@ -257,3 +259,77 @@ def test_pg_dump_missing_is_one_line(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(backups.BackupError, match="pg_dump is needed"):
         backups.create(inst, tmp_path / "backup")
+
+
+APP_ROLE = os.environ.get("INFOMEDIARY_TEST_APP_ROLE", "infomediary_app")
+
+
+@pytest.fixture(params=["postgresql"])
+def two_role_server(request: pytest.FixtureRequest) -> URL:
+    """The PostgreSQL server of the tests, with the app's login role present."""
+    raw = os.environ.get(PG_ENV)
+    if not raw:
+        need_service(f"the two-role restore needs PostgreSQL at {PG_ENV}")
+        raise AssertionError("unreachable")
+    server = make_engine(raw, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            quoted = server.dialect.identifier_preparer.quote(APP_ROLE)
+            conn.execute(
+                text(
+                    f"DO $$ BEGIN CREATE ROLE {quoted} LOGIN; "
+                    "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                )
+            )
+    except DBAPIError as exc:
+        need_service(f"PostgreSQL at {PG_ENV} cannot make a role: {type(exc).__name__}")
+    finally:
+        server.dispose()
+    return normalise_url(raw)
+
+
+def _two_roles(server: URL, name: str, folder: Path) -> Settings:
+    owner = server.set(database=name).render_as_string(hide_password=False)
+    app = server.set(database=name, username=APP_ROLE, password=None)
+    recreate_database(owner)
+    return load_config(
+        {
+            "INSTANCE_PATH": str(folder),
+            "DATABASE_URL": app.render_as_string(hide_password=False),
+            "ADMIN_DATABASE_URL": owner,
+            **FAST_ARGON2,
+        },
+        environ={},
+    )
+
+
+def test_a_restore_grants_the_apps_role_as_init_does(two_role_server: URL, tmp_path: Path) -> None:
+    stamp = secrets.token_hex(4)
+    source = _two_roles(two_role_server, f"drill_src_{stamp}", tmp_path / "source")
+    target = _two_roles(two_role_server, f"drill_dst_{stamp}", tmp_path / "target")
+    try:
+        initialise(source)
+        inst = open_instance(source)
+        try:
+            seed(inst, 2)
+            manifest = backups.create(inst, tmp_path / "backup")
+        finally:
+            inst.close()
+        (tmp_path / "target").mkdir(mode=0o700)
+        shutil.copyfile(source.keyring_path, target.keyring_path)
+        os.chmod(target.keyring_path, 0o600)
+        report = backups.restore(target, tmp_path / "backup")
+        assert report.granted_role == APP_ROLE
+        assert report.log_size == manifest.log_size
+        restored = open_instance(target)  # as the app's role: it reads and appends
+        try:
+            with restored.sessions() as session:
+                assert backups.verify(session, restored, ()).ok
+            with pytest.raises(DBAPIError) as refused, restored.engine.begin() as conn:
+                conn.execute(text("UPDATE access_log SET purpose = 'marketing'"))
+            assert getattr(refused.value.orig, "sqlstate", None) == "42501"
+        finally:
+            restored.close()
+    finally:
+        drop_database(source.admin_database_url)
+        drop_database(target.admin_database_url)
