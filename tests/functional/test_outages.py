@@ -27,8 +27,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from infomediary import create_app
+from infomediary.db import is_unavailable, make_engine
 from infomediary.instance import Instance, open_instance
 from infomediary.models import Job
 from infomediary.services import jobs
@@ -277,3 +280,30 @@ def test_enqueueing_with_redis_away_commits_and_the_sweep_runs_the_job(
     assert ran == [job_id]
     with inst.sessions() as session:
         assert session.get_one(Job, job_id).status == JobStatus.DONE
+
+
+# -- what counts as "unavailable" ----------------------------------------------------------------
+
+
+def test_only_a_lost_connection_counts_as_the_database_being_unavailable(inst: Instance) -> None:
+    def raised(engine: Any, *statements: str) -> SQLAlchemyError:
+        try:
+            with engine.connect() as conn:
+                for statement in statements:
+                    conn.execute(text(statement))
+        except SQLAlchemyError as exc:
+            return exc
+        raise AssertionError(f"no error from {statements}")
+
+    # a statement the database refuses is not an outage, on either backend
+    assert not is_unavailable(raised(inst.engine, "SELECT * FROM no_such_table"))
+    if inst.engine.dialect.name != "postgresql":
+        return
+    cancelled = raised(inst.engine, "SET statement_timeout = 1", "SELECT pg_sleep(1)")
+    assert type(cancelled).__name__ == "OperationalError"  # QueryCanceled, SQLSTATE 57014
+    assert not is_unavailable(cancelled)
+    nobody = make_engine(inst.engine.url.set(port=1).render_as_string(hide_password=False))
+    try:
+        assert is_unavailable(raised(nobody, "SELECT 1"))
+    finally:
+        nobody.dispose()
