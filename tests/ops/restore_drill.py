@@ -63,6 +63,8 @@ class Drill:
     database_url: str | None = None  # PostgreSQL, dropped and created again; else SQLite
     customers: int = 20
     say: Callable[[str], None] = print
+    #: The server's database the drill connects to while it drops and creates its own.
+    maintenance: str = "postgres"
     steps: list[tuple[str, float]] = field(default_factory=list)
 
     @property
@@ -148,7 +150,7 @@ class Drill:
             if self.sqlite_file().exists():
                 raise DrillFailed("wipe: the SQLite file is still there")
             return
-        recreate_database(self.database_url)
+        recreate_database(self.database_url, self.maintenance)
 
     def tamper_one_entry(self) -> None:
         """Alter one access-log row behind the app's back, as an attacker with the database would."""
@@ -284,15 +286,15 @@ class Drill:
             raise DrillFailed(f"verify after tampering: {tampered}")
 
 
-def recreate_database(url: str) -> None:
+def recreate_database(url: str, maintenance: str = "postgres") -> None:
     """Drop the database ``url`` names (closing its connections) and create it empty again,
-    from the server's ``postgres`` database."""
+    connected to another database of the same server (``maintenance``)."""
     parsed = normalise_url(url)
     name = parsed.database
     if not name:
         raise DrillFailed(f"{url}: no database named")
     admin = make_engine(
-        parsed.set(database="postgres").render_as_string(hide_password=False),
+        parsed.set(database=maintenance).render_as_string(hide_password=False),
         isolation_level="AUTOCOMMIT",
     )
     try:
@@ -304,10 +306,10 @@ def recreate_database(url: str) -> None:
         admin.dispose()
 
 
-def drop_database(url: str) -> None:
+def drop_database(url: str, maintenance: str = "postgres") -> None:
     parsed = normalise_url(url)
     admin = make_engine(
-        parsed.set(database="postgres").render_as_string(hide_password=False),
+        parsed.set(database=maintenance).render_as_string(hide_password=False),
         isolation_level="AUTOCOMMIT",
     )
     try:
@@ -322,16 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="a PostgreSQL database of its own (it is dropped)")
     parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument(
+        "--maintenance-database",
+        default="postgres",
+        help="another database of the server, connected to while the drill's is dropped",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the drill's folder")
     args = parser.parse_args(argv)
     if args.database_url and make_url(args.database_url).get_backend_name() != "postgresql":
         parser.error("--database-url must be a PostgreSQL URL (SQLite is the default)")
     root = Path(tempfile.mkdtemp(prefix="restore-drill-"))
-    drill = Drill(root, args.database_url, args.customers)
+    drill = Drill(root, args.database_url, args.customers, maintenance=args.maintenance_database)
     started = time.perf_counter()
     try:
         if args.database_url:
-            recreate_database(args.database_url)
+            recreate_database(args.database_url, args.maintenance_database)
         drill.run()
     except DrillFailed as exc:
         print(f"FAIL {exc}", file=sys.stderr)

@@ -40,17 +40,19 @@ def drill_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     except Exception as exc:
         need_service(f"PostgreSQL at {PG_ENV} is unreachable: {type(exc).__name__}")
     name = f"drill_{secrets.token_hex(6)}"
-    url = normalise_url(server).set(database=name).render_as_string(hide_password=False)
-    recreate_database(url)
+    base = normalise_url(server)
+    url = base.set(database=name).render_as_string(hide_password=False)
+    recreate_database(url, maintenance=str(base.database))
     try:
         yield url
     finally:
-        drop_database(url)
+        drop_database(url, maintenance=str(base.database))
 
 
 def test_backup_wipe_restore_and_prove(drill_database: str | None, tmp_path: Path) -> None:
     said: list[str] = []
-    drill = Drill(tmp_path, drill_database, CUSTOMERS, say=said.append)
+    maintenance = str(normalise_url(os.environ.get(PG_ENV) or "sqlite://").database)
+    drill = Drill(tmp_path, drill_database, CUSTOMERS, say=said.append, maintenance=maintenance)
     drill.run()
     steps = [step for step, _ in drill.steps]
     # the controls ran, each failing as it must: the drill can fail

@@ -53,7 +53,7 @@ def target(inst: Instance, tmp_path: Path) -> Iterator[Settings]:
         name = f"drill_unit_{secrets.token_hex(4)}"
         parsed = normalise_url(inst.settings.database_url).set(database=name)
         url = parsed.render_as_string(hide_password=False)
-        recreate_database(url)
+        recreate_database(url, maintenance=str(normalise_url(inst.settings.database_url).database))
     settings = load_config(
         {"INSTANCE_PATH": str(folder), "DATABASE_URL": url, **FAST_ARGON2}, environ={}
     )
@@ -61,7 +61,7 @@ def target(inst: Instance, tmp_path: Path) -> Iterator[Settings]:
         yield settings
     finally:
         if inst.engine.dialect.name != "sqlite":
-            drop_database(url)
+            drop_database(url, maintenance=str(normalise_url(inst.settings.database_url).database))
 
 
 def test_create_writes_a_copy_and_its_manifest_and_never_the_keys(
@@ -291,7 +291,7 @@ def two_role_server(request: pytest.FixtureRequest) -> URL:
 def _two_roles(server: URL, name: str, folder: Path) -> Settings:
     owner = server.set(database=name).render_as_string(hide_password=False)
     app = server.set(database=name, username=APP_ROLE, password=None)
-    recreate_database(owner)
+    recreate_database(owner, maintenance=str(server.database))
     return load_config(
         {
             "INSTANCE_PATH": str(folder),
@@ -331,5 +331,5 @@ def test_a_restore_grants_the_apps_role_as_init_does(two_role_server: URL, tmp_p
         finally:
             restored.close()
     finally:
-        drop_database(source.admin_database_url)
-        drop_database(target.admin_database_url)
+        drop_database(source.admin_database_url, maintenance=str(two_role_server.database))
+        drop_database(target.admin_database_url, maintenance=str(two_role_server.database))
