@@ -85,6 +85,9 @@ def softhsm_token(folder: Path) -> dict[str, str]:
         check=True,
         capture_output=True,
     )
+    import pkcs11
+
+    pkcs11.lib(SOFTHSM_MODULE).reinitialize()  # SoftHSM2 reads its configuration then
     return {
         "KEY_PROVIDER": "pkcs11",
         "PKCS11_MODULE": SOFTHSM_MODULE,
@@ -253,8 +256,11 @@ def settle(inst: Instance) -> None:
     (what the last measure left there would slow the next one's reads), PostgreSQL's dead
     rows vacuumed."""
     if inst.engine.dialect.name == "sqlite":
-        with inst.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = inst.engine.raw_connection()  # outside a transaction, which the pragma needs
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
         return
     with inst.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE data_keys")

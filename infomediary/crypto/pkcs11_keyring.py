@@ -124,6 +124,11 @@ class _Token:
                 f"more than one PKCS#11 token is labelled {self.label!r}: "
                 f"give {LABEL_SETTING} a unique label"
             ) from None
+        except PKCS11Error as exc:
+            raise KeyringError(
+                f"PKCS#11 module {self.module} cannot list its tokens ({type(exc).__name__}): "
+                f"check {MODULE_SETTING} and the module's own configuration"
+            ) from None
         try:
             self._session = token.open(rw=True, user_pin=pin)
         except (PinIncorrect, PinLenRange):
