@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from infomediary.db import normalise_url
 from infomediary.text import parse_int
+from policies.terms import load_roster
 
 PREFIX = "INFOMEDIARY_"
 #: Variables of the test harness and CI, which share the prefix but are not settings.
@@ -161,6 +162,8 @@ class Settings:
     #: Expired sessions, codes, tokens, links, released answers and old finished jobs are
     #: deleted this often, seconds (the recurring job `housekeeping`).
     housekeeping_seconds: int = 3600
+    #: The MyTerms roster (a JSON file of standard agreements); empty: the shipped default.
+    terms_roster: str = ""
 
     def __post_init__(self) -> None:
         # Derived values only (no checks: see validate): absolute paths, the default database.
@@ -414,6 +417,16 @@ def _check_key_provider(settings: Settings) -> None:
         )
 
 
+def _check_terms_roster(path: str) -> None:
+    """A replaced MyTerms roster must load: a broken file stops the start, not a bid."""
+    if not path:
+        return
+    try:
+        load_roster(Path(path))
+    except ValueError as error:
+        raise ConfigError(f"{PREFIX}TERMS_ROSTER: {error}") from None
+
+
 def validate(settings: Settings) -> None:
     """Raise :class:`ConfigError` naming the first setting that is wrong."""
     for name in _POSITIVE:
@@ -457,6 +470,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"{PREFIX}SMTP_URL must start with smtp:// or smtps://")
     if settings.redis_url:
         _check_redis_url(settings.redis_url)
+    _check_terms_roster(settings.terms_roster)
     if not settings.production:
         return
     if len(settings.secret_key) < 32:

@@ -130,7 +130,8 @@ class Policy:
 
 #: Purposes a supplier may give for an access, with the words a customer sees after "for".
 #: Keys follow W3C DPV purpose names in short form (``service`` is dpv:ServiceProvision,
-#: ``research`` dpv:ResearchAndDevelopment).
+#: ``research`` dpv:ResearchAndDevelopment). ``ai_training`` (training, testing or improving AI
+#: models) exists so that an agreement (:mod:`policies.terms`) can forbid it.
 PURPOSES: dict[str, str] = {
     "service": "providing the service you asked for",
     "marketing": "marketing",
@@ -138,6 +139,7 @@ PURPOSES: dict[str, str] = {
     "analytics": "analytics",
     "research": "research",
     "rewards": "rewards and loyalty schemes",
+    "ai_training": "training artificial intelligence models",
 }
 
 #: The W3C Data Privacy Vocabulary (https://w3id.org/dpv) purpose each key stands for, as the
@@ -149,6 +151,8 @@ PURPOSE_DPV: dict[str, str] = {
     "analytics": "dpv:ServiceOptimisation",
     "research": "dpv:ResearchAndDevelopment",
     "rewards": "dpv:CustomerRelationshipManagement",
+    # the nearest core DPV purpose; MyTerms' "no AI training" agreement forbids it
+    "ai_training": "dpv:ResearchAndDevelopment",
 }
 
 

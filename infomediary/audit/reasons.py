@@ -108,6 +108,11 @@ CATALOGUE: dict[str, str] = {
     "consent.revoked": "consent revoked for {supplier}; tokens revoked",
     "consent.revoke_refused": "consent revocation refused: no such consent of yours",
     "consent.grant_revoked": "consent {grant} revoked",
+    # MyTerms agreements (IEEE 7012)
+    "terms.agreed": "agreement {terms} made with {supplier}, signed as record {agreement}",
+    "terms.default_set": "terms you proffer by default set to {terms}",
+    "terms.supplier_accepts": "supplier {supplier} publishes the terms it accepts: {terms}",
+    "terms.agreement_viewed": "agreement {agreement} with {supplier} downloaded",
     "tokens.revoked": "{cause}; {count} tokens revoked",
     "tokens.by_supplier": "token revoked by {supplier} (RFC 7009)",
     "tokens.code_reused": "authorization code reused by {supplier}",

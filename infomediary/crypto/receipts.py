@@ -291,6 +291,12 @@ class ReceiptSigner:
             header, _payload(receipt_claims(facts)), self._key, algorithms=[ALGORITHM]
         )
 
+    def sign_claims(self, claims: Mapping[str, Any], typ: str) -> str:
+        """Another signed record of the platform (``typ`` says which, RFC 8725 section 3.11),
+        as a compact JWS under the same key: a MyTerms agreement, say."""
+        header = {"alg": ALGORITHM, "kid": self.kid, "typ": typ}
+        return jws.serialize_compact(header, _payload(claims), self._key, algorithms=[ALGORITHM])
+
     def jwks(self) -> dict[str, Any]:
         """The public key set to publish (``kty``, ``crv``, ``x``, ``kid``, ``use``, ``alg``)."""
         return {"keys": [dict(self._key.as_dict(private=False))]}
@@ -313,8 +319,9 @@ def _find_key(jwks: Mapping[str, Any], kid: str) -> OKPKey:
     raise ReceiptError(f"receipt is signed by an unknown key {kid!r}")
 
 
-def verify_receipt(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
-    """Verify a receipt against a published key set; return its claims.
+def verify_receipt(token: str, jwks: dict[str, Any], typ: str = RECEIPT_TYP) -> dict[str, Any]:
+    """Verify a receipt (or another record of type ``typ``) against a published key set;
+    return its claims.
 
     Only ``alg`` Ed25519 with a ``kid`` found in ``jwks`` is accepted (never ``none``, HMAC or
     the deprecated ``EdDSA``); raises :class:`ReceiptError` otherwise.
@@ -332,8 +339,8 @@ def verify_receipt(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
     alg = header.get("alg")
     if alg != ALGORITHM:
         raise ReceiptError(f"receipt algorithm {alg!r} is not accepted; only {ALGORITHM}")
-    if header.get("typ") != RECEIPT_TYP:
-        raise ReceiptError(f"receipt type {header.get('typ')!r} is not {RECEIPT_TYP!r}")
+    if header.get("typ") != typ:
+        raise ReceiptError(f"receipt type {header.get('typ')!r} is not {typ!r}")
     unexpected = set(header) - _ALLOWED_HEADERS
     if unexpected:
         raise ReceiptError(f"receipt header has unexpected parameters {sorted(unexpected)}")

@@ -11,6 +11,7 @@ foreign keys name their tables by string).
 """
 
 from .access_log import AccessLogEntry, LogCheckpoint, LogHead, LogNode
+from .agreements import Agreement, CustomerTerms, SupplierTerms
 from .auditors import Auditor
 from .base import NAMING_CONVENTION, Base, UTCDateTime, one_of, utcnow
 from .broker import (
@@ -57,6 +58,7 @@ from .suppliers import AuthorizationCode, InitialAccessToken, OAuthToken, Organi
 __all__ = [
     "NAMING_CONVENTION",
     "AccessLogEntry",
+    "Agreement",
     "Auditor",
     "AuthorizationCode",
     "Base",
@@ -68,6 +70,7 @@ __all__ = [
     "Customer",
     "CustomerPolicy",
     "CustomerSettings",
+    "CustomerTerms",
     "CustomerTotp",
     "DataKey",
     "DerivedInterests",
@@ -109,6 +112,7 @@ __all__ = [
     "ReleasedAnswer",
     "Supplier",
     "SupplierBlock",
+    "SupplierTerms",
     "SupplierWebhook",
     "UTCDateTime",
     "WebSession",

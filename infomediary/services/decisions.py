@@ -3,9 +3,11 @@
 A grant never exceeds the policy at the time of each access: the policy is evaluated on
 every access. The *effective* policy for a supplier is the customer's own rules plus, for
 each of that supplier's active grants, a per-supplier ``direct`` rule for the granted
-categories and purpose, expiring with the grant. The customer's ``never`` rules still
-override (deny overrides), so tightening the policy takes effect on the next call, and
-revoking a grant removes its rules at once.
+categories and purpose, expiring with the grant, plus the ``never`` rules of each MyTerms
+agreement made with that supplier (:mod:`infomediary.services.agreements`). The customer's
+``never`` rules (their own and the agreements') still override (deny overrides), so
+tightening the policy takes effect on the next call, and revoking a grant removes its rules
+at once.
 
 A grant is a specific yes to one supplier: it may widen the customer's general defaults for
 that supplier (say, "with your name" where the default is "only under a pseudonym"), never a
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 from infomediary.errors import ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import (
+    Agreement,
     ConsentGrant,
     CustomerPolicy,
     Supplier,
@@ -34,6 +37,7 @@ from infomediary.models import (
     utcnow,
 )
 from infomediary.scopes import categories_for, parse_scopes
+from infomediary.services.agreements import agreement_rules, rules_for_supplier
 from infomediary.services.exports import display_name
 from infomediary.services.policy_store import load_policy, open_policy
 from policies.engine import evaluate
@@ -55,11 +59,13 @@ class Facts:
     """What a decision about one customer and one supplier reads, when the caller read it
     already in its own query (the resource API reads it with the customer's rows): the
     customer's policy row (None: the default template), whether the customer blocked the
-    supplier, and the supplier's grants from the customer that are not revoked."""
+    supplier, the supplier's grants from the customer that are not revoked, and the MyTerms
+    agreements in force between them (None: not read, so the decision reads them)."""
 
     policy_row: CustomerPolicy | None
     blocked: bool
     grants: Sequence[ConsentGrant]
+    agreements: Sequence[Agreement] | None = None
 
 
 def effective_policy(
@@ -100,7 +106,12 @@ def effective_policy(
                     expires=grant.expires_at,
                 )
             )
-    return Policy(rules=(*own.rules, *derived), template=own.template)
+    # MyTerms agreements: restrictions only, for this supplier; a grant cannot widen them.
+    if facts is not None and facts.agreements is not None:
+        agreed = agreement_rules(facts.agreements, supplier_id)
+    else:
+        agreed = rules_for_supplier(session, customer_id, supplier_id)
+    return Policy(rules=(*own.rules, *derived, *agreed), template=own.template)
 
 
 def supplier_display_name(supplier: Supplier) -> str:

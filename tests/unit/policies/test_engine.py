@@ -695,7 +695,7 @@ def test_validate_policy_reports_every_problem_of_a_rule_in_full() -> None:
         "demographics, district, interests, purchases, preferences, account, health, religion, politics, "
         "sexuality, ethnicity, biometrics).",
         "Rule 1: 'harvest' is not a purpose (expected '*' or one of service, marketing, "
-        "personalisation, analytics, research, rewards).",
+        "personalisation, analytics, research, rewards, ai_training).",
         "Rule 1: 'often' is not a mode (expected one of never, aggregate, pseudonymous, direct).",
         "Rule 1: a rule for a sector must say which sector.",
         "Rule 1: the expiry 2027-01-01T00:00:00 has no time zone, so we cannot tell when it "

@@ -224,7 +224,7 @@ TEMPLATE_ERRORS = [
         "Rule 1: 'horoscope' is not a data category (expected '*' or one of identity, "
         "demographics, district, interests, purchases, preferences, account, health, religion, "
         "politics, sexuality, ethnicity, biometrics). Rule 2: 'harvest' is not a purpose (expected '*' or "
-        "one of service, marketing, personalisation, analytics, research, rewards).",
+        "one of service, marketing, personalisation, analytics, research, rewards, ai_training).",
     ),
 ]
 
