@@ -121,6 +121,31 @@ def begin_snapshot(session: Session) -> None:
         session.execute(text("SET TRANSACTION READ ONLY"))
 
 
+def begin_read(session: Session) -> None:
+    """Begin the session's next transaction as a read phase: on SQLite a deferred WAL read,
+    which takes no write lock, so that a request's lookups, policy decision and decryption do
+    not hold other writers up; :func:`end_read` ends it before the request writes. PostgreSQL
+    needs nothing: its reads under READ COMMITTED take no lock, and the log's row lock is taken
+    only by the append. Either way a request decides on what was committed when it read (a
+    revocation committed later applies from the next request on) and its entry is appended
+    after. A session already in a transaction is left as it is."""
+    if not session.in_transaction() and session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={SNAPSHOT: True})
+
+
+def end_read(session: Session) -> None:
+    """End the read phase :func:`begin_read` began, if one is open; the next statement then
+    begins an ordinary (on SQLite, ``BEGIN IMMEDIATE``) transaction. The phase read only, so
+    it ends by a commit that writes nothing (and, with ``expire_on_commit`` off, keeps what
+    was loaded); something written in it would fail here, not later."""
+    if not session.in_transaction() or session.get_bind().dialect.name != "sqlite":
+        return
+    if session.connection().get_execution_options().get(SNAPSHOT):
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("a read phase ends before anything is written")
+        session.commit()
+
+
 def rowcount(result: Any) -> int:
     """Rows an UPDATE or DELETE matched (typed ``Result`` lacks it; ``CursorResult`` has it)."""
     return int(result.rowcount or 0)

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from hashlib import sha256
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, column, select, table
+from sqlalchemy import Table, bindparam, column, select, table
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from infomediary import metrics
 from infomediary.audit.members import member_tree
@@ -214,17 +215,43 @@ def ensure_head(session: Session) -> None:
         session.flush()
 
 
-def _lock_head(session: Session) -> LogHead:
-    head = session.execute(
-        select(LogHead).where(LogHead.id == HEAD_ID).with_for_update()
-    ).scalar_one_or_none()
+_HEAD = cast(Table, LogHead.__table__)
+_LOCK_HEAD = (
+    select(_HEAD.c.size, _HEAD.c.last_hash, _HEAD.c.frontier)
+    .where(_HEAD.c.id == HEAD_ID)
+    .with_for_update()
+)
+_INSERT_ENTRY = cast(Table, AccessLogEntry.__table__).insert()
+_INSERT_NODES = cast(Table, LogNode.__table__).insert()
+_UPDATE_HEAD = (
+    _HEAD.update()
+    .where(_HEAD.c.id == HEAD_ID)
+    .values(
+        size=bindparam("new_size"),
+        last_hash=bindparam("new_last_hash"),
+        frontier=bindparam("new_frontier"),
+    )
+)
+#: The entry's columns, in the order the insert binds them.
+_ENTRY_COLUMNS = tuple(c.key for c in AccessLogEntry.__table__.columns)
+
+
+def _lock_head(session: Session) -> tuple[int, bytes, bytes]:
+    """The head's size, last hash and frontier, locked until the transaction ends (on SQLite
+    the transaction's ``BEGIN IMMEDIATE`` already holds the write lock)."""
+    head = session.execute(_LOCK_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the access log has no head row: run `infomediary init`")
-    return head
+    return int(head.size), bytes(head.last_hash), bytes(head.frontier or b"")
 
 
 def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> AccessLogEntry:
-    """Append one format-2 entry in the caller's transaction; the caller commits."""
+    """Append one format-2 entry in the caller's transaction; the caller commits.
+
+    The entry, its completed tree nodes and the head are written by three Core statements
+    (no unit-of-work flush): the head is read under its lock and written back in the same
+    transaction, so appends stay serialised and gapless. The returned entry holds every
+    column, detached from the session (nothing more is written through it)."""
     customer_id = event.customer_id
     if event.actor.type == ActorType.CUSTOMER:
         if customer_id is None:
@@ -235,8 +262,8 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
     if keys is None and (customer_id is not None or event.members is not None):
         raise RuntimeError("this session carries no log keys: open it from the instance")
     reason_json = reason_of(event.reason).to_json()
-    head = _lock_head(session)
-    seq = head.size
+    size, last_hash, frontier_bytes = _lock_head(session)
+    seq = size
     entry = AccessLogEntry(
         seq=seq,
         created_at=at or utcnow(),
@@ -253,26 +280,43 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
         detail=_blob(event.detail),
         detail_hash=_digest(event.detail),
         members=event.members,
-        prev_hash=head.last_hash,
+        prev_hash=last_hash,
         version=entry_v2.VERSION,
+        customer_commitment=(
+            keys.customer_commitment(seq, customer_id)
+            if keys is not None and customer_id is not None
+            else None
+        ),
+        member_root=(
+            member_tree(keys.member_key(seq), event.members).root
+            if keys is not None and event.members is not None
+            else None
+        ),
     )
-    if keys is not None and customer_id is not None:
-        entry.customer_commitment = keys.customer_commitment(seq, customer_id)
-    if keys is not None and event.members is not None:
-        entry.member_root = member_tree(keys.member_key(seq), event.members).root
     entry.leaf_hash = leaf_hash(canonical_v2(entry))
-    frontier, completed = merkle.append_leaf(
-        _split(head.frontier or b""), head.size, entry.leaf_hash
-    )
-    head.size += 1
-    head.last_hash = entry.leaf_hash
-    head.frontier = b"".join(frontier)
-    session.add(entry)
+    frontier, completed = merkle.append_leaf(_split(frontier_bytes), size, entry.leaf_hash)
+    session.execute(_INSERT_ENTRY, {name: getattr(entry, name) for name in _ENTRY_COLUMNS})
     if completed:
-        session.add_all(LogNode(level=lv, idx=ix, hash=node) for lv, ix, node in completed)
-    session.flush()
+        session.execute(
+            _INSERT_NODES, [{"level": lv, "idx": ix, "hash": node} for lv, ix, node in completed]
+        )
+    new_frontier = b"".join(frontier)
+    session.execute(
+        _UPDATE_HEAD,
+        {"new_size": size + 1, "new_last_hash": entry.leaf_hash, "new_frontier": new_frontier},
+    )
+    _keep_loaded_head(session, size + 1, entry.leaf_hash, new_frontier)
     metrics.ACCESS_LOG_APPENDS.labels(entry.outcome).inc()
     return entry
+
+
+def _keep_loaded_head(session: Session, size: int, last_hash: bytes, frontier: bytes) -> None:
+    """A head this session loaded earlier (``tree_size``, ``current_root``) shows the append."""
+    loaded = session.identity_map.get(Session.identity_key(LogHead, HEAD_ID))
+    if loaded is not None:
+        set_committed_value(loaded, "size", size)
+        set_committed_value(loaded, "last_hash", last_hash)
+        set_committed_value(loaded, "frontier", frontier)
 
 
 def _blob(detail: Sealed | bytes | None) -> bytes | None:

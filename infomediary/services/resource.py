@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from infomediary.audit.reasons import Param, Reason, verdict_param
+from infomediary.db import end_read
 from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -158,6 +159,7 @@ def release(
             if v.decision != Decision.ALLOW
         ]
         if not allowed:
+            end_read(session)
             ctx.log(
                 session,
                 "read",
@@ -239,6 +241,7 @@ def release(
             # log entry names purchases only when interests derived from them were released.
             released.discard("purchases")
         body["withheld"] = withheld
+        end_read(session)  # the decision is made: only the entry is written, after the reads
         ctx.log(
             session,
             "read",

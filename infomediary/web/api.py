@@ -24,7 +24,7 @@ from infomediary.web.bearer import (
     refuse_tokens_outside_the_header,
     supplier_context,
 )
-from infomediary.web.db import db
+from infomediary.web.db import db, reads_first
 from infomediary.web.limits import api_rate, limiter, supplier_key
 from infomediary.web.mailer import site_url
 from infomediary.web.schemas import (
@@ -47,6 +47,7 @@ bp.before_request(refuse_tokens_outside_the_header)
 
 @bp.get("/me")
 @csrf_exempt
+@reads_first
 @limiter.limit(api_rate, key_func=supplier_key)
 @limiter.limit(api_rate)
 def me() -> ResponseReturnValue:

@@ -8,10 +8,17 @@ commits, and nothing a view does is kept unless the use case it called committed
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
+
+from infomediary.db import begin_read
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def db() -> Session:
@@ -20,6 +27,19 @@ def db() -> Session:
         g.db = current_app.extensions["infomediary"].sessions()
     session: Session = g.db
     return session
+
+
+def reads_first(view: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Begin the view's transaction as a read phase (:func:`infomediary.db.begin_read`), before
+    the rate limiter's key looks the token up: for a hot read whose only write is its log
+    entry, appended after the decision in a transaction of its own."""
+
+    @functools.wraps(view)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        begin_read(db())
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def close_db(_exc: BaseException | None = None) -> None:

@@ -44,6 +44,7 @@ from limits.errors import StorageError
 
 from infomediary.oauth.server import find_token
 from infomediary.text import has_control_characters
+from infomediary.web.limit_store import storage_uri
 from infomediary.web.security import SAFE_METHODS, settings
 
 
@@ -75,7 +76,8 @@ class FailClosedLimiter(Limiter):
     """Flask-Limiter configured to refuse, not to wave through, when its store is away."""
 
     def init_app(self, app: Flask) -> None:
-        uri = str(app.config.get("RATELIMIT_STORAGE_URI") or "memory://")
+        uri = storage_uri(str(app.config.get("RATELIMIT_STORAGE_URI") or "memory://"))
+        app.config["RATELIMIT_STORAGE_URI"] = uri
         app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options(uri))
         app.config["RATELIMIT_SWALLOW_ERRORS"] = False
         app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = False
@@ -224,6 +226,10 @@ NOTIFICATION_RATE = "20 per minute;200 per hour"
 PAYOUT_RATE = "10 per minute;50 per hour"
 #: A customer's actions on a supplier's page (revoke, block, unblock, ask them to delete).
 SUPPLIER_ACTION_RATE = "20 per minute;200 per hour"
+#: Intents a customer's agent posts, per client: each is shown to a whole sector's suppliers.
+INTENT_POST_RATE = "10 per minute;100 per day"
+#: Bids a supplier places, per supplier: one per intent, so a burst is a scan of the sector.
+BID_RATE = "30 per minute;1000 per day"
 
 
 def auditor_key() -> str:

@@ -236,3 +236,30 @@ def test_bench_api_smoke_run_on_sqlite() -> None:
         assert len(measured) == 1, done.stdout
         assert "req/s" in measured[0], done.stdout
         assert "x floor" in measured[0], done.stdout
+
+
+def test_on_sqlite_only_the_append_holds_the_write_lock(live_server, inst, reader) -> None:
+    """The call's lookups run in a deferred read transaction, which takes no write lock; the
+    write lock (``BEGIN IMMEDIATE``) is taken after them, for the entry alone, so two
+    workers' lookups, decisions and decryption overlap instead of queueing on the lock."""
+    if inst.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's reads take no lock; its append locks the head row only")
+    client, supplier, _ = reader
+    assert me(live_server, client).status_code == 200
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append(" ".join(statement.split()).upper())
+
+    event.listen(inst.engine, "before_cursor_execute", record)
+    try:
+        assert me(live_server, client).status_code == 200
+    finally:
+        event.remove(inst.engine, "before_cursor_execute", record)
+    begins = [i for i, s in enumerate(seen) if s.startswith("BEGIN")]
+    assert [seen[i] for i in begins] == ["BEGIN", "BEGIN IMMEDIATE"], seen
+    locked = seen[begins[1] :]
+    assert any("OAUTH_TOKENS" in s for s in seen[: begins[1]]), seen  # read before the lock
+    assert not any("OAUTH_TOKENS" in s or "FROM CUSTOMERS" in s for s in locked), locked
+    assert sum(s.startswith("INSERT INTO ACCESS_LOG") for s in locked) == 1, locked
+    assert entries(inst, supplier.id, "allowed") == 2
