@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from infomediary.audit.reasons import Reason
 from infomediary.errors import NotFound, ValidationFailed
 from infomediary.instance import Instance
-from infomediary.models import Customer, DataKey, Profile, WebSession
+from infomediary.models import Agreement, Customer, CustomerTerms, DataKey, Profile, WebSession
 from infomediary.services import Context, matching, purchases
 from infomediary.services.customers import log_refusal
 from infomediary.services.uow import unit_of_work
@@ -47,5 +47,8 @@ def erase(session: Session, inst: Instance, customer_id: str, password: str, ctx
         session.execute(delete(WebSession).where(WebSession.customer_id == customer_id))
         session.execute(delete(Profile).where(Profile.customer_id == customer_id))
         purchases.forget_customer(session, customer_id)
+        # the platform's copies of the MyTerms agreements (each supplier keeps its own)
+        session.execute(delete(Agreement).where(Agreement.customer_id == customer_id))
+        session.execute(delete(CustomerTerms).where(CustomerTerms.customer_id == customer_id))
         session.execute(delete(Customer).where(Customer.id == customer_id))
         uow.commit()

@@ -28,6 +28,7 @@ from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
+    Agreement,
     ConsentGrant,
     ConsentReceipt,
     Customer,
@@ -62,6 +63,7 @@ from infomediary.models import (
 from infomediary.scopes import categories_for, parse_scopes
 from infomediary.services import (
     Context,
+    agreements,
     derived_interests,
     derived_record,
     exposure,
@@ -481,6 +483,44 @@ def _consents(r: _Reader) -> list[dict[str, Any]]:
     return found
 
 
+def _myterms(r: _Reader) -> dict[str, Any]:
+    """The terms the customer proffers by default and every agreement made under them."""
+    rows = list(
+        r.session.execute(
+            select(Agreement)
+            .where(Agreement.customer_id == r.customer_id)
+            .order_by(Agreement.created_at, Agreement.id)
+        ).scalars()
+    )
+    r.name(row.supplier_id for row in rows)
+    made = []
+    for row in rows:
+        terms = agreements.roster(r.inst).get(row.agreement_id)
+        try:
+            claims, valid = agreements.verify_agreement(row.jws, r.inst), True
+        except agreements.AgreementInvalid:
+            claims, valid = {}, False
+        made.append(
+            {
+                "id": row.id,
+                **r.supplier(row.supplier_id),
+                "agreement_id": row.agreement_id,
+                "title": terms.title if terms else None,
+                "summary": terms.summary if terms else None,
+                "context": agreements.open_context(r.session, r.inst, row),
+                "created_at": row.created_at.isoformat(),
+                "revoked_at": _iso(row.revoked_at),
+                "jws": row.jws,
+                "signature_verified": valid,
+                "claims": claims,
+            }
+        )
+    return {
+        "default_terms": agreements.default_agreement(r.session, r.customer_id, r.inst),
+        "agreements": made,
+    }
+
+
 def _policy(r: _Reader) -> dict[str, Any]:
     row = r.session.get(CustomerPolicy, r.customer_id)
     policy = load_policy(r.session, r.inst, r.customer_id)
@@ -894,6 +934,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
     "purchase_order_reviews": _order_reviews,
     "interests_from_purchases": _interests_from_purchases,
     "consents": _consents,
+    "myterms": _myterms,
     "policy": _policy,
     "offers": _offers,
     "earnings": _earnings,
@@ -922,6 +963,8 @@ TABLES: dict[str, str] = {
     "derived_interests": "interests_from_purchases",
     "consent_grants": "consents",
     "consent_receipts": "consents",
+    "agreements": "myterms",
+    "customer_terms": "myterms",
     "offer_deliveries": "offers",
     "supplier_blocks": "blocks",
     "payout_requests": "payouts",

@@ -37,6 +37,7 @@ from infomediary.web import (
     security_views,
     settings_views,
     supplier_views,
+    terms_api,
     wallet_views,
 )
 from infomediary.web.limits import limiter
@@ -85,6 +86,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(log_proof_views.bp)
     app.register_blueprint(supplier_views.bp)
     app.register_blueprint(erasure_api.bp)
+    app.register_blueprint(terms_api.bp)
     app.register_blueprint(wallet_views.bp)
     app.register_blueprint(api_reference.bp)
     app.register_blueprint(notification_views.bp)

@@ -74,6 +74,7 @@ STATUS: dict[str, int] = {
     "too_many_lines": 413,
     "invalid_purchases": 422,
     "idempotency_key_reused": 422,
+    "unknown_terms": 422,
     "budget_exhausted": 429,
     "mail_unavailable": 503,
     "database_unavailable": 503,

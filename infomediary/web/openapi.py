@@ -115,6 +115,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
     spec.tag({"name": "resource", "description": "The customer's data, under their policy"})
     spec.tag({"name": "audiences", "description": "Differentially private audience counts"})
     spec.tag({"name": "offers", "description": "Pseudonymous offers and their outcome"})
+    spec.tag({"name": "intents", "description": "Customers' intents and suppliers' bids"})
+    spec.tag({"name": "terms", "description": "MyTerms (IEEE 7012): the agreements' roster"})
     spec.tag({"name": "oauth", "description": "The authorization server"})
     endpoints = sorted(
         {rule.endpoint for rule in app.url_map.iter_rules() if rule.rule.startswith(API_PREFIX)}

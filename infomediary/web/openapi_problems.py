@@ -153,6 +153,16 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "insufficient_funds: your balance does not cover reward x max_recipients",
         {"insufficient_funds": _example("insufficient_funds", "Fund your account first.")},
     ),
+    "UnknownTerms": _problem(
+        "unknown_terms: an agreement that is not on the MyTerms roster (GET /api/v1/terms)",
+        {
+            "unknown_terms": _example(
+                "unknown_terms",
+                "'my-own-terms' is not an agreement on the roster.",
+                errors={"accepted": "'my-own-terms' is not an agreement on the roster."},
+            )
+        },
+    ),
     "RateLimited": _problem(
         "rate_limited: too many requests", _RATE_LIMITED, headers=("Retry-After",)
     ),

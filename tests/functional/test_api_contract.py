@@ -112,6 +112,7 @@ def test_every_operation_with_a_body_documents_examples(api: SupplierApi) -> Non
     assert {(path, method) for path, method, _, _ in bodies} == {
         ("/api/v1/audiences/count", "post"),
         ("/api/v1/offers", "post"),
+        ("/api/v1/supplier/terms", "post"),
     }
     for path, _method, operation, schema in bodies:
         examples = _examples(operation)

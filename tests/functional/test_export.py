@@ -37,6 +37,7 @@ from infomediary.models import (
 )
 from infomediary.services import (
     Context,
+    agreements,
     customer_policy,
     email_change,
     erasure_requests,
@@ -55,6 +56,7 @@ from infomediary.services.customer_keys import customer_key
 from infomediary.services.jobs import run_pending
 from infomediary.services.policy_store import load_policy
 from infomediary.services.profiles import decrypt_profile
+from infomediary.services.uow import unit_of_work
 from policies.codec import policy_to_dict
 from policies.model import Mode, Policy, Recipient, Rule
 from tests.conftest import csrf_token_in
@@ -171,6 +173,19 @@ def world(live_server: str, inst: Instance, tmp_path: Path) -> World:
         )
     with inst.sessions() as session:
         offer_inbox.respond(session, inst, customer_id, sent["id"], "block", ctx)
+    # MyTerms: a default chosen, and an agreement made with Acme (as accepting a bid makes it)
+    with inst.sessions() as session:
+        agreements.set_default_agreement(session, inst, customer_id, "no-ai-training", ctx)
+    with inst.sessions() as session, unit_of_work(session) as uow:
+        agreements.record_agreement(
+            uow,
+            inst,
+            customer_id=customer_id,
+            supplier_id=acme.id,
+            agreement_id="no-ai-training",
+            context={"intent_id": "intent-1"},
+        )
+        uow.commit()
     # an address change waiting for its link
     with inst.sessions() as session:
         email_change.request_email_change(
@@ -243,6 +258,13 @@ def test_the_json_export_holds_every_section_and_every_field(world: World, inst:
         if name not in MAY_BE_EMPTY:
             section = document[name]
             assert section, f"section {name} is empty"
+    assert document["myterms"]["default_terms"] == "no-ai-training"
+    made = [
+        (a["supplier_id"], a["agreement_id"], a["context"], a["signature_verified"])
+        for a in document["myterms"]["agreements"]
+    ]
+    assert made == [(world.acme, "no-ai-training", {"intent_id": "intent-1"}, True)]
+    assert document["myterms"]["agreements"][0]["claims"]["terms"]["id"] == "no-ai-training"
     cid = world.customer_id
     with inst.sessions() as session:
         customer = session.get_one(Customer, cid)

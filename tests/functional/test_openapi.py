@@ -68,12 +68,16 @@ PUBLIC_OPERATIONS = {
     "/api/v1/log/proof/consistency",
     "/api/v1/log/checkpoint",
     "/api/v1/log/key",
+    "/api/v1/terms",
+    "/api/v1/terms/<agreement_id>",
 }
 #: Public operations that take parameters (and so may answer 400).
 PARAMETERISED = {
     "/api/v1/log/proof/inclusion",
     "/api/v1/log/proof/consistency",
     "/api/v1/log/checkpoint",
+    "/api/v1/terms",
+    "/api/v1/terms/<agreement_id>",
 }
 
 
