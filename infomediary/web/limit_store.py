@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from limits.storage import Storage
 
@@ -28,6 +29,8 @@ class ProcessMemoryStorage(Storage):
     ``memory://``; Redis shares them)."""
 
     STORAGE_SCHEME = [SCHEME]
+    #: The time in seconds since the epoch (a test sets its own clock).
+    clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(
         self, uri: str | None = None, wrap_exceptions: bool = False, **options: float | str | bool
@@ -35,14 +38,14 @@ class ProcessMemoryStorage(Storage):
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
         self._lock = threading.Lock()
         self._windows: dict[str, list[float]] = {}  # key -> [count, end]
-        self._next_sweep = time.time() + SWEEP_SECONDS
+        self._next_sweep = self.clock() + SWEEP_SECONDS
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
         return ValueError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        now = time.time()
+        now = self.clock()
         with self._lock:
             if now >= self._next_sweep:
                 self._sweep(now)
@@ -54,11 +57,11 @@ class ProcessMemoryStorage(Storage):
 
     def get(self, key: str) -> int:
         window = self._windows.get(key)
-        return 0 if window is None or window[1] <= time.time() else int(window[0])
+        return 0 if window is None or window[1] <= self.clock() else int(window[0])
 
     def get_expiry(self, key: str) -> float:
         window = self._windows.get(key)
-        return time.time() if window is None else window[1]
+        return self.clock() if window is None else window[1]
 
     def check(self) -> bool:
         return True

@@ -24,7 +24,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(limit_store.time, "time", clock)
+    monkeypatch.setattr(ProcessMemoryStorage, "clock", staticmethod(clock))
     return clock
 
 
