@@ -218,3 +218,22 @@ class InvalidWebhook(ValidationFailed):
     """A supplier's erasure webhook URL that is not https (or, when allowed, loopback http)."""
 
     code = "invalid_webhook"
+
+
+class IntentClosed(ServiceError):
+    """A bid on, or an acceptance of, an intent that takes none any more (accepted,
+    cancelled, or past its date), or of a bid no longer open."""
+
+    code = "intent_closed"
+
+
+class IntentOutsideSector(ServiceError):
+    """A supplier asked for an intent outside the sectors the operator approved it for."""
+
+    code = "intent_outside_sector"
+
+
+class BidExists(ServiceError):
+    """The supplier already bid on this intent: one bid per supplier and intent."""
+
+    code = "bid_exists"

@@ -48,6 +48,13 @@ CUSTOMER_SCOPES: dict[str, Scope] = {
         ),
         Scope("purchases:read", "purchases", "read", "your purchase history"),
         Scope("purchases:write", "purchases", "write", "adding purchases to your history"),
+        Scope(
+            "intents:write",
+            "interests",
+            "write",
+            "posting what you want to buy for suppliers to bid on, reading the bids and "
+            "accepting one (your own agent)",
+        ),
     )
 }
 
@@ -56,8 +63,15 @@ BROKER_SCOPES: dict[str, Scope] = {
     for s in (
         Scope("audience:count", None, "count", "anonymous, noisy audience counts"),
         Scope("offers:send", None, "send", "offers delivered to matching customers' inboxes"),
+        Scope("intents:read", None, "read", "open intents of the client's sector, pseudonymous"),
+        Scope("intents:bid", None, "bid", "bids on open intents of the client's sector"),
     )
 }
+
+#: The broker scopes an approval grants when the operator names none: counts and offers.
+#: The intents' scopes are granted by naming them (``--scope intents:read --scope
+#: intents:bid``), so approving a supplier for counts never lets it read customers' intents.
+DEFAULT_BROKER_SCOPES: tuple[str, ...] = ("audience:count", "offers:send")
 
 ALL_SCOPES: dict[str, Scope] = {**CUSTOMER_SCOPES, **BROKER_SCOPES}
 

@@ -7,7 +7,7 @@ to fill every table without knowing them one by one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Column, Connection, MetaData, Table, func, inspect, select
@@ -19,7 +19,7 @@ def filler(col: Column[Any]) -> Any:
     """A value any column of that type takes; every string is "x", so each foreign key
     meets the one parent row (whose id is "x" too)."""
     kind = getattr(col.type, "impl", col.type).python_type  # a TypeDecorator names none
-    return {str: "x", bytes: b"x", int: 1, bool: False, datetime: NOW}[kind]
+    return {str: "x", bytes: b"x", int: 1, bool: False, datetime: NOW, date: NOW.date()}[kind]
 
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -156,6 +156,33 @@ CATALOGUE: dict[str, str] = {
     "interests.viewed": "interests from purchases viewed",
     "interests.removed": "interest from purchases removed",
     "interests.restored": "interest from purchases restored",
+    # intentcasts
+    "intents.posted": "intent {intent} posted, proffering the terms {terms}",
+    "intents.listed_own": "your {count} intent(s) listed",
+    "intents.bids_compared": "{count} bid(s) on intent {intent} compared",
+    "intents.accepted": (
+        "bid {bid} of {winner_supplier} on intent {intent} accepted under the terms {terms}; "
+        "{not_chosen} other bid(s) not chosen"
+    ),
+    "intents.fulfilment_shared": (
+        "identity shared with {winner_supplier} for delivering intent {intent} (grant {grant})"
+    ),
+    "intents.cancelled": "intent {intent} cancelled; {not_chosen} open bid(s) not chosen",
+    "intents.listed": "intent {intent} shown under its pseudonym in a list of open intents",
+    "intents.viewed": "intent {intent} read under its pseudonym",
+    "intents.no_intent": "intent read refused: no such intent",
+    "intents.outside_sector": "intent {intent} refused: not of this supplier's sector or not open",
+    "intents.bid": (
+        "bid {bid} on intent {intent}: {price_minor} {currency} (minor units), accepting the "
+        "terms {terms}"
+    ),
+    "intents.bid_refused": "bid on intent {intent} refused: {error}",
+    "intents.fulfilment_token": (
+        "access token for delivering intent {intent} issued under grant {grant}"
+    ),
+    "intents.fulfilment_token_replaced": (
+        "the earlier access token for delivering intent {intent} replaced"
+    ),
     # the broker and offers
     "broker.count": "audience count, epsilon {epsilon:g}",
     "broker.match": "offer match, epsilon {epsilon:g}",

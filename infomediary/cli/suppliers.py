@@ -128,7 +128,13 @@ def suppliers_verify(supplier: str, as_json: bool) -> None:
     "--organisation", default=None, help="Move it into this existing organisation (id or name)."
 )
 @click.option(
-    "--scope", "scopes", multiple=True, help="Broker scope to grant; repeatable (default: all)."
+    "--scope",
+    "scopes",
+    multiple=True,
+    help=(
+        "Broker scope to grant; repeatable (default: audience:count and offers:send; "
+        "intents:read and intents:bid only when named)."
+    ),
 )
 @click.option("--json", "as_json", is_flag=True)
 def suppliers_approve_broker(

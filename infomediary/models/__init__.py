@@ -27,6 +27,7 @@ from .broker import (
 from .consents import ConsentGrant, ConsentReceipt
 from .customers import Customer, CustomerPolicy, DataKey, EmailToken, Profile, WebSession
 from .erasure import ErasureRequest, SupplierWebhook
+from .intents import Bid, BidStatus, Intent, IntentStatus, RecurrenceUnit
 from .jobs import Job
 from .notifications import NotificationSettings
 from .offers import (
@@ -62,6 +63,8 @@ __all__ = [
     "Auditor",
     "AuthorizationCode",
     "Base",
+    "Bid",
+    "BidStatus",
     "BrokerState",
     "BudgetAccount",
     "BudgetCharge",
@@ -78,6 +81,8 @@ __all__ = [
     "ErasureRequest",
     "IdempotencyKey",
     "InitialAccessToken",
+    "Intent",
+    "IntentStatus",
     "Job",
     "KeyFingerprint",
     "KeyringState",
@@ -106,6 +111,7 @@ __all__ = [
     "PurchaseUploadOrigin",
     "PurchaseUploadStatus",
     "RecoveryCode",
+    "RecurrenceUnit",
     "Release",
     "ReleasePosting",
     "ReleaseReplay",

@@ -45,7 +45,14 @@ from infomediary.errors import (
     ValidationFailed,
 )
 from infomediary.models import InitialAccessToken, OAuthToken, Organisation, Supplier, utcnow
-from infomediary.scopes import ALL_SCOPES, BROKER_SCOPES, OPERATOR_GATED, gated_scopes, parse_scopes
+from infomediary.scopes import (
+    ALL_SCOPES,
+    BROKER_SCOPES,
+    DEFAULT_BROKER_SCOPES,
+    OPERATOR_GATED,
+    gated_scopes,
+    parse_scopes,
+)
 from infomediary.services import Context, tokens
 from infomediary.services.uow import unit_of_work
 from infomediary.statuses import RegisteredVia, SupplierKind, SupplierStatus
@@ -317,14 +324,15 @@ def approve_broker(
     ctx: Context | None = None,
 ) -> Supplier:
     """The operator approves SUPPLIER (id, client_id or name) for the broker: it holds the
-    broker's scopes (all of them, or ``scopes``), counts as ``sector`` and, given
+    broker's scopes (counts and offers, or ``scopes``: the intents' scopes only when named),
+    counts as ``sector`` and, given
     ``organisation`` (an existing one's id or name), moves into it. Logged; a scope it held
     and no longer does takes its tokens with it."""
     with unit_of_work(session) as uow:
         supplier = find_supplier(session, ref)
         home = find_organisation(session, organisation) if organisation else None
         ctx = ctx or Context(Actor(ActorType.OPERATOR, "cli"))
-        _approve(session, supplier, list(scopes or BROKER_SCOPES), sector, ctx, home)
+        _approve(session, supplier, list(scopes or DEFAULT_BROKER_SCOPES), sector, ctx, home)
         uow.commit()
         return supplier
 

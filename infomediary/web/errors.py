@@ -83,6 +83,12 @@ STATUS: dict[str, int] = {
     "invalid_audit_filter": 400,
     "export_too_large": 413,
     "invalid_webhook": 400,
+    "invalid_intent": 400,
+    "invalid_bid": 400,
+    "currency_mismatch": 400,
+    "intent_outside_sector": 403,
+    "intent_closed": 409,
+    "bid_exists": 409,
 }
 
 

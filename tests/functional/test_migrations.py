@@ -28,9 +28,12 @@ from infomediary.db import make_engine
 from infomediary.instance import MIGRATIONS, alembic_config, schema_revision
 from infomediary.models import (
     Base,
+    BidStatus,
+    IntentStatus,
     PurchaseImportStatus,
     PurchaseUploadOrigin,
     PurchaseUploadStatus,
+    RecurrenceUnit,
 )
 from infomediary.statuses import (
     CodeChallengeMethod,
@@ -118,6 +121,9 @@ def test_every_status_column_has_a_check() -> None:
         ("purchase_uploads", "ck_purchase_uploads_origin"): tuple(PurchaseUploadOrigin),
         ("payout_requests", "ck_payout_requests_status"): tuple(PayoutStatus),
         ("erasure_requests", "ck_erasure_requests_status"): tuple(ErasureStatus),
+        ("intents", "ck_intents_status"): tuple(IntentStatus),
+        ("intents", "ck_intents_recurrence_unit"): tuple(RecurrenceUnit),
+        ("bids", "ck_bids_status"): tuple(BidStatus),
     }
 
 
