@@ -22,6 +22,7 @@ from infomediary.db import end_read
 from infomediary.errors import InvalidRequest, NotFound, PolicyDenied
 from infomediary.instance import Instance
 from infomediary.models import (
+    Agreement,
     ConsentGrant,
     Customer,
     CustomerPolicy,
@@ -70,7 +71,15 @@ class _Subject:
 
 #: Built once: the statement of :func:`_subject` (only its parameters change).
 _SUBJECT = (
-    select(Customer, Profile, DataKey, CustomerPolicy, SupplierBlock.supplier_id, ConsentGrant)
+    select(
+        Customer,
+        Profile,
+        DataKey,
+        CustomerPolicy,
+        SupplierBlock.supplier_id,
+        ConsentGrant,
+        Agreement,
+    )
     .outerjoin(Profile, Profile.customer_id == Customer.id)
     .outerjoin(DataKey, DataKey.customer_id == Customer.id)
     .outerjoin(CustomerPolicy, CustomerPolicy.customer_id == Customer.id)
@@ -89,6 +98,14 @@ _SUBJECT = (
             ConsentGrant.revoked_at.is_(None),
         ),
     )
+    .outerjoin(
+        Agreement,
+        and_(
+            Agreement.customer_id == Customer.id,
+            Agreement.supplier_id == bindparam("supplier_id"),
+            Agreement.revoked_at.is_(None),
+        ),
+    )
     .where(Customer.id == bindparam("customer_id"))
 )
 
@@ -96,14 +113,16 @@ _SUBJECT = (
 def _subject(session: Session, customer_id: str, supplier_id: str) -> _Subject | None:
     """Everything a read decides and opens, in one query: the customer, the profile, the data
     key (held, so the session's identity map answers the policy's lookup of it), the policy
-    row, the supplier's block and the supplier's grants that are not revoked (a row each; the
-    other columns repeat)."""
+    row, the supplier's block, the supplier's grants that are not revoked and the MyTerms
+    agreements in force with it (a row per grant and agreement; the other columns repeat)."""
     rows = session.execute(_SUBJECT, {"customer_id": customer_id, "supplier_id": supplier_id}).all()
     if not rows:
         return None
-    customer, profile, data_key, policy_row, blocked, _ = rows[0]
-    grants = [row[5] for row in rows if row[5] is not None]
-    return _Subject(customer, profile, data_key, Facts(policy_row, blocked is not None, grants))
+    customer, profile, data_key, policy_row, blocked, _, _ = rows[0]
+    grants = list({row[5].id: row[5] for row in rows if row[5] is not None}.values())
+    agreed = list({row[6].id: row[6] for row in rows if row[6] is not None}.values())
+    facts = Facts(policy_row, blocked is not None, grants, agreed)
+    return _Subject(customer, profile, data_key, facts)
 
 
 def _verdict(verdict: Verdict, supplier: Supplier, purpose: str) -> dict[str, Param]:
