@@ -65,7 +65,7 @@ ACCESS_LOG_APPENDS = Counter(
 )
 EPSILON_SPENT = Counter(
     "infomediary_broker_epsilon_spent",
-    "Epsilon charged to suppliers' budgets by committed audience counts.",
+    "Epsilon charged to suppliers' budgets by committed audience counts and offers.",
 )
 SUPPRESSED_ANSWERS = Counter(
     "infomediary_broker_suppressed_answers",

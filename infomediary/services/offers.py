@@ -37,6 +37,7 @@ from pyroaring import BitMap
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from infomediary import metrics
 from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import categories_of, value_category
 from infomediary.config import Settings
@@ -179,6 +180,7 @@ def send_offer(
             session, CLOSE, {"offer_id": offer_id}, offer_in.expires_at, key=f"{CLOSE}:{offer_id}"
         )
         uow.commit()
+        metrics.EPSILON_SPENT.inc(epsilon_micro / MICRO)
         return {
             "id": offer_id,
             "status": OfferStatus.QUEUED,

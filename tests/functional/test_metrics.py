@@ -287,3 +287,44 @@ def test_the_metrics_module_loads_only_prometheus_client_and_the_standard_librar
     assert ours == {"infomediary", "infomediary.metrics"}
     assert not {"flask", "sqlalchemy", "werkzeug", "pythonjsonlogger"} & loaded
     assert "prometheus_client" in loaded
+
+
+def test_an_offer_counts_the_epsilon_charged_to_its_supplier(
+    live_server: str, broker_inst: Instance
+) -> None:
+    """An offer charges its supplier's budget as a count does (its reach is a noisy count)."""
+    creds = make_supplier(
+        broker_inst,
+        name="Metered Offers",
+        scopes=("offers:send",),
+        purposes=("marketing",),
+        redirect_uris=(),
+    )
+    client = OAuth2Session(
+        creds.client_id,
+        creds.client_secret,
+        scope="offers:send",
+        token_endpoint=f"{live_server}/oauth/token",
+    )
+    client.fetch_token(grant_type="client_credentials")
+
+    def spent() -> float:
+        with requests.get(f"{live_server}/metrics", headers=HEADERS, timeout=30) as response:
+            assert response.status_code == 200, response.text
+            return value(parse(response.text), "infomediary_broker_epsilon_spent_total")
+
+    before = spent()
+    offer = {
+        "purpose": "marketing",
+        "where": {"age_band": ["25-34"]},
+        "title": "A free bookmark",
+        "body": "Ask at the counter.",
+        "reward_cents": 0,
+        "max_recipients": 10,
+        "expires_in_days": 7,
+    }
+    sent = client.post(f"{live_server}/api/v1/offers", json=offer)
+    client.close()
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["epsilon_spent"] > 0
+    assert spent() - before == pytest.approx(sent.json()["epsilon_spent"])
