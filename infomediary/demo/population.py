@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -56,8 +55,10 @@ def synthetic_count(session: Session) -> int:
 
 
 def _rows(
-    vault: Vault, kek_version: int, kek: bytes, seed: int, start: int, stop: int, year: int
+    vault: Vault, kek_version: int, seed: int, start: int, stop: int, year: int
 ) -> list[tuple[dict[str, Any], ...]]:
+    """The rows of customers ``start`` to ``stop``, each data key wrapped by the vault's key
+    provider under ``kek_version`` (inside the token, when the KEKs are in an HSM)."""
     rows: list[tuple[dict[str, Any], ...]] = []
     policy = load_template(DEFAULT_TEMPLATE)
     index_key = vault.keys.secret("blind_index")
@@ -84,7 +85,7 @@ def _rows(
                     "customer_id": customer_id,
                     "dek_version": 1,
                     "kek_version": kek_version,
-                    "wrapped_key": aes_key_wrap(kek, dek),
+                    "wrapped_key": vault.keys.wrap(kek_version, dek),
                     "created_at": now,
                 },
                 {"customer_id": customer_id, "tokens": member_tokens(index_key, texts)},
@@ -106,8 +107,7 @@ def _rows_in_worker(
 ) -> list[tuple[dict[str, Any], ...]]:
     """Process-pool entry point: load the keyring here, never pickle keys across processes."""
     ring = FileKeyring.load(Path(keyring_path))
-    version = ring.active_kek_version
-    return _rows(Vault(ring), version, ring.kek(version), seed, start, stop, year)
+    return _rows(Vault(ring), ring.active_kek_version, seed, start, stop, year)
 
 
 def _insert_chunk(
@@ -165,12 +165,13 @@ def seed_synthetic(
     year = utcnow().year
     starts = list(range(existing, total, chunk))
     workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-    if len(starts) <= 1 or workers <= 1:
+    # The pool's processes load the keyring file themselves; KEKs in a token stay in this
+    # process, whose logged-in session wraps every chunk's data keys.
+    if len(starts) <= 1 or workers <= 1 or not isinstance(inst.keyring, FileKeyring):
         version = inst.keyring.active_kek_version
-        kek = inst.keyring.kek(version)
         for first in starts:
             stop = min(total, first + chunk)
-            rows = _rows(inst.vault, version, kek, seed, first, stop, year)
+            rows = _rows(inst.vault, version, seed, first, stop, year)
             _insert_chunk(session, inst.vault, rows, first)
             if progress:
                 progress(stop - first)

@@ -325,3 +325,30 @@ def test_a_token_without_the_instance_kek_is_refused(
     ).close()
     with pytest.raises(KeyringError, match="another instance"):
         open_instance(load_config(foreign, environ={}))
+
+
+def test_demo_seeds_synthetic_customers_with_their_keys_wrapped_in_the_token(
+    hsm_instance: HsmInstance,
+) -> None:
+    """``demo --customers`` wraps every data key through the token (no KEK leaves it), and
+    each synthetic customer's profile opens."""
+    made = cli(hsm_instance, "init", "--json")
+    assert made.returncode == 0, made.stderr
+    seeded = cli(hsm_instance, "demo", "--customers", "30", "--json")
+    assert seeded.returncode == 0, seeded.stderr
+    inst = open_instance(hsm_instance.config)
+    try:
+        with inst.sessions() as session:
+            synthetic = list(
+                session.execute(
+                    select(Customer.id)
+                    .join(DataKey, DataKey.customer_id == Customer.id)
+                    .where(Customer.synthetic.is_(True), DataKey.kek_version == 1)
+                ).scalars()
+            )
+            assert len(synthetic) == 30
+            for customer_id in synthetic[:5]:
+                read = profiles.read_profile(session, inst, customer_id, Context(Actor.system("t")))
+                assert read["email"].startswith("customer")
+    finally:
+        inst.close()

@@ -370,7 +370,7 @@ def test_bulk_seeding_stores_a_chunk_under_the_kek_named_active_at_insert(
     from infomediary.demo import population as demo
 
     old = inst.keyring.active_kek_version
-    rows = demo._rows(inst.vault, old, inst.keyring.kek(old), 7, 0, 3, utcnow().year)
+    rows = demo._rows(inst.vault, old, 7, 0, 3, utcnow().year)
     rotator = open_instance(base_config)
     try:
         with rotator.sessions() as session:
