@@ -67,6 +67,7 @@ from infomediary.services import (
     derived_interests,
     derived_record,
     exposure,
+    intents,
     offer_inbox,
     purchases,
 )
@@ -521,6 +522,17 @@ def _myterms(r: _Reader) -> dict[str, Any]:
     }
 
 
+def _intents(r: _Reader) -> list[dict[str, Any]]:
+    """The customer's intents, opened, each with the bids suppliers made on it."""
+    rows = intents.export_rows(r.session, r.inst, r.customer_id)
+    r.name(bid["supplier_id"] for row in rows for bid in row["bids"])
+    for row in rows:
+        row["bids"] = [
+            {"id": bid["id"], **r.supplier(bid["supplier_id"]), **bid} for bid in row["bids"]
+        ]
+    return rows
+
+
 def _policy(r: _Reader) -> dict[str, Any]:
     row = r.session.get(CustomerPolicy, r.customer_id)
     policy = load_policy(r.session, r.inst, r.customer_id)
@@ -935,6 +947,7 @@ SECTIONS: dict[str, Callable[[_Reader], Any]] = {
     "interests_from_purchases": _interests_from_purchases,
     "consents": _consents,
     "myterms": _myterms,
+    "intents": _intents,
     "policy": _policy,
     "offers": _offers,
     "earnings": _earnings,
@@ -964,6 +977,7 @@ TABLES: dict[str, str] = {
     "consent_grants": "consents",
     "consent_receipts": "consents",
     "agreements": "myterms",
+    "intents": "intents",
     "customer_terms": "myterms",
     "offer_deliveries": "offers",
     "supplier_blocks": "blocks",

@@ -44,6 +44,7 @@ from infomediary.errors import (
     IntentOutsideSector,
     InvalidRequest,
     NotFound,
+    ValidationFailed,
 )
 from infomediary.instance import Instance
 from infomediary.models import (
@@ -985,7 +986,7 @@ def _closed_word(intent: Intent) -> str:
 
 def _bid_error(
     inst: Instance, data: BidInput, details: dict[str, Any], terms: str
-) -> InvalidRequest | None:
+) -> ValidationFailed | None:
     errors: dict[str, str] = {}
     if data.price_minor <= 0:
         errors["price_minor"] = "A price above zero, in the currency's minor unit."
@@ -1006,6 +1007,46 @@ def _bid_error(
         )
     try:
         check_ids([terms], "terms", inst)
-    except InvalidRequest as error:
+    except ValidationFailed as error:  # unknown_terms
         return error
     return None
+
+
+# -- the customer's export -------------------------------------------------------------------
+
+
+def export_rows(session: Session, inst: Instance, customer_id: str) -> list[dict[str, Any]]:
+    """Every intent of the customer, opened, with every bid on it (the export's ``intents``
+    section; the caller names the suppliers)."""
+    intents = list(
+        session.execute(
+            select(Intent)
+            .where(Intent.customer_id == customer_id)
+            .order_by(Intent.created_at, Intent.id)
+        ).scalars()
+    )
+    bids: dict[str, list[Bid]] = {i.id: [] for i in intents}
+    for bid in session.execute(
+        select(Bid).where(Bid.intent_id.in_(list(bids))).order_by(Bid.created_at, Bid.id)
+    ).scalars():
+        bids[bid.intent_id].append(bid)
+    rows = []
+    for intent in intents:
+        view = _view(inst, intent, _details(inst, session, intent), with_ids=True)
+        view["bids"] = [
+            {
+                "id": bid.id,
+                "supplier_id": bid.supplier_id,
+                "price_minor": bid.price_minor,
+                "currency": bid.currency,
+                "description": bid.description,
+                "valid_until": bid.valid_until.isoformat(),
+                "terms": bid.terms,
+                "status": bid.status,
+                "created_at": bid.created_at.isoformat(),
+                "decided_at": bid.decided_at.isoformat() if bid.decided_at else None,
+            }
+            for bid in bids[intent.id]
+        ]
+        rows.append(view)
+    return rows

@@ -86,6 +86,8 @@ CHROME = (
 )
 #: Sections a populated account may still leave empty, with why.
 MAY_BE_EMPTY: dict[str, str] = {
+    "intents": "tests/functional/test_intents_api.py exports intents and bids, validated and read"
+    " back from the CSV files",
     "payouts": "asking for a payout would add movements to earnings; tests/functional/test_wallet.py"
     " exports a payout, validated and read back from the CSV files",
 }

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 
+from infomediary.audit.log import Actor
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
@@ -28,6 +30,7 @@ from infomediary.models import (
     SupplierBlock,
     utcnow,
 )
+from infomediary.services import Context, erasure, export_csv, exports
 from infomediary.services.agreements import verify_agreement
 from infomediary.services.intents import SECTOR_OF, ends_at
 from infomediary.web.errors import STATUS
@@ -690,3 +693,35 @@ def test_posting_intents_and_bids_is_rate_limited(world: World, inst: Instance) 
     assert _counts(inst) == before
     # another supplier has its own allowance
     assert w.acme.post(f"{w.base}/api/v1/intents/{ids[1]}/bids", json=_bid()).status_code == 201
+
+
+def test_intents_and_bids_join_the_export_and_go_with_erasure(world: World, inst: Instance) -> None:
+    w = world
+    posted = _post(w, recurrence={"every": 2, "unit": "week", "until": _days(60)})
+    acme = w.acme.post(f"{w.base}/api/v1/intents/{posted['id']}/bids", json=_bid()).json()
+    w.globex.post(f"{w.base}/api/v1/intents/{posted['id']}/bids", json=_bid(price_minor=9900))
+    w.agent.post(
+        f"{w.base}/api/v1/me/intents/{posted['id']}/bids/{acme['bid']['id']}/accept",
+        json={"share_contact": True},
+    )
+    ctx = Context(Actor.system("test"))
+    with inst.sessions() as session:
+        document = exports.export(session, inst, w.customer_id, ctx)
+    validator = Draft202012Validator(
+        export_csv.schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    assert [e.message for e in validator.iter_errors(document)] == []
+    [exported] = document["intents"]
+    assert exported["description"] == "A hardback atlas of the world, recent edition."
+    assert exported["status"] == "accepted"
+    assert exported["recurrence"]["unit"] == "week"
+    assert {(b["supplier_name"], b["status"]) for b in exported["bids"]} == {
+        ("Acme Books", "won"),
+        ("Globex Reads", "not_chosen"),
+    }
+    with inst.sessions() as session:
+        data, _when = export_csv.export_zip(session, inst, w.customer_id, ctx)
+    assert export_csv.read_zip(data)["intents"] == document["intents"]
+    with inst.sessions() as session:
+        erasure.erase(session, inst, w.customer_id, PASSWORD, ctx)
+    assert _counts(inst)[:2] == (0, 0)
