@@ -147,6 +147,13 @@ class InvalidPurchases(ValidationFailed):
     code = "invalid_purchases"
 
 
+class UnknownTerms(ValidationFailed):
+    """An agreement id that is not on the MyTerms roster (``GET /api/v1/terms``): a well-formed
+    request the roster cannot honour, so 422; nothing is written."""
+
+    code = "unknown_terms"
+
+
 class TooManyLines(ValidationFailed):
     """A pushed batch holding more lines than one request may carry."""
 

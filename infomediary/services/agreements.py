@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from infomediary.audit.log import Actor
 from infomediary.audit.reasons import Reason
 from infomediary.crypto.receipts import ReceiptError, verify_receipt
-from infomediary.errors import InvalidRequest, NotFound
+from infomediary.errors import InvalidRequest, NotFound, UnknownTerms
 from infomediary.instance import Instance
 from infomediary.models import Agreement, CustomerTerms, Supplier, SupplierTerms, utcnow
 from infomediary.services import Context
@@ -91,9 +91,9 @@ def check_ids(ids: Iterable[object], field: str, inst: Instance | None = None) -
     for value in wanted:
         if not isinstance(value, str) or value not in known:
             shown = value if isinstance(value, str) and len(value) <= 64 else "that value"
-            raise InvalidRequest(
-                "unknown_terms",
+            raise UnknownTerms(
                 {field: f"{shown!r} is not an agreement on the roster ({', '.join(known.ids())})."},
+                f"{shown!r} is not an agreement on the roster.",
             )
     return [i for i in known.ids() if i in wanted]
 

@@ -5,8 +5,9 @@ Revoking one grant from the page checks the grant is the customer's, to this sup
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from infomediary.models import (
     SupplierBlock,
     utcnow,
 )
-from infomediary.services import Context, rewards
+from infomediary.services import Context, agreements, rewards
 from infomediary.services.consent_grants import GrantView, list_grants, revoke_grant
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.erasure_requests import has_webhook, requests_of
@@ -87,6 +88,10 @@ class SupplierPage:
     earned_cents: int
     erasures: list[ErasureRequest]
     has_webhook: bool
+    #: MyTerms: the roster agreements the supplier publishes it accepts (id, title), and the
+    #: customer's agreements with it (:func:`infomediary.services.agreements.agreements_page`).
+    accepted_terms: list[tuple[str, str]] = field(default_factory=list)
+    agreements: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def active_grants(self) -> int:
@@ -184,6 +189,11 @@ def supplier_page(
             earned_cents=int(earned or 0),
             erasures=requests_of(session, customer_id, supplier_id),
             has_webhook=has_webhook(session, supplier_id),
+            accepted_terms=[
+                (i, terms.title if (terms := agreements.roster(inst).get(i)) else i)
+                for i in agreements.accepted_by(session, supplier_id, inst)
+            ],
+            agreements=agreements.agreements_page(session, inst, customer_id, supplier_id),
         )
     finally:
         session.rollback()  # a read: nothing to keep

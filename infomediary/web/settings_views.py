@@ -1,6 +1,7 @@
 """The customer's site settings: language and time zone.
 
 ``GET /settings`` shows them (a logged read), ``POST /settings`` saves both; ``POST
+/settings/terms`` the MyTerms agreement proffered by default; ``POST
 /settings/timezone`` is what ``static/js/timezone.js`` sends once, while the customer has no
 zone yet, with the zone the browser reports (``Intl.DateTimeFormat().resolvedOptions()``).
 """
@@ -12,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
 from infomediary.errors import ValidationFailed
-from infomediary.services import site_settings
+from infomediary.services import agreements, site_settings
 from infomediary.services.site_settings import (
     DEFAULT_TIME_ZONE,
     SITE_LANGUAGES,
@@ -54,6 +55,8 @@ def _render(
         languages=SITE_LANGUAGES,
         default_zone=DEFAULT_TIME_ZONE,
         zone_groups=zone_groups(),
+        roster=agreements.roster(instance()).agreements(),
+        default_terms=agreements.default_agreement(db(), _customer_id(), instance()),
     ), status
 
 
@@ -82,6 +85,24 @@ def save() -> ResponseReturnValue:
         return _render(raw.site_language, raw.time_zone, True, errors, 400)
     forget_settings()  # the message below is already in the new language
     flash(gettext("Settings saved.") if changed else gettext("Nothing changed."))
+    return redirect(url_for("settings.show"), 303)
+
+
+@bp.post("/settings/terms")
+@login_required
+@limiter.limit(SETTINGS_RATE, key_func=_settings_key)
+def save_terms() -> ResponseReturnValue:
+    """The MyTerms agreement the customer proffers by default."""
+    chosen = request.form.get("default_terms", "")
+    try:
+        agreements.set_default_agreement(db(), instance(), _customer_id(), chosen, context())
+    except ValidationFailed:
+        found = site_settings.display_settings(instance(), _customer_id())
+        errors = {"default_terms": gettext("Choose one of the agreements in the list.")}
+        language = found.site_language or current_locale()
+        zone = found.time_zone or DEFAULT_TIME_ZONE
+        return _render(language, zone, found.time_zone is not None, errors, 400)
+    flash(gettext("Terms saved."))
     return redirect(url_for("settings.show"), 303)
 
 

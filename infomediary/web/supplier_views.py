@@ -3,12 +3,22 @@ when, counts, offers and earnings; revoke, block, unblock and ask them to delete
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, gettext
 
 from infomediary.errors import NotFound
 from infomediary.services import (
+    agreements,
     erasure_requests,
     offer_inbox,
     supplier_dealings,
@@ -57,6 +67,20 @@ def _render(
 @login_required
 def page(supplier_id: str) -> ResponseReturnValue:
     return _render(supplier_id)
+
+
+@bp.get("/suppliers/<supplier_id>/agreements/<record_id>.jws")
+@login_required
+def agreement(supplier_id: str, record_id: str) -> ResponseReturnValue:
+    """The customer's copy of a MyTerms agreement as the platform signed it."""
+    found = agreements.agreement_of(db(), _customer_id(), record_id)
+    if found.supplier_id != supplier_id:
+        raise NotFound("No such agreement.")
+    return Response(
+        found.jws,
+        mimetype="application/jose",
+        headers={"Content-Disposition": f'attachment; filename="agreement-{record_id}.jws"'},
+    )
 
 
 @bp.post("/suppliers/<supplier_id>/grants/<grant_id>/revoke")

@@ -5,20 +5,23 @@ client; the customer's default terms; erasure."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from infomediary.audit.log import Actor
 from infomediary.audit.reasons import Reason
-from infomediary.errors import InvalidRequest, NotFound
+from infomediary.errors import NotFound, UnknownTerms, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Agreement, ConsentReceipt, CustomerTerms, Supplier
 from infomediary.services import Context, agreements, decisions, erasure
 from infomediary.services.agreements import AgreementInvalid, AgreementRecord
 from infomediary.services.uow import unit_of_work
 from policies.model import Decision, Mode
+from tests.conftest import Auth, csrf_token_in
 from tests.factories import make_customer, make_grant, make_supplier
 from tests.oauth_helpers import browser_login, client_session, consent
 
@@ -132,7 +135,7 @@ def test_a_bad_agreement_is_refused_and_writes_nothing(
 ) -> None:
     acme = make_supplier(inst, name="Acme Books")
     before = count(inst, AccessLogEntry)
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(ValidationFailed) as caught:
         agree(inst, customer, acme.id, terms, context)
     assert caught.value.code == code
     assert count(inst, Agreement) == 0
@@ -238,7 +241,7 @@ def test_the_default_terms_are_sd_base_until_the_customer_chooses(
         assert agreements.set_default_agreement(session, inst, customer, "intent", ctx) == "intent"
     with inst.sessions() as session:
         assert agreements.default_agreement(session, customer) == "intent"
-        with pytest.raises(InvalidRequest) as caught:
+        with pytest.raises(UnknownTerms) as caught:
             agreements.set_default_agreement(session, inst, customer, "my-own-terms", ctx)
     assert caught.value.code == "unknown_terms"
     with inst.sessions() as session:
@@ -268,3 +271,76 @@ def test_erasure_deletes_the_agreements_and_the_default(inst: Instance, customer
         left = session.execute(select(Agreement.customer_id)).scalars().all()
         assert session.get(CustomerTerms, customer) is None
     assert left == [keep]
+
+
+# -- the dashboard ------------------------------------------------------------------------------
+
+
+def test_the_supplier_page_shows_accepted_terms_and_agreements(
+    inst: Instance, customer: str, client: FlaskClient, auth: Auth
+) -> None:
+    acme = make_supplier(inst, name="Acme Books")
+    make_grant(inst, customer, acme.id)
+    with inst.sessions() as session:
+        supplier = session.get_one(Supplier, acme.id)
+        agreements.publish_accepted(
+            session, inst, supplier, ["intent", "no-ai-training"], Context.supplier(acme.id)
+        )
+    record = agree(inst, customer, acme.id, "no-ai-training")
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    page = client.get(f"/suppliers/{acme.id}").get_data(as_text=True)
+    assert "Terms you agreed (MyTerms)" in page
+    assert "They accept:" in page
+    assert html.escape("Answering my intent") in page
+    assert "You never use my data to train" in page  # the summary
+    assert "not the official text" in page
+    section = page[page.index('id="terms"') : page.index('id="reads"')]
+    assert "signature verifies" in section
+    assert "does not verify" not in section
+    download = client.get(f"/suppliers/{acme.id}/agreements/{record.id}.jws")
+    assert download.status_code == 200
+    assert download.mimetype == "application/jose"
+    assert download.get_data(as_text=True) == record.jws
+    # someone else's agreement, or one under another supplier's page, is not there
+    other = make_customer(inst)
+    theirs = agree(inst, other, acme.id, "sd-base")
+    assert client.get(f"/suppliers/{acme.id}/agreements/{theirs.id}.jws").status_code == 404
+    wrong = client.get(f"/suppliers/not-acme/agreements/{record.id}.jws")
+    assert wrong.status_code == 404
+
+
+def test_a_tampered_agreement_shows_as_not_verifying(
+    inst: Instance, customer: str, client: FlaskClient, auth: Auth
+) -> None:
+    acme = make_supplier(inst, name="Acme Books")
+    make_grant(inst, customer, acme.id)
+    record = agree(inst, customer, acme.id, "sd-base")
+    with inst.sessions() as session:
+        row = session.get_one(Agreement, record.id)
+        row.jws = record.jws[:-4] + ("AAAA" if not record.jws.endswith("AAAA") else "BBBB")
+        session.commit()
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    page = client.get(f"/suppliers/{acme.id}").get_data(as_text=True)
+    section = page[page.index('id="terms"') : page.index('id="reads"')]
+    assert "signature does not verify" in section
+
+
+def test_the_settings_page_sets_the_default_terms_with_csrf(
+    inst: Instance, customer: str, client: FlaskClient, auth: Auth
+) -> None:
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    page = client.get("/settings").get_data(as_text=True)
+    assert '<option value="sd-base" selected>' in page
+    token = csrf_token_in(page)
+    saved = client.post("/settings/terms", data={"csrf_token": token, "default_terms": "intent"})
+    assert saved.status_code == 303
+    assert '<option value="intent" selected>' in client.get("/settings").get_data(as_text=True)
+    refused = client.post(
+        "/settings/terms", data={"csrf_token": token, "default_terms": "my-own-terms"}
+    )
+    assert refused.status_code == 400
+    assert "Choose one of the agreements in the list." in refused.get_data(as_text=True)
+    no_csrf = client.post("/settings/terms", data={"default_terms": "sd-base"})
+    assert no_csrf.status_code in (400, 403)
+    with inst.sessions() as session:
+        assert agreements.default_agreement(session, customer) == "intent"

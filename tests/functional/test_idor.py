@@ -44,7 +44,8 @@ from infomediary.models import (
     OfferDelivery,
     utcnow,
 )
-from infomediary.services import Context, rewards, wallet
+from infomediary.services import Context, agreements, rewards, wallet
+from infomediary.services.uow import unit_of_work
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer, make_grant
 from tests.oauth_helpers import browser_login, client_session, consent, make_supplier
@@ -70,6 +71,7 @@ class Party:
     client: FlaskClient
     offer_id: str = ""
     payout_id: str = ""
+    agreement_record: str = ""
 
     def markers(self) -> dict[str, str]:
         """Values unique to this customer, that must never reach anyone else."""
@@ -96,12 +98,14 @@ FILLERS: dict[str, Callable[[Party], str]] = {
     "offer_id": lambda party: party.offer_id,
     "payout_id": lambda party: party.payout_id,
     "supplier_id": lambda party: party.supplier_id,
+    "record_id": lambda party: party.agreement_record,
 }
 #: URL variables that name no object of anybody's (the same value for every customer).
 CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's state
 #: Rules with URL variables that name no customer's data (endpoint: why).
 PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "static": "the packaged stylesheet and icon, the same for everybody",
+    "terms_api.agreement": "the public MyTerms roster: a standard agreement, the same for everybody",
     "offers_api.view": "a supplier's bearer-token API, not a customer page: another supplier "
     "gets 404 (tests/functional/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
     "offers_api.contact": "a supplier's bearer-token API: another supplier gets 404 "
@@ -125,6 +129,7 @@ KNOWN_CUSTOMER_RULES = {
     ("/consents/<grant_id>/receipts/<receipt_id>.jws", "GET"),
     ("/inbox/<offer_id>/<action>", "POST"),
     ("/wallet/payouts/<payout_id>/cancel", "POST"),
+    ("/suppliers/<supplier_id>/agreements/<record_id>.jws", "GET"),
 }
 #: Dashboard pages that must be recognised as needing a login.
 KNOWN_LOGIN_PAGES = {
@@ -269,6 +274,21 @@ class World:
     a_token_works: Callable[[], int]
 
 
+def agreement_with(inst: Instance, customer_id: str, supplier_id: str) -> str:
+    """A MyTerms agreement of the customer's with the supplier; its record id."""
+    with inst.sessions() as session, unit_of_work(session) as uow:
+        record = agreements.record_agreement(
+            uow,
+            inst,
+            customer_id=customer_id,
+            supplier_id=supplier_id,
+            agreement_id="sd-base",
+            context={},
+        )
+        uow.commit()
+    return record.id
+
+
 @pytest.fixture
 def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
     # A: signed up with a profile; the grant comes from the real consent flow.
@@ -305,6 +325,11 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
         deliver_offer(inst, b_supplier.id, b_id),
     )
 
+    a_agreement, b_agreement = (
+        agreement_with(inst, a_id, a_supplier.id),
+        agreement_with(inst, b_id, b_supplier.id),
+    )
+
     def a_token_works() -> int:
         return int(oauth.get(f"{live_server}/api/v1/me").status_code)
 
@@ -323,6 +348,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             logged_in_client(app, a_email),
             a_offer,
             request_payout(inst, a_id),
+            a_agreement,
         ),
         Party(
             b_id,
@@ -337,6 +363,7 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             logged_in_client(app, b_email),
             b_offer,
             request_payout(inst, b_id),
+            b_agreement,
         ),
         a_token_works,
     )

@@ -147,6 +147,8 @@ FILLERS: dict[str, Callable[[World], str]] = {
     "erasure_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
     "public_id": lambda w: "no-such-session",  # a POST route: only OPTIONS is tried
     "passkey_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
+    "agreement_id": lambda w: "sd-base",  # the public roster's
+    "record_id": lambda w: str(uuid.uuid4()),  # someone else's agreement: 404, no effect
     "intent_id": lambda w: str(uuid.uuid4()),  # a bearer-token API: no token, no effect
     "bid_id": lambda w: str(uuid.uuid4()),  # a POST route: only OPTIONS is tried
 }
