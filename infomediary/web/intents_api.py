@@ -386,14 +386,14 @@ def post_intent() -> ResponseReturnValue:
           description: >-
             invalid_intent (a past date, a budget of zero, a currency without a budget, free
             text over 2,000 characters, a category or region not of the taxonomy, a bad
-            recurrence), unknown_terms (an agreement not on the roster) or invalid_json;
-            nothing written
+            recurrence) or invalid_json; nothing written
           content:
             application/problem+json:
               schema: ProblemSchema
         401: Unauthorized
         403: InsufficientScope
         404: NotBoundToCustomer
+        422: UnknownTerms
         429: RateLimited
     """
     token, ctx = _agent("create")
@@ -722,8 +722,8 @@ def bid(intent_id: str) -> ResponseReturnValue:
         400:
           description: >-
             invalid_bid (a price of zero, free text over 2,000 characters, a past
-            valid_until), currency_mismatch (not the budget's currency), unknown_terms (an
-            agreement not on the roster) or invalid_json; nothing written
+            valid_until), currency_mismatch (not the budget's currency) or invalid_json;
+            nothing written
           content:
             application/problem+json:
               schema: ProblemSchema
@@ -741,6 +741,7 @@ def bid(intent_id: str) -> ResponseReturnValue:
           content:
             application/problem+json:
               schema: ProblemSchema
+        422: UnknownTerms
         429: RateLimited
     """
     supplier, ctx = _supplier("intents:bid", action="create")

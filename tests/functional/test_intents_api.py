@@ -595,11 +595,21 @@ def test_every_category_has_a_sector_of_the_operator() -> None:
 
 def test_the_log_holds_no_plaintext_of_the_intent(world: World, inst: Instance) -> None:
     w = world
-    _post(w, category="diabetes-care", description="Glucose test strips, monthly.")
-    health = w.acme.get(f"{w.base}/api/v1/intents").json()["intents"]
-    assert health == []  # a health intent is the health sector's
+    posted = _post(w, category="diabetes-care", description="Glucose test strips, monthly.")
+    assert w.acme.get(f"{w.base}/api/v1/intents").json()["intents"] == []  # not retail's
+    pharmacy, _creds = _supplier(w.base, inst, "Corner Pharmacy", "health")
+    listed = pharmacy.get(f"{w.base}/api/v1/intents").json()["intents"]
+    assert [i["category"] for i in listed] == ["diabetes-care"]
+    assert pharmacy.get(f"{w.base}/api/v1/intents/{posted['id']}").status_code == 200
+    shown = _entries(inst, "intents.listed") + _entries(inst, "intents.viewed")
+    assert len(shown) == 2
+    assert all(e.detail is not None for e in shown)  # the special category, sealed
     with inst.sessions() as session:
-        rows = list(session.execute(select(AccessLogEntry)).scalars())
+        rows = list(
+            session.execute(
+                select(AccessLogEntry).where(AccessLogEntry.customer_id == w.customer_id)
+            ).scalars()
+        )
     dumped = json.dumps([[r.reason_data, r.categories] for r in rows])
     assert "Glucose" not in dumped
     assert "diabetes" not in dumped
