@@ -63,6 +63,15 @@ def evaluate(policy: Policy, request: AccessRequest, now: datetime) -> Verdict:
     return Verdict(decision, verdicts, _overall_reason(decision, verdicts), blocked=request.blocked)
 
 
+def restrict(verdict: Verdict, categories: frozenset[str]) -> Verdict:
+    """The verdict ``evaluate`` gives the same request for only ``categories`` (of those it
+    decided): each category is decided on its own, so one evaluation can answer several
+    requests that differ only in their categories."""
+    kept = tuple(v for v in verdict.categories if v.category in categories)
+    decision = _combine(kept)
+    return Verdict(decision, kept, _overall_reason(decision, kept), blocked=verdict.blocked)
+
+
 def _evaluate_category(
     rules: Sequence[Rule], request: AccessRequest, category: str, now: datetime
 ) -> CategoryVerdict:

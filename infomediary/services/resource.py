@@ -40,6 +40,7 @@ from infomediary.services.decisions import Facts, decide
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.purchases import open_purchases
 from infomediary.services.uow import unit_of_work
+from policies.engine import restrict
 from policies.model import Decision, Verdict
 from policies.taxonomy import CATEGORIES, INTEREST_TAGS, age_band, region_for_postcode
 
@@ -168,9 +169,18 @@ def release(
             for name in parse_scopes(token.scope)
             if (s := CUSTOMER_SCOPES.get(name)) and s.action == "read" and s.category
         )
-        verdict = decide(
-            session, inst, customer_id, supplier, token.purpose, requested, facts=facts
+        # One evaluation decides the requested categories and the special ones an interest
+        # tag may belong to (each category is decided on its own).
+        decided = decide(
+            session,
+            inst,
+            customer_id,
+            supplier,
+            token.purpose,
+            requested | SPECIAL_INTEREST_CATEGORIES,
+            facts=facts,
         )
+        verdict = restrict(decided, requested)
         allowed = verdict.allowed_categories()
         withheld = [
             {"category": v.category, "reason": v.reason}
@@ -230,15 +240,7 @@ def release(
             # covers every special category whether or not the customer has such a tag, and a
             # refused one is dropped silently: `withheld` names only categories the supplier
             # asked for, the same for every customer whatever their interests.
-            special_ok = decide(
-                session,
-                inst,
-                customer_id,
-                supplier,
-                token.purpose,
-                SPECIAL_INTEREST_CATEGORIES,
-                facts=facts,
-            ).allowed_categories()
+            special_ok = restrict(decided, SPECIAL_INTEREST_CATEGORIES).allowed_categories()
             tags = field("interests") or []
             body["interests"] = [
                 t for t in tags if INTEREST_TAGS[t].category in ({"interests"} | special_ok)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.codec import policy_from_dict, policy_to_dict
-from policies.engine import evaluate
+from policies.engine import evaluate, restrict
 from policies.model import (
     PURPOSES,
     AccessRequest,
@@ -863,3 +863,34 @@ def test_rules_that_decide_together_are_named_in_one_order_whatever_the_policy_s
     first = next(iter(verdicts.values()))
     assert set(first.deciding_rules()) == set(rules)
     assert all(v == first for v in verdicts.values())
+
+
+_CATEGORY_NAMES = sorted(CATEGORIES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*_CATEGORY_NAMES, "*"]),
+            st.sampled_from([NEVER, AGG, PSEUDO, DIRECT]),
+            st.sampled_from([ANYONE, ACME, RETAIL]),
+        ),
+        max_size=6,
+    ),
+    st.sets(st.sampled_from(_CATEGORY_NAMES), min_size=1),
+    st.sets(st.sampled_from(_CATEGORY_NAMES)),
+)
+def test_restricting_a_verdict_equals_deciding_the_smaller_request(
+    rules: list[tuple[str, Mode, Recipient]], asked: set[str], kept: set[str]
+) -> None:
+    """One evaluation answers a request for part of its categories exactly as its own would."""
+    policy = [rule(category, mode=mode, recipient=who) for category, mode, who in rules]
+    whole = decide(policy, request(*sorted(asked)))
+    part = sorted(asked & kept)
+    restricted = restrict(whole, frozenset(kept))
+    if part:
+        assert restricted == decide(policy, request(*part))
+    else:
+        assert restricted.decision is DENY
+        assert restricted.categories == ()
