@@ -179,6 +179,14 @@ CATALOGUE: dict[str, str] = {
     "intents.fulfilment_token": (
         "access token for delivering intent {intent} issued under grant {grant}"
     ),
+    "intents.auto_accepted": (
+        "your rule accepted bid {bid} of {winner_supplier} on intent {intent} at its deadline: "
+        "the lowest within your budget from a verified supplier accepting your terms"
+    ),
+    "intents.auto_accept_none": (
+        "your rule found none of the {count} bid(s) on intent {intent} within your budget from a "
+        "verified supplier accepting your terms; the intent stays open for you to choose"
+    ),
     "intents.fulfilment_token_replaced": (
         "the earlier access token for delivering intent {intent} replaced"
     ),

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     ForeignKey,
     Index,
@@ -77,6 +78,11 @@ class Intent(Base):
     recurrence_until: Mapped[date | None] = mapped_column(Date)
     #: The roster id of the agreement the customer proffers.
     terms: Mapped[str] = mapped_column(String(64))
+    #: When bidding closes (bids are sealed: no supplier ever sees another's).
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: At the deadline, accept the lowest bid within the budget from a verified supplier that
+    #: accepts the proffered terms.
+    auto_accept: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default=IntentStatus.OPEN)
     accepted_bid_id: Mapped[str | None] = mapped_column(String(36))
     #: The grant for fulfilment the customer approved for the winner, if any.

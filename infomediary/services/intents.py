@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from infomediary.audit.log import Actor
 from infomediary.audit.reasons import Reason
 from infomediary.db import rowcount
 from infomediary.errors import (
@@ -61,13 +62,14 @@ from infomediary.models import (
     SupplierBlock,
     utcnow,
 )
-from infomediary.services import Context, tokens
+from infomediary.services import Context, jobs, tokens
 from infomediary.services.agreements import check_ids, default_agreement, record_agreement, roster
 from infomediary.services.consent_grants import grant_consent, revoke_in_transaction
 from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.suppliers import secret_hash
 from infomediary.services.uow import UnitOfWork, unit_of_work
+from infomediary.statuses import SupplierStatus
 from policies.taxonomy import INTEREST_TAGS, REGIONS, categories_of_interests
 
 #: The sector each intent category (an interest of the taxonomy) belongs to: a supplier
@@ -117,6 +119,8 @@ CURRENCY = re.compile(r"[A-Z]{3}\Z")
 #: What the winner may read for delivery: name, e-mail, phone and postal address.
 FULFILMENT_SCOPES = ("profile.identity:read",)
 FULFILMENT_PURPOSE = "service"
+#: The job that closes bidding at an intent's deadline and applies its automatic rule.
+DEADLINE_JOB = "intent_deadline"
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class IntentInput:
     region: str | None = None
     recurrence: Recurrence | None = None
     terms: str | None = None
+    #: When bidding closes; with ``auto_accept``, when the rule is applied.
+    deadline: datetime | None = None
+    auto_accept: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,10 +255,12 @@ def _view(
         "region": details.get("region"),
         "recurrence": _recurrence(intent),
         "terms": intent.terms,
+        "deadline": intent.deadline.isoformat() if intent.deadline else None,
         "status": intent.status,
         "created_at": intent.created_at.isoformat(),
     }
     if with_ids:
+        view["auto_accept"] = intent.auto_accept
         view["closed_at"] = intent.closed_at.isoformat() if intent.closed_at else None
         view["accepted_bid_id"] = intent.accepted_bid_id
         view["fulfilment_grant_id"] = intent.fulfilment_grant_id
@@ -307,6 +316,12 @@ def _check_intent(inst: Instance, data: IntentInput, terms: str) -> None:
             errors["recurrence"] = f"Every 1 to {MAX_EVERY} weeks or months."
         elif until <= data.needed_by or until - data.needed_by > MAX_TERM:
             errors["recurrence"] = "A term ending after needed_by, within five years."
+    if data.deadline is not None:
+        last = datetime(data.needed_by.year, data.needed_by.month, data.needed_by.day, tzinfo=UTC)
+        if data.deadline <= utcnow() or data.deadline > last + timedelta(days=1):
+            errors["deadline"] = "A time in the future, no later than the end of needed_by."
+    if data.auto_accept and (data.deadline is None or data.max_price_minor is None):
+        errors["auto_accept"] = "The rule needs a deadline and a budget."
     if errors:
         raise InvalidRequest("invalid_intent", errors)
     check_ids([terms], "terms", inst)
@@ -339,10 +354,20 @@ def post_intent(
             recurrence_unit=data.recurrence.unit if data.recurrence else None,
             recurrence_until=data.recurrence.until if data.recurrence else None,
             terms=terms,
+            deadline=data.deadline,
+            auto_accept=data.auto_accept,
             status=IntentStatus.OPEN,
             created_at=utcnow(),
         )
         session.add(intent)
+        if data.deadline is not None:
+            jobs.enqueue(
+                session,
+                DEADLINE_JOB,
+                {"intent": intent_id},
+                run_after=data.deadline,
+                key=f"{DEADLINE_JOB}:{intent_id}",
+            )
         ctx.log(
             session,
             "create",
@@ -712,6 +737,7 @@ def list_open(
             Intent.sector_index == _index(inst, "sector", supplier.sector),
             Intent.status == IntentStatus.OPEN,
             Intent.needed_by >= today(),
+            or_(Intent.deadline.is_(None), Intent.deadline > utcnow()),
             _not_blocked(supplier.id),
         )
         if page.category is not None:
@@ -916,7 +942,7 @@ def place_bid(
     with unit_of_work(session) as uow:
         intent = _intent_for(session, inst, supplier, intent_id, ctx, "create", lock=True)
         customer_id = intent.customer_id
-        if intent.status != IntentStatus.OPEN or intent.needed_by < today():
+        if not _takes_bids(intent):
             _refused(
                 session,
                 ctx,
@@ -980,8 +1006,17 @@ def place_bid(
         return view
 
 
+def _takes_bids(intent: Intent) -> bool:
+    """Open, not past its date, and not past its deadline."""
+    if intent.status != IntentStatus.OPEN or intent.needed_by < today():
+        return False
+    return intent.deadline is None or intent.deadline > utcnow()
+
+
 def _closed_word(intent: Intent) -> str:
-    return "past its date" if intent.status == IntentStatus.OPEN else str(intent.status)
+    if intent.status != IntentStatus.OPEN:
+        return str(intent.status)
+    return "past its date" if intent.needed_by < today() else "past its deadline"
 
 
 def _bid_error(
@@ -1050,3 +1085,78 @@ def export_rows(session: Session, inst: Instance, customer_id: str) -> list[dict
         ]
         rows.append(view)
     return rows
+
+
+# -- the deadline and the automatic rule -----------------------------------------------------
+
+
+def _qualifies(intent: Intent, details: dict[str, Any], bid: Bid, supplier: Supplier) -> bool:
+    """The rule: within the budget, in its currency, from a verified supplier that is not
+    suspended, accepting the proffered terms, still valid."""
+    budget, currency = details.get("max_price_minor"), details.get("currency")
+    return (
+        bid.status == BidStatus.OPEN
+        and bid.valid_until >= today()
+        and bid.terms == intent.terms
+        and budget is not None
+        and bid.currency == currency
+        and bid.price_minor <= budget
+        and supplier.verified_at is not None
+        and supplier.status == SupplierStatus.ACTIVE
+    )
+
+
+def apply_deadline(session: Session, inst: Instance, run: jobs.JobRun) -> None:
+    """At an intent's deadline bidding is closed; with the automatic rule, the lowest bid that
+    qualifies (the earliest among equal ones) is accepted as the customer would, and the rule's
+    outcome is logged either way. An intent no longer open is left as it is."""
+    with unit_of_work(session) as uow:
+        intent_id = str(run.payload.get("intent", ""))
+        intent = session.execute(
+            select(Intent).where(Intent.id == intent_id).with_for_update()
+        ).scalar_one_or_none()
+        if intent is None or intent.status != IntentStatus.OPEN or not intent.auto_accept:
+            jobs.complete(session, run)
+            uow.commit()
+            return
+        details = _details(inst, session, intent)
+        fields = _entry_fields(inst, session, intent.customer_id, _categories(details))
+        rows = session.execute(
+            select(Bid, Supplier)
+            .join(Supplier, Supplier.id == Bid.supplier_id)
+            .where(Bid.intent_id == intent.id)
+            .order_by(Bid.price_minor, Bid.created_at, Bid.id)
+        ).all()
+        chosen = next((b for b, s in rows if _qualifies(intent, details, b, s)), None)
+        ctx = Context(Actor.system("intents"))
+        if chosen is None:
+            ctx.log(
+                session,
+                "update",
+                customer_id=intent.customer_id,
+                reason=Reason(
+                    "intents.auto_accept_none", {"intent": intent.id, "count": len(rows)}
+                ),
+                **fields,
+            )
+        else:
+            _decide(uow, inst, intent, chosen, intent.customer_id, ctx, fields)
+            ctx.log(
+                session,
+                "update",
+                customer_id=intent.customer_id,
+                reason=Reason(
+                    "intents.auto_accepted",
+                    {"intent": intent.id, "bid": chosen.id, "winner_supplier": chosen.supplier_id},
+                ),
+                **fields,
+            )
+        jobs.complete(session, run)
+        uow.commit()
+
+
+def _deadline_job(session: Session, inst: Instance, run: jobs.JobRun) -> None:
+    apply_deadline(session, inst, run)
+
+
+jobs.register(DEADLINE_JOB, _deadline_job, max_attempts=10)

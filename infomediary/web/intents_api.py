@@ -112,6 +112,25 @@ class IntentRequestSchema(RequestSchema):
         metadata={"description": "The agreement proffered (GET /api/v1/terms); default yours."},
     )
 
+    deadline = fields.AwareDateTime(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "When bidding closes (RFC 3339 with an offset), in the future and "
+            "no later than the end of needed_by. Bids are always sealed: no supplier sees "
+            "another's."
+        },
+    )
+    auto_accept = fields.Bool(
+        load_default=False,
+        truthy={True},
+        falsy={False},
+        metadata={
+            "description": "At the deadline, accept the lowest bid within the budget from a "
+            "verified supplier that accepts the proffered terms (needs a deadline and a budget)."
+        },
+    )
+
     @post_load
     def make(self, data: dict[str, Any], **_kwargs: Any) -> IntentInput:
         return IntentInput(**data)
@@ -203,6 +222,9 @@ class IntentViewSchema(Schema):
     region = fields.Str(allow_none=True)
     recurrence = fields.Nested(RecurrenceSchema, allow_none=True)
     terms = fields.Str(metadata={"description": "The agreement the customer proffers."})
+    deadline = fields.Str(
+        allow_none=True, metadata={"description": "When bidding closes, or null: open until then."}
+    )
     status = fields.Str(validate=validate.OneOf(["open", "accepted", "cancelled"]))
     created_at = fields.Str()
 
@@ -249,6 +271,7 @@ class IntentPageSchema(Schema):
 
 
 class CustomerIntentSchema(IntentViewSchema):
+    auto_accept = fields.Bool()
     closed_at = fields.Str(allow_none=True)
     accepted_bid_id = fields.Str(allow_none=True)
     fulfilment_grant_id = fields.Str(allow_none=True)
@@ -347,8 +370,11 @@ def post_intent() -> ResponseReturnValue:
       description: >-
         Token check (intents:write, through the customer's consent). The category (an
         interest of the taxonomy) decides the sector whose approved suppliers see the intent;
-        they see only what is sent here, under a pseudonym of this intent alone. The details
-        are sealed under the customer's key. terms defaults to the customer's default
+        they see only what is sent here, under a pseudonym of this intent alone, and never
+        each other's bids. The details are sealed under the customer's key. With a deadline,
+        bidding closes then; with auto_accept, the lowest bid within the budget from a verified
+        supplier accepting the proffered terms is accepted at the deadline (logged either
+        way). terms defaults to the customer's default
         agreement. A refused intent writes nothing. At most 10 posted a minute, 100 a day,
         per client.
       security:
@@ -376,6 +402,17 @@ def post_intent() -> ResponseReturnValue:
                   needed_by: "2031-02-14"
                   recurrence: {every: 1, unit: month, until: "2032-01-31"}
                   terms: sd-base-dp
+              automatic:
+                summary: Sealed bids until a deadline, the best one accepted then
+                value:
+                  category: parenting
+                  description: Nappies, size 4, home delivery every four weeks for three years.
+                  needed_by: "2031-03-01"
+                  max_price_minor: 6000
+                  currency: AUD
+                  recurrence: {every: 4, unit: week, until: "2034-02-28"}
+                  deadline: "2031-02-20T12:00:00+11:00"
+                  auto_accept: true
       responses:
         201:
           description: The intent, open

@@ -6,8 +6,8 @@ Create Date: 2026-12-23 00:00:00.000000
 
 ``intents`` holds each intent a customer posted: its details sealed under the customer's data
 key, keyed blind indexes of its sector, category and region for the suppliers' listing, its
-schedule, the agreement it proffers and its status. ``bids`` holds the suppliers' bids, one per
-supplier and intent. New tables only: nothing existing is rewritten.
+schedule, the agreement it proffers, its deadline and automatic rule, and its status. ``bids``
+holds the suppliers' bids, one per supplier and intent. New tables only: nothing existing is rewritten.
 """
 
 from collections.abc import Sequence
@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("recurrence_unit", sa.String(8), nullable=True),
         sa.Column("recurrence_until", sa.Date(), nullable=True),
         sa.Column("terms", sa.String(64), nullable=False),
+        sa.Column("deadline", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("auto_accept", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("accepted_bid_id", sa.String(36), nullable=True),
         sa.Column("fulfilment_grant_id", sa.String(36), nullable=True),

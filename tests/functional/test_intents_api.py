@@ -33,6 +33,8 @@ from infomediary.models import (
 from infomediary.services import Context, erasure, export_csv, exports
 from infomediary.services.agreements import verify_agreement
 from infomediary.services.intents import SECTOR_OF, ends_at
+from infomediary.services.jobs import run_pending
+from infomediary.services.suppliers import verify_supplier
 from infomediary.web.errors import STATUS
 from tests.factories import make_customer
 from tests.functional.test_api_contract import _examples, _resolve, _variants
@@ -368,6 +370,20 @@ BAD_INTENTS = [
     ({"needed_by": "next tuesday"}, "invalid_intent", "needed_by"),
     ({"max_price_minor": "9000"}, "invalid_intent", "max_price_minor"),
     ({"shoe_size": 42}, "invalid_intent", "shoe_size"),
+    ({"deadline": "2020-01-01T00:00:00+00:00"}, "invalid_intent", "deadline"),
+    ({"deadline": f"{_days(40)}T00:00:00+00:00"}, "invalid_intent", "deadline"),
+    ({"deadline": f"{_days(5)}T00:00:00"}, "invalid_intent", "deadline"),  # no offset
+    ({"auto_accept": True}, "invalid_intent", "auto_accept"),  # no deadline
+    (
+        {
+            "auto_accept": True,
+            "deadline": f"{_days(5)}T00:00:00Z",
+            "max_price_minor": None,
+            "currency": None,
+        },
+        "invalid_intent",
+        "auto_accept",
+    ),
 ]
 
 
@@ -735,3 +751,76 @@ def test_intents_and_bids_join_the_export_and_go_with_erasure(world: World, inst
     with inst.sessions() as session:
         erasure.erase(session, inst, w.customer_id, PASSWORD, ctx)
     assert _counts(inst)[:2] == (0, 0)
+
+
+def test_at_the_deadline_bidding_closes_and_the_rule_accepts_the_best_qualifying_bid(
+    world: World, inst: Instance
+) -> None:
+    w = world
+    deadline = datetime.now(UTC) + timedelta(hours=1)
+    posted = _post(w, deadline=deadline.isoformat(), auto_accept=True)
+    assert posted["auto_accept"] is True
+    quiet = _post(w, deadline=deadline.isoformat(), auto_accept=True, description="Another.")
+    initech, initech_creds = _supplier(w.base, inst, "Initech Books", "retail")
+    with inst.sessions() as session:
+        for creds in (w.creds["globex"], initech_creds):
+            verify_supplier(session, creds.id)
+    url = f"{w.base}/api/v1/intents/{posted['id']}/bids"
+    cheapest = w.acme.post(url, json=_bid(price_minor=7000)).json()["bid"]  # not verified
+    best = w.globex.post(url, json=_bid(price_minor=8000)).json()["bid"]
+    other_terms = initech.post(url, json=_bid(price_minor=7500, terms="no-ai-training"))
+    assert other_terms.status_code == 201
+    over = w.acme.post(
+        f"{w.base}/api/v1/intents/{quiet['id']}/bids", json=_bid(price_minor=9500)
+    )  # above the budget
+    assert over.status_code == 201
+    # before the deadline nothing is decided
+    run_pending(inst, now=deadline - timedelta(minutes=1))
+    assert w.globex.get(f"{w.base}/api/v1/intents/{posted['id']}").json()["status"] == "open"
+    run_pending(inst, now=deadline + timedelta(seconds=1))
+    won = w.globex.get(f"{w.base}/api/v1/intents/{posted['id']}").json()
+    assert (won["status"], won["bid"]["id"], won["bid"]["status"]) == (
+        "accepted",
+        best["id"],
+        "won",
+    )
+    lost = w.acme.get(f"{w.base}/api/v1/intents/{posted['id']}").json()["bid"]
+    assert (lost["id"], lost["status"]) == (cheapest["id"], "not_chosen")
+    [applied] = _entries(inst, "intents.auto_accepted")
+    assert params_of(applied) == {
+        "intent": posted["id"],
+        "bid": best["id"],
+        "winner_supplier": w.creds["globex"].id,
+    }
+    assert applied.customer_id == w.customer_id
+    with inst.sessions() as session:
+        agreement = session.execute(select(Agreement)).scalar_one()
+        assert (agreement.supplier_id, agreement.agreement_id) == (w.creds["globex"].id, "sd-base")
+    # no bid qualified on the other: logged, and it stays open for the customer to choose
+    [none] = _entries(inst, "intents.auto_accept_none")
+    assert params_of(none) == {"intent": quiet["id"], "count": 1}
+    mine = {
+        i["id"]: i["status"] for i in w.agent.get(f"{w.base}/api/v1/me/intents").json()["intents"]
+    }
+    assert mine[quiet["id"]] == "open"
+
+
+def test_bids_after_the_deadline_are_refused(world: World, inst: Instance) -> None:
+    w = world
+    posted = _post(w, deadline=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    assert posted["deadline"] is not None
+    assert w.acme.get(f"{w.base}/api/v1/intents/{posted['id']}").json()["deadline"]
+    with inst.sessions() as session:
+        row = session.get(Intent, posted["id"])
+        assert row is not None
+        row.deadline = utcnow() - timedelta(minutes=1)
+        session.commit()
+    assert w.acme.get(f"{w.base}/api/v1/intents").json()["intents"] == []
+    before = _counts(inst)
+    body = _problem(
+        w.acme.post(f"{w.base}/api/v1/intents/{posted['id']}/bids", json=_bid()),
+        409,
+        "intent_closed",
+    )
+    assert "deadline" in body["detail"]
+    assert _counts(inst) == before
