@@ -11,14 +11,16 @@ choices and how far they have read (``seen_through``, and ``seen_seq`` for the l
 
 Reading one's own notifications is not logged, like reading one's own log; marking them read,
 changing the choices and e-mailing a digest are use cases with an entry each. The digest is
-the recurring job :data:`JOB`, queued when a customer turns the digest on.
+the recurring job :data:`JOB`, queued when a customer turns the digest on. A new bid is a
+``bids`` row on one of the customer's intents, and an intent's date coming within
+:data:`DEADLINE_DAYS` is that intent's row again: both lead to the intent's own page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -33,8 +35,11 @@ from infomediary.instance import Instance
 from infomediary.logs import get_logger
 from infomediary.models import (
     AccessLogEntry,
+    Bid,
     ConsentGrant,
     Customer,
+    Intent,
+    IntentStatus,
     Job,
     NotificationSettings,
     Offer,
@@ -56,6 +61,8 @@ CONSENT_EXPIRING = "consent_expiring"
 NEW_OFFER = "new_offer"
 AUDITOR_READ = "auditor_read"
 IMPORT_FINISHED = "import_finished"
+NEW_BID = "new_bid"
+INTENT_DEADLINE = "intent_deadline"
 #: Every kind, in the order the settings page lists them.
 KINDS: tuple[str, ...] = (
     SUPPLIER_READ,
@@ -64,6 +71,8 @@ KINDS: tuple[str, ...] = (
     NEW_OFFER,
     AUDITOR_READ,
     IMPORT_FINISHED,
+    NEW_BID,
+    INTENT_DEADLINE,
 )
 #: Kinds read from the access log (unread past ``seen_seq``); the others by time.
 LOG_KINDS = frozenset({SUPPLIER_READ, AUDITOR_READ})
@@ -75,8 +84,12 @@ LINKS: dict[str, str] = {
     NEW_OFFER: "/inbox",
     AUDITOR_READ: "/activity?actor=auditor",
     IMPORT_FINISHED: "/purchases",
+    NEW_BID: "/intents",
+    INTENT_DEADLINE: "/intents",
 }
 EXPIRING_DAYS = 7
+#: An open or accepted intent whose date is this close is notified once.
+DEADLINE_DAYS = 2
 PER_PAGE = 20
 MAX_PAGES = 20
 #: The unread count stops here: past it the badge says "9+".
@@ -199,6 +212,12 @@ class _Raw:
     seq: int | None = None
     supplier_id: str | None = None
     count: int | None = None
+    #: Where this one leads, when not its kind's page (an intent's own page).
+    link: str | None = None
+
+
+def _intent_link(intent_id: str) -> str:
+    return f"/intents/{intent_id}"
 
 
 def _fetch(
@@ -268,6 +287,40 @@ def _fetch(
             .limit(limit)
         ).all()
         return [_Raw(kind, at, f"{kind}-{oid}", supplier_id=sid) for oid, at, sid in offers]
+    if kind == NEW_BID:
+        bids = session.execute(
+            select(Bid.id, Bid.created_at, Bid.supplier_id, Bid.intent_id)
+            .join(Intent, Intent.id == Bid.intent_id)
+            .where(Intent.customer_id == customer_id, *_after(Bid.created_at, since))
+            .order_by(Bid.created_at.desc(), Bid.id.desc())
+            .limit(limit)
+        ).all()
+        return [
+            _Raw(kind, at, f"{kind}-{bid}", supplier_id=sid, link=_intent_link(iid))
+            for bid, at, sid, iid in bids
+        ]
+    if kind == INTENT_DEADLINE:
+        # An intent enters the window DEADLINE_DAYS before its date (or when posted, if
+        # later): that is its notification's time, so it is unread once and read after.
+        today = now.date()
+        due = session.execute(
+            select(Intent.id, Intent.created_at, Intent.needed_by)
+            .where(
+                Intent.customer_id == customer_id,
+                Intent.status.in_((IntentStatus.OPEN, IntentStatus.ACCEPTED)),
+                Intent.needed_by >= today,
+                Intent.needed_by <= today + timedelta(days=DEADLINE_DAYS),
+            )
+            .order_by(Intent.needed_by.asc(), Intent.id.asc())
+            .limit(limit)
+        ).all()
+        found = []
+        for iid, posted, needed_by in due:
+            day = datetime(needed_by.year, needed_by.month, needed_by.day, tzinfo=UTC)
+            at = max(posted, day - timedelta(days=DEADLINE_DAYS))
+            if since is None or since.at is None or at > since.at:
+                found.append(_Raw(kind, at, f"{kind}-{iid}", link=_intent_link(iid)))
+        return found
     imports = session.execute(
         select(PurchaseImport.id, PurchaseImport.finished_at, PurchaseImport.imported)
         .where(
@@ -295,7 +348,7 @@ def _named(session: Session, raws: Sequence[_Raw], seen: _Since) -> list[Notific
             kind=r.kind,
             at=r.at,
             key=r.key,
-            link=LINKS[r.kind],
+            link=r.link or LINKS[r.kind],
             supplier=names.shown(r.supplier_id) if r.supplier_id else None,
             count=r.count,
             unread=_is_unread(r, seen),
@@ -474,6 +527,8 @@ DIGEST_LINES: dict[str, str] = {
     NEW_OFFER: "{n} new offer(s){by}",
     AUDITOR_READ: "{n} look(s) by an auditor at your log entries",
     IMPORT_FINISHED: "{n} purchase import(s) finished",
+    NEW_BID: "{n} new bid(s) on your intents{by}",
+    INTENT_DEADLINE: "{n} intent(s) needed within 2 days",
 }
 
 

@@ -1,7 +1,8 @@
 """The customer's page per supplier: who they are, every grant with its receipts, what they
-read and when, the counts and offers that involved the customer, what they earned, and the
-erasure requests made. A read: nothing is written (reading one's own log is not logged).
-Revoking one grant from the page checks the grant is the customer's, to this supplier."""
+read and when, the counts and offers that involved the customer, the intents they bid on, what
+they earned, and the erasure requests made. A read: nothing is written (reading one's own log
+is not logged). Revoking one grant from the page checks the grant is the customer's, to this
+supplier."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from infomediary.services.consent_grants import GrantView, list_grants, revoke_g
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.erasure_requests import has_webhook, requests_of
 from infomediary.services.exports import SupplierNames, TimelineItem, timeline_item
+from infomediary.services.intents_dashboard import SupplierIntent, intents_with
 from infomediary.services.supplier_dealings import count_seqs, dealt_with, supplier_entries
 from infomediary.services.suppliers import redirect_host, redirect_uris
 from infomediary.services.uow import unit_of_work
@@ -92,6 +94,8 @@ class SupplierPage:
     #: customer's agreements with it (:func:`infomediary.services.agreements.agreements_page`).
     accepted_terms: list[tuple[str, str]] = field(default_factory=list)
     agreements: list[dict[str, Any]] = field(default_factory=list)
+    #: The customer's intents on which the supplier bid, with its bid's outcome.
+    intents: list[SupplierIntent] = field(default_factory=list)
 
     @property
     def active_grants(self) -> int:
@@ -194,6 +198,7 @@ def supplier_page(
                 for i in agreements.accepted_by(session, supplier_id, inst)
             ],
             agreements=agreements.agreements_page(session, inst, customer_id, supplier_id),
+            intents=intents_with(session, customer_id, supplier_id),
         )
     finally:
         session.rollback()  # a read: nothing to keep

@@ -24,6 +24,7 @@ from infomediary.web import (
     health,
     i18n,
     inbox_views,
+    intent_views,
     intents_api,
     log_proof_views,
     notification_views,
@@ -80,6 +81,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(broker_api.bp)
     app.register_blueprint(offers_api.bp)
     app.register_blueprint(intents_api.bp)
+    app.register_blueprint(intent_views.bp)
     app.register_blueprint(inbox_views.bp)
     app.register_blueprint(purchases_views.bp)
     app.register_blueprint(purchase_duplicates_views.bp)

@@ -31,6 +31,7 @@ from infomediary.services import (
     export_csv,
     exports,
     exposure,
+    intents_dashboard,
     privacy_ledger,
     profiles,
     wallet,
@@ -83,6 +84,7 @@ def overview() -> ResponseReturnValue:
         standing=standing,
         rewards_wallet=rewards_wallet,
         since_last_visit=wallet.since_last_visit(db(), _customer_id()),
+        intents=intents_dashboard.overview(db(), _customer_id()),
     )
 
 

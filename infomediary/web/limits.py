@@ -228,6 +228,8 @@ PAYOUT_RATE = "10 per minute;50 per hour"
 SUPPLIER_ACTION_RATE = "20 per minute;200 per hour"
 #: Intents a customer's agent posts, per client: each is shown to a whole sector's suppliers.
 INTENT_POST_RATE = "10 per minute;100 per day"
+#: A customer's acceptances and cancellations of their intents on the dashboard, per account.
+INTENT_ACTION_RATE = "20 per minute;200 per hour"
 #: Bids a supplier places, per supplier: one per intent, so a burst is a scan of the sector.
 BID_RATE = "30 per minute;1000 per day"
 

@@ -63,6 +63,8 @@ def _labels() -> dict[str, str]:
         notifications.NEW_OFFER: gettext("A new offer"),
         notifications.AUDITOR_READ: gettext("An auditor looked at your log entries"),
         notifications.IMPORT_FINISHED: gettext("A purchase import finished"),
+        notifications.NEW_BID: gettext("A new bid on one of your intents"),
+        notifications.INTENT_DEADLINE: gettext("An intent is needed within 2 days"),
     }
 
 
