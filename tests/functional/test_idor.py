@@ -115,6 +115,18 @@ PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "api.push_job": "a supplier's bearer-token API: another client, even of the same customer, "
     "gets 404 (tests/functional/test_purchases_push.py::"
     "test_a_large_batch_is_a_job_only_its_client_reads)",
+    "intents_api.bids": "the customer's agent's bearer-token API: another customer's agent gets "
+    "404 (tests/functional/test_intents_api.py::test_another_customers_agent_reaches_none_of_it)",
+    "intents_api.accept": "the customer's agent's bearer-token API: another customer's agent "
+    "gets 404 (tests/functional/test_intents_api.py::test_another_customers_agent_reaches_none_of_it)",
+    "intents_api.cancel": "the customer's agent's bearer-token API: another customer's agent "
+    "gets 404 (tests/functional/test_intents_api.py::test_another_customers_agent_reaches_none_of_it)",
+    "intents_api.intent": "a supplier's bearer-token API under the intent's pseudonym: another "
+    "sector gets 403 (tests/functional/test_intents_api.py::"
+    "test_reads_outside_the_sector_and_by_blocked_suppliers_are_refused_and_logged)",
+    "intents_api.bid": "a supplier's bearer-token API: another sector gets 403 "
+    "(tests/functional/test_intents_api.py::"
+    "test_bad_bids_are_problems_that_write_nothing_but_their_refusal)",
     "security.passkey_remove": "needs the owner's password as well; another customer gets 404 "
     "(tests/functional/test_account_security.py::"
     "test_another_customer_cannot_remove_a_passkey_or_end_a_session)",

@@ -824,3 +824,31 @@ def test_bids_after_the_deadline_are_refused(world: World, inst: Instance) -> No
     )
     assert "deadline" in body["detail"]
     assert _counts(inst) == before
+
+
+def test_another_customers_agent_reaches_none_of_it(world: World, inst: Instance) -> None:
+    w = world
+    posted = _post(w)
+    bid = w.acme.post(f"{w.base}/api/v1/intents/{posted['id']}/bids", json=_bid()).json()["bid"]
+    make_customer(inst, email="other@example.org", password=PASSWORD)
+    agent_creds = make_supplier(
+        inst, name="Other Agent", scopes=("intents:write",), purposes=("service",)
+    )
+    other = client_session(w.base, agent_creds, "intents:write")
+    result = consent(
+        w.base, browser_login(w.base, "other@example.org", PASSWORD), other, purpose="service"
+    )
+    other.fetch_token(
+        authorization_response=result.authorization_response, code_verifier=result.verifier
+    )
+    path = f"{w.base}/api/v1/me/intents/{posted['id']}"
+    before = _counts(inst)
+    _problem(other.get(f"{path}/bids"), 404, "not_found")
+    _problem(other.post(f"{path}/bids/{bid['id']}/accept", json={}), 404, "not_found")
+    _problem(other.post(f"{path}/cancel"), 404, "not_found")
+    assert other.get(f"{w.base}/api/v1/me/intents").json() == {"intents": []}
+    assert _counts(inst) == before
+    mine = w.agent.get(f"{path}/bids")
+    assert mine.status_code == 200
+    assert [b["status"] for b in mine.json()["bids"]] == ["open"]
+    assert mine.json()["intent"]["status"] == "open"
