@@ -330,9 +330,16 @@ def _check_intent(inst: Instance, data: IntentInput, terms: str) -> None:
 def post_intent(
     session: Session, inst: Instance, token: OAuthToken, data: IntentInput, ctx: Context
 ) -> dict[str, Any]:
-    """The customer posts an intent through their agent; it is open to its sector at once."""
+    """The customer posts an intent through their agent (:func:`post_for_customer`)."""
+    return post_for_customer(session, inst, _customer_of(token), data, ctx)
+
+
+def post_for_customer(
+    session: Session, inst: Instance, customer_id: str, data: IntentInput, ctx: Context
+) -> dict[str, Any]:
+    """The customer posts an intent; it is open to its sector at once (and, with a deadline,
+    its deadline job is queued in the same transaction)."""
     with unit_of_work(session) as uow:
-        customer_id = _customer_of(token)
         terms = data.terms or default_agreement(session, customer_id, inst)
         _check_intent(inst, data, terms)
         key = customer_key(session, inst, customer_id)
@@ -390,9 +397,15 @@ def _bid_counts(session: Session, intent_ids: Iterable[str]) -> dict[str, int]:
 
 
 def list_own(session: Session, inst: Instance, token: OAuthToken, ctx: Context) -> dict[str, Any]:
+    """The customer's intents, for their agent (:func:`list_for_customer`)."""
+    return list_for_customer(session, inst, _customer_of(token), ctx)
+
+
+def list_for_customer(
+    session: Session, inst: Instance, customer_id: str, ctx: Context
+) -> dict[str, Any]:
     """The customer's intents, newest first, each with its number of bids (logged)."""
     with unit_of_work(session) as uow:
-        customer_id = _customer_of(token)
         intents = list(
             session.execute(
                 select(Intent)
@@ -470,10 +483,16 @@ def supplier_record(session: Session, supplier_ids: Iterable[str]) -> dict[str, 
 def compare_bids(
     session: Session, inst: Instance, token: OAuthToken, intent_id: str, ctx: Context
 ) -> dict[str, Any]:
+    """An intent's bids, for the customer's agent (:func:`compare_for_customer`)."""
+    return compare_for_customer(session, inst, _customer_of(token), intent_id, ctx)
+
+
+def compare_for_customer(
+    session: Session, inst: Instance, customer_id: str, intent_id: str, ctx: Context
+) -> dict[str, Any]:
     """The intent's bids side by side, cheapest first: price, the supplier's name, verified
     mark and record, the terms it accepts and whether they are the ones proffered."""
     with unit_of_work(session) as uow:
-        customer_id = _customer_of(token)
         intent = _own_intent(session, customer_id, intent_id)
         details = _details(inst, session, intent)
         rows = session.execute(
@@ -531,11 +550,25 @@ def accept_bid(
     ctx: Context,
     base_url: str,
 ) -> dict[str, Any]:
+    """The customer's agent accepts one bid (:func:`accept_for_customer`)."""
+    customer_id = _customer_of(token)
+    return accept_for_customer(session, inst, customer_id, intent_id, bid_id, data, ctx, base_url)
+
+
+def accept_for_customer(
+    session: Session,
+    inst: Instance,
+    customer_id: str,
+    intent_id: str,
+    bid_id: str,
+    data: AcceptInput,
+    ctx: Context,
+    base_url: str,
+) -> dict[str, Any]:
     """The customer accepts one bid: it wins, the others are not chosen, the agreement it
     accepted is recorded and signed; with ``share_contact`` (also later, on the won bid) the
     winner gets a grant for fulfilment until the intent's end."""
     with unit_of_work(session) as uow:
-        customer_id = _customer_of(token)
         intent = _own_intent(session, customer_id, intent_id, lock=True)
         bid = session.get(Bid, bid_id)
         if bid is None or bid.intent_id != intent.id:
@@ -662,10 +695,16 @@ def _share_for_fulfilment(
 def cancel_intent(
     session: Session, inst: Instance, token: OAuthToken, intent_id: str, ctx: Context, base_url: str
 ) -> dict[str, Any]:
+    """The customer's agent withdraws an intent (:func:`cancel_for_customer`)."""
+    return cancel_for_customer(session, inst, _customer_of(token), intent_id, ctx, base_url)
+
+
+def cancel_for_customer(
+    session: Session, inst: Instance, customer_id: str, intent_id: str, ctx: Context, base_url: str
+) -> dict[str, Any]:
     """The customer withdraws an intent: open bids are not chosen; an accepted (standing)
     intent ends, and its grant for fulfilment is revoked."""
     with unit_of_work(session) as uow:
-        customer_id = _customer_of(token)
         intent = _own_intent(session, customer_id, intent_id, lock=True)
         if intent.status == IntentStatus.CANCELLED:
             raise IntentClosed("This intent is cancelled already.")
