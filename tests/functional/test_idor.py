@@ -42,9 +42,10 @@ from infomediary.models import (
     ConsentReceipt,
     Offer,
     OfferDelivery,
+    Supplier,
     utcnow,
 )
-from infomediary.services import Context, agreements, rewards, wallet
+from infomediary.services import Context, agreements, intents, intents_dashboard, rewards, wallet
 from infomediary.services.uow import unit_of_work
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer, make_grant
@@ -72,6 +73,8 @@ class Party:
     offer_id: str = ""
     payout_id: str = ""
     agreement_record: str = ""
+    intent_id: str = ""
+    bid_id: str = ""
 
     def markers(self) -> dict[str, str]:
         """Values unique to this customer, that must never reach anyone else."""
@@ -99,6 +102,8 @@ FILLERS: dict[str, Callable[[Party], str]] = {
     "payout_id": lambda party: party.payout_id,
     "supplier_id": lambda party: party.supplier_id,
     "record_id": lambda party: party.agreement_record,
+    "intent_id": lambda party: party.intent_id,
+    "bid_id": lambda party: party.bid_id,
 }
 #: URL variables that name no object of anybody's (the same value for every customer).
 CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's state
@@ -142,6 +147,9 @@ KNOWN_CUSTOMER_RULES = {
     ("/inbox/<offer_id>/<action>", "POST"),
     ("/wallet/payouts/<payout_id>/cancel", "POST"),
     ("/suppliers/<supplier_id>/agreements/<record_id>.jws", "GET"),
+    ("/intents/<intent_id>", "GET"),
+    ("/intents/<intent_id>/bids/<bid_id>/accept", "POST"),
+    ("/intents/<intent_id>/cancel", "POST"),
 }
 #: Dashboard pages that must be recognised as needing a login.
 KNOWN_LOGIN_PAGES = {
@@ -301,6 +309,29 @@ def agreement_with(inst: Instance, customer_id: str, supplier_id: str) -> str:
     return record.id
 
 
+def intent_with_bid(inst: Instance, customer_id: str, bidder: Supplier) -> tuple[str, str]:
+    """An open intent of the customer's with one bid on it; their ids."""
+    later = utcnow().date() + timedelta(days=10)
+    with inst.sessions() as session:
+        posted = intents_dashboard.post(
+            session,
+            inst,
+            customer_id,
+            intents.IntentInput("books", "An atlas.", later),
+            Context(Actor.customer(customer_id)),
+        )
+    with inst.sessions() as session:
+        bid = intents.place_bid(
+            session,
+            inst,
+            bidder,
+            posted["id"],
+            intents.BidInput(4500, "AUD", "In stock.", later),
+            Context.supplier(bidder.id),
+        )
+    return str(posted["id"]), str(bid["bid"]["id"])
+
+
 @pytest.fixture
 def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
     # A: signed up with a profile; the grant comes from the real consent flow.
@@ -342,6 +373,15 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
         agreement_with(inst, b_id, b_supplier.id),
     )
 
+    bidder_id = make_supplier(
+        inst, name="Atlas Sellers", scopes=("intents:read", "intents:bid"), redirect_uris=()
+    ).id
+    with inst.sessions() as session:
+        bidder = session.get_one(Supplier, bidder_id)
+        session.expunge(bidder)
+    a_intent, a_bid = intent_with_bid(inst, a_id, bidder)
+    b_intent, b_bid = intent_with_bid(inst, b_id, bidder)
+
     def a_token_works() -> int:
         return int(oauth.get(f"{live_server}/api/v1/me").status_code)
 
@@ -361,6 +401,8 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             a_offer,
             request_payout(inst, a_id),
             a_agreement,
+            a_intent,
+            a_bid,
         ),
         Party(
             b_id,
@@ -376,6 +418,8 @@ def world(app: Flask, inst: Instance, live_server: str) -> Iterator[World]:
             b_offer,
             request_payout(inst, b_id),
             b_agreement,
+            b_intent,
+            b_bid,
         ),
         a_token_works,
     )
