@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from infomediary.instance import Instance
 from infomediary.models import (
     AccessLogEntry,
+    Agreement,
     ConsentGrant,
     ErasureRequest,
     Offer,
@@ -48,7 +49,8 @@ def count_seqs(session: Session, customer_id: str, supplier_id: str) -> list[int
 
 def dealt_with(session: Session, inst: Instance, customer_id: str, supplier_id: str) -> bool:
     """Whether the customer has dealt with the supplier: a grant, an offer, a block, an access
-    of theirs on the customer's log, an erasure request, or a count that used the customer."""
+    of theirs on the customer's log, an erasure request, a MyTerms agreement, or a count that
+    used the customer."""
     probes = (
         select(ConsentGrant.id).where(
             ConsentGrant.customer_id == customer_id, ConsentGrant.supplier_id == supplier_id
@@ -62,6 +64,9 @@ def dealt_with(session: Session, inst: Instance, customer_id: str, supplier_id: 
         select(AccessLogEntry.seq).where(*supplier_entries(customer_id, supplier_id)),
         select(ErasureRequest.id).where(
             ErasureRequest.customer_id == customer_id, ErasureRequest.supplier_id == supplier_id
+        ),
+        select(Agreement.id).where(
+            Agreement.customer_id == customer_id, Agreement.supplier_id == supplier_id
         ),
     )
     for probe in probes:

@@ -344,3 +344,15 @@ def test_the_settings_page_sets_the_default_terms_with_csrf(
     assert no_csrf.status_code in (400, 403)
     with inst.sessions() as session:
         assert agreements.default_agreement(session, customer) == "intent"
+
+
+def test_an_agreement_alone_opens_the_suppliers_page(
+    inst: Instance, customer: str, client: FlaskClient, auth: Auth
+) -> None:
+    acme = make_supplier(inst, name="Acme Books")
+    assert auth.login(EMAIL, PASSWORD).status_code == 302
+    assert client.get(f"/suppliers/{acme.id}").status_code == 404
+    agree(inst, customer, acme.id, "intent")
+    page = client.get(f"/suppliers/{acme.id}")
+    assert page.status_code == 200
+    assert "Answering my intent" in page.get_data(as_text=True)
