@@ -1,25 +1,24 @@
 """The customer's intents in the dashboard: the same use cases as the agent's API
 (:mod:`infomediary.services.intents`), for the logged-in customer rather than a token.
 
-Each one checks, seals, decides and logs through the API's own helpers, so a posting, a
+Each one is the agent's own use case (the ``*_for_customer`` functions), so a posting, a
 comparison, an acceptance or a cancellation made on the page writes exactly the rows and the
-entry (same catalogue code, same parameters) the agent's request would. The overview's counts
-and the per-supplier page read no sealed detail, only statuses, dates and prices.
+entry (same catalogue code, same parameters) the agent's request would; what the pages add
+(the bids still open, the roster's summaries, the grant's end) is read after, in a read.
+The overview's counts and the per-supplier page read no sealed detail, only statuses, dates
+and prices.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from infomediary.audit.reasons import Reason
-from infomediary.db import rowcount
-from infomediary.errors import IntentClosed, NotFound
+from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
     Bid,
@@ -33,23 +32,17 @@ from infomediary.models import (
 )
 from infomediary.services import Context
 from infomediary.services.agreements import default_agreement, roster
-from infomediary.services.consent_grants import revoke_in_transaction
-from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.intents import (
     SECTOR_OF,
+    AcceptInput,
     IntentInput,
-    _bid_counts,
-    _categories,
-    _check_intent,
-    _decide,
-    _details,
-    _entry_fields,
-    _index,
     _own_intent,
-    _share_for_fulfilment,
-    _view,
+    accept_for_customer,
+    cancel_for_customer,
+    compare_for_customer,
     ends_at,
-    supplier_record,
+    list_for_customer,
+    post_for_customer,
     today,
 )
 from infomediary.services.uow import unit_of_work
@@ -81,16 +74,17 @@ class SupplierIntent:
 
 
 def _customer(session: Session, customer_id: str) -> None:
-    if session.get(Customer, customer_id) is None:
-        raise NotFound("No such customer.")
+    with unit_of_work(session):
+        if session.get(Customer, customer_id) is None:
+            raise NotFound("No such customer.")
 
 
 def form_options(session: Session, inst: Instance, customer_id: str) -> dict[str, Any]:
     """What the form offers: the taxonomy's interests (key, label, whether of a special
     category), the states, the roster's
     agreements with their summaries and the customer's default one, preselected."""
+    _customer(session, customer_id)
     with unit_of_work(session):
-        _customer(session, customer_id)
         chosen = default_agreement(session, customer_id, inst)
     interests = sorted(
         (
@@ -111,45 +105,10 @@ def form_options(session: Session, inst: Instance, customer_id: str) -> dict[str
 def post(
     session: Session, inst: Instance, customer_id: str, data: IntentInput, ctx: Context
 ) -> dict[str, Any]:
-    """Post the intent, open to its sector at once; the API's checks, seal and entry
-    (``intents.posted``)."""
-    with unit_of_work(session) as uow:
-        _customer(session, customer_id)
-        terms = data.terms or default_agreement(session, customer_id, inst)
-        _check_intent(inst, data, terms)
-        key = customer_key(session, inst, customer_id)
-        intent_id = str(uuid.uuid4())
-        details: dict[str, Any] = {"category": data.category, "description": data.description}
-        if data.max_price_minor is not None:
-            details |= {"max_price_minor": data.max_price_minor, "currency": data.currency}
-        if data.region is not None:
-            details["region"] = data.region
-        intent = Intent(
-            id=intent_id,
-            customer_id=customer_id,
-            sector_index=_index(inst, "sector", SECTOR_OF[data.category]),
-            category_index=_index(inst, "category", data.category),
-            region_index=_index(inst, "region", data.region) if data.region else None,
-            details=inst.vault.seal(key, "intents", intent_id, "details", details),
-            needed_by=data.needed_by,
-            recurrence_every=data.recurrence.every if data.recurrence else None,
-            recurrence_unit=data.recurrence.unit if data.recurrence else None,
-            recurrence_until=data.recurrence.until if data.recurrence else None,
-            terms=terms,
-            status=IntentStatus.OPEN,
-            created_at=utcnow(),
-        )
-        session.add(intent)
-        ctx.log(
-            session,
-            "create",
-            customer_id=customer_id,
-            reason=Reason("intents.posted", {"intent": intent_id, "terms": terms}),
-            **logged_categories(inst, key, _categories(details)),
-        )
-        view = _view(inst, intent, details, with_ids=True) | {"bids": 0}
-        uow.commit()
-        return view
+    """Post the intent, open to its sector at once
+    (:func:`~infomediary.services.intents.post_for_customer`: its checks, seal and entry)."""
+    _customer(session, customer_id)
+    return post_for_customer(session, inst, customer_id, data, ctx)
 
 
 def _open_bids(session: Session, intent_ids: list[str]) -> dict[str, int]:
@@ -161,52 +120,26 @@ def _open_bids(session: Session, intent_ids: list[str]) -> dict[str, int]:
     return {str(i): int(n) for i, n in rows}
 
 
+def _due_soon(view: dict[str, Any]) -> bool:
+    needed_by = date.fromisoformat(view["needed_by"])
+    live = view["status"] in (IntentStatus.OPEN, IntentStatus.ACCEPTED)
+    return live and today() <= needed_by <= today() + timedelta(days=DEADLINE_DAYS)
+
+
 def list_intents(
     session: Session, inst: Instance, customer_id: str, ctx: Context
 ) -> list[dict[str, Any]]:
-    """The customer's intents, newest first, each with its bids (all, and those still open)
-    and whether its date is near; logged as the agent's list is (``intents.listed_own``)."""
-    with unit_of_work(session) as uow:
-        _customer(session, customer_id)
-        intents = list(
-            session.execute(
-                select(Intent)
-                .where(Intent.customer_id == customer_id)
-                .order_by(Intent.created_at.desc(), Intent.id.desc())
-            ).scalars()
-        )
-        ids = [i.id for i in intents]
-        counts, waiting = _bid_counts(session, ids), _open_bids(session, ids)
-        soon = today() + timedelta(days=DEADLINE_DAYS)
-        views: list[dict[str, Any]] = []
-        categories: set[str] = set()
-        for intent in intents:
-            details = _details(inst, session, intent)
-            categories |= _categories(details)
-            views.append(
-                _view(inst, intent, details, with_ids=True)
-                | {
-                    "bids": counts.get(intent.id, 0),
-                    "open_bids": waiting.get(intent.id, 0),
-                    "due_soon": intent.status in (IntentStatus.OPEN, IntentStatus.ACCEPTED)
-                    and today() <= intent.needed_by <= soon,
-                }
-            )
-        ctx.log(
-            session,
-            "read",
-            customer_id=customer_id,
-            reason=Reason("intents.listed_own", {"count": len(views)}),
-            **_entry_fields(inst, session, customer_id, frozenset(categories)),
-        )
-        uow.commit()
-        return views
+    """The customer's intents, newest first, as the agent's list has them (and logged as it
+    is, ``intents.listed_own``), each with the bids still open and whether its date is near."""
+    _customer(session, customer_id)
+    views: list[dict[str, Any]] = list_for_customer(session, inst, customer_id, ctx)["intents"]
+    with unit_of_work(session):
+        waiting = _open_bids(session, [v["id"] for v in views])
+    return [v | {"open_bids": waiting.get(v["id"], 0), "due_soon": _due_soon(v)} for v in views]
 
 
-def _fulfilment(session: Session, intent: Intent) -> dict[str, Any] | None:
-    if intent.fulfilment_grant_id is None:
-        return None
-    grant = session.get(ConsentGrant, intent.fulfilment_grant_id)
+def _fulfilment(session: Session, grant_id: str | None) -> dict[str, Any] | None:
+    grant = session.get(ConsentGrant, grant_id) if grant_id else None
     if grant is None:
         return None
     return {
@@ -219,66 +152,33 @@ def _fulfilment(session: Session, intent: Intent) -> dict[str, Any] | None:
 def detail(
     session: Session, inst: Instance, customer_id: str, intent_id: str, ctx: Context
 ) -> dict[str, Any]:
-    """One intent and its bids side by side, cheapest first: price, the supplier's name,
-    verified mark and record, the agreement each accepts (with the roster's summary) and
-    whether it is the one proffered; logged as the agent's comparison is
-    (``intents.bids_compared``). Another customer's intent is :class:`NotFound`."""
-    with unit_of_work(session) as uow:
-        _customer(session, customer_id)
+    """One intent and its bids side by side, cheapest first, as the agent's comparison has
+    them (and logged as it is, ``intents.bids_compared``), with the roster's summary of each
+    agreement, when the grant for fulfilment would end and what became of it. Another
+    customer's intent is :class:`NotFound`."""
+    _customer(session, customer_id)
+    found = compare_for_customer(session, inst, customer_id, intent_id, ctx)
+    agreements = roster(inst)
+    with unit_of_work(session):
         intent = _own_intent(session, customer_id, intent_id)
-        details = _details(inst, session, intent)
-        rows = session.execute(
-            select(Bid, Supplier)
-            .join(Supplier, Supplier.id == Bid.supplier_id)
-            .where(Bid.intent_id == intent.id)
-            .order_by(Bid.price_minor, Bid.created_at, Bid.id)
-        ).all()
-        record = supplier_record(session, (s.id for _, s in rows))
-        budget = details.get("max_price_minor")
-        agreements = roster(inst)
         proffered = agreements.get(intent.terms)
-        bids = []
-        for bid, supplier in rows:
-            terms = agreements.get(bid.terms)
-            bids.append(
-                {
-                    "id": bid.id,
-                    "status": bid.status,
-                    "price_minor": bid.price_minor,
-                    "currency": bid.currency,
-                    "within_budget": None if budget is None else bid.price_minor <= budget,
-                    "description": bid.description,
-                    "valid_until": bid.valid_until,
-                    "expired": bid.valid_until < today(),
-                    "terms": bid.terms,
-                    "terms_title": terms.title if terms else bid.terms,
-                    "terms_summary": terms.summary if terms else "",
-                    "accepts_proffered_terms": bid.terms == intent.terms,
-                    "created_at": bid.created_at,
-                    "supplier": {
-                        "id": supplier.id,
-                        "name": supplier.name,
-                        "verified": supplier.verified_at is not None,
-                        **record[supplier.id],
-                    },
-                }
-            )
-        ctx.log(
-            session,
-            "read",
-            customer_id=customer_id,
-            reason=Reason("intents.bids_compared", {"intent": intent.id, "count": len(bids)}),
-            **_entry_fields(inst, session, customer_id, _categories(details)),
-        )
-        view = _view(inst, intent, details, with_ids=True) | {
-            "bids": len(bids),
+        view = found["intent"] | {
             "terms_title": proffered.title if proffered else intent.terms,
             "terms_summary": proffered.summary if proffered else "",
             "ends_at": ends_at(intent),
-            "fulfilment": _fulfilment(session, intent),
+            "fulfilment": _fulfilment(session, intent.fulfilment_grant_id),
         }
-        uow.commit()
-        return {"intent": view, "bids": bids}
+    bids = []
+    for bid in found["bids"]:
+        terms = agreements.get(bid["terms"])
+        bids.append(
+            bid
+            | {
+                "terms_summary": terms.summary if terms else "",
+                "expired": date.fromisoformat(bid["valid_until"]) < today(),
+            }
+        )
+    return {"intent": view, "bids": bids}
 
 
 def accept(
@@ -291,70 +191,28 @@ def accept(
     ctx: Context,
     base_url: str,
 ) -> str:
-    """Accept one bid: it wins, the others are not chosen, its agreement is signed
-    (``intents.accepted``); with ``share_contact`` (now, or later on the won bid) the winner
-    gets the grant for fulfilment until the intent's end (``intents.fulfilment_shared``).
-    Returns the winner's name."""
-    with unit_of_work(session) as uow:
-        _customer(session, customer_id)
-        intent = _own_intent(session, customer_id, intent_id, lock=True)
-        bid = session.get(Bid, bid_id)
-        if bid is None or bid.intent_id != intent.id:
-            raise NotFound("No such bid on this intent.")
-        supplier = session.get(Supplier, bid.supplier_id)
-        if supplier is None:  # pragma: no cover - a bid's supplier is never deleted
-            raise NotFound("No such supplier.")
-        details = _details(inst, session, intent)
-        fields = _entry_fields(inst, session, customer_id, _categories(details))
-        already_won = intent.status == IntentStatus.ACCEPTED and bid.status == BidStatus.WON
-        if not already_won:
-            if intent.status != IntentStatus.OPEN:
-                raise IntentClosed(f"This intent is {intent.status}; it takes no acceptance.")
-            if bid.status != BidStatus.OPEN or bid.valid_until < today():
-                raise IntentClosed("This bid is no longer valid; choose another.")
-            _decide(uow, inst, intent, bid, customer_id, ctx, fields)
-        elif not share_contact or intent.fulfilment_grant_id is not None:
-            raise IntentClosed("This bid is accepted already.")
-        if share_contact:
-            _share_for_fulfilment(session, inst, intent, supplier, customer_id, ctx, base_url)
-        name = supplier.name
-        uow.commit()
-        return name
+    """Accept one bid (:func:`~infomediary.services.intents.accept_for_customer`): it wins,
+    the others are not chosen, its agreement is signed (``intents.accepted``); with
+    ``share_contact`` (now, or later on the won bid) the winner gets the grant for
+    fulfilment until the intent's end (``intents.fulfilment_shared``). Returns the winner's
+    name."""
+    _customer(session, customer_id)
+    accept_for_customer(
+        session, inst, customer_id, intent_id, bid_id, AcceptInput(share_contact), ctx, base_url
+    )
+    with unit_of_work(session):
+        bid = session.get_one(Bid, bid_id)
+        return session.get_one(Supplier, bid.supplier_id).name
 
 
 def cancel(
     session: Session, inst: Instance, customer_id: str, intent_id: str, ctx: Context, base_url: str
 ) -> None:
-    """Withdraw the intent: open bids are not chosen, a standing intent ends and its grant
-    for fulfilment is revoked (``intents.cancelled``)."""
-    with unit_of_work(session) as uow:
-        _customer(session, customer_id)
-        intent = _own_intent(session, customer_id, intent_id, lock=True)
-        if intent.status == IntentStatus.CANCELLED:
-            raise IntentClosed("This intent is cancelled already.")
-        details = _details(inst, session, intent)
-        now = utcnow()
-        others = rowcount(
-            session.execute(
-                update(Bid)
-                .where(Bid.intent_id == intent.id, Bid.status == BidStatus.OPEN)
-                .values(status=BidStatus.NOT_CHOSEN, decided_at=now)
-            )
-        )
-        intent.status, intent.closed_at = IntentStatus.CANCELLED, now
-        if intent.fulfilment_grant_id:
-            grant = session.get(ConsentGrant, intent.fulfilment_grant_id)
-            supplier = session.get(Supplier, grant.supplier_id) if grant else None
-            if grant is not None and supplier is not None and grant.revoked_at is None:
-                revoke_in_transaction(session, inst, grant, supplier, ctx, base_url)
-        ctx.log(
-            session,
-            "update",
-            customer_id=customer_id,
-            reason=Reason("intents.cancelled", {"intent": intent.id, "not_chosen": others}),
-            **_entry_fields(inst, session, customer_id, _categories(details)),
-        )
-        uow.commit()
+    """Withdraw the intent (:func:`~infomediary.services.intents.cancel_for_customer`): open
+    bids are not chosen, a standing intent ends and its grant for fulfilment is revoked
+    (``intents.cancelled``)."""
+    _customer(session, customer_id)
+    cancel_for_customer(session, inst, customer_id, intent_id, ctx, base_url)
 
 
 def overview(session: Session, customer_id: str) -> Overview:
