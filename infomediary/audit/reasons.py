@@ -112,6 +112,8 @@ CATALOGUE: dict[str, str] = {
     "terms.agreed": "agreement {terms} made with {supplier}, signed as record {agreement}",
     "terms.default_set": "terms you proffer by default set to {terms}",
     "terms.supplier_accepts": "supplier {supplier} publishes the terms it accepts: {terms}",
+    "terms.agreement_read": "{supplier} read its copy of agreement {agreement}",
+    "terms.no_agreement": "agreement read refused: no such agreement of this supplier's",
     "tokens.revoked": "{cause}; {count} tokens revoked",
     "tokens.by_supplier": "token revoked by {supplier} (RFC 7009)",
     "tokens.code_reused": "authorization code reused by {supplier}",

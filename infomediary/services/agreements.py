@@ -400,6 +400,33 @@ def agreements_page(
     return shown
 
 
+def supplier_copy(
+    session: Session, supplier_id: str, record_id: str, ctx: Context
+) -> dict[str, Any]:
+    """The supplier's copy of an agreement it is party to (IEEE 7012: both sides keep the
+    record), logged on the customer's timeline; any other id is refused, logged, as not found."""
+    with unit_of_work(session) as uow:
+        row = session.get(Agreement, record_id) if len(record_id) <= 36 else None
+        if row is None or row.supplier_id != supplier_id:
+            uow.refuse(ctx.event("terms", reason=Reason("terms.no_agreement")))
+            raise NotFound("No such agreement.")
+        copy = {
+            "id": row.id,
+            "agreement_id": row.agreement_id,
+            "jws": row.jws,
+            "created_at": row.created_at,
+            "revoked_at": row.revoked_at,
+        }
+        ctx.log(
+            session,
+            "terms",
+            customer_id=row.customer_id,
+            reason=Reason("terms.agreement_read", {"supplier": supplier_id, "agreement": row.id}),
+        )
+        uow.commit()
+    return copy
+
+
 def agreement_of(session: Session, customer_id: str, record_id: str) -> Agreement:
     """One of the customer's agreements; :class:`NotFound` for anyone else's."""
     row = session.get(Agreement, record_id)

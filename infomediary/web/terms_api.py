@@ -18,6 +18,7 @@ from infomediary.web.schemas.terms import (
     AcceptedTermsInput,
     AcceptedTermsRequestSchema,
     AcceptedTermsSchema,
+    AgreementCopySchema,
     TermsAgreementSchema,
     TermsRosterSchema,
 )
@@ -164,3 +165,47 @@ def publish() -> ResponseReturnValue:
         db(), instance(), supplier, loaded.accepted, Context.supplier(supplier.id, request_id())
     )
     return jsonify(AcceptedTermsSchema().dump({"supplier": supplier.client_id, "accepted": ids}))
+
+
+@bp.get("/supplier/agreements/<record_id>")
+@csrf_exempt
+@limiter.limit(api_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
+def agreement_copy(record_id: str) -> ResponseReturnValue:
+    """Your copy of an agreement you made with a customer.
+    ---
+    get:
+      operationId: getAgreementCopy
+      tags: [terms]
+      summary: Your copy of a signed agreement
+      description: >-
+        With any active token of yours. The record id is the one an accepted bid names
+        (agreement_record_id). Both sides keep the same signed record (IEEE 7012); it names
+        the customer only by the pairwise sub you know them by. Every read is on the
+        customer's access log; an id that is not yours answers 404 not_found.
+      security:
+        - oauth2: []
+      parameters:
+        - in: path
+          name: record_id
+          required: true
+          schema: {type: string, maxLength: 36}
+      responses:
+        200:
+          description: The signed agreement
+          content:
+            application/json:
+              schema: AgreementCopySchema
+        400: InvalidRequest
+        401: Unauthorized
+        404: NotFound
+        429: RateLimited
+    """
+    token = bearer_token(action="terms")
+    copy = agreements.supplier_copy(
+        db(),
+        str(token.row.supplier_id),
+        record_id,
+        Context.supplier(token.row.supplier_id, request_id()),
+    )
+    return jsonify(AgreementCopySchema().dump(copy))

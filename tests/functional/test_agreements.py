@@ -23,6 +23,7 @@ from infomediary.services.uow import unit_of_work
 from policies.model import Decision, Mode
 from tests.conftest import Auth, csrf_token_in
 from tests.factories import make_customer, make_grant, make_supplier
+from tests.functional.test_terms_api import token_for
 from tests.oauth_helpers import browser_login, client_session, consent
 
 EMAIL, PASSWORD = "ada@example.org", "correct horse battery"
@@ -356,3 +357,45 @@ def test_an_agreement_alone_opens_the_suppliers_page(
     page = client.get(f"/suppliers/{acme.id}")
     assert page.status_code == 200
     assert "Answering my intent" in page.get_data(as_text=True)
+
+
+def test_the_supplier_keeps_its_copy_and_no_other(
+    inst: Instance, customer: str, client: FlaskClient
+) -> None:
+    acme = make_supplier(
+        inst,
+        name="Acme Books",
+        scopes=("audience:count",),
+        purposes=("marketing",),
+        redirect_uris=(),
+    )
+    rival = make_supplier(
+        inst,
+        name="Rival Books",
+        scopes=("audience:count",),
+        purposes=("marketing",),
+        redirect_uris=(),
+    )
+    record = agree(inst, customer, acme.id, "no-ai-training")
+    mine = client.get(f"/api/v1/supplier/agreements/{record.id}", headers=token_for(client, acme))
+    assert mine.status_code == 200, mine.get_data(as_text=True)
+    body = mine.get_json()
+    assert body["jws"] == record.jws
+    assert body["agreement_id"] == "no-ai-training"
+    assert agreements.verify_agreement(body["jws"], inst)["second_party"]["id"] == acme.id
+    theirs = client.get(
+        f"/api/v1/supplier/agreements/{record.id}", headers=token_for(client, rival)
+    )
+    assert theirs.status_code == 404
+    assert theirs.content_type == "application/problem+json"
+    assert record.jws not in theirs.get_data(as_text=True)
+    assert client.get(f"/api/v1/supplier/agreements/{record.id}").status_code == 401
+    with inst.sessions() as session:
+        found = [
+            (e.actor_id, e.customer_id, e.outcome, Reason.from_json(e.reason_data or "").code)
+            for e in session.execute(
+                select(AccessLogEntry).where(AccessLogEntry.actor_type == "supplier")
+            ).scalars()
+        ]
+    assert (acme.id, customer, "allowed", "terms.agreement_read") in found
+    assert (rival.id, None, "denied", "terms.no_agreement") in found

@@ -111,6 +111,8 @@ CONSTANTS: dict[str, str] = {"action": "block"}  # valid whatever the offer's st
 PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "static": "the packaged stylesheet and icon, the same for everybody",
     "terms_api.agreement": "the public MyTerms roster: a standard agreement, the same for everybody",
+    "terms_api.agreement_copy": "a supplier's bearer-token API: another supplier gets 404 "
+    "(tests/functional/test_agreements.py::test_the_supplier_keeps_its_copy_and_no_other)",
     "offers_api.view": "a supplier's bearer-token API, not a customer page: another supplier "
     "gets 404 (tests/functional/test_offers.py::test_other_suppliers_and_customers_cannot_reach_an_offer)",
     "offers_api.contact": "a supplier's bearer-token API: another supplier gets 404 "

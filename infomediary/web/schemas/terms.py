@@ -80,3 +80,19 @@ class AcceptedTermsSchema(Schema):
 
     supplier = fields.Str(required=True, metadata={"description": "Your client_id."})
     accepted = fields.List(fields.Str(), required=True)
+
+
+class AgreementCopySchema(Schema):
+    """``GET /api/v1/supplier/agreements/{record_id}``: your copy of an agreement you made."""
+
+    id = fields.Str(required=True)
+    agreement_id = fields.Str(required=True, metadata={"description": "The roster id."})
+    jws = fields.Str(
+        required=True,
+        metadata={
+            "description": "The record as the platform signed it: compact JWS, Ed25519, typ "
+            "myterms-agreement+jwt; verify it against /.well-known/jwks.json."
+        },
+    )
+    created_at = fields.DateTime(required=True)
+    revoked_at = fields.DateTime(allow_none=True)
