@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor
 from infomediary.audit.reasons import Reason
+from infomediary.crypto.vault import CustomerKey
 from infomediary.db import rowcount
 from infomediary.errors import (
     BidExists,
@@ -186,8 +187,12 @@ def _index(inst: Instance, domain: str, value: str) -> bytes:
     return inst.vault.blind_index(f"intent-{domain}", value)
 
 
-def _details(inst: Instance, session: Session, intent: Intent) -> dict[str, Any]:
-    key = customer_key(session, inst, intent.customer_id)
+def _details(
+    inst: Instance, session: Session, intent: Intent, key: CustomerKey | None = None
+) -> dict[str, Any]:
+    """The intent's sealed details, opened (``key``: its customer's, when already unwrapped)."""
+    if key is None or key.customer_id != intent.customer_id:
+        key = customer_key(session, inst, intent.customer_id)
     opened: dict[str, Any] = inst.vault.open(key, "intents", intent.id, "details", intent.details)
     return opened
 
@@ -277,10 +282,16 @@ def _categories(details: dict[str, Any]) -> frozenset[str]:
 
 
 def _entry_fields(
-    inst: Instance, session: Session, customer_id: str, categories: frozenset[str]
+    inst: Instance,
+    session: Session,
+    customer_id: str,
+    categories: frozenset[str],
+    key: CustomerKey | None = None,
 ) -> dict[str, Any]:
     """An entry's categories with special ones only in its sealed detail."""
-    return logged_categories(inst, customer_key(session, inst, customer_id), categories)
+    if key is None or key.customer_id != customer_id:
+        key = customer_key(session, inst, customer_id)
+    return logged_categories(inst, key, categories)
 
 
 # -- the customer's agent (intents:write) ----------------------------------------------------
@@ -799,14 +810,18 @@ def list_open(
         shown = rows[: page.limit]
         own = _own_bids(session, supplier.id, (i.id for i in shown))
         views = []
+        keys: dict[str, CustomerKey] = {}  # one unwrap per customer on the page
         for intent in shown:
-            details = _details(inst, session, intent)
+            if intent.customer_id not in keys:
+                keys[intent.customer_id] = customer_key(session, inst, intent.customer_id)
+            key = keys[intent.customer_id]
+            details = _details(inst, session, intent, key)
             ctx.log(
                 session,
                 "read",
                 customer_id=intent.customer_id,
                 reason=Reason("intents.listed", {"intent": intent.id}),
-                **_entry_fields(inst, session, intent.customer_id, _categories(details)),
+                **_entry_fields(inst, session, intent.customer_id, _categories(details), key),
             )
             views.append(_supplier_view(inst, intent, details, own.get(intent.id)))
         following = _cursor(shown[-1]) if len(rows) > page.limit else None
