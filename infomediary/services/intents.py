@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from babel.numbers import list_currencies
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -117,6 +118,14 @@ ONE_OFF_GRACE = timedelta(days=30)
 PAGE = 20
 MAX_PAGE = 50
 CURRENCY = re.compile(r"[A-Z]{3}\Z")
+#: ISO 4217 codes as CLDR lists them (current and historic), upper case.
+CURRENCIES = frozenset(list_currencies())
+
+
+def is_currency(code: str) -> bool:
+    return bool(CURRENCY.match(code)) and code in CURRENCIES
+
+
 #: What the winner may read for delivery: name, e-mail, phone and postal address.
 FULFILMENT_SCOPES = ("profile.identity:read",)
 FULFILMENT_PURPOSE = "service"
@@ -317,7 +326,7 @@ def _check_intent(inst: Instance, data: IntentInput, terms: str) -> None:
         errors["max_price_minor"] = "A budget above zero, in the currency's minor unit."
     if (data.max_price_minor is None) != (data.currency is None):
         errors["currency"] = "Give max_price_minor and currency together, or neither."
-    elif data.currency is not None and not CURRENCY.match(data.currency):
+    elif data.currency is not None and not is_currency(data.currency):
         errors["currency"] = "An ISO 4217 code, such as AUD."
     if data.region is not None and data.region not in REGIONS:
         errors["region"] = f"Your state or territory, one of: {', '.join(REGIONS)}."
@@ -1079,7 +1088,7 @@ def _bid_error(
     errors: dict[str, str] = {}
     if data.price_minor <= 0:
         errors["price_minor"] = "A price above zero, in the currency's minor unit."
-    if not CURRENCY.match(data.currency):
+    if not is_currency(data.currency):
         errors["currency"] = "An ISO 4217 code, such as AUD."
     if not data.description.strip():
         errors["description"] = "Say what you offer."

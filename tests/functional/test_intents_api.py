@@ -341,6 +341,7 @@ BAD_INTENTS = [
     ({"max_price_minor": -5}, "invalid_intent", "max_price_minor"),
     ({"currency": None}, "invalid_intent", "currency"),
     ({"currency": "aud"}, "invalid_intent", "currency"),
+    ({"currency": "ABC"}, "invalid_intent", "currency"),  # three letters, not ISO 4217
     ({"description": "x" * 2001}, "invalid_intent", "description"),
     ({"description": "   "}, "invalid_intent", "description"),
     ({"category": "yachts"}, "invalid_intent", "category"),
@@ -422,6 +423,7 @@ def test_bad_bids_are_problems_that_write_nothing_but_their_refusal(
         (w.acme, _bid(description="y" * 2001), 400, "invalid_bid"),
         (w.acme, _bid(valid_until=_days(-2)), 400, "invalid_bid"),
         (w.acme, _bid(currency="AU"), 400, "invalid_bid"),
+        (w.acme, _bid(currency="QQQ"), 400, "invalid_bid"),
         (w.travel, _bid(), 403, "intent_outside_sector"),
     ]
     for client, body, status, code in cases:
