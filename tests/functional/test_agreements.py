@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from infomediary.audit.log import Actor
 from infomediary.audit.reasons import Reason
+from infomediary.crypto.receipts import ReceiptError, verify_receipt
 from infomediary.errors import NotFound, UnknownTerms, ValidationFailed
 from infomediary.instance import Instance
 from infomediary.models import AccessLogEntry, Agreement, ConsentReceipt, CustomerTerms, Supplier
@@ -399,3 +400,23 @@ def test_the_supplier_keeps_its_copy_and_no_other(
         ]
     assert (acme.id, customer, "allowed", "terms.agreement_read") in found
     assert (rival.id, None, "denied", "terms.no_agreement") in found
+
+
+def test_an_agreement_is_not_a_receipt_and_the_consent_screen_shows_it_closed(
+    inst: Instance, customer: str
+) -> None:
+    acme = make_supplier(inst, name="Acme Books", purposes=("ai_training",))
+    record = agree(inst, customer, acme.id, "no-ai-training")
+    with pytest.raises(ReceiptError, match="consent-receipt"):
+        verify_receipt(record.jws, inst.receipt_signer.jwks())
+    with inst.sessions() as session:
+        supplier = session.get_one(Supplier, acme.id)
+        closed = decisions.blocked_by_policy(
+            session, inst, customer, supplier, "ai_training", frozenset({"interests", "identity"})
+        )
+        still_open = decisions.blocked_by_policy(
+            session, inst, customer, supplier, "service", frozenset({"interests"})
+        )
+    assert set(closed) == {"interests", "identity"}
+    assert "training artificial intelligence models" in closed["interests"]
+    assert still_open == {}
