@@ -62,7 +62,7 @@ NEW_OFFER = "new_offer"
 AUDITOR_READ = "auditor_read"
 IMPORT_FINISHED = "import_finished"
 NEW_BID = "new_bid"
-INTENT_DEADLINE = "intent_deadline"
+INTENT_DUE = "intent_due"
 #: Every kind, in the order the settings page lists them.
 KINDS: tuple[str, ...] = (
     SUPPLIER_READ,
@@ -72,7 +72,7 @@ KINDS: tuple[str, ...] = (
     AUDITOR_READ,
     IMPORT_FINISHED,
     NEW_BID,
-    INTENT_DEADLINE,
+    INTENT_DUE,
 )
 #: Kinds read from the access log (unread past ``seen_seq``); the others by time.
 LOG_KINDS = frozenset({SUPPLIER_READ, AUDITOR_READ})
@@ -85,7 +85,7 @@ LINKS: dict[str, str] = {
     AUDITOR_READ: "/activity?actor=auditor",
     IMPORT_FINISHED: "/purchases",
     NEW_BID: "/intents",
-    INTENT_DEADLINE: "/intents",
+    INTENT_DUE: "/intents",
 }
 EXPIRING_DAYS = 7
 #: An open or accepted intent whose date is this close is notified once.
@@ -299,7 +299,7 @@ def _fetch(
             _Raw(kind, at, f"{kind}-{bid}", supplier_id=sid, link=_intent_link(iid))
             for bid, at, sid, iid in bids
         ]
-    if kind == INTENT_DEADLINE:
+    if kind == INTENT_DUE:
         # An intent enters the window DEADLINE_DAYS before its date (or when posted, if
         # later): that is its notification's time, so it is unread once and read after.
         today = now.date()
@@ -528,7 +528,7 @@ DIGEST_LINES: dict[str, str] = {
     AUDITOR_READ: "{n} look(s) by an auditor at your log entries",
     IMPORT_FINISHED: "{n} purchase import(s) finished",
     NEW_BID: "{n} new bid(s) on your intents{by}",
-    INTENT_DEADLINE: "{n} intent(s) needed within 2 days",
+    INTENT_DUE: "{n} intent(s) needed within 2 days",
 }
 
 

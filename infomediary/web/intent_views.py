@@ -6,20 +6,22 @@ log as the agent's API does."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_currency, format_date, gettext
 
 from infomediary.errors import IntentClosed, ValidationFailed
-from infomediary.models import RecurrenceUnit
+from infomediary.models import RecurrenceUnit, utcnow
 from infomediary.services import intents_dashboard
 from infomediary.services.intents import MAX_DESCRIPTION, MAX_EVERY, IntentInput, Recurrence, today
 from infomediary.text import has_control_characters
 from infomediary.web.db import db
+from infomediary.web.i18n import select_time_zone
 from infomediary.web.limits import INTENT_ACTION_RATE, INTENT_POST_RATE, limiter
 from infomediary.web.mailer import site_url
 from infomediary.web.security import context, instance, login_required
@@ -44,6 +46,8 @@ FIELDS = (
     "unit",
     "until",
     "terms",
+    "closes",
+    "auto_accept",
 )
 
 
@@ -130,6 +134,18 @@ def _read_form(
             )
         if not errors.keys() & {"every", "unit", "until"} and until is not None:
             recurrence = Recurrence(every, form["unit"], until)
+    deadline = _deadline(form, needed_by, errors)
+    auto_accept = form["auto_accept"] == "yes"
+    if (
+        auto_accept
+        and (deadline is None or budget is None)
+        and not errors.keys()
+        & {
+            "closes",
+            "budget",
+        }
+    ):
+        errors["auto_accept"] = gettext("The automatic choice needs a closing date and a budget.")
     terms = form["terms"]
     if terms not in {agreement_id for agreement_id, _, _ in options["agreements"]}:
         errors["terms"] = gettext("Choose one of the agreements listed.")
@@ -144,7 +160,37 @@ def _read_form(
         region=region,
         recurrence=recurrence,
         terms=terms,
+        deadline=deadline,
+        auto_accept=auto_accept,
     ), {}
+
+
+def _deadline(
+    form: dict[str, str], needed_by: date | None, errors: dict[str, str]
+) -> datetime | None:
+    """When bidding closes: the end of the chosen day in the customer's time zone (at the
+    latest the end of the date needed), or None when no day is chosen."""
+    if not form["closes"].strip():
+        return None
+    day = _date(form["closes"])
+    if day is None:
+        errors["closes"] = gettext("Enter a date such as %(example)s.", example=today())
+        return None
+    if day < today():
+        errors["closes"] = gettext("Choose a date that is not in the past.")
+        return None
+    if needed_by is not None and day > needed_by:
+        errors["closes"] = gettext("Bidding closes on or before the date needed.")
+        return None
+    end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(select_time_zone()))
+    if needed_by is None:
+        return end.astimezone(UTC)
+    latest = datetime.combine(needed_by + timedelta(days=1), time(), UTC)
+    closes = min(end.astimezone(UTC), latest)
+    if closes <= utcnow():
+        errors["closes"] = gettext("Choose a date that is not in the past.")
+        return None
+    return closes
 
 
 def _render(form: dict[str, str], errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
@@ -185,7 +231,8 @@ def post() -> ResponseReturnValue:
     try:
         posted = intents_dashboard.post(db(), instance(), _customer_id(), data, context())
     except ValidationFailed as exc:
-        return _render(form, exc.errors, 400)
+        names = {"deadline": "closes", "max_price_minor": "budget"}
+        return _render(form, {names.get(k, k): v for k, v in exc.errors.items()}, 400)
     flash(gettext("Your intent is posted. Suppliers of its sector can bid on it now."))
     return redirect(url_for("intents.show", intent_id=posted["id"]), 303)
 

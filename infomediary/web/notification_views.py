@@ -64,7 +64,7 @@ def _labels() -> dict[str, str]:
         notifications.AUDITOR_READ: gettext("An auditor looked at your log entries"),
         notifications.IMPORT_FINISHED: gettext("A purchase import finished"),
         notifications.NEW_BID: gettext("A new bid on one of your intents"),
-        notifications.INTENT_DEADLINE: gettext("An intent is needed within 2 days"),
+        notifications.INTENT_DUE: gettext("An intent is needed within 2 days"),
     }
 
 

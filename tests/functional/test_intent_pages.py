@@ -7,7 +7,7 @@ card and the per-supplier page."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -199,6 +199,30 @@ def test_more_field_errors_each_with_its_message(
     assert late.status_code == 400
     assert "The term ends after the first date" in late.get_data(as_text=True)
     assert _count(inst, Intent) == 0
+
+
+def test_a_closing_date_and_the_automatic_choice(
+    inst: Instance, client: FlaskClient, customer: str
+) -> None:
+    late = _post(client, closes=_day(31), auto_accept="yes", budget="")
+    body = late.get_data(as_text=True)
+    assert late.status_code == 400
+    assert "Bidding closes on or before the date needed." in body
+    assert _post(client, closes=_day(-1)).status_code == 400
+    alone = _post(client, auto_accept="yes", budget="").get_data(as_text=True)
+    assert "The automatic choice needs a closing date and a budget." in alone
+    assert _count(inst, Intent) == 0
+
+    intent_id = _posted(client, closes=_day(10), auto_accept="yes")
+    with inst.sessions() as session:
+        row = session.get_one(Intent, intent_id)
+        assert row.auto_accept is True
+        assert row.deadline is not None
+        # the end of the chosen day in the customer's zone (UTC unless they chose one)
+        assert row.deadline == datetime.combine(TODAY + timedelta(days=11), time(), UTC)
+    page = _page(client, f"/intents/{intent_id}")
+    assert "Bidding closes" in page
+    assert "is accepted for you" in page
 
 
 def test_posting_without_the_csrf_token_is_refused(
@@ -470,7 +494,7 @@ def test_the_digest_tells_of_bids_and_near_dates(inst: Instance, customer: str) 
                 notifications.NEW_BID, utcnow(), "new_bid-1", "/intents/1", "Acme Books"
             ),
             notifications.Notification(
-                notifications.INTENT_DEADLINE, utcnow(), "intent_deadline-1", "/intents/1"
+                notifications.INTENT_DUE, utcnow(), "intent_due-1", "/intents/1"
             ),
         ],
     )
