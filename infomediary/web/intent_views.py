@@ -6,8 +6,9 @@ log as the agent's API does."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,7 @@ from infomediary.errors import IntentClosed, ValidationFailed
 from infomediary.models import RecurrenceUnit, utcnow
 from infomediary.services import intents_dashboard
 from infomediary.services.intents import MAX_DESCRIPTION, MAX_EVERY, IntentInput, Recurrence, today
-from infomediary.text import has_control_characters
+from infomediary.text import has_control_characters, parse_int
 from infomediary.web.db import db
 from infomediary.web.i18n import select_time_zone
 from infomediary.web.limits import INTENT_ACTION_RATE, INTENT_POST_RATE, limiter
@@ -30,6 +31,8 @@ bp = Blueprint("intents", __name__)
 
 #: The currencies a budget may be given in, the first preselected.
 CURRENCIES = ("AUD", "NZD", "USD", "EUR", "GBP")
+#: An amount as the form takes it: ASCII digits, and at most two decimals after a point or comma.
+AMOUNT = re.compile(r"[0-9]{1,9}(?:[.,][0-9]{1,2})?")
 #: The largest budget the form takes, in major units.
 MAX_BUDGET = Decimal("1000000")
 #: The longest term of a recurring intent, as the API allows.
@@ -94,11 +97,9 @@ def _read_form(
         errors["needed_by"] = gettext("Choose a date that is not in the past.")
     budget: int | None = None
     if form["budget"].strip():
-        try:
-            amount = Decimal(form["budget"].strip().replace(",", "."))
-        except InvalidOperation:
-            amount = Decimal("NaN")
-        if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        written = form["budget"].strip()
+        amount = Decimal(written.replace(",", ".")) if AMOUNT.fullmatch(written) else None
+        if amount is None:
             errors["budget"] = gettext("Enter an amount such as 90 or 89.50.")
         elif amount <= 0 or amount > MAX_BUDGET:
             errors["budget"] = gettext(
@@ -116,8 +117,8 @@ def _read_form(
     if form["recurrence"] not in ("once", "repeat"):
         errors["recurrence"] = gettext("Choose once, or repeatedly.")
     elif form["recurrence"] == "repeat":
-        every = int(form["every"]) if form["every"].strip().isdigit() else 0
-        if not 1 <= every <= MAX_EVERY:
+        every = parse_int(form["every"].strip(), low=1, high=MAX_EVERY) or 0
+        if not every:
             errors["every"] = gettext("Enter a number from 1 to %(max)d.", max=MAX_EVERY)
         if form["unit"] not in tuple(RecurrenceUnit):
             errors["unit"] = gettext("Choose weeks or months.")

@@ -195,6 +195,12 @@ def test_more_field_errors_each_with_its_message(
     assert 'value="12.345"' in body
     assert _count(inst, Intent) == 0
 
+    # whole numbers and amounts in ASCII digits only
+    odd = _post(client, budget="1e5", recurrence="repeat", every="١٢", until=_day(60))
+    assert odd.status_code == 400
+    assert 'id="budget-error"' in odd.get_data(as_text=True)
+    assert 'id="every-error"' in odd.get_data(as_text=True)
+
     late = _post(client, recurrence="repeat", every="1", unit="week", until=_day(20))
     assert late.status_code == 400
     assert "The term ends after the first date" in late.get_data(as_text=True)
@@ -531,3 +537,14 @@ def test_the_pages_in_german(inst: Instance, client: FlaskClient, customer: str)
         headers=german,
     )
     assert "Sagen Sie, was Sie möchten." in refused.get_data(as_text=True)
+
+
+def test_posting_is_rate_limited_per_customer_and_refused_forms_do_not_count(
+    inst: Instance, client: FlaskClient, customer: str
+) -> None:
+    for _ in range(3):
+        assert _post(client, description="").status_code == 400
+    statuses = [_post(client).status_code for _ in range(11)]
+    assert statuses[:10] == [303] * 10
+    assert statuses[10] == 429
+    assert _count(inst, Intent) == 10
