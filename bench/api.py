@@ -11,8 +11,10 @@ One run, one process tree, one database (a temporary SQLite file by default; wit
   obtained over HTTP, through the consent screen and the token endpoint, as a supplier
   would), a supplier the operator approved for the broker (a client-credentials token), and
   400 synthetic customers for the broker to count;
-- gunicorn with 2 workers serves the app (``wsgi:app``, the instance's settings in the
-  environment, rate limits raised out of the way), and a second gunicorn with 2 workers
+- gunicorn with 2 workers (gthread with 4 threads each, as ``gunicorn.conf.py`` runs the
+  app in production; ``--worker-threads 1`` for sync workers) serves the app (``wsgi:app``,
+  the instance's settings in the environment, rate limits raised out of the way), and a
+  second gunicorn with 2 workers of the same kind
   serves ``bench/floor_app.py``, whose one endpoint inserts one row and commits it in the
   same database (for SQLite the same file, journal mode and ``synchronous`` setting);
 - wrk (``-t2 -c16 --latency``) loads the floor, then ``GET /api/v1/me`` with the bearer
@@ -169,7 +171,9 @@ def free_port() -> int:
 class Server:
     """A gunicorn in a process group of its own, stopped (group and all) on exit."""
 
-    def __init__(self, app: str, env: dict[str, str], log: Path, config: Path) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], log: Path, config: Path, threads: int = 1
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -183,6 +187,7 @@ class Server:
                 str(config),
                 "-w",
                 "2",
+                *(["-k", "gthread", "--threads", str(threads)] if threads > 1 else []),
                 "-b",
                 f"127.0.0.1:{self.port}",
                 app,
@@ -347,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--database-url", default=None, help="PostgreSQL URL; default: a temporary SQLite file"
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=4,
+        help="threads per gunicorn worker, both servers (gthread, as gunicorn.conf.py; 1: sync)",
+    )
     parser.add_argument("--connections", type=int, default=16, help="wrk -c")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -388,9 +399,10 @@ def run(args: argparse.Namespace, folder: Path, stack: ExitStack) -> int:
     )
     config_file = folder / "gunicorn.conf.py"  # the same (default) settings for both servers
     config_file.write_text("")
-    app = Server("wsgi:app", env, folder / "app.log", config_file)
+    threads = args.worker_threads
+    app = Server("wsgi:app", env, folder / "app.log", config_file, threads)
     stack.callback(app.stop)
-    floor_server = Server("bench.floor_app:app", env, folder / "floor.log", config_file)
+    floor_server = Server("bench.floor_app:app", env, folder / "floor.log", config_file, threads)
     stack.callback(floor_server.stop)
     app.wait_ready("/login")
     floor_server.wait_ready("/insert")
@@ -411,7 +423,8 @@ def run(args: argparse.Namespace, folder: Path, stack: ExitStack) -> int:
     }
     load = {"seconds": args.seconds, "threads": args.threads, "connections": args.connections}
     print(
-        f"gunicorn -w 2 for the app and for the floor; wrk -t{args.threads} "
+        f"gunicorn -w 2 ({'gthread, ' + str(threads) + ' threads' if threads > 1 else 'sync'}) "
+        f"for the app and for the floor; wrk -t{args.threads} "
         f"-c{args.connections} -d{args.seconds}s; {os.cpu_count()} CPUs",
         flush=True,
     )

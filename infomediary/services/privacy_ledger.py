@@ -54,6 +54,11 @@ def refresh(session: Session, inst: Instance, now: datetime | None = None) -> Le
     ledger = inst.privacy_ledger
     moment = now or utcnow()
     cutoff = window_start(inst, moment)
+    # The transaction first (on SQLite, its write lock), then the ledger's lock, as every
+    # caller that already holds a transaction takes them: a thread that took the ledger's lock
+    # and then waited for the database's, while another held the database's and waited for
+    # the ledger's, would wait forever.
+    session.connection()
     with ledger.lock:
         if ledger.added_through == 0 and ledger.expired_through == 0:
             before = session.execute(

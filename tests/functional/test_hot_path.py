@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from infomediary.audit.log import Actor
+from infomediary.db import SNAPSHOT
 from infomediary.models import AccessLogEntry, ConsentGrant, utcnow
 from infomediary.services import Context, customer_policy
 from infomediary.services.consent_grants import revoke_grant
@@ -249,13 +250,19 @@ def test_on_sqlite_only_the_append_holds_the_write_lock(live_server, inst, reade
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        seen.append(" ".join(statement.split()).upper())
+        if not statement.upper().startswith("BEGIN"):  # `began` records those
+            seen.append(" ".join(statement.split()).upper())
+
+    def began(conn) -> None:  # the write lock is taken outside the statement events
+        seen.append("BEGIN" if conn.get_execution_options().get(SNAPSHOT) else "BEGIN IMMEDIATE")
 
     event.listen(inst.engine, "before_cursor_execute", record)
+    event.listen(inst.engine, "begin", began)
     try:
         assert me(live_server, client).status_code == 200
     finally:
         event.remove(inst.engine, "before_cursor_execute", record)
+        event.remove(inst.engine, "begin", began)
     begins = [i for i, s in enumerate(seen) if s.startswith("BEGIN")]
     assert [seen[i] for i in begins] == ["BEGIN", "BEGIN IMMEDIATE"], seen
     locked = seen[begins[1] :]

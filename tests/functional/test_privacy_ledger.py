@@ -5,6 +5,7 @@ the window moves on."""
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -260,3 +261,38 @@ def test_releases_are_serialised_whatever_the_budget_period(inst: Instance) -> N
             finally:
                 other_db.close()
         session.rollback()
+
+
+def test_refreshes_in_threads_that_hold_transactions_do_not_deadlock(inst: Instance) -> None:
+    """A thread holding a transaction (on SQLite, the write lock) refreshes the ledger while
+    another thread's refresh waits for the database: the waiting thread must not be holding
+    the ledger's lock, or neither would ever go on (the dashboard's overview under threads)."""
+    if inst.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's reads wait for no lock")
+    errors: list[BaseException] = []
+
+    def refresh_in(session) -> None:
+        try:
+            privacy_ledger.refresh(session, inst)
+            session.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    first = inst.sessions()
+    second = inst.sessions()
+    try:
+        first.connection()  # the first thread's transaction holds the write lock
+        other = threading.Thread(target=refresh_in, args=(second,))
+        other.start()
+        other.join(0.5)  # it waits for the database now
+        assert other.is_alive()
+        mine = threading.Thread(target=refresh_in, args=(first,))
+        mine.start()
+        mine.join(10)
+        other.join(10)
+        assert not mine.is_alive()
+        assert not other.is_alive()
+        assert errors == []
+    finally:
+        first.close()
+        second.close()
