@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import Select
 
@@ -50,6 +50,7 @@ from infomediary.models import (
 )
 from infomediary.services import Context, customer_keys, jobs
 from infomediary.services.exports import SupplierNames
+from infomediary.services.intents import deliveries
 from infomediary.services.uow import unit_of_work
 from infomediary.statuses import JobStatus
 
@@ -88,7 +89,8 @@ LINKS: dict[str, str] = {
     INTENT_DUE: "/intents",
 }
 EXPIRING_DAYS = 7
-#: An open or accepted intent whose date is this close is notified once.
+#: An open or accepted intent whose date (or, standing, whose next delivery) is this close is
+#: notified once.
 DEADLINE_DAYS = 2
 PER_PAGE = 20
 MAX_PAGES = 20
@@ -300,27 +302,36 @@ def _fetch(
             for bid, at, sid, iid in bids
         ]
     if kind == INTENT_DUE:
-        # An intent enters the window DEADLINE_DAYS before its date (or when posted, if
-        # later): that is its notification's time, so it is unread once and read after.
+        # An intent's date (a standing intent's each delivery) enters the window DEADLINE_DAYS
+        # before it (or when posted, if later): that is its notification's time, so each one
+        # is unread once and read after.
         today = now.date()
-        due = session.execute(
-            select(Intent.id, Intent.created_at, Intent.needed_by)
+        horizon = today + timedelta(days=DEADLINE_DAYS)
+        rows = session.execute(
+            select(Intent)
             .where(
                 Intent.customer_id == customer_id,
                 Intent.status.in_((IntentStatus.OPEN, IntentStatus.ACCEPTED)),
-                Intent.needed_by >= today,
-                Intent.needed_by <= today + timedelta(days=DEADLINE_DAYS),
+                Intent.needed_by <= horizon,
+                or_(
+                    Intent.needed_by >= today,
+                    (Intent.status == IntentStatus.ACCEPTED) & (Intent.recurrence_until >= today),
+                ),
             )
             .order_by(Intent.needed_by.asc(), Intent.id.asc())
             .limit(limit)
-        ).all()
+        ).scalars()
         found = []
-        for iid, posted, needed_by in due:
-            day = datetime(needed_by.year, needed_by.month, needed_by.day, tzinfo=UTC)
-            at = max(posted, day - timedelta(days=DEADLINE_DAYS))
-            if since is None or since.at is None or at > since.at:
-                found.append(_Raw(kind, at, f"{kind}-{iid}", link=_intent_link(iid)))
-        return found
+        for intent in rows:
+            for day in deliveries(intent):
+                if not today <= day <= horizon:
+                    continue
+                start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                at = max(intent.created_at, start - timedelta(days=DEADLINE_DAYS))
+                if since is None or since.at is None or at > since.at:
+                    key = f"{kind}-{intent.id}-{day.isoformat()}"
+                    found.append(_Raw(kind, at, key, link=_intent_link(intent.id)))
+        return sorted(found, key=lambda r: (r.at, r.key), reverse=True)[:limit]
     imports = session.execute(
         select(PurchaseImport.id, PurchaseImport.finished_at, PurchaseImport.imported)
         .where(

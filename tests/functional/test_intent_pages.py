@@ -548,3 +548,26 @@ def test_posting_is_rate_limited_per_customer_and_refused_forms_do_not_count(
     assert statuses[:10] == [303] * 10
     assert statuses[10] == 429
     assert _count(inst, Intent) == 10
+
+
+def test_a_standing_intent_reminds_before_each_delivery(
+    inst: Instance, client: FlaskClient, customer: str
+) -> None:
+    intent_id = _posted(client, recurrence="repeat", every="1", unit="week", until=_day(90))
+    bid_id = _bid(inst, _bidder(inst, "Acme Books"), intent_id, 8000)
+    client.post(
+        f"/intents/{intent_id}/bids/{bid_id}/accept",
+        data={"csrf_token": csrf(client, "/intents"), "share": "no"},
+    )
+    assert 'id="intent_due-' not in _page(client, "/notifications")
+    # a week on less a day: the first delivery is past, the second is tomorrow
+    with inst.sessions() as session:
+        session.get_one(Intent, intent_id).needed_by = TODAY - timedelta(days=6)
+        session.commit()
+    page = _page(client, "/notifications")
+    assert f'id="intent_due-{intent_id}-{_day(1)}"' in page
+    assert "Your intent is needed within 2 days" in page
+    assert page.count('id="intent_due-') == 1
+    # a cancelled one reminds of nothing
+    client.post(f"/intents/{intent_id}/cancel", data={"csrf_token": csrf(client, "/intents")})
+    assert 'id="intent_due-' not in _page(client, "/notifications")
