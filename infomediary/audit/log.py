@@ -239,7 +239,7 @@ _ENTRY_COLUMNS = tuple(c.key for c in AccessLogEntry.__table__.columns)
 def _lock_head(session: Session) -> tuple[int, bytes, bytes]:
     """The head's size, last hash and frontier, locked until the transaction ends (on SQLite
     the transaction's ``BEGIN IMMEDIATE`` already holds the write lock)."""
-    head = session.execute(_LOCK_HEAD).one_or_none()
+    head = session.connection().execute(_LOCK_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the access log has no head row: run `infomediary init`")
     return int(head.size), bytes(head.last_hash), bytes(head.frontier or b"")
@@ -295,13 +295,14 @@ def append(session: Session, event: LogEvent, *, at: datetime | None = None) -> 
     )
     entry.leaf_hash = leaf_hash(canonical_v2(entry))
     frontier, completed = merkle.append_leaf(_split(frontier_bytes), size, entry.leaf_hash)
-    session.execute(_INSERT_ENTRY, {name: getattr(entry, name) for name in _ENTRY_COLUMNS})
+    connection = session.connection()  # Core statements: no ORM execution around them
+    connection.execute(_INSERT_ENTRY, {name: getattr(entry, name) for name in _ENTRY_COLUMNS})
     if completed:
-        session.execute(
+        connection.execute(
             _INSERT_NODES, [{"level": lv, "idx": ix, "hash": node} for lv, ix, node in completed]
         )
     new_frontier = b"".join(frontier)
-    session.execute(
+    connection.execute(
         _UPDATE_HEAD,
         {"new_size": size + 1, "new_last_hash": entry.leaf_hash, "new_frontier": new_frontier},
     )
