@@ -32,6 +32,7 @@ from infomediary.models import (
 )
 from infomediary.services import Context
 from infomediary.services.agreements import default_agreement, roster
+from infomediary.services.exports import display_name
 from infomediary.services.intents import (
     SECTOR_OF,
     AcceptInput,
@@ -195,14 +196,15 @@ def accept(
     the others are not chosen, its agreement is signed (``intents.accepted``); with
     ``share_contact`` (now, or later on the won bid) the winner gets the grant for
     fulfilment until the intent's end (``intents.fulfilment_shared``). Returns the winner's
-    name."""
+    name, with its verified mark."""
     _customer(session, customer_id)
     accept_for_customer(
         session, inst, customer_id, intent_id, bid_id, AcceptInput(share_contact), ctx, base_url
     )
     with unit_of_work(session):
         bid = session.get_one(Bid, bid_id)
-        return session.get_one(Supplier, bid.supplier_id).name
+        winner = session.get_one(Supplier, bid.supplier_id)
+        return display_name(winner.name, winner.verified_at is not None)
 
 
 def cancel(

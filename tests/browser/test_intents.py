@@ -166,7 +166,7 @@ def test_post_an_intent_compare_two_bids_and_accept_one(
         "button", name="Accept and share for delivery"
     ).click()
     expect(page.get_by_role("status")).to_contain_text(
-        "You accepted the bid of Acme Books and shared your name and address"
+        "You accepted the bid of Acme Books (verified) and shared your name and address"
     )
     expect(page.get_by_test_id("intent-status")).to_contain_text("bid accepted")
     expect(page.get_by_test_id("shared")).to_contain_text("Acme Books can read your name")
