@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.numbers import get_currency_precision
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_currency, format_date, gettext
@@ -301,7 +302,8 @@ def calendar_date(value: date | str | None) -> str:
 
 @bp.app_template_filter("minor_amount")
 def minor_amount(value: int | None, currency: str | None) -> str:
-    """An amount in its currency's minor unit, shown in the page's language (``AUD 89.50``)."""
+    """An amount in its currency's minor unit, shown in the page's language (``A$89.50``;
+    a currency without minor units, such as JPY, as it is)."""
     if value is None or currency is None:
         return ""
-    return str(format_currency(Decimal(value) / 100, currency))
+    return str(format_currency(Decimal(value).scaleb(-get_currency_precision(currency)), currency))

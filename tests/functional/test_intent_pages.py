@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -27,6 +28,7 @@ from infomediary.models import (
 )
 from infomediary.services import Context, agreements, intents, notifications
 from infomediary.services.intents import BidInput, ends_at
+from infomediary.web.intent_views import calendar_date, minor_amount
 from tests.conftest import Auth, csrf
 from tests.factories import make_customer, make_supplier
 from tests.log_reasons import code_of, params_of
@@ -571,3 +573,13 @@ def test_a_standing_intent_reminds_before_each_delivery(
     # a cancelled one reminds of nothing
     client.post(f"/intents/{intent_id}/cancel", data={"csrf_token": csrf(client, "/intents")})
     assert 'id="intent_due-' not in _page(client, "/notifications")
+
+
+def test_amounts_are_shown_in_their_currencys_minor_unit(app: Flask) -> None:
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
+        assert minor_amount(8950, "AUD") == "A$89.50"
+        assert minor_amount(500, "JPY") == "¥500"
+        assert minor_amount(None, "AUD") == ""
+        assert calendar_date("2030-01-02") == "Jan 2, 2030"
+    with app.test_request_context("/", headers={"Accept-Language": "de"}):
+        assert minor_amount(8950, "EUR") == "89,50\xa0€"
