@@ -241,6 +241,19 @@ def test_posting_without_the_csrf_token_is_refused(
     assert _count(inst, Intent) == 0
     assert _entries(inst, "intents.posted") == []
 
+    # nor are an acceptance or a cancellation without it
+    intent_id = _posted(client)
+    bid_id = _bid(inst, _bidder(inst, "Acme Books"), intent_id, 8000)
+    accept = client.post(f"/intents/{intent_id}/bids/{bid_id}/accept", data={"share": "yes"})
+    assert accept.status_code in (400, 403)
+    cancel = client.post(f"/intents/{intent_id}/cancel", data={"csrf_token": "forged"})
+    assert cancel.status_code in (400, 403)
+    with inst.sessions() as session:
+        assert session.get_one(Intent, intent_id).status == "open"
+        assert session.get_one(Bid, bid_id).status == "open"
+    assert _count(inst, ConsentGrant) == 0
+    assert _entries(inst, "intents.accepted") == _entries(inst, "intents.cancelled") == []
+
 
 def test_posting_seals_the_intent_lists_it_and_logs_both(
     inst: Instance, client: FlaskClient, customer: str
