@@ -138,15 +138,8 @@ def _read_form(
             recurrence = Recurrence(every, form["unit"], until)
     deadline = _deadline(form, needed_by, errors)
     auto_accept = form["auto_accept"] == "yes"
-    if (
-        auto_accept
-        and (deadline is None or budget is None)
-        and not errors.keys()
-        & {
-            "closes",
-            "budget",
-        }
-    ):
+    said_already = "closes" in errors or "budget" in errors
+    if auto_accept and (deadline is None or budget is None) and not said_already:
         errors["auto_accept"] = gettext("The automatic choice needs a closing date and a budget.")
     terms = form["terms"]
     if terms not in {agreement_id for agreement_id, _, _ in options["agreements"]}:
