@@ -226,7 +226,8 @@ NOTIFICATION_RATE = "20 per minute;200 per hour"
 PAYOUT_RATE = "10 per minute;50 per hour"
 #: A customer's actions on a supplier's page (revoke, block, unblock, ask them to delete).
 SUPPLIER_ACTION_RATE = "20 per minute;200 per hour"
-#: Intents a customer's agent posts, per client: each is shown to a whole sector's suppliers.
+#: Intents a customer's agent posts, per client, and the dashboard's form, per account: each is
+#: shown to a whole sector's suppliers.
 INTENT_POST_RATE = "10 per minute;100 per day"
 #: A customer's acceptances and cancellations of their intents on the dashboard, per account.
 INTENT_ACTION_RATE = "20 per minute;200 per hour"
