@@ -112,7 +112,7 @@ def test_the_api_reference_renders_without_sideways_scrolling(tab: BaseTab, narr
     contents = page.get_by_role("navigation", name="Contents")
     expect(contents).to_be_visible()
     assert_fits(tab.page)
-    link = contents.get_by_role("link", name="GET /api/v1/me")
+    link = contents.get_by_role("link", name="GET /api/v1/me", exact=True)
     link.click()
     expect(page).to_have_url(tab.url("/docs/api#op-get-api-v1-me"))
     expect(page.locator("#op-get-api-v1-me")).to_be_in_viewport()
