@@ -234,6 +234,13 @@ class IntentClosed(ServiceError):
     code = "intent_closed"
 
 
+class FulfilmentNotShared(ServiceError):
+    """A supplier asked for a token for fulfilment the customer has not given it: its bid did
+    not win, or the customer has not shared (or has withdrawn) contact details."""
+
+    code = "fulfilment_not_shared"
+
+
 class IntentOutsideSector(ServiceError):
     """A supplier asked for an intent outside the sectors the operator approved it for."""
 

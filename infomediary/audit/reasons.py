@@ -189,6 +189,10 @@ CATALOGUE: dict[str, str] = {
         "your rule found none of the {count} bid(s) on intent {intent} within your budget from a "
         "verified supplier accepting your terms; the intent stays open for you to choose"
     ),
+    "intents.fulfilment_not_shared": (
+        "access token for delivering intent {intent} refused: no grant for fulfilment to this "
+        "supplier"
+    ),
     "intents.fulfilment_token_replaced": (
         "the earlier access token for delivering intent {intent} replaced"
     ),

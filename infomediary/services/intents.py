@@ -43,6 +43,7 @@ from infomediary.crypto.vault import CustomerKey
 from infomediary.db import rowcount
 from infomediary.errors import (
     BidExists,
+    FulfilmentNotShared,
     IntentClosed,
     IntentOutsideSector,
     InvalidRequest,
@@ -913,9 +914,10 @@ def read_intent(
     session: Session, inst: Instance, supplier: Supplier, intent_id: str, ctx: Context
 ) -> dict[str, Any]:
     """One intent of the supplier's sector: its status and, to a bidder, its bid (won or
-    not chosen). To the winner, once the customer shared their identity for fulfilment, an
-    access token for ``GET /api/v1/me`` bound to that grant (a new one each read; the one
-    before is revoked)."""
+    not chosen). To the winner, once the customer shared their identity for fulfilment, when
+    that grant ends and where to ask for an access token under it
+    (:func:`issue_fulfilment_token`: a read hands out nothing and changes nothing but the
+    log)."""
     with unit_of_work(session) as uow:
         intent = _intent_for(session, inst, supplier, intent_id, ctx, "read")
         details = _details(inst, session, intent)
@@ -929,19 +931,59 @@ def read_intent(
             **fields,
         )
         view = _supplier_view(inst, intent, details, bid)
-        if bid is not None and bid.status == BidStatus.WON and intent.fulfilment_grant_id:
-            view["fulfilment"] = _fulfilment_token(session, intent, supplier, ctx)
+        grant = _fulfilment_grant(session, intent, supplier, bid)
+        if grant is not None:
+            view["fulfilment"] = {
+                "grant_expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+                "token_endpoint": f"/api/v1/intents/{intent.id}/fulfilment-token",
+            }
         uow.commit()
         return view
 
 
-def _fulfilment_token(
-    session: Session, intent: Intent, supplier: Supplier, ctx: Context
-) -> dict[str, Any] | None:
-    grant = session.get(ConsentGrant, intent.fulfilment_grant_id)
-    now = utcnow()
-    if grant is None or not grant.is_active(now) or grant.supplier_id != supplier.id:
+def _fulfilment_grant(
+    session: Session, intent: Intent, supplier: Supplier, bid: Bid | None
+) -> ConsentGrant | None:
+    """The active grant for fulfilment the customer gave ``supplier``, if its bid won."""
+    if bid is None or bid.status != BidStatus.WON or not intent.fulfilment_grant_id:
         return None
+    grant = session.get(ConsentGrant, intent.fulfilment_grant_id)
+    if grant is None or not grant.is_active(utcnow()) or grant.supplier_id != supplier.id:
+        return None
+    return grant
+
+
+def issue_fulfilment_token(
+    session: Session, inst: Instance, supplier: Supplier, intent_id: str, ctx: Context
+) -> dict[str, Any]:
+    """To the winner, an access token for ``GET /api/v1/me`` bound to the customer's grant for
+    fulfilment (the one issued before is revoked); :class:`FulfilmentNotShared` (logged) while
+    there is no such grant, or the supplier did not win."""
+    with unit_of_work(session) as uow:
+        intent = _intent_for(session, inst, supplier, intent_id, ctx, "create")
+        bid = _own_bids(session, supplier.id, [intent.id]).get(intent.id)
+        grant = _fulfilment_grant(session, intent, supplier, bid)
+        if grant is None:
+            _refused(
+                session,
+                ctx,
+                Reason("intents.fulfilment_not_shared", {"intent": intent.id}),
+                "create",
+                intent.customer_id,
+            )
+            raise FulfilmentNotShared(
+                "The customer has not shared contact details for this intent with you "
+                "(your bid must have won, and the grant must still be in force)."
+            )
+        token = _fulfilment_token(session, intent, grant, supplier, ctx)
+        uow.commit()
+        return token
+
+
+def _fulfilment_token(
+    session: Session, intent: Intent, grant: ConsentGrant, supplier: Supplier, ctx: Context
+) -> dict[str, Any]:
+    now = utcnow()
     family = hashlib.sha256(f"intent-fulfilment\x00{intent.id}".encode()).hexdigest()
     live = session.execute(
         select(OAuthToken.id).where(OAuthToken.family_id == family, OAuthToken.revoked_at.is_(None))

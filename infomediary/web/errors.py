@@ -88,6 +88,7 @@ STATUS: dict[str, int] = {
     "currency_mismatch": 400,
     "intent_outside_sector": 403,
     "intent_closed": 409,
+    "fulfilment_not_shared": 409,
     "bid_exists": 409,
 }
 

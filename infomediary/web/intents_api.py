@@ -247,8 +247,15 @@ class OwnBidSchema(Schema):
 
 class FulfilmentSchema(Schema):
     grant_expires_at = fields.Str(allow_none=True)
+    token_endpoint = fields.Str(
+        metadata={"description": "POST here (intents:bid) for an access token under the grant."}
+    )
+
+
+class FulfilmentTokenSchema(Schema):
+    grant_expires_at = fields.Str(allow_none=True)
     access_token = fields.Str(
-        metadata={"description": "For GET /api/v1/me; a new one each read, the one before revoked."}
+        metadata={"description": "For GET /api/v1/me; a new one each time, the one before revoked."}
     )
     token_type = fields.Str()
     expires_in = fields.Int()
@@ -332,6 +339,7 @@ COMPARISON = BidComparisonSchema()
 ACCEPTANCE = AcceptanceSchema()
 CANCELLATION = CancellationSchema()
 SUPPLIER_INTENT = SupplierIntentSchema()
+FULFILMENT_TOKEN = FulfilmentTokenSchema()
 INTENT_PAGE = IntentPageSchema()
 
 
@@ -677,8 +685,7 @@ def intent(intent_id: str) -> ResponseReturnValue:
       description: >-
         Logged on the customer's access log. To a bidder, its bid with status won or
         not_chosen. To the winner, once the customer shared contact details for fulfilment,
-        an access token for GET /api/v1/me bound to that grant (a new one each read, the
-        one before revoked; it ends with the grant).
+        when that grant ends and the token_endpoint to POST to for an access token under it.
       security:
         - oauth2: [intents:read]
       parameters:
@@ -705,6 +712,57 @@ def intent(intent_id: str) -> ResponseReturnValue:
     return jsonify(
         SUPPLIER_INTENT.dump(intents.read_intent(db(), instance(), supplier, intent_id, ctx))
     )
+
+
+@bp.post("/intents/<intent_id>/fulfilment-token")
+@csrf_exempt
+@limiter.limit(BID_RATE, key_func=supplier_key)
+@limiter.limit(api_rate)
+def fulfilment_token(intent_id: str) -> ResponseReturnValue:
+    """To the winner: an access token for GET /api/v1/me under the grant for fulfilment.
+    ---
+    post:
+      operationId: issueFulfilmentToken
+      tags: [intents]
+      summary: An access token under the customer's grant for fulfilment
+      description: >-
+        Client credentials with intents:bid, by the supplier whose bid won, once the customer
+        shared contact details for fulfilment. The token reads GET /api/v1/me (name, e-mail,
+        phone and postal address, as the grant allows), ends with the grant at the latest,
+        and replaces the one issued before, which is revoked. Each issue, and each refusal,
+        is on the customer's access log.
+      security:
+        - oauth2: [intents:bid]
+      parameters:
+        - {name: intent_id, in: path, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: The access token
+          content:
+            application/json:
+              schema: FulfilmentTokenSchema
+        400: InvalidRequest
+        401: Unauthorized
+        403:
+          description: intent_outside_sector, or insufficient_scope
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        404: NotFound
+        409:
+          description: >-
+            fulfilment_not_shared - your bid did not win, or the customer has not shared
+            (or has withdrawn) contact details; logged, nothing else written
+          content:
+            application/problem+json:
+              schema: ProblemSchema
+        429: RateLimited
+    """
+    supplier, ctx = _supplier("intents:bid", action="create")
+    issued = intents.issue_fulfilment_token(db(), instance(), supplier, intent_id, ctx)
+    response = jsonify(FULFILMENT_TOKEN.dump(issued))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/intents/<intent_id>/bids")

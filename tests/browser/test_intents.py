@@ -180,8 +180,11 @@ def test_post_an_intent_compare_two_bids_and_accept_one(
     won = acme.get(f"{live_server}/api/v1/intents/{intent_id}")
     assert won.status_code == 200, won.text
     assert won.json()["bid"]["won"] is True
-    fulfilment = won.json()["fulfilment"]
-    assert fulfilment is not None
+    shown = won.json()["fulfilment"]
+    assert shown is not None
+    issued = acme.post(f"{live_server}{shown['token_endpoint']}")
+    assert issued.status_code == 200, issued.text
+    fulfilment = issued.json()
     me = OAuth2Session(token={"access_token": fulfilment["access_token"], "token_type": "Bearer"})
     profile = me.get(f"{live_server}/api/v1/me")
     assert profile.status_code == 200, profile.text

@@ -134,6 +134,9 @@ PUBLIC_VARIABLE_RULES: dict[str, str] = {
     "intents_api.bid": "a supplier's bearer-token API: another sector gets 403 "
     "(tests/functional/test_intents_api.py::"
     "test_bad_bids_are_problems_that_write_nothing_but_their_refusal)",
+    "intents_api.fulfilment_token": "a supplier's bearer-token API: a supplier whose bid did "
+    "not win gets 409 (tests/functional/test_intents_api.py::"
+    "test_the_full_flow_from_intent_to_delivery)",
     "security.passkey_remove": "needs the owner's password as well; another customer gets 404 "
     "(tests/functional/test_account_security.py::"
     "test_another_customer_cannot_remove_a_passkey_or_end_a_session)",

@@ -27,6 +27,7 @@ from infomediary.models import (
     Bid,
     ConsentGrant,
     Intent,
+    OAuthToken,
     SupplierBlock,
     utcnow,
 )
@@ -265,8 +266,27 @@ def test_the_full_flow_from_intent_to_delivery(world: World, inst: Instance) -> 
         assert grant.expires_at == ends_at(intent_row)
         assert intent_row.fulfilment_grant_id == grant.id
 
+    # the winner's read says where to ask for a token, and hands none out: a GET changes
+    # nothing but the log
+    shown = won.json()["fulfilment"]
+    assert shown["token_endpoint"] == f"/api/v1/intents/{posted['id']}/fulfilment-token"
+    assert "access_token" not in shown
+    with inst.sessions() as session:
+        assert (
+            session.execute(
+                select(func.count()).select_from(OAuthToken).where(OAuthToken.grant_id == grant.id)
+            ).scalar_one()
+            == 0
+        )
+    # the loser is refused a token, and the refusal is logged
+    _problem(w.globex.post(f"{w.base}{shown['token_endpoint']}"), 409, "fulfilment_not_shared")
+    assert len(_entries(inst, "intents.fulfilment_not_shared")) == 1
+
     # the winner reads the address through the usual resource, under that grant
-    fulfilment = won.json()["fulfilment"]
+    issued = w.acme.post(f"{w.base}{shown['token_endpoint']}")
+    assert issued.status_code == 200, issued.text
+    assert issued.headers["Cache-Control"] == "no-store"
+    fulfilment = issued.json()
     assert fulfilment["scope"] == "profile.identity:read"
     me = requests.get(
         f"{w.base}/api/v1/me",
@@ -280,8 +300,8 @@ def test_the_full_flow_from_intent_to_delivery(world: World, inst: Instance) -> 
     assert refused.status_code in (403, 404), refused.text
     assert "Nappy" not in refused.text
 
-    # a second read hands a new token and revokes the first
-    again = w.acme.get(f"{w.base}/api/v1/intents/{posted['id']}").json()["fulfilment"]
+    # a second request hands a new token and revokes the first
+    again = w.acme.post(f"{w.base}{shown['token_endpoint']}").json()
     old = requests.get(
         f"{w.base}/api/v1/me",
         headers={"Authorization": f"Bearer {fulfilment['access_token']}"},
@@ -328,6 +348,11 @@ def test_cancelling_tells_bidders_and_ends_the_fulfilment_grant(
         ).scalar_one()
         assert grant.revoked_at is not None
     assert w.acme.get(f"{w.base}/api/v1/intents/{posted['id']}").json()["fulfilment"] is None
+    _problem(
+        w.acme.post(f"{w.base}/api/v1/intents/{posted['id']}/fulfilment-token"),
+        409,
+        "fulfilment_not_shared",
+    )
     # the open intent's bid is told not chosen on cancel
     w.agent.post(f"{w.base}/api/v1/me/intents/{other['id']}/cancel")
     told = w.globex.get(f"{w.base}/api/v1/intents/{other['id']}").json()
