@@ -132,3 +132,31 @@ class PayoutStatus(StrEnum):
     REQUESTED = "requested"
     SETTLED = "settled"
     CANCELLED = "cancelled"
+
+
+class IntentStatus(StrEnum):
+    """An intent: open to bids, accepted (one bid won), or withdrawn by its customer."""
+
+    #: Suppliers of its sector see it and bid.
+    OPEN = "open"
+    #: The customer accepted a bid; a recurring intent is now a standing agreement.
+    ACCEPTED = "accepted"
+    #: The customer withdrew it; nobody bids any more.
+    CANCELLED = "cancelled"
+
+
+class BidStatus(StrEnum):
+    """A bid: open, the one the customer chose, or not chosen."""
+
+    OPEN = "open"
+    #: The customer chose this bid.
+    WON = "won"
+    #: The customer chose another bid, or withdrew the intent.
+    NOT_CHOSEN = "not_chosen"
+
+
+class RecurrenceUnit(StrEnum):
+    """The unit of a recurring intent's interval."""
+
+    WEEK = "week"
+    MONTH = "month"

@@ -27,7 +27,7 @@ from .broker import (
 from .consents import ConsentGrant, ConsentReceipt
 from .customers import Customer, CustomerPolicy, DataKey, EmailToken, Profile, WebSession
 from .erasure import ErasureRequest, SupplierWebhook
-from .intents import Bid, BidStatus, Intent, IntentStatus, RecurrenceUnit
+from .intents import Bid, Intent
 from .jobs import Job
 from .notifications import NotificationSettings
 from .offers import (
@@ -64,7 +64,6 @@ __all__ = [
     "AuthorizationCode",
     "Base",
     "Bid",
-    "BidStatus",
     "BrokerState",
     "BudgetAccount",
     "BudgetCharge",
@@ -82,7 +81,6 @@ __all__ = [
     "IdempotencyKey",
     "InitialAccessToken",
     "Intent",
-    "IntentStatus",
     "Job",
     "KeyFingerprint",
     "KeyringState",
@@ -111,7 +109,6 @@ __all__ = [
     "PurchaseUploadOrigin",
     "PurchaseUploadStatus",
     "RecoveryCode",
-    "RecurrenceUnit",
     "Release",
     "ReleasePosting",
     "ReleaseReplay",

@@ -11,7 +11,6 @@ A bid is the supplier's own offer and holds nothing of the customer's.
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -27,29 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from infomediary.statuses import BidStatus, IntentStatus, RecurrenceUnit
+
 from .base import Base, UTCDateTime, one_of, utcnow
-
-
-class IntentStatus(StrEnum):
-    #: Suppliers of its sector see it and bid.
-    OPEN = "open"
-    #: The customer accepted a bid; a recurring intent is now a standing agreement.
-    ACCEPTED = "accepted"
-    #: The customer withdrew it; nobody bids any more.
-    CANCELLED = "cancelled"
-
-
-class BidStatus(StrEnum):
-    OPEN = "open"
-    #: The customer chose this bid.
-    WON = "won"
-    #: The customer chose another bid, or withdrew the intent.
-    NOT_CHOSEN = "not_chosen"
-
-
-class RecurrenceUnit(StrEnum):
-    WEEK = "week"
-    MONTH = "month"
 
 
 class Intent(Base):

@@ -53,14 +53,11 @@ from infomediary.errors import (
 from infomediary.instance import Instance
 from infomediary.models import (
     Bid,
-    BidStatus,
     ConsentGrant,
     Intent,
-    IntentStatus,
     OAuthToken,
     Offer,
     OfferDelivery,
-    RecurrenceUnit,
     Supplier,
     SupplierBlock,
     utcnow,
@@ -72,7 +69,7 @@ from infomediary.services.customer_keys import customer_key, logged_categories
 from infomediary.services.refusals import refuse_supplier
 from infomediary.services.suppliers import secret_hash
 from infomediary.services.uow import UnitOfWork, unit_of_work
-from infomediary.statuses import SupplierStatus
+from infomediary.statuses import BidStatus, IntentStatus, RecurrenceUnit, SupplierStatus
 from policies.taxonomy import INTEREST_TAGS, REGIONS, categories_of_interests
 
 #: The sector each intent category (an interest of the taxonomy) belongs to: a supplier

@@ -22,11 +22,9 @@ from infomediary.errors import NotFound
 from infomediary.instance import Instance
 from infomediary.models import (
     Bid,
-    BidStatus,
     ConsentGrant,
     Customer,
     Intent,
-    IntentStatus,
     Supplier,
     utcnow,
 )
@@ -47,6 +45,7 @@ from infomediary.services.intents import (
     today,
 )
 from infomediary.services.uow import unit_of_work
+from infomediary.statuses import BidStatus, IntentStatus
 from policies.taxonomy import CATEGORIES, INTEREST_TAGS, REGIONS
 
 #: A deadline this close (needed_by within it) is notified and marked on the list.

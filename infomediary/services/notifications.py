@@ -39,7 +39,6 @@ from infomediary.models import (
     ConsentGrant,
     Customer,
     Intent,
-    IntentStatus,
     Job,
     NotificationSettings,
     Offer,
@@ -52,7 +51,7 @@ from infomediary.services import Context, customer_keys, jobs
 from infomediary.services.exports import SupplierNames
 from infomediary.services.intents import deliveries
 from infomediary.services.uow import unit_of_work
-from infomediary.statuses import JobStatus
+from infomediary.statuses import IntentStatus, JobStatus
 
 log = get_logger("notifications")
 

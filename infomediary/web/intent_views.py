@@ -18,9 +18,10 @@ from flask.typing import ResponseReturnValue
 from flask_babel import format_currency, format_date, gettext
 
 from infomediary.errors import IntentClosed, ValidationFailed
-from infomediary.models import RecurrenceUnit, utcnow
+from infomediary.models import utcnow
 from infomediary.services import intents_dashboard
 from infomediary.services.intents import MAX_DESCRIPTION, MAX_EVERY, IntentInput, Recurrence, today
+from infomediary.statuses import RecurrenceUnit
 from infomediary.text import has_control_characters, parse_int
 from infomediary.web.db import db
 from infomediary.web.i18n import select_time_zone

@@ -28,24 +28,24 @@ from infomediary.db import make_engine
 from infomediary.instance import MIGRATIONS, alembic_config, schema_revision
 from infomediary.models import (
     Base,
-    BidStatus,
-    IntentStatus,
     PurchaseImportStatus,
     PurchaseUploadOrigin,
     PurchaseUploadStatus,
-    RecurrenceUnit,
 )
 from infomediary.statuses import (
+    BidStatus,
     CodeChallengeMethod,
     DeliveryStatus,
     EmailTokenPurpose,
     ErasureStatus,
+    IntentStatus,
     JobStatus,
     LedgerAccountKind,
     LedgerTransactionKind,
     OfferStatus,
     PayoutStatus,
     ReceiptEvent,
+    RecurrenceUnit,
     RegisteredVia,
     ReleaseKind,
     SupplierKind,
