@@ -40,6 +40,9 @@ EMAIL = "hedda.head@example.org"
 #: Rows these tables gain or lose are effects; their rows also change on every request
 #: (a session's last-seen time, the log head's size), which is compared through other tables.
 TOUCHED_ON_READ = {"web_sessions", "log_head", "broker_state"}
+#: Tables written on their own clock, not by requests: a process's key lease is taken and
+#: refreshed by its background refresher (infomediary/leases.py), whenever that runs.
+NOT_REQUEST_STATE = {"process_leases"}
 #: Rules served by the library or holding no view of ours.
 SKIPPED_ENDPOINTS = {"static"}
 
@@ -62,6 +65,8 @@ def snapshot(inst: Instance) -> tuple[Snapshot, Counter[tuple[str, str, str]]]:
     with inst.sessions() as session:
         for table in Base.metadata.sorted_tables:
             if table.name in ("access_log", "log_nodes"):  # the tree follows the entries
+                continue
+            if table.name in NOT_REQUEST_STATE:
                 continue
             rows = session.execute(select(table)).all()
             key_columns = [c.name for c in table.primary_key.columns]
