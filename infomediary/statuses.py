@@ -98,12 +98,13 @@ class CodeChallengeMethod(StrEnum):
 
 class ReleaseKind(StrEnum):
     """What a differentially private release was: a count, a breakdown, an offer's reach (its
-    delivery decision), an offer's noisy response totals."""
+    delivery decision), an offer's noisy response totals, a count of open intents."""
 
     COUNT = "count"
     BREAKDOWN = "breakdown"
     OFFER_REACH = "offer_reach"
     OFFER_TOTALS = "offer_totals"
+    INTENT_DEMAND = "intent_demand"
 
 
 class JobStatus(StrEnum):

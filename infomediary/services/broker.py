@@ -25,7 +25,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pyroaring import BitMap
 from sqlalchemy import select
@@ -72,11 +72,21 @@ class CountQuery:
         return hashlib.sha256(f"{scope}\n{self.canonical()}".encode()).hexdigest()
 
 
+class Canonical(Protocol):
+    """A query a release answers: its purpose and its canonical criteria (what the access log
+    and the customer's list of releases record)."""
+
+    @property
+    def purpose(self) -> str: ...
+
+    def canonical(self) -> str: ...
+
+
 def epoch_of(now: datetime, hours: int) -> int:
     return int(now.timestamp() // (hours * 3600))
 
 
-def require_declared_purpose(query: CountQuery, supplier: Supplier) -> None:
+def require_declared_purpose(query: Canonical, supplier: Supplier) -> None:
     """The one rule of a query that needs the supplier (the edge's schema checked the rest)."""
     if query.purpose not in supplier.purposes.split():
         raise QueryRejected(
@@ -93,7 +103,7 @@ def log_aggregate(
     ctx: Context,
     *,
     action: str,
-    query: CountQuery,
+    query: Canonical,
     epsilon_micro: int,
     released: Any,
     k: int,
@@ -125,10 +135,45 @@ def log_aggregate(
     )
 
 
+class Releaser(Protocol):
+    """Computes and stores one release (its ledger row, released answer and entry), once the
+    budgets are charged: :func:`_release` for counts, the intents' demand for theirs."""
+
+    def __call__(
+        self,
+        session: Session,
+        inst: Instance,
+        supplier: Supplier,
+        others: list[tuple[str, str]],
+        query: Any,
+        digest: str,
+        epoch: int,
+        epsilon_micro: int,
+        ctx: Context,
+    ) -> dict[str, Any]: ...
+
+
+class Question(Canonical, Protocol):
+    def digest(self, scope: str = "") -> str: ...
+
+
 def count_audience(
     session: Session, inst: Instance, supplier: Supplier, query: CountQuery, ctx: Context
 ) -> dict[str, Any]:
     """One count, one transaction (steps 1-7 above)."""
+    return answer_once(session, inst, supplier, query, ctx, _release)
+
+
+def answer_once(
+    session: Session,
+    inst: Instance,
+    supplier: Supplier,
+    query: Question,
+    ctx: Context,
+    release: Releaser,
+) -> dict[str, Any]:
+    """Steps 1-3 and 7 of any release: the declared purpose, the replay of this epoch's answer,
+    the charge, then ``release`` and the commit, in one transaction."""
     with unit_of_work(session) as uow:
         settings = inst.settings
         require_declared_purpose(query, supplier)
@@ -142,13 +187,12 @@ def count_audience(
         epoch = epoch_of(utcnow(), settings.broker_epoch_hours)
         cached = session.get(ReleasedAnswer, (digest, epoch))
         if cached is not None:
-            return _replay(session, inst, supplier, query, cached, ctx, uow)
-        noise = inst.noise
-        epsilon_micro = round(noise.privacy_loss() * MICRO)
+            return replay_answer(session, inst, supplier, query, cached, ctx, uow)
+        epsilon_micro = round(inst.noise.privacy_loss() * MICRO)
         left = charge(session, settings, supplier.id, epsilon_micro, digest)
         inst.match_index.refresh(session)
         try:
-            answer = _release(
+            answer = release(
                 session, inst, supplier, others, query, digest, epoch, epsilon_micro, ctx
             )
             uow.commit()
@@ -169,7 +213,7 @@ def count_audience(
         existing = session.get(ReleasedAnswer, (digest, epoch))
         if existing is None:
             raise lost_race
-        return _replay(session, inst, supplier, query, existing, ctx, replay_uow)
+        return replay_answer(session, inst, supplier, query, existing, ctx, replay_uow)
 
 
 def cache_scope(supplier: Supplier, others: list[tuple[str, str]]) -> str:
@@ -179,11 +223,11 @@ def cache_scope(supplier: Supplier, others: list[tuple[str, str]]) -> str:
     return f"organisation:{supplier.organisation_id}:{members}"
 
 
-def _replay(
+def replay_answer(
     session: Session,
     inst: Instance,
     supplier: Supplier,
-    query: CountQuery,
+    query: Canonical,
     cached: ReleasedAnswer,
     ctx: Context,
     uow: UnitOfWork,
@@ -266,15 +310,51 @@ def _release(
         answer.update(count=shown, suppressed=suppressed)
         released_log = shown
     answer.update(epsilon=epsilon_micro / MICRO)
+    store_release(
+        session,
+        inst,
+        ctx,
+        kind=ReleaseKind.BREAKDOWN if query.breakdown else ReleaseKind.COUNT,
+        supplier=supplier,
+        query=query,
+        digest=digest,
+        epoch=epoch,
+        epsilon_micro=epsilon_micro,
+        answer=answer,
+        members=counted,
+        released=released_log,
+        categories=selection.categories,
+    )
+    return answer
+
+
+def store_release(
+    session: Session,
+    inst: Instance,
+    ctx: Context,
+    *,
+    kind: ReleaseKind,
+    supplier: Supplier,
+    query: Canonical,
+    digest: str,
+    epoch: int,
+    epsilon_micro: int,
+    answer: dict[str, Any],
+    members: BitMap,
+    released: Any,
+    categories: frozenset[str],
+) -> None:
+    """Step 6: the release's ledger row (charging ``members``), its answer for replays within
+    the epoch, and its access-log entry, in the caller's transaction."""
     release = privacy_ledger.record(
         session,
         inst,
-        kind=ReleaseKind.BREAKDOWN if query.breakdown else ReleaseKind.COUNT,
+        kind=kind,
         supplier_id=supplier.id,
         purpose=query.purpose,
         criteria=query.canonical(),
         epsilon_micro=epsilon_micro,
-        members=counted,
+        members=members,
         query_hash=digest,
     )
     session.add(
@@ -292,13 +372,12 @@ def _release(
         action="count",
         query=query,
         epsilon_micro=epsilon_micro,
-        released=released_log,
-        k=k,
-        members=counted,
-        categories=selection.categories,
+        released=released,
+        k=answer["k"],
+        members=members,
+        categories=categories,
         release=release.seq,
     )
-    return answer
 
 
 def organisation_clients(session: Session, supplier: Supplier) -> list[tuple[str, str]]:

@@ -190,7 +190,8 @@ def intent_pseudonym(inst: Instance, intent: Intent) -> str:
     return "int_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _index(inst: Instance, domain: str, value: str) -> bytes:
+def blind_index(inst: Instance, domain: str, value: str) -> bytes:
+    """The keyed blind index of an intent's ``domain`` (sector, category, region) value."""
     return inst.vault.blind_index(f"intent-{domain}", value)
 
 
@@ -370,9 +371,9 @@ def post_for_customer(
         intent = Intent(
             id=intent_id,
             customer_id=customer_id,
-            sector_index=_index(inst, "sector", SECTOR_OF[data.category]),
-            category_index=_index(inst, "category", data.category),
-            region_index=_index(inst, "region", data.region) if data.region else None,
+            sector_index=blind_index(inst, "sector", SECTOR_OF[data.category]),
+            category_index=blind_index(inst, "category", data.category),
+            region_index=blind_index(inst, "region", data.region) if data.region else None,
             details=inst.vault.seal(key, "intents", intent_id, "details", details),
             needed_by=data.needed_by,
             recurrence_every=data.recurrence.every if data.recurrence else None,
@@ -791,16 +792,18 @@ def list_open(
         raise InvalidRequest("invalid_request", {"region": f"One of: {', '.join(REGIONS)}."})
     with unit_of_work(session) as uow:
         query = select(Intent).where(
-            Intent.sector_index == _index(inst, "sector", supplier.sector),
+            Intent.sector_index == blind_index(inst, "sector", supplier.sector),
             Intent.status == IntentStatus.OPEN,
             Intent.needed_by >= today(),
             or_(Intent.deadline.is_(None), Intent.deadline > utcnow()),
             _not_blocked(supplier.id),
         )
         if page.category is not None:
-            query = query.where(Intent.category_index == _index(inst, "category", page.category))
+            query = query.where(
+                Intent.category_index == blind_index(inst, "category", page.category)
+            )
         if page.region is not None:
-            query = query.where(Intent.region_index == _index(inst, "region", page.region))
+            query = query.where(Intent.region_index == blind_index(inst, "region", page.region))
         if page.cursor is not None:
             moment, last = _after(page.cursor)
             query = query.where(
@@ -892,7 +895,7 @@ def _intent_for(
         _refused(session, ctx, Reason("intents.no_intent"), action, None)
         raise NotFound("No such intent.")
     blocked = session.get(SupplierBlock, (intent.customer_id, supplier.id)) is not None
-    if blocked or intent.sector_index != _index(inst, "sector", supplier.sector):
+    if blocked or intent.sector_index != blind_index(inst, "sector", supplier.sector):
         customer_id = intent.customer_id
         _refused(
             session,

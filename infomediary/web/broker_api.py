@@ -8,13 +8,19 @@ from flask.typing import ResponseReturnValue
 from infomediary import errors
 from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
-from infomediary.services import Context, broker
+from infomediary.services import Context, broker, intent_demand
 from infomediary.services.broker import CountQuery
+from infomediary.services.intent_demand import DemandQuery
 from infomediary.services.refusals import refuse_supplier
 from infomediary.web.bearer import bearer_token, json_input, refuse_tokens_outside_the_header
 from infomediary.web.db import db
 from infomediary.web.limits import api_rate, broker_rate, limiter, supplier_key
-from infomediary.web.schemas import CountRequestSchema, CountResponseSchema
+from infomediary.web.schemas import (
+    CountRequestSchema,
+    CountResponseSchema,
+    DemandRequestSchema,
+    DemandResponseSchema,
+)
 from infomediary.web.security import csrf_exempt, instance, request_id
 
 bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
@@ -126,3 +132,61 @@ def count() -> ResponseReturnValue:
         _refused(supplier.id, Reason("broker.count_refused_budget"))
         raise
     return jsonify(CountResponseSchema().dump(answer))
+
+
+@bp.post("/intent-demand")
+@csrf_exempt
+@limiter.limit(broker_rate, key_func=supplier_key)
+@limiter.limit(api_rate)
+def demand() -> ResponseReturnValue:
+    """How many distinct customers have open intents in a category: noisy, per region.
+    ---
+    post:
+      operationId: countIntentDemand
+      tags: [audiences]
+      summary: Distinct customers with open intents in a category, per region
+      description: >-
+        A differentially private release like a count, for any sector: each customer counts
+        once (in the region of their newest open intent in the category, or `unspecified`),
+        whatever the number of their intents. Charged to your privacy budget and to every
+        customer counted; the same question in the same epoch is answered again for free.
+      security:
+        - oauth2: [audience:count]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: DemandRequestSchema
+            examples:
+              per_region:
+                summary: One category, one cell per region
+                value: {purpose: analytics, category: books}
+              one_region:
+                summary: One category in one region
+                value: {purpose: analytics, category: books, region: NSW}
+      responses:
+        200:
+          description: Noisy cells (or one count); null where below k
+          content:
+            application/json:
+              schema: DemandResponseSchema
+        400: InvalidQuery
+        401: Unauthorized
+        403: InsufficientScope
+        429: BudgetExhausted
+    """
+    supplier = bearer_token("audience:count", action="count").supplier
+    if supplier is None:  # pragma: no cover - token validation checked the supplier
+        raise errors.NotFound("No such supplier.")
+    try:
+        query = json_input(DemandRequestSchema(), DemandQuery)
+        answer = intent_demand.demand_count(
+            db(), instance(), supplier, query, Context.supplier(supplier.id, request_id())
+        )
+    except errors.ValidationFailed as exc:
+        _refused(supplier.id, Reason("broker.count_refused", {"error": exc.code}))
+        raise
+    except errors.BudgetExhausted:
+        _refused(supplier.id, Reason("broker.count_refused_budget"))
+        raise
+    return jsonify(DemandResponseSchema().dump(answer))

@@ -118,6 +118,7 @@ def test_every_operation_with_a_body_documents_examples(api: SupplierApi) -> Non
     bodies = _bodies(_document(api))
     assert {(path, method) for path, method, _, _ in bodies} == {
         ("/api/v1/audiences/count", "post"),
+        ("/api/v1/audiences/intent-demand", "post"),
         ("/api/v1/offers", "post"),
         ("/api/v1/supplier/terms", "post"),
     }
@@ -180,6 +181,15 @@ def test_schema_invalid_bodies_get_the_documented_problem(api: SupplierApi, inst
         ("/api/v1/audiences/count", {"where": {"region": "NSW"}}, "invalid_values", "where"),
         ("/api/v1/audiences/count", {"breakdown": "interests"}, "invalid_breakdown", "breakdown"),
         ("/api/v1/audiences/count", {"purpose": "service"}, "undeclared_purpose", "purpose"),
+        ("/api/v1/audiences/intent-demand", {"category": "x"}, "unknown_value", "category"),
+        ("/api/v1/audiences/intent-demand", {"region": "Narnia"}, "unknown_value", "region"),
+        ("/api/v1/audiences/intent-demand", {"purpose": "spying"}, "unknown_purpose", "purpose"),
+        (
+            "/api/v1/audiences/intent-demand",
+            {"purpose": "service"},
+            "undeclared_purpose",
+            "purpose",
+        ),
     ],
 )
 def test_each_rule_has_its_code(

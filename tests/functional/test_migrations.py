@@ -254,6 +254,36 @@ def test_queued_offers_upgrade_and_downgrade_keep_every_row(scratch_engine: Engi
         conn.execute(update(offers).values(status="queued"))
 
 
+def test_intent_demand_upgrade_and_downgrade_keep_every_release(scratch_engine: Engine) -> None:
+    """0028 lets releases be of kind ``intent_demand`` (a table copy on SQLite): no release is
+    lost either way, and the downgrade refuses while one of that kind exists."""
+    releases = Base.metadata.tables["releases"]
+    command.upgrade(alembic_config(scratch_engine), "0027")
+    with scratch_engine.begin() as conn:
+        insert_one_row_in_the_tables_there(conn)
+        before = row_counts(conn)
+    assert before["releases"] == 1
+    with pytest.raises(IntegrityError), scratch_engine.begin() as conn:
+        conn.execute(update(releases).values(kind="intent_demand"))  # not yet allowed
+
+    command.upgrade(alembic_config(scratch_engine), "0028")
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
+    with scratch_engine.begin() as conn:
+        conn.execute(update(releases).values(kind="intent_demand"))
+    with pytest.raises(RuntimeError, match="intent_demand"):
+        command.downgrade(alembic_config(scratch_engine), "0027")
+    assert schema_revision(scratch_engine)[0] == "0028"
+
+    with scratch_engine.begin() as conn:
+        conn.execute(update(releases).values(kind="count"))
+    command.downgrade(alembic_config(scratch_engine), "0027")
+    with scratch_engine.connect() as conn:
+        assert row_counts(conn) == before
+    with pytest.raises(IntegrityError), scratch_engine.begin() as conn:
+        conn.execute(update(releases).values(kind="intent_demand"))
+
+
 # -- no migration loses or breaks a row ---------------------------------------------------------
 
 

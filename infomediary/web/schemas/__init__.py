@@ -16,6 +16,8 @@ from infomediary.web.schemas.broker import CellSchema as CellSchema
 from infomediary.web.schemas.broker import CountRequestSchema as CountRequestSchema
 from infomediary.web.schemas.broker import CountResponseSchema as CountResponseSchema
 from infomediary.web.schemas.broker import Criteria as Criteria
+from infomediary.web.schemas.broker import DemandRequestSchema as DemandRequestSchema
+from infomediary.web.schemas.broker import DemandResponseSchema as DemandResponseSchema
 from infomediary.web.schemas.fields import FieldError as FieldError
 from infomediary.web.schemas.fields import MultilineText as MultilineText
 from infomediary.web.schemas.fields import Text as Text

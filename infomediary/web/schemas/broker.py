@@ -9,9 +9,11 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate
 from infomediary.broker.attributes import ATTRIBUTES
 from infomediary.broker.canonical import DISJOINT, MAX_PREDICATES, InvalidQuery
 from infomediary.services.broker import CountQuery
+from infomediary.services.intent_demand import DemandQuery
 from infomediary.web.schemas.fields import FieldError, Text
 from infomediary.web.schemas.loading import RequestSchema
 from policies.model import PURPOSES
+from policies.taxonomy import INTEREST_TAGS, REGIONS
 
 
 class Criteria(fields.Dict):
@@ -128,6 +130,44 @@ class CountResponseSchema(Schema):
     query_id = fields.Str()
     breakdown = fields.Str()
     cells = fields.List(fields.Nested(CellSchema))
+
+
+class DemandRequestSchema(RequestSchema):
+    """A count of the distinct customers with open intents in a category (per region)."""
+
+    default_code = "invalid_query"
+    codes = {"purpose": "unknown_purpose", "category": "unknown_value", "region": "unknown_value"}
+
+    purpose = Text(
+        required=True,
+        validate=validate.OneOf(tuple(PURPOSES)),
+        metadata={"description": "One of the purposes your client declared."},
+    )
+    category = Text(
+        required=True,
+        error_messages={
+            "required": FieldError("invalid_query", "Name a category: an interest of the taxonomy.")
+        },
+        validate=validate.OneOf(tuple(INTEREST_TAGS)),
+        metadata={"description": "An interest of the taxonomy, of any sector."},
+    )
+    region = Text(
+        allow_none=True,
+        load_default=None,
+        validate=validate.OneOf(REGIONS),
+        metadata={"description": "One region; without it, one cell per region."},
+    )
+
+    @post_load
+    def make_query(self, data: dict[str, Any], **_kwargs: Any) -> DemandQuery:
+        return DemandQuery(
+            purpose=data["purpose"], category=data["category"], region=data["region"]
+        )
+
+
+class DemandResponseSchema(CountResponseSchema):
+    category = fields.Str(required=True)
+    region = fields.Str(metadata={"description": "The region asked for, if one was."})
 
 
 class AttributeSchema(Schema):
