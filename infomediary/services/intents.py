@@ -205,6 +205,20 @@ def _details(
     return opened
 
 
+#: A standing agreement comes up for review this many days before its term ends, and stays
+#: up for review as long after it.
+REVIEW_DAYS = 14
+
+
+def review_window(intent: Intent) -> tuple[date, date] | None:
+    """When an accepted recurring intent (a standing agreement) is up for review: from
+    ``REVIEW_DAYS`` before its term's last day to as many after; ``None`` for any other."""
+    if intent.status != IntentStatus.ACCEPTED or intent.recurrence_until is None:
+        return None
+    span = timedelta(days=REVIEW_DAYS)
+    return intent.recurrence_until - span, intent.recurrence_until + span
+
+
 def ends_at(intent: Intent) -> datetime:
     """When the fulfilment grant of an accepted intent ends: the day after the term's last
     day for a recurring intent, 30 days after its date for a one-off one."""
@@ -231,14 +245,20 @@ def deliveries(intent: Intent) -> list[date]:
     dates: list[date] = []
     step = 0
     while True:
-        if intent.recurrence_unit == RecurrenceUnit.WEEK:
-            moment = intent.needed_by + timedelta(weeks=step * intent.recurrence_every)
-        else:
-            moment = _add_months(intent.needed_by, step * intent.recurrence_every)
+        moment = advance(
+            intent.needed_by, step * intent.recurrence_every, str(intent.recurrence_unit)
+        )
         if moment > intent.recurrence_until:
             return dates
         dates.append(moment)
         step += 1
+
+
+def advance(start: date, steps: int, unit: str) -> date:
+    """``start`` moved on by ``steps`` weeks or months (``unit``), as deliveries fall."""
+    if unit == RecurrenceUnit.WEEK:
+        return start + timedelta(weeks=steps)
+    return _add_months(start, steps)
 
 
 def _add_months(start: date, months: int) -> date:

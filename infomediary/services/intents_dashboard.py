@@ -37,11 +37,13 @@ from infomediary.services.intents import (
     IntentInput,
     _own_intent,
     accept_for_customer,
+    advance,
     cancel_for_customer,
     compare_for_customer,
     ends_at,
     list_for_customer,
     post_for_customer,
+    review_window,
     today,
 )
 from infomediary.services.uow import unit_of_work
@@ -149,6 +151,42 @@ def _fulfilment(session: Session, grant_id: str | None) -> dict[str, Any] | None
     }
 
 
+def _review(intent: Intent) -> dict[str, Any] | None:
+    """A standing agreement up for review: when its term ends, and whether it has."""
+    window = review_window(intent)
+    if window is None or today() < window[0] or intent.recurrence_until is None:
+        return None
+    return {"ends": intent.recurrence_until, "ended": intent.recurrence_until < today()}
+
+
+def renewal_form(view: dict[str, Any]) -> dict[str, str]:
+    """The posting form filled in from a recurring intent (as the customer's list has it),
+    for another term as long as the last, its first delivery one period after the last one
+    (and after today); empty for a one-off intent."""
+    recurrence = view.get("recurrence")
+    if not recurrence:
+        return {}
+    every, unit = int(recurrence["every"]), str(recurrence["unit"])
+    first, until = date.fromisoformat(view["needed_by"]), date.fromisoformat(recurrence["until"])
+    start = advance(date.fromisoformat(view["deliveries"][-1]), every, unit)
+    while start <= today():
+        start = advance(start, every, unit)
+    form = {
+        "category": view["category"],
+        "description": view["description"],
+        "needed_by": start.isoformat(),
+        "region": view.get("region") or "",
+        "recurrence": "repeat",
+        "every": str(every),
+        "unit": unit,
+        "until": (start + (until - first)).isoformat(),
+        "terms": view["terms"],
+    }
+    if view.get("max_price_minor"):
+        form |= {"budget": f"{view['max_price_minor'] / 100:.2f}", "currency": view["currency"]}
+    return form
+
+
 def detail(
     session: Session, inst: Instance, customer_id: str, intent_id: str, ctx: Context
 ) -> dict[str, Any]:
@@ -167,6 +205,7 @@ def detail(
             "terms_summary": proffered.summary if proffered else "",
             "ends_at": ends_at(intent),
             "fulfilment": _fulfilment(session, intent.fulfilment_grant_id),
+            "review": _review(intent),
         }
     bids = []
     for bid in found["bids"]:

@@ -49,7 +49,7 @@ from infomediary.models import (
 )
 from infomediary.services import Context, customer_keys, jobs
 from infomediary.services.exports import SupplierNames
-from infomediary.services.intents import deliveries
+from infomediary.services.intents import REVIEW_DAYS, deliveries, review_window
 from infomediary.services.uow import unit_of_work
 from infomediary.statuses import IntentStatus, JobStatus
 
@@ -63,6 +63,7 @@ AUDITOR_READ = "auditor_read"
 IMPORT_FINISHED = "import_finished"
 NEW_BID = "new_bid"
 INTENT_DUE = "intent_due"
+INTENT_REVIEW = "intent_review"
 #: Every kind, in the order the settings page lists them.
 KINDS: tuple[str, ...] = (
     SUPPLIER_READ,
@@ -73,6 +74,7 @@ KINDS: tuple[str, ...] = (
     IMPORT_FINISHED,
     NEW_BID,
     INTENT_DUE,
+    INTENT_REVIEW,
 )
 #: Kinds read from the access log (unread past ``seen_seq``); the others by time.
 LOG_KINDS = frozenset({SUPPLIER_READ, AUDITOR_READ})
@@ -86,6 +88,7 @@ LINKS: dict[str, str] = {
     IMPORT_FINISHED: "/purchases",
     NEW_BID: "/intents",
     INTENT_DUE: "/intents",
+    INTENT_REVIEW: "/intents",
 }
 EXPIRING_DAYS = 7
 #: An open or accepted intent whose date (or, standing, whose next delivery) is this close is
@@ -331,6 +334,37 @@ def _fetch(
                     key = f"{kind}-{intent.id}-{day.isoformat()}"
                     found.append(_Raw(kind, at, key, link=_intent_link(intent.id)))
         return sorted(found, key=lambda r: (r.at, r.key), reverse=True)[:limit]
+    if kind == INTENT_REVIEW:
+        # A standing agreement comes up for review REVIEW_DAYS before its term ends (or when
+        # accepted, if later): once, read after, while it is up for review.
+        today = now.date()
+        standing = session.execute(
+            select(Intent, Bid.supplier_id)
+            .join(Bid, Bid.id == Intent.accepted_bid_id)
+            .where(
+                Intent.customer_id == customer_id,
+                Intent.status == IntentStatus.ACCEPTED,
+                Intent.recurrence_until <= today + timedelta(days=REVIEW_DAYS),
+                Intent.recurrence_until >= today - timedelta(days=REVIEW_DAYS),
+            )
+            .order_by(Intent.recurrence_until.asc(), Intent.id.asc())
+            .limit(limit)
+        ).all()
+        reviews = []
+        for agreement, supplier_id in standing:
+            span = review_window(agreement)
+            if span is None:
+                continue
+            opens = datetime(span[0].year, span[0].month, span[0].day, tzinfo=UTC)
+            at = max(agreement.closed_at or agreement.created_at, opens)
+            if since is None or since.at is None or at > since.at:
+                link = _intent_link(agreement.id)
+                reviews.append(
+                    _Raw(
+                        kind, at, f"{kind}-{agreement.id}", supplier_id=str(supplier_id), link=link
+                    )
+                )
+        return sorted(reviews, key=lambda r: (r.at, r.key), reverse=True)
     imports = session.execute(
         select(PurchaseImport.id, PurchaseImport.finished_at, PurchaseImport.imported)
         .where(
@@ -539,6 +573,7 @@ DIGEST_LINES: dict[str, str] = {
     IMPORT_FINISHED: "{n} purchase import(s) finished",
     NEW_BID: "{n} new bid(s) on your intents{by}",
     INTENT_DUE: "{n} intent(s) needed within 2 days",
+    INTENT_REVIEW: "{n} standing agreement(s) ending soon or ended: time to review them{by}",
 }
 
 

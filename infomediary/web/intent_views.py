@@ -189,9 +189,14 @@ def _deadline(
     return closes
 
 
-def _render(form: dict[str, str], errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+def _render(
+    form: dict[str, str], errors: dict[str, str], status: int = 200, again: str | None = None
+) -> ResponseReturnValue:
     options = intents_dashboard.form_options(db(), instance(), _customer_id())
     mine = intents_dashboard.list_intents(db(), instance(), _customer_id(), context())
+    renewed = next((v for v in mine if v["id"] == again), None) if again else None
+    if renewed is not None:  # "post it again": the form filled in for another term
+        form = intents_dashboard.renewal_form(renewed)
     shown = {"terms": options["default_terms"], "recurrence": "once", "unit": "month"} | {
         k: v for k, v in form.items() if v
     }
@@ -211,7 +216,7 @@ def _render(form: dict[str, str], errors: dict[str, str], status: int = 200) -> 
 @bp.get("/intents")
 @login_required
 def index() -> ResponseReturnValue:
-    return _render({}, {})
+    return _render({}, {}, again=request.args.get("again"))
 
 
 @bp.post("/intents")

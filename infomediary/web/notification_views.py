@@ -65,6 +65,7 @@ def _labels() -> dict[str, str]:
         notifications.IMPORT_FINISHED: gettext("A purchase import finished"),
         notifications.NEW_BID: gettext("A new bid on one of your intents"),
         notifications.INTENT_DUE: gettext("An intent is needed within 2 days"),
+        notifications.INTENT_REVIEW: gettext("A standing agreement comes to its end"),
     }
 
 

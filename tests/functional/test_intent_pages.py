@@ -588,6 +588,73 @@ def test_a_standing_intent_reminds_before_each_delivery(
     assert 'id="intent_due-' not in _page(client, "/notifications")
 
 
+def test_a_standing_agreement_comes_up_for_review_and_can_be_posted_again(
+    inst: Instance, client: FlaskClient, customer: str
+) -> None:
+    intent_id = _posted(client, recurrence="repeat", every="1", unit="month", until=_day(120))
+    bid_id = _bid(inst, _bidder(inst, "Acme Books"), intent_id, 8000)
+    client.post(
+        f"/intents/{intent_id}/bids/{bid_id}/accept",
+        data={"csrf_token": csrf(client, "/intents"), "share": "no"},
+    )
+    assert 'id="intent_review-' not in _page(client, "/notifications")
+    assert 'data-testid="review"' not in _page(client, f"/intents/{intent_id}")
+    # months on: the term (monthly from 80 days ago) ends in ten days
+    first, until = TODAY - timedelta(days=80), TODAY + timedelta(days=10)
+    with inst.sessions() as session:
+        intent = session.get_one(Intent, intent_id)
+        intent.needed_by, intent.recurrence_until = first, until
+        session.commit()
+        last = intents.deliveries(intent)[-1]
+    page = _page(client, "/notifications")
+    assert f'id="intent_review-{intent_id}"' in page
+    assert "Your standing agreement with Acme Books comes to its end" in page
+    assert page.count('id="intent_review-') == 1
+    shown = _page(client, f"/intents/{intent_id}")
+    assert 'data-testid="review"' in shown
+    assert f"/intents?again={intent_id}" in shown
+    # "post it again": the form holds the same intent for a term as long, from the next month
+    again = _page(client, f"/intents?again={intent_id}")
+    start = intents.advance(last, 1, "month")
+    assert f'value="{start.isoformat()}"' in again
+    assert f'value="{(start + (until - first)).isoformat()}"' in again
+    assert "A hardback atlas of the world, recent edition." in again
+    assert 'value="80.00"' not in again  # the budget is the customer's, not the bid's
+    assert 'value="90.00"' in again
+    before = _count(inst, Intent)
+    renewed = _posted(
+        client,
+        needed_by=start.isoformat(),
+        recurrence="repeat",
+        every="1",
+        unit="month",
+        until=(start + (until - first)).isoformat(),
+    )
+    assert renewed != intent_id
+    assert _count(inst, Intent) == before + 1
+    # another customer's intent fills in nothing
+    assert (
+        "A hardback atlas"
+        not in _page(client, "/intents?again=" + "0" * 36).split('id="post-heading"')[1]
+    )
+    # a cancelled agreement is not up for review
+    client.post(f"/intents/{intent_id}/cancel", data={"csrf_token": csrf(client, "/intents")})
+    assert 'id="intent_review-' not in _page(client, "/notifications")
+
+
+def test_the_digest_tells_of_agreements_to_review() -> None:
+    mail = notifications.digest_mail(
+        "ivy@example.org",
+        "https://infomediary.example",
+        [
+            notifications.Notification(
+                notifications.INTENT_REVIEW, utcnow(), "intent_review-1", "/intents/1", "Acme"
+            )
+        ],
+    )
+    assert "1 standing agreement(s) ending soon or ended: time to review them (Acme)" in mail.body
+
+
 def test_amounts_are_shown_in_their_currencys_minor_unit(app: Flask) -> None:
     with app.test_request_context("/", headers={"Accept-Language": "en"}):
         assert minor_amount(8950, "AUD") == "A$89.50"
