@@ -175,12 +175,21 @@ class MatchIndex:
         return Selection(result, frozenset(categories))
 
     def excluded(
-        self, supplier_id: str, sector: str | None, others: Iterable[tuple[str, str | None]] = ()
+        self,
+        supplier_id: str,
+        sector: str | None,
+        others: Iterable[tuple[str, str | None]] = (),
+        *,
+        agreements: bool = True,
     ) -> BitMap:
-        """Everyone who said "never" to the supplier, to its sector, or to one of ``others``."""
+        """Everyone who said "never" to the supplier, to its sector, or to one of ``others``,
+        and (with ``agreements``) everyone whose MyTerms agreement with one of them is in
+        force: its rules are ``never`` rules naming that supplier."""
         maps = []
         for who, where in ((supplier_id, sector), *others):
             maps.append(self.bitmap(exclusion_text("supplier", who)))
+            if agreements:
+                maps.append(self.bitmap(exclusion_text("agreement", who)))
             if where:
                 maps.append(self.bitmap(exclusion_text("sector", where)))
         found = [m for m in maps if m]

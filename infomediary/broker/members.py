@@ -10,7 +10,10 @@ whoever is counted by district is also counted by state: the broker asks the pol
 the two together. The postal district is an explicit category (no template and no ``"*"``
 rule releases it), so the entry of a customer who has not said yes to it holds neither its
 eligibility token nor the ``v|area|..`` value token. A ``never`` rule naming a sector or a
-supplier becomes an exclusion token (``x|sector|finance``, ``x|supplier|<id>``). The entry
+supplier becomes an exclusion token (``x|sector|finance``, ``x|supplier|<id>``), and so does a
+MyTerms agreement in force with a supplier (``x|agreement|<id>``: its rules are ``never`` rules
+for that supplier; kept apart so the intents' listing, which an agreement does not close, can
+leave it out). The entry
 is recomputed in the same transaction as every profile or policy change and the index version
 is bumped, so every worker refreshes before its next answer.
 """
@@ -174,8 +177,11 @@ def eligibility(policy: Policy, now: datetime) -> tuple[tuple[str, str, Mode], .
     return _eligibility(_policy_key(lasting), now.isoformat())
 
 
-def exclusions(policy: Policy, blocked_suppliers: Iterable[str] = ()) -> list[str]:
+def exclusions(
+    policy: Policy, blocked_suppliers: Iterable[str] = (), agreed_suppliers: Iterable[str] = ()
+) -> list[str]:
     texts = {exclusion_text("supplier", s) for s in blocked_suppliers}
+    texts |= {exclusion_text("agreement", s) for s in agreed_suppliers}
     for rule in policy.rules:
         if (
             rule.mode == Mode.NEVER
@@ -187,7 +193,11 @@ def exclusions(policy: Policy, blocked_suppliers: Iterable[str] = ()) -> list[st
 
 
 def member_texts(
-    profile: dict[str, Any], policy: Policy, now: datetime, blocked_suppliers: Iterable[str] = ()
+    profile: dict[str, Any],
+    policy: Policy,
+    now: datetime,
+    blocked_suppliers: Iterable[str] = (),
+    agreed_suppliers: Iterable[str] = (),
 ) -> list[str]:
     allowed = eligibility(policy, now)
     released = {category for category, _, _ in allowed}
@@ -196,7 +206,7 @@ def member_texts(
         texts += [
             value_text(attribute, v) for v in values if value_category(attribute, v) in released
         ]
-    return texts + exclusions(policy, blocked_suppliers)
+    return texts + exclusions(policy, blocked_suppliers, agreed_suppliers)
 
 
 def member_tokens(key: bytes, texts: Iterable[str]) -> bytes:

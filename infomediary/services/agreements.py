@@ -12,7 +12,9 @@ The agreement's rules are part of the customer's effective policy for that suppl
 (:func:`agreement_rules`, merged by :func:`infomediary.services.decisions.effective_policy`):
 every rule is ``never``, for that supplier only, so the policy engine's deny-overrides makes
 it win over any grant, on every access. The rules enforced are those the signed record holds,
-so an operator replacing the roster later changes no agreement already made.
+so an operator replacing the roster later changes no agreement already made. The broker's
+counts and offers, decided from the match index, leave the customer out of that supplier's
+releases altogether while the agreement is in force (an exclusion token, written with it).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from infomediary.crypto.receipts import ReceiptError, verify_receipt
 from infomediary.errors import InvalidRequest, NotFound, UnknownTerms
 from infomediary.instance import Instance
 from infomediary.models import Agreement, CustomerTerms, Supplier, SupplierTerms, utcnow
-from infomediary.services import Context
+from infomediary.services import Context, matching
 from infomediary.services.customer_keys import customer_key
 from infomediary.services.pseudonyms import pairwise_pseudonym
 from infomediary.services.uow import UnitOfWork, unit_of_work
@@ -298,6 +300,9 @@ def record_agreement(
         )
     )
     session.flush()
+    # the supplier's counts and offer audiences leave the customer out from this commit on,
+    # as for any never rule naming it (infomediary/broker/members.py)
+    matching.sync_member(session, inst, customer_id)
     return AgreementRecord(
         record_id, customer_id, supplier.id, terms.id, terms, now, token, int(entry.seq)
     )

@@ -7,7 +7,8 @@ it under a pseudonym of its own and bid, and the customer accepts one bid.
   0x00 || customer_id)``: the id is random, so two intents of one customer are unlinkable.
 - **Sectors.** A category (an interest of the taxonomy) belongs to one sector
   (:data:`SECTOR_OF`); a supplier the operator approved with ``intents:read`` sees the open
-  intents of its own sector only, never those of customers who blocked it.
+  intents of its own sector only, never those of customers who blocked it or whose policy
+  says "never" to it or to its sector.
 - **Logged.** Every intent a supplier is shown (in a list or alone) is one entry on that
   customer's access log, and so is every refusal; the customer's agent's reads and changes are
   entries too.
@@ -34,7 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from babel.numbers import list_currencies
-from sqlalchemy import func, or_, select, update
+from pyroaring import BitMap
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from infomediary.audit.log import Actor
@@ -55,6 +57,7 @@ from infomediary.models import (
     Bid,
     ConsentGrant,
     Intent,
+    MatchEntry,
     OAuthToken,
     Offer,
     OfferDelivery,
@@ -777,9 +780,35 @@ def cancel_for_customer(
 # -- suppliers (intents:read, intents:bid) ---------------------------------------------------
 
 
-def _not_blocked(supplier_id: str) -> Any:
-    blocked = select(SupplierBlock.customer_id).where(SupplierBlock.supplier_id == supplier_id)
-    return Intent.customer_id.not_in(blocked)
+def _open_to(session: Session, inst: Instance, supplier: Supplier) -> Any:
+    """The intents' customers who have not blocked the supplier nor said "never" to it or to
+    its sector in their policy (the broker's exclusions, read from the refreshed index; an
+    agreement with the supplier restricts what it may use, not the intents it may see)."""
+    blocked = select(SupplierBlock.customer_id).where(SupplierBlock.supplier_id == supplier.id)
+    clause: ColumnElement[bool] = Intent.customer_id.not_in(blocked)
+    said_never = _said_never(session, inst, supplier)
+    if said_never:
+        ids = select(MatchEntry.customer_id).where(
+            MatchEntry.ordinal.in_(sorted(said_never)), MatchEntry.customer_id.is_not(None)
+        )
+        clause = clause & Intent.customer_id.not_in(ids)
+    return clause
+
+
+def _said_never(session: Session, inst: Instance, supplier: Supplier) -> BitMap:
+    index = inst.match_index
+    index.refresh(session)
+    return index.excluded(supplier.id, supplier.sector, agreements=False)
+
+
+def _closed_to(session: Session, inst: Instance, supplier: Supplier, customer_id: str) -> bool:
+    """Whether the customer blocked the supplier or said "never" to it or to its sector."""
+    if session.get(SupplierBlock, (customer_id, supplier.id)) is not None:
+        return True
+    ordinal = session.execute(
+        select(MatchEntry.ordinal).where(MatchEntry.customer_id == customer_id)
+    ).scalar_one_or_none()
+    return ordinal is not None and int(ordinal) in _said_never(session, inst, supplier)
 
 
 def _cursor(intent: Intent) -> str:
@@ -816,7 +845,7 @@ def list_open(
             Intent.status == IntentStatus.OPEN,
             Intent.needed_by >= today(),
             or_(Intent.deadline.is_(None), Intent.deadline > utcnow()),
-            _not_blocked(supplier.id),
+            _open_to(session, inst, supplier),
         )
         if page.category is not None:
             query = query.where(
@@ -908,14 +937,16 @@ def _intent_for(
     lock: bool = False,
 ) -> Intent:
     """The intent, if the supplier may see it: of its sector, of a customer who has not
-    blocked it. A refusal is logged (on the customer's log when there is one)."""
+    blocked it nor said "never" to it or its sector. A refusal is logged (on the customer's
+    log when there is one)."""
     query = select(Intent).where(Intent.id == intent_id)
     intent = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
     if intent is None:
         _refused(session, ctx, Reason("intents.no_intent"), action, None)
         raise NotFound("No such intent.")
-    blocked = session.get(SupplierBlock, (intent.customer_id, supplier.id)) is not None
-    if blocked or intent.sector_index != blind_index(inst, "sector", supplier.sector):
+    if intent.sector_index != blind_index(inst, "sector", supplier.sector) or _closed_to(
+        session, inst, supplier, intent.customer_id
+    ):
         customer_id = intent.customer_id
         _refused(
             session,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from infomediary.broker.members import clear_entry, member_texts, member_tokens, store_entry
 from infomediary.instance import Instance
-from infomediary.models import Customer, MatchEntry, Profile, SupplierBlock, utcnow
+from infomediary.models import Agreement, Customer, MatchEntry, Profile, SupplierBlock, utcnow
 from infomediary.services import derived_record
 from infomediary.services.customer_keys import customer_key, is_verified
 from infomediary.services.policy_store import load_policy
@@ -52,7 +52,12 @@ def sync_member(
     blocked = session.execute(
         select(SupplierBlock.supplier_id).where(SupplierBlock.customer_id == customer_id)
     ).scalars()
-    texts = member_texts(values, policy, now, blocked)
+    agreed = session.execute(
+        select(Agreement.supplier_id).where(
+            Agreement.customer_id == customer_id, Agreement.revoked_at.is_(None)
+        )
+    ).scalars()
+    texts = member_texts(values, policy, now, blocked, agreed)
     return _store(session, customer_id, member_tokens(inst.keyring.secret("blind_index"), texts))
 
 

@@ -9,7 +9,7 @@ supplier is shown is an entry on the customer's log."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,16 +27,19 @@ from infomediary.models import (
     Bid,
     ConsentGrant,
     Intent,
+    MatchEntry,
     OAuthToken,
     SupplierBlock,
     utcnow,
 )
-from infomediary.services import Context, erasure, export_csv, exports
+from infomediary.services import Context, customer_policy, erasure, export_csv, exports
 from infomediary.services.agreements import verify_agreement
 from infomediary.services.intents import SECTOR_OF, ends_at
 from infomediary.services.jobs import run_pending
+from infomediary.services.policy_store import load_policy
 from infomediary.services.suppliers import verify_supplier
 from infomediary.web.errors import STATUS
+from policies.model import Mode, Recipient, Rule
 from tests.factories import make_customer
 from tests.functional.test_api_contract import _examples, _resolve, _variants
 from tests.log_reasons import code_of, params_of
@@ -537,6 +540,67 @@ def test_reads_outside_the_sector_and_by_blocked_suppliers_are_refused_and_logge
     viewed = w.acme.get(f"{w.base}/api/v1/intents/{posted['id']}")
     assert viewed.status_code == 200
     assert [params_of(e)["intent"] for e in _entries(inst, "intents.viewed")] == [posted["id"]]
+
+
+@pytest.mark.parametrize("named", ["supplier", "sector"])
+def test_a_customer_who_said_never_to_a_supplier_or_its_sector_is_closed_to_it(
+    world: World, inst: Instance, named: str
+) -> None:
+    w = world
+    posted = _post(w)
+    assert [i["id"] for i in w.globex.get(f"{w.base}/api/v1/intents").json()["intents"]] == [
+        posted["id"]
+    ]
+    recipient = (
+        Recipient.supplier(w.creds["globex"].id)
+        if named == "supplier"
+        else Recipient.sector("retail")
+    )
+    with inst.sessions() as session:
+        policy = load_policy(session, inst, w.customer_id)
+        never = Rule("*", "*", recipient, Mode.NEVER)
+        customer_policy.save_policy(
+            session,
+            inst,
+            w.customer_id,
+            replace(policy, rules=(*policy.rules, never)),
+            Context(Actor.customer(w.customer_id)),
+            "policy.updated",
+        )
+    assert w.globex.get(f"{w.base}/api/v1/intents").json()["intents"] == []
+    _problem(w.globex.get(f"{w.base}/api/v1/intents/{posted['id']}"), 403, "intent_outside_sector")
+    _problem(
+        w.globex.post(f"{w.base}/api/v1/intents/{posted['id']}/bids", json=_bid()),
+        403,
+        "intent_outside_sector",
+    )
+    # a never rule naming Globex leaves Acme its view; one naming the sector closes it too
+    listed = w.acme.get(f"{w.base}/api/v1/intents").json()["intents"]
+    assert [i["id"] for i in listed] == ([posted["id"]] if named == "supplier" else [])
+
+
+def test_an_agreement_leaves_the_customer_out_of_that_suppliers_counts_not_its_listing(
+    world: World, inst: Instance
+) -> None:
+    w = world
+    first = _post(w)
+    bid = w.acme.post(f"{w.base}/api/v1/intents/{first['id']}/bids", json=_bid())
+    accepted = w.agent.post(
+        f"{w.base}/api/v1/me/intents/{first['id']}/bids/{bid.json()['bid']['id']}/accept", json={}
+    )
+    assert accepted.status_code == 200, accepted.text
+    with inst.sessions() as session:
+        inst.match_index.refresh(session)
+        ordinal = session.execute(
+            select(MatchEntry.ordinal).where(MatchEntry.customer_id == w.customer_id)
+        ).scalar_one()
+    acme, globex = w.creds["acme"].id, w.creds["globex"].id
+    assert ordinal in inst.match_index.excluded(acme, "retail")
+    assert ordinal not in inst.match_index.excluded(globex, "retail")
+    # the agreement restricts what Acme may use; it still sees the customer's next intent
+    second = _post(w, description="A road atlas of Australia.")
+    listed = w.acme.get(f"{w.base}/api/v1/intents").json()["intents"]
+    assert second["id"] in [i["id"] for i in listed]
 
 
 def test_the_customers_agent_and_suppliers_need_their_own_scopes(
