@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import expect
+from sqlalchemy import select
 
+from infomediary.audit.log import Actor
 from infomediary.instance import Instance
-from infomediary.models import Supplier, utcnow
+from infomediary.models import Bid, Intent, Supplier, utcnow
+from infomediary.services import Context, intents
 from tests.browser_support import NARROW, BaseTab, assert_fits, open_tab, screenshot
 from tests.factories import make_customer
 from tests.oauth_helpers import make_supplier
@@ -192,4 +195,69 @@ def test_post_an_intent_compare_two_bids_and_accept_one(
     lost = globex.get(f"{live_server}/api/v1/intents/{intent_id}")
     assert lost.json()["bid"]["status"] == "not_chosen"
     assert lost.json()["fulfilment"] is None
+    tab.assert_clean()
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["desktop", "390px"])
+def test_a_standing_agreement_up_for_review_is_posted_again_from_its_page(
+    tab: BaseTab, inst: Instance, live_server: str, narrow: bool
+) -> None:
+    """A monthly intent accepted, its term ending in ten days: the notification leads to its
+    page, which offers to post it again; the form comes filled in and posts a new intent."""
+    page = tab.page
+    if narrow:
+        page.set_viewport_size(NARROW)
+    customer_id = make_customer(inst, email=EMAIL, password=PASSWORD, profile=PROFILE)
+    acme = _bidder(live_server, inst, "Acme Books", verified=True)
+    with inst.sessions() as session:
+        posted = intents.post_for_customer(
+            session,
+            inst,
+            customer_id,
+            intents.IntentInput(
+                category="books",
+                description="A new novel every month.",
+                needed_by=intents.today() + timedelta(days=1),
+                recurrence=intents.Recurrence(1, "month", intents.today() + timedelta(days=200)),
+            ),
+            Context(Actor.customer(customer_id)),
+        )
+    intent_id = str(posted["id"])
+    _bid(live_server, acme, intent_id, price_minor=2500, description="Staff picks.")
+    with inst.sessions() as session:
+        bid_id = session.execute(select(Bid.id).where(Bid.intent_id == intent_id)).scalar_one()
+        intents.accept_for_customer(
+            session,
+            inst,
+            customer_id,
+            intent_id,
+            bid_id,
+            intents.AcceptInput(False),
+            Context(Actor.customer(customer_id)),
+            live_server,
+        )
+        intent = session.get_one(Intent, intent_id)
+        intent.needed_by = intents.today() - timedelta(days=80)
+        intent.recurrence_until = intents.today() + timedelta(days=10)
+        session.commit()
+
+    tab.goto("/login")
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    tab.goto("/notifications")
+    page.get_by_role(
+        "link", name="Your standing agreement with Acme Books (verified) comes to its end"
+    ).click()
+    expect(page).to_have_url(tab.url(f"/intents/{intent_id}"))
+    review = page.get_by_test_id("review")
+    expect(review).to_contain_text("Its term ends on")
+    assert_fits(page)
+    review.get_by_role("link", name="Post it again for another term").click()
+    expect(page.get_by_label("What you want")).to_have_value("A new novel every month.")
+    expect(page.get_by_label("What it is about")).to_have_value("books")
+    page.get_by_role("button", name="Post this intent").click()
+    expect(page.get_by_role("status")).to_contain_text("Your intent is posted.")
+    assert page.url.rsplit("/", 1)[1] != intent_id
+    expect(page.get_by_test_id("intent-status")).to_contain_text("open for bids")
     tab.assert_clean()
