@@ -85,6 +85,13 @@ def test_login_and_signup_refuse_with_503_when_the_limit_store_is_away(inst: Ins
     assert "rate_limit_unavailable" in page
     assert "127.0.0.1:1" not in page
     assert login.headers["Retry-After"].isdigit()
+    german = client.post(
+        "/login",
+        data={"csrf_token": token, "email": EMAIL, "password": PASSWORD},
+        headers={"Accept-Language": "de"},
+    )
+    assert german.status_code == 503
+    assert "Der Dienst ist kurz nicht erreichbar" in german.get_data(as_text=True)
     for path, data in (
         ("/signup", {"email": "new@example.org", "password": PASSWORD, "name": "N"}),
         ("/password/reset", {"email": EMAIL}),
