@@ -83,6 +83,18 @@ def client_session(base: str, creds: SupplierCreds, scope: str) -> OAuth2Session
     )
 
 
+def client_credentials(base: str, creds: SupplierCreds, scope: str) -> OAuth2Session:
+    """A client holding a client-credentials token (RFC 6749 section 4.4) for ``scope``."""
+    client = OAuth2Session(
+        creds.client_id,
+        creds.client_secret,
+        scope=scope,
+        token_endpoint=f"{base}/oauth/token",
+    )
+    client.fetch_token(grant_type="client_credentials")
+    return client
+
+
 @dataclass
 class Authorized:
     authorization_response: str

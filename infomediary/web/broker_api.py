@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
+from marshmallow import Schema
+from sqlalchemy.orm import Session
 
 from infomediary import errors
 from infomediary.audit.reasons import Reason
 from infomediary.broker.attributes import ATTRIBUTES, special, value_category
+from infomediary.instance import Instance
+from infomediary.models import Supplier
 from infomediary.services import Context, broker, intent_demand
 from infomediary.services.broker import CountQuery
 from infomediary.services.intent_demand import DemandQuery
@@ -21,7 +28,10 @@ from infomediary.web.schemas import (
     DemandRequestSchema,
     DemandResponseSchema,
 )
+from infomediary.web.schemas.loading import RequestSchema
 from infomediary.web.security import csrf_exempt, instance, request_id
+
+Query = TypeVar("Query", CountQuery, DemandQuery)
 
 bp = Blueprint("broker_api", __name__, url_prefix="/api/v1/audiences")
 bp.before_request(refuse_tokens_outside_the_header)
@@ -116,22 +126,7 @@ def count() -> ResponseReturnValue:
         403: InsufficientScope
         429: BudgetExhausted
     """
-    supplier = bearer_token("audience:count", action="count").supplier
-    session = db()
-    if supplier is None:  # pragma: no cover - token validation checked the supplier
-        raise errors.NotFound("No such supplier.")
-    try:
-        query = json_input(CountRequestSchema(), CountQuery)
-        answer = broker.count_audience(
-            session, instance(), supplier, query, Context.supplier(supplier.id, request_id())
-        )
-    except errors.ValidationFailed as exc:
-        _refused(supplier.id, Reason("broker.count_refused", {"error": exc.code}))
-        raise
-    except errors.BudgetExhausted:
-        _refused(supplier.id, Reason("broker.count_refused_budget"))
-        raise
-    return jsonify(CountResponseSchema().dump(answer))
+    return _answered(CountRequestSchema(), CountQuery, broker.count_audience, CountResponseSchema())
 
 
 @bp.post("/intent-demand")
@@ -175,12 +170,25 @@ def demand() -> ResponseReturnValue:
         403: InsufficientScope
         429: BudgetExhausted
     """
+    return _answered(
+        DemandRequestSchema(), DemandQuery, intent_demand.demand_count, DemandResponseSchema()
+    )
+
+
+def _answered(
+    request_schema: RequestSchema,
+    into: type[Query],
+    release: Callable[[Session, Instance, Supplier, Query, Context], dict[str, Any]],
+    response_schema: Schema,
+) -> ResponseReturnValue:
+    """A release for the token's supplier: the body loaded, then answered; a refused query or
+    an exhausted budget is logged as a refusal (and costs nothing) before its problem."""
     supplier = bearer_token("audience:count", action="count").supplier
     if supplier is None:  # pragma: no cover - token validation checked the supplier
         raise errors.NotFound("No such supplier.")
     try:
-        query = json_input(DemandRequestSchema(), DemandQuery)
-        answer = intent_demand.demand_count(
+        query = json_input(request_schema, into)
+        answer = release(
             db(), instance(), supplier, query, Context.supplier(supplier.id, request_id())
         )
     except errors.ValidationFailed as exc:
@@ -189,4 +197,4 @@ def demand() -> ResponseReturnValue:
     except errors.BudgetExhausted:
         _refused(supplier.id, Reason("broker.count_refused_budget"))
         raise
-    return jsonify(DemandResponseSchema().dump(answer))
+    return jsonify(response_schema.dump(answer))

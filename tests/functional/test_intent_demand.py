@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import requests
-from authlib.integrations.requests_client import OAuth2Session
 from pyroaring import BitMap
 from sqlalchemy import func, select, update
 
@@ -31,7 +30,7 @@ from policies.taxonomy import REGIONS
 from tests.factories import make_customer
 from tests.functional.test_broker_privacy import CTX, new_supplier, ordinal_of, person
 from tests.functional.test_privacy_ledger import spent
-from tests.oauth_helpers import browser_login, make_supplier
+from tests.oauth_helpers import browser_login, client_credentials, make_supplier
 from tests.scripted_noise import ScriptedNoise
 
 
@@ -285,13 +284,7 @@ def test_through_the_api_with_a_client_credentials_token(live_server: str, inst:
         redirect_uris=(),
         sector="travel",
     )
-    client = OAuth2Session(
-        creds.client_id,
-        creds.client_secret,
-        scope="audience:count",
-        token_endpoint=f"{live_server}/oauth/token",
-    )
-    client.fetch_token(grant_type="client_credentials")
+    client = client_credentials(live_server, creds, "audience:count")
     url = f"{live_server}/api/v1/audiences/intent-demand"
     response = client.post(url, json={"purpose": "analytics", "category": "books"})
     assert response.status_code == 200, response.text
