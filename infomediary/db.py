@@ -15,10 +15,13 @@ statement, so the edge can answer them as "try again shortly" rather than as a b
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
@@ -147,6 +150,43 @@ def _begin_immediate(raw: sqlite3.Connection, poller: threading.Lock) -> None:
                 time.sleep(random.uniform(*_WRITE_LOCK_PAUSE))  # noqa: S311 - a pause, not a secret
         finally:
             raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+# -- forking a process whose threads use the database ------------------------------------------
+#: Held by a background thread of this process (the lease's heartbeat, the in-process job
+#: runner) while it uses the database; ``os.fork`` waits for it. A child process has only the
+#: thread that forked: a mutex of SQLite's (or of the connection pool) that another thread
+#: held at the fork stays locked in the child for ever, and its first ``sqlite3.connect``
+#: hangs (gunicorn ``--preload`` forking its workers while the master's threads run).
+_fork_gate = threading.RLock()
+
+
+@contextmanager
+def fork_safe() -> Iterator[None]:
+    """Around a background thread's database work: no fork happens in the middle of it."""
+    with _fork_gate:
+        yield
+
+
+def _before_fork() -> None:
+    _fork_gate.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _fork_gate.release()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_gate
+    _fork_gate = threading.RLock()  # the forking thread's hold is the parent's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 #: The execution option :func:`begin_snapshot` sets on SQLite.

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
 from infomediary.crypto.keyring import FileKeyring, Keyring, KeyringError
 from infomediary.crypto.vault import Vault
-from infomediary.db import rowcount
+from infomediary.db import fork_safe, rowcount
 from infomediary.models import DataKey, KeyringState, ProcessLease, utcnow
 
 #: Lease period (and grace period), seconds, when ``KEY_LEASE_SECONDS`` is not set.
@@ -208,7 +208,8 @@ class LeaseKeeper:
             if self._stop.is_set():
                 return
             try:
-                self.refresh()
+                with fork_safe():
+                    self.refresh()
             except KeyringError as exc:  # e.g. the file was replaced: keep the keys loaded
                 log.error("could not refresh the process lease: %s", exc)
             except Exception as exc:  # retried next beat; if it keeps failing the lease lapses

@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from infomediary import metrics
-from infomediary.db import rowcount
+from infomediary.db import fork_safe, rowcount
 from infomediary.errors import ServiceError
 from infomediary.logs import get_logger
 from infomediary.models import Job, utcnow
@@ -553,7 +553,8 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                ran = run_pending(self.inst, stop=self._stop)
+                with fork_safe():
+                    ran = run_pending(self.inst, stop=self._stop)
             except Exception as exc:  # the database went away: try again at the next poll
                 log.warning("job worker: %s", describe(exc))
                 ran = 0

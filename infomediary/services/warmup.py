@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from infomediary.db import begin_read
 from infomediary.instance import Instance
 from infomediary.logs import get_logger
 from infomediary.services import derived_interests, export_csv, privacy_ledger, site_settings
@@ -83,6 +84,9 @@ def warm(inst: Instance) -> Warmed:
     """Build this process's caches now (idempotent: a second call only refreshes them)."""
     seconds: dict[str, float] = {}
     with inst.sessions() as session:
+        # a read phase (on SQLite a WAL read, no write lock): workers warming at once, and the
+        # processes already serving, never wait on each other's warm-up
+        begin_read(session)
         for name, warmer in list(_WARMERS.items()):
             started = time.perf_counter()
             warmer(session, inst)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,29 @@ def test_a_write_transaction_that_cannot_get_the_lock_fails_at_its_deadline(
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == BUSY_TIMEOUT_MS
     finally:
         engine.dispose()
+
+
+def test_a_fork_waits_for_background_database_work_and_the_child_starts_free() -> None:
+    """A thread inside :func:`db.fork_safe` (the lease's heartbeat, the job runner) holds a
+    fork back until it is done, so no child inherits a mutex locked mid-call; the child's
+    gate is its own and free."""
+    inside, release = threading.Event(), threading.Event()
+
+    def background() -> None:
+        with db.fork_safe():
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=background)
+    worker.start()
+    assert inside.wait(5)
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: its gate is free at once
+        os._exit(0 if db._fork_gate.acquire(timeout=1) else 1)
+    waited = time.monotonic() - started
+    _, status = os.waitpid(pid, 0)
+    worker.join(5)
+    assert waited >= 0.25  # the fork waited for the thread's work to end
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -8,8 +8,9 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from infomediary import db
 from infomediary.broker.members import STATE_ID
 from infomediary.demo import population as demo
 from infomediary.demo import seed_synthetic
@@ -57,3 +58,20 @@ def test_a_warmer_added_later_runs_in_every_warm_up(
     warmed = warmup.warm(inst)
     assert seen == [inst]
     assert "test" in warmed.seconds
+
+
+# SQLite only: PostgreSQL's reads take no lock, so there is nothing to wait for there.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_warming_takes_no_write_lock(inst: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holding SQLite's write lock (a worker serving, or warming at the same
+    time) does not hold a warm-up up: it reads only."""
+    monkeypatch.setattr(db, "WRITE_LOCK_TIMEOUT_SECONDS", 0.2)
+    fresh = open_instance(inst.settings)
+    try:
+        with inst.engine.connect() as holder:
+            holder.execute(update(BrokerState).values(version=BrokerState.version))  # the lock
+            warmed = warmup.warm(fresh)
+            holder.rollback()
+        assert warmed.index_version >= 0
+    finally:
+        fresh.close()
